@@ -1,0 +1,11 @@
+"""The numpy reference backend: readable kernels that define what every primitive means.
+
+Each kernel has the signature ``kernel(*inputs, out, **attrs)`` and writes its result into ``out``.
+"""
+
+from engine.backend import Backend, register_backend
+
+backend = register_backend(Backend("numpy"))
+
+from . import elementwise, reduce, shape, linalg, activation  # noqa: E402,F401  (register kernels)
+from . import conv, pool, norm  # noqa: E402,F401

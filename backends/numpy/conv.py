@@ -1,0 +1,3 @@
+"""numpy reference kernels: conv family."""
+
+from . import backend  # noqa: F401

@@ -1,0 +1,3 @@
+"""numpy reference kernels: norm family."""
+
+from . import backend  # noqa: F401

@@ -1,0 +1,3 @@
+"""numpy reference kernels: pool family."""
+
+from . import backend  # noqa: F401

@@ -1,0 +1,22 @@
+"""numpy reference kernels: reductions."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import backend
+
+
+@backend.register("sum")
+def sum_(x: np.ndarray, out: np.ndarray, axes: tuple[int, ...], keepdims: bool) -> None:
+    out[...] = np.sum(x, axis=axes, keepdims=keepdims)
+
+
+@backend.register("max")
+def max_(x: np.ndarray, out: np.ndarray, axes: tuple[int, ...], keepdims: bool) -> None:
+    out[...] = np.max(x, axis=axes, keepdims=keepdims)
+
+
+@backend.register("argmax")
+def argmax(x: np.ndarray, out: np.ndarray, axis: int, keepdims: bool) -> None:
+    out[...] = np.argmax(x, axis=axis, keepdims=keepdims)

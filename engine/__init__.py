@@ -1,0 +1,43 @@
+"""convgraph engine: Tensors, reverse-mode autograd over one primitive table, nn, optim, data, io."""
+
+from . import functional
+from . import methods as _methods
+from .autograd import abstract, bind, detect_anomaly, enable_grad, is_grad_enabled, no_grad, observe
+from .backend import Backend, active_backend, available_backends, get_backend, register_backend, set_backend, use_backend
+from .gradcheck import gradcheck
+from .primitive import PRIMITIVES, Cost, Primitive, ShapeError, Spec, get_primitive
+from .random import get_rng_state, manual_seed, set_rng_state
+from .tensor import Tensor
+
+_methods.install()
+
+
+def tensor(data, dtype=None, requires_grad: bool = False) -> Tensor:
+    return Tensor(data, dtype=dtype, requires_grad=requires_grad)
+
+
+def zeros(*shape, dtype="float32", requires_grad: bool = False) -> Tensor:
+    import numpy as np
+
+    shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+    return Tensor(np.zeros(shape, dtype), requires_grad=requires_grad)
+
+
+def ones(*shape, dtype="float32", requires_grad: bool = False) -> Tensor:
+    import numpy as np
+
+    shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+    return Tensor(np.ones(shape, dtype), requires_grad=requires_grad)
+
+
+def randn(*shape, dtype="float32", requires_grad: bool = False) -> Tensor:
+    from .random import generator
+
+    shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+    return Tensor(generator().standard_normal(shape).astype(dtype), requires_grad=requires_grad)
+
+
+__all__ = ["Tensor", "tensor", "zeros", "ones", "randn", "functional", "no_grad", "enable_grad", "is_grad_enabled",
+           "abstract", "observe", "bind", "detect_anomaly", "gradcheck", "Primitive", "PRIMITIVES", "Spec", "Cost",
+           "ShapeError", "get_primitive", "Backend", "register_backend", "get_backend", "set_backend", "use_backend",
+           "active_backend", "available_backends", "manual_seed", "get_rng_state", "set_rng_state"]

@@ -1,0 +1,214 @@
+"""bind() runs one primitive eagerly (or abstractly) and records it; backward() applies the vjp rules.
+
+Every interpretation of a primitive goes through :func:`bind`:
+  1. the shape rule validates inputs and gives output specs (same error messages everywhere);
+  2. the active backend's kernel fills freshly allocated outputs (skipped in abstract mode);
+  3. the call is recorded on the tape when an input requires grad, and shown to every registered observer
+     (this is how ``graph.trace`` turns a forward pass into IR without the engine importing ``graph``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from .backend import active_backend
+from .primitive import Primitive
+from .tensor import Node, Tensor
+
+_grad_enabled = True
+_abstract = False
+_anomaly = False
+# observer(prim, inputs, attrs, outputs) is called after every bind; graph.trace registers one.
+_observers: list[Callable[[Primitive, tuple[Tensor, ...], dict[str, Any], tuple[Tensor, ...]], None]] = []
+
+
+@contextlib.contextmanager
+def no_grad() -> Iterator[None]:
+    """Run ops without recording them on the tape (inference, optimizer updates)."""
+    global _grad_enabled
+    prev, _grad_enabled = _grad_enabled, False
+    try:
+        yield
+    finally:
+        _grad_enabled = prev
+
+
+@contextlib.contextmanager
+def enable_grad() -> Iterator[None]:
+    global _grad_enabled
+    prev, _grad_enabled = _grad_enabled, True
+    try:
+        yield
+    finally:
+        _grad_enabled = prev
+
+
+def is_grad_enabled() -> bool:
+    return _grad_enabled
+
+
+@contextlib.contextmanager
+def abstract() -> Iterator[None]:
+    """Shape-only evaluation: bind runs shape rules but no kernels (as JAX's abstract evaluation does)."""
+    global _abstract
+    prev, _abstract = _abstract, True
+    try:
+        yield
+    finally:
+        _abstract = prev
+
+
+def is_abstract() -> bool:
+    return _abstract
+
+
+class AnomalyError(FloatingPointError):
+    """A primitive produced NaN or Inf while anomaly detection was on."""
+
+
+@contextlib.contextmanager
+def detect_anomaly() -> Iterator[None]:
+    """Check every primitive's outputs (forward and backward) and name the first one that is not finite."""
+    global _anomaly
+    prev, _anomaly = _anomaly, True
+    try:
+        yield
+    finally:
+        _anomaly = prev
+
+
+@contextlib.contextmanager
+def observe(fn: Callable[..., None]) -> Iterator[None]:
+    """Register ``fn(prim, inputs, attrs, outputs)`` to see every primitive call inside the block."""
+    _observers.append(fn)
+    try:
+        yield
+    finally:
+        _observers.remove(fn)
+
+
+def bind(prim: Primitive, *inputs: Tensor, **attrs: Any) -> Any:
+    """Run ``prim`` on Tensors. Returns a Tensor, or a tuple of Tensors for multi-result primitives."""
+    specs = tuple(t._spec for t in inputs)
+    out_specs = prim.abstract_eval(*specs, **attrs)
+    if _abstract or any(t._data is None for t in inputs):
+        outs = tuple(Tensor._make(None, s) for s in out_specs)
+    else:
+        arrays = tuple(np.empty(s.shape, s.dtype) for s in out_specs)
+        kernel = active_backend().kernel(prim.name)
+        kernel(*(t._data for t in inputs), out=arrays if prim.multiple_results else arrays[0], **attrs)
+        outs = tuple(Tensor._make(a, s) for a, s in zip(arrays, out_specs))
+        if _anomaly:
+            _check_finite(prim, outs, "forward")
+    if _grad_enabled and prim.vjp_rule is not None and any(t.requires_grad for t in inputs):
+        node = Node(prim, inputs, attrs, outs)
+        for i, o in enumerate(outs):
+            if o._spec.dtype.kind == "f":
+                o.requires_grad = True
+                o._node = node
+                o._index = i
+    for obs in tuple(_observers):
+        obs(prim, inputs, attrs, outs)
+    return outs if prim.multiple_results else outs[0]
+
+
+def _check_finite(prim: Primitive, outs: tuple[Tensor, ...], phase: str) -> None:
+    for i, o in enumerate(outs):
+        if o._data is not None and o.dtype.kind == "f" and not np.all(np.isfinite(o._data)):
+            bad = int(np.size(o._data) - np.count_nonzero(np.isfinite(o._data)))
+            raise AnomalyError(f"{prim.name} ({phase}) produced {bad} non-finite value(s) in output {i} "
+                               f"of shape {list(o.shape)}")
+
+
+def _toposort(root: Tensor) -> list[Node]:
+    """Nodes reachable from ``root`` in reverse topological order (outputs before inputs).
+
+    Iterative DFS with an explicit stack (deep CNN tapes exceed Python's recursion limit); the visit order
+    follows input order, so the result is deterministic.
+    """
+    order: list[Node] = []
+    seen: set[int] = set()
+    if root._node is None:
+        return order
+    stack: list[tuple[Node, bool]] = [(root._node, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        stack.append((node, True))
+        for t in reversed(node.inputs):
+            if t._node is not None and id(t._node) not in seen:
+                stack.append((t._node, False))
+    order.reverse()
+    return order
+
+
+def _accumulate(grads: dict[int, Tensor], key: int, g: Tensor, like: Tensor, where: str) -> None:
+    if g.shape != like.shape:
+        raise RuntimeError(f"{where}: gradient shape {list(g.shape)} does not match tensor shape {list(like.shape)}")
+    prev = grads.get(key)
+    grads[key] = g if prev is None else prev + g
+
+
+def backward(root: Tensor, grad: Tensor | np.ndarray | None = None) -> None:
+    """Accumulate d(root)/d(leaf) into ``leaf.grad`` for every leaf that requires grad."""
+    if not root.requires_grad:
+        raise RuntimeError("backward: tensor does not require grad (no input of the computation requires grad)")
+    if grad is None:
+        if root.size != 1:
+            raise RuntimeError(f"backward: grad can be implicitly created only for scalar outputs, "
+                               f"but the output has shape {list(root.shape)}; pass grad=")
+        g0 = Tensor(np.ones(root.shape, root.dtype))
+    else:
+        g0 = grad if isinstance(grad, Tensor) else Tensor(np.asarray(grad, dtype=root.dtype))
+        if g0.shape != root.shape:
+            raise RuntimeError(f"backward: grad shape {list(g0.shape)} does not match output shape {list(root.shape)}")
+    with no_grad():
+        if root._node is None:  # a leaf: d(root)/d(root) = grad
+            root.grad = g0 if root.grad is None else root.grad + g0
+            return
+        # cotangents keyed by (node id, output index); leaves keyed by tensor id
+        cts: dict[tuple[int, int], Tensor] = {(id(root._node), root._index): g0}
+        leaf_grads: dict[int, Tensor] = {}
+        leaves: dict[int, Tensor] = {}
+        for node in _toposort(root):
+            n_out = len(node.out_specs)
+            gs = tuple(cts.pop((id(node), i), None) for i in range(n_out))
+            if all(g is None for g in gs):
+                continue
+            outs = node.outputs()
+            if node.prim.multiple_results:
+                in_grads = node.prim.vjp_rule(gs, outs, *node.inputs, **node.attrs)
+            else:
+                in_grads = node.prim.vjp_rule(gs[0], outs[0], *node.inputs, **node.attrs)
+            if len(in_grads) != len(node.inputs):
+                raise RuntimeError(f"vjp rule of '{node.prim.name}' returned {len(in_grads)} gradients "
+                                   f"for {len(node.inputs)} inputs")
+            if _anomaly:
+                _check_finite(node.prim, tuple(g for g in in_grads if g is not None), "backward")
+            for x, gx in zip(node.inputs, in_grads):
+                if gx is None or not x.requires_grad:
+                    continue
+                where = f"backward of '{node.prim.name}'"
+                if x._node is None:
+                    leaves[id(x)] = x
+                    _accumulate(leaf_grads, id(x), gx, x, where)
+                else:
+                    key = (id(x._node), x._index)
+                    prev = cts.get(key)
+                    if gx.shape != x.shape:
+                        raise RuntimeError(f"{where}: gradient shape {list(gx.shape)} does not match input "
+                                           f"shape {list(x.shape)}")
+                    cts[key] = gx if prev is None else prev + gx
+        for k, g in leaf_grads.items():
+            leaf = leaves[k]
+            g = g.detach()
+            leaf.grad = g if leaf.grad is None else leaf.grad + g

@@ -1,0 +1,124 @@
+"""Kernel tables. A backend is a name plus a table primitive-name -> kernel; it defines nothing else about ops.
+
+Kernels have the signature ``kernel(*input_arrays, out, **attrs)`` and write into ``out`` (an array, or a
+tuple of arrays for multi-result primitives), so CPU and GPU kernels look alike and an executor can hand
+them buffers from a planned arena.
+
+The engine never imports ``backends`` statically (dependencies run zoo -> graph -> backends -> engine);
+backends are discovered by name with :func:`importlib.import_module` the first time they are asked for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+from collections.abc import Callable, Iterator
+
+Kernel = Callable[..., None]
+
+
+class Backend:
+    """A kernel table. ``fallback`` names a backend whose kernels serve the primitives this one lacks."""
+
+    def __init__(self, name: str, fallback: str | None = None):
+        self.name = name
+        self.fallback = fallback
+        self.kernels: dict[str, Kernel] = {}
+
+    def register(self, *prim_names: str) -> Callable[[Kernel], Kernel]:
+        """Decorator: ``@backend.register("conv2d")`` registers a kernel for one or more primitives."""
+
+        def deco(fn: Kernel) -> Kernel:
+            for n in prim_names:
+                self.kernels[n] = fn
+            return fn
+
+        return deco
+
+    def kernel(self, prim_name: str) -> Kernel:
+        k = self.kernels.get(prim_name)
+        if k is not None:
+            return k
+        if self.fallback is not None:
+            return get_backend(self.fallback).kernel(prim_name)
+        raise NotImplementedError(f"backend '{self.name}' has no kernel for primitive '{prim_name}'")
+
+    def has_kernel(self, prim_name: str) -> bool:
+        return prim_name in self.kernels
+
+    def __repr__(self) -> str:
+        return f"Backend({self.name!r}, {len(self.kernels)} kernels)"
+
+
+_BACKENDS: dict[str, Backend] = {}
+
+
+def register_backend(backend: Backend) -> Backend:
+    _BACKENDS[backend.name] = backend
+    return backend
+
+
+def get_backend(name: str | Backend) -> Backend:
+    if isinstance(name, Backend):
+        return name
+    if name not in _BACKENDS:
+        try:
+            importlib.import_module(f"backends.{name}")
+        except ImportError as e:
+            raise ValueError(f"unknown or unavailable backend {name!r}: {e}") from e
+        if name not in _BACKENDS:
+            raise ValueError(f"module backends.{name} did not register a backend named {name!r}")
+    return _BACKENDS[name]
+
+
+def available_backends() -> list[str]:
+    """Backends that import on this machine (cuda only where a GPU or the simulator is present)."""
+    out = []
+    for name in ("numpy", "numba", "cuda"):
+        try:
+            get_backend(name)
+            out.append(name)
+        except ValueError:
+            pass
+    return out
+
+
+def _default_backend_name() -> str:
+    env = os.environ.get("CONVGRAPH_BACKEND")
+    if env:
+        return env
+    try:
+        get_backend("numba")
+        return "numba"
+    except ValueError:
+        return "numpy"
+
+
+_active: Backend | None = None
+
+
+def active_backend() -> Backend:
+    global _active
+    if _active is None:
+        _active = get_backend(_default_backend_name())
+    return _active
+
+
+def set_backend(name: str | Backend) -> Backend:
+    """Select the backend eager ops run on (``"numpy"`` reference, ``"numba"``, ``"cuda"``)."""
+    global _active
+    _active = get_backend(name)
+    return _active
+
+
+@contextlib.contextmanager
+def use_backend(name: str | Backend) -> Iterator[Backend]:
+    """``with use_backend("numpy"): ...`` runs eager ops on that backend, then restores the previous one."""
+    global _active
+    prev = active_backend()
+    _active = get_backend(name)
+    try:
+        yield _active
+    finally:
+        _active = prev

@@ -1,0 +1,3 @@
+"""conv primitives (filled in by the conv family work)."""
+
+__all__: list[str] = []

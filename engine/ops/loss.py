@@ -1,0 +1,3 @@
+"""loss primitives (filled in by the loss family work)."""
+
+__all__: list[str] = []

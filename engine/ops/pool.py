@@ -1,0 +1,3 @@
+"""pool primitives (filled in by the pool family work)."""
+
+__all__: list[str] = []

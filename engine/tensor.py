@@ -1,0 +1,177 @@
+"""Eager Tensors: numpy arrays that run primitives through the active backend and record a tape."""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+import numpy as np
+
+from .primitive import Spec
+
+
+class Node:
+    """One recorded primitive call on the tape: what ran, on what, with which attributes.
+
+    Outputs are held weakly (a Tensor already holds its Node; a strong back-reference would make every
+    activation a reference cycle only the cyclic GC frees) plus their arrays strongly, which is what the
+    vjp rules of e.g. ``exp`` and ``softmax`` need.
+    """
+
+    __slots__ = ("prim", "inputs", "attrs", "_out_refs", "_out_data", "out_specs", "__weakref__")
+
+    def __init__(self, prim, inputs: tuple[Tensor, ...], attrs: dict[str, Any], outputs: tuple[Tensor, ...]):
+        self.prim = prim
+        self.inputs = inputs
+        self.attrs = attrs
+        self._out_refs = tuple(weakref.ref(o) for o in outputs)
+        self._out_data = tuple(o._data for o in outputs)
+        self.out_specs = tuple(o.spec for o in outputs)
+
+    def outputs(self) -> tuple[Tensor, ...]:
+        outs = []
+        for ref, data in zip(self._out_refs, self._out_data):
+            t = ref()
+            outs.append(t if t is not None else Tensor(data))
+        return tuple(outs)
+
+
+_DEFAULT_DTYPE = np.dtype(np.float32)
+
+
+class Tensor:
+    """An n-d array with reverse-mode autodiff. float32 by default; float64 for gradient checks.
+
+    ``_data`` is ``None`` for abstract tensors (shape-only tracing, see :func:`engine.autograd.abstract`).
+    """
+
+    __slots__ = ("_data", "_spec", "requires_grad", "grad", "_node", "_index", "name", "__weakref__")
+    __array_priority__ = 1000  # make `ndarray + Tensor` defer to Tensor.__radd__
+
+    def __init__(self, data: Any, dtype: Any = None, requires_grad: bool = False, name: str | None = None):
+        if isinstance(data, Tensor):
+            data = data._data
+        arr = np.asarray(data)
+        if dtype is not None:
+            arr = arr.astype(dtype, copy=False)
+        elif arr.dtype.kind == "f" and arr.dtype != np.float64 and arr.dtype != np.float32:
+            arr = arr.astype(_DEFAULT_DTYPE)
+        elif arr.dtype == np.float64 and not isinstance(data, np.ndarray):
+            arr = arr.astype(_DEFAULT_DTYPE)  # Python floats/lists become float32, like torch.tensor
+        elif arr.dtype.kind in "iu" and requires_grad:
+            arr = arr.astype(_DEFAULT_DTYPE)
+        if requires_grad and arr.dtype.kind != "f":
+            raise TypeError(f"Tensor: only floating-point tensors can require grad (got dtype {arr.dtype})")
+        self._data = arr
+        self._spec = Spec(arr.shape, arr.dtype)
+        self.requires_grad = requires_grad
+        self.grad: Tensor | None = None
+        self._node: Node | None = None
+        self._index = 0
+        self.name = name
+
+    @classmethod
+    def _make(cls, data: np.ndarray | None, spec: Spec) -> Tensor:
+        t = cls.__new__(cls)
+        t._data = data
+        t._spec = spec
+        t.requires_grad = False
+        t.grad = None
+        t._node = None
+        t._index = 0
+        t.name = None
+        return t
+
+    # --- array-like properties -------------------------------------------------------------------
+    @property
+    def data(self) -> np.ndarray:
+        if self._data is None:
+            raise RuntimeError(f"abstract tensor {self._spec} has no data (it was produced while tracing shapes)")
+        return self._data
+
+    @data.setter
+    def data(self, value: np.ndarray) -> None:
+        value = np.asarray(value)
+        if value.shape != self._spec.shape or value.dtype != self._spec.dtype:
+            raise ValueError(f"Tensor.data: new value {value.dtype}{list(value.shape)} must match {self._spec}")
+        self._data = value
+
+    @property
+    def spec(self) -> Spec:
+        return self._spec
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._spec.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._spec.dtype
+
+    @property
+    def ndim(self) -> int:
+        return len(self._spec.shape)
+
+    @property
+    def size(self) -> int:
+        return self._spec.size
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._node is None
+
+    def numpy(self) -> np.ndarray:
+        return self.data
+
+    def item(self) -> float:
+        return self.data.item()
+
+    def tolist(self) -> Any:
+        return self.data.tolist()
+
+    def detach(self) -> Tensor:
+        return Tensor._make(self._data, self._spec)
+
+    def requires_grad_(self, flag: bool = True) -> Tensor:
+        if flag and self.dtype.kind != "f":
+            raise TypeError(f"Tensor: only floating-point tensors can require grad (got dtype {self.dtype})")
+        self.requires_grad = flag
+        return self
+
+    def zero_grad(self) -> None:
+        self.grad = None
+
+    def backward(self, grad: Tensor | np.ndarray | None = None, retain_graph: bool = True) -> None:
+        from .autograd import backward
+
+        backward(self, grad)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __repr__(self) -> str:
+        body = np.array2string(self._data, precision=4, threshold=20) if self._data is not None else "<abstract>"
+        extra = ", requires_grad=True" if self.requires_grad else ""
+        if self._node is not None:
+            extra = f", grad_fn={self._node.prim.name}"
+        return f"tensor({body}, dtype={self.dtype.name}{extra})"
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        return self.data if dtype is None else self.data.astype(dtype)
+
+    def __bool__(self) -> bool:
+        return bool(self.data)
+
+    def __float__(self) -> float:
+        return float(self.data)
+
+    def __hash__(self) -> int:
+        return id(self)
+
+
+def is_grad_enabled_for(tensors: tuple[Tensor, ...]) -> bool:
+    return any(t.requires_grad for t in tensors)
+
+
+# Operator overloads and methods are installed by engine.functional (which is built on this module),
+# so every method is a thin call of the one functional definition.

@@ -1,0 +1,53 @@
+"""Shared fixtures: the `backend` fixture parametrizes a test over every backend that imports here.
+
+Reference tests (tests/null) run on the numpy backend; tests/backend compare each backend with it.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("CONVGRAPH_BACKEND", "numpy")
+
+import engine  # noqa: E402
+
+
+def _backends() -> list[str]:
+    names = ["numpy"]
+    try:
+        engine.get_backend("numba")
+        names.append("numba")
+    except ValueError:
+        pass
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1" or os.environ.get("CONVGRAPH_TEST_CUDA") == "1":
+        try:
+            engine.get_backend("cuda")
+            names.append("cuda")
+        except ValueError:
+            pass
+    return names
+
+
+BACKENDS = _backends()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    """Run the test body with eager ops on each available backend."""
+    with engine.use_backend(request.param) as b:
+        yield b
+
+
+@pytest.fixture(autouse=True)
+def _numpy_default_and_seed():
+    engine.manual_seed(0)
+    with engine.use_backend("numpy"):
+        yield
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)
