@@ -91,6 +91,25 @@ def observe(fn: Callable[..., None]) -> Iterator[None]:
         _observers.remove(fn)
 
 
+# Modules currently executing (outermost first); Module.__call__ pushes itself so observers such as
+# graph.trace can attribute each primitive call to the module that made it.
+_module_stack: list[Any] = []
+
+
+@contextlib.contextmanager
+def module_scope(module: Any) -> Iterator[None]:
+    _module_stack.append(module)
+    try:
+        yield
+    finally:
+        _module_stack.pop()
+
+
+def current_modules() -> tuple[Any, ...]:
+    """The stack of modules whose forward is running, outermost first."""
+    return tuple(_module_stack)
+
+
 def bind(prim: Primitive, *inputs: Tensor, **attrs: Any) -> Any:
     """Run ``prim`` on Tensors. Returns a Tensor, or a tuple of Tensors for multi-result primitives."""
     specs = tuple(t._spec for t in inputs)

@@ -1,0 +1,1 @@
+"""convgraph model zoo: models, datasets wiring, training/evaluation commands and the CLI."""
