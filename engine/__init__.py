@@ -10,6 +10,7 @@ from .random import get_rng_state, manual_seed, set_rng_state
 from .tensor import Tensor
 
 _methods.install()
+from . import init, io, nn, optim  # noqa: E402,F401 - public subpackages, imported once Tensor is complete
 
 
 def tensor(data, dtype=None, requires_grad: bool = False) -> Tensor:

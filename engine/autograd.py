@@ -204,10 +204,13 @@ def backward(root: Tensor, grad: Tensor | np.ndarray | None = None) -> None:
             if all(g is None for g in gs):
                 continue
             outs = node.outputs()
-            if node.prim.multiple_results:
-                in_grads = node.prim.vjp_rule(gs, outs, *node.inputs, **node.attrs)
-            else:
-                in_grads = node.prim.vjp_rule(gs[0], outs[0], *node.inputs, **node.attrs)
+            try:
+                if node.prim.multiple_results:
+                    in_grads = node.prim.vjp_rule(gs, outs, *node.inputs, **node.attrs)
+                else:
+                    in_grads = node.prim.vjp_rule(gs[0], outs[0], *node.inputs, **node.attrs)
+            except AnomalyError as e:  # a primitive inside the vjp rule: say whose gradient it was computing
+                raise AnomalyError(f"backward of '{node.prim.name}': {e}") from e
             if len(in_grads) != len(node.inputs):
                 raise RuntimeError(f"vjp rule of '{node.prim.name}' returned {len(in_grads)} gradients "
                                    f"for {len(node.inputs)} inputs")

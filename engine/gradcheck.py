@@ -45,16 +45,16 @@ def gradcheck(fn: Callable[..., Tensor | Sequence[Tensor]], inputs: Sequence[Ten
             continue
         analytic = np.zeros(t.shape) if t.grad is None else t.grad.data.astype(np.float64)
         numeric = np.zeros(t.shape)
-        flat = t.data.reshape(-1)
+        data = t.data  # perturbed in place by index: reshape(-1) would copy a non-contiguous array
         with no_grad():
-            for k in range(flat.size):
-                orig = flat[k]
-                flat[k] = orig + eps
+            for idx in np.ndindex(t.shape):
+                orig = data[idx]
+                data[idx] = orig + eps
                 fp = _scalar(fn(*inputs), weights)
-                flat[k] = orig - eps
+                data[idx] = orig - eps
                 fm = _scalar(fn(*inputs), weights)
-                flat[k] = orig
-                numeric.reshape(-1)[k] = (fp - fm) / (2 * eps)
+                data[idx] = orig
+                numeric[idx] = (fp - fm) / (2 * eps)
         err = np.abs(analytic - numeric)
         bad = err > atol + rtol * np.abs(numeric)
         if bad.any():

@@ -9,3 +9,4 @@ backend = register_backend(Backend("numpy"))
 
 from . import elementwise, reduce, shape, linalg, activation  # noqa: E402,F401  (register kernels)
 from . import conv, pool, norm  # noqa: E402,F401
+from . import fused  # noqa: E402,F401  (fused inference primitives, engine/ops/fused.py)

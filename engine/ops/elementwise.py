@@ -45,7 +45,7 @@ neg_p.def_vjp(lambda g, y, x: (-g,))
 exp_p.def_vjp(lambda g, y, x: (g * y,))
 log_p.def_vjp(lambda g, y, x: (g / x,))
 sqrt_p.def_vjp(lambda g, y, x: (g / (y * 2.0),))
-abs_p.def_vjp(lambda g, y, x: (g * where(greater(x, 0.0), 1.0, where(greater(-x, 0.0), -1.0, 0.0)),))
+abs_p.def_vjp(lambda g, y, x: (where(greater(x, 0.0), g, where(greater(-x, 0.0), -g, 0.0)),))  # sign(x) * g
 relu_p.def_vjp(lambda g, y, x: (where(greater(x, 0.0), g, 0.0),))
 leaky_relu_p.def_vjp(lambda g, y, x, negative_slope: (where(greater(x, 0.0), g, g * negative_slope),))
 elu_p.def_vjp(lambda g, y, x, alpha: (where(greater(x, 0.0), g, g * (y + alpha)),))

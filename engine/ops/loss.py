@@ -1,3 +1,166 @@
-"""loss primitives (filled in by the loss family work)."""
+"""Losses: cross_entropy, nll_loss, mse_loss -- composites of primitives with PyTorch's exact semantics.
 
-__all__: list[str] = []
+Class-index losses turn the targets into a constant coefficient tensor ``coef`` shaped like the input
+(class weight at the target class, zero for ignored positions, plus the label-smoothing spread), so the loss is
+``-sum(log_probs * coef, class axis)`` followed by the reduction: one mul and one sum on the tape, with the
+normalizer of a weighted mean (the summed target weights) folded in as a constant.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..primitive import fail
+from ..tensor import Tensor
+from ._util import lift
+from .activation import log_softmax
+from .reduce import mean as _mean
+from .reduce import sum as _sum
+from .shape import reshape
+
+__all__ = ["cross_entropy", "nll_loss", "mse_loss"]
+
+_REDUCTIONS = ("none", "mean", "sum")
+
+
+def _check_reduction(op: str, reduction: str) -> None:
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"{op}: reduction must be one of {_REDUCTIONS} (got {reduction!r})")
+
+
+def _reduce(loss: Tensor, reduction: str) -> Tensor:
+    if reduction == "none":
+        return loss
+    return _sum(loss) if reduction == "sum" else _mean(loss)
+
+
+def _class_weights(op: str, weight: Any, c: int, like: Tensor) -> np.ndarray:
+    if weight is None:
+        return np.ones((c,), like.dtype)
+    w = np.asarray(weight.data if isinstance(weight, Tensor) else weight, dtype=like.dtype)
+    if w.shape != (c,):
+        fail(op, "weight must have shape (C,) with C = number of classes", weight=list(w.shape), C=c)
+    return w
+
+
+def _class_targets(op: str, input: Tensor, target: Any, ignore_index: int) -> tuple[np.ndarray, np.ndarray]:  # noqa: A002
+    """Validate integer class targets against ``input`` (C,), (N, C) or (N, C, d1, ...).
+
+    Returns the targets and a mask of the positions that count (not ``ignore_index``).
+    """
+    t = np.asarray(target.data if isinstance(target, Tensor) else target)
+    if t.dtype.kind not in "iu":
+        raise TypeError(f"{op}: target must hold integer class indices (got dtype {t.dtype}); "
+                        f"for class probabilities use cross_entropy with a float target shaped like the input")
+    if input.ndim < 1:
+        fail(op, "input must have at least 1 dim (C,), (N, C) or (N, C, d1, ...)", input=list(input.shape))
+    expected = () if input.ndim == 1 else (input.shape[0],) + input.shape[2:]
+    if t.ndim != len(expected):
+        fail(op, "target must have one dim less than the input (no class axis)", input=list(input.shape),
+             target=list(t.shape))
+    if input.ndim >= 2 and t.shape[0] != input.shape[0]:
+        fail(op, f"input batch size ({input.shape[0]}) must match target batch size ({t.shape[0]})",
+             input=list(input.shape), target=list(t.shape))
+    if t.shape != expected:
+        fail(op, "target shape must equal the input shape without the class axis", input=list(input.shape),
+             target=list(t.shape), expected=list(expected))
+    c = input.shape[0] if input.ndim == 1 else input.shape[1]
+    valid = t != ignore_index
+    bad = valid & ((t < 0) | (t >= c))
+    if bad.any():
+        v = int(t[bad].flat[0])
+        raise IndexError(f"{op}: target class {v} is out of range for {c} classes (valid: 0..{c - 1}, "
+                         f"or ignore_index={ignore_index})")
+    return t.astype(np.int64), valid
+
+
+def _nll_from_log_probs(op: str, logp: Tensor, target: Any, weight: Any, reduction: str, ignore_index: int,
+                        label_smoothing: float = 0.0) -> Tensor:
+    _check_reduction(op, reduction)
+    t, valid = _class_targets(op, logp, target, ignore_index)
+    unbatched = logp.ndim == 1
+    if unbatched:  # (C,) with a scalar target: treat as a batch of one
+        logp, t, valid = reshape(logp, (1, logp.shape[0])), t.reshape(1), valid.reshape(1)
+    c = logp.shape[1]
+    w = _class_weights(op, weight, c, logp)
+    safe_t = np.where(valid, t, 0)
+    w_t = np.where(valid, w[safe_t], 0).astype(logp.dtype)  # weight of each position's target class
+    # coef in positions-first layout (N, d1, ..., C), then moved back to (N, C, d1, ...)
+    coef = np.eye(c, dtype=logp.dtype)[safe_t] * w_t[..., None] * logp.dtype.type(1.0 - label_smoothing)
+    if label_smoothing > 0.0:
+        coef += valid[..., None] * w * logp.dtype.type(label_smoothing / c)
+    coef = np.moveaxis(coef, -1, 1)
+    loss = -_sum(logp * Tensor(np.ascontiguousarray(coef)), 1)
+    if reduction == "none":
+        return _squeeze_unbatched(loss, unbatched)
+    total = _sum(loss)
+    if reduction == "sum":
+        return total
+    # weighted mean: divide by the summed weights of the counted targets (0/0 -> nan, as PyTorch)
+    denom = float(np.sum(w_t, dtype=np.float64))
+    return total * (1.0 / denom) if denom != 0.0 else total * float("nan")
+
+
+def _squeeze_unbatched(loss: Tensor, unbatched: bool) -> Tensor:
+    return reshape(loss, ()) if unbatched else loss
+
+
+def nll_loss(input: Tensor, target: Any, weight: Any = None, reduction: str = "mean",  # noqa: A002
+             ignore_index: int = -100) -> Tensor:
+    """torch.nn.functional.nll_loss: ``input`` holds log-probabilities (C,), (N, C) or (N, C, d1, ...) and
+    ``target`` integer class indices (numpy array or int Tensor). A weighted mean divides by the summed
+    weights of the non-ignored targets. ``weight`` is a constant (no gradient flows to it, as in PyTorch)."""
+    return _nll_from_log_probs("nll_loss", input, target, weight, reduction, int(ignore_index))
+
+
+def cross_entropy(input: Tensor, target: Any, weight: Any = None, reduction: str = "mean",  # noqa: A002
+                  label_smoothing: float = 0.0, ignore_index: int = -100) -> Tensor:
+    """torch.nn.functional.cross_entropy = nll_loss(log_softmax(input, class axis)), with label smoothing.
+
+    ``target`` is integer class indices, or class probabilities (a float array/Tensor shaped like ``input``).
+    With label smoothing ``eps`` the loss is ``(1 - eps) * nll + eps / C * sum_c(-w_c * log p_c)``, both parts
+    normalized by the same summed target weights under ``reduction="mean"`` (PyTorch's rule).
+    """
+    op = "cross_entropy"
+    _check_reduction(op, reduction)
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"{op}: label_smoothing must be in [0, 1] (got {label_smoothing})")
+    if input.ndim < 1:
+        fail(op, "input must have at least 1 dim (C,), (N, C) or (N, C, d1, ...)", input=list(input.shape))
+    logp = log_softmax(input, 0 if input.ndim == 1 else 1)
+    if _is_float(target):
+        return _soft_cross_entropy(op, logp, target, weight, reduction, float(label_smoothing))
+    return _nll_from_log_probs(op, logp, target, weight, reduction, int(ignore_index), float(label_smoothing))
+
+
+def _is_float(target: Any) -> bool:
+    if isinstance(target, Tensor):
+        return target.dtype.kind == "f"
+    return np.asarray(target).dtype.kind == "f"
+
+
+def _soft_cross_entropy(op: str, logp: Tensor, target: Any, weight: Any, reduction: str,
+                        label_smoothing: float) -> Tensor:
+    """Class-probability targets: ``-sum_c(w_c * p_c * log q_c)``; the mean is over positions (not weights)."""
+    p = lift(target, logp)
+    if p.shape != logp.shape:
+        fail(op, "probability targets must have the input's shape", input=list(logp.shape), target=list(p.shape))
+    class_axis = 0 if logp.ndim == 1 else 1
+    c = logp.shape[class_axis]
+    if label_smoothing > 0.0:
+        p = p * (1.0 - label_smoothing) + label_smoothing / c
+    prod = logp * p
+    if weight is not None:
+        w = _class_weights(op, weight, c, logp)
+        prod = prod * Tensor(w.reshape((c,) + (1,) * (logp.ndim - 1 - class_axis)))
+    loss = -_sum(prod, class_axis)
+    return _reduce(loss, reduction)
+
+
+def mse_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:  # noqa: A002
+    """torch.nn.functional.mse_loss: ``(input - target) ** 2`` reduced; shapes broadcast as in PyTorch."""
+    _check_reduction("mse_loss", reduction)
+    d = input - lift(target, input)
+    return _reduce(d * d, reduction)

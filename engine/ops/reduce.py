@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import math
 
 import numpy as np
@@ -82,7 +83,7 @@ def var(x: Tensor, dim: int | tuple[int, ...] | None = None, keepdims: bool = Fa
     axes = _axes(x, dim, "var")
     n = math.prod(x.shape[a] for a in axes)
     d = x - mean(x, axes, keepdims=True)
-    return sum(d * d, axes, keepdims) * (1.0 / max(n - (1 if unbiased else 0), 1))
+    return sum(d * d, axes, keepdims) * (1.0 / builtins.max(n - (1 if unbiased else 0), 1))  # module max shadows
 
 
 def amax(x: Tensor, dim: int | tuple[int, ...] | None = None, keepdims: bool = False) -> Tensor:

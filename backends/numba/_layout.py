@@ -1,0 +1,60 @@
+"""Array plumbing shared by the numba kernels: collapse N-d (possibly broadcast or strided) operands into 4-D
+views over one index space, so a single compiled ``prange`` kernel per op serves every rank and layout.
+
+This module moves no data: it only builds views with :func:`numpy.lib.stride_tricks.as_strided`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+RANK = 4  # the rank every elementwise/data-movement kernel is compiled for
+CHUNK = 16384  # elements per parallel work item along the innermost axis
+
+
+def _collapse(shape: tuple[int, ...], strides: list[tuple[int, ...]]) -> tuple[list[int], list[list[int]]]:
+    """Drop size-1 axes and merge neighbours that are contiguous in every operand (outer == inner * size)."""
+    dims: list[int] = []
+    strs: list[list[int]] = [[] for _ in strides]
+    for ax, d in enumerate(shape):
+        if d == 1:
+            continue
+        if dims and all(s[-1] == st[ax] * d for s, st in zip(strs, strides)):
+            dims[-1] *= d
+            for s, st in zip(strs, strides):
+                s[-1] = st[ax]
+        else:
+            dims.append(d)
+            for s, st in zip(strs, strides):
+                s.append(st[ax])
+    return dims, strs
+
+
+def views4(shape: tuple[int, ...], arrays: Sequence[np.ndarray]) -> list[list[np.ndarray]]:
+    """4-D views of ``arrays`` (each broadcastable to ``shape``) over the same index space.
+
+    Returns a list of operand groups: one group in the common case; when more than four non-mergeable axes
+    remain (rare: e.g. a 6-D transpose), one group per index of the extra leading axes.
+    """
+    shape = tuple(shape)
+    full = [a if a.shape == shape else np.broadcast_to(a, shape) for a in arrays]
+    dims, strs = _collapse(shape, [a.strides for a in full])
+    pad = max(0, RANK - len(dims))
+    dims_p = (1,) * pad + tuple(dims)
+    views = [as_strided(a, dims_p, (0,) * pad + tuple(s), writeable=a.flags.writeable) for a, s in zip(full, strs)]
+    extra = len(dims_p) - RANK
+    if extra == 0:
+        return [views]
+    return [[v[idx] for v in views] for idx in itertools.product(*(range(d) for d in dims_p[:extra]))]
+
+
+def for_each_group(shape: tuple[int, ...], arrays: Sequence[np.ndarray], fn: Callable[..., None]) -> None:
+    """Call ``fn(*views4)`` once per operand group (see :func:`views4`); skips empty index spaces."""
+    if 0 in tuple(shape):
+        return
+    for group in views4(shape, arrays):
+        fn(*group)

@@ -1,0 +1,60 @@
+"""numba kernels for the fused inference primitives: ``act(conv2d(x, w, b) + residual)`` and
+``act(linear(x, w, b) + residual)``. The epilogue (bias, folded-BN scale/shift, residual, activation) runs in
+the same pass that leaves the conv/GEMM output (see :class:`.conv.Epilogue`), never as separate sweeps."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from . import backend
+from .conv import HAS_RES, NO_ACT, Epilogue, _epilogue_value, conv2d_forward
+from .elementwise import ELU, LEAKY_RELU, UNARY
+
+ACT_CODES = {"none": NO_ACT, "leaky_relu": LEAKY_RELU, "elu": ELU, **UNARY}
+_ALPHA_ATTR = {"leaky_relu": "negative_slope", "elu": "alpha"}
+
+
+def epilogue_from_attrs(dtype: np.dtype, b: np.ndarray | None, residual: np.ndarray | None, activation: str,
+                        act_attrs: tuple) -> Epilogue:
+    if activation not in ACT_CODES:
+        raise NotImplementedError(f"backend 'numba' has no fused epilogue for activation {activation!r}")
+    alpha = dict(act_attrs).get(_ALPHA_ATTR.get(activation, ""), 0.0)
+    return Epilogue(dtype, bias=b, residual=residual, act=ACT_CODES[activation], alpha=alpha)
+
+
+def _split(ins, has_bias: bool, has_residual: bool):
+    x, w = ins[0], ins[1]
+    b = ins[2] if has_bias else None
+    r = ins[2 + int(has_bias)] if has_residual else None
+    return x, w, b, r
+
+
+@backend.register("fused_conv2d")
+def fused_conv2d(*ins: np.ndarray, out: np.ndarray, stride, padding, dilation, groups: int, has_bias: bool,
+                 has_residual: bool, activation: str, act_attrs: tuple = ()) -> None:
+    x, w, b, r = _split(ins, has_bias, has_residual)
+    conv2d_forward(x, w, out, epilogue_from_attrs(out.dtype, b, r, activation, act_attrs), stride, padding,
+                   dilation, groups)
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def rows_epilogue(y, flags, bias, scale, res, act, alpha):
+    """y[r, o] = act(y * scale[o] + bias[o] + res[r, o]) over a (rows, O) GEMM output, one row per item."""
+    rows, no = y.shape
+    for r in prange(rows):
+        for o in range(no):
+            rv = res[r, o] if flags & HAS_RES else 0.0
+            y[r, o] = _epilogue_value(y[r, o], o, flags, bias, scale, rv, act, alpha)
+
+
+@backend.register("fused_linear")
+def fused_linear(*ins: np.ndarray, out: np.ndarray, has_bias: bool, has_residual: bool, activation: str,
+                 act_attrs: tuple = ()) -> None:
+    x, w, b, r = _split(ins, has_bias, has_residual)
+    np.matmul(x, w.T, out=out)
+    ep = epilogue_from_attrs(out.dtype, b, r, activation, act_attrs)
+    if out.size and not ep.empty:
+        y2 = out.reshape(-1, out.shape[-1])
+        res = np.zeros((1, 1), out.dtype) if r is None else np.ascontiguousarray(r).reshape(y2.shape)
+        rows_epilogue(y2, ep.flags, ep.bias, ep.scale, res, ep.act, ep.alpha)

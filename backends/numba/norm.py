@@ -1,0 +1,95 @@
+"""numba kernels: batch norm (training forward, its fused backward, inference), parallel over channels
+(statistics) or over (n, c) planes (the inference affine map). Statistics accumulate in float64.
+Input ``(N, C, *spatial)`` is viewed as ``(N, C, L)``."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from . import backend
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def bn_train(x, w, b, y, mean, var, eps):
+    nn, nc, nl = x.shape
+    m = nn * nl
+    for c in prange(nc):
+        s = 0.0
+        for n in range(nn):
+            for i in range(nl):
+                s += x[n, c, i]
+        mu = s / m
+        q = 0.0
+        for n in range(nn):
+            for i in range(nl):
+                d = x[n, c, i] - mu
+                q += d * d
+        v = q / m
+        mean[c] = mu
+        var[c] = v
+        scale = w[c] / math.sqrt(v + eps)
+        shift = b[c] - mu * scale
+        for n in range(nn):
+            for i in range(nl):
+                y[n, c, i] = x[n, c, i] * scale + shift
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def bn_train_grad(gy, x, w, mean, var, gx, gw, gb, eps):
+    nn, nc, nl = x.shape
+    m = nn * nl
+    for c in prange(nc):
+        invstd = 1.0 / math.sqrt(var[c] + eps)
+        mu = mean[c]
+        sg, sgx = 0.0, 0.0
+        for n in range(nn):
+            for i in range(nl):
+                g = gy[n, c, i]
+                sg += g
+                sgx += g * (x[n, c, i] - mu)
+        sgx *= invstd  # sum(gy * xhat)
+        gb[c] = sg
+        gw[c] = sgx
+        k = w[c] * invstd / m
+        for n in range(nn):
+            for i in range(nl):
+                xhat = (x[n, c, i] - mu) * invstd
+                gx[n, c, i] = k * (m * gy[n, c, i] - sg - xhat * sgx)
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def bn_infer(x, w, b, mean, var, y, eps):
+    nn, nc, nl = x.shape
+    for t in prange(nn * nc):
+        n, c = t // nc, t % nc
+        scale = w[c] / math.sqrt(var[c] + eps)
+        shift = b[c] - mean[c] * scale
+        for i in range(nl):
+            y[n, c, i] = x[n, c, i] * scale + shift
+
+
+def _ncl(a: np.ndarray) -> np.ndarray:
+    a = np.ascontiguousarray(a)
+    return a.reshape(a.shape[0], a.shape[1], -1)
+
+
+@backend.register("batch_norm_train")
+def batch_norm_train(x, w, b, out, eps) -> None:
+    y, mean, var = out
+    bn_train(_ncl(x), w, b, y.reshape(_ncl(x).shape), mean, var, float(eps))
+
+
+@backend.register("batch_norm_train_grad")
+def batch_norm_train_grad(gy, x, w, mean, var, out, eps) -> None:
+    gx, gw, gb = out
+    x3 = _ncl(x)
+    bn_train_grad(_ncl(gy), x3, w, mean, var, gx.reshape(x3.shape), gw, gb, float(eps))
+
+
+@backend.register("batch_norm_infer")
+def batch_norm_infer(x, w, b, mean, var, out, eps) -> None:
+    x3 = _ncl(x)
+    bn_infer(x3, w, b, mean, var, out.reshape(x3.shape), float(eps))

@@ -1,0 +1,76 @@
+"""numba kernels: data movement. Every op is a view on the host side plus one parallel strided copy
+(:func:`.elementwise.run_unary` with ``COPY``); pad and unslice first fill ``out`` in parallel."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from . import backend
+from .elementwise import COPY, run_unary
+
+
+@njit(parallel=True, cache=True)
+def fill1(out, value):
+    n = out.shape[0]
+    for i in prange(n):
+        out[i] = value
+
+
+def fill(out: np.ndarray, value: float) -> None:
+    """out[...] = value (out is C-contiguous, as every planned buffer is)."""
+    if out.size:
+        fill1(out.reshape(-1), out.dtype.type(value))
+
+
+def copy(src: np.ndarray, dst: np.ndarray) -> None:
+    run_unary(COPY, src, dst)
+
+
+def _index(starts, stops, steps) -> tuple[slice, ...]:
+    return tuple(slice(s, e, k) for s, e, k in zip(starts, stops, steps))
+
+
+@backend.register("reshape")
+def reshape(x: np.ndarray, out: np.ndarray, shape: tuple[int, ...]) -> None:
+    if x.flags.c_contiguous:
+        copy(x.reshape(shape), out)
+    else:  # copy in x's own shape into out viewed the same way (out is contiguous)
+        copy(x, out.reshape(x.shape))
+
+
+@backend.register("transpose")
+def transpose(x: np.ndarray, out: np.ndarray, perm: tuple[int, ...]) -> None:
+    copy(x.transpose(perm), out)
+
+
+@backend.register("broadcast_to")
+def broadcast_to(x: np.ndarray, out: np.ndarray, shape: tuple[int, ...]) -> None:
+    copy(x, out)  # run_unary broadcasts x to out.shape with zero strides
+
+
+@backend.register("concat")
+def concat(*xs: np.ndarray, out: np.ndarray, axis: int) -> None:
+    start = 0
+    for x in xs:  # one parallel copy per input tensor
+        idx = (slice(None),) * axis + (slice(start, start + x.shape[axis]),)
+        copy(x, out[idx])
+        start += x.shape[axis]
+
+
+@backend.register("pad")
+def pad(x: np.ndarray, out: np.ndarray, pads: tuple[tuple[int, int], ...], value: float) -> None:
+    fill(out, value)
+    copy(x, out[tuple(slice(b, b + d) for (b, _), d in zip(pads, x.shape))])
+
+
+@backend.register("slice")
+def slice_(x: np.ndarray, out: np.ndarray, starts, stops, steps) -> None:
+    copy(x[_index(starts, stops, steps)], out)
+
+
+@backend.register("unslice")
+def unslice(g: np.ndarray, out: np.ndarray, shape, starts, steps) -> None:
+    fill(out, 0)
+    stops = tuple(s + n * k for s, n, k in zip(starts, g.shape, steps))
+    copy(g, out[_index(starts, stops, steps)])

@@ -1,0 +1,100 @@
+"""Op benchmark report: one run times every workload on numpy-reference, numba and PyTorch, plus numpy's SGEMM
+as the roofline, and prints one table.
+
+    .venv/bin/python bench/report.py [--quick] [--impls numpy,numba,torch] [--json FILE] [--jit]
+
+Columns: median ms per call (JIT compile excluded: untimed warm-up calls first), ratio to PyTorch
+(time / torch time; < 1 is faster than PyTorch), GFLOP/s (FLOPs = 2 x MACs; fwd+bwd counts 3 x the forward),
+and % of the SGEMM GFLOP/s measured in the same run. ``--jit`` also measures the JIT cost of the kernel set a
+ResNet-18 forward+backward needs (bench/jit_cost.py): cold (empty NUMBA_CACHE_DIR) and warm (cached).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench.workloads import CONV_WORKLOADS, MODES, engine_runner, sgemm_runner, time_median, torch_runner  # noqa: E402
+
+
+def _runner(impl: str, wl, mode: str):
+    return torch_runner(wl, mode) if impl == "torch" else engine_runner(impl, wl, mode)
+
+
+def _available(impls: list[str]) -> list[str]:
+    out = []
+    for impl in impls:
+        try:
+            __import__("torch" if impl == "torch" else f"backends.{impl}")
+            out.append(impl)
+        except ImportError:
+            print(f"# {impl}: not installed, skipped")
+    return out
+
+
+def run(impls: list[str], quick: bool) -> dict:
+    import numba
+
+    min_time = 0.2 if quick else 1.0
+    fn, flops = sgemm_runner(1024 if quick else 2048)
+    t = time_median(fn, min_time=min_time)
+    sgemm = flops / t / 1e9
+    rows = []
+    workloads = CONV_WORKLOADS[:1] + CONV_WORKLOADS[4:] if quick else CONV_WORKLOADS
+    for wl in workloads:
+        for mode in MODES:
+            for impl in impls:
+                if impl == "numpy" and quick and mode == "fwd+bwd":
+                    continue
+                t = time_median(_runner(impl, wl, mode), min_time=min_time, max_reps=10 if impl == "numpy" else 50)
+                fl = wl.flops * (1 if mode == "fwd" else 3)
+                rows.append({"workload": wl.name, "mode": mode, "impl": impl, "median_ms": t * 1e3,
+                             "gflops": fl / t / 1e9})
+    for r in rows:
+        ref = next((q for q in rows if q["impl"] == "torch" and q["workload"] == r["workload"]
+                    and q["mode"] == r["mode"]), None)
+        r["ratio_to_torch"] = r["median_ms"] / ref["median_ms"] if ref else None
+        r["pct_sgemm"] = 100 * r["gflops"] / sgemm
+    return {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus",
+            "threads": numba.config.NUMBA_NUM_THREADS, "sgemm_gflops": sgemm, "rows": rows}
+
+
+def print_table(res: dict) -> None:
+    print(f"# {res['machine']}; NUMBA_NUM_THREADS={res['threads']}; "
+          f"SGEMM (numpy BLAS) this run: {res['sgemm_gflops']:.1f} GFLOP/s")
+    head = f"{'workload':36s} {'mode':8s} {'impl':6s} {'median ms':>10s} {'x torch':>8s} {'GFLOP/s':>8s} {'%SGEMM':>7s}"
+    print(head)
+    print("-" * len(head))
+    for r in res["rows"]:
+        ratio = f"{r['ratio_to_torch']:.2f}" if r["ratio_to_torch"] is not None else "-"
+        print(f"{r['workload']:36s} {r['mode']:8s} {r['impl']:6s} {r['median_ms']:10.2f} {ratio:>8s} "
+              f"{r['gflops']:8.1f} {r['pct_sgemm']:6.0f}%")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer workloads and shorter timing")
+    ap.add_argument("--impls", default="numpy,numba,torch")
+    ap.add_argument("--json", help="also write the results to this file")
+    ap.add_argument("--jit", action="store_true", help="also measure cold/warm JIT cost (ResNet-18 kernel set)")
+    args = ap.parse_args(argv)
+    res = run(_available(args.impls.split(",")), args.quick)
+    print_table(res)
+    if args.jit:
+        from bench.jit_cost import measure
+
+        res["jit"] = measure()
+        print(f"# JIT, ResNet-18 fwd+bwd kernel set: cold {res['jit']['cold_s']:.1f} s, "
+              f"warm {res['jit']['warm_s']:.2f} s (first step minus steady step; steady {res['jit']['step_s']:.2f} s)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(res, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

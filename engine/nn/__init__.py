@@ -1,0 +1,42 @@
+"""engine.nn: PyTorch-style modules. Each layer is a thin module over one functional op (engine.functional)."""
+
+from .. import functional
+from .activation import ELU, LeakyReLU, LogSoftmax, ReLU, Sigmoid, SiLU, Softmax, Tanh
+from .container import ModuleDict, ModuleList, Sequential
+from .conv import Conv1d, Conv2d
+from .dropout import Dropout
+from .linear import Flatten, Identity, Linear
+from .loss import CrossEntropyLoss, MSELoss, NLLLoss
+from .module import IncompatibleKeys, Module, Parameter, RemovableHandle
+from .norm import BatchNorm1d, BatchNorm2d, LocalResponseNorm
+from .pool import (
+    AdaptiveAvgPool1d,
+    AdaptiveAvgPool2d,
+    AdaptiveMaxPool1d,
+    AdaptiveMaxPool2d,
+    AvgPool1d,
+    AvgPool2d,
+    GlobalAvgPool2d,
+    LPPool1d,
+    LPPool2d,
+    MaxPool1d,
+    MaxPool2d,
+    SpatialPyramidPool,
+    WeightedAvgPool2d,
+)
+
+__all__ = [
+    # base classes and containers
+    "Module", "Parameter", "IncompatibleKeys", "RemovableHandle", "Sequential", "ModuleList", "ModuleDict",
+    "Identity", "Flatten",
+    # layers with parameters
+    "Linear", "Conv1d", "Conv2d", "BatchNorm1d", "BatchNorm2d",
+    # pooling and normalization without parameters
+    "MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d", "LPPool1d", "LPPool2d", "WeightedAvgPool2d",
+    "AdaptiveAvgPool1d", "AdaptiveMaxPool1d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "GlobalAvgPool2d",
+    "SpatialPyramidPool", "LocalResponseNorm", "Dropout",
+    # activations and losses
+    "ReLU", "LeakyReLU", "ELU", "Sigmoid", "Tanh", "SiLU", "Softmax", "LogSoftmax",
+    "CrossEntropyLoss", "NLLLoss", "MSELoss",
+    "functional",
+]

@@ -1,0 +1,257 @@
+"""compile(model, *example_inputs) -> CompiledModule: trace -> verify -> passes -> plan memory -> arena executor.
+
+The compiled module is callable like the model. Compilation is keyed by the input shapes/dtypes and the model's
+train/eval mode: a call with new shapes compiles again and says so through ``logging`` (logger
+``graph.compile``), never silently reusing a plan made for other shapes. Parameters are read when compiling
+(eval-mode graphs fold them into new constants), so recompile after changing the weights.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from engine.backend import Backend, get_backend
+from engine.primitive import Spec
+from engine.tensor import Tensor
+
+from .executor import ArenaExecutor, Executor, kernel_for
+from .ir import Graph
+from .memory import MemoryPlan, plan_memory
+from .passes import run_passes
+from .trace import drop_examples, trace
+
+log = logging.getLogger("graph.compile")
+
+
+def _spec_of(x: Any) -> Spec:
+    if isinstance(x, Spec):
+        return x
+    if isinstance(x, Tensor):
+        return x.spec
+    arr = np.asarray(x)
+    return Spec(arr.shape, np.float32 if arr.dtype == np.float64 and not isinstance(x, np.ndarray) else arr.dtype)
+
+
+class CompileReport(dict):
+    """The compile report (a dict; ``str()`` formats it). Keys: ``model``, ``backend``, ``training``,
+    ``input_shapes``, ``passes`` (one row per pass: changed, nodes before/after, kernels, FLOPs, bytes, time),
+    ``fold_errors`` (node -> max abs error of the folded subgraph), ``memory`` (naive / arena / lower bound /
+    fragmentation), ``stats`` (final kernels, MACs, FLOPs, bytes), ``kernels`` (node -> kernel used), timings
+    (``trace_s``, ``passes_s``, ``plan_s``, ``compile_s``) and ``check`` when ``compile(check=True)``."""
+
+    def __str__(self) -> str:
+        mib = 1 << 20
+        lines = [f"compiled {self['model']} for {self['input_shapes']} on backend {self['backend']!r} "
+                 f"({'training' if self['training'] else 'eval'} mode) in {self['compile_s'] * 1e3:.1f} ms "
+                 f"(trace {self['trace_s'] * 1e3:.1f}, passes {self['passes_s'] * 1e3:.1f}, "
+                 f"plan {self['plan_s'] * 1e3:.1f})",
+                 f"{'pass':<16}{'changed':>8}{'nodes':>14}{'kernels':>9}{'GFLOPs':>10}{'MB moved':>10}{'ms':>8}"]
+        for r in self["passes"]:
+            lines.append(f"{r['pass']:<16}{'yes' if r['changed'] else 'no':>8}"
+                         f"{str(r['nodes_before']) + ' -> ' + str(r['nodes_after']):>14}{r['kernels']:>9}"
+                         f"{r['flops'] / 1e9:>10.3f}{r['bytes'] / 1e6:>10.2f}{r['time_s'] * 1e3:>8.1f}")
+        fe = self.get("fold_errors") or {}
+        if fe:
+            lines.append(f"folded BatchNorms: {len(fe)}, max fold error {max(fe.values()):.3g} "
+                         f"(max abs diff per folded conv/linear, on the {self.get('fold_error_input', 'probe')})")
+        m = self["memory"]
+        lines.append(f"memory: naive {m['naive_bytes'] / mib:.2f} MiB, planned arena {m['arena_bytes'] / mib:.2f} MiB, "
+                     f"lower bound {m['lower_bound_bytes'] / mib:.2f} MiB, fragmentation {m['fragmentation']:.1%}")
+        s = self["stats"]
+        lines.append(f"final: {s['kernels']} kernels, {s['macs'] / 1e9:.3f} GMACs = {s['flops'] / 1e9:.3f} GFLOPs")
+        if "check" in self:
+            lines.append(f"check vs eager on the example input: max abs diff {self['check']['max_abs_diff']:.3g}")
+        return "\n".join(lines)
+
+
+class _Compiled:
+    __slots__ = ("graph", "plan", "executor", "report")
+
+    def __init__(self, graph: Graph, plan: MemoryPlan | None, executor: Executor, report: CompileReport):
+        self.graph, self.plan, self.executor, self.report = graph, plan, executor, report
+
+
+class CompiledModule:
+    """A model compiled for one backend; call it like the model. ``.graph``, ``.report`` and ``.plan`` describe
+    the most recent compilation; ``.render(path)`` draws its graph."""
+
+    def __init__(self, model: Any, backend: str | Backend = "numpy", passes: Any = None, *, arena: bool = True,
+                 reorder: bool = True, abstract: bool = True):
+        self.model = model
+        self.backend = get_backend(backend)
+        self.passes = passes
+        self.arena = arena
+        self.reorder = reorder
+        self.abstract = abstract
+        self._cache: dict[tuple, _Compiled] = {}
+        self._last: _Compiled | None = None
+
+    # --- compilation ---------------------------------------------------------------------------------------
+    def _key(self, specs: Sequence[Spec]) -> tuple:
+        return tuple((s.shape, s.dtype.str) for s in specs), bool(getattr(self.model, "training", False))
+
+    def compile_for(self, *example_inputs: Any) -> _Compiled:
+        specs = [_spec_of(x) for x in example_inputs]
+        key = self._key(specs)
+        if key in self._cache:
+            self._last = self._cache[key]
+            return self._last
+        if self._cache:
+            log.info("recompiling %s for new input shapes %s (compiled before for %s)", type(self.model).__name__,
+                     [list(s.shape) for s in specs], [[list(s) for s, _ in k[0]] for k in self._cache])
+        gc_was_enabled = gc.isenabled()
+        gc.disable()  # compilation allocates many small objects; collecting them mid-way only costs time
+        try:
+            compiled = self._compile(specs, example_inputs)
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+        self._cache[key] = compiled
+        self._last = compiled
+        return compiled
+
+    def _compile(self, specs: list[Spec], example_inputs: tuple) -> _Compiled:
+        t0 = time.perf_counter()
+        concrete = all(not isinstance(x, Spec) for x in example_inputs)
+        try:
+            g = trace(self.model, *(specs if self.abstract else example_inputs), abstract=self.abstract,
+                      keep_examples=not self.abstract)
+        except RuntimeError as e:
+            if not (self.abstract and concrete and "abstract tensor" in str(e)):
+                raise
+            # the model reads data in Python (e.g. float(x.max())): trace it on the real example inputs instead
+            log.info("abstract trace of %s failed (%s); tracing with the example inputs", type(self.model).__name__, e)
+            g = trace(self.model, *example_inputs, abstract=False, keep_examples=True)
+        g.meta.setdefault("frozen", not g.meta["training"])
+        g.verify()
+        t1 = time.perf_counter()
+        g, rows = run_passes(g, self.passes)
+        drop_examples(g)
+        t2 = time.perf_counter()
+        plan = plan_memory(g, reorder=self.reorder) if self.arena else None
+        if plan is not None:
+            g.nodes = list(plan.schedule)
+            executor: Executor = ArenaExecutor(g, plan, self.backend)
+        else:
+            executor = Executor(g, self.backend)
+        t3 = time.perf_counter()
+        report = CompileReport(
+            model=type(self.model).__name__, backend=self.backend.name, training=g.meta["training"],
+            input_shapes=[list(s.shape) for s in specs], passes=rows, fold_errors=dict(g.meta.get("fold_errors", {})),
+            fold_error_input="example input" if not g.meta["abstract"] else "probe input (abstract trace)",
+            memory=plan.summary() if plan is not None else {}, stats=g.stats(),
+            kernels={n.name: _describe_kernel(self.backend, n) for n in g.nodes},
+            trace_s=t1 - t0, passes_s=t2 - t1, plan_s=t3 - t2, compile_s=t3 - t0)
+        if plan is None:
+            report["memory"] = {k: 0 for k in ("naive_bytes", "arena_bytes", "lower_bound_bytes", "fragmentation")}
+        return _Compiled(g, plan, executor, report)
+
+    # --- calling ---------------------------------------------------------------------------------------------
+    def __call__(self, *inputs: Any) -> Any:
+        compiled = self.compile_for(*inputs)
+        outs = compiled.executor.run(*(x.data if isinstance(x, Tensor) else np.asarray(x) for x in inputs))
+        tensors = [Tensor(o) for o in outs]
+        structure = compiled.graph.meta.get("output_structure", "single")
+        if structure == "single":
+            return tensors[0]
+        return list(tensors) if structure == "list" else tuple(tensors)
+
+    def check(self, *inputs: Any, rtol: float = 1e-4) -> dict[str, float]:
+        """Run the eager model and the compiled one on ``inputs``; record and return the max differences."""
+        from engine.autograd import no_grad
+
+        with no_grad():
+            eager = self.model(*(x if isinstance(x, Tensor) else Tensor(np.asarray(x)) for x in inputs))
+        got = self(*inputs)
+        pairs = zip([eager] if isinstance(eager, Tensor) else eager, [got] if isinstance(got, Tensor) else got)
+        abs_d = rel_d = 0.0
+        ok = True
+        for e, c in pairs:
+            e64, c64 = e.data.astype(np.float64), c.data.astype(np.float64)
+            d = np.abs(e64 - c64)
+            scale = float(np.abs(e64).max(initial=0.0))
+            abs_d = max(abs_d, float(d.max(initial=0.0)))
+            rel_d = max(rel_d, float(d.max(initial=0.0)) / max(scale, 1e-30))
+            # rtol per element, plus rtol of the output's magnitude for elements near zero
+            ok = ok and bool(np.all(d <= rtol * np.abs(e64) + rtol * scale))
+        result = {"max_abs_diff": abs_d, "max_diff_over_max_abs": rel_d, "allclose": ok, "rtol": rtol}
+        self._last.report["check"] = result
+        return result
+
+    # --- inspection ------------------------------------------------------------------------------------------
+    @property
+    def graph(self) -> Graph:
+        return self._require().graph
+
+    @property
+    def report(self) -> CompileReport:
+        return self._require().report
+
+    @property
+    def compiled(self) -> _Compiled:
+        """The current compilation: ``.graph``, ``.plan``, ``.executor`` (its ``.arena``), ``.report``."""
+        return self._require()
+
+    @property
+    def plan(self) -> MemoryPlan | None:
+        return self._require().plan
+
+    def _require(self) -> _Compiled:
+        if self._last is None:
+            raise RuntimeError("CompiledModule: not compiled yet; call it (or compile_for) with example inputs")
+        return self._last
+
+    def render(self, path: str, **kwargs: Any) -> Any:
+        """Draw the optimized graph (delegates to :func:`graph.render.render`)."""
+        from .render import render
+
+        return render(self.graph, path, **kwargs)
+
+    def render_memory(self, path: str, **kwargs: Any) -> Any:
+        """Draw the memory plan (arena offset vs step; delegates to :func:`graph.render.render_memory_plan`)."""
+        from .render import render_memory_plan
+
+        return render_memory_plan(self._require().plan, path, **kwargs)
+
+    def __repr__(self) -> str:
+        shapes = [[list(s) for s, _ in k[0]] for k in self._cache]
+        return f"CompiledModule({type(self.model).__name__}, backend={self.backend.name!r}, compiled for {shapes})"
+
+
+def _describe_kernel(backend: Backend, node: Any) -> str:
+    """What runs a node: the kernel's qualified name, plus the backend's algorithm note when it gives one
+    (a kernel attribute ``algorithm``: a string, or a callable of the node's input specs and attrs)."""
+    try:
+        k = kernel_for(backend, node)
+    except NotImplementedError:
+        return "<missing kernel>"
+    desc = f"{getattr(k, '__module__', '?')}.{getattr(k, '__qualname__', getattr(k, '__name__', '?'))}"
+    algo = getattr(k, "algorithm", None)
+    if callable(algo):
+        try:
+            algo = algo(tuple(v.spec for v in node.inputs), **node.attrs)
+        except Exception:  # an algorithm note must never break compilation
+            algo = None
+    return f"{desc} [{algo}]" if algo else desc
+
+
+def compile(model: Any, *example_inputs: Any, backend: str | Backend = "numpy", passes: Any = None,  # noqa: A001
+            arena: bool = True, reorder: bool = True, abstract: bool = True, check: bool = False) -> CompiledModule:
+    """Compile ``model`` for ``example_inputs`` (Tensors, arrays or :class:`engine.Spec`).
+
+    ``passes``: a pipeline name (see ``graph.passes.PIPELINES``), a list of passes, or None for the default of the
+    model's mode (``"inference"`` in eval mode, ``"training"`` in train mode). ``abstract``: trace with shape
+    rules only (no kernel time). ``arena``: run inside one planned arena. ``check``: also run the eager model on
+    the example inputs and record the max difference in ``report["check"]``.
+    """
+    cm = CompiledModule(model, backend, passes, arena=arena, reorder=reorder, abstract=abstract)
+    cm.compile_for(*example_inputs)
+    if check:
+        cm.check(*example_inputs)
+    return cm

@@ -1,0 +1,59 @@
+"""Dropout and identity removal."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir import Graph, Node, Value
+from . import PassResult
+
+
+def _identity_source(node: Node) -> Value | None:
+    """The input ``node`` passes through unchanged, or None."""
+    op, ins, out = node.op.name, node.inputs, node.outputs[0] if node.outputs else None
+    if out is None or len(node.outputs) != 1:
+        return None
+    x = ins[0] if ins else None
+    if x is None or x.spec != out.spec:
+        if op in ("add", "mul") and len(ins) == 2:  # x + 0 / x * 1 with the const on either side
+            for a, c in ((ins[0], ins[1]), (ins[1], ins[0])):
+                if a.spec == out.spec and c.kind == "const" and c.data is not None \
+                        and np.all(c.data == (0 if op == "add" else 1)):
+                    return a
+        return None
+    if op in ("reshape", "broadcast_to", "astype", "transpose", "pad", "slice") and len(ins) == 1:
+        if op == "transpose" and tuple(node.attrs["perm"]) != tuple(range(len(x.shape))):
+            return None
+        if op == "pad" and any(any(p) for p in node.attrs["pads"]):
+            return None
+        if op == "slice" and any(k != 1 for k in node.attrs["steps"]):
+            return None
+        return x
+    if op == "concat" and len(ins) == 1:
+        return x
+    if op in ("add", "mul") and len(ins) == 2:
+        c = ins[1]
+        if c.kind == "const" and c.data is not None and np.all(c.data == (0 if op == "add" else 1)):
+            return x
+    return None
+
+
+def remove_dropout(graph: Graph) -> PassResult:
+    """Remove ``dropout`` nodes (in eval) and identities (reshape/transpose/broadcast/astype/pad/slice that keep the
+    value, single-input concat, ``x + 0``, ``x * 1``), pointing their users at the unchanged input.
+
+    Preconditions: dropout is removed only from inference graphs (``graph.meta["training"]`` false); in a
+    training graph dropout nodes stay and only identities go. A removed node whose output is a graph output is
+    replaced in ``graph.outputs`` as well.
+    """
+    training = bool(graph.meta.get("training"))
+    dead = set()
+    for node in graph.nodes:
+        src = node.inputs[0] if node.op.name == "dropout" and not training else _identity_source(node)
+        if src is None:
+            continue
+        graph.replace_all_uses(node.outputs[0], src)
+        dead.add(node)
+    if dead:
+        graph.erase_nodes(dead)
+    return PassResult(graph, bool(dead))

@@ -1,0 +1,243 @@
+"""Diagrams of graphs and memory plans, through the ``graphviz`` package and the system ``dot`` binary.
+
+- :func:`render` draws one graph: an op node per primitive call (op, module, output shape, params, MACs), the
+  runtime inputs and outputs as ellipses, edges labelled with the tensor's shape and size, and fused groups as
+  clusters (a node whose ``meta["fused"]`` lists the ops folded into it, nodes sharing ``meta["fusion_group"]``,
+  or a fused primitive).
+- :func:`render_before_after` draws two graphs side by side (e.g. before and after a pass), one cluster each.
+- :func:`render_memory_plan` draws a memory plan with matplotlib: arena offset against schedule step, one box per
+  buffer spanning its live range.
+
+Parameters, buffers and constants are not drawn as nodes; their sizes are added to their consumer's "params".
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+from engine.primitive import FUSED
+
+from .summary import fmt_bytes, fmt_count, make_module_callable, node_cost, node_module, node_prim, value_spec
+
+__all__ = ["to_dot", "render", "render_before_after", "render_memory_plan", "FORMATS"]
+
+FORMATS = ("svg", "png", "dot", "pdf")
+_PARAM_KINDS = ("param", "const")
+_COLORS = {"conv": "#cfe2f3", "matmul": "#cfe2f3", "pool": "#d9ead3", "norm": "#fff2cc", "elementwise": "#f4f4f4",
+           "shape": "#eeeeee", "fused": "#f4cccc", "reduce": "#ead1dc"}
+
+
+def _id(prefix: str, name: str) -> str:
+    return f"{prefix}{name}".replace(":", "_").replace('"', "_")
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return "×".join(str(d) for d in shape) or "scalar"
+
+
+def _node_params(node: Any) -> int:
+    return sum(value_spec(v).size for v in node.inputs if getattr(v, "kind", None) in _PARAM_KINDS)
+
+
+def _node_label(node: Any) -> str:
+    prim = node_prim(node)
+    fused = node.meta.get("fused")
+    title = f"{prim.name}" + (f" [{'+'.join(map(str, fused))}]" if fused and not isinstance(fused, bool) else "")
+    lines = [f"<B>{html.escape(title)}</B>"]
+    module = node_module(node)
+    if module:
+        lines.append(f'<FONT POINT-SIZE="9">{html.escape(module)}</FONT>')
+    lines.append(html.escape(" · ".join(_shape(value_spec(o).shape) for o in node.outputs)))
+    cost = node_cost(node)
+    params = _node_params(node)
+    facts = []
+    if params:
+        facts.append(f"params {fmt_count(params)}")
+    if cost.macs:
+        facts.append(f"MACs {fmt_count(cost.macs)}")
+    if facts:
+        lines.append(html.escape(" · ".join(facts)))
+    return "<" + "<BR/>".join(lines) + ">"
+
+
+def _fusion_key(node: Any) -> str | None:
+    group = node.meta.get("fusion_group")
+    if group is not None:
+        return str(group)
+    if node.meta.get("fused") or node_prim(node).kind == FUSED:
+        return node.name
+    return None
+
+
+def _fusion_label(nodes: list[Any]) -> str:
+    ops: list[str] = []
+    for n in nodes:
+        fused = n.meta.get("fused")
+        ops.extend(map(str, fused) if fused and not isinstance(fused, bool) else [node_prim(n).name])
+    return "fused: " + " + ".join(ops)
+
+
+def _add_graph(dot: Any, graph: Any, prefix: str = "") -> None:
+    """Add ``graph``'s nodes and edges to the graphviz (sub)graph ``dot``; ids are prefixed with ``prefix``."""
+    producer_id: dict[int, str] = {}
+    for v in graph.inputs:
+        if getattr(v, "kind", "input") == "input":
+            vid = _id(prefix, "in_" + v.name)
+            dot.node(vid, f"{v.name}\n{_shape(v.shape)}", shape="ellipse", style="filled", fillcolor="#ffffff")
+            producer_id[id(v)] = vid
+    clusters: dict[str, list[Any]] = {}
+    for n in graph.nodes:
+        key = _fusion_key(n)
+        if key is not None:
+            clusters.setdefault(key, []).append(n)
+    in_cluster = {id(n) for ns in clusters.values() for n in ns}
+    for key, ns in clusters.items():
+        with dot.subgraph(name=_id("cluster_" + prefix, "fused_" + key)) as sub:
+            sub.attr(label=_fusion_label(ns), style="rounded,filled", fillcolor="#fdf0f0", color="#cc0000",
+                     fontsize="10")
+            for n in ns:
+                _add_op(sub, n, prefix)
+    for n in graph.nodes:
+        if id(n) not in in_cluster:
+            _add_op(dot, n, prefix)
+        for o in n.outputs:
+            producer_id[id(o)] = _id(prefix, n.name)
+    for n in graph.nodes:
+        for v in n.inputs:
+            src = producer_id.get(id(v))
+            if src is not None:
+                dot.edge(src, _id(prefix, n.name), label=_edge_label(v))
+    for i, v in enumerate(graph.outputs):
+        out_id = _id(prefix, f"out_{i}")
+        dot.node(out_id, f"output {i}\n{_shape(v.shape)}", shape="ellipse")
+        src = producer_id.get(id(v))
+        if src is not None:
+            dot.edge(src, out_id, label=_edge_label(v))
+
+
+def _add_op(dot: Any, node: Any, prefix: str) -> None:
+    kind = node_prim(node).kind
+    dot.node(_id(prefix, node.name), _node_label(node), shape="box", style="rounded,filled",
+             fillcolor=_COLORS.get(kind, "#ffffff"))
+
+
+def _edge_label(v: Any) -> str:
+    s = value_spec(v)
+    return f"{_shape(s.shape)}\n{fmt_bytes(s.nbytes)}"
+
+
+def to_dot(graph: Any, title: str | None = None):
+    """The graph as a ``graphviz.Digraph`` (not rendered)."""
+    import graphviz
+
+    dot = graphviz.Digraph(name="convgraph", graph_attr={"rankdir": "TB", "fontname": "Helvetica"},
+                           node_attr={"fontname": "Helvetica", "fontsize": "10"},
+                           edge_attr={"fontname": "Helvetica", "fontsize": "8"})
+    if title:
+        dot.attr(label=title, labelloc="t")
+    _add_graph(dot, graph)
+    return dot
+
+
+def _write(dot: Any, path: str | Path, format: str | None) -> Path:
+    path = Path(path)
+    fmt = (format or path.suffix.lstrip(".") or "svg").lower()
+    if fmt not in FORMATS:
+        raise ValueError(f"render: format must be one of {FORMATS} (got {fmt!r})")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "dot":
+        path.write_text(dot.source)
+    else:
+        path.write_bytes(dot.pipe(format=fmt))
+    return path
+
+
+def render(graph: Any, path: str | Path, format: str | None = None, title: str | None = None) -> Path:
+    """Draw ``graph`` to ``path`` as ``format`` ("svg" | "png" | "dot" | "pdf"; default: from the suffix, else
+    svg). Returns the path written."""
+    return _write(to_dot(graph, title), path, format)
+
+
+def render_before_after(before: Any, after: Any, path: str | Path, format: str | None = None,
+                        labels: tuple[str, str] = ("before", "after")) -> Path:
+    """Two graphs side by side in one diagram, each in its own cluster (e.g. before and after a pass)."""
+    import graphviz
+
+    dot = graphviz.Digraph(name="before_after", graph_attr={"rankdir": "TB", "fontname": "Helvetica"},
+                           node_attr={"fontname": "Helvetica", "fontsize": "10"},
+                           edge_attr={"fontname": "Helvetica", "fontsize": "8"})
+    for label, g, prefix in ((labels[0], before, "b_"), (labels[1], after, "a_")):
+        stats = f"{len(g.nodes)} nodes · MACs {fmt_count(sum(node_cost(n).macs for n in g.nodes))}"
+        with dot.subgraph(name=f"cluster_{prefix}view") as sub:
+            sub.attr(label=f"{label} ({stats})", style="dashed", fontsize="14")
+            _add_graph(sub, g, prefix)
+    return _write(dot, path, format)
+
+
+# --- memory plans -----------------------------------------------------------------------------------------------
+def _plan_boxes(plan: Any) -> list[tuple[str, int, int, int, int]]:
+    """(name, first step, last step, offset, size) per buffer of a memory plan."""
+    boxes = []
+    buffers = getattr(plan, "buffers", None)
+    if buffers is None:
+        raise TypeError(f"render_memory_plan: {type(plan).__name__} has no 'buffers'")
+    items = buffers.items() if isinstance(buffers, dict) else ((getattr(b, "name", str(i)), b)
+                                                               for i, b in enumerate(buffers))
+    for name, b in items:
+        start, end = _live_range(b)
+        values = getattr(b, "values", None)
+        label = getattr(b, "name", None) or (values[0].name if values else name)
+        boxes.append((str(label), start, end, int(b.offset), int(b.size)))
+    return boxes
+
+
+def _live_range(b: Any) -> tuple[int, int]:
+    for first, last in (("start", "end"), ("first", "last"), ("birth", "death"), ("def_step", "last_use")):
+        if hasattr(b, first) and hasattr(b, last):
+            return int(getattr(b, first)), int(getattr(b, last))
+    live = getattr(b, "live", None) or getattr(b, "live_range", None)
+    if live is not None:
+        return int(live[0]), int(live[-1])
+    raise TypeError(f"render_memory_plan: cannot read the live range of {b!r}")
+
+
+def render_memory_plan(plan: Any, path: str | Path, title: str | None = None, label_min_fraction: float = 0.02) -> Path:
+    """Arena offset (y, MiB) against schedule step (x): one box per buffer over its live range [first, last].
+    Buffers taller than ``label_min_fraction`` of the arena are labelled with their name."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    boxes = _plan_boxes(plan)
+    arena = max((off + size for _, _, _, off, size in boxes), default=0)
+    arena = max(arena, int(getattr(plan, "arena_bytes", 0) or 0))
+    lower = getattr(plan, "lower_bound_bytes", None)
+    steps = max((end for _, _, end, _, _ in boxes), default=0) + 1
+    fig, ax = plt.subplots(figsize=(12, 6))
+    cmap = plt.get_cmap("tab20")
+    mib = 2**20
+    for i, (name, start, end, off, size) in enumerate(boxes):
+        ax.add_patch(Rectangle((start, off / mib), end - start + 1, size / mib, facecolor=cmap(i % 20),
+                               edgecolor="black", linewidth=0.3, alpha=0.85))
+        if arena and size / arena >= label_min_fraction:
+            ax.text(start + (end - start + 1) / 2, (off + size / 2) / mib, name, ha="center", va="center", fontsize=6)
+    ax.set_xlim(0, max(steps, 1))
+    ax.set_ylim(0, max(arena / mib, 1e-6))
+    ax.set_xlabel("schedule step (node index)")
+    ax.set_ylabel("arena offset (MiB, 2^20 bytes)")
+    if lower:
+        ax.axhline(lower / mib, color="red", linestyle="--", linewidth=0.8, label=f"lower bound {fmt_bytes(lower)}")
+        ax.legend(loc="upper right", fontsize=8)
+    ax.set_title(title or f"memory plan: {len(boxes)} buffers in a {fmt_bytes(arena)} arena")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format=path.suffix.lstrip(".") or "svg", bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+make_module_callable(__name__, render)

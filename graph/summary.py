@@ -1,0 +1,365 @@
+"""A torchinfo-style model summary that is honest about units.
+
+``summary(model, input_shape, depth=k)`` traces the model on shapes only (no kernel runs, so ResNet-50 at 224² is
+fast), asks every node's primitive for its cost rule (``prim.cost(in_specs, out_specs, **attrs)``) and groups the
+nodes by the dotted module path recorded in ``node.meta["module"]``, cut to ``depth`` components. Nothing here
+knows how a conv is computed: MACs and FLOPs come from the primitive table, output sizes from the shape rules and
+"drops N input rows/columns" from :func:`engine.ops.conv.dropped_pixels`.
+
+Units: MACs are multiply-accumulates; FLOPs count multiplies and adds separately, so FLOPs = 2 x MACs for conv
+and linear (plus one add per output element for a bias, and the elementwise work of the other ops, as each cost
+rule states). Activation bytes are the bytes of every tensor the row's primitives write.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from engine.ops.conv import dropped_pixels
+from engine.primitive import Cost, Primitive, Spec, get_primitive
+
+__all__ = ["SummaryRow", "Summary", "summary", "node_prim", "node_cost", "value_spec", "node_name",
+           "node_specs", "node_module", "dropped_rows_cols", "fmt_count", "fmt_bytes", "trace_shapes"]
+
+
+# --- reading the IR (every analysis in this package goes through these few accessors) ---------------------------
+def node_prim(node: Any) -> Primitive:
+    op = node.op
+    return op if isinstance(op, Primitive) else get_primitive(str(op))
+
+
+def value_spec(value: Any) -> Spec:
+    spec = getattr(value, "spec", None)
+    return spec if isinstance(spec, Spec) else Spec(value.shape, value.dtype)
+
+
+def node_specs(node: Any) -> tuple[tuple[Spec, ...], tuple[Spec, ...]]:
+    ins = tuple(value_spec(v) for v in node.inputs if v is not None)
+    return ins, tuple(value_spec(v) for v in node.outputs)
+
+
+def node_cost(node: Any) -> Cost:
+    """The primitive's own cost rule applied to this node's specs and attributes."""
+    ins, outs = node_specs(node)
+    return node_prim(node).cost(ins, outs, **dict(node.attrs))
+
+
+def node_module(node: Any) -> str:
+    return str(node.meta.get("module") or "")
+
+
+def node_name(node: Any) -> str:
+    """A readable, stable name: the output value's name, else the module path plus the op."""
+    out = node.outputs[0] if node.outputs else None
+    name = getattr(out, "name", None) or getattr(node, "name", None)
+    return str(name) if name else f"{node_module(node) or '<root>'}:{node_prim(node).name}"
+
+
+def _window(node: Any) -> tuple[tuple[int, int], tuple[int, int], tuple, tuple[int, int]] | None:
+    """(kernel, stride, padding pairs, dilation) of a sliding-window node (conv or pool), else None."""
+    attrs = dict(node.attrs)
+    if "stride" not in attrs:
+        return None
+    name = node_prim(node).name
+    if name.startswith("conv2d") or "conv" in name:
+        if len(node.inputs) < 2:
+            return None
+        kernel = tuple(value_spec(node.inputs[1]).shape[2:4])
+    elif "kernel" in attrs:
+        kernel = tuple(attrs["kernel"])
+    else:
+        return None
+    if "grad" in name or len(kernel) != 2:
+        return None
+    pads = attrs.get("padding", ((0, 0), (0, 0)))
+    pads = tuple(p if isinstance(p, (tuple, list)) else (p, p) for p in pads)
+    return kernel, tuple(attrs["stride"]), pads, tuple(attrs.get("dilation", (1, 1)))
+
+
+def dropped_rows_cols(node: Any, data_only: bool = False) -> tuple[int, int]:
+    """(rows, columns) at the bottom/right of the padded input that the stride leaves unused, for conv and pool
+    nodes ((0, 0) for other ops and in ceil mode, where a partial window covers them). ``data_only`` leaves out
+    the dropped rows/columns that are padding, counting only real input lost."""
+    win = _window(node)
+    if win is None or not node.inputs or value_spec(node.inputs[0]).ndim != 4:
+        return 0, 0
+    if dict(node.attrs).get("ceil_mode"):
+        return 0, 0
+    kernel, stride, pads, dilation = win
+    h, w = value_spec(node.inputs[0]).shape[2:]
+    out = []
+    for i, size in enumerate((h, w)):
+        n = dropped_pixels(size, kernel[i], stride[i], pads[i], dilation[i])
+        out.append(max(n - pads[i][1], 0) if data_only else n)
+    return out[0], out[1]
+
+
+# --- formatting -------------------------------------------------------------------------------------------------
+def fmt_count(n: float, unit: str = "") -> str:
+    """1234567 -> '1.23M' (decimal prefixes: K = 10^3, M = 10^6, G = 10^9)."""
+    for scale, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f}{prefix}{unit}"
+    return f"{int(n)}{unit}"
+
+
+def fmt_bytes(n: float) -> str:
+    """Binary units: KiB = 2^10 bytes, MiB = 2^20 bytes."""
+    for scale, prefix in ((2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f} {prefix}"
+    return f"{int(n)} B"
+
+
+# --- the summary ------------------------------------------------------------------------------------------------
+@dataclass
+class SummaryRow:
+    """One row: a module at the requested depth (or a run of functional ops called outside any module)."""
+
+    name: str  # dotted module path; "(relu)" style for ops called directly in a parent's forward
+    layer: str  # module class name, or the primitive names for functional rows
+    output_shape: tuple[int, ...]
+    params: int
+    macs: int
+    flops: int
+    activation_bytes: int
+    depth: int
+    ops: list[str] = field(default_factory=list)  # primitives in the row, in schedule order
+    dropped_rows: int = 0  # max over the row's conv/pool nodes of input rows the stride leaves unused
+    dropped_cols: int = 0
+    dropped_data: bool = False  # some dropped rows/columns are real input, not just padding
+    repeated: bool = False  # a module called again: its parameters were counted at its first call
+
+    @property
+    def note(self) -> str:
+        parts = []
+        if self.dropped_rows or self.dropped_cols:
+            parts.append(f"stride drops {self.dropped_rows} input rows / {self.dropped_cols} columns"
+                         + ("" if self.dropped_data else " (padding only)"))
+        if self.repeated:
+            parts.append("(recursive) params counted once")
+        return "; ".join(parts)
+
+
+@dataclass
+class Summary(Sequence):
+    """The rows plus totals. Behaves as the list of rows; ``str()`` is the rendered table."""
+
+    rows: list[SummaryRow]
+    input_shape: tuple[int, ...]
+    total_params: int
+    total_macs: int
+    total_flops: int
+    activation_bytes: int
+    input_bytes: int
+    param_bytes: int
+    depth: int
+    model_name: str = "Model"
+
+    def __getitem__(self, i):  # type: ignore[override]
+        return self.rows[i]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self) -> Iterator[SummaryRow]:
+        return iter(self.rows)
+
+    def row(self, name: str) -> SummaryRow:
+        """The first row with this module path."""
+        for r in self.rows:
+            if r.name == name:
+                return r
+        raise KeyError(f"summary has no row '{name}'; rows: {[r.name for r in self.rows]}")
+
+    @property
+    def flagged(self) -> list[SummaryRow]:
+        return [r for r in self.rows if r.dropped_rows or r.dropped_cols]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: v for k, v in asdict(self).items() if k != "rows"}
+        d["rows"] = [asdict(r) | {"note": r.note} for r in self.rows]
+        return d
+
+    def table(self):
+        """A rich Table of the rows with totals and units in the caption."""
+        from rich.table import Table
+
+        t = Table(title=f"{self.model_name} — input {list(self.input_shape)}, depth {self.depth}", show_footer=True)
+        t.add_column("Layer (type)", footer="Total")
+        t.add_column("Output shape")
+        t.add_column("Params", justify="right", footer=f"{self.total_params:,}")
+        t.add_column("MACs", justify="right", footer=fmt_count(self.total_macs))
+        t.add_column("FLOPs", justify="right", footer=fmt_count(self.total_flops))
+        t.add_column("Activations", justify="right", footer=fmt_bytes(self.activation_bytes))
+        t.add_column("Note")
+        for r in self.rows:
+            indent = "  " * max(r.depth - 1, 0)
+            t.add_row(f"{indent}{r.name} ({r.layer})", str(list(r.output_shape)), f"{r.params:,}",
+                      fmt_count(r.macs), fmt_count(r.flops), fmt_bytes(r.activation_bytes), r.note)
+        t.caption = (f"Params: {self.total_params:,} ({fmt_bytes(self.param_bytes)}) · "
+                     f"MACs: {self.total_macs:,} ({fmt_count(self.total_macs)}) · "
+                     f"FLOPs: {self.total_flops:,} ({fmt_count(self.total_flops)}; FLOPs = 2 × MACs for conv/linear, "
+                     "plus bias and elementwise ops) · "
+                     f"input {fmt_bytes(self.input_bytes)}, activations written {fmt_bytes(self.activation_bytes)} · "
+                     "K/M/G = 10^3/10^6/10^9, KiB/MiB = 2^10/2^20 bytes")
+        return t
+
+    def __str__(self) -> str:
+        from rich.console import Console
+
+        console = Console(width=160, record=True, force_terminal=False, color_system=None)
+        with console.capture() as cap:
+            console.print(self.table())
+        return cap.get()
+
+    def print(self) -> None:
+        from rich.console import Console
+
+        console = Console()
+        if not console.is_terminal:
+            console = Console(width=160)
+        console.print(self.table())
+
+
+def trace_shapes(model: Any, input_shape: Sequence[int], dtype: str = "float32") -> Any:
+    """Trace ``model`` on an input of ``input_shape`` without running kernels, in eval mode."""
+    from .trace import trace
+
+    was_training = getattr(model, "training", False)
+    if hasattr(model, "eval"):
+        model.eval()
+    try:
+        return trace(model, Spec(tuple(input_shape), dtype), abstract=True)
+    finally:
+        if was_training and hasattr(model, "train"):
+            model.train(True)
+
+
+def _cut(path: str, depth: int) -> str:
+    return ".".join(path.split(".")[:depth]) if path else ""
+
+
+def _groups(nodes: Iterable[Any], depth: int) -> list[tuple[str, list[Any]]]:
+    """Consecutive runs of nodes with the same module path cut to ``depth`` (a module's call is contiguous in the
+    schedule, so a run is one call)."""
+    out: list[tuple[str, list[Any]]] = []
+    for node in nodes:
+        key = _cut(node_module(node), depth)
+        if out and out[-1][0] == key:
+            out[-1][1].append(node)
+        else:
+            out.append((key, [node]))
+    return out
+
+
+def _param_counter(model: Any, depth: int):
+    """Returns count(key, nodes) -> params for a row, counting each parameter once."""
+    modules = dict(model.named_modules()) if hasattr(model, "named_modules") else {}
+    seen: set[int] = set()
+
+    def count(key: str, nodes: list[Any]) -> int:
+        mod = modules.get(key) if key or depth == 0 else None
+        if mod is not None:
+            total = 0
+            for p in mod.parameters():
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    total += p.size
+            return total
+        return 0
+
+    return count
+
+
+def summarize_graph(graph: Any, model: Any = None, depth: int = 3) -> Summary:
+    """Rows for an already-traced graph (``model`` supplies module class names and parameter counts)."""
+    modules = dict(model.named_modules()) if model is not None and hasattr(model, "named_modules") else {}
+    count_params = _param_counter(model, depth) if model is not None else (lambda key, nodes: 0)
+    rows: list[SummaryRow] = []
+    seen_keys: set[str] = set()
+    for key, nodes in _groups(graph.nodes, depth):
+        cost = Cost()
+        act = 0
+        rows_cols = [(0, 0)]
+        dropped_data = False
+        for n in nodes:
+            cost = cost + node_cost(n)
+            act += sum(value_spec(v).nbytes for v in n.outputs)
+            rows_cols.append(dropped_rows_cols(n))
+            dropped_data = dropped_data or any(dropped_rows_cols(n, data_only=True))
+        ops = [node_prim(n).name for n in nodes]
+        mod = modules.get(key) if key or depth == 0 else None  # key "" at depth > 0: ops called by the root
+        if mod is not None:
+            name, layer = key, type(mod).__name__
+        else:
+            uniq = list(dict.fromkeys(ops))
+            name = f"{key + '.' if key else ''}({'+'.join(uniq)})"
+            layer = "functional"
+        rows.append(SummaryRow(
+            name=name, layer=layer, output_shape=value_spec(nodes[-1].outputs[0]).shape,
+            params=count_params(key, nodes), macs=cost.macs, flops=cost.flops, activation_bytes=act,
+            depth=len(key.split(".")) if key else 0, ops=ops,
+            dropped_rows=max(r for r, _ in rows_cols), dropped_cols=max(c for _, c in rows_cols),
+            dropped_data=dropped_data,
+            repeated=mod is not None and key in seen_keys))
+        seen_keys.add(key)
+    params = list(model.parameters()) if model is not None and hasattr(model, "parameters") else []
+    in_specs = [value_spec(v) for v in _data_inputs(graph, model)]
+    return Summary(
+        rows=rows, input_shape=in_specs[0].shape if in_specs else (), total_params=sum(p.size for p in params),
+        total_macs=sum(r.macs for r in rows), total_flops=sum(r.flops for r in rows),
+        activation_bytes=sum(r.activation_bytes for r in rows), input_bytes=sum(s.nbytes for s in in_specs),
+        param_bytes=sum(p.size * p.dtype.itemsize for p in params), depth=depth,
+        model_name=type(model).__name__ if model is not None else "Graph")
+
+
+def _data_inputs(graph: Any, model: Any) -> list[Any]:
+    """Graph inputs that are not parameters or buffers (named by the tracer after their state-dict key)."""
+    state = set(model.state_dict(keep_vars=True)) if model is not None and hasattr(model, "state_dict") else set()
+    ins = list(getattr(graph, "inputs", []))
+    data = [v for v in ins if not _is_state(v, state)]
+    return data
+
+
+def _is_state(value: Any, state_names: set[str]) -> bool:
+    meta = getattr(value, "meta", None) or {}
+    if meta.get("param") or meta.get("buffer") or meta.get("kind") in ("param", "buffer", "parameter"):
+        return True
+    return getattr(value, "name", None) in state_names
+
+
+def summary(model: Any, input_shape: Sequence[int], depth: int = 3, verbose: bool = True,
+            dtype: str = "float32") -> Summary:
+    """Trace ``model`` on shapes only and summarize it per module, aggregated at module ``depth``.
+
+    ``input_shape`` includes the batch dimension (torchinfo's convention); a 3-tuple is taken as (C, H, W) with
+    batch 1. Returns a :class:`Summary` (a sequence of :class:`SummaryRow`); ``verbose`` also prints the table.
+    """
+    shape = tuple(int(d) for d in input_shape)
+    if len(shape) == 3:
+        shape = (1,) + shape
+    s = summarize_graph(trace_shapes(model, shape, dtype), model, depth)
+    if verbose:
+        s.print()
+    return s
+
+
+def make_module_callable(module_name: str, fn: Callable[..., Any]) -> None:
+    """Let ``graph.<name>`` be called as the function of the same name even after ``graph.<name>`` the submodule
+    was imported (importing a submodule binds the module object to the package attribute, shadowing
+    ``graph/__init__``'s lazy function lookup): ``graph.summary(model, shape)`` and ``graph.summary.SummaryRow``
+    both work."""
+
+    class _CallableModule(types.ModuleType):
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            return fn(*args, **kwargs)
+
+    sys.modules[module_name].__class__ = _CallableModule
+
+
+make_module_callable(__name__, summary)

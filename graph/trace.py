@@ -1,0 +1,139 @@
+"""trace(model, *example_inputs) -> Graph: run the forward once with an observer on ``bind`` and record every
+primitive call as a Node.
+
+- Parameters and buffers become named graph inputs (``kind="param"`` / ``"buffer"``) holding their arrays, named
+  by their state-dict path (``layer1.0.conv1.weight``), so passes can read and fold them.
+- Any other tensor a primitive reads that was not produced inside the trace (a lifted scalar, a mask, a tensor
+  the model created with ``engine.tensor``) becomes a ``"const"`` input holding its array.
+- ``node.meta["module"]`` is the dotted path of the innermost module running when the primitive was bound
+  (``""`` for the root), from :func:`engine.autograd.current_modules`.
+- Python control flow simply unrolls: only primitive calls are recorded, the Python around them is not.
+- ``abstract=True`` runs shape rules only (no kernels), so tracing a large model costs no kernel time.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from engine import autograd
+from engine.primitive import Primitive, Spec
+from engine.tensor import Tensor
+
+from .ir import Graph, Value
+
+
+def _as_tensor(x: Any, abstract: bool) -> Tensor:
+    if isinstance(x, Spec):
+        return Tensor._make(None, x)
+    if isinstance(x, Tensor):
+        return Tensor._make(None, x.spec) if abstract else x.detach()
+    arr = np.asarray(x)
+    if arr.dtype == np.float64 and not isinstance(x, np.ndarray):
+        arr = arr.astype(np.float32)
+    return Tensor._make(None, Spec(arr.shape, arr.dtype)) if abstract else Tensor(arr)
+
+
+def _input_names(fn: Callable, n: int) -> list[str]:
+    try:
+        target = fn.forward if hasattr(fn, "forward") else fn
+        params = [p.name for p in inspect.signature(target).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        params = []
+    if len(params) >= n:
+        return params[:n]
+    return ["x"] if n == 1 else [f"x{i}" for i in range(n)]
+
+
+def _named_state(model: Any) -> tuple[dict[int, tuple[str, str, Tensor]], dict[int, str]]:
+    """id(tensor) -> (name, kind, tensor) for parameters and buffers; id(module) -> dotted path."""
+    state: dict[int, tuple[str, str, Tensor]] = {}
+    modules: dict[int, str] = {}
+    if hasattr(model, "named_modules"):
+        modules = {id(m): name for name, m in model.named_modules()}
+    for attr, kind in (("named_parameters", "param"), ("named_buffers", "buffer")):
+        if hasattr(model, attr):
+            for name, t in getattr(model, attr)():
+                if t is not None:
+                    state.setdefault(id(t), (name, kind, t))
+    return state, modules
+
+
+def _flatten(out: Any) -> tuple[list[Tensor], str]:
+    if isinstance(out, Tensor):
+        return [out], "single"
+    if isinstance(out, (tuple, list)) and all(isinstance(t, Tensor) for t in out):
+        return list(out), type(out).__name__
+    raise TypeError(f"trace: the model must return a Tensor or a tuple/list of Tensors (got {type(out).__name__})")
+
+
+def trace(model_or_fn: Callable[..., Any], *example_inputs: Any, abstract: bool = False,
+          input_names: Sequence[str] | None = None, keep_examples: bool = False) -> Graph:
+    """Trace ``model_or_fn(*example_inputs)`` into a :class:`Graph`. Example inputs may be Tensors, arrays or
+    :class:`engine.Spec` (shape-only; implies abstract evaluation for everything that depends on them).
+    ``keep_examples`` stores each value's array from the example run in ``value.meta["example"]`` (passes such as
+    fold_bn then measure their error on the real example input; drop them with :func:`drop_examples`)."""
+    graph = Graph()
+    state, module_names = _named_state(model_or_fn)
+    env: dict[int, Value] = {}
+    alive: list[Tensor] = []  # keep every seen tensor alive so ids are never reused during the trace
+
+    ins = [_as_tensor(x, abstract) for x in example_inputs]
+    names = list(input_names) if input_names else _input_names(model_or_fn, len(ins))
+    for name, t in zip(names, ins):
+        env[id(t)] = graph.add_input(name, t.spec, "input")
+        alive.append(t)
+        if keep_examples and t._data is not None:
+            env[id(t)].meta["example"] = t._data
+
+    def value_of(t: Tensor, prim_name: str) -> Value:
+        v = env.get(id(t))
+        if v is not None:
+            return v
+        if id(t) in state:
+            name, kind, _ = state[id(t)]
+            v = graph.add_input(name, t.spec, kind, t._data)
+        else:
+            if t._data is None:
+                raise ValueError(f"trace: an input of '{prim_name}' is an abstract tensor {t.spec!r} that was not "
+                                 f"produced inside the trace; pass it as an example input instead")
+            v = graph.add_input(t.name or "const", t.spec, "const", t._data)
+        env[id(t)] = v
+        alive.append(t)
+        return v
+
+    def observer(prim: Primitive, inputs: tuple[Tensor, ...], attrs: dict[str, Any], outs: tuple[Tensor, ...]) -> None:
+        in_vals = [value_of(t, prim.name) for t in inputs]
+        stack = autograd.current_modules()
+        meta = {}
+        if stack:
+            meta["module"] = module_names.get(id(stack[-1]), "")
+            meta["module_type"] = type(stack[-1]).__name__
+        node = graph.create_node(prim, in_vals, attrs, meta=meta, out_specs=[o.spec for o in outs])
+        for t, v in zip(outs, node.outputs):
+            env[id(t)] = v
+            alive.append(t)
+            if keep_examples and t._data is not None:
+                v.meta["example"] = t._data
+
+    with autograd.no_grad(), autograd.observe(observer):
+        if abstract:
+            with autograd.abstract():
+                out = model_or_fn(*ins)
+        else:
+            out = model_or_fn(*ins)
+    outs, structure = _flatten(out)
+    graph.outputs = [value_of(t, "<output>") for t in outs]
+    graph.meta.update(training=bool(getattr(model_or_fn, "training", False)), abstract=abstract,
+                      output_structure=structure, model=type(model_or_fn).__name__)
+    return graph
+
+
+def drop_examples(graph: Graph) -> None:
+    """Forget the example arrays ``trace(keep_examples=True)`` stored (they hold every activation alive)."""
+    for v in graph.values():
+        v.meta.pop("example", None)

@@ -1,0 +1,190 @@
+"""numba conv2d (every algorithm), both gradients, the fused epilogues, pools and batch norm vs the numpy
+reference, over a grid of shapes and attributes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import engine
+from engine import Spec
+from tests.backend.test_numba_parity import compare, run_kernel
+
+nb = pytest.importorskip("backends.numba")
+from backends.numba import choose_conv_algorithm  # noqa: E402
+
+
+def _attrs(stride=1, padding=0, dilation=1, groups=1):
+    p = padding if isinstance(padding, tuple) else ((padding, padding), (padding, padding))
+    return {"stride": (stride, stride) if isinstance(stride, int) else stride, "padding": p,
+            "dilation": (dilation, dilation), "groups": groups}
+
+
+# (x shape, w shape, attrs, expected algorithm)
+CASES = [
+    ((2, 8, 9, 9), (6, 8, 3, 3), _attrs(1, 1), "im2col"),
+    ((2, 8, 9, 7), (4, 8, 3, 3), _attrs(2, 1), "im2col"),
+    ((1, 6, 10, 11), (3, 6, 3, 2), _attrs((2, 1), ((1, 0), (2, 1)), 2), "im2col"),  # asymmetric pad, dilation
+    ((2, 3, 16, 16), (8, 3, 7, 7), _attrs(2, 3), "im2col"),  # ResNet stem shape, small
+    ((2, 16, 6, 6), (12, 16, 1, 1), _attrs(1, 0), "gemm_1x1"),
+    ((2, 16, 7, 7), (12, 16, 1, 1), _attrs(2, 0), "gemm_1x1"),  # downsample shortcut
+    ((3, 1, 12, 12), (6, 1, 5, 5), _attrs(1, 0), "direct"),  # LeNet conv1
+    ((2, 3, 10, 10), (4, 3, 3, 3), _attrs(1, 1), "direct"),  # 27 taps
+    ((2, 8, 9, 9), (8, 1, 3, 3), _attrs(1, 1, groups=8), "direct"),  # depthwise
+    ((2, 8, 9, 9), (8, 1, 3, 3), _attrs(2, 1, groups=8), "direct"),
+    ((2, 8, 8, 8), (6, 4, 3, 3), _attrs(1, 1, groups=2), "direct"),  # grouped
+    ((1, 6, 7, 7), (9, 2, 3, 3), _attrs(1, 2, 2, groups=3), "direct"),
+]
+IDS = [f"{c[3]}-{i}" for i, c in enumerate(CASES)]
+
+
+@pytest.mark.parametrize("xs,ws,attrs,algo", CASES, ids=IDS)
+def test_conv_algorithm_choice(xs, ws, attrs, algo):
+    assert choose_conv_algorithm(Spec(xs, np.float32), Spec(ws, np.float32), attrs) == algo
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("xs,ws,attrs,algo", CASES, ids=IDS)
+def test_conv_forward_and_gradients(rng, xs, ws, attrs, algo, dtype):
+    tol = {"rtol": 1e-4, "atol": 1e-4} if dtype == np.float32 else {"rtol": 1e-10, "atol": 1e-10}
+    x, w = rng.standard_normal(xs).astype(dtype), rng.standard_normal(ws).astype(dtype)
+    b = rng.standard_normal(ws[0]).astype(dtype)
+    compare("conv2d", [x, w], **tol, **attrs)
+    compare("conv2d", [x, w, b], **tol, **attrs)
+    (y,) = run_kernel("numpy", "conv2d", [x, w], **attrs)
+    gy = rng.standard_normal(y.shape).astype(dtype)
+    compare("conv2d_input_grad", [gy, w], input_shape=xs, **tol, **attrs)
+    compare("conv2d_weight_grad", [x, gy], weight_shape=ws, **tol, **attrs)
+
+
+def test_conv_dropped_pixels_get_zero_gradient(rng):
+    # (10 + 0 - 3) // 2 + 1 = 4 outputs: the last input row/column is never read
+    x, w = rng.standard_normal((1, 2, 10, 10)).astype(np.float32), rng.standard_normal((3, 2, 3, 3)).astype(np.float32)
+    attrs = _attrs(2, 0)
+    gy = rng.standard_normal((1, 3, 4, 4)).astype(np.float32)
+    compare("conv2d_input_grad", [gy, w], input_shape=x.shape, rtol=1e-4, atol=1e-5, **attrs)
+    (gx,) = run_kernel("numba", "conv2d_input_grad", [gy, w], input_shape=x.shape, **attrs)
+    assert not gx[:, :, -1].any() and not gx[:, :, :, -1].any()
+
+
+@pytest.mark.parametrize("activation,act_attrs", [("none", ()), ("relu", ()), ("leaky_relu", (("negative_slope", 0.2),)),
+                                                  ("silu", ()), ("elu", (("alpha", 0.5),))])
+@pytest.mark.parametrize("case", [0, 4, 6, 8], ids=lambda i: IDS[i])
+@pytest.mark.parametrize("has_bias,has_residual", [(True, True), (False, True), (True, False)])
+def test_fused_conv2d(rng, activation, act_attrs, case, has_bias, has_residual):
+    pytest.importorskip("engine.ops.fused")
+    xs, ws, attrs, _ = CASES[case]
+    x, w = rng.standard_normal(xs).astype(np.float32), rng.standard_normal(ws).astype(np.float32)
+    (y,) = run_kernel("numpy", "conv2d", [x, w], **attrs)
+    ins = [x, w] + [rng.standard_normal(ws[0]).astype(np.float32)] * has_bias
+    ins += [rng.standard_normal(y.shape).astype(np.float32)] * has_residual
+    compare("fused_conv2d", ins, rtol=1e-4, atol=1e-4, has_bias=has_bias, has_residual=has_residual,
+            activation=activation, act_attrs=act_attrs, **attrs)
+
+
+@pytest.mark.parametrize("activation", ["none", "relu", "tanh"])
+def test_fused_linear(rng, activation):
+    pytest.importorskip("engine.ops.fused")
+    x, w, b = (rng.standard_normal(s).astype(np.float32) for s in ((5, 7), (3, 7), (3,)))
+    r = rng.standard_normal((5, 3)).astype(np.float32)
+    compare("fused_linear", [x, w, b, r], rtol=1e-4, atol=1e-5, has_bias=True, has_residual=True,
+            activation=activation, act_attrs=())
+    compare("fused_linear", [x, w], rtol=1e-4, atol=1e-5, has_bias=False, has_residual=False,
+            activation=activation, act_attrs=())
+
+
+def test_epilogue_applies_folded_bn_scale_shift_in_one_pass(rng):
+    from backends.numba.conv import Epilogue, conv2d_forward
+
+    xs, ws, attrs, _ = CASES[0]
+    x, w = rng.standard_normal(xs).astype(np.float32), rng.standard_normal(ws).astype(np.float32)
+    scale, shift = rng.random(ws[0]).astype(np.float32) + 0.5, rng.standard_normal(ws[0]).astype(np.float32)
+    (y,) = run_kernel("numpy", "conv2d", [x, w], **attrs)
+    res = rng.standard_normal(y.shape).astype(np.float32)
+    expect = np.maximum(y * scale[:, None, None] + shift[:, None, None] + res, 0)
+    for algo in ("im2col", "direct"):
+        out = np.empty_like(y)
+        conv2d_forward(x, w, out, Epilogue(np.float32, bias=shift, scale=scale, residual=res, act=nb.elementwise.RELU),
+                       algorithm=algo, **attrs)
+        np.testing.assert_allclose(out, expect, rtol=1e-4, atol=1e-4)
+
+
+POOL_CASES = [
+    dict(kernel=(2, 2), stride=(2, 2), padding=(0, 0), ceil_mode=False),
+    dict(kernel=(3, 3), stride=(2, 2), padding=(1, 1), ceil_mode=False),  # ResNet stem pool
+    dict(kernel=(3, 3), stride=(2, 2), padding=(1, 1), ceil_mode=True),
+    dict(kernel=(3, 2), stride=(1, 2), padding=(1, 0), ceil_mode=True),
+]
+
+
+@pytest.mark.parametrize("pc", POOL_CASES)
+@pytest.mark.parametrize("shape", [(2, 3, 7, 7), (1, 2, 8, 9)])
+def test_max_pool(rng, pc, shape):
+    x = np.round(rng.standard_normal(shape) * 2).astype(np.float32)  # rounding makes ties
+    for dil in ((1, 1), (2, 1)):
+        attrs = dict(pc, dilation=dil)
+        try:
+            (y,) = run_kernel("numpy", "max_pool2d", [x], **attrs)
+        except engine.ShapeError:
+            continue
+        compare("max_pool2d", [x], **attrs)
+        gy = rng.standard_normal(y.shape).astype(np.float32)
+        compare("max_pool2d_grad", [gy, x], rtol=1e-5, atol=1e-6, **attrs)
+
+
+@pytest.mark.parametrize("pc", POOL_CASES)
+@pytest.mark.parametrize("count_include_pad,divisor", [(True, 0), (False, 0), (True, 3)])
+def test_avg_pool(rng, pc, count_include_pad, divisor):
+    x = rng.standard_normal((2, 3, 7, 8)).astype(np.float32)
+    attrs = dict(pc, count_include_pad=count_include_pad, divisor=divisor)
+    (y,) = run_kernel("numpy", "avg_pool2d", [x], **attrs)
+    compare("avg_pool2d", [x], **attrs)
+    gy = rng.standard_normal(y.shape).astype(np.float32)
+    compare("avg_pool2d_grad", [gy], input_shape=x.shape, **attrs)
+
+
+@pytest.mark.parametrize("shape,osz", [((2, 3, 7, 7), (1, 1)), ((2, 3, 7, 9), (3, 4)), ((1, 2, 5, 5), (5, 5)),
+                                       ((1, 2, 4, 6), (7, 3))])
+def test_adaptive_pools(rng, shape, osz):
+    x = np.round(rng.standard_normal(shape) * 2).astype(np.float32)
+    (y,) = run_kernel("numpy", "adaptive_avg_pool2d", [x], output_size=osz)
+    gy = rng.standard_normal(y.shape).astype(np.float32)
+    compare("adaptive_avg_pool2d", [x], output_size=osz)
+    compare("adaptive_avg_pool2d_grad", [gy], output_size=osz, input_shape=shape)
+    compare("adaptive_max_pool2d", [x], output_size=osz)
+    compare("adaptive_max_pool2d_grad", [gy, x], output_size=osz)
+
+
+@pytest.mark.parametrize("shape", [(4, 3), (2, 5, 4, 4), (3, 4, 7)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_batch_norm(rng, shape, dtype):
+    c = shape[1]
+    x = (rng.standard_normal(shape) * 3 + 1).astype(dtype)
+    w, b = rng.standard_normal(c).astype(dtype), rng.standard_normal(c).astype(dtype)
+    compare("batch_norm_train", [x, w, b], rtol=1e-4, atol=1e-5, eps=1e-5)
+    _, mean, var = run_kernel("numpy", "batch_norm_train", [x, w, b], eps=1e-5)
+    gy = rng.standard_normal(shape).astype(dtype)
+    compare("batch_norm_train_grad", [gy, x, w, mean, var], rtol=1e-4, atol=1e-4, eps=1e-5)
+    compare("batch_norm_infer", [x, w, b, mean, var + 0.5], rtol=1e-5, atol=1e-5, eps=1e-5)
+
+
+def test_conv_net_training_step_on_numba_matches_numpy(backend, rng):
+    """Eager conv -> bn -> relu -> pool -> linear forward+backward under the `backend` fixture."""
+    import engine.functional as F
+
+    arrays = [rng.standard_normal(s).astype(np.float32) for s in ((2, 3, 8, 8), (4, 3, 3, 3), (5, 16))]
+
+    def run():
+        x, w, fc = (engine.Tensor(a, requires_grad=True) for a in arrays)
+        g, bb = engine.Tensor(np.ones(4, np.float32), requires_grad=True), engine.Tensor(np.zeros(4, np.float32))
+        h = F.relu(F.batch_norm(F.conv2d(x, w, padding=1), None, None, g, bb, training=True))
+        h = F.max_pool2d(h, 2)
+        loss = F.linear(F.flatten(F.adaptive_avg_pool2d(h, (2, 2)), 1), fc).sum()
+        loss.backward()
+        return loss.item(), x.grad.numpy(), w.grad.numpy()
+
+    got = run()
+    with engine.use_backend("numpy"):
+        ref = run()
+    for a, r in zip(got, ref):
+        np.testing.assert_allclose(a, r, rtol=1e-4, atol=1e-4)

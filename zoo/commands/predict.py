@@ -1,0 +1,48 @@
+"""``convgraph predict MODEL --checkpoint CK --image FILE --topk 3``: the top-k classes with probabilities."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+import engine
+import engine.functional as F
+from engine.data import load_image
+
+from ..datasets import make_transforms
+from ..training import load_trained
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("predict", help="classify image files with a trained checkpoint", description=__doc__)
+    p.add_argument("model")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--image", required=True, nargs="+", help="image file(s); resized to the model's input size")
+    p.add_argument("--topk", type=int, default=3)
+    p.add_argument("--invert", action="store_true",
+                   help="invert intensities (photos of dark objects on white, vs. Fashion-MNIST's black background)")
+    p.add_argument("--backend", default="numpy")
+    p.set_defaults(func=run)
+
+
+def predict(model, info, images: np.ndarray, topk: int = 3) -> list[list[tuple[str, float]]]:
+    """uint8 (N, C, H, W) images -> for each, the top-k (class name, probability) pairs."""
+    _, eval_tf = make_transforms(info)
+    with engine.no_grad():
+        probs = F.softmax(model(engine.Tensor(eval_tf(images))), -1).numpy()
+    order = np.argsort(-probs, axis=1, kind="stable")[:, :topk]
+    return [[(info.classes[k], float(p[k])) for k in row] for p, row in zip(probs, order)]
+
+
+def run(args: argparse.Namespace) -> int:
+    engine.set_backend(args.backend)
+    model, info = load_trained(args.checkpoint, args.model)
+    imgs = np.stack([load_image(f, info.size, info.channels) for f in args.image])
+    if args.invert:
+        imgs = 255 - imgs
+    for f, top in zip(args.image, predict(model, info, imgs, min(args.topk, info.num_classes))):
+        print(f"{f}:")
+        for rank, (cls, p) in enumerate(top, 1):
+            print(f"  {rank}. {cls:<14} {100 * p:6.2f}%")
+    return 0

@@ -1,0 +1,482 @@
+"""The training loop behind ``convgraph train`` / ``convgraph demo``.
+
+One epoch = shuffle (seeded per epoch) -> forward -> cross-entropy -> backward -> optimizer step, with a
+tqdm bar (loss, accuracy, images/s, ETA); then validation, a scheduler step, a checkpoint
+(``checkpoint.npz``: model, optimizer, scheduler, epoch, RNG state, history) and ``metrics.json``. At the
+end: test accuracy, ``curves.png`` (loss/accuracy per epoch) and ``confusion.png``.
+
+Reproducibility: every random draw comes from ``engine.manual_seed(seed)`` (init, dropout) or from the
+DataLoader's (seed, epoch, batch)-keyed generators (shuffle, augmentation), and the checkpoint stores the
+engine generator's state, so ``--resume`` after epoch k replays exactly what an uninterrupted run does.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import engine
+import engine.functional as F
+from engine import nn
+from engine.data import DataLoader
+
+from .datasets import DatasetInfo, Splits, get_splits, make_transforms
+from .models import get as zoo_get
+from .models import loss_with_aux, main_logits
+
+OPTIMIZERS = ("sgd", "adam", "adamw", "adagrad", "rmsprop")
+SCHEDULERS = ("none", "step", "cosine", "plateau")
+
+
+@dataclass
+class TrainConfig:
+    model: str = "lenet5"
+    dataset: str = "fashion-mnist"
+    data_dir: str | None = None
+    epochs: int = 2
+    batch_size: int = 128
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    scheduler: str = "none"
+    augment: bool = False
+    backend: str = "numpy"
+    compile: bool = False
+    seed: int = 0
+    out: str = "runs/train"
+    resume: bool = False
+    limit_train: int | None = None
+    val_size: int | None = None
+    train_last_only: bool = False
+    finetune: str | None = None
+    freeze_body: bool = False
+    prefetch: int = 2
+    eval_batch_size: int = 500
+    progress: bool = True
+    plots: bool = True
+    stop_after: int | None = None  # end the process after this epoch (simulates an interruption; tests)
+    classes: list[int] | None = None  # train on a subset of the dataset's classes (relabelled 0..k-1)
+
+
+# --- model construction ---------------------------------------------------------------------------------------
+def build_model(name: str, num_classes: int, in_channels: int = 1) -> nn.Module:
+    """``zoo.get(name, num_classes=...)``, plus ``in_channels`` when the dataset is not 3-channel (the zoo's
+    default for ImageNet models) and not 1-channel LeNet-style input."""
+    kwargs: dict[str, Any] = {"num_classes": num_classes}
+    try:
+        model = zoo_get(name, **kwargs, in_channels=in_channels)
+    except TypeError as e:  # a model without an in_channels argument
+        if "in_channels" not in str(e):
+            raise
+        model = zoo_get(name, **kwargs)
+    return model
+
+
+def _loss_and_logits(out: Any, y: engine.Tensor) -> tuple[engine.Tensor, engine.Tensor]:
+    """Cross-entropy (+ 0.3 x auxiliary-classifier losses for GoogLeNet / Inception in training mode)."""
+    return loss_with_aux(out, y), main_logits(out)
+
+
+def head_name(model: nn.Module) -> str:
+    """Qualified name of the classifier's last Linear layer (the layer transfer learning replaces)."""
+    linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError(f"{type(model).__name__} has no Linear layer to use as the classification head")
+    return linears[-1]
+
+
+def classifier_parameter_names(model: nn.Module) -> list[str]:
+    """Parameters of every Linear layer: the classifier that ``--train-last-only`` trains on random features."""
+    names = []
+    for mname, m in model.named_modules():
+        if isinstance(m, nn.Linear):
+            names += [f"{mname}.{p}" if mname else p for p, _ in m.named_parameters(recurse=False)]
+    return names
+
+
+def freeze_all_but(model: nn.Module, trainable: list[str]) -> list[nn.Parameter]:
+    keep = set(trainable)
+    out = []
+    for name, p in model.named_parameters():
+        p.requires_grad = name in keep
+        if p.requires_grad:
+            out.append(p)
+    return out
+
+
+def load_finetune(model: nn.Module, path: str) -> list[str]:
+    """Load a checkpoint's weights into ``model`` except the head (kept freshly initialized for the new
+    classes). Returns the head's parameter names."""
+    from engine import io
+
+    head = head_name(model)
+    state = io.load_checkpoint(path, restore_rng=False)["model"]
+    own = model.state_dict()
+    head_keys = [k for k in own if k.startswith(head + ".")]
+    body = {k: v for k, v in state.items() if not k.startswith(head + ".")}
+    missing = [k for k in own if k not in body and k not in head_keys]
+    mismatched = [k for k in body if k in own and tuple(np.shape(body[k])) != tuple(own[k].shape)]
+    if missing or mismatched:
+        raise ValueError(f"--finetune {path}: checkpoint does not fit this model's body "
+                         f"(missing {missing[:5]}, mis-shaped {mismatched[:5]})")
+    model.load_state_dict({**{k: own[k] for k in head_keys}, **{k: v for k, v in body.items() if k in own}})
+    return head_keys
+
+
+# --- optimizer / scheduler ------------------------------------------------------------------------------------
+def make_optimizer(cfg: TrainConfig, params: list) -> Any:
+    from engine import optim
+
+    kind = cfg.optimizer.lower()
+    if kind == "sgd":
+        return optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if kind == "adam":
+        return optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if kind == "adamw":
+        return optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay or 1e-2)
+    if kind == "adagrad":
+        return optim.Adagrad(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if kind == "rmsprop":
+        return optim.RMSprop(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+
+
+def make_scheduler(cfg: TrainConfig, opt: Any) -> Any:
+    """Stepped once per epoch (``plateau`` with the validation loss)."""
+    from engine.optim import lr_scheduler
+
+    kind = cfg.scheduler.lower()
+    if kind == "none":
+        return None
+    if kind == "step":
+        return lr_scheduler.StepLR(opt, step_size=max(1, cfg.epochs // 3), gamma=0.1)
+    if kind == "cosine":
+        return lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.epochs))
+    if kind == "plateau":
+        return lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.1, patience=1)
+    raise ValueError(f"unknown scheduler {cfg.scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
+
+
+def current_lr(opt: Any) -> float:
+    return float(opt.param_groups[0]["lr"])
+
+
+# --- evaluation -----------------------------------------------------------------------------------------------
+def evaluate(model: Any, loader: DataLoader, num_classes: int) -> dict[str, Any]:
+    """Mean loss, accuracy and the confusion matrix (rows = true class, columns = predicted)."""
+    was_training = getattr(model, "training", False)
+    if hasattr(model, "eval"):
+        model.eval()
+    total_loss, n = 0.0, 0
+    confusion = np.zeros((num_classes, num_classes), np.int64)
+    with engine.no_grad():
+        for x, y in loader:
+            logits = main_logits(model(x))
+            total_loss += float(F.cross_entropy(logits, y, reduction="sum").item())
+            pred = logits.numpy().argmax(1)
+            np.add.at(confusion, (y.numpy(), pred), 1)
+            n += len(pred)
+    if was_training:
+        model.train()
+    acc = float(np.trace(confusion)) / max(n, 1)
+    return {"loss": total_loss / max(n, 1), "acc": acc, "n": n, "confusion": confusion}
+
+
+# --- plots ----------------------------------------------------------------------------------------------------
+def plot_curves(history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [h["epoch"] for h in history]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+    a1.plot(ep, [h["train_loss"] for h in history], "o-", label="train")
+    a1.plot(ep, [h["val_loss"] for h in history], "s-", label="validation")
+    a1.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
+    a2.plot(ep, [100 * h["train_acc"] for h in history], "o-", label="train")
+    a2.plot(ep, [100 * h["val_acc"] for h in history], "s-", label="validation")
+    a2.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+    from matplotlib.ticker import MaxNLocator
+
+    for a in (a1, a2):
+        a.grid(alpha=0.3)
+        a.legend()
+        a.xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_confusion(confusion: np.ndarray, classes: list[str], path: Path, title: str = "confusion matrix") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    k = len(classes)
+    side = max(5.0, 1.5 + 0.6 * k)
+    fig, ax = plt.subplots(figsize=(side, side))
+    ax.imshow(confusion, cmap="Blues")
+    ax.set(xticks=range(k), yticks=range(k), xlabel="predicted", ylabel="true")
+    ax.set_title(title, fontsize=9)
+    ax.set_xticklabels(classes, rotation=45, ha="right")
+    ax.set_yticklabels(classes)
+    hi = confusion.max() / 2 if confusion.size else 0
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, str(confusion[i, j]), ha="center", va="center", fontsize=7,
+                    color="white" if confusion[i, j] > hi else "black")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+# --- the loop -------------------------------------------------------------------------------------------------
+class _Timer:
+    """Accumulates wall time per phase (data wait, forward, backward, optimizer step)."""
+
+    def __init__(self) -> None:
+        self.total: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.total[phase] = self.total.get(phase, 0.0) + now - self._t
+        self._t = now
+
+
+def compile_available() -> str | None:
+    """None when graph.compile can be used, else the reason it cannot."""
+    try:
+        import graph
+
+        graph.compile  # noqa: B018 - the attribute is the thing being checked
+    except (ImportError, AttributeError) as e:
+        return f"graph.compile is not available ({e})"
+    return None
+
+
+class _CompiledEval:
+    """Evaluation through ``graph.compile`` (inference pipeline: eval-mode weights folded into the graph).
+
+    Recompiled at each ``eval()`` because the weights changed since the last one, and once per input shape (the
+    last, smaller batch gets its own plan). If compiling fails, says why once and evaluates eagerly from then on.
+    """
+
+    training = False
+
+    def __init__(self, model: nn.Module, backend: str):
+        self.model, self.backend = model, backend
+        self.compiled: Any = None
+        self.failed = False
+
+    def eval(self) -> None:
+        self.model.eval()
+        self.compiled = None
+
+    def train(self, mode: bool = True) -> None:
+        self.model.train(mode)
+
+    def __call__(self, x: engine.Tensor) -> Any:
+        if self.failed:
+            return self.model(x)
+        try:
+            import graph
+
+            if self.compiled is None:
+                self.compiled = graph.CompiledModule(self.model, backend=self.backend)
+            return self.compiled(x)
+        except Exception as e:  # a model the compiler cannot handle yet is still evaluated eagerly
+            print(f"note: --compile failed ({type(e).__name__}: {e}); evaluating eagerly")
+            self.failed = True
+            return self.model(x)
+
+
+def _json_ready(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_ready(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
+def train(cfg: TrainConfig, splits: Splits | None = None) -> dict[str, Any]:
+    """Run a whole training session; returns the metrics dictionary also written to ``metrics.json``."""
+    from engine import io
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    engine.set_backend(cfg.backend)
+    engine.manual_seed(cfg.seed)
+    splits = splits or get_splits(cfg.dataset, cfg.data_dir, cfg.val_size, cfg.seed, cfg.limit_train,
+                                  cfg.classes)
+    info: DatasetInfo = splits.info
+    train_tf, eval_tf = make_transforms(info, cfg.augment)
+    train_loader = DataLoader(splits.train, cfg.batch_size, shuffle=True, seed=cfg.seed, transform=train_tf,
+                              prefetch=cfg.prefetch)
+    val_loader = DataLoader(splits.val, cfg.eval_batch_size, transform=eval_tf, prefetch=cfg.prefetch)
+    test_loader = DataLoader(splits.test, cfg.eval_batch_size, transform=eval_tf, prefetch=cfg.prefetch)
+
+    model = build_model(cfg.model, info.num_classes, info.channels)
+    notes: list[str] = []
+    trainable: list | None = None
+    if cfg.finetune:
+        head_keys = load_finetune(model, cfg.finetune)
+        notes.append(f"fine-tuning from {cfg.finetune}: body loaded, new head {', '.join(head_keys)}")
+        if cfg.freeze_body:
+            trainable = freeze_all_but(model, head_keys)
+            notes.append("body frozen: a fixed feature extractor, only the head trains")
+    if cfg.train_last_only:
+        trainable = freeze_all_but(model, classifier_parameter_names(model))
+        notes.append("random features: conv filters stay at their random init, only Linear layers train")
+    params = trainable if trainable is not None else list(model.parameters())
+    opt = make_optimizer(cfg, params)
+    sched = make_scheduler(cfg, opt)
+    n_params = sum(int(p.size) for p in model.parameters())
+    n_train = sum(int(p.size) for p in params)
+
+    history: list[dict] = []
+    start_epoch, best_acc = 1, -1.0
+    ckpt_path = out / "checkpoint.npz"
+    if cfg.resume:
+        if not ckpt_path.is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}")
+        state = io.load_checkpoint(ckpt_path, model=model, optimizer=opt, scheduler=sched)
+        extra = state.get("extra") or {}  # load_checkpoint also restored the engine RNG (dropout) state
+        start_epoch = int(state["epoch"]) + 1
+        history = list(extra.get("history", []))
+        best_acc = float(extra.get("best_acc", -1.0))
+        notes.append(f"resumed from {ckpt_path} after epoch {start_epoch - 1}")
+    eval_model: Any = model
+    if cfg.compile:
+        why_not = compile_available()
+        if why_not is None:
+            eval_model = _CompiledEval(model, cfg.backend)
+            notes.append("validation/test run through graph.compile() (training steps stay eager)")
+        else:
+            notes.append(f"note: --compile ignored: {why_not}; running eagerly")
+    for n in notes:
+        print(n)
+
+    from tqdm.auto import tqdm
+
+    t_run = time.perf_counter()
+    timer_total: dict[str, float] = {}
+    steps_total = 0
+    for epoch in range(start_epoch, cfg.epochs + 1):
+        model.train()
+        train_loader.set_epoch(epoch)
+        timer = _Timer()
+        t0 = time.perf_counter()
+        seen = correct = 0
+        loss_sum = 0.0
+        bar = tqdm(train_loader, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", disable=not cfg.progress,
+                   dynamic_ncols=True, leave=True)
+        timer.lap("other")
+        for x, y in bar:
+            timer.lap("data")
+            loss, logits = _loss_and_logits(model(x), y)
+            timer.lap("forward")
+            opt.zero_grad()
+            loss.backward()
+            timer.lap("backward")
+            opt.step()
+            timer.lap("step")
+            b = len(y)
+            seen += b
+            loss_sum += float(loss.item()) * b
+            correct += int((logits.numpy().argmax(1) == y.numpy()).sum())
+            if cfg.progress:
+                bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{100 * correct / seen:.2f}%",
+                                img_s=f"{seen / (time.perf_counter() - t0):.0f}", refresh=False)
+            timer.lap("other")
+        bar.close()
+        train_s = time.perf_counter() - t0
+        steps = len(train_loader)
+        val = evaluate(eval_model, val_loader, info.num_classes)
+        lr = current_lr(opt)
+        if sched is not None:
+            sched.step(val["loss"]) if cfg.scheduler == "plateau" else sched.step()
+        rec = {"epoch": epoch, "train_loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1),
+               "val_loss": val["loss"], "val_acc": val["acc"], "lr": lr, "train_seconds": train_s,
+               "images_per_s": seen / train_s, "step_ms": 1000 * train_s / max(steps, 1),
+               "time_ms_per_step": {k: 1000 * v / max(steps, 1) for k, v in timer.total.items()}}
+        history.append(rec)
+        for k, v in timer.total.items():
+            timer_total[k] = timer_total.get(k, 0.0) + v
+        steps_total += steps
+        print(f"epoch {epoch}: train loss {rec['train_loss']:.4f} acc {100 * rec['train_acc']:.2f}% | "
+              f"val loss {val['loss']:.4f} acc {100 * val['acc']:.2f}% | {train_s:.1f}s, "
+              f"{rec['images_per_s']:.0f} img/s, {rec['step_ms']:.1f} ms/step")
+        best = val["acc"] > best_acc
+        best_acc = max(best_acc, val["acc"])
+        extra = {"model": cfg.model, "dataset": info.to_dict(), "history": history, "best_acc": best_acc,
+                 "config": asdict(cfg)}
+        io.save_checkpoint(ckpt_path, model=model, optimizer=opt, scheduler=sched, epoch=epoch,
+                           extra=_json_ready(extra))
+        if best:
+            io.save_checkpoint(out / "best.npz", model=model, epoch=epoch, extra=_json_ready(extra))
+        _write_metrics(out, cfg, info, history, notes, n_params, n_train, test=None)
+        if cfg.stop_after is not None and epoch >= cfg.stop_after:
+            print(f"stopping after epoch {epoch} (--stop-after)")
+            return {"history": history, "stopped": epoch}
+
+    test = evaluate(eval_model, test_loader, info.num_classes)
+    total_s = time.perf_counter() - t_run
+    print(f"test accuracy: {100 * test['acc']:.2f}% ({test['n']} images), loss {test['loss']:.4f}; "
+          f"training time {total_s:.1f}s")
+    breakdown = {k: 1000 * v / max(steps_total, 1) for k, v in timer_total.items()}
+    metrics = _write_metrics(out, cfg, info, history, notes, n_params, n_train,
+                             test={"loss": test["loss"], "acc": test["acc"], "n": test["n"],
+                                   "confusion": test["confusion"]},
+                             wall_seconds=total_s, time_ms_per_step=breakdown)
+    if cfg.plots and history:
+        plot_curves(history, out / "curves.png")
+        plot_confusion(test["confusion"], info.classes, out / "confusion.png",
+                       f"{cfg.model} on {info.name}: test accuracy {100 * test['acc']:.2f}%")
+    return metrics
+
+
+def _write_metrics(out: Path, cfg: TrainConfig, info: DatasetInfo, history: list[dict], notes: list[str],
+                   n_params: int, n_train: int, test: dict | None, **more: Any) -> dict:
+    metrics = {"model": cfg.model, "dataset": info.to_dict(), "config": asdict(cfg), "notes": notes,
+               "parameters": n_params, "trainable_parameters": n_train, "epochs": history, "test": test, **more}
+    tmp = out / "metrics.json.tmp"
+    tmp.write_text(json.dumps(_json_ready(metrics), indent=2))
+    tmp.replace(out / "metrics.json")
+    return metrics
+
+
+# --- using a trained checkpoint -------------------------------------------------------------------------------
+def load_trained(checkpoint: str | Path, model_name: str | None = None) -> tuple[nn.Module, DatasetInfo]:
+    """Rebuild the model a ``convgraph train`` checkpoint was written for, load its weights, put it in eval mode.
+
+    Returns the model and the dataset description (classes, channels, image size, normalization) stored with it.
+    """
+    from engine import io
+
+    ck = io.load_checkpoint(checkpoint, restore_rng=False)
+    extra = ck.get("extra") or {}
+    ds = extra.get("dataset")
+    if ds is None:
+        raise ValueError(f"{checkpoint}: not a convgraph train checkpoint (no dataset description in 'extra')")
+    stored = extra.get("model")
+    if model_name and stored and model_name != stored:
+        raise ValueError(f"{checkpoint} holds a {stored!r} model, not {model_name!r}")
+    info = DatasetInfo(ds["name"], int(ds["channels"]), tuple(ds["size"]), list(ds["classes"]), list(ds["mean"]),
+                       list(ds["std"]), subset=ds.get("subset"))
+    model = build_model(model_name or stored, info.num_classes, info.channels)
+    model.load_state_dict(ck["model"])
+    model.eval()
+    return model, info
