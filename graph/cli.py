@@ -87,6 +87,8 @@ def _cmd_bottleneck(args: argparse.Namespace) -> int:
         from rich.console import Console
 
         console = Console()
+        if not console.is_terminal:
+            console = Console(width=160)
         for t in report.tables():
             console.print(t)
     return 0
@@ -140,7 +142,8 @@ def _run(fn):
         try:
             return fn(args)
         except (KeyError, ValueError) as e:
-            print(f"convgraph {args.command}: {e}", file=sys.stderr)
+            msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+            print(f"convgraph {args.command}: {msg}", file=sys.stderr)
             return 2
 
     return wrapped

@@ -24,6 +24,7 @@ from .summary import fmt_bytes, fmt_count, make_module_callable, node_cost, node
 __all__ = ["to_dot", "render", "render_before_after", "render_memory_plan", "FORMATS"]
 
 FORMATS = ("svg", "png", "dot", "pdf")
+_BIG = 300  # edges above which dot gets cheaper layout settings
 _PARAM_KINDS = ("param", "const")
 _COLORS = {"conv": "#cfe2f3", "matmul": "#cfe2f3", "pool": "#d9ead3", "norm": "#fff2cc", "elementwise": "#f4f4f4",
            "shape": "#eeeeee", "fused": "#f4cccc", "reduce": "#ead1dc"}
@@ -79,14 +80,41 @@ def _fusion_label(nodes: list[Any]) -> str:
     return "fused: " + " + ".join(ops)
 
 
-def _add_graph(dot: Any, graph: Any, prefix: str = "") -> None:
-    """Add ``graph``'s nodes and edges to the graphviz (sub)graph ``dot``; ids are prefixed with ``prefix``."""
+def _add_graph(dot: Any, graph: Any, prefix: str = "", depth: int | None = None) -> None:
+    """Add ``graph``'s nodes and edges to the graphviz (sub)graph ``dot``; ids are prefixed with ``prefix``.
+    ``depth``: draw one box per module call at that module depth instead of one per primitive."""
     producer_id: dict[int, str] = {}
     for v in graph.inputs:
         if getattr(v, "kind", "input") == "input":
             vid = _id(prefix, "in_" + v.name)
             dot.node(vid, f"{v.name}\n{_shape(v.shape)}", shape="ellipse", style="filled", fillcolor="#ffffff")
             producer_id[id(v)] = vid
+    if depth is not None:
+        units = _module_units(dot, graph, prefix, depth)
+    else:
+        units = _op_units(dot, graph, prefix)
+    for unit_id, nodes in units:
+        for n in nodes:
+            for o in n.outputs:
+                producer_id[id(o)] = unit_id
+    seen: set[tuple[str, str, int]] = set()
+    for unit_id, nodes in units:
+        for n in nodes:
+            for v in n.inputs:
+                src = producer_id.get(id(v))
+                if src is not None and src != unit_id and (src, unit_id, id(v)) not in seen:
+                    seen.add((src, unit_id, id(v)))
+                    dot.edge(src, unit_id, label=_edge_label(v))
+    for i, v in enumerate(graph.outputs):
+        out_id = _id(prefix, f"out_{i}")
+        dot.node(out_id, f"output {i}\n{_shape(v.shape)}", shape="ellipse")
+        src = producer_id.get(id(v))
+        if src is not None:
+            dot.edge(src, out_id, label=_edge_label(v))
+
+
+def _op_units(dot: Any, graph: Any, prefix: str) -> list[tuple[str, list[Any]]]:
+    """One box per node; fused groups drawn as clusters around their nodes."""
     clusters: dict[str, list[Any]] = {}
     for n in graph.nodes:
         key = _fusion_key(n)
@@ -102,19 +130,34 @@ def _add_graph(dot: Any, graph: Any, prefix: str = "") -> None:
     for n in graph.nodes:
         if id(n) not in in_cluster:
             _add_op(dot, n, prefix)
-        for o in n.outputs:
-            producer_id[id(o)] = _id(prefix, n.name)
-    for n in graph.nodes:
-        for v in n.inputs:
-            src = producer_id.get(id(v))
-            if src is not None:
-                dot.edge(src, _id(prefix, n.name), label=_edge_label(v))
-    for i, v in enumerate(graph.outputs):
-        out_id = _id(prefix, f"out_{i}")
-        dot.node(out_id, f"output {i}\n{_shape(v.shape)}", shape="ellipse")
-        src = producer_id.get(id(v))
-        if src is not None:
-            dot.edge(src, out_id, label=_edge_label(v))
+    return [(_id(prefix, n.name), [n]) for n in graph.nodes]
+
+
+def _module_units(dot: Any, graph: Any, prefix: str, depth: int) -> list[tuple[str, list[Any]]]:
+    """One box per call of a module at ``depth`` (consecutive nodes sharing the cut module path)."""
+    from .summary import module_groups
+
+    units = []
+    for i, (key, nodes) in enumerate(module_groups(graph.nodes, depth)):
+        unit_id = _id(prefix, f"m{i}_{key or 'root'}")
+        ops = list(dict.fromkeys(node_prim(n).name for n in nodes))
+        macs = sum(node_cost(n).macs for n in nodes)
+        params = sum(_node_params(n) for n in nodes)
+        types = {n.meta.get("module_type") for n in nodes if node_module(n) == key}
+        title = key or "(root)"
+        if len(types) == 1 and None not in types:
+            title += f" ({types.pop()})"
+        lines = [f"<B>{html.escape(title)}</B>",
+                 f'<FONT POINT-SIZE="9">{html.escape(", ".join(ops[:4]) + (", ..." if len(ops) > 4 else ""))}</FONT>',
+                 html.escape(_shape(value_spec(nodes[-1].outputs[0]).shape))]
+        facts = ([f"params {fmt_count(params)}"] if params else []) + ([f"MACs {fmt_count(macs)}"] if macs else [])
+        if facts:
+            lines.append(html.escape(" · ".join(facts)))
+        kind = next((node_prim(n).kind for n in nodes if node_prim(n).kind in ("fused", "conv", "matmul")), "shape")
+        dot.node(unit_id, "<" + "<BR/>".join(lines) + ">", shape="box", style="rounded,filled",
+                 fillcolor=_COLORS.get(kind, "#ffffff"))
+        units.append((unit_id, nodes))
+    return units
 
 
 def _add_op(dot: Any, node: Any, prefix: str) -> None:
@@ -128,16 +171,28 @@ def _edge_label(v: Any) -> str:
     return f"{_shape(s.shape)}\n{fmt_bytes(s.nbytes)}"
 
 
-def to_dot(graph: Any, title: str | None = None):
-    """The graph as a ``graphviz.Digraph`` (not rendered)."""
+def _digraph(name: str):
     import graphviz
 
-    dot = graphviz.Digraph(name="convgraph", graph_attr={"rankdir": "TB", "fontname": "Helvetica"},
-                           node_attr={"fontname": "Helvetica", "fontsize": "10"},
-                           edge_attr={"fontname": "Helvetica", "fontsize": "8"})
+    return graphviz.Digraph(name=name, graph_attr={"rankdir": "TB", "fontname": "Helvetica"},
+                            node_attr={"fontname": "Helvetica", "fontsize": "10"},
+                            edge_attr={"fontname": "Helvetica", "fontsize": "8"})
+
+
+def _limit_layout(dot: Any) -> None:
+    """dot's crossing minimization and x-positioning grow fast with long edges (DenseNet's concats read every
+    earlier layer): on big graphs cap their iterations and draw straight edges (seconds instead of minutes)."""
+    if sum(" -> " in line for line in dot.body) > _BIG:
+        dot.graph_attr.update(mclimit="0.2", nslimit="2", nslimit1="2", splines="line")
+
+
+def to_dot(graph: Any, title: str | None = None, depth: int | None = None):
+    """The graph as a ``graphviz.Digraph`` (not rendered); ``depth`` collapses it to module calls at that depth."""
+    dot = _digraph("convgraph")
     if title:
         dot.attr(label=title, labelloc="t")
-    _add_graph(dot, graph)
+    _add_graph(dot, graph, depth=depth)
+    _limit_layout(dot)
     return dot
 
 
@@ -154,25 +209,24 @@ def _write(dot: Any, path: str | Path, format: str | None) -> Path:
     return path
 
 
-def render(graph: Any, path: str | Path, format: str | None = None, title: str | None = None) -> Path:
+def render(graph: Any, path: str | Path, format: str | None = None, title: str | None = None,
+           depth: int | None = None) -> Path:
     """Draw ``graph`` to ``path`` as ``format`` ("svg" | "png" | "dot" | "pdf"; default: from the suffix, else
-    svg). Returns the path written."""
-    return _write(to_dot(graph, title), path, format)
+    svg). ``depth=k`` draws one box per module call at module depth k (a readable view of big models; the op-level
+    view of DenseNet-121 takes dot tens of seconds). Returns the path written."""
+    return _write(to_dot(graph, title, depth), path, format)
 
 
 def render_before_after(before: Any, after: Any, path: str | Path, format: str | None = None,
-                        labels: tuple[str, str] = ("before", "after")) -> Path:
+                        labels: tuple[str, str] = ("before", "after"), depth: int | None = None) -> Path:
     """Two graphs side by side in one diagram, each in its own cluster (e.g. before and after a pass)."""
-    import graphviz
-
-    dot = graphviz.Digraph(name="before_after", graph_attr={"rankdir": "TB", "fontname": "Helvetica"},
-                           node_attr={"fontname": "Helvetica", "fontsize": "10"},
-                           edge_attr={"fontname": "Helvetica", "fontsize": "8"})
+    dot = _digraph("before_after")
     for label, g, prefix in ((labels[0], before, "b_"), (labels[1], after, "a_")):
         stats = f"{len(g.nodes)} nodes · MACs {fmt_count(sum(node_cost(n).macs for n in g.nodes))}"
         with dot.subgraph(name=f"cluster_{prefix}view") as sub:
             sub.attr(label=f"{label} ({stats})", style="dashed", fontsize="14")
-            _add_graph(sub, g, prefix)
+            _add_graph(sub, g, prefix, depth)
+    _limit_layout(dot)
     return _write(dot, path, format)
 
 

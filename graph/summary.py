@@ -22,8 +22,8 @@ from typing import Any
 from engine.ops.conv import dropped_pixels
 from engine.primitive import Cost, Primitive, Spec, get_primitive
 
-__all__ = ["SummaryRow", "Summary", "summary", "node_prim", "node_cost", "value_spec", "node_name",
-           "node_specs", "node_module", "dropped_rows_cols", "fmt_count", "fmt_bytes", "trace_shapes"]
+__all__ = ["SummaryRow", "Summary", "summary", "summarize_graph", "node_prim", "node_cost", "value_spec", "node_name",
+           "node_specs", "node_module", "module_groups", "dropped_rows_cols", "fmt_count", "fmt_bytes", "trace_shapes"]
 
 
 # --- reading the IR (every analysis in this package goes through these few accessors) ---------------------------
@@ -244,7 +244,7 @@ def _cut(path: str, depth: int) -> str:
     return ".".join(path.split(".")[:depth]) if path else ""
 
 
-def _groups(nodes: Iterable[Any], depth: int) -> list[tuple[str, list[Any]]]:
+def module_groups(nodes: Iterable[Any], depth: int) -> list[tuple[str, list[Any]]]:
     """Consecutive runs of nodes with the same module path cut to ``depth`` (a module's call is contiguous in the
     schedule, so a run is one call)."""
     out: list[tuple[str, list[Any]]] = []
@@ -257,21 +257,26 @@ def _groups(nodes: Iterable[Any], depth: int) -> list[tuple[str, list[Any]]]:
     return out
 
 
-def _param_counter(model: Any, depth: int):
-    """Returns count(key, nodes) -> params for a row, counting each parameter once."""
-    modules = dict(model.named_modules()) if hasattr(model, "named_modules") else {}
+def _param_counter(model: Any, depth: int) -> Callable[[str, list[Any]], int]:
+    """``count(key, nodes)`` -> the parameters of a row, each parameter counted once (at its first row).
+
+    With a model: every parameter of the row's module (torchinfo's convention, so a module's row includes its
+    children). Without one: the ``param`` inputs the row's nodes read."""
+    modules = dict(model.named_modules()) if model is not None and hasattr(model, "named_modules") else {}
     seen: set[int] = set()
 
     def count(key: str, nodes: list[Any]) -> int:
-        mod = modules.get(key) if key or depth == 0 else None
-        if mod is not None:
-            total = 0
-            for p in mod.parameters():
-                if id(p) not in seen:
-                    seen.add(id(p))
-                    total += p.size
-            return total
-        return 0
+        if model is None:
+            tensors = [v for n in nodes for v in n.inputs if getattr(v, "kind", None) == "param"]
+        else:
+            mod = modules.get(key) if key or depth == 0 else None
+            tensors = list(mod.parameters()) if mod is not None else []
+        total = 0
+        for t in tensors:
+            if id(t) not in seen:
+                seen.add(id(t))
+                total += value_spec(t).size
+        return total
 
     return count
 
@@ -279,10 +284,10 @@ def _param_counter(model: Any, depth: int):
 def summarize_graph(graph: Any, model: Any = None, depth: int = 3) -> Summary:
     """Rows for an already-traced graph (``model`` supplies module class names and parameter counts)."""
     modules = dict(model.named_modules()) if model is not None and hasattr(model, "named_modules") else {}
-    count_params = _param_counter(model, depth) if model is not None else (lambda key, nodes: 0)
+    count_params = _param_counter(model, depth)
     rows: list[SummaryRow] = []
     seen_keys: set[str] = set()
-    for key, nodes in _groups(graph.nodes, depth):
+    for key, nodes in module_groups(graph.nodes, depth):
         cost = Cost()
         act = 0
         rows_cols = [(0, 0)]
@@ -294,8 +299,11 @@ def summarize_graph(graph: Any, model: Any = None, depth: int = 3) -> Summary:
             dropped_data = dropped_data or any(dropped_rows_cols(n, data_only=True))
         ops = [node_prim(n).name for n in nodes]
         mod = modules.get(key) if key or depth == 0 else None  # key "" at depth > 0: ops called by the root
+        types = {n.meta.get("module_type") for n in nodes if node_module(n) == key} - {None}
         if mod is not None:
             name, layer = key, type(mod).__name__
+        elif model is None and key and len(types) == 1:  # graph only: the tracer recorded the module's type
+            name, layer = key, types.pop()
         else:
             uniq = list(dict.fromkeys(ops))
             name = f"{key + '.' if key else ''}({'+'.join(uniq)})"
@@ -308,29 +316,17 @@ def summarize_graph(graph: Any, model: Any = None, depth: int = 3) -> Summary:
             dropped_data=dropped_data,
             repeated=mod is not None and key in seen_keys))
         seen_keys.add(key)
-    params = list(model.parameters()) if model is not None and hasattr(model, "parameters") else []
-    in_specs = [value_spec(v) for v in _data_inputs(graph, model)]
+    if model is not None and hasattr(model, "parameters"):
+        params = [value_spec(p) for p in model.parameters()]
+    else:
+        params = [value_spec(v) for v in graph.inputs if getattr(v, "kind", None) == "param"]
+    in_specs = [value_spec(v) for v in graph.inputs if getattr(v, "kind", "input") == "input"]
     return Summary(
         rows=rows, input_shape=in_specs[0].shape if in_specs else (), total_params=sum(p.size for p in params),
         total_macs=sum(r.macs for r in rows), total_flops=sum(r.flops for r in rows),
         activation_bytes=sum(r.activation_bytes for r in rows), input_bytes=sum(s.nbytes for s in in_specs),
-        param_bytes=sum(p.size * p.dtype.itemsize for p in params), depth=depth,
+        param_bytes=sum(p.nbytes for p in params), depth=depth,
         model_name=type(model).__name__ if model is not None else "Graph")
-
-
-def _data_inputs(graph: Any, model: Any) -> list[Any]:
-    """Graph inputs that are not parameters or buffers (named by the tracer after their state-dict key)."""
-    state = set(model.state_dict(keep_vars=True)) if model is not None and hasattr(model, "state_dict") else set()
-    ins = list(getattr(graph, "inputs", []))
-    data = [v for v in ins if not _is_state(v, state)]
-    return data
-
-
-def _is_state(value: Any, state_names: set[str]) -> bool:
-    meta = getattr(value, "meta", None) or {}
-    if meta.get("param") or meta.get("buffer") or meta.get("kind") in ("param", "buffer", "parameter"):
-        return True
-    return getattr(value, "name", None) in state_names
 
 
 def summary(model: Any, input_shape: Sequence[int], depth: int = 3, verbose: bool = True,

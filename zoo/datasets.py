@@ -36,6 +36,7 @@ class DatasetInfo:
     default_dir: str | None = None
     augment: list = field(default_factory=list)  # transforms applied to [0, 1] float images before Normalize
     subset: list[int] | None = None  # the original class indices when training on some classes only
+    data_dir: str | None = None  # where the files were read from
 
     @property
     def num_classes(self) -> int:
@@ -43,7 +44,7 @@ class DatasetInfo:
 
     def to_dict(self) -> dict:
         return {"name": self.name, "channels": self.channels, "size": list(self.size), "classes": self.classes,
-                "mean": self.mean, "std": self.std, "subset": self.subset}
+                "mean": self.mean, "std": self.std, "subset": self.subset, "data_dir": self.data_dir}
 
 
 def _registry() -> dict[str, DatasetInfo]:
@@ -146,9 +147,11 @@ def load_split(name: str, train: bool, data_dir: str | os.PathLike | None = None
     if name == "bars":
         x, y = make_bars(4000 if train else 1000, seed=1 if train else 2)
         return x, y, info
-    root = Path(data_dir or info.default_dir or "")
-    if not data_dir and not info.default_dir:
+    # an info rebuilt from a checkpoint has no default_dir but remembers where its data was read from
+    data_dir = data_dir or info.data_dir or info.default_dir or get_info(name).default_dir
+    if not data_dir:
         raise ValueError(f"dataset {name!r} needs --data-dir")
+    root = Path(data_dir)
     if not root.is_dir():
         hint = " (install the Debian package dataset-fashion-mnist)" if name == "fashion-mnist" else ""
         raise FileNotFoundError(f"{root}: no such directory for dataset {name!r}{hint}; use --data-dir")
@@ -162,6 +165,7 @@ def load_split(name: str, train: bool, data_dir: str | os.PathLike | None = None
         x, y = _folder_split(root, train, info)
     else:
         raise ValueError(f"unknown dataset {name!r}")
+    info.data_dir = str(root.resolve())
     return x, y, info
 
 

@@ -311,6 +311,40 @@ def _json_ready(obj: Any) -> Any:
     return obj
 
 
+def train_one_epoch(model: nn.Module, loader: DataLoader, opt: Any, epoch: int, desc: str, progress: bool = True,
+                    ) -> dict[str, Any]:
+    """One pass over ``loader`` (shuffled as epoch ``epoch``) with a tqdm bar: loss, accuracy, images/s, ETA."""
+    from tqdm.auto import tqdm
+
+    model.train()
+    loader.set_epoch(epoch)
+    timer = _Timer()
+    t0 = time.perf_counter()
+    seen = correct = 0
+    loss_sum = 0.0
+    bar = tqdm(loader, desc=desc, unit="batch", disable=not progress, dynamic_ncols=True, leave=True)
+    timer.lap("other")
+    for x, y in bar:
+        timer.lap("data")  # waiting for the prefetch thread
+        loss, logits = _loss_and_logits(model(x), y)
+        timer.lap("forward")
+        opt.zero_grad()
+        loss.backward()
+        timer.lap("backward")
+        opt.step()
+        timer.lap("step")
+        seen += len(y)
+        loss_sum += float(loss.item()) * len(y)
+        correct += int((logits.numpy().argmax(1) == y.numpy()).sum())
+        if progress:
+            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{100 * correct / seen:.2f}%",
+                            img_s=f"{seen / (time.perf_counter() - t0):.0f}", refresh=False)
+        timer.lap("other")
+    bar.close()
+    return {"timer": timer, "seen": seen, "correct": correct, "loss_sum": loss_sum,
+            "seconds": time.perf_counter() - t0}
+
+
 def train(cfg: TrainConfig, splits: Splits | None = None) -> dict[str, Any]:
     """Run a whole training session; returns the metrics dictionary also written to ``metrics.json``."""
     from engine import io
@@ -369,40 +403,13 @@ def train(cfg: TrainConfig, splits: Splits | None = None) -> dict[str, Any]:
     for n in notes:
         print(n)
 
-    from tqdm.auto import tqdm
-
     t_run = time.perf_counter()
     timer_total: dict[str, float] = {}
     steps_total = 0
     for epoch in range(start_epoch, cfg.epochs + 1):
-        model.train()
-        train_loader.set_epoch(epoch)
-        timer = _Timer()
-        t0 = time.perf_counter()
-        seen = correct = 0
-        loss_sum = 0.0
-        bar = tqdm(train_loader, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", disable=not cfg.progress,
-                   dynamic_ncols=True, leave=True)
-        timer.lap("other")
-        for x, y in bar:
-            timer.lap("data")
-            loss, logits = _loss_and_logits(model(x), y)
-            timer.lap("forward")
-            opt.zero_grad()
-            loss.backward()
-            timer.lap("backward")
-            opt.step()
-            timer.lap("step")
-            b = len(y)
-            seen += b
-            loss_sum += float(loss.item()) * b
-            correct += int((logits.numpy().argmax(1) == y.numpy()).sum())
-            if cfg.progress:
-                bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{100 * correct / seen:.2f}%",
-                                img_s=f"{seen / (time.perf_counter() - t0):.0f}", refresh=False)
-            timer.lap("other")
-        bar.close()
-        train_s = time.perf_counter() - t0
+        stats = train_one_epoch(model, train_loader, opt, epoch, f"epoch {epoch}/{cfg.epochs}", cfg.progress)
+        timer, seen, train_s = stats["timer"], stats["seen"], stats["seconds"]
+        loss_sum, correct = stats["loss_sum"], stats["correct"]
         steps = len(train_loader)
         val = evaluate(eval_model, val_loader, info.num_classes)
         lr = current_lr(opt)
@@ -475,7 +482,7 @@ def load_trained(checkpoint: str | Path, model_name: str | None = None) -> tuple
     if model_name and stored and model_name != stored:
         raise ValueError(f"{checkpoint} holds a {stored!r} model, not {model_name!r}")
     info = DatasetInfo(ds["name"], int(ds["channels"]), tuple(ds["size"]), list(ds["classes"]), list(ds["mean"]),
-                       list(ds["std"]), subset=ds.get("subset"))
+                       list(ds["std"]), subset=ds.get("subset"), data_dir=ds.get("data_dir"))
     model = build_model(model_name or stored, info.num_classes, info.channels)
     model.load_state_dict(ck["model"])
     model.eval()

@@ -8,7 +8,8 @@ import numpy as np
 from numba import njit, prange
 
 from . import backend
-from .conv import HAS_RES, NO_ACT, Epilogue, _epilogue_value, conv2d_forward
+from .conv import _forward_note, _shape, conv2d_forward
+from .conv_epilogue import HAS_RES, NO_ACT, Epilogue, _epilogue_value
 from .elementwise import ELU, LEAKY_RELU, UNARY
 
 ACT_CODES = {"none": NO_ACT, "leaky_relu": LEAKY_RELU, "elu": ELU, **UNARY}
@@ -36,6 +37,15 @@ def fused_conv2d(*ins: np.ndarray, out: np.ndarray, stride, padding, dilation, g
     x, w, b, r = _split(ins, has_bias, has_residual)
     conv2d_forward(x, w, out, epilogue_from_attrs(out.dtype, b, r, activation, act_attrs), stride, padding,
                    dilation, groups)
+
+
+def _fused_note(specs, activation: str = "none", has_bias: bool = False, has_residual: bool = False,
+                **attrs) -> str:
+    parts = ["bias"] * has_bias + ["residual"] * has_residual + [activation] * (activation != "none")
+    return _forward_note(_shape(specs[0]), _shape(specs[1]), attrs) + f" + epilogue({', '.join(parts) or 'none'})"
+
+
+fused_conv2d.algorithm = _fused_note
 
 
 @njit(parallel=True, cache=True, error_model="numpy")

@@ -67,8 +67,11 @@ def test_conv_dropped_pixels_get_zero_gradient(rng):
     assert not gx[:, :, -1].any() and not gx[:, :, :, -1].any()
 
 
-@pytest.mark.parametrize("activation,act_attrs", [("none", ()), ("relu", ()), ("leaky_relu", (("negative_slope", 0.2),)),
-                                                  ("silu", ()), ("elu", (("alpha", 0.5),))])
+ACTS = [("none", ()), ("relu", ()), ("leaky_relu", (("negative_slope", 0.2),)), ("silu", ()),
+        ("elu", (("alpha", 0.5),))]
+
+
+@pytest.mark.parametrize("activation,act_attrs", ACTS)
 @pytest.mark.parametrize("case", [0, 4, 6, 8], ids=lambda i: IDS[i])
 @pytest.mark.parametrize("has_bias,has_residual", [(True, True), (False, True), (True, False)])
 def test_fused_conv2d(rng, activation, act_attrs, case, has_bias, has_residual):
@@ -188,3 +191,15 @@ def test_conv_net_training_step_on_numba_matches_numpy(backend, rng):
         ref = run()
     for a, r in zip(got, ref):
         np.testing.assert_allclose(a, r, rtol=1e-4, atol=1e-4)
+
+
+def test_compile_report_names_the_conv_algorithm():
+    graph = pytest.importorskip("graph")
+    models = pytest.importorskip("tests.null.graph_models")
+    m = models.randomize_bn(models.TinyResNet())
+    m.eval()
+    cm = graph.compile(m, models.inputs((2, 3, 16, 16)), backend="numba")
+    x = models.inputs((2, 3, 16, 16))
+    cm(x)
+    notes = " ".join(str(v) for v in cm.report["kernels"].values())
+    assert "GEMM" in notes or "direct" in notes, notes

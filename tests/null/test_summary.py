@@ -49,6 +49,15 @@ def test_depth_aggregates_children():
     assert top[0].params == deep.total_params == 22466
 
 
+def test_graph_only_summary_counts_param_inputs():
+    from graph.summary import summarize_graph, trace_shapes
+
+    g = trace_shapes(models.get("convnetjs_cifar10"), (1, 3, 32, 32))
+    s = summarize_graph(g, depth=1)
+    assert [r.params for r in s if r.params] == [1216, 8020, 10020, 3210] and s.total_params == 22466
+    assert s.input_shape == (1, 3, 32, 32) and s.input_bytes == 3 * 32 * 32 * 4
+
+
 def test_table_states_units():
     s = summary(models.get("convnetjs_cifar10"), (3, 32, 32), depth=1, verbose=False)
     text = str(s)
@@ -56,6 +65,15 @@ def test_table_states_units():
         assert needle in text, needle
     d = s.to_dict()
     assert d["rows"][0]["params"] == 1216 and d["total_params"] == 22466
+
+
+def test_graph_summary_is_callable_after_submodule_import():
+    import graph
+    import graph.summary as module
+
+    assert graph.summary is module and module.SummaryRow  # the submodule ...
+    rows = graph.summary(models.get("convnetjs_cifar10"), (3, 32, 32), depth=1, verbose=False)  # ... and the function
+    assert rows.row("conv2").params == 8020
 
 
 # --- AlexNet (2012) -----------------------------------------------------------------------------------------------

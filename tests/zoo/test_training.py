@@ -64,7 +64,8 @@ def test_cli_train_eval_predict_inspect_on_an_image_folder(tmp_path, capsys):
     assert m["epochs"][0]["images_per_s"] > 0
     capsys.readouterr()
 
-    assert main(["eval", "lenet5", "--checkpoint", str(out / "checkpoint.npz"), "--data-dir", str(data)]) == 0
+    # the checkpoint remembers where its data came from: no --data-dir needed
+    assert main(["eval", "lenet5", "--checkpoint", str(out / "checkpoint.npz")]) == 0
     assert f"accuracy {100 * m['test']['acc']:.2f}%" in capsys.readouterr().out
 
     img = next((data / "test" / "flat").iterdir())
@@ -165,3 +166,14 @@ def test_compile_flag_evaluates_through_graph_compile_with_eager_results(tiny, t
     compiled = json.loads((tmp_path / "compiled" / "metrics.json").read_text())["test"]
     assert compiled["acc"] == eager["acc"]
     assert abs(compiled["loss"] - eager["loss"]) < 1e-4
+
+
+@pytest.mark.skipif(not __import__("pathlib").Path("/usr/share/datasets/fashion-mnist").is_dir(),
+                    reason="Fashion-MNIST not installed (dataset-fashion-mnist)")
+def test_demo_command_runs_on_fashion_mnist(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path), "--epochs", "1", "--limit-train", "256", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "LeNet-5 Fashion-MNIST test accuracy:" in out and "after 1 epochs" in out
+    for f in ("checkpoint.npz", "curves.png", "confusion.png", "metrics.json"):
+        assert (tmp_path / f).is_file(), f
+    assert (tmp_path / "model.svg").is_file() or "model diagram skipped" in out

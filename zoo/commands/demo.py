@@ -1,5 +1,8 @@
 """``convgraph demo``: train LeNet-5 on Fashion-MNIST offline (a few minutes on 2 cores), print the test accuracy,
-and write the model diagram, the loss/accuracy curves, the confusion matrix and a checkpoint into runs/demo."""
+and write the model diagram, the loss/accuracy curves, the confusion matrix and a checkpoint into runs/demo.
+
+Training steps run eagerly on the numpy backend; validation and test run through ``graph.compile()`` when the
+graph compiler is available (about 2x faster than eager for inference, same predictions)."""
 
 from __future__ import annotations
 
@@ -14,7 +17,8 @@ import engine
 from ..training import TrainConfig, build_model, train
 
 # Tuned for >= 89% test accuracy within the 5-minute budget on 2 cores (see README / metrics.json).
-DEMO = dict(model="lenet5", dataset="fashion-mnist", epochs=3, batch_size=128, optimizer="adam", lr=1e-3)
+DEMO = dict(model="lenet5", dataset="fashion-mnist", epochs=4, batch_size=128, optimizer="adam", lr=1e-3,
+            scheduler="cosine")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,6 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, default=DEMO["epochs"])
     p.add_argument("--backend", default="numpy", help="eager backend (numpy is the fastest for LeNet-5 today)")
     p.add_argument("--limit-train", type=int, default=None, help="train on fewer images (a quick look)")
+    p.add_argument("--no-compile", action="store_true",
+                   help="evaluate eagerly instead of through graph.compile() (training steps are always eager)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
@@ -48,11 +54,11 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     print(f"convgraph demo: {DEMO['model']} on Fashion-MNIST, {args.epochs} epochs, {DEMO['optimizer']} "
-          f"lr {DEMO['lr']}, batch {DEMO['batch_size']}, backend {backend}")
+          f"lr {DEMO['lr']} ({DEMO['scheduler']} decay per epoch), batch {DEMO['batch_size']}, backend {backend}")
     print(write_diagram(DEMO["model"], out))
     t0 = time.perf_counter()
     cfg = TrainConfig(**{**DEMO, "epochs": args.epochs}, data_dir=args.data_dir, backend=backend, out=str(out),
-                      limit_train=args.limit_train, progress=not args.no_progress)
+                      limit_train=args.limit_train, progress=not args.no_progress, compile=not args.no_compile)
     metrics = train(cfg)
     wall = time.perf_counter() - t0
     acc = metrics["test"]["acc"]

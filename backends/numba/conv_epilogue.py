@@ -1,0 +1,108 @@
+"""The conv/GEMM epilogue: ``act(y * scale[o] + bias[o] + residual)`` (bias, folded-BN scale/shift, residual add,
+activation), applied in the same pass that moves a GEMM result into NCHW or that leaves a direct kernel's
+accumulator, never as separate sweeps over the output."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from .elementwise import unary_scalar
+
+# epilogue flag bits
+HAS_BIAS, HAS_SCALE, HAS_RES = 1, 2, 4
+NO_ACT = -1
+
+
+@njit(cache=True, error_model="numpy")
+def _epilogue_value(v, o, flags, bias, scale, res_v, act, alpha):
+    if flags & HAS_SCALE:
+        v = v * scale[o]
+    if flags & HAS_BIAS:
+        v = v + bias[o]
+    if flags & HAS_RES:
+        v = v + res_v
+    if act != NO_ACT:
+        v = unary_scalar(act, v, alpha)
+    return v
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def epilogue_inplace(y, flags, bias, scale, res, act, alpha):
+    """y[n, o, p] = act(y * scale[o] + bias[o] + res[n, o, p]) for a (N, O, P) array, in one pass."""
+    nn, no, npix = y.shape
+    for t in prange(nn * no):
+        n, o = t // no, t % no
+        for p in range(npix):
+            r = res[n, o, p] if flags & HAS_RES else 0.0
+            y[n, o, p] = _epilogue_value(y[n, o, p], o, flags, bias, scale, r, act, alpha)
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def unpack_epilogue(yt, out, flags, bias, scale, res, act, alpha):
+    """out[n, o, p] = epilogue(yt[o, n*P + p]): the (O, N*P) GEMM result moved to NCHW in the same pass."""
+    nn, no, npix = out.shape
+    for t in prange(nn * no):
+        n, o = t // no, t % no
+        base = n * npix
+        if flags == 0 and act == NO_ACT:
+            for p in range(npix):
+                out[n, o, p] = yt[o, base + p]
+        else:
+            for p in range(npix):
+                r = res[n, o, p] if flags & HAS_RES else 0.0
+                out[n, o, p] = _epilogue_value(yt[o, base + p], o, flags, bias, scale, r, act, alpha)
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def unpack_pixel_major(y2, out, flags, bias, scale, res, act, alpha):
+    """out[n, o, p] = epilogue(y2[n*P + p, o]): the (N*P, O) GEMM result moved to NCHW in the same pass,
+    in tiles of 64 pixels x all channels so both the strided reads and the row writes stay in cache."""
+    nn, no, npix = out.shape
+    nblk = (npix + 63) // 64
+    for t in prange(nn * nblk):
+        n, q = t // nblk, t % nblk
+        p0 = q * 64
+        p1 = min(npix, p0 + 64)
+        tile = y2[n * npix + p0:n * npix + p1]
+        for o in range(no):
+            dst = out[n, o, p0:p1]
+            if flags == 0 and act == NO_ACT:
+                for k in range(p1 - p0):
+                    dst[k] = tile[k, o]
+            else:
+                for k in range(p1 - p0):
+                    r = res[n, o, p0 + k] if flags & HAS_RES else 0.0
+                    dst[k] = _epilogue_value(tile[k, o], o, flags, bias, scale, r, act, alpha)
+
+
+
+class Epilogue:
+    """What the conv/GEMM output pass applies: ``act(y * scale + bias + residual)`` (each part optional)."""
+
+    def __init__(self, dtype: np.dtype, bias: np.ndarray | None = None, scale: np.ndarray | None = None,
+                 residual: np.ndarray | None = None, act: int = NO_ACT, alpha: float = 0.0):
+        dummy1 = np.zeros(1, dtype)
+        self.flags = (HAS_BIAS if bias is not None else 0) | (HAS_SCALE if scale is not None else 0) | (
+            HAS_RES if residual is not None else 0)
+        self.bias = dummy1 if bias is None else np.ascontiguousarray(bias, dtype)
+        self.scale = dummy1 if scale is None else np.ascontiguousarray(scale, dtype)
+        self.residual = residual
+        self.act, self.alpha = act, float(alpha)
+
+    def res3(self, shape3: tuple[int, int, int]) -> np.ndarray:
+        if self.residual is None:
+            return np.zeros((1, 1, 1), self.bias.dtype)
+        return np.ascontiguousarray(self.residual).reshape(shape3)
+
+    @property
+    def empty(self) -> bool:
+        return self.flags == 0 and self.act == NO_ACT
+
+    def apply_inplace(self, y3: np.ndarray) -> None:
+        if not self.empty:
+            epilogue_inplace(y3, self.flags, self.bias, self.scale, self.res3(y3.shape), self.act, self.alpha)
+
+
+_SCRATCH: dict[str, np.ndarray] = {}
+
