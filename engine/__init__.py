@@ -3,7 +3,15 @@
 from . import functional
 from . import methods as _methods
 from .autograd import abstract, bind, detect_anomaly, enable_grad, is_grad_enabled, no_grad, observe
-from .backend import Backend, active_backend, available_backends, get_backend, register_backend, set_backend, use_backend
+from .backend import (
+    Backend,
+    active_backend,
+    available_backends,
+    get_backend,
+    register_backend,
+    set_backend,
+    use_backend,
+)
 from .gradcheck import gradcheck
 from .primitive import PRIMITIVES, Cost, Primitive, ShapeError, Spec, get_primitive
 from .random import get_rng_state, manual_seed, set_rng_state

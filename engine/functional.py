@@ -3,12 +3,12 @@
 Every function here is defined in its op family's module under engine/ops/, next to the primitives it binds.
 """
 
+from .ops.activation import *  # noqa: F401,F403
+from .ops.conv import *  # noqa: F401,F403
 from .ops.elementwise import *  # noqa: F401,F403
+from .ops.linalg import *  # noqa: F401,F403
+from .ops.loss import *  # noqa: F401,F403
+from .ops.norm import *  # noqa: F401,F403
+from .ops.pool import *  # noqa: F401,F403
 from .ops.reduce import *  # noqa: F401,F403
 from .ops.shape import *  # noqa: F401,F403
-from .ops.linalg import *  # noqa: F401,F403
-from .ops.conv import *  # noqa: F401,F403
-from .ops.pool import *  # noqa: F401,F403
-from .ops.norm import *  # noqa: F401,F403
-from .ops.activation import *  # noqa: F401,F403
-from .ops.loss import *  # noqa: F401,F403

@@ -14,6 +14,13 @@ os.environ.setdefault("CONVGRAPH_BACKEND", "numpy")
 
 import engine  # noqa: E402
 
+try:  # torch is only an oracle; one thread keeps its many tiny calls fast on a 2-core machine
+    import torch
+
+    torch.set_num_threads(1)
+except ImportError:
+    pass
+
 
 def _backends() -> list[str]:
     names = ["numpy"]

@@ -7,6 +7,14 @@ from engine.backend import Backend, register_backend
 
 backend = register_backend(Backend("numpy"))
 
-from . import elementwise, reduce, shape, linalg, activation  # noqa: E402,F401  (register kernels)
-from . import conv, pool, norm  # noqa: E402,F401
-from . import fused  # noqa: E402,F401  (fused inference primitives, engine/ops/fused.py)
+from . import (  # noqa: E402,F401  (register kernels)  # noqa: E402,F401
+    activation,
+    conv,
+    elementwise,
+    fused,  # noqa: E402,F401  (fused inference primitives, engine/ops/fused.py)
+    linalg,
+    norm,
+    pool,
+    reduce,
+    shape,
+)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from ..autograd import bind
 from ..primitive import ELEMENTWISE, Spec, fail, primitive
 from ..random import generator

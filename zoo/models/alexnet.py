@@ -40,26 +40,18 @@ class AlexNet(nn.Module):
             nn.MaxPool2d(kernel_size=3, stride=2),
         )
         self.avgpool = nn.AdaptiveAvgPool2d((6, 6))
-        self.classifier = nn.Sequential(
-            nn.Dropout(p=dropout),
-            nn.Linear(256 * 6 * 6, 4096),
-            nn.ReLU(inplace=True),
-            nn.Dropout(p=dropout),
-            nn.Linear(4096, 4096),
-            nn.ReLU(inplace=True),
-            nn.Linear(4096, num_classes),
-        )
+        self.classifier = _classifier(dropout, num_classes)
 
     def forward(self, x):
         x = self.avgpool(self.features(x))
         return self.classifier(F.flatten(x, 1))
 
 
-class AlexNet2012(nn.Module):
+class AlexNet2012(AlexNet):
     """The two-GPU network of the paper, expressed with groups=2 convolutions (see the module docstring)."""
 
     def __init__(self, num_classes: int = 1000, dropout: float = 0.5, in_channels: int = 3):
-        super().__init__()
+        nn.Module.__init__(self)  # same classifier and forward as AlexNet, different feature extractor
         # LRN as in the paper (n=5, alpha=1e-4, beta=0.75, k=2). NOTE: like Caffe and PyTorch, our
         # LocalResponseNorm divides alpha by n; the paper's formula does not (its alpha is 5x ours).
         self.features = nn.Sequential(
@@ -80,19 +72,20 @@ class AlexNet2012(nn.Module):
             nn.MaxPool2d(kernel_size=3, stride=2),  # 13 -> 6
         )
         self.avgpool = nn.AdaptiveAvgPool2d((6, 6))
-        self.classifier = nn.Sequential(
-            nn.Dropout(p=dropout),
-            nn.Linear(256 * 6 * 6, 4096),
-            nn.ReLU(inplace=True),
-            nn.Dropout(p=dropout),
-            nn.Linear(4096, 4096),
-            nn.ReLU(inplace=True),
-            nn.Linear(4096, num_classes),
-        )
+        self.classifier = _classifier(dropout, num_classes)
 
-    def forward(self, x):
-        x = self.avgpool(self.features(x))
-        return self.classifier(F.flatten(x, 1))
+
+def _classifier(dropout: float, num_classes: int) -> nn.Sequential:
+    """The shared head: dropout 0.5 before each of the two 4096-wide fully connected layers."""
+    return nn.Sequential(
+        nn.Dropout(p=dropout),
+        nn.Linear(256 * 6 * 6, 4096),
+        nn.ReLU(inplace=True),
+        nn.Dropout(p=dropout),
+        nn.Linear(4096, 4096),
+        nn.ReLU(inplace=True),
+        nn.Linear(4096, num_classes),
+    )
 
 
 def alexnet(num_classes: int = 1000, **kwargs) -> AlexNet:

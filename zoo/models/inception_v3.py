@@ -18,20 +18,12 @@ import engine.functional as F
 import engine.nn as nn
 from engine import init
 
+from .googlenet import BasicConv2d  # conv -> BN(eps=1e-3) -> ReLU, shared with Inception v1
+
 
 class InceptionOutputs(NamedTuple):
     logits: object
     aux_logits: object
-
-
-class BasicConv2d(nn.Module):
-    def __init__(self, in_channels: int, out_channels: int, **kwargs):
-        super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, bias=False, **kwargs)
-        self.bn = nn.BatchNorm2d(out_channels, eps=0.001)
-
-    def forward(self, x):
-        return F.relu(self.bn(self.conv(x)))
 
 
 class InceptionA(nn.Module):

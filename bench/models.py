@@ -1,0 +1,263 @@
+"""Model-level benchmark workloads and runners, shared by ``convgraph bench`` (zoo/commands/bench.py) and
+bench/test_models_bench.py.
+
+Workloads (issue 5, section 2): ResNet-18 224x224 inference at batch 1 and 8, LeNet-5 training step at batch 64
+(forward + cross_entropy + backward + SGD step) and ResNet-18 CIFAR (32x32) training step at batch 32.
+
+Implementations:
+
+* ``numpy``          engine eager on the numpy reference backend
+* ``numba``          engine eager on the numba backend
+* ``numba-compiled`` ``graph.compile(model, x, backend="numba")``, inference workloads only (eval mode)
+* ``torch``          PyTorch CPU eager, same thread count as numba (``torch.no_grad()`` + ``eval()`` for inference)
+
+Timing: the first call (JIT compile, graph compile, first-touch) is timed on its own and reported as
+``first_call_ms``; then ``warmup`` untimed calls, then the median of ``repeats`` timed calls.
+Peak memory: ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` after the row, i.e. the process high-water mark so far
+(monotonic over the run; rows run in workload order, smallest workloads first).
+"""
+
+from __future__ import annotations
+
+import gc
+import resource
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+IMPLS = ("numpy", "numba", "numba-compiled", "torch")
+RSS_METHOD = "resource.getrusage(RUSAGE_SELF).ru_maxrss: process high-water mark after the row"
+
+
+@dataclass(frozen=True)
+class ModelWorkload:
+    name: str
+    model: str  # zoo name
+    kind: str  # "infer" or "train"
+    batch: int
+    input: tuple[int, int, int]  # C, H, W
+    num_classes: int
+
+    def scaled(self, batch: int, input: tuple[int, int, int] | None = None) -> ModelWorkload:
+        """The same workload at another batch / input size (tiny variants for tests)."""
+        return ModelWorkload(self.name, self.model, self.kind, batch, input or self.input, self.num_classes)
+
+
+MODEL_WORKLOADS = [
+    ModelWorkload("lenet5 train step b64", "lenet5", "train", 64, (1, 28, 28), 10),
+    ModelWorkload("resnet18 224 infer b1", "resnet18", "infer", 1, (3, 224, 224), 1000),
+    ModelWorkload("resnet18_cifar train step b32", "resnet18_cifar", "train", 32, (3, 32, 32), 10),
+    ModelWorkload("resnet18 224 infer b8", "resnet18", "infer", 8, (3, 224, 224), 1000),
+]
+
+
+def impls_for(wl: ModelWorkload, impls: list[str] | tuple[str, ...]) -> list[str]:
+    return [i for i in impls if not (i == "numba-compiled" and wl.kind != "infer")]
+
+
+def peak_rss_mib() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return r / 2**20 if sys.platform == "darwin" else r / 2**10  # bytes on macOS, KiB on Linux
+
+
+def _data(wl: ModelWorkload, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((wl.batch, *wl.input), dtype=np.float32)
+    y = rng.integers(0, wl.num_classes, wl.batch).astype(np.int64)
+    return x, y
+
+
+# ---- engine (numpy / numba eager, numba compiled) ----------------------------------------------------------------
+def engine_model_runner(impl: str, wl: ModelWorkload) -> Callable[[], None]:
+    """A zero-argument callable doing one step of ``wl`` on the engine. The first call may JIT / compile."""
+    import engine
+    import engine.functional as F
+    import zoo
+
+    engine.manual_seed(0)
+    backend = "numba" if impl.startswith("numba") else impl
+    with engine.use_backend(backend):
+        model = zoo.get(wl.model, num_classes=wl.num_classes)
+    xa, ya = _data(wl)
+    x, y = engine.tensor(xa), engine.tensor(ya)
+
+    if wl.kind == "train":
+        if impl == "numba-compiled":
+            raise ValueError("numba-compiled is inference only")
+        model.train()
+        opt = engine.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+        def step() -> None:
+            with engine.use_backend(backend):
+                opt.zero_grad()
+                loss = F.cross_entropy(model(x), y)
+                loss.backward()
+                opt.step()
+
+        return step
+
+    model.eval()
+    if impl == "numba-compiled":
+        import graph
+
+        state: dict = {}
+
+        def run_compiled() -> None:
+            if "cm" not in state:  # graph compile counts into the first call
+                state["cm"] = graph.compile(model, x, backend="numba")
+            state["cm"](x)
+
+        return run_compiled
+
+    def infer() -> None:
+        with engine.use_backend(backend), engine.no_grad():
+            model(x)
+
+    return infer
+
+
+# ---- PyTorch reference models (torchvision-equivalent definitions; torchvision is not a dependency) -------------
+def _torch_models():
+    import torch.nn as tnn
+    import torch.nn.functional as tF
+
+    class LeNet5(tnn.Module):
+        def __init__(self, num_classes: int = 10):
+            super().__init__()
+            self.conv1, self.conv2 = tnn.Conv2d(1, 20, 5), tnn.Conv2d(20, 50, 5)
+            self.fc1, self.dropout, self.fc2 = tnn.Linear(800, 500), tnn.Dropout(0.5), tnn.Linear(500, num_classes)
+
+        def forward(self, x):
+            x = tF.max_pool2d(tF.relu(self.conv1(x)), 2)
+            x = tF.max_pool2d(tF.relu(self.conv2(x)), 2)
+            return self.fc2(self.dropout(tF.relu(self.fc1(x.flatten(1)))))
+
+    class BasicBlock(tnn.Module):
+        def __init__(self, cin: int, cout: int, stride: int):
+            super().__init__()
+            self.conv1 = tnn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+            self.bn1 = tnn.BatchNorm2d(cout)
+            self.conv2 = tnn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+            self.bn2 = tnn.BatchNorm2d(cout)
+            self.downsample = None
+            if stride != 1 or cin != cout:
+                self.downsample = tnn.Sequential(tnn.Conv2d(cin, cout, 1, stride, bias=False), tnn.BatchNorm2d(cout))
+
+        def forward(self, x):
+            idt = x if self.downsample is None else self.downsample(x)
+            out = tF.relu(self.bn1(self.conv1(x)))
+            return tF.relu(self.bn2(self.conv2(out)) + idt)
+
+    class ResNet18(tnn.Module):
+        def __init__(self, num_classes: int, cifar: bool):
+            super().__init__()
+            if cifar:  # 3x3/1 stem, no max pool (zoo.resnet18_cifar)
+                self.stem = tnn.Sequential(tnn.Conv2d(3, 64, 3, 1, 1, bias=False), tnn.BatchNorm2d(64), tnn.ReLU())
+            else:
+                self.stem = tnn.Sequential(tnn.Conv2d(3, 64, 7, 2, 3, bias=False), tnn.BatchNorm2d(64), tnn.ReLU(),
+                                           tnn.MaxPool2d(3, 2, 1))
+            layers, cin = [], 64
+            for cout, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
+                layers += [BasicBlock(cin, cout, stride), BasicBlock(cout, cout, 1)]
+                cin = cout
+            self.layers = tnn.Sequential(*layers)
+            self.fc = tnn.Linear(512, num_classes)
+
+        def forward(self, x):
+            x = self.layers(self.stem(x))
+            return self.fc(tF.adaptive_avg_pool2d(x, 1).flatten(1))
+
+    return {"lenet5": lambda n: LeNet5(n), "resnet18": lambda n: ResNet18(n, cifar=False),
+            "resnet18_cifar": lambda n: ResNet18(n, cifar=True)}
+
+
+def torch_model_runner(wl: ModelWorkload) -> Callable[[], None]:
+    import numba
+    import torch
+
+    torch.set_num_threads(numba.config.NUMBA_NUM_THREADS)  # same thread budget as the numba kernels
+    torch.manual_seed(0)
+    model = _torch_models()[wl.model](wl.num_classes)
+    xa, ya = _data(wl)
+    x, y = torch.from_numpy(xa), torch.from_numpy(ya)
+    if wl.kind == "train":
+        model.train()
+        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+        def step() -> None:
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+
+        return step
+
+    model.eval()
+
+    def infer() -> None:
+        with torch.no_grad():
+            model(x)
+
+    return infer
+
+
+def model_runner(impl: str, wl: ModelWorkload) -> Callable[[], None]:
+    return torch_model_runner(wl) if impl == "torch" else engine_model_runner(impl, wl)
+
+
+# ---- timing -----------------------------------------------------------------------------------------------------
+def time_workload(fn: Callable[[], None], repeats: int, warmup: int = 1) -> dict:
+    """First call timed separately (JIT / graph compile, first touch), ``warmup`` untimed calls, then ``repeats``
+    timed calls; returns ``first_call_ms``, ``median_ms``, ``min_ms``, ``repeats``."""
+    gc.collect()
+    t0 = time.perf_counter()
+    fn()
+    first = time.perf_counter() - t0
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(max(1, repeats)):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return {"first_call_ms": first * 1e3, "median_ms": float(np.median(times)) * 1e3, "min_ms": min(times) * 1e3,
+            "repeats": len(times)}
+
+
+def available_impls(impls: list[str]) -> list[str]:
+    out = []
+    for impl in impls:
+        if impl not in IMPLS:
+            raise ValueError(f"unknown impl {impl!r}; choose from {', '.join(IMPLS)}")
+        mod = {"torch": "torch", "numpy": "numpy"}.get(impl, "backends.numba")
+        try:
+            __import__(mod)
+            out.append(impl)
+        except ImportError:
+            print(f"# {impl}: not installed, skipped", file=sys.stderr)
+    return out
+
+
+def run_models(impls: list[str], workloads: list[ModelWorkload] | None = None, repeats: int = 10, warmup: int = 1,
+               skip: Callable[[ModelWorkload, str], bool] | None = None, log: Callable[[str], None] | None = None,
+               ) -> list[dict]:
+    """Time every (workload, impl) pair in this process; one row per pair, with ``ratio_to_torch`` filled in."""
+    rows = []
+    for wl in workloads if workloads is not None else MODEL_WORKLOADS:
+        for impl in impls_for(wl, impls):
+            if skip is not None and skip(wl, impl):
+                continue
+            if log:
+                log(f"{wl.name} / {impl} ...")
+            fn = model_runner(impl, wl)
+            t = time_workload(fn, repeats, warmup)
+            del fn
+            rows.append({"workload": wl.name, "model": wl.model, "kind": wl.kind, "batch": wl.batch,
+                         "input": list(wl.input), "impl": impl, **t,
+                         "images_per_s": wl.batch / (t["median_ms"] / 1e3), "peak_rss_mib": peak_rss_mib()})
+    for r in rows:
+        ref = next((q for q in rows if q["impl"] == "torch" and q["workload"] == r["workload"]), None)
+        r["ratio_to_torch"] = r["median_ms"] / ref["median_ms"] if ref else None
+    return rows

@@ -1,0 +1,111 @@
+"""``convgraph bench``: in one run, time the model workloads (ResNet-18 224x224 inference batch 1 and 8, LeNet-5
+training step batch 64, ResNet-18 CIFAR training step batch 32) on the numpy reference (eager), numba eager,
+numba compiled (graph.compile, inference only) and PyTorch CPU when importable, then the op-level table
+(bench/report.py) unless ``--no-ops``.
+
+Columns: median ms per step (after a separately timed first call, which holds JIT / graph compile, and one
+untimed warm-up call), first-call ms, ratio to PyTorch eager (< 1 is faster), images/s, and peak RSS MiB
+(``resource.getrusage`` ``ru_maxrss``: the process high-water mark after the row, so it only grows).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _import_bench():
+    if _ROOT not in sys.path:  # bench/ lives next to the packages in the repository, it is not installed
+        sys.path.insert(0, _ROOT)
+    import bench.models
+
+    return bench.models
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("bench", help="benchmark models and ops against PyTorch", description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="3 repeats; numpy reference skipped at ResNet-18 batch 8")
+    p.add_argument("--json", metavar="FILE", help="also write the results to FILE")
+    p.add_argument("--impls", default="numpy,numba,numba-compiled,torch",
+                   help="comma list of numpy,numba,numba-compiled,torch ('numba' in the op table covers both)")
+    p.add_argument("--repeats", type=int, default=None, help="timed repeats per row (default 10, --quick 3)")
+    p.add_argument("--workloads", default=None, help="comma list of substrings selecting model workloads")
+    p.add_argument("--ops", action=argparse.BooleanOptionalAction, default=True,
+                   help="also run the op-level table (bench/report.py)")
+    p.set_defaults(func=run)
+
+
+def bench(impls: list[str], quick: bool = False, repeats: int | None = None, workloads: list | None = None,
+          ops: bool = True, log=None) -> dict:
+    """The command's core: returns ``{"machine", "threads", "torch", "rss_method", "units", "rows", "ops"?}``."""
+    import numba
+
+    bm = _import_bench()
+    impls = bm.available_impls(impls)
+    wls = bm.MODEL_WORKLOADS if workloads is None else workloads
+    repeats = repeats if repeats is not None else (3 if quick else 10)
+
+    def skip(wl, impl: str) -> bool:  # the numpy reference at ResNet-18 224 batch 8 takes ~10 s a step
+        return quick and impl == "numpy" and wl.model == "resnet18" and wl.batch >= 8
+
+    try:
+        import torch
+
+        torch_version = torch.__version__ if "torch" in impls else None
+    except ImportError:
+        torch_version = None
+    res = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus",
+           "threads": numba.config.NUMBA_NUM_THREADS, "torch": torch_version, "quick": quick,
+           "rss_method": bm.RSS_METHOD,
+           "units": {"median_ms": "ms", "min_ms": "ms", "first_call_ms": "ms", "images_per_s": "images/s",
+                     "peak_rss_mib": "MiB", "ratio_to_torch": "median_ms / torch median_ms"},
+           "rows": bm.run_models(impls, wls, repeats=repeats, skip=skip, log=log)}
+    if ops:
+        from bench import report
+
+        op_impls = sorted({"numba" if i.startswith("numba") else i for i in impls}, key=["numpy", "numba", "torch"].index)
+        res["ops"] = report.run(op_impls, quick)
+    return res
+
+
+def print_models_table(res: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    title = (f"models: {res['machine']}; NUMBA_NUM_THREADS={res['threads']}; torch {res['torch'] or '-'}; "
+             f"peak RSS = ru_maxrss high-water mark")
+    t = Table(title=title)
+    for col in ("workload", "impl", "median ms", "first call ms", "x torch", "images/s", "peak RSS MiB"):
+        t.add_column(col, justify="left" if col in ("workload", "impl") else "right")
+    for r in res["rows"]:
+        ratio = f"{r['ratio_to_torch']:.2f}" if r["ratio_to_torch"] is not None else "-"
+        t.add_row(r["workload"], r["impl"], f"{r['median_ms']:.1f}", f"{r['first_call_ms']:.0f}", ratio,
+                  f"{r['images_per_s']:.1f}", f"{r['peak_rss_mib']:.0f}")
+    Console(width=140).print(t)
+
+
+def run(args: argparse.Namespace) -> int:
+    bm = _import_bench()
+    wls = None
+    if args.workloads:
+        keys = [k.strip() for k in args.workloads.split(",") if k.strip()]
+        wls = [w for w in bm.MODEL_WORKLOADS if any(k in w.name for k in keys)]
+    res = bench(args.impls.split(","), quick=args.quick, repeats=args.repeats, workloads=wls, ops=args.ops,
+                log=lambda s: print(f"# {s}", file=sys.stderr, flush=True))
+    print_models_table(res)
+    if args.ops:
+        from bench import report
+
+        print()
+        report.print_table(res["ops"])
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(res, f, indent=1)
+        print(f"# wrote {args.json}")
+    return 0
