@@ -6,6 +6,22 @@ from collections.abc import Callable
 
 import engine.functional as F
 import engine.nn as nn
+from engine import init
+
+
+def init_conv_bn_(m: nn.Module) -> bool:
+    """torchvision's conv/BN init: Kaiming-normal (fan_out, ReLU gain) conv weights, zero conv bias, BN = (1, 0).
+    Returns whether ``m`` was a Conv2d or BatchNorm2d, so callers add only their own Linear rule."""
+    if isinstance(m, nn.Conv2d):
+        init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        if m.bias is not None:
+            init.zeros_(m.bias)
+        return True
+    if isinstance(m, nn.BatchNorm2d):
+        init.ones_(m.weight)
+        init.zeros_(m.bias)
+        return True
+    return False
 
 
 def make_divisible(v: float, divisor: int = 8, min_value: int | None = None) -> int:

@@ -21,7 +21,7 @@ import engine.nn as nn
 from engine import Tensor, init
 from engine.random import generator
 
-from ._common import ConvNormActivation, make_divisible
+from ._common import ConvNormActivation, init_conv_bn_, make_divisible
 
 
 class StochasticDepth(nn.Module):
@@ -112,14 +112,8 @@ class EfficientNet(nn.Module):
         self.classifier = nn.Sequential(nn.Dropout(p=dropout), nn.Linear(4 * last_in, num_classes))
 
         for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                init.kaiming_normal_(m.weight, mode="fan_out")
-                if m.bias is not None:
-                    init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                init.ones_(m.weight)
-                init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
+            init_conv_bn_(m)
+            if isinstance(m, nn.Linear):
                 init_range = 1.0 / math.sqrt(m.out_features)
                 init.uniform_(m.weight, -init_range, init_range)
                 init.zeros_(m.bias)

@@ -14,7 +14,7 @@ import engine.functional as F
 import engine.nn as nn
 from engine import init
 
-from ._common import ConvNormActivation, ReLU6, make_divisible
+from ._common import ConvNormActivation, ReLU6, init_conv_bn_, make_divisible
 
 
 class InvertedResidual(nn.Module):
@@ -60,14 +60,8 @@ class MobileNetV2(nn.Module):
         self.classifier = nn.Sequential(nn.Dropout(p=dropout), nn.Linear(self.last_channel, num_classes))
 
         for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                init.kaiming_normal_(m.weight, mode="fan_out")
-                if m.bias is not None:
-                    init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                init.ones_(m.weight)
-                init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
+            init_conv_bn_(m)
+            if isinstance(m, nn.Linear):
                 init.normal_(m.weight, 0.0, 0.01)
                 init.zeros_(m.bias)
 

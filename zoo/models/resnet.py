@@ -15,6 +15,8 @@ import engine.functional as F
 import engine.nn as nn
 from engine import init
 
+from ._common import init_conv_bn_
+
 
 def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_planes, out_planes, kernel_size=3, stride=stride, padding=1, bias=False)
@@ -88,11 +90,7 @@ class ResNet(nn.Module):
         self.fc = nn.Linear(512 * block.expansion, num_classes)
 
         for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                init.ones_(m.weight)
-                init.zeros_(m.bias)
+            init_conv_bn_(m)
         if zero_init_residual:  # each residual branch starts as zero, so each block starts as the identity
             for m in self.modules():
                 if isinstance(m, Bottleneck):

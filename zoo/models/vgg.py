@@ -14,6 +14,8 @@ import engine.functional as F
 import engine.nn as nn
 from engine import init
 
+from ._common import init_conv_bn_
+
 # An int is a 3x3 conv (pad 1) with that many filters, (c, 1) a 1x1 conv, "M" a 2x2/2 max pool, "L" LRN.
 CONFIGS: dict[str, list] = {
     "A": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
@@ -58,13 +60,8 @@ class VGG(nn.Module):
             nn.Linear(4096, num_classes),
         )
         for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                init.ones_(m.weight)
-                init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
+            init_conv_bn_(m)
+            if isinstance(m, nn.Linear):
                 init.normal_(m.weight, 0.0, 0.01)
                 init.zeros_(m.bias)
 
