@@ -170,9 +170,10 @@ def _toposort(root: Tensor) -> list[Node]:
     return order
 
 
-def _accumulate(grads: dict[int, Tensor], key: int, g: Tensor, like: Tensor, where: str) -> None:
+def _accumulate(grads: dict[Any, Tensor], key: Any, g: Tensor, like: Tensor, where: str, what: str = "tensor") -> None:
+    """grads[key] += g, after checking g has the shape of ``like`` (a leaf "tensor" or an intermediate "input")."""
     if g.shape != like.shape:
-        raise RuntimeError(f"{where}: gradient shape {list(g.shape)} does not match tensor shape {list(like.shape)}")
+        raise RuntimeError(f"{where}: gradient shape {list(g.shape)} does not match {what} shape {list(like.shape)}")
     prev = grads.get(key)
     grads[key] = g if prev is None else prev + g
 
@@ -224,12 +225,7 @@ def backward(root: Tensor, grad: Tensor | np.ndarray | None = None) -> None:
                     leaves[id(x)] = x
                     _accumulate(leaf_grads, id(x), gx, x, where)
                 else:
-                    key = (id(x._node), x._index)
-                    prev = cts.get(key)
-                    if gx.shape != x.shape:
-                        raise RuntimeError(f"{where}: gradient shape {list(gx.shape)} does not match input "
-                                           f"shape {list(x.shape)}")
-                    cts[key] = gx if prev is None else prev + gx
+                    _accumulate(cts, (id(x._node), x._index), gx, x, where, "input")
         for k, g in leaf_grads.items():
             leaf = leaves[k]
             g = g.detach()

@@ -169,9 +169,5 @@ class Tensor:
         return id(self)
 
 
-def is_grad_enabled_for(tensors: tuple[Tensor, ...]) -> bool:
-    return any(t.requires_grad for t in tensors)
-
-
 # Operator overloads and methods are installed by engine.functional (which is built on this module),
 # so every method is a thin call of the one functional definition.
