@@ -1,6 +1,7 @@
 """convgraph engine: Tensors, reverse-mode autograd over one primitive table, nn, optim, data, io."""
 
 from . import functional
+from .blas import blas_description, tune_openblas
 from . import methods as _methods
 from .autograd import abstract, bind, detect_anomaly, enable_grad, is_grad_enabled, no_grad, observe
 from .backend import (
@@ -18,6 +19,7 @@ from .random import get_rng_state, manual_seed, set_rng_state
 from .tensor import Tensor
 
 _methods.install()
+tune_openblas()  # numpy's OpenBLAS: AVX-512 kernels where the CPU has them, short spin (see engine/blas.py)
 from . import init, io, nn, optim  # noqa: E402,F401 - public subpackages, imported once Tensor is complete
 
 
