@@ -1,7 +1,6 @@
 """convgraph engine: Tensors, reverse-mode autograd over one primitive table, nn, optim, data, io."""
 
 from . import functional
-from .blas import blas_description, tune_openblas
 from . import methods as _methods
 from .autograd import abstract, bind, detect_anomaly, enable_grad, is_grad_enabled, no_grad, observe
 from .backend import (
@@ -13,6 +12,7 @@ from .backend import (
     set_backend,
     use_backend,
 )
+from .blas import blas_description, tune_openblas
 from .gradcheck import gradcheck
 from .primitive import PRIMITIVES, Cost, Primitive, ShapeError, Spec, get_primitive
 from .random import get_rng_state, manual_seed, set_rng_state
@@ -51,4 +51,5 @@ def randn(*shape, dtype="float32", requires_grad: bool = False) -> Tensor:
 __all__ = ["Tensor", "tensor", "zeros", "ones", "randn", "functional", "no_grad", "enable_grad", "is_grad_enabled",
            "abstract", "observe", "bind", "detect_anomaly", "gradcheck", "Primitive", "PRIMITIVES", "Spec", "Cost",
            "ShapeError", "get_primitive", "Backend", "register_backend", "get_backend", "set_backend", "use_backend",
-           "active_backend", "available_backends", "manual_seed", "get_rng_state", "set_rng_state"]
+           "active_backend", "available_backends", "manual_seed", "get_rng_state", "set_rng_state", "blas_description",
+           "tune_openblas"]
