@@ -15,6 +15,7 @@ from .backend import (
 from .blas import blas_description, tune_openblas
 from .gradcheck import gradcheck
 from .primitive import PRIMITIVES, Cost, Primitive, ShapeError, Spec, get_primitive
+from .profiler import profile
 from .random import get_rng_state, manual_seed, set_rng_state
 from .tensor import Tensor
 
@@ -52,4 +53,4 @@ __all__ = ["Tensor", "tensor", "zeros", "ones", "randn", "functional", "no_grad"
            "abstract", "observe", "bind", "detect_anomaly", "gradcheck", "Primitive", "PRIMITIVES", "Spec", "Cost",
            "ShapeError", "get_primitive", "Backend", "register_backend", "get_backend", "set_backend", "use_backend",
            "active_backend", "available_backends", "manual_seed", "get_rng_state", "set_rng_state", "blas_description",
-           "tune_openblas"]
+           "tune_openblas", "profile"]

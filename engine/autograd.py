@@ -15,8 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from . import profiler as _profiler
 from .backend import active_backend
 from .primitive import Primitive
+from .profiler import timed_call
 from .tensor import Node, Tensor
 
 _grad_enabled = True
@@ -94,6 +96,7 @@ def observe(fn: Callable[..., None]) -> Iterator[None]:
 # Modules currently executing (outermost first); Module.__call__ pushes itself so observers such as
 # graph.trace can attribute each primitive call to the module that made it.
 _module_stack: list[Any] = []
+_phase = ["forward"]  # "backward" while backward() runs: what the profiler files kernel time under
 
 
 @contextlib.contextmanager
@@ -119,12 +122,19 @@ def bind(prim: Primitive, *inputs: Tensor, **attrs: Any) -> Any:
     else:
         arrays = tuple(np.empty(s.shape, s.dtype) for s in out_specs)
         kernel = active_backend().kernel(prim.name)
-        kernel(*(t._data for t in inputs), out=arrays if prim.multiple_results else arrays[0], **attrs)
+        out = arrays if prim.multiple_results else arrays[0]
+        if _profiler._active:
+            timed_call(_profiler._active[-1], _phase[-1], _module_stack[-1] if _module_stack else None, prim.name,
+                       kernel, *(t._data for t in inputs), out=out, **attrs)
+        else:
+            kernel(*(t._data for t in inputs), out=out, **attrs)
         outs = tuple(Tensor._make(a, s) for a, s in zip(arrays, out_specs))
         if _anomaly:
             _check_finite(prim, outs, "forward")
     if _grad_enabled and prim.vjp_rule is not None and any(t.requires_grad for t in inputs):
         node = Node(prim, inputs, attrs, outs)
+        if _profiler._active:  # so the profiler can attribute this node's backward kernels to the layer
+            node.module = _module_stack[-1] if _module_stack else None
         for i, o in enumerate(outs):
             if o._spec.dtype.kind == "f":
                 o.requires_grad = True
@@ -191,6 +201,14 @@ def backward(root: Tensor, grad: Tensor | np.ndarray | None = None) -> None:
         g0 = grad if isinstance(grad, Tensor) else Tensor(np.asarray(grad, dtype=root.dtype))
         if g0.shape != root.shape:
             raise RuntimeError(f"backward: grad shape {list(g0.shape)} does not match output shape {list(root.shape)}")
+    _phase.append("backward")
+    try:
+        _backward(root, g0)
+    finally:
+        _phase.pop()
+
+
+def _backward(root: Tensor, g0: Tensor) -> None:
     with no_grad():
         if root._node is None:  # a leaf: d(root)/d(root) = grad
             root.grad = g0 if root.grad is None else root.grad + g0
@@ -205,6 +223,7 @@ def backward(root: Tensor, grad: Tensor | np.ndarray | None = None) -> None:
             if all(g is None for g in gs):
                 continue
             outs = node.outputs()
+            _module_stack.append(node.module)  # kernels of the vjp rule belong to the layer that made the node
             try:
                 if node.prim.multiple_results:
                     in_grads = node.prim.vjp_rule(gs, outs, *node.inputs, **node.attrs)
@@ -212,6 +231,8 @@ def backward(root: Tensor, grad: Tensor | np.ndarray | None = None) -> None:
                     in_grads = node.prim.vjp_rule(gs[0], outs[0], *node.inputs, **node.attrs)
             except AnomalyError as e:  # a primitive inside the vjp rule: say whose gradient it was computing
                 raise AnomalyError(f"backward of '{node.prim.name}': {e}") from e
+            finally:
+                _module_stack.pop()
             if len(in_grads) != len(node.inputs):
                 raise RuntimeError(f"vjp rule of '{node.prim.name}' returned {len(in_grads)} gradients "
                                    f"for {len(node.inputs)} inputs")

@@ -18,7 +18,7 @@ class Node:
     vjp rules of e.g. ``exp`` and ``softmax`` need.
     """
 
-    __slots__ = ("prim", "inputs", "attrs", "_out_refs", "_out_data", "out_specs", "__weakref__")
+    __slots__ = ("prim", "inputs", "attrs", "_out_refs", "_out_data", "out_specs", "module", "__weakref__")
 
     def __init__(self, prim, inputs: tuple[Tensor, ...], attrs: dict[str, Any], outputs: tuple[Tensor, ...]):
         self.prim = prim
@@ -27,6 +27,7 @@ class Node:
         self._out_refs = tuple(weakref.ref(o) for o in outputs)
         self._out_data = tuple(o._data for o in outputs)
         self.out_specs = tuple(o.spec for o in outputs)
+        self.module = None  # the layer whose forward made this node (set only while profiling)
 
     def outputs(self) -> tuple[Tensor, ...]:
         outs = []

@@ -17,8 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from engine import profiler as _profiler
 from engine.backend import Backend, get_backend
 from engine.primitive import FUSED
+from engine.profiler import timed_call
 
 from .ir import Graph, Node, Value
 
@@ -87,8 +89,14 @@ class Executor:
             args = [env[id(v)] for v in node.inputs]
             outs = self._allocate(node)
             if not self._skip(node):
+                out = tuple(outs) if node.op.multiple_results else outs[0]
                 try:
-                    kernel(*args, out=tuple(outs) if node.op.multiple_results else outs[0], **node.attrs)
+                    if _profiler._active:
+                        timed_call(_profiler._active[-1], "graph",
+                                   (node.meta.get("module", ""), node.meta.get("module_type", "")), node.op.name,
+                                   kernel, *args, out=out, **node.attrs)
+                    else:
+                        kernel(*args, out=out, **node.attrs)
                 except Exception as e:
                     raise type(e)(f"{e}\n  while running node {node.name}: {node.format()}") from e
             for o, a in zip(node.outputs, outs):
