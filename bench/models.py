@@ -97,6 +97,7 @@ def engine_model_runner(impl: str, wl: ModelWorkload) -> Callable[[], None]:
                 loss.backward()
                 opt.step()
 
+        step.model = model  # for profile_workload's layer names
         return step
 
     model.eval()
@@ -110,6 +111,7 @@ def engine_model_runner(impl: str, wl: ModelWorkload) -> Callable[[], None]:
                 state["cm"] = graph.compile(model, x, backend="numba")
             state["cm"](x)
 
+        run_compiled.model = model
         return run_compiled
 
     def infer() -> None:
@@ -200,6 +202,7 @@ def torch_model_runner(wl: ModelWorkload) -> Callable[[], None]:
         with torch.no_grad():
             model(x)
 
+    infer.model = model
     return infer
 
 
@@ -238,6 +241,19 @@ def available_impls(impls: list[str]) -> list[str]:
         except ImportError:
             print(f"# {impl}: not installed, skipped", file=sys.stderr)
     return out
+
+
+def profile_workload(impl: str, wl: ModelWorkload, steps: int = 2):
+    """An :class:`engine.profiler.Profile` of ``steps`` steps of ``wl`` on an engine impl, after one untimed call
+    (JIT / graph compile): where the time goes, per layer and per op."""
+    import engine
+
+    fn = model_runner(impl, wl)
+    fn()
+    with engine.profile(fn.model) as prof:
+        for _ in range(steps):
+            fn()
+    return prof
 
 
 def run_models(impls: list[str], workloads: list[ModelWorkload] | None = None, repeats: int = 10, warmup: int = 1,

@@ -38,6 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--workloads", default=None, help="comma list of substrings selecting model workloads")
     p.add_argument("--ops", action=argparse.BooleanOptionalAction, default=True,
                    help="also run the op-level table (bench/report.py)")
+    p.add_argument("--profile", action="store_true",
+                   help="after timing, profile each engine impl per layer and per op (where the time goes)")
+    p.add_argument("--top", type=int, default=15, help="rows per --profile table")
     p.set_defaults(func=run)
 
 
@@ -91,6 +94,22 @@ def print_models_table(res: dict) -> None:
     Console(width=140).print(t)
 
 
+def profile_tables(bm, workloads: list, rows: list[dict], top: int) -> list[dict]:
+    """Per-layer and per-op profile of every timed engine row (2 steps each); prints the tables, returns them."""
+    out = []
+    by_name = {w.name: w for w in workloads}
+    for r in rows:
+        if r["impl"] == "torch":
+            continue
+        prof = bm.profile_workload(r["impl"], by_name[r["workload"]])
+        title = f"{r['workload']} / {r['impl']} (2 steps)"
+        prof.print("layer", top=top, title=title)
+        prof.print("op", top=top, title=title)
+        out.append({"workload": r["workload"], "impl": r["impl"], "steps": 2, "wall_ms": prof.wall_s * 1e3,
+                    "by_layer": prof.rows("layer"), "by_op": prof.rows("op")})
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     bm = _import_bench()
     wls = None
@@ -100,6 +119,8 @@ def run(args: argparse.Namespace) -> int:
     res = bench(args.impls.split(","), quick=args.quick, repeats=args.repeats, workloads=wls, ops=args.ops,
                 log=lambda s: print(f"# {s}", file=sys.stderr, flush=True))
     print_models_table(res)
+    if args.profile:
+        res["profiles"] = profile_tables(bm, wls or bm.MODEL_WORKLOADS, res["rows"], args.top)
     if args.ops:
         from bench import report
 
