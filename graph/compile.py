@@ -65,6 +65,10 @@ class CompileReport(dict):
                      f"lower bound {m['lower_bound_bytes'] / mib:.2f} MiB, fragmentation {m['fragmentation']:.1%}")
         s = self["stats"]
         lines.append(f"final: {s['kernels']} kernels, {s['macs'] / 1e9:.3f} GMACs = {s['flops'] / 1e9:.3f} GFLOPs")
+        algos = {n: k[k.index("[") + 1:-1] for n, k in (self.get("kernels") or {}).items() if k.endswith("]")}
+        if algos:  # the backend's per-node algorithm notes (conv: the chosen algorithm, measured or heuristic)
+            lines.append("algorithms:")
+            lines += [f"  {n}: {a}" for n, a in algos.items()]
         if "check" in self:
             lines.append(f"check vs eager on the example input: max abs diff {self['check']['max_abs_diff']:.3g}")
         return "\n".join(lines)

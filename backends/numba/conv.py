@@ -1,10 +1,12 @@
 """numba kernels: conv2d and both gradients, with one algorithm chosen per layer.
 
-Algorithms (see :func:`choose_conv_algorithm`; the compile report shows the choice per node):
+Algorithms (:mod:`.conv_select` lists the candidates per layer and role and picks one: measured once per shape by
+default, or by its heuristic; the compile report shows the choice and the measured times per node):
 
 - ``im2col``: a parallel numba im2col into ``cols (C*kh*kw, N*Ho*Wo)`` (one column per output pixel of the
-  whole batch), ONE BLAS GEMM for the whole batch, oriented by :func:`gemm_pixel_major` (``cols^T @ W^T`` or
-  ``W @ cols``), then one parallel pass that moves the result into NCHW while applying the epilogue (bias,
+  whole batch), ONE BLAS GEMM for the whole batch, ``cols^T @ W^T`` (``im2col-pixel``) or ``W @ cols``
+  (``im2col-channel``; plain ``im2col`` orients by :func:`gemm_pixel_major`), then one parallel pass that
+  moves the result into NCHW while applying the epilogue (bias,
   folded-BN scale/shift, residual, activation; :mod:`.conv_epilogue`). Gradients: ``gW`` is one GEMM with
   K = N*Ho*Wo (oriented so the larger of C*kh*kw and O is the row count), ``gcols = W^T @ gy^T`` then a
   parallel col2im that gives each (n, c) input plane to one thread.
@@ -37,39 +39,27 @@ from .conv_direct import (
     direct_weight_grad_s1,
 )
 from .conv_epilogue import HAS_BIAS, HAS_RES, HAS_SCALE, NO_ACT, Epilogue, unpack_epilogue, unpack_pixel_major
+from .conv_select import cached, choose, heuristic
 from .elementwise import COPY, run_unary
 from .shape import fill
 
 __all__ = ["choose_conv_algorithm", "conv2d_forward", "Epilogue", "HAS_BIAS", "HAS_SCALE", "HAS_RES", "NO_ACT"]
 
-DIRECT_MAX_TAPS = 32  # C/g * kh * kw at or below which a groups=1 layer runs the direct kernel
-
-
-# --- algorithm choice ------------------------------------------------------------------------------------
+# --- algorithm choice (see conv_select: candidates per role, heuristic, measured choice cached per shape) ------
 def _shape(s: Any) -> tuple[int, ...]:
     return tuple(getattr(s, "shape", s))
 
 
-def choose_conv_algorithm(x_spec: Any, w_spec: Any, attrs: dict[str, Any]) -> str:
-    """The algorithm a conv2d layer (and its two gradients) runs with: ``"direct"``, ``"gemm_1x1"`` or
-    ``"im2col"``. ``x_spec``/``w_spec`` are Specs, arrays or shapes; ``attrs`` are the conv2d attrs.
+def out_hw(x_shape: tuple[int, ...], w_shape: tuple[int, ...], attrs: dict[str, Any]) -> tuple[int, int]:
+    (_, _, h, w), (_, _, kh, kw) = x_shape, w_shape
+    (sh, sw), ((pt, pb), (pl, pr)), (dh, dw) = attrs["stride"], attrs["padding"], attrs["dilation"]
+    return (h + pt + pb - dh * (kh - 1) - 1) // sh + 1, (w + pl + pr - dw * (kw - 1) - 1) // sw + 1
 
-    Heuristic, in order:
-      1. ``groups > 1`` (grouped, depthwise) -> ``direct``: per-group GEMMs are tiny.
-      2. 1x1 kernel, no padding -> ``gemm_1x1``: x itself (re-laid out channels-first) is the GEMM operand.
-      3. ``C/g * kh * kw <= 32`` (few input channels, e.g. LeNet conv1 with 1*5*5 = 25) -> ``direct``: the
-         GEMM's inner dimension would be too short for BLAS to reach peak.
-      4. otherwise -> ``im2col`` + one batch-wide BLAS GEMM.
-    """
-    o, cg, kh, kw = _shape(w_spec)
-    (pt, pb), (pl, pr) = attrs["padding"]
-    if attrs["groups"] > 1:
-        return "direct"
-    if kh == kw == 1 and pt == pb == pl == pr == 0:
-        return "gemm_1x1"
-    if cg * kh * kw <= DIRECT_MAX_TAPS:
-        return "direct"
-    return "im2col"
+
+def choose_conv_algorithm(x_spec: Any, w_spec: Any, attrs: dict[str, Any]) -> str:
+    """The heuristic algorithm family of a conv2d layer: ``"direct"``, ``"gemm_1x1"`` or ``"im2col"`` (no
+    measurement; see :mod:`.conv_select` for the measured per-shape choice the kernels use by default)."""
+    return heuristic("forward", _shape(x_spec), _shape(w_spec), attrs).split("-")[0]
 
 
 # --- shared pieces -------------------------------------------------------------------------------------------
@@ -180,14 +170,32 @@ def gemm_pixel_major(ck: int, npix: int, o: int) -> bool:
     return npix >= 4 * o and ck >= 4 * o
 
 
+def _attrs(stride, padding, dilation, groups) -> dict[str, Any]:
+    return {"stride": tuple(stride), "padding": tuple(tuple(p) for p in padding), "dilation": tuple(dilation),
+            "groups": groups}
+
+
+def _select(role: str, x_shape, w_shape, attrs: dict[str, Any], dtype, run, algorithm: str | None) -> str:
+    if algorithm is not None:
+        return algorithm
+    return choose(role, x_shape, w_shape, attrs, dtype, run).algorithm
+
+
 def conv2d_forward(x: np.ndarray, w: np.ndarray, out: np.ndarray, ep: Epilogue, stride, padding, dilation,
                    groups: int, algorithm: str | None = None) -> None:
-    """out = epilogue(conv2d(x, w)); the driver behind conv2d and fused_conv2d."""
-    attrs = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
-    algo = algorithm or choose_conv_algorithm(x, w, attrs)
-    n, o, oh, ow = out.shape
+    """out = epilogue(conv2d(x, w)); the driver behind conv2d and fused_conv2d. ``algorithm``: one of
+    :func:`.conv_select.candidates` (``"im2col"`` = the heuristic GEMM orientation); None: the selected one."""
     if out.size == 0:
         return
+    attrs = _attrs(stride, padding, dilation, groups)
+    algo = _select("forward", x.shape, w.shape, attrs, out.dtype,
+                   lambda a: _forward(a, x, w, np.empty_like(out), ep, attrs), algorithm)
+    _forward(algo, x, w, out, ep, attrs)
+
+
+def _forward(algo: str, x: np.ndarray, w: np.ndarray, out: np.ndarray, ep: Epilogue, attrs: dict[str, Any]) -> None:
+    stride, padding, dilation, groups = attrs["stride"], attrs["padding"], attrs["dilation"], attrs["groups"]
+    n, o, oh, ow = out.shape
     if algo == "direct" and stride == (1, 1):
         sh, sw, pt, pl, dh, dw = _geom(stride, padding, dilation)
         direct_forward_s1(np.ascontiguousarray(x), np.ascontiguousarray(w), out, pt, pl, dh, dw, groups, ep.flags,
@@ -195,12 +203,17 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, out: np.ndarray, ep: Epilogue, 
     elif algo == "direct":
         direct_forward(np.ascontiguousarray(x), np.ascontiguousarray(w), out, *_geom(stride, padding, dilation),
                        groups, ep.flags, ep.bias, ep.scale, ep.res3((n, o, oh * ow)), ep.act, ep.alpha)
-    else:  # im2col and gemm_1x1 (whose "cols" is the channels-first pack of x)
+    elif algo == "winograd":
+        from .conv_winograd import winograd_forward
+
+        winograd_forward(x, w, out, ep, padding)
+    else:  # im2col[-pixel|-channel] and gemm_1x1 (whose "cols" is the channels-first pack of x)
         cols = _im2col(x, w.shape[2:], oh, ow, stride, padding, dilation)
         ck, npix = cols.shape
         w2 = np.ascontiguousarray(w).reshape(o, -1)
         res3 = ep.res3((n, o, oh * ow))
-        if gemm_pixel_major(ck, npix, o):
+        pixel = algo == "im2col-pixel" or (algo in ("im2col", "gemm_1x1") and gemm_pixel_major(ck, npix, o))
+        if pixel:
             y2 = scratch("y2", (npix, o), out.dtype)
             np.matmul(cols.T, w2.T, out=y2)  # (N*P, C*kh*kw) @ (C*kh*kw, O)
             unpack_pixel_major(y2, out.reshape(n, o, oh * ow), ep.flags, ep.bias, ep.scale, res3, ep.act, ep.alpha)
@@ -218,18 +231,29 @@ def conv2d(x: np.ndarray, w: np.ndarray, *b: np.ndarray, out: np.ndarray, stride
 
 @backend.register("conv2d_input_grad")
 def conv2d_input_grad(gy: np.ndarray, w: np.ndarray, out: np.ndarray, input_shape, stride, padding, dilation,
-                      groups: int) -> None:
-    attrs = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
-    algo = choose_conv_algorithm(input_shape, w, attrs)
-    n, c, h, wd = input_shape
-    _, o, oh, ow = gy.shape
-    gy = np.ascontiguousarray(gy)
+                      groups: int, algorithm: str | None = None) -> None:
     if out.size == 0:
         return
     if gy.size == 0:
         fill(out, 0)
-    elif algo == "direct":
+        return
+    attrs = _attrs(stride, padding, dilation, groups)
+    gy = np.ascontiguousarray(gy)
+    algo = _select("input_grad", tuple(input_shape), w.shape, attrs, out.dtype,
+                   lambda a: _input_grad(a, gy, w, np.empty_like(out), attrs), algorithm)
+    _input_grad(algo, gy, w, out, attrs)
+
+
+def _input_grad(algo: str, gy: np.ndarray, w: np.ndarray, out: np.ndarray, attrs: dict[str, Any]) -> None:
+    stride, padding, dilation, groups = attrs["stride"], attrs["padding"], attrs["dilation"], attrs["groups"]
+    n, c, h, wd = out.shape
+    _, o, oh, ow = gy.shape
+    if algo == "direct":
         direct_input_grad(gy, np.ascontiguousarray(w), out, *_geom(stride, padding, dilation), groups)
+    elif algo == "winograd":
+        from .conv_winograd import winograd_input_grad
+
+        winograd_input_grad(gy, w, out, padding)
     else:
         gyt = _pack_gy(gy)
         kh, kw = w.shape[2:]
@@ -245,22 +269,29 @@ def conv2d_input_grad(gy: np.ndarray, w: np.ndarray, out: np.ndarray, input_shap
 
 @backend.register("conv2d_weight_grad")
 def conv2d_weight_grad(x: np.ndarray, gy: np.ndarray, out: np.ndarray, weight_shape, stride, padding, dilation,
-                       groups: int) -> None:
-    attrs = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
-    algo = choose_conv_algorithm(x, weight_shape, attrs)
-    n, o, oh, ow = gy.shape
-    gy = np.ascontiguousarray(gy)
+                       groups: int, algorithm: str | None = None) -> None:
     if out.size == 0:
         return
     if gy.size == 0:
         fill(out, 0)
-    elif algo == "direct" and stride == (1, 1):
+        return
+    attrs = _attrs(stride, padding, dilation, groups)
+    gy = np.ascontiguousarray(gy)
+    algo = _select("weight_grad", x.shape, tuple(weight_shape), attrs, out.dtype,
+                   lambda a: _weight_grad(a, x, gy, np.empty_like(out), attrs), algorithm)
+    _weight_grad(algo, x, gy, out, attrs)
+
+
+def _weight_grad(algo: str, x: np.ndarray, gy: np.ndarray, out: np.ndarray, attrs: dict[str, Any]) -> None:
+    stride, padding, dilation, groups = attrs["stride"], attrs["padding"], attrs["dilation"], attrs["groups"]
+    n, o, oh, ow = gy.shape
+    if algo == "direct" and stride == (1, 1):
         sh, sw, pt, pl, dh, dw = _geom(stride, padding, dilation)
         direct_weight_grad_s1(np.ascontiguousarray(x), gy, out, pt, pl, dh, dw, groups)
     elif algo == "direct":
         direct_weight_grad(np.ascontiguousarray(x), gy, out, *_geom(stride, padding, dilation), groups)
     else:  # im2col and gemm_1x1 (for 1x1, im2col is the channels-first pack): one GEMM over the batch
-        cols = _im2col(x, weight_shape[2:], oh, ow, stride, padding, dilation)
+        cols = _im2col(x, out.shape[2:], oh, ow, stride, padding, dilation)
         gyt = _pack_gy(gy)
         # One GEMM with K = N*P. BLAS (OpenBLAS here) runs these long-K products several times faster when the
         # larger of (C*kh*kw, O) is the output's row count (measured 52 vs 245 ms for 3x3 64->64 at 56x56 b8, and
@@ -274,17 +305,43 @@ def conv2d_weight_grad(x: np.ndarray, gy: np.ndarray, out: np.ndarray, weight_sh
 
 
 # --- what the compile report shows per node (graph.compile reads a kernel's ``algorithm`` attribute) ----------
-def _forward_note(x_shape, w_shape, attrs) -> str:
-    algo = choose_conv_algorithm(x_shape, w_shape, attrs)
-    if algo == "direct":
-        return algo
-    (n, _, h, w), (o, cg, kh, kw) = x_shape, w_shape
-    (sh, sw), ((pt, pb), (pl, pr)), (dh, dw) = attrs["stride"], attrs["padding"], attrs["dilation"]
-    npix = n * ((h + pt + pb - dh * (kh - 1) - 1) // sh + 1) * ((w + pl + pr - dw * (kw - 1) - 1) // sw + 1)
-    return f"{algo}, {'pixel' if gemm_pixel_major(cg * kh * kw, npix, o) else 'channel'}-major GEMM"
+def _note(role: str, specs, x_shape, w_shape, attrs: dict[str, Any], run_role) -> str:
+    """The selected algorithm and how it was chosen. Under the "measure" policy this measures now, on random
+    data of the node's shapes, so the compile report shows the winner and every candidate's time."""
+    attrs = _attrs(attrs["stride"], attrs["padding"], attrs["dilation"], attrs["groups"])
+    dtype = np.dtype(getattr(specs[0], "dtype", np.float32))
+    hit = cached(role, x_shape, w_shape, attrs, dtype)
+    if hit is None:
+        rng = np.random.default_rng(0)
+        arrays = [rng.standard_normal(_shape(s)).astype(dtype) for s in specs[:2]]
+        hit = choose(role, x_shape, w_shape, attrs, dtype, lambda a: run_role(a, *arrays, attrs))
+    return hit.describe()
 
 
-conv2d.algorithm = lambda specs, **attrs: _forward_note(_shape(specs[0]), _shape(specs[1]), attrs)
-conv2d_input_grad.algorithm = lambda specs, input_shape, **attrs: choose_conv_algorithm(input_shape, specs[1], attrs)
-conv2d_weight_grad.algorithm = lambda specs, weight_shape, **attrs: choose_conv_algorithm(specs[0], weight_shape,
-                                                                                          attrs)
+def _forward_note(x_shape, w_shape, attrs, dtype=np.float32) -> str:
+    def run(a, x, w, at):
+        n, o = x.shape[0], w.shape[0]
+        _forward(a, x, w, np.empty((n, o, *out_hw(x.shape, w.shape, at)), x.dtype), Epilogue(x.dtype), at)
+
+    return _note("forward", [_Spec(x_shape, dtype), _Spec(w_shape, dtype)], x_shape, w_shape, attrs, run)
+
+
+class _Spec:
+    def __init__(self, shape, dtype):
+        self.shape, self.dtype = tuple(shape), np.dtype(dtype)
+
+
+def _input_grad_note(specs, input_shape, **attrs) -> str:
+    return _note("input_grad", specs, tuple(input_shape), _shape(specs[1]), attrs,
+                 lambda a, gy, w, at: _input_grad(a, gy, w, np.empty(tuple(input_shape), gy.dtype), at))
+
+
+def _weight_grad_note(specs, weight_shape, **attrs) -> str:
+    return _note("weight_grad", specs, _shape(specs[0]), tuple(weight_shape), attrs,
+                 lambda a, x, gy, at: _weight_grad(a, x, gy, np.empty(tuple(weight_shape), x.dtype), at))
+
+
+conv2d.algorithm = lambda specs, **attrs: _forward_note(_shape(specs[0]), _shape(specs[1]), attrs,
+                                                        getattr(specs[0], "dtype", np.float32))
+conv2d_input_grad.algorithm = _input_grad_note
+conv2d_weight_grad.algorithm = _weight_grad_note

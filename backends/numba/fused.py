@@ -42,7 +42,8 @@ def fused_conv2d(*ins: np.ndarray, out: np.ndarray, stride, padding, dilation, g
 def _fused_note(specs, activation: str = "none", has_bias: bool = False, has_residual: bool = False,
                 **attrs) -> str:
     parts = ["bias"] * has_bias + ["residual"] * has_residual + [activation] * (activation != "none")
-    return _forward_note(_shape(specs[0]), _shape(specs[1]), attrs) + f" + epilogue({', '.join(parts) or 'none'})"
+    return _forward_note(_shape(specs[0]), _shape(specs[1]), attrs, getattr(specs[0], "dtype", np.float32)) + (
+        f" + epilogue({', '.join(parts) or 'none'})")
 
 
 fused_conv2d.algorithm = _fused_note

@@ -3,6 +3,8 @@ reference, over a grid of shapes and attributes."""
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -11,7 +13,8 @@ from engine import Spec
 from tests.backend.test_numba_parity import compare, run_kernel
 
 nb = pytest.importorskip("backends.numba")
-from backends.numba import choose_conv_algorithm  # noqa: E402
+from backends.numba import choose_conv_algorithm, conv_select  # noqa: E402
+from backends.numba.conv_select import candidates, set_conv_policy  # noqa: E402
 
 
 def _attrs(stride=1, padding=0, dilation=1, groups=1):
@@ -28,8 +31,8 @@ CASES = [
     ((2, 3, 16, 16), (8, 3, 7, 7), _attrs(2, 3), "im2col"),  # ResNet stem shape, small
     ((2, 16, 6, 6), (12, 16, 1, 1), _attrs(1, 0), "gemm_1x1"),
     ((2, 16, 7, 7), (12, 16, 1, 1), _attrs(2, 0), "gemm_1x1"),  # downsample shortcut
-    ((3, 1, 12, 12), (6, 1, 5, 5), _attrs(1, 0), "direct"),  # LeNet conv1
-    ((2, 3, 10, 10), (4, 3, 3, 3), _attrs(1, 1), "direct"),  # 27 taps
+    ((3, 1, 12, 12), (6, 1, 5, 5), _attrs(1, 0), "im2col"),  # LeNet conv1: direct is a measured candidate
+    ((2, 3, 10, 10), (4, 3, 3, 3), _attrs(1, 1), "im2col"),  # 27 taps
     ((2, 8, 9, 9), (8, 1, 3, 3), _attrs(1, 1, groups=8), "direct"),  # depthwise
     ((2, 8, 9, 9), (8, 1, 3, 3), _attrs(2, 1, groups=8), "direct"),
     ((2, 8, 8, 8), (6, 4, 3, 3), _attrs(1, 1, groups=2), "direct"),  # grouped
@@ -43,18 +46,75 @@ def test_conv_algorithm_choice(xs, ws, attrs, algo):
     assert choose_conv_algorithm(Spec(xs, np.float32), Spec(ws, np.float32), attrs) == algo
 
 
+def test_candidates_per_role():
+    lenet1 = CASES[6]
+    assert "direct" in candidates("forward", *lenet1[:3])  # few taps: the direct kernel competes
+    assert candidates("forward", *CASES[0][:3])[:2] in (["im2col-pixel", "im2col-channel"],
+                                                       ["im2col-channel", "im2col-pixel"])
+    assert "direct" not in candidates("forward", *CASES[0][:3])  # 72 taps
+    assert candidates("weight_grad", *CASES[4][:3]) == ["gemm_1x1"]
+    assert candidates("input_grad", *CASES[8][:3]) == ["direct"]  # depthwise
+
+
+@contextlib.contextmanager
+def conv_policy(policy):
+    prev = set_conv_policy(policy)
+    try:
+        yield
+    finally:
+        set_conv_policy(prev)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("xs,ws,attrs,algo", CASES, ids=IDS)
 def test_conv_forward_and_gradients(rng, xs, ws, attrs, algo, dtype):
+    """Every candidate algorithm of every role (forced in turn) matches the numpy reference."""
     tol = {"rtol": 1e-4, "atol": 1e-4} if dtype == np.float32 else {"rtol": 1e-10, "atol": 1e-10}
     x, w = rng.standard_normal(xs).astype(dtype), rng.standard_normal(ws).astype(dtype)
     b = rng.standard_normal(ws[0]).astype(dtype)
-    compare("conv2d", [x, w], **tol, **attrs)
-    compare("conv2d", [x, w, b], **tol, **attrs)
     (y,) = run_kernel("numpy", "conv2d", [x, w], **attrs)
     gy = rng.standard_normal(y.shape).astype(dtype)
-    compare("conv2d_input_grad", [gy, w], input_shape=xs, **tol, **attrs)
-    compare("conv2d_weight_grad", [x, gy], weight_shape=ws, **tol, **attrs)
+    for role in ("forward", "input_grad", "weight_grad"):
+        for cand in candidates(role, xs, ws, attrs):
+            with conv_policy(cand):
+                if role == "forward":
+                    compare("conv2d", [x, w], **tol, **attrs)
+                    compare("conv2d", [x, w, b], **tol, **attrs)
+                elif role == "input_grad":
+                    compare("conv2d_input_grad", [gy, w], input_shape=xs, **tol, **attrs)
+                else:
+                    compare("conv2d_weight_grad", [x, gy], weight_shape=ws, **tol, **attrs)
+
+
+def test_measured_choice_is_cached_per_shape_and_correct(rng):
+    xs, ws, attrs, _ = CASES[6]  # LeNet conv1: im2col-pixel, im2col-channel, direct
+    x, w = rng.standard_normal(xs).astype(np.float32), rng.standard_normal(ws).astype(np.float32)
+    conv_select.clear_cache()
+    with conv_policy("measure"):
+        compare("conv2d", [x, w], rtol=1e-4, atol=1e-4, **attrs)
+        hit = conv_select.cached("forward", xs, ws, attrs, np.float32)
+        assert hit is not None and hit.how == "measured"
+        assert set(hit.times_ms) == set(candidates("forward", xs, ws, attrs))
+        assert hit.algorithm == min(hit.times_ms, key=hit.times_ms.get)
+        assert all(t > 0 for t in hit.times_ms.values())
+        compare("conv2d", [x, w], rtol=1e-4, atol=1e-4, **attrs)
+        assert conv_select.cached("forward", xs, ws, attrs, np.float32) is hit  # measured once
+    with conv_policy("heuristic"):
+        assert conv_select.choose("forward", xs, ws, attrs, np.float32, None).how == "heuristic"
+
+
+def test_compile_report_names_the_measured_algorithm():
+    import graph
+    from engine import nn
+
+    conv_select.clear_cache()
+    m = nn.Conv2d(1, 4, 5)
+    m.eval()
+    x = engine.tensor(np.zeros((2, 1, 12, 12), np.float32))
+    with conv_policy("measure"):
+        cm = graph.compile(m, x, backend="numba")
+        text = str(cm.report)
+    assert "measured:" in text and "direct" in text and "im2col" in text
 
 
 def test_conv_dropped_pixels_get_zero_gradient(rng):
@@ -105,7 +165,7 @@ def test_epilogue_applies_folded_bn_scale_shift_in_one_pass(rng):
     (y,) = run_kernel("numpy", "conv2d", [x, w], **attrs)
     res = rng.standard_normal(y.shape).astype(np.float32)
     expect = np.maximum(y * scale[:, None, None] + shift[:, None, None] + res, 0)
-    for algo in ("im2col", "direct"):
+    for algo in ("im2col-pixel", "im2col-channel", "direct"):
         out = np.empty_like(y)
         conv2d_forward(x, w, out, Epilogue(np.float32, bias=shift, scale=scale, residual=res, act=nb.elementwise.RELU),
                        algorithm=algo, **attrs)
