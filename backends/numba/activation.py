@@ -1,5 +1,10 @@
 """numba kernels: softmax / log_softmax along one axis, max-shifted, as (A, K, C) with the reduced axis K;
-parallel over A x C-chunks (each work item owns its output columns)."""
+parallel over A x C-chunks (each work item owns its output columns). Also clamp and the single-pass activation
+gradients (``relu_grad`` ... ``clamp_grad``, semantics in engine/ops/elementwise.py): one ``prange`` over
+CHUNK-element pieces of the flattened (C-contiguous) operands, whose inner loops are branch-free selects LLVM
+vectorizes (those calling ``exp``, elu and silu, stay scalar without SVML). Scalars arrive in the arrays' dtype,
+so float32 math stays float32. ``out`` may alias an input (graph in-place plans): every element is read before
+it is written."""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import numpy as np
 from numba import njit, prange
 
 from . import backend
+from ._layout import CHUNK
 
 _CW = 256  # columns per work item
 
@@ -52,3 +58,161 @@ def softmax(x: np.ndarray, out: np.ndarray, axis: int) -> None:
 @backend.register("log_softmax")
 def log_softmax(x: np.ndarray, out: np.ndarray, axis: int) -> None:
     _run(x, out, axis, True)
+
+
+# --- clamp and the activation gradients: flat, contiguous, one prange over chunks -------------------------------
+# Each work item loops over chunk views (x[i0:i1]) from index 0: LLVM then knows the index is non-negative, drops
+# numba's negative-index wraparound and emits unit-stride vector loads/stores (indexing x[i] with i from
+# range(c * CHUNK, ...) compiled to AVX-512 gathers/scatters instead).
+@njit(parallel=True, cache=True, error_model="numpy")
+def clamp_flat(x, out, lo, hi):
+    n = out.shape[0]
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        i0, i1 = c * CHUNK, min(n, (c + 1) * CHUNK)
+        xc, oc = x[i0:i1], out[i0:i1]
+        for i in range(i1 - i0):
+            v = xc[i]
+            v = lo if v < lo else v  # NaN stays NaN; lo > hi gives hi, as torch
+            oc[i] = hi if v > hi else v
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def relu_grad_flat(g, y, out):
+    n = out.shape[0]
+    z = out.dtype.type(0)
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        i0, i1 = c * CHUNK, min(n, (c + 1) * CHUNK)
+        gc, yc, oc = g[i0:i1], y[i0:i1], out[i0:i1]
+        for i in range(i1 - i0):
+            oc[i] = z if yc[i] <= z else gc[i]  # a select, not gy * (y > 0): NaN y passes gy, NaN gy at y <= 0 is 0
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def leaky_relu_grad_flat(g, x, out, slope):
+    n = out.shape[0]
+    z = out.dtype.type(0)
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        i0, i1 = c * CHUNK, min(n, (c + 1) * CHUNK)
+        gc, xc, oc = g[i0:i1], x[i0:i1], out[i0:i1]
+        for i in range(i1 - i0):
+            gi = gc[i]
+            oc[i] = gi if xc[i] > z else gi * slope
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def elu_grad_flat(g, x, out, alpha):
+    n = out.shape[0]
+    z = out.dtype.type(0)
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        i0, i1 = c * CHUNK, min(n, (c + 1) * CHUNK)
+        gc, xc, oc = g[i0:i1], x[i0:i1], out[i0:i1]
+        for i in range(i1 - i0):
+            v = xc[i]
+            oc[i] = gc[i] * alpha * np.exp(v) if v <= z else gc[i]
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def sigmoid_grad_flat(g, y, out):
+    n = out.shape[0]
+    one = out.dtype.type(1)
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        i0, i1 = c * CHUNK, min(n, (c + 1) * CHUNK)
+        gc, yc, oc = g[i0:i1], y[i0:i1], out[i0:i1]
+        for i in range(i1 - i0):
+            v = yc[i]
+            oc[i] = gc[i] * (one - v) * v
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def tanh_grad_flat(g, y, out):
+    n = out.shape[0]
+    one = out.dtype.type(1)
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        i0, i1 = c * CHUNK, min(n, (c + 1) * CHUNK)
+        gc, yc, oc = g[i0:i1], y[i0:i1], out[i0:i1]
+        for i in range(i1 - i0):
+            v = yc[i]
+            oc[i] = gc[i] * (one - v * v)
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def silu_grad_flat(g, x, out):
+    n = out.shape[0]
+    z = out.dtype.type(0)
+    one = out.dtype.type(1)
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        i0, i1 = c * CHUNK, min(n, (c + 1) * CHUNK)
+        gc, xc, oc = g[i0:i1], x[i0:i1], out[i0:i1]
+        for i in range(i1 - i0):
+            v = xc[i]
+            e = np.exp(-abs(v))  # sigmoid split by sign, as the forward kernel: exp never overflows
+            s = one / (one + e) if v >= z else e / (one + e)
+            oc[i] = gc[i] * s * (one + v * (one - s))
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def clamp_grad_flat(g, x, out, lo, hi):
+    n = out.shape[0]
+    z = out.dtype.type(0)
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        i0, i1 = c * CHUNK, min(n, (c + 1) * CHUNK)
+        gc, xc, oc = g[i0:i1], x[i0:i1], out[i0:i1]
+        for i in range(i1 - i0):
+            v = xc[i]
+            oc[i] = gc[i] if (v >= lo) & (v <= hi) else z  # NaN x: 0
+
+
+def _flat(fn, out: np.ndarray, *arrays: np.ndarray, scalars: tuple = ()) -> None:
+    """Run ``fn(*flat inputs, flat out, *scalars)`` on C-contiguous 1-D views (copies only for strided operands)."""
+    if out.size == 0:
+        return
+    ins = [np.ascontiguousarray(a).reshape(-1) for a in arrays]
+    dst = out if out.flags.c_contiguous else np.empty(out.shape, out.dtype)
+    fn(*ins, dst.reshape(-1), *scalars)
+    if dst is not out:
+        out[...] = dst
+
+
+def _bounds(dtype: np.dtype, lo: float | None, hi: float | None) -> tuple:
+    t = dtype.type
+    return t(-np.inf if lo is None else lo), t(np.inf if hi is None else hi)
+
+
+@backend.register("clamp")
+def clamp(x: np.ndarray, out: np.ndarray, min: float | None, max: float | None) -> None:  # noqa: A002
+    _flat(clamp_flat, out, x, scalars=_bounds(out.dtype, min, max))
+
+
+@backend.register("relu_grad")
+def relu_grad(gy: np.ndarray, y: np.ndarray, out: np.ndarray) -> None:
+    _flat(relu_grad_flat, out, gy, y)
+
+
+@backend.register("leaky_relu_grad")
+def leaky_relu_grad(gy: np.ndarray, x: np.ndarray, out: np.ndarray, negative_slope: float) -> None:
+    _flat(leaky_relu_grad_flat, out, gy, x, scalars=(out.dtype.type(negative_slope),))
+
+
+@backend.register("elu_grad")
+def elu_grad(gy: np.ndarray, x: np.ndarray, out: np.ndarray, alpha: float) -> None:
+    _flat(elu_grad_flat, out, gy, x, scalars=(out.dtype.type(alpha),))
+
+
+@backend.register("sigmoid_grad")
+def sigmoid_grad(gy: np.ndarray, y: np.ndarray, out: np.ndarray) -> None:
+    _flat(sigmoid_grad_flat, out, gy, y)
+
+
+@backend.register("tanh_grad")
+def tanh_grad(gy: np.ndarray, y: np.ndarray, out: np.ndarray) -> None:
+    _flat(tanh_grad_flat, out, gy, y)
+
+
+@backend.register("silu_grad")
+def silu_grad(gy: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
+    _flat(silu_grad_flat, out, gy, x)
+
+
+@backend.register("clamp_grad")
+def clamp_grad(gy: np.ndarray, x: np.ndarray, out: np.ndarray, min: float | None, max: float | None) -> None:  # noqa: A002
+    _flat(clamp_grad_flat, out, gy, x, scalars=_bounds(out.dtype, min, max))

@@ -1,4 +1,21 @@
-"""Elementwise primitives: unary math, activations, broadcasting binary ops, comparisons, where, astype."""
+"""Elementwise primitives: unary math, activations, broadcasting binary ops, comparisons, where, astype.
+
+Activation gradients are primitives of their own, one kernel pass each (PyTorch's ``*_backward`` ops), and the
+activations' vjp rules bind them; each takes the cotangent ``gy`` and one saved value of the activation's shape:
+
+- ``relu_grad(gy, y)``: ``0 if y <= 0 else gy`` (torch ``threshold_backward(gy, y, 0)``: NaN ``y`` passes ``gy``,
+  and a NaN ``gy`` where ``y <= 0`` gives 0).
+- ``leaky_relu_grad(gy, x)``, attr ``negative_slope``: ``gy if x > 0 else gy * negative_slope``.
+- ``elu_grad(gy, x)``, attr ``alpha``: ``gy * alpha * exp(x) if x <= 0 else gy`` (torch's non-inplace form).
+- ``sigmoid_grad(gy, y)``: ``gy * (1 - y) * y``; ``tanh_grad(gy, y)``: ``gy * (1 - y * y)``.
+- ``silu_grad(gy, x)``: ``gy * s * (1 + x * (1 - s))`` with ``s = sigmoid(x)``.
+- ``clamp_grad(gy, x)``, attrs ``min``, ``max`` (float or None): ``gy if min <= x <= max else 0`` (bounds
+  inclusive and NaN ``x`` gives 0, as torch.clamp; the bounds are compared in ``x``'s dtype).
+
+Each is linear in ``gy``, so its own vjp rule binds it again for ``gy`` (double backward works); the derivative
+with respect to the saved value is zero for the piecewise-constant ones (``None``) and written with ops for
+sigmoid, tanh, silu and elu. ``clamp(x)`` with scalar bounds is a primitive (attrs ``min``, ``max``).
+"""
 
 from __future__ import annotations
 
@@ -46,17 +63,84 @@ exp_p.def_vjp(lambda g, y, x: (g * y,))
 log_p.def_vjp(lambda g, y, x: (g / x,))
 sqrt_p.def_vjp(lambda g, y, x: (g / (y * 2.0),))
 abs_p.def_vjp(lambda g, y, x: (where(greater(x, 0.0), g, where(greater(-x, 0.0), -g, 0.0)),))  # sign(x) * g
-relu_p.def_vjp(lambda g, y, x: (where(greater(x, 0.0), g, 0.0),))
-leaky_relu_p.def_vjp(lambda g, y, x, negative_slope: (where(greater(x, 0.0), g, g * negative_slope),))
-elu_p.def_vjp(lambda g, y, x, alpha: (where(greater(x, 0.0), g, g * (y + alpha)),))
-sigmoid_p.def_vjp(lambda g, y, x: (g * y * (1.0 - y),))
-tanh_p.def_vjp(lambda g, y, x: (g * (1.0 - y * y),))
+clamp_p = primitive("clamp", ELEMENTWISE, flops_per_element=2)  # attrs: min, max (float or None)
 
 
-@silu_p.def_vjp
-def _silu_vjp(g: Tensor, y: Tensor, x: Tensor) -> tuple[Tensor]:
-    s = sigmoid(x)
-    return (g * (s * (1.0 + x * (1.0 - s))),)
+@clamp_p.def_shape
+def _clamp_shape(x: Spec, min: float | None, max: float | None) -> Spec:  # noqa: A002
+    if x.dtype.kind != "f":
+        fail("clamp", "input must be floating point", dtype=x.dtype.name)
+    if min is None and max is None:
+        fail("clamp", "at least one of min and max must not be None")
+    return x
+
+
+# --- single-pass activation gradients (see the module docstring) ------------------------------------------------
+def _act_grad(name: str, flops: int, saved: str):
+    """``gx = name(gy, v)``: ``v`` is the activation's output ``y`` or input ``x`` (named by ``saved``)."""
+    p = primitive(name, ELEMENTWISE, flops_per_element=flops)
+
+    @p.def_shape
+    def _shape(gy: Spec, v: Spec, **attrs: Any) -> Spec:
+        if v.dtype.kind != "f":
+            fail(name, f"{saved} must be floating point", dtype=v.dtype.name)
+        same_float_dtype(name, gy, v)
+        if gy.shape != v.shape:
+            fail(name, f"gy must have the shape of {saved}", gy=list(gy.shape), **{saved: list(v.shape)})
+        return v
+
+    return p
+
+
+relu_grad_p = _act_grad("relu_grad", 1, "y")
+leaky_relu_grad_p = _act_grad("leaky_relu_grad", 2, "x")  # attrs: negative_slope
+elu_grad_p = _act_grad("elu_grad", 7, "x")  # attrs: alpha
+sigmoid_grad_p = _act_grad("sigmoid_grad", 3, "y")
+tanh_grad_p = _act_grad("tanh_grad", 3, "y")
+silu_grad_p = _act_grad("silu_grad", 10, "x")
+clamp_grad_p = _act_grad("clamp_grad", 2, "x")  # attrs: min, max
+
+relu_p.def_vjp(lambda g, y, x: (bind(relu_grad_p, g, y),))
+leaky_relu_p.def_vjp(lambda g, y, x, negative_slope: (bind(leaky_relu_grad_p, g, x, negative_slope=negative_slope),))
+elu_p.def_vjp(lambda g, y, x, alpha: (bind(elu_grad_p, g, x, alpha=alpha),))
+sigmoid_p.def_vjp(lambda g, y, x: (bind(sigmoid_grad_p, g, y),))
+tanh_p.def_vjp(lambda g, y, x: (bind(tanh_grad_p, g, y),))
+silu_p.def_vjp(lambda g, y, x: (bind(silu_grad_p, g, x),))
+clamp_p.def_vjp(lambda g, y, x, min, max: (bind(clamp_grad_p, g, x, min=min, max=max),))  # noqa: A006
+
+# second order: every gradient is linear in gy (so d/dgy binds the same primitive on the new cotangent); d/dv is
+# zero for the piecewise-constant ones
+relu_grad_p.def_vjp(lambda g, gx, gy, y: (bind(relu_grad_p, g, y), None))
+leaky_relu_grad_p.def_vjp(lambda g, gx, gy, x, negative_slope: (
+    bind(leaky_relu_grad_p, g, x, negative_slope=negative_slope), None))
+clamp_grad_p.def_vjp(lambda g, gx, gy, x, min, max: (bind(clamp_grad_p, g, x, min=min, max=max), None))  # noqa: A006
+
+
+@elu_grad_p.def_vjp
+def _elu_grad_vjp(g: Tensor, gx: Tensor, gy: Tensor, x: Tensor, alpha: float) -> tuple[Tensor, Tensor | None]:
+    gv = None
+    if x.requires_grad:  # d/dx (gy * alpha * exp(x)) on x <= 0, else 0
+        gv = where(greater(x, 0.0), 0.0, g * gy * exp(minimum(x, 0.0)) * alpha)
+    return bind(elu_grad_p, g, x, alpha=alpha), gv
+
+
+@sigmoid_grad_p.def_vjp
+def _sigmoid_grad_vjp(g: Tensor, gx: Tensor, gy: Tensor, y: Tensor) -> tuple[Tensor, Tensor | None]:
+    return bind(sigmoid_grad_p, g, y), (g * gy * (1.0 - y * 2.0) if y.requires_grad else None)
+
+
+@tanh_grad_p.def_vjp
+def _tanh_grad_vjp(g: Tensor, gx: Tensor, gy: Tensor, y: Tensor) -> tuple[Tensor, Tensor | None]:
+    return bind(tanh_grad_p, g, y), (g * gy * y * -2.0 if y.requires_grad else None)
+
+
+@silu_grad_p.def_vjp
+def _silu_grad_vjp(g: Tensor, gx: Tensor, gy: Tensor, x: Tensor) -> tuple[Tensor, Tensor | None]:
+    gv = None
+    if x.requires_grad:  # silu'' = s (1 - s) (2 + x (1 - 2 s))
+        s = sigmoid(x)
+        gv = g * gy * (s * (1.0 - s) * (2.0 + x * (1.0 - s * 2.0)))
+    return bind(silu_grad_p, g, x), gv
 
 
 def neg(x: Tensor) -> Tensor:
@@ -195,7 +279,17 @@ def minimum(a: Any, b: Any) -> Tensor:
     return bind(minimum_p, *lift_pair(a, b))
 
 
-def clamp(x: Tensor, min: float | None = None, max: float | None = None) -> Tensor:  # noqa: A002
+def _is_scalar(v: Any) -> bool:
+    return v is None or isinstance(v, (int, float, np.integer, np.floating))
+
+
+def clamp(x: Tensor, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002
+    """torch.clamp: scalar bounds bind the ``clamp`` primitive (gradient where ``min <= x <= max``); tensor
+    bounds compose maximum / minimum."""
+    if min is None and max is None:
+        return x
+    if _is_scalar(min) and _is_scalar(max):
+        return bind(clamp_p, x, min=None if min is None else float(min), max=None if max is None else float(max))
     if min is not None:
         x = maximum(x, min)
     if max is not None:
