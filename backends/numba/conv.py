@@ -37,6 +37,7 @@ from .conv_direct import (
     direct_input_grad,
     direct_weight_grad,
     direct_weight_grad_s1,
+    pad_planes,
 )
 from .conv_epilogue import HAS_BIAS, HAS_RES, HAS_SCALE, NO_ACT, Epilogue, unpack_epilogue, unpack_pixel_major
 from .conv_select import cached, choose, heuristic
@@ -198,8 +199,12 @@ def _forward(algo: str, x: np.ndarray, w: np.ndarray, out: np.ndarray, ep: Epilo
     n, o, oh, ow = out.shape
     if algo == "direct" and stride == (1, 1):
         sh, sw, pt, pl, dh, dw = _geom(stride, padding, dilation)
-        direct_forward_s1(np.ascontiguousarray(x), np.ascontiguousarray(w), out, pt, pl, dh, dw, groups, ep.flags,
-                          ep.bias, ep.scale, ep.res3((n, o, oh * ow)), ep.act, ep.alpha)
+        kh, kw = w.shape[2:]
+        wp = ow + (kw - 1) * dw
+        xp = scratch("xpad", (n, x.shape[1], (oh + (kh - 1) * dh) * wp + (kw - 1) * dw), out.dtype)
+        pad_planes(np.ascontiguousarray(x), xp, pt, pl, wp)
+        direct_forward_s1(xp, np.ascontiguousarray(w), out, scratch("acc", (n * o, oh * wp), out.dtype), wp, dh, dw,
+                          groups, ep.flags, ep.bias, ep.scale, ep.res3((n, o, oh * ow)), ep.act, ep.alpha)
     elif algo == "direct":
         direct_forward(np.ascontiguousarray(x), np.ascontiguousarray(w), out, *_geom(stride, padding, dilation),
                        groups, ep.flags, ep.bias, ep.scale, ep.res3((n, o, oh * ow)), ep.act, ep.alpha)

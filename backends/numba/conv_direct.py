@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .conv_epilogue import HAS_RES, NO_ACT, _epilogue_value
+from .conv_epilogue import HAS_RES, NO_ACT, _epilogue_row, _epilogue_value
 
 
 @njit(cache=True)
@@ -60,36 +60,42 @@ def _padded_plane(src, xpf, pt, pl, wp):
             row[b] = srow[b]
 
 
+@njit(parallel=True, cache=True)
+def pad_planes(x, xp, pt, pl, wp):
+    """xp[n, c] = the (H, W) plane x[n, c] zero-padded into a flat buffer of row width ``wp`` (see
+    :func:`_padded_plane`), once per plane rather than once per (plane, output channel)."""
+    nn, nc = x.shape[:2]
+    for t in prange(nn * nc):
+        n, c = t // nc, t % nc
+        _padded_plane(x[n, c], xp[n, c], pt, pl, wp)
+
+
 @njit(parallel=True, cache=True, error_model="numpy")
-def direct_forward_s1(x, w, out, pt, pl, dh, dw, groups, flags, bias, scale, res, act, alpha):
-    """Stride-1 direct conv on padded planes of row width Wp = Wo + (kw-1)*dw: each (tap, channel) is ONE
-    contiguous axpy of length Ho*Wp (columns >= Wo are scratch), which vectorizes; short image rows do not."""
-    nn, nc, h, wd = x.shape
+def direct_forward_s1(xp, w, out, acc_buf, wp, dh, dw, groups, flags, bias, scale, res, act, alpha):
+    """Stride-1 direct conv on padded planes ``xp`` (:func:`pad_planes`) of row width Wp = Wo + (kw-1)*dw: each
+    (tap, channel) is ONE contiguous axpy of length Ho*Wp into ``acc_buf[n*O + o]`` (columns >= Wo are scratch),
+    which vectorizes where short image rows do not; the epilogue runs per output row on the way out."""
+    nn = xp.shape[0]
     no, cg, kh, kw = w.shape
     _, _, oh, ow = out.shape
     og = no // groups
-    wp = ow + (kw - 1) * dw
-    hp = oh + (kh - 1) * dh
     m = oh * wp
     for t in prange(nn * no):
         n, o = t // no, t % no
-        acc = np.zeros(m, out.dtype)
-        xpf = np.empty(hp * wp + (kw - 1) * dw, out.dtype)
+        acc = acc_buf[t]
+        acc[:] = 0
         c0 = (o // og) * cg
         for ci in range(cg):
-            _padded_plane(x[n, c0 + ci], xpf, pt, pl, wp)
+            plane = xp[n, c0 + ci]
             for i in range(kh):
                 for j in range(kw):
                     wv = w[o, ci, i, j]
-                    src = xpf[i * dh * wp + j * dw:i * dh * wp + j * dw + m]
+                    src = plane[i * dh * wp + j * dw:i * dh * wp + j * dw + m]
                     for u in range(m):
                         acc[u] += wv * src[u]
         for y in range(oh):
-            dst = out[n, o, y]
-            row = acc[y * wp:y * wp + ow]
-            for z in range(ow):
-                r = res[n, o, y * ow + z] if flags & HAS_RES else 0.0
-                dst[z] = _epilogue_value(row[z], o, flags, bias, scale, r, act, alpha)
+            res_row = res[n, o, y * ow:(y + 1) * ow] if flags & HAS_RES else res[0, 0]
+            _epilogue_row(out[n, o, y], acc[y * wp:y * wp + ow], o, flags, bias, scale, res_row, act, alpha)
 
 
 @njit(parallel=True, cache=True, fastmath=True)  # fastmath: lets LLVM vectorize the dot-product reductions
