@@ -13,6 +13,10 @@ default, or by its heuristic; the compile report shows the choice and the measur
 - ``gemm_1x1``: 1x1 kernels without padding are a plain GEMM ``W (O, C) @ x (C, N*P)``: x is only re-laid out
   channels-first (subsampled when strided), no kh*kw im2col expansion; the input gradient is ``W^T @ gy`` moved
   back to NCHW. (One batch-wide GEMM measured 2x faster here than N per-image GEMMs ``W @ x[n]``.)
+- ``winograd-f2`` / ``winograd-f4`` (:mod:`.conv_winograd`): 3x3 stride-1 layers as Winograd F(2x2, 3x3) or
+  F(4x4, 3x3): 4 or 2.25 multiplies per output and channel pair instead of 9, as a*a batched GEMMs between an
+  input and an output transform (the output transform applies the epilogue). The input gradient of such a
+  layer is itself one (gy with the flipped, transposed kernel), so it runs the same way.
 - ``direct`` (:mod:`.conv_direct`): direct loop nests for grouped / depthwise layers and for layers with few
   input taps per output (LeNet's first layer: C*kh*kw = 25), where a GEMM with a tiny inner dimension runs far
   below BLAS peak and im2col would multiply the memory traffic by kh*kw.
@@ -208,10 +212,10 @@ def _forward(algo: str, x: np.ndarray, w: np.ndarray, out: np.ndarray, ep: Epilo
     elif algo == "direct":
         direct_forward(np.ascontiguousarray(x), np.ascontiguousarray(w), out, *_geom(stride, padding, dilation),
                        groups, ep.flags, ep.bias, ep.scale, ep.res3((n, o, oh * ow)), ep.act, ep.alpha)
-    elif algo == "winograd":
+    elif algo.startswith("winograd"):  # winograd-f2 / winograd-f4: the output tile size
         from .conv_winograd import winograd_forward
 
-        winograd_forward(x, w, out, ep, padding)
+        winograd_forward(x, w, out, ep, padding, m=int(algo[-1]))
     else:  # im2col[-pixel|-channel] and gemm_1x1 (whose "cols" is the channels-first pack of x)
         cols = _im2col(x, w.shape[2:], oh, ow, stride, padding, dilation)
         ck, npix = cols.shape
@@ -255,10 +259,10 @@ def _input_grad(algo: str, gy: np.ndarray, w: np.ndarray, out: np.ndarray, attrs
     _, o, oh, ow = gy.shape
     if algo == "direct":
         direct_input_grad(gy, np.ascontiguousarray(w), out, *_geom(stride, padding, dilation), groups)
-    elif algo == "winograd":
+    elif algo.startswith("winograd"):
         from .conv_winograd import winograd_input_grad
 
-        winograd_input_grad(gy, w, out, padding)
+        winograd_input_grad(gy, w, out, padding, m=int(algo[-1]))
     else:
         gyt = _pack_gy(gy)
         kh, kw = w.shape[2:]

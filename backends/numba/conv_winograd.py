@@ -1,0 +1,377 @@
+"""Winograd conv2d F(m x m, 3x3), m = 2 or 4, for 3x3 / stride 1 / dilation 1 / groups 1 layers (padding 0..2
+per side).
+
+Each m x m output tile is ``A^T [(G g G^T) * (B^T d B)] A`` for the a x a input tile ``d`` (a = m + 2) at stride
+m. The elementwise product over the a*a transform positions is, summed over input channels, a*a independent GEMMs
+``M[k] (O, T) = U[k] (O, C) @ V[k] (C, T)`` (T = tiles): a^2/m^2 multiply-adds per output pixel and channel pair
+instead of im2col's 9 (F(2x2): 4, F(4x4): 2.25). Steps:
+
+1. weights ``U[a*a, O, C]`` (:func:`winograd_weights`; a caller may transform once and pass ``u=``),
+2. input transform into ``V[a*a, C, T]`` (T contiguous): one prange item per (image, channel) plane, each pass
+   one flat vectorizable loop over the plane's tiles per output (tile layout: see :func:`_input_plane`),
+3. ``np.matmul(U, V, out=M)``: a*a BLAS GEMMs,
+4. output transform of ``M[a*a, O, T]`` fused with the conv epilogue (:mod:`.conv_epilogue`), writing only the
+   valid pixels (odd sizes: 7x7 is covered by 4x4 tiles of F(2x2) or 2x2 of F(4x4)).
+
+The batch runs in chunks of whole images so V and M of one chunk stay in L3 between the transforms and the GEMMs.
+:func:`winograd_tile` picks m per layer.
+
+Float32 accuracy (max |error| / max |y| vs a float64 conv; ReLU inputs, He-initialised weights, the ResNet-18
+3x3 layers at batch 8): F(2x2) 3e-7..6e-7 (torch's float32 conv: 2.5e-7), F(4x4) 7e-6..1.2e-5 (its transforms
+have entries up to 8 and 1/24). The input gradient of the same conv is itself a
+stride-1 3x3 conv (of gy with the flipped, transposed kernel, padded 2 - p), so it runs through the forward.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numba import njit, prange
+
+from .conv import scratch
+from .conv_epilogue import HAS_RES, Epilogue, _epilogue_row
+from .shape import fill
+
+__all__ = ["winograd_applicable", "winograd_tile", "winograd_weights", "winograd_forward", "winograd_input_grad"]
+
+MAX_TILE = 4  # set 2 to keep every layer on F(2x2) (its float32 error is ~20x smaller, see above)
+CHUNK_BYTES = 16 << 20  # V + M of one batch chunk (half of L3), or 2x U where that is bigger
+
+
+def winograd_applicable(x_shape: Any, w_shape: Any, attrs: dict[str, Any]) -> bool:
+    """3x3 kernel, stride 1, dilation 1, groups 1, padding 0..2 per side (so the input gradient, padded by
+    2 - p, is one too)."""
+    w_shape = tuple(getattr(w_shape, "shape", w_shape))
+    if len(w_shape) != 4 or w_shape[2:] != (3, 3):
+        return False
+    if tuple(attrs["stride"]) != (1, 1) or tuple(attrs["dilation"]) != (1, 1) or attrs["groups"] != 1:
+        return False
+    return all(0 <= p <= 2 for side in attrs["padding"] for p in side)
+
+
+def winograd_tile(oh: int, ow: int, o: int, n: int) -> int:
+    """Output tile size m (2 or 4). F(4x4) needs 36 multiplies per 16 outputs against F(2x2)'s 16 per 4, but its
+    transforms cost more per element, its weights U are 36*O*C (re-read by the GEMMs, re-made per call) and the
+    junk tile per tile row (see :func:`_input_plane`) wastes more of a small plane. So F(4x4) only where it does
+    under 70% of F(2x2)'s multiplies and has at least as many tiles per GEMM as output channels (its U is then no
+    bigger than its V). Measured at batch 8 on 2 cores (ResNet-18 layers, float32, F4 vs F2): 56x56x64 5.8 vs
+    7.5 ms, 28x28x128 5.9 vs 6.8, 14x14x256 8.5 vs 7.0, 7x7x512 13.1 vs 11.3."""
+    th2, tw2, th4, tw4 = (oh + 1) // 2, (ow + 1) // 2, (oh + 3) // 4, (ow + 3) // 4
+    mul2, mul4 = 16 * th2 * (tw2 + 1), 36 * th4 * (tw4 + 1)
+    return 4 if MAX_TILE >= 4 and mul4 < 0.7 * mul2 and n * th4 * (tw4 + 1) >= o else 2
+
+
+# --- 1-D transforms over rows of tiles (inlined): one flat loop per output row, each a plain vectorizable loop
+@njit(cache=True, inline="always")
+def _bt2_rows(o0, o1, o2, o3, d0, d1, d2, d3, nt):
+    """B^T d for d = (d0..d3)[t], t < nt; B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]."""
+    for t in range(nt):
+        o0[t] = d0[t] - d2[t]
+    for t in range(nt):
+        o1[t] = d1[t] + d2[t]
+    for t in range(nt):
+        o2[t] = d2[t] - d1[t]
+    for t in range(nt):
+        o3[t] = d1[t] - d3[t]
+
+
+@njit(cache=True, inline="always")
+def _bt4_rows(o0, o1, o2, o3, o4, o5, d0, d1, d2, d3, d4, d5, nt):
+    """B^T d, B^T = [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0], [0, -2, -1, 2, 1, 0],
+    [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]]."""
+    for t in range(nt):
+        o0[t] = 4 * d0[t] - 5 * d2[t] + d4[t]
+    for t in range(nt):
+        o1[t] = (d4[t] - 4 * d2[t]) + (d3[t] - 4 * d1[t])
+    for t in range(nt):
+        o2[t] = (d4[t] - 4 * d2[t]) - (d3[t] - 4 * d1[t])
+    for t in range(nt):
+        o3[t] = (d4[t] - d2[t]) + 2 * (d3[t] - d1[t])
+    for t in range(nt):
+        o4[t] = (d4[t] - d2[t]) - 2 * (d3[t] - d1[t])
+    for t in range(nt):
+        o5[t] = 4 * d1[t] - 5 * d3[t] + d5[t]
+
+
+@njit(cache=True, inline="always")
+def _at2_rows(o0, o1, d0, d1, d2, d3, nt):
+    """A^T d, A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]."""
+    for t in range(nt):
+        o0[t] = d0[t] + d1[t] + d2[t]
+    for t in range(nt):
+        o1[t] = d1[t] - d2[t] - d3[t]
+
+
+@njit(cache=True, inline="always")
+def _at4_rows(o0, o1, o2, o3, d0, d1, d2, d3, d4, d5, nt):
+    """A^T d, A^T = [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]]."""
+    for t in range(nt):
+        o0[t] = d0[t] + (d1[t] + d2[t]) + (d3[t] + d4[t])
+    for t in range(nt):
+        o1[t] = (d1[t] - d2[t]) + 2 * (d3[t] - d4[t])
+    for t in range(nt):
+        o2[t] = (d1[t] + d2[t]) + 4 * (d3[t] + d4[t])
+    for t in range(nt):
+        o3[t] = (d1[t] - d2[t]) + 8 * (d3[t] - d4[t]) + d5[t]
+
+
+# --- kernels -----------------------------------------------------------------------------------------------
+_G2 = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
+_G4 = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6], [1 / 24, 1 / 12, 1 / 6],
+                [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]])
+
+
+@njit(parallel=True, cache=True)
+def _weight_transform(w, u, g, flip):
+    """u[k, o*C + c] = (G w[o, c] G^T)[k // a, k % a] (flip: of w[c, o, ::-1, ::-1], the kernel of the input
+    gradient) for the (a, 3) matrix g = G, in float64. u is (a*a, >= O*C) with O, C the output/input channels.
+    Per output channel: the 9 taps are gathered into rows over c first, so every loop below runs over c with one
+    contiguous store stream (the per-(o, c) scalar version took 12 ms for 512x512 F(4x4))."""
+    if flip:
+        nc, no = w.shape[0], w.shape[1]
+    else:
+        no, nc = w.shape[0], w.shape[1]
+    a = g.shape[0]
+    for o in prange(no):
+        taps = np.empty((9, nc))
+        for i in range(3):
+            for j in range(3):
+                row = taps[3 * i + j]
+                if flip:
+                    for c in range(nc):
+                        row[c] = w[c, o, 2 - i, 2 - j]
+                else:
+                    for c in range(nc):
+                        row[c] = w[o, c, i, j]
+        t = np.empty((a, 3, nc))  # G g
+        for i in range(a):
+            g0, g1, g2 = g[i, 0], g[i, 1], g[i, 2]
+            for j in range(3):
+                d, t0, t1, t2 = t[i, j], taps[j], taps[3 + j], taps[6 + j]
+                for c in range(nc):
+                    d[c] = g0 * t0[c] + g1 * t1[c] + g2 * t2[c]
+        for i in range(a):  # (G g) G^T
+            t0, t1, t2 = t[i, 0], t[i, 1], t[i, 2]
+            for k in range(a):
+                g0, g1, g2 = g[k, 0], g[k, 1], g[k, 2]
+                d = u[i * a + k, o * nc:(o + 1) * nc]
+                for c in range(nc):
+                    d[c] = g0 * t0[c] + g1 * t1[c] + g2 * t2[c]
+
+
+# Tile layout: image n's tiles are row-major with a row pitch of tw + 1, one junk tile past each tile row (it
+# covers only columns past the output and is never written out). With that pitch, tile (ty, tx + 1) and the first
+# tile of row ty + 1 are both one step on, so every transform pass below is one flat loop over a whole plane of
+# tiles; without it the horizontal passes ran per tile row, tw = 2..28 elements, mostly in scalar remainder code
+# (F(4x4): 2x slower). The GEMMs pay 1/tw more work.
+@njit(cache=True, inline="always")
+def _input_plane(x, v, m, n, c, n0, nimg, pt, pl, th, tw):
+    """v[k, c*T + (n - n0)*th*tp + ty*tp + tx] = (B^T d B)[k // a, k % a] for the a x a tiles d of plane x[n, c]
+    at rows m*ty - pt.., columns m*tx - pl.. (zero outside); tp = tw + 1, T = nimg*th*tp. Inlined into one
+    prange kernel per m, so m is a constant there (a runtime m measured 15-40% slower)."""
+    h, w = x.shape[2], x.shape[3]
+    a = m + 2
+    tp = tw + 1
+    ntile = th * tp
+    nr = (th + 1) * tp  # tiles of the phase planes below (tile rows 0..th)
+    # ph[(q*m + p)*nr + ty*tp + k] = padded x[m*ty + p, m*k + q]: the plane split by row and column phase, so
+    # tap (r, s) of tile (ty, tx) is phase plane (r % m, s % m) at tile (ty + r // m, tx + s // m); +1 element
+    # for the last junk tile's read one past
+    ph = np.zeros(m * m * nr + 1, x.dtype)
+    for ty in range(th + 1):
+        for p in range(m):
+            ih = m * ty + p - pt
+            if ih < 0 or ih >= h:
+                continue
+            src = x[n, c, ih]
+            for q in range(m):
+                klo = max(0, (pl - q + m - 1) // m)  # k with 0 <= m*k + q - pl < w
+                khi = min(tp, max(klo, (w - 1 - q + pl) // m + 1))
+                off = (q * m + p) * nr + ty * tp
+                dst = ph[off:off + tp]
+                s0 = m * klo + q - pl
+                for k in range(khi - klo):
+                    dst[klo + k] = src[s0 + m * k]
+    hs = np.empty((a, m, nr), x.dtype)  # horizontal pass d B per row phase: hs[j, p, ty*tp + tx]
+    for p in range(m):
+        b0, b1, b2, b3 = p * nr, (m + p) * nr, (2 * m + p) * nr, (3 * m + p) * nr
+        if m == 2:
+            _bt2_rows(hs[0, p], hs[1, p], hs[2, p], hs[3, p], ph[b0:b0 + nr], ph[b1:b1 + nr], ph[b0 + 1:b0 + 1 + nr],
+                      ph[b1 + 1:b1 + 1 + nr], nr)
+        else:
+            _bt4_rows(hs[0, p], hs[1, p], hs[2, p], hs[3, p], hs[4, p], hs[5, p], ph[b0:b0 + nr], ph[b1:b1 + nr],
+                      ph[b2:b2 + nr], ph[b3:b3 + nr], ph[b0 + 1:b0 + 1 + nr], ph[b1 + 1:b1 + 1 + nr], nr)
+    t0 = c * nimg * ntile + (n - n0) * ntile
+    t1 = t0 + ntile
+    for j in range(a):  # vertical pass B^T (d B): row r of tile row ty is row phase r % m of tile row ty + r // m
+        if m == 2:
+            _bt2_rows(v[j, t0:t1], v[4 + j, t0:t1], v[8 + j, t0:t1], v[12 + j, t0:t1], hs[j, 0, :ntile],
+                      hs[j, 1, :ntile], hs[j, 0, tp:tp + ntile], hs[j, 1, tp:tp + ntile], ntile)
+        else:
+            _bt4_rows(v[j, t0:t1], v[6 + j, t0:t1], v[12 + j, t0:t1], v[18 + j, t0:t1], v[24 + j, t0:t1],
+                      v[30 + j, t0:t1], hs[j, 0, :ntile], hs[j, 1, :ntile], hs[j, 2, :ntile], hs[j, 3, :ntile],
+                      hs[j, 0, tp:tp + ntile], hs[j, 1, tp:tp + ntile], ntile)
+
+
+@njit(parallel=True, cache=True)
+def _input_transform2(x, v, n0, nimg, pt, pl, th, tw):
+    nc = x.shape[1]
+    for q in prange(nimg * nc):
+        _input_plane(x, v, 2, n0 + q // nc, q % nc, n0, nimg, pt, pl, th, tw)
+
+
+@njit(parallel=True, cache=True)
+def _input_transform4(x, v, n0, nimg, pt, pl, th, tw):
+    nc = x.shape[1]
+    for q in prange(nimg * nc):
+        _input_plane(x, v, 4, n0 + q // nc, q % nc, n0, nimg, pt, pl, th, tw)
+
+
+@njit(cache=True, inline="always")
+def _output_plane(mm, out, m, n, o, n0, nimg, th, tw, flags, bias, scale, res, act, alpha):
+    """out[n, o, m*ty + i, m*tx + j] = epilogue((A^T M A)[i, j]) for the tiles of mm[k, o*T + tile] of image n
+    (layout as in :func:`_input_plane`); valid pixels only."""
+    oh, ow = out.shape[2], out.shape[3]
+    a = m + 2
+    tp = tw + 1
+    ntile = th * tp
+    t0 = o * nimg * ntile + (n - n0) * ntile
+    t1 = t0 + ntile
+    s = np.empty((m, a, ntile), mm.dtype)  # vertical pass A^T M
+    for j in range(a):
+        if m == 2:
+            _at2_rows(s[0, j], s[1, j], mm[j, t0:t1], mm[4 + j, t0:t1], mm[8 + j, t0:t1], mm[12 + j, t0:t1], ntile)
+        else:
+            _at4_rows(s[0, j], s[1, j], s[2, j], s[3, j], mm[j, t0:t1], mm[6 + j, t0:t1], mm[12 + j, t0:t1],
+                      mm[18 + j, t0:t1], mm[24 + j, t0:t1], mm[30 + j, t0:t1], ntile)
+    yp = np.empty((m, m, ntile), mm.dtype)  # horizontal pass: yp[i, k, ty*tp + tx] = out pixel (m*ty + i, m*tx + k)
+    for i in range(m):
+        si = s[i]
+        if m == 2:
+            _at2_rows(yp[i, 0], yp[i, 1], si[0], si[1], si[2], si[3], ntile)
+        else:
+            _at4_rows(yp[i, 0], yp[i, 1], yp[i, 2], yp[i, 3], si[0], si[1], si[2], si[3], si[4], si[5], ntile)
+    y = np.empty(m * tw, mm.dtype)
+    for ty in range(th):
+        for i in range(min(m, oh - m * ty)):  # interleave the column phases into one output row, then the epilogue
+            for k in range(m):
+                src = yp[i, k, ty * tp:ty * tp + tw]
+                for tx in range(tw):
+                    y[m * tx + k] = src[tx]
+            oy = m * ty + i
+            res_row = res[n, o, oy] if flags & HAS_RES else res[0, 0, 0]
+            _epilogue_row(out[n, o, oy], y[:ow], o, flags, bias, scale, res_row, act, alpha)
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _output_transform(mm, out, m, n0, nimg, th, tw, flags, bias, scale, res, act, alpha):
+    # one kernel for both m: unlike the input pass, specialising on m did not speed this one up (1 thread:
+    # 56x56x64 F2 3.1 vs 2.9 ms), and each parallel kernel costs ~4 s of cold JIT
+    no = out.shape[1]
+    for q in prange(nimg * no):
+        _output_plane(mm, out, m, n0 + q // no, q % no, n0, nimg, th, tw, flags, bias, scale, res, act, alpha)
+
+
+# --- host-side drivers -------------------------------------------------------------------------------------
+SPLIT_GEMMS = True  # see _batched_matmul
+_GEMM_POOL: list = []  # [threadpoolctl controller, executor, BLAS thread count], made on first use
+
+
+def _batched_matmul(u: np.ndarray, v: np.ndarray, mm: np.ndarray) -> None:
+    """mm[k] = u[k] @ v[k] for the a*a transform positions. These GEMMs are small (K = C), and a multi-threaded
+    BLAS splits and re-synchronises each one; running them single-threaded, one group of k per BLAS thread,
+    measured faster on 2 cores (GEMM phase: 56x56x64 F4 3.8 -> 2.9 ms, 28x28x128 F4 3.1 -> 2.6, 7x7x512 F2
+    6.7 -> 6.4). BLAS's thread count is lowered to 1 only for the duration of the call."""
+    if not SPLIT_GEMMS:
+        np.matmul(u, v, out=mm)
+        return
+    if not _GEMM_POOL:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from threadpoolctl import ThreadpoolController
+
+        ctl = ThreadpoolController()
+        nt = max([1] + [d["num_threads"] for d in ctl.info() if d["user_api"] == "blas"])
+        _GEMM_POOL.extend([ctl, ThreadPoolExecutor(max(1, nt - 1), thread_name_prefix="winograd-gemm"), nt])
+    ctl, pool, nt = _GEMM_POOL
+    a2 = u.shape[0]
+    groups = min(nt, a2)
+    if groups == 1:
+        np.matmul(u, v, out=mm)
+        return
+    bounds = [a2 * g // groups for g in range(groups + 1)]
+    with ctl.limit(limits=1, user_api="blas"):
+        futs = [pool.submit(np.matmul, u[b0:b1], v[b0:b1], out=mm[b0:b1]) for b0, b1 in zip(bounds[1:-1], bounds[2:])]
+        np.matmul(u[:bounds[1]], v[:bounds[1]], out=mm[:bounds[1]])
+        for f in futs:
+            f.result()
+
+
+def _streams(role: str, count: int, rows: int, cols: int, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """(flat, view): a (count, rows*cols) scratch workspace as the kernels index it and as the GEMMs take it."""
+    flat = scratch(role, (count, rows * cols), dtype)
+    return flat, flat.reshape(count, rows, cols)
+
+
+def winograd_weights(w: np.ndarray, m: int = 2, flip: bool = False) -> np.ndarray:
+    """U as a new (a*a, O, C) array for w (O, C, 3, 3) (``flip``: (a*a, C, O), the kernel of the input
+    gradient), to pass as ``u=`` to :func:`winograd_forward` while w is unchanged (same m)."""
+    o, c = w.shape[:2]
+    if flip:
+        o, c = c, o
+    u = np.empty(((m + 2) ** 2, o * c), w.dtype)
+    _weight_transform(np.ascontiguousarray(w), u, _G2 if m == 2 else _G4, flip)
+    return u.reshape(-1, o, c)
+
+
+def winograd_forward(x: np.ndarray, w: np.ndarray, out: np.ndarray, ep: Epilogue, padding,
+                     u: np.ndarray | None = None, m: int | None = None, flip: bool = False) -> None:
+    """out (N, O, Ho, Wo) = epilogue(conv2d(x, w, stride 1, padding)) for a 3x3 kernel; ``padding`` is
+    ((top, bottom), (left, right)) or an int. ``m``: output tile (2, 4; None: :func:`winograd_tile`).
+    ``u``: precomputed :func:`winograd_weights` for that m. ``flip``: w is (C, O, 3, 3) and the conv uses
+    w.transpose(1, 0)[..., ::-1, ::-1] (the input gradient's kernel)."""
+    n, o, oh, ow = out.shape
+    if out.size == 0:
+        return
+    c = x.shape[1]
+    if c == 0:  # empty sum: the epilogue of zeros
+        y = np.zeros(out.shape, out.dtype)
+        ep.apply_inplace(y.reshape(n, o, oh * ow))
+        out[...] = y
+        return
+    (pt, _), (pl, _) = ((padding, padding), (padding, padding)) if np.isscalar(padding) else padding
+    m = m or winograd_tile(oh, ow, o, n)
+    a2 = (m + 2) ** 2
+    x = np.ascontiguousarray(x)
+    dt = out.dtype
+    if u is None:
+        uf, u = _streams("wino_u", a2, o, c, dt)
+        _weight_transform(np.ascontiguousarray(w), uf, _G2 if m == 2 else _G4, flip)
+    th, tw = (oh + m - 1) // m, (ow + m - 1) // m
+    ntile = th * (tw + 1)  # per image, with the junk tile per row (see _input_plane)
+    # Chunks of images keep V and M in cache between the passes (1 thread, 56x56x64 F4: 10.5 vs 12.0 ms
+    # unchunked), but every chunk's GEMMs re-read U: with 512x512 weights at 7x7 one chunk is best.
+    budget = max(CHUNK_BYTES, 2 * u.nbytes)
+    nb = max(1, min(n, budget // (a2 * (c + o) * ntile * dt.itemsize)))
+    res = ep.residual.reshape(out.shape) if ep.flags & HAS_RES else np.zeros((1, 1, 1, 1), dt)
+    res = np.ascontiguousarray(res, dt)
+    for n0 in range(0, n, nb):
+        k = min(nb, n - n0)
+        vf, v = _streams("wino_v", a2, c, k * ntile, dt)
+        mf, mm = _streams("wino_m", a2, o, k * ntile, dt)
+        (_input_transform2 if m == 2 else _input_transform4)(x, vf, n0, k, pt, pl, th, tw)
+        _batched_matmul(u, v, mm)
+        _output_transform(mf, out, m, n0, k, th, tw, ep.flags, ep.bias, ep.scale, res, ep.act, ep.alpha)
+
+
+def winograd_input_grad(gy: np.ndarray, w: np.ndarray, out: np.ndarray, padding, m: int | None = None) -> None:
+    """out (N, C, H, W) = the input gradient of y = conv2d(x, w, stride 1, padding) for a 3x3 kernel: the
+    stride-1 conv of gy with w[:, :, ::-1, ::-1] transposed to (C, O), padded by 2 - p per side."""
+    if out.size == 0:
+        return
+    if gy.size == 0:
+        fill(out, 0)
+        return
+    (pt, pb), (pl, pr) = ((padding, padding), (padding, padding)) if np.isscalar(padding) else padding
+    winograd_forward(gy, w, out, Epilogue(out.dtype), ((2 - pt, 2 - pb), (2 - pl, 2 - pr)), m=m, flip=True)
