@@ -14,12 +14,14 @@ from .backend import (
 )
 from .blas import blas_description, tune_openblas
 from .gradcheck import gradcheck
+from .malloc import tune_malloc
 from .primitive import PRIMITIVES, Cost, Primitive, ShapeError, Spec, get_primitive
 from .profiler import profile
 from .random import get_rng_state, manual_seed, set_rng_state
 from .tensor import Tensor
 
 _methods.install()
+tune_malloc()  # keep freed array memory mapped for reuse (see engine/malloc.py)
 tune_openblas()  # numpy's OpenBLAS: AVX-512 kernels where the CPU has them, short spin (see engine/blas.py)
 from . import init, io, nn, optim  # noqa: E402,F401 - public subpackages, imported once Tensor is complete
 
@@ -53,4 +55,4 @@ __all__ = ["Tensor", "tensor", "zeros", "ones", "randn", "functional", "no_grad"
            "abstract", "observe", "bind", "detect_anomaly", "gradcheck", "Primitive", "PRIMITIVES", "Spec", "Cost",
            "ShapeError", "get_primitive", "Backend", "register_backend", "get_backend", "set_backend", "use_backend",
            "active_backend", "available_backends", "manual_seed", "get_rng_state", "set_rng_state", "blas_description",
-           "tune_openblas", "profile"]
+           "tune_openblas", "profile", "tune_malloc"]

@@ -210,8 +210,9 @@ def _conv2d_weight_grad_cost(ins: tuple[Spec, ...], outs: tuple[Spec, ...], **at
 
 @conv2d_p.def_vjp
 def _conv2d_vjp(g: Tensor, y: Tensor, x: Tensor, w: Tensor, b: Tensor | None = None, **attrs: Any) -> tuple:
-    gx = bind(conv2d_input_grad_p, g, w, input_shape=x.shape, **attrs) if x.requires_grad else None
+    # weight gradient first: a backend may still hold the forward's im2col matrix of x for it (numba does)
     gw = bind(conv2d_weight_grad_p, x, g, weight_shape=w.shape, **attrs) if w.requires_grad else None
+    gx = bind(conv2d_input_grad_p, g, w, input_shape=x.shape, **attrs) if x.requires_grad else None
     if b is None:
         return gx, gw
     return gx, gw, (_sum(g, (0, 2, 3)) if b.requires_grad else None)

@@ -263,3 +263,40 @@ def test_compile_report_names_the_conv_algorithm():
     cm(x)
     notes = " ".join(str(v) for v in cm.report["kernels"].values())
     assert "GEMM" in notes or "direct" in notes, notes
+
+
+@pytest.mark.parametrize("xs,ws,attrs,algo", CASES[:4], ids=IDS[:4])
+def test_both_im2col_loop_orders_agree(rng, xs, ws, attrs, algo):
+    """im2col (one thread per cols row, large planes) and im2col_planes (one per input plane, small planes)."""
+    from backends.numba.conv import _geom, im2col, im2col_planes, out_hw
+
+    x = rng.standard_normal(xs).astype(np.float32)
+    oh, ow = out_hw(xs, ws, attrs)
+    kh, kw = ws[2:]
+    a, b = (np.full((xs[1] * kh * kw, xs[0] * oh * ow), 7, np.float32) for _ in range(2))
+    geom = _geom(attrs["stride"], attrs["padding"], attrs["dilation"])
+    im2col(x, a, kh, kw, *geom, oh, ow)
+    im2col_planes(x, b, kh, kw, *geom, oh, ow)
+    np.testing.assert_array_equal(a, b)
+    assert not (a == 7).any()
+
+
+def test_weight_grad_reuses_the_forward_im2col_only_for_the_same_input(rng):
+    from backends.numba import conv as nconv
+
+    xs, ws, attrs, _ = CASES[3]  # im2col in every role
+    x1, x2 = (rng.standard_normal(xs).astype(np.float32) for _ in range(2))
+    w = rng.standard_normal(ws).astype(np.float32)
+    (y,) = run_kernel("numpy", "conv2d", [x1, w], **attrs)
+    gy = rng.standard_normal(y.shape).astype(np.float32)
+    (ref1,) = run_kernel("numpy", "conv2d_weight_grad", [x1, gy], weight_shape=ws, **attrs)
+    with conv_policy("im2col"):
+        run_kernel("numba", "conv2d", [x1, w], **attrs)
+        assert nconv._COLS_OF[0] is x1
+        (g1,) = run_kernel("numba", "conv2d_weight_grad", [x1, gy], weight_shape=ws, **attrs)  # reused
+        run_kernel("numba", "conv2d", [x2, w], **attrs)
+        (g1b,) = run_kernel("numba", "conv2d_weight_grad", [x1, gy], weight_shape=ws, **attrs)  # recomputed
+        run_kernel("numba", "conv2d_input_grad", [gy, w], input_shape=xs, **attrs)  # overwrites the workspace
+        assert nconv._COLS_OF[0] is None
+    np.testing.assert_allclose(g1, ref1, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(g1b, ref1, rtol=1e-4, atol=1e-4)
