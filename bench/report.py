@@ -37,6 +37,17 @@ def _available(impls: list[str]) -> list[str]:
     return out
 
 
+def _algorithms(impl: str, wl, mode: str) -> str:
+    """The numba conv algorithm per role that the timed calls ran (the measured choice cached per shape)."""
+    if impl != "numba":
+        return ""
+    from backends.numba.conv_select import cached
+
+    roles = ("forward",) if mode == "fwd" else ("forward", "weight_grad", "input_grad")
+    picks = [cached(r, wl.x, wl.w, wl.attrs, "float32") for r in roles]
+    return " / ".join(p.algorithm if p else "heuristic" for p in picks)
+
+
 def run(impls: list[str], quick: bool) -> dict:
     import numba
 
@@ -54,26 +65,31 @@ def run(impls: list[str], quick: bool) -> dict:
                 t = time_median(_runner(impl, wl, mode), min_time=min_time, max_reps=10 if impl == "numpy" else 50)
                 fl = wl.flops * (1 if mode == "fwd" else 3)
                 rows.append({"workload": wl.name, "mode": mode, "impl": impl, "median_ms": t * 1e3,
-                             "gflops": fl / t / 1e9})
+                             "gflops": fl / t / 1e9, "algorithm": _algorithms(impl, wl, mode)})
     for r in rows:
         ref = next((q for q in rows if q["impl"] == "torch" and q["workload"] == r["workload"]
                     and q["mode"] == r["mode"]), None)
         r["ratio_to_torch"] = r["median_ms"] / ref["median_ms"] if ref else None
         r["pct_sgemm"] = 100 * r["gflops"] / sgemm
+    import engine
+
     return {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus",
-            "threads": numba.config.NUMBA_NUM_THREADS, "sgemm_gflops": sgemm, "rows": rows}
+            "threads": numba.config.NUMBA_NUM_THREADS, "blas": engine.blas_description(), "sgemm_gflops": sgemm,
+            "rows": rows}
 
 
 def print_table(res: dict) -> None:
-    print(f"# {res['machine']}; NUMBA_NUM_THREADS={res['threads']}; "
+    print(f"# {res['machine']}; NUMBA_NUM_THREADS={res['threads']}; {res.get('blas', '')}; "
           f"SGEMM (numpy BLAS) this run: {res['sgemm_gflops']:.1f} GFLOP/s")
-    head = f"{'workload':36s} {'mode':8s} {'impl':6s} {'median ms':>10s} {'x torch':>8s} {'GFLOP/s':>8s} {'%SGEMM':>7s}"
+    print("# GFLOP/s = direct-convolution FLOPs (2 x MACs; fwd+bwd = 3 x fwd) / time: effective for Winograd")
+    head = (f"{'workload':36s} {'mode':8s} {'impl':6s} {'median ms':>10s} {'x torch':>8s} {'GFLOP/s':>8s} "
+            f"{'%SGEMM':>7s}  algorithm (fwd / wgrad / igrad)")
     print(head)
     print("-" * len(head))
     for r in res["rows"]:
         ratio = f"{r['ratio_to_torch']:.2f}" if r["ratio_to_torch"] is not None else "-"
         print(f"{r['workload']:36s} {r['mode']:8s} {r['impl']:6s} {r['median_ms']:10.2f} {ratio:>8s} "
-              f"{r['gflops']:8.1f} {r['pct_sgemm']:6.0f}%")
+              f"{r['gflops']:8.1f} {r['pct_sgemm']:6.0f}%  {r.get('algorithm', '')}")
 
 
 def main(argv: list[str] | None = None) -> None:

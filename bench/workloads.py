@@ -75,8 +75,8 @@ def engine_runner(backend_name: str, wl: ConvWorkload, mode: str) -> Callable[[]
 
     def run_fwd_bwd() -> None:
         fwd(x, w, out=y, **a)
+        gwt(x, gy, out=gw, weight_shape=wl.w, **a)  # the engine's order (engine/ops/conv.py vjp)
         gin(gy, w, out=gx, input_shape=wl.x, **a)
-        gwt(x, gy, out=gw, weight_shape=wl.w, **a)
 
     return run_fwd if mode == "fwd" else run_fwd_bwd
 
