@@ -4,9 +4,10 @@ apply to its shape, a documented heuristic, and a measured choice cached per sha
 Policy (``CONVGRAPH_CONV_ALGO`` or :func:`set_conv_policy`):
 
 - ``"measure"`` (default): the first time a (role, input shape, weight shape, attrs, dtype) key is seen, every
-  candidate runs once untimed (JIT, first touch) and twice timed into a scratch output; the fastest is cached
-  for the process. Keys with one candidate are not measured. compile() measures while it builds its report, so
-  the report shows the winner and every candidate's time; eager mode measures on a layer's first call.
+  candidate runs once untimed (JIT, first touch) and 3 times timed into a scratch output; the fastest (by its
+  best time) is cached for the process. Keys with one candidate are not measured. compile() measures while it
+  builds its report, so the report shows the winner and every candidate's time; eager mode measures on a layer's
+  first call.
 - ``"heuristic"``: :func:`heuristic`, no measurement.
 - an algorithm name (e.g. ``"direct"``, ``"winograd-f4"``): forced wherever it is a candidate, else the heuristic
   (tests, benches).
@@ -27,6 +28,7 @@ from typing import Any
 import numpy as np
 
 ROLES = ("forward", "input_grad", "weight_grad")
+MEASURE_REPEATS = 3  # timed runs per candidate; the minimum counts (robust to another process's bursts)
 DIRECT_MAX_TAPS = 32  # C/g * kh * kw at or below which a groups=1 layer also tries the direct kernel
 
 _policy: list[str] = [os.environ.get("CONVGRAPH_CONV_ALGO", "measure")]
@@ -159,7 +161,7 @@ def choose(role: str, x_shape: Any, w_shape: Any, attrs: dict[str, Any], dtype: 
     for algo in cands:
         run(algo)  # untimed: JIT compile, first touch of workspaces
         best = float("inf")
-        for _ in range(2):
+        for _ in range(MEASURE_REPEATS):
             t0 = time.perf_counter()
             run(algo)
             best = min(best, time.perf_counter() - t0)
