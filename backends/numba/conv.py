@@ -27,6 +27,7 @@ iteration writes a disjoint output slice (no races).
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import numpy as np
@@ -257,7 +258,8 @@ def _forward(algo: str, x: np.ndarray, w: np.ndarray, out: np.ndarray, ep: Epilo
     elif algo.startswith("winograd"):  # winograd-f2 / winograd-f4: the output tile size
         from .conv_winograd import winograd_forward
 
-        winograd_forward(x, w, out, ep, padding, m=int(algo[-1]))
+        m = int(algo[-1])
+        winograd_forward(x, w, out, ep, padding, u=_winograd_weights(w, m), m=m)
     else:  # im2col[-pixel|-channel] and gemm_1x1 (whose "cols" is the channels-first pack of x)
         cols = _im2col(x, w.shape[2:], oh, ow, stride, padding, dilation)
         ck, npix = cols.shape
@@ -272,6 +274,25 @@ def _forward(algo: str, x: np.ndarray, w: np.ndarray, out: np.ndarray, ep: Epilo
             yt = scratch("yt", (o, npix), out.dtype)
             np.matmul(w2, cols, out=yt)  # (O, C*kh*kw) @ (C*kh*kw, N*P)
             unpack_epilogue(yt, out.reshape(n, o, oh * ow), ep.flags, ep.bias, ep.scale, res3, ep.act, ep.alpha)
+
+
+# Transformed Winograd kernels of immutable weights (read-only arrays that own their data: the BN-folded weights
+# of a compiled graph), keyed by id(w) and m; an entry dies with its weight array. Writable weights (eager mode,
+# where the optimizer updates them in place) are transformed on every call.
+_WINO_U: dict[tuple[int, int], np.ndarray] = {}
+
+
+def _winograd_weights(w: np.ndarray, m: int) -> np.ndarray | None:
+    if w.flags.writeable or w.base is not None:
+        return None
+    key = (id(w), m)
+    u = _WINO_U.get(key)
+    if u is None:
+        from .conv_winograd import winograd_weights
+
+        u = _WINO_U[key] = winograd_weights(w, m)
+        weakref.finalize(w, _WINO_U.pop, key, None)
+    return u
 
 
 @backend.register("conv2d")

@@ -75,6 +75,10 @@ def fold_bn(graph: Graph) -> PassResult:
         scale = gamma.data.astype(np.float64) / np.sqrt(var.data.astype(np.float64) + bn.attrs["eps"])
         w_new = w * scale.astype(w.dtype).reshape((-1,) + (1,) * (w.ndim - 1))
         b_new = ((b - mean.data) * scale + beta.data).astype(x.dtype)
+        # read-only: the folded constants belong to the graph alone, and a backend may cache what it derives from
+        # immutable weights (numba's Winograd keeps the transformed kernel)
+        w_new.setflags(write=False)
+        b_new.setflags(write=False)
         wname = base.inputs[1].name
         wv = graph.add_const(f"{wname}.bn_folded", w_new)
         bv = graph.add_const(f"{wname.rsplit('.', 1)[0]}.bias.bn_folded" if "." in wname else f"{wname}.bias",

@@ -300,3 +300,29 @@ def test_weight_grad_reuses_the_forward_im2col_only_for_the_same_input(rng):
         assert nconv._COLS_OF[0] is None
     np.testing.assert_allclose(g1, ref1, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(g1b, ref1, rtol=1e-4, atol=1e-4)
+
+
+def test_compiled_winograd_caches_the_kernel_transform_of_folded_weights(rng):
+    import graph
+    from backends.numba import conv as nconv
+    from engine import nn
+
+    engine.manual_seed(0)
+    m = nn.Sequential(nn.Conv2d(4, 6, 3, padding=1, bias=False), nn.BatchNorm2d(6), nn.ReLU())
+    m.eval()
+    x = engine.tensor(rng.standard_normal((2, 4, 16, 16)).astype(np.float32))
+    nconv._WINO_U.clear()
+    with conv_policy("winograd-f2"), engine.use_backend("numba"):
+        ref = m(x).numpy()  # eager: writable weights, transformed per call, nothing cached
+        assert not nconv._WINO_U
+        cm = graph.compile(m, x, backend="numba")
+        first, second = cm(x), cm(x)
+        assert len(nconv._WINO_U) == 1
+    for got in (first, second):
+        np.testing.assert_allclose(np.asarray(got.numpy() if hasattr(got, "numpy") else got), ref, rtol=1e-4,
+                                   atol=1e-4)
+    del cm
+    import gc
+
+    gc.collect()
+    assert not nconv._WINO_U  # the entry died with the folded weight
