@@ -7,6 +7,7 @@ This module moves no data: it only builds views with :func:`numpy.lib.stride_tri
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -41,6 +42,8 @@ def views4(shape: tuple[int, ...], arrays: Sequence[np.ndarray]) -> list[list[np
     remain (rare: e.g. a 6-D transpose), one group per index of the extra leading axes.
     """
     shape = tuple(shape)
+    if all(a.shape == shape and a.flags.c_contiguous for a in arrays):  # the common case: a reshape is ~10x
+        return [[a.reshape(1, 1, 1, math.prod(shape)) for a in arrays]]  # cheaper than building as_strided views
     full = [a if a.shape == shape else np.broadcast_to(a, shape) for a in arrays]
     dims, strs = _collapse(shape, [a.strides for a in full])
     pad = max(0, RANK - len(dims))
