@@ -16,7 +16,8 @@ default, or by its heuristic; the compile report shows the choice and the measur
 - ``winograd-f2`` / ``winograd-f4`` (:mod:`.conv_winograd`): 3x3 stride-1 layers as Winograd F(2x2, 3x3) or
   F(4x4, 3x3): 4 or 2.25 multiplies per output and channel pair instead of 9, as a*a batched GEMMs between an
   input and an output transform (the output transform applies the epilogue). The input gradient of such a
-  layer is itself one (gy with the flipped, transposed kernel), so it runs the same way.
+  layer is itself one (gy with the flipped, transposed kernel), so it runs the same way; the weight gradient
+  transforms x and gy tiles and runs a*a long-K GEMMs ``Gy[k]^T @ V[k]`` before the inverse kernel transform.
 - ``direct`` (:mod:`.conv_direct`): direct loop nests for grouped / depthwise layers and for layers with few
   input taps per output (LeNet's first layer: C*kh*kw = 25), where a GEMM with a tiny inner dimension runs far
   below BLAS peak and im2col would multiply the memory traffic by kh*kw.
@@ -363,6 +364,10 @@ def _weight_grad(algo: str, x: np.ndarray, gy: np.ndarray, out: np.ndarray, attr
         direct_weight_grad_s1(np.ascontiguousarray(x), gy, out, pt, pl, dh, dw, groups)
     elif algo == "direct":
         direct_weight_grad(np.ascontiguousarray(x), gy, out, *_geom(stride, padding, dilation), groups)
+    elif algo.startswith("winograd"):  # winograd-f2 / winograd-f4: the output tile size
+        from .conv_winograd import winograd_weight_grad
+
+        winograd_weight_grad(x, gy, out, padding, m=int(algo[-1]))
     else:  # im2col and gemm_1x1 (for 1x1, im2col is the channels-first pack): one GEMM over the batch
         cols = _im2col(x, out.shape[2:], oh, ow, stride, padding, dilation)
         gyt = _pack_gy(gy)

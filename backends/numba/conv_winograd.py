@@ -20,6 +20,12 @@ Float32 accuracy (max |error| / max |y| vs a float64 conv; ReLU inputs, He-initi
 3x3 layers at batch 8): F(2x2) 3e-7..6e-7 (torch's float32 conv: 2.5e-7), F(4x4) 7e-6..1.2e-5 (its transforms
 have entries up to 8 and 1/24). The input gradient of the same conv is itself a
 stride-1 3x3 conv (of gy with the flipped, transposed kernel, padded 2 - p), so it runs through the forward.
+
+The weight gradient (:func:`winograd_weight_grad`) is a*a GEMMs ``dU[k] (O, C) = Gy[k] (O, T) @ V[k]^T`` over
+the batch's tiles (Gy: the output-gradient tiles transformed by A), then ``dW = G^T dU G``; its transforms run
+channels-last (see the section above :func:`_pack_phases`). Float32 error (max |error| / max |gw| vs float64,
+ResNet-18 CIFAR 3x3 layers, batch 32, ReLU inputs): F(2x2) 4e-7..6e-7, F(4x4) 3e-6..9e-6 (im2col: 3e-7,
+torch's float32: 6e-7..2.6e-6).
 """
 
 from __future__ import annotations
@@ -33,10 +39,12 @@ from .conv import scratch
 from .conv_epilogue import HAS_RES, Epilogue, _epilogue_row
 from .shape import fill
 
-__all__ = ["winograd_applicable", "winograd_tile", "winograd_weights", "winograd_forward", "winograd_input_grad"]
+__all__ = ["winograd_applicable", "winograd_tile", "winograd_weight_grad_tile", "winograd_weights", "winograd_forward",
+           "winograd_input_grad", "winograd_weight_grad"]
 
 MAX_TILE = 4  # set 2 to keep every layer on F(2x2) (its float32 error is ~20x smaller, see above)
 CHUNK_BYTES = 16 << 20  # V + M of one batch chunk (half of L3), or 2x U where that is bigger
+WGRAD_CHUNK_BYTES = CHUNK_BYTES  # the same for the weight gradient: V + Gy + packed planes, or 2x dU
 
 
 def winograd_applicable(x_shape: Any, w_shape: Any, attrs: dict[str, Any]) -> bool:
@@ -60,6 +68,15 @@ def winograd_tile(oh: int, ow: int, o: int, n: int) -> int:
     th2, tw2, th4, tw4 = (oh + 1) // 2, (ow + 1) // 2, (oh + 3) // 4, (ow + 3) // 4
     mul2, mul4 = 16 * th2 * (tw2 + 1), 36 * th4 * (tw4 + 1)
     return 4 if MAX_TILE >= 4 and mul4 < 0.7 * mul2 and n * th4 * (tw4 + 1) >= o else 2
+
+
+def winograd_weight_grad_tile(oh: int, ow: int) -> int:
+    """Output tile size m for the weight gradient: 4 where F(4x4) needs under 70% of F(2x2)'s GEMM work (36
+    per 4x4 tile against 16 per 2x2 tile; no junk tiles here), else 2. Measured on ResNet-18 CIFAR at batch 32
+    (2 cores, float32, F4 vs F2): 32x32x64 7.0 vs 10.2 ms, 16x16x128 5.0 vs 7.2, 8x8x256 4.6 vs 6.5, 4x4x512
+    6.6 vs 7.3."""
+    th2, tw2, th4, tw4 = (oh + 1) // 2, (ow + 1) // 2, (oh + 3) // 4, (ow + 3) // 4
+    return 4 if MAX_TILE >= 4 and 36 * th4 * tw4 < 0.7 * 16 * th2 * tw2 else 2
 
 
 # --- 1-D transforms over rows of tiles (inlined): one flat loop per output row, each a plain vectorizable loop
@@ -114,6 +131,36 @@ def _at4_rows(o0, o1, o2, o3, d0, d1, d2, d3, d4, d5, nt):
         o2[t] = (d1[t] + d2[t]) + 4 * (d3[t] + d4[t])
     for t in range(nt):
         o3[t] = (d1[t] - d2[t]) + 8 * (d3[t] - d4[t]) + d5[t]
+
+
+@njit(cache=True, inline="always")
+def _a2_rows(o0, o1, o2, o3, g0, g1, nt):
+    """A g for g = (g0, g1)[t] (the transpose of :func:`_at2_rows`): A = [[1, 0], [1, 1], [1, -1], [0, -1]]."""
+    for t in range(nt):
+        o0[t] = g0[t]
+    for t in range(nt):
+        o1[t] = g0[t] + g1[t]
+    for t in range(nt):
+        o2[t] = g0[t] - g1[t]
+    for t in range(nt):
+        o3[t] = -g1[t]
+
+
+@njit(cache=True, inline="always")
+def _a4_rows(o0, o1, o2, o3, o4, o5, g0, g1, g2, g3, nt):
+    """A g, A = [[1, 0, 0, 0], [1, 1, 1, 1], [1, -1, 1, -1], [1, 2, 4, 8], [1, -2, 4, -8], [0, 0, 0, 1]]."""
+    for t in range(nt):
+        o0[t] = g0[t]
+    for t in range(nt):
+        o1[t] = (g0[t] + g2[t]) + (g1[t] + g3[t])
+    for t in range(nt):
+        o2[t] = (g0[t] + g2[t]) - (g1[t] + g3[t])
+    for t in range(nt):
+        o3[t] = (g0[t] + 4 * g2[t]) + (2 * g1[t] + 8 * g3[t])
+    for t in range(nt):
+        o4[t] = (g0[t] + 4 * g2[t]) - (2 * g1[t] + 8 * g3[t])
+    for t in range(nt):
+        o5[t] = g3[t]
 
 
 # --- kernels -----------------------------------------------------------------------------------------------
@@ -273,6 +320,185 @@ def _output_transform(mm, out, m, n0, nimg, th, tw, flags, bias, scale, res, act
         _output_plane(mm, out, m, n0 + q // no, q % no, n0, nimg, th, tw, flags, bias, scale, res, act, alpha)
 
 
+# --- weight gradient ---------------------------------------------------------------------------------------
+# The forward's tile y_t = A^T [U * V_t] A (U = G w G^T, V_t = B^T d_t B) gives dL/dU[k][o, c] = sum over tiles t
+# of (A gy_t A^T)[k][o] V_t[k][c], gy_t the m x m tile of gy (zero past the output). So the weight gradient is
+# the gradient tiles transformed into Gy[a*a, T, O], the input tiles into V[a*a, T, C], a*a GEMMs
+# dU[k] (O, C) = Gy[k]^T @ V[k] whose inner dimension is the batch's tile count T (long: ~200 GFLOP/s on 2
+# cores, 80% of a large sgemm), then dW = G^T dU G per (o, c). Here the transforms run channels-last, tile
+# t = (image*th + ty)*tw + tx (no junk tiles): each chunk's planes are first packed channels-last and split by
+# column phase (:func:`_pack_phases`), so every transform pass is one flat loop over a run of (tile, channel)
+# values whatever the plane size. The forward's plane-wise passes cost 3-15 ms per layer on the 8x8 and 4x4
+# planes of ResNet-18 CIFAR at batch 32 (2-4 tiles per plane row) against 0.9-1.5 ms here.
+@njit(parallel=True, cache=True)
+def _pack_phases(x, xs, n0, pt, pl, rb):
+    """xs[i, r, p, k, c] = x[n0 + i, c, r - pt, m*k + p - pl] (m = xs.shape[2]; zero outside x): the planes of a
+    batch chunk channels-last and split by column phase, so that tap column s of tiles tx.. is the contiguous
+    run xs[i, r, s % m, tx + s // m:, :]. One prange item per block of ``rb`` rows; 16 channels at a time are
+    read (rb contiguous rows each) into a small buffer before the strided stores (row by row, 64 channels'
+    128-byte rows 4 KiB apart, it ran 3x slower from DRAM)."""
+    nimg, hp, m, kk, nc = xs.shape
+    h, w = x.shape[2], x.shape[3]
+    nrb = (hp + rb - 1) // rb
+    for q in prange(nimg * nrb):
+        i, r0 = q // nrb, (q % nrb) * rb
+        r1 = min(hp, r0 + rb)
+        v0, v1 = max(r0, pt), min(r1, pt + h)  # rows inside x
+        for r in range(r0, r1):
+            dst = xs[i, r]
+            if r < v0 or r >= v1:
+                dst[:] = 0
+                continue
+            for p in range(m):
+                klo = min(kk, max(0, (pl - p + m - 1) // m))  # k with 0 <= m*k + p - pl < w
+                khi = min(kk, max(klo, (w - 1 - p + pl) // m + 1))
+                dst[p, :klo] = 0
+                dst[p, khi:] = 0
+        if v1 <= v0:
+            continue
+        nv = (v1 - v0) * w
+        tmp = np.empty((16, nv), x.dtype)
+        for c0 in range(0, nc, 16):
+            cn = min(16, nc - c0)
+            for cc in range(cn):
+                src, t = x[n0 + i, c0 + cc].reshape(-1)[(v0 - pt) * w:(v1 - pt) * w], tmp[cc]
+                for j in range(nv):
+                    t[j] = src[j]
+            for r in range(v0, v1):
+                dst = xs[i, r]
+                for p in range(m):
+                    klo = min(kk, max(0, (pl - p + m - 1) // m))
+                    khi = min(kk, max(klo, (w - 1 - p + pl) // m + 1))
+                    for k in range(klo, khi):
+                        d = dst[p, k, c0:c0 + cn]
+                        j = (r - v0) * w + m * k + p - pl
+                        for cc in range(cn):
+                            d[cc] = tmp[cc, j]
+
+
+@njit(cache=True, inline="always")
+def _rows_in(xs, v, m, i, ty, th, tw):
+    """v[k, ((i*th + ty)*tw + tx)*C + c] = (B^T d B)[k // a, k % a] for the a x a windows d of channel c at
+    rows m*ty.., columns m*tx.. of the phase-split chunk xs (:func:`_pack_phases`): one tile row, in blocks of
+    tiles whose passes are flat loops over (tile, channel)."""
+    nc = xs.shape[4]
+    a = m + 2
+    bt = max(1, 512 // nc)  # tiles per block: the block's a*a horizontal-pass rows stay in L1
+    hs = np.empty((a, a, bt * nc), xs.dtype)
+    for tx0 in range(0, tw, bt):
+        nt = min(bt, tw - tx0) * nc
+        lo, hi = tx0 * nc, tx0 * nc + nt
+        for r in range(a):
+            b = xs[i, m * ty + r].reshape(m, -1)
+            if m == 2:
+                _bt2_rows(hs[r, 0], hs[r, 1], hs[r, 2], hs[r, 3], b[0, lo:hi], b[1, lo:hi], b[0, lo + nc:hi + nc],
+                          b[1, lo + nc:hi + nc], nt)
+            else:
+                _bt4_rows(hs[r, 0], hs[r, 1], hs[r, 2], hs[r, 3], hs[r, 4], hs[r, 5], b[0, lo:hi], b[1, lo:hi],
+                          b[2, lo:hi], b[3, lo:hi], b[0, lo + nc:hi + nc], b[1, lo + nc:hi + nc], nt)
+        t0 = (i * th + ty) * tw * nc + lo
+        t1 = t0 + nt
+        for j in range(a):
+            if m == 2:
+                _bt2_rows(v[j, t0:t1], v[4 + j, t0:t1], v[8 + j, t0:t1], v[12 + j, t0:t1], hs[0, j], hs[1, j],
+                          hs[2, j], hs[3, j], nt)
+            else:
+                _bt4_rows(v[j, t0:t1], v[6 + j, t0:t1], v[12 + j, t0:t1], v[18 + j, t0:t1], v[24 + j, t0:t1],
+                          v[30 + j, t0:t1], hs[0, j], hs[1, j], hs[2, j], hs[3, j], hs[4, j], hs[5, j], nt)
+
+
+@njit(cache=True, inline="always")
+def _rows_grad(gs, gm, m, i, ty, th, tw):
+    """gm[k, ((i*th + ty)*tw + tx)*O + o] = (A g A^T)[k // a, k % a] for the m x m tiles g of channel o at rows
+    m*ty.., columns m*tx.. of the phase-split gradient chunk gs: the gradient of the forward's M."""
+    no = gs.shape[4]
+    a = m + 2
+    bt = max(1, 512 // no)
+    hs = np.empty((m, a, bt * no), gs.dtype)
+    for tx0 in range(0, tw, bt):
+        nt = min(bt, tw - tx0) * no
+        lo, hi = tx0 * no, tx0 * no + nt
+        for r in range(m):
+            b = gs[i, m * ty + r].reshape(m, -1)
+            if m == 2:
+                _a2_rows(hs[r, 0], hs[r, 1], hs[r, 2], hs[r, 3], b[0, lo:hi], b[1, lo:hi], nt)
+            else:
+                _a4_rows(hs[r, 0], hs[r, 1], hs[r, 2], hs[r, 3], hs[r, 4], hs[r, 5], b[0, lo:hi], b[1, lo:hi],
+                         b[2, lo:hi], b[3, lo:hi], nt)
+        t0 = (i * th + ty) * tw * no + lo
+        t1 = t0 + nt
+        for k in range(a):
+            if m == 2:
+                _a2_rows(gm[k, t0:t1], gm[4 + k, t0:t1], gm[8 + k, t0:t1], gm[12 + k, t0:t1], hs[0, k], hs[1, k], nt)
+            else:
+                _a4_rows(gm[k, t0:t1], gm[6 + k, t0:t1], gm[12 + k, t0:t1], gm[18 + k, t0:t1], gm[24 + k, t0:t1],
+                         gm[30 + k, t0:t1], hs[0, k], hs[1, k], hs[2, k], hs[3, k], nt)
+
+
+@njit(parallel=True, cache=True)
+def _wgrad_rows2(xs, gs, v, gm, th, tw):
+    nimg = xs.shape[0]
+    for q in prange(2 * nimg * th):
+        if q < nimg * th:
+            _rows_in(xs, v, 2, q // th, q % th, th, tw)
+        else:
+            _rows_grad(gs, gm, 2, (q - nimg * th) // th, q % th, th, tw)
+
+
+@njit(parallel=True, cache=True)
+def _wgrad_rows4(xs, gs, v, gm, th, tw):
+    nimg = xs.shape[0]
+    for q in prange(2 * nimg * th):
+        if q < nimg * th:
+            _rows_in(xs, v, 4, q // th, q % th, th, tw)
+        else:
+            _rows_grad(gs, gm, 4, (q - nimg * th) // th, q % th, th, tw)
+
+
+@njit(parallel=True, cache=True)
+def _weight_grad_transform(du, out, g, ob):
+    """out[o, c, r, s] = sum over chunks q and k = k1*a + k2 of G[k1, r] du[q, k, o*C + c] G[k2, s] for the
+    (a, 3) matrix g = G: the gradient of U = G w G^T from the chunks' partial dU, in du's dtype. One prange item
+    per ``ob`` output channels, so each pass is a flat loop over ob*C values and du is read in long runs (one
+    output channel per item, in float64: 3.8 vs 2.2 ms for 512x512 F(4x4) with du in DRAM)."""
+    no, nc = out.shape[0], out.shape[1]
+    a = g.shape[0]
+    gg = g.astype(du.dtype)
+    for b in prange((no + ob - 1) // ob):
+        o0 = b * ob
+        o1 = min(no, o0 + ob)
+        nl = (o1 - o0) * nc
+        t = np.zeros((3, a, nl), du.dtype)  # (G^T dU)[r, k2]
+        for q in range(du.shape[0]):
+            for k1 in range(a):
+                g0, g1, g2 = gg[k1, 0], gg[k1, 1], gg[k1, 2]
+                for k2 in range(a):
+                    src = du[q, k1 * a + k2, o0 * nc:o1 * nc]
+                    d0, d1, d2 = t[0, k2], t[1, k2], t[2, k2]
+                    for j in range(nl):
+                        d0[j] += g0 * src[j]
+                    for j in range(nl):
+                        d1[j] += g1 * src[j]
+                    for j in range(nl):
+                        d2[j] += g2 * src[j]
+        taps = np.zeros((9, nl), du.dtype)  # (G^T dU G)[r, s]
+        for r in range(3):
+            for k2 in range(a):
+                g0, g1, g2 = gg[k2, 0], gg[k2, 1], gg[k2, 2]
+                src = t[r, k2]
+                d0, d1, d2 = taps[3 * r], taps[3 * r + 1], taps[3 * r + 2]
+                for j in range(nl):
+                    d0[j] += g0 * src[j]
+                for j in range(nl):
+                    d1[j] += g1 * src[j]
+                for j in range(nl):
+                    d2[j] += g2 * src[j]
+        for oo in range(o1 - o0):
+            for c in range(nc):
+                for rs in range(9):
+                    out[o0 + oo, c, rs // 3, rs % 3] = taps[rs, oo * nc + c]
+
+
 # --- host-side drivers -------------------------------------------------------------------------------------
 SPLIT_GEMMS = True  # see _batched_matmul
 _GEMM_POOL: list = []  # [threadpoolctl controller, executor, BLAS thread count], made on first use
@@ -375,3 +601,47 @@ def winograd_input_grad(gy: np.ndarray, w: np.ndarray, out: np.ndarray, padding,
         return
     (pt, pb), (pl, pr) = ((padding, padding), (padding, padding)) if np.isscalar(padding) else padding
     winograd_forward(gy, w, out, Epilogue(out.dtype), ((2 - pt, 2 - pb), (2 - pl, 2 - pr)), m=m, flip=True)
+
+
+def winograd_weight_grad(x: np.ndarray, gy: np.ndarray, out: np.ndarray, padding, m: int | None = None) -> None:
+    """out (O, C, 3, 3) = the weight gradient of y = conv2d(x, w, stride 1, padding) for a 3x3 kernel, given
+    gy (N, O, Ho, Wo); ``padding`` is ((top, bottom), (left, right)) or an int. ``m``: output tile (2, 4; None:
+    :func:`winograd_weight_grad_tile`). Per batch chunk: pack x and gy channels-last, transform them into V and
+    Gy, dU[k] = Gy[k]^T @ V[k] (a*a BLAS GEMMs); then dW = G^T dU G summed over the chunks (see the "weight
+    gradient" section above). x and gy are cast to out's dtype."""
+    o, c = out.shape[:2]
+    if out.size == 0:
+        return
+    n, _, oh, ow = gy.shape
+    if gy.size == 0:
+        fill(out, 0)
+        return
+    (pt, _), (pl, _) = ((padding, padding), (padding, padding)) if np.isscalar(padding) else padding
+    m = m or winograd_weight_grad_tile(oh, ow)
+    a2 = (m + 2) ** 2
+    dt = out.dtype
+    x, gy = np.ascontiguousarray(x, dt), np.ascontiguousarray(gy, dt)
+    h, w = x.shape[2:]
+    th, tw = (oh + m - 1) // m, (ow + m - 1) // m
+    ntile = th * tw
+    xrows, grows = m * th + 2, m * th
+    # Chunks of images keep V, Gy and the packed planes of one chunk in cache between the passes and the GEMMs;
+    # every chunk adds one partial dU (summed by the final transform), so large weights take one chunk.
+    per_image = (a2 * ntile * (c + o) + xrows * m * (tw + 1) * c + grows * m * tw * o) * dt.itemsize
+    budget = max(WGRAD_CHUNK_BYTES, 2 * a2 * o * c * dt.itemsize)
+    nq = -(-n // max(1, min(n, budget // per_image)))
+    nb = -(-n // nq)  # even chunks
+    duf = scratch("wino_du", (nq, a2, o * c), dt)
+    du = duf.reshape(nq, a2, o, c)
+    for q in range(nq):
+        n0 = q * nb
+        k = min(nb, n - n0)
+        xs = scratch("wino_xs", (k, xrows, m, tw + 1, c), dt)
+        gs = scratch("wino_gs", (k, grows, m, tw, o), dt)
+        _pack_phases(x, xs, n0, pt, pl, max(1, 512 // w))
+        _pack_phases(gy, gs, n0, 0, 0, max(1, 512 // ow))
+        v = scratch("wino_v", (a2, k * ntile, c), dt)
+        gm = scratch("wino_m", (a2, k * ntile, o), dt)
+        (_wgrad_rows2 if m == 2 else _wgrad_rows4)(xs, gs, v.reshape(a2, -1), gm.reshape(a2, -1), th, tw)
+        _batched_matmul(gm.transpose(0, 2, 1), v, du[q])  # dU[k] (O, C) = Gy[k]^T @ V[k], inner dimension T
+    _weight_grad_transform(duf, out, _G2 if m == 2 else _G4, max(1, min(4096 // c, o // 8)))

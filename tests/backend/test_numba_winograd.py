@@ -1,6 +1,6 @@
-"""Winograd F(2x2, 3x3) / F(4x4, 3x3) conv (backends/numba/conv_winograd.py) vs the numpy reference conv2d and
-conv2d_input_grad: paddings 0..2 (also asymmetric), odd/even/tiny planes, odd channel counts, both dtypes, every
-epilogue part, non-contiguous inputs."""
+"""Winograd F(2x2, 3x3) / F(4x4, 3x3) conv (backends/numba/conv_winograd.py) vs the numpy reference conv2d,
+conv2d_input_grad and conv2d_weight_grad: paddings 0..2 (also asymmetric), odd/even/tiny planes, odd channel
+counts, both dtypes, every epilogue part, non-contiguous inputs, batch chunking of the weight gradient."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from backends.numba.conv_winograd import (  # noqa: E402
     winograd_applicable,
     winograd_forward,
     winograd_input_grad,
+    winograd_weight_grad,
     winograd_weights,
 )
 from backends.numba.elementwise import LEAKY_RELU, RELU  # noqa: E402
@@ -177,3 +178,95 @@ def test_empty_inputs(rng):
 ])
 def test_applicable(ws, attrs, ok):
     assert winograd_applicable((2, 3, 8, 8), ws, attrs) is ok
+
+
+# --- weight gradient ---------------------------------------------------------------------------------------
+WG_CASES = CASES + [
+    ((1, 3, 32, 32), 5, 1),  # ResNet-CIFAR's first stage plane
+    ((3, 5, 13, 9), 3, 1),
+    ((1, 2, 7, 7), 3, 2),
+    ((2, 3, 6, 5), 4, ((2, 0), (0, 2))),
+]
+WG_IDS = [f"{xs}-o{o}-p{p}" for xs, o, p in WG_CASES]
+
+
+def _ref_weight_grad(x, gy, w_shape, attrs):
+    return run_kernel("numpy", "conv2d_weight_grad", [x, gy], weight_shape=w_shape, **attrs)[0]
+
+
+@pytest.mark.parametrize("m", [2, 4, None])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("xs,o,pad", WG_CASES, ids=WG_IDS)
+def test_weight_grad(rng, xs, o, pad, dtype, m):
+    attrs = _attrs(pad)
+    x = rng.standard_normal(xs).astype(dtype)
+    w_shape = (o, xs[1], 3, 3)
+    gy = rng.standard_normal(_ref_conv(x, np.zeros(w_shape, dtype), attrs).shape).astype(dtype)
+    ref = _ref_weight_grad(x, gy, w_shape, attrs)
+    gw = np.full(w_shape, 7, dtype)  # junk: every tap must be written
+    winograd_weight_grad(x, gy, gw, attrs["padding"], m=m)
+    assert gw.dtype == dtype
+    np.testing.assert_allclose(gw, ref, **_tol(dtype, ref))
+
+
+@pytest.mark.parametrize("m", [2, 4])
+def test_weight_grad_chunks(rng, monkeypatch, m):
+    # a tiny chunk budget: several batch chunks (the last one shorter), each adding its partial dU
+    from backends.numba import conv_winograd
+
+    monkeypatch.setattr(conv_winograd, "WGRAD_CHUNK_BYTES", 1)
+    attrs = _attrs(1)
+    x, w_shape = rng.standard_normal((5, 3, 9, 10)), (4, 3, 3, 3)
+    gy = rng.standard_normal((5, 4, 9, 10))
+    ref = _ref_weight_grad(x, gy, w_shape, attrs)
+    for budget in (1, 60_000):  # one image per chunk; two images per chunk (chunks 2, 2, 1)
+        monkeypatch.setattr(conv_winograd, "WGRAD_CHUNK_BYTES", budget)
+        gw = np.empty(w_shape)
+        winograd_weight_grad(x, gy, gw, 1, m=m)
+        np.testing.assert_allclose(gw, ref, rtol=1e-10, atol=1e-10 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("split", [True, False])
+def test_weight_grad_split_gemms(rng, monkeypatch, split):
+    from backends.numba import conv_winograd
+
+    monkeypatch.setattr(conv_winograd, "SPLIT_GEMMS", split)
+    attrs = _attrs(1)
+    x, gy = rng.standard_normal((3, 7, 10, 10)), rng.standard_normal((3, 5, 10, 10))
+    ref = _ref_weight_grad(x, gy, (5, 7, 3, 3), attrs)
+    for m in (2, 4):
+        gw = np.empty((5, 7, 3, 3))
+        winograd_weight_grad(x, gy, gw, 1, m=m)
+        np.testing.assert_allclose(gw, ref, rtol=1e-10, atol=1e-10 * np.abs(ref).max())
+
+
+def test_weight_grad_non_contiguous(rng):
+    attrs = _attrs(((1, 0), (2, 1)))
+    x = rng.standard_normal((2, 9, 6, 10)).transpose(0, 1, 3, 2)[:, ::2]  # (2, 5, 10, 6), strided
+    gy = rng.standard_normal((2, 4, 7, 9)).transpose(0, 1, 3, 2)  # (2, 4, 9, 7)
+    assert not (x.flags.c_contiguous or gy.flags.c_contiguous)
+    ref = _ref_weight_grad(np.ascontiguousarray(x), np.ascontiguousarray(gy), (4, 5, 3, 3), attrs)
+    for m in (2, 4):
+        gw = np.empty((3, 3, 5, 4)).T  # a non-contiguous (4, 5, 3, 3) output view
+        winograd_weight_grad(x, gy, gw, attrs["padding"], m=m)
+        np.testing.assert_allclose(gw, ref, rtol=1e-10, atol=1e-10 * np.abs(ref).max())
+
+
+def test_weight_grad_resnet_like_float32_accuracy(rng):
+    # ReLU activations, small gradients: float32 error vs a float64 weight gradient (relative to max |gw|)
+    attrs = _attrs(1)
+    x = np.maximum(rng.standard_normal((4, 64, 14, 14)), 0)
+    gy = rng.standard_normal((4, 64, 14, 14)) * 1e-2
+    ref = _ref_weight_grad(x, gy, (64, 64, 3, 3), attrs)
+    for m, bound in ((2, 5e-6), (4, 1e-4)):
+        gw = np.empty(ref.shape, np.float32)
+        winograd_weight_grad(x.astype(np.float32), gy.astype(np.float32), gw, 1, m=m)
+        assert np.abs(gw - ref).max() / np.abs(ref).max() < bound
+
+
+def test_weight_grad_empty(rng):
+    gw = np.full((3, 2, 3, 3), 7.0)
+    winograd_weight_grad(np.zeros((0, 2, 5, 5)), np.zeros((0, 3, 5, 5)), gw, 1)
+    assert not gw.any()
+    winograd_weight_grad(np.zeros((2, 0, 5, 5)), np.zeros((2, 3, 5, 5)), np.empty((3, 0, 3, 3)), 1)
+    winograd_weight_grad(np.zeros((2, 2, 5, 5)), np.zeros((2, 0, 5, 5)), np.empty((0, 2, 3, 3)), 1)
