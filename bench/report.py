@@ -41,11 +41,10 @@ def _algorithms(impl: str, wl, mode: str) -> str:
     """The numba conv algorithm per role that the timed calls ran (the measured choice cached per shape)."""
     if impl != "numba":
         return ""
-    from backends.numba.conv_select import cached
+    from backends.numba.conv_select import choose
 
     roles = ("forward",) if mode == "fwd" else ("forward", "weight_grad", "input_grad")
-    picks = [cached(r, wl.x, wl.w, wl.attrs, "float32") for r in roles]
-    return " / ".join(p.algorithm if p else "heuristic" for p in picks)
+    return " / ".join(choose(r, wl.x, wl.w, wl.attrs, "float32", None).algorithm for r in roles)
 
 
 def run(impls: list[str], quick: bool) -> dict:
