@@ -77,7 +77,8 @@ def candidates(role: str, x_shape: Any, w_shape: Any, attrs: dict[str, Any]) -> 
     if attrs["groups"] > 1:
         return ["direct"]  # per-group GEMMs would be tiny
     if _is_1x1(w_shape, attrs):
-        return ["gemm_1x1"]  # x itself (re-laid out channels-first) is the GEMM operand: nothing to choose
+        # x itself is the GEMM operand: per image in NCHW (stride 1), or re-laid out channels-first
+        return ["gemm_1x1-nchw", "gemm_1x1"] if tuple(attrs["stride"]) == (1, 1) else ["gemm_1x1"]
     if role == "forward":
         out = ["im2col-pixel", "im2col-channel"]
         if _pixel_major_first(x_shape, w_shape, attrs) is False:
@@ -133,9 +134,9 @@ def _pixel_major_first(x_shape: Any, w_shape: tuple[int, ...], attrs: dict[str, 
 
 
 def heuristic(role: str, x_shape: Any, w_shape: Any, attrs: dict[str, Any]) -> str:
-    """groups > 1 -> direct; 1x1 without padding -> gemm_1x1; 3x3 stride 1 with enough channels and pixels (see
-    :func:`_winograd_pick`) -> Winograd; else im2col + one batch-wide BLAS GEMM (forward GEMM
-    orientation by :func:`backends.numba.conv.gemm_pixel_major`)."""
+    """groups > 1 -> direct; 1x1 without padding -> gemm_1x1-nchw (stride 1) or gemm_1x1; 3x3 stride 1 with
+    enough channels and pixels (see :func:`_winograd_pick`) -> Winograd; else im2col + one batch-wide BLAS GEMM
+    (forward GEMM orientation by :func:`backends.numba.conv.gemm_pixel_major`)."""
     return candidates(role, x_shape, w_shape, attrs)[0]
 
 

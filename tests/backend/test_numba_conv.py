@@ -29,7 +29,7 @@ CASES = [
     ((2, 8, 9, 7), (4, 8, 3, 3), _attrs(2, 1), "im2col"),
     ((1, 6, 10, 11), (3, 6, 3, 2), _attrs((2, 1), ((1, 0), (2, 1)), 2), "im2col"),  # asymmetric pad, dilation
     ((2, 3, 16, 16), (8, 3, 7, 7), _attrs(2, 3), "im2col"),  # ResNet stem shape, small
-    ((2, 16, 6, 6), (12, 16, 1, 1), _attrs(1, 0), "gemm_1x1"),
+    ((2, 16, 6, 6), (12, 16, 1, 1), _attrs(1, 0), "gemm_1x1"),  # heuristic: its -nchw form
     ((2, 16, 7, 7), (12, 16, 1, 1), _attrs(2, 0), "gemm_1x1"),  # downsample shortcut
     ((3, 1, 12, 12), (6, 1, 5, 5), _attrs(1, 0), "im2col"),  # LeNet conv1: direct is a measured candidate
     ((2, 3, 10, 10), (4, 3, 3, 3), _attrs(1, 1), "im2col"),  # 27 taps
@@ -52,7 +52,8 @@ def test_candidates_per_role():
     assert candidates("forward", *CASES[0][:3])[:2] in (["im2col-pixel", "im2col-channel"],
                                                        ["im2col-channel", "im2col-pixel"])
     assert "direct" not in candidates("forward", *CASES[0][:3])  # 72 taps
-    assert candidates("weight_grad", *CASES[4][:3]) == ["gemm_1x1"]
+    assert candidates("weight_grad", *CASES[4][:3]) == ["gemm_1x1-nchw", "gemm_1x1"]
+    assert candidates("forward", *CASES[5][:3]) == ["gemm_1x1"]  # strided: only the packed form
     assert candidates("input_grad", *CASES[8][:3]) == ["direct"]  # depthwise
 
 
