@@ -56,9 +56,8 @@ def epilogue_inplace(y, flags, bias, scale, res, act, alpha):
     nn, no, npix = y.shape
     for t in prange(nn * no):
         n, o = t // no, t % no
-        for p in range(npix):
-            r = res[n, o, p] if flags & HAS_RES else 0.0
-            y[n, o, p] = _epilogue_value(y[n, o, p], o, flags, bias, scale, r, act, alpha)
+        res_row = res[n, o] if flags & HAS_RES else res[0, 0]
+        _epilogue_row(y[n, o], y[n, o], o, flags, bias, scale, res_row, act, alpha)  # elementwise: in place is fine
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
