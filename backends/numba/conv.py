@@ -228,6 +228,16 @@ def _attrs(stride, padding, dilation, groups) -> dict[str, Any]:
             "groups": groups}
 
 
+def _unshared(run):
+    """A measurement run that recomputes its im2col matrix: repeated runs on one x would otherwise reuse it (see
+    ``_COLS_OF``) and time im2col algorithms without their im2col."""
+    def fresh(algo: str) -> None:
+        _COLS_OF[:] = [None, None]
+        run(algo)
+
+    return fresh
+
+
 def _select(role: str, x_shape, w_shape, attrs: dict[str, Any], dtype, run, algorithm: str | None) -> str:
     if algorithm is not None:
         return algorithm
@@ -242,7 +252,7 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, out: np.ndarray, ep: Epilogue, 
         return
     attrs = _attrs(stride, padding, dilation, groups)
     algo = _select("forward", x.shape, w.shape, attrs, out.dtype,
-                   lambda a: _forward(a, x, w, np.empty_like(out), ep, attrs), algorithm)
+                   _unshared(lambda a: _forward(a, x, w, np.empty_like(out), ep, attrs)), algorithm)
     _forward(algo, x, w, out, ep, attrs)
 
 
@@ -321,7 +331,7 @@ def conv2d_input_grad(gy: np.ndarray, w: np.ndarray, out: np.ndarray, input_shap
     attrs = _attrs(stride, padding, dilation, groups)
     gy = np.ascontiguousarray(gy)
     algo = _select("input_grad", tuple(input_shape), w.shape, attrs, out.dtype,
-                   lambda a: _input_grad(a, gy, w, np.empty_like(out), attrs), algorithm)
+                   _unshared(lambda a: _input_grad(a, gy, w, np.empty_like(out), attrs)), algorithm)
     _input_grad(algo, gy, w, out, attrs)
 
 
@@ -362,7 +372,7 @@ def conv2d_weight_grad(x: np.ndarray, gy: np.ndarray, out: np.ndarray, weight_sh
     attrs = _attrs(stride, padding, dilation, groups)
     gy = np.ascontiguousarray(gy)
     algo = _select("weight_grad", x.shape, tuple(weight_shape), attrs, out.dtype,
-                   lambda a: _weight_grad(a, x, gy, np.empty_like(out), attrs), algorithm)
+                   _unshared(lambda a: _weight_grad(a, x, gy, np.empty_like(out), attrs)), algorithm)
     _weight_grad(algo, x, gy, out, attrs)
 
 
@@ -407,7 +417,7 @@ def _note(role: str, specs, x_shape, w_shape, attrs: dict[str, Any], run_role) -
     if hit is None:
         rng = np.random.default_rng(0)
         arrays = [rng.standard_normal(_shape(s)).astype(dtype) for s in specs[:2]]
-        hit = choose(role, x_shape, w_shape, attrs, dtype, lambda a: run_role(a, *arrays, attrs))
+        hit = choose(role, x_shape, w_shape, attrs, dtype, _unshared(lambda a: run_role(a, *arrays, attrs)))
     return hit.describe()
 
 
