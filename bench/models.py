@@ -118,6 +118,7 @@ def engine_model_runner(impl: str, wl: ModelWorkload) -> Callable[[], None]:
         with engine.use_backend(backend), engine.no_grad():
             model(x)
 
+    infer.model = model
     return infer
 
 
@@ -202,7 +203,6 @@ def torch_model_runner(wl: ModelWorkload) -> Callable[[], None]:
         with torch.no_grad():
             model(x)
 
-    infer.model = model
     return infer
 
 

@@ -43,3 +43,18 @@ def test_compiled_impl_is_inference_only():
     bm = bench_cmd._import_bench()
     for wl in bm.MODEL_WORKLOADS:
         assert ("numba-compiled" in bm.impls_for(wl, bm.IMPLS)) == (wl.kind == "infer")
+
+
+def test_profile_tables_attribute_time_to_layers(capsys):
+    bm = bench_cmd._import_bench()
+    resnet = next(w for w in bm.MODEL_WORKLOADS if w.model == "resnet18" and w.batch == 1)
+    wls = _tiny() + [resnet.scaled(batch=1, input=(3, 32, 32))]
+    res = bench_cmd.bench(["numpy"], quick=True, repeats=1, workloads=wls, ops=False)
+    profiles = bench_cmd.profile_tables(bm, wls, res["rows"], top=5)
+    assert [p["workload"] for p in profiles] == [w.name for w in wls]
+    train, infer = profiles
+    assert {r["phase"] for r in train["by_op"]} >= {"forward", "backward", "optimizer"}
+    assert {r["phase"] for r in infer["by_op"]} >= {"forward"}
+    assert any(r["layer"] == "conv1" and r["op"] == "conv2d" for r in train["by_layer"])
+    assert all(p["wall_ms"] > 0 for p in profiles)
+    assert "profile by layer" in capsys.readouterr().out
