@@ -417,6 +417,8 @@ def _note(role: str, specs, x_shape, w_shape, attrs: dict[str, Any], run_role) -
     if hit is None:
         rng = np.random.default_rng(0)
         arrays = [rng.standard_normal(_shape(s)).astype(dtype) for s in specs[:2]]
+        if role == "forward":  # a compiled graph's (BN-folded) weights are read-only: Winograd reuses their transform
+            arrays[1].setflags(write=False)
         hit = choose(role, x_shape, w_shape, attrs, dtype, _unshared(lambda a: run_role(a, *arrays, attrs)))
     return hit.describe()
 
