@@ -4,7 +4,8 @@ gradients (``relu_grad`` ... ``clamp_grad``, semantics in engine/ops/elementwise
 CHUNK-element pieces of the flattened (C-contiguous) operands, whose inner loops are branch-free selects LLVM
 vectorizes (those calling ``exp``, elu and silu, stay scalar without SVML). Scalars arrive in the arrays' dtype,
 so float32 math stays float32. ``out`` may alias an input (graph in-place plans): every element is read before
-it is written."""
+it is written. One kernel per gradient on purpose: a single kernel dispatching on an op code inside the loop
+measured 25-30% slower for relu_grad and sigmoid_grad on 2M float32 (LLVM did not unswitch the dispatch)."""
 
 from __future__ import annotations
 
