@@ -11,8 +11,13 @@ from numba import njit, prange
 
 from . import backend
 
+# fastmath "reassoc" (only): lets LLVM vectorize the float64 channel sums with several partial accumulators; a
+# strict left-to-right sum is one dependent add per element. (32, 64, 32x32) float32: forward 1.32 -> 0.30 ms,
+# backward 1.11 -> 0.55 ms. NaN/inf semantics are unchanged (no "nnan"/"ninf").
+_REASSOC = {"reassoc"}
 
-@njit(parallel=True, cache=True, error_model="numpy")
+
+@njit(parallel=True, cache=True, error_model="numpy", fastmath=_REASSOC)
 def bn_train(x, w, b, y, mean, var, eps):
     nn, nc, nl = x.shape
     m = nn * nl
@@ -37,7 +42,7 @@ def bn_train(x, w, b, y, mean, var, eps):
                 y[n, c, i] = x[n, c, i] * scale + shift
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=True, cache=True, error_model="numpy", fastmath=_REASSOC)
 def bn_train_grad(gy, x, w, mean, var, gx, gw, gb, eps):
     nn, nc, nl = x.shape
     m = nn * nl
