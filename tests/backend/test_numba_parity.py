@@ -195,3 +195,12 @@ def test_eager_autograd_on_numba_matches_numpy(backend, rng):
     np.testing.assert_allclose(loss.item(), loss2.item(), rtol=1e-5)
     np.testing.assert_allclose(x.grad.numpy(), x2.grad.numpy(), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(w.grad.numpy(), w2.grad.numpy(), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_channel_sum_fast_path_matches_reference(rng, dtype):
+    """sum over (N, H, W) with >= 16 channels takes sum_rows_b (vectorized, reassociated float64 sums)."""
+    x = rng.standard_normal((3, 20, 5, 7)).astype(dtype)
+    compare("sum", [x], rtol=1e-5, atol=1e-5, axes=(0, 2, 3), keepdims=False)
+    x[1, 3, 2, 2], x[0, 5, 0, 0], x[2, 7, 1, 1], x[0, 7, 4, 6] = np.nan, np.inf, np.inf, -np.inf
+    compare("sum", [x], rtol=1e-5, atol=1e-5, axes=(0, 2, 3), keepdims=True)
