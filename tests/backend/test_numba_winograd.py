@@ -40,6 +40,15 @@ CASES = [
 IDS = [f"{xs}-o{o}-p{p}" for xs, o, p in CASES]
 
 
+@pytest.fixture(params=["planes", "rows"])
+def layout(request, monkeypatch):
+    """Force the forward's layout: plane-wise (junk tiles) or channels-last rows (small planes)."""
+    from backends.numba import conv_winograd
+
+    monkeypatch.setattr(conv_winograd, "FORWARD_LAYOUT", request.param)
+    return request.param
+
+
 def _tol(dtype, ref):
     scale = max(1.0, float(np.abs(ref).max()))
     return {"rtol": 1e-4, "atol": 1e-4 * scale} if dtype == np.float32 else {"rtol": 1e-10, "atol": 1e-10 * scale}
@@ -52,7 +61,7 @@ def _ref_conv(x, w, attrs):
 @pytest.mark.parametrize("m", [2, 4, None])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("xs,o,pad", CASES, ids=IDS)
-def test_forward_and_input_grad(rng, xs, o, pad, dtype, m):
+def test_forward_and_input_grad(rng, xs, o, pad, dtype, m, layout):
     attrs = _attrs(pad)
     x = rng.standard_normal(xs).astype(dtype)
     w = rng.standard_normal((o, xs[1], 3, 3)).astype(dtype)
@@ -72,7 +81,7 @@ def test_forward_and_input_grad(rng, xs, o, pad, dtype, m):
 @pytest.mark.parametrize("bias,scale,residual", [(True, False, False), (False, True, False), (False, False, True),
                                                  (True, True, True), (False, False, False)])
 @pytest.mark.parametrize("m", [2, 4])
-def test_epilogue(rng, bias, scale, residual, act, alpha, m):
+def test_epilogue(rng, bias, scale, residual, act, alpha, m, layout):
     xs, o, pad = (2, 5, 7, 9), 6, 1
     attrs = _attrs(pad)
     x = rng.standard_normal(xs).astype(np.float32)
@@ -91,7 +100,7 @@ def test_epilogue(rng, bias, scale, residual, act, alpha, m):
     np.testing.assert_allclose(out, expect, rtol=1e-4, atol=1e-4 * np.abs(expect).max())
 
 
-def test_non_contiguous_inputs(rng):
+def test_non_contiguous_inputs(rng, layout):
     attrs = _attrs(1)
     base = rng.standard_normal((2, 9, 6, 10))
     x = base.transpose(0, 1, 3, 2)[:, ::2]  # (2, 5, 10, 6), strided
@@ -115,7 +124,7 @@ def test_non_contiguous_inputs(rng):
 
 
 @pytest.mark.parametrize("m", [2, 4])
-def test_precomputed_weights(rng, m):
+def test_precomputed_weights(rng, m, layout):
     attrs = _attrs(1)
     x, w = rng.standard_normal((2, 6, 9, 9)), rng.standard_normal((4, 6, 3, 3))
     ref = _ref_conv(x, w, attrs)
@@ -130,7 +139,7 @@ def test_precomputed_weights(rng, m):
 
 
 @pytest.mark.parametrize("split", [True, False])
-def test_split_and_batched_gemms_agree(rng, monkeypatch, split):
+def test_split_and_batched_gemms_agree(rng, monkeypatch, split, layout):
     from backends.numba import conv_winograd
 
     monkeypatch.setattr(conv_winograd, "SPLIT_GEMMS", split)
@@ -141,6 +150,80 @@ def test_split_and_batched_gemms_agree(rng, monkeypatch, split):
         out = np.empty(ref.shape)
         winograd_forward(x, w, out, Epilogue(np.float64), 1, m=m)
         np.testing.assert_allclose(out, ref, rtol=1e-10, atol=1e-10)
+
+
+# small planes through the channels-last forward: (x shape, out channels, padding)
+ROWS_CASES = [
+    ((2, 3, 1, 1), 4, 1),
+    ((3, 5, 3, 3), 4, 0),
+    ((2, 4, 3, 3), 6, 1),
+    ((2, 6, 5, 5), 3, 2),
+    ((1, 5, 7, 7), 7, 1),
+    ((2, 3, 7, 7), 5, ((2, 0), (1, 2))),
+    ((3, 8, 8, 8), 5, 1),
+    ((2, 7, 8, 8), 9, ((0, 1), (2, 0))),
+    ((4, 9, 4, 4), 8, 1),
+    ((2, 3, 4, 4), 2, 2),
+    ((2, 5, 5, 7), 4, ((1, 0), (0, 1))),
+]
+
+
+@pytest.mark.parametrize("m", [2, 4])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("xs,o,pad", ROWS_CASES, ids=[f"{xs}-o{o}-p{p}" for xs, o, p in ROWS_CASES])
+def test_rows_layout(rng, monkeypatch, xs, o, pad, dtype, m):
+    from backends.numba import conv_winograd
+
+    monkeypatch.setattr(conv_winograd, "FORWARD_LAYOUT", "rows")
+    attrs = _attrs(pad)
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal((o, xs[1], 3, 3)).astype(dtype)
+    ref = _ref_conv(x, w, attrs)
+    out = np.full(ref.shape, 7, dtype)
+    winograd_forward(x, w, out, Epilogue(dtype), attrs["padding"], m=m)
+    np.testing.assert_allclose(out, ref, **_tol(dtype, ref))
+    r = rng.standard_normal(ref.shape).astype(dtype)  # with a residual and a ReLU
+    out = np.full(ref.shape, 7, dtype)
+    winograd_forward(x, w, out, Epilogue(dtype, residual=r, act=RELU), attrs["padding"], m=m)
+    np.testing.assert_allclose(out, np.maximum(ref + r, 0), **_tol(dtype, ref + r))
+
+    gy = rng.standard_normal(ref.shape).astype(dtype)
+    (gref,) = run_kernel("numpy", "conv2d_input_grad", [gy, w], input_shape=xs, **attrs)
+    gx = np.full(xs, 7, dtype)
+    winograd_input_grad(gy, w, gx, attrs["padding"], m=m)
+    np.testing.assert_allclose(gx, gref, **_tol(dtype, gref))
+
+
+def test_rows_chunks(rng, monkeypatch):
+    # a tiny chunk budget: one image per chunk through the channels-last forward
+    from backends.numba import conv_winograd
+
+    monkeypatch.setattr(conv_winograd, "FORWARD_LAYOUT", "rows")
+    monkeypatch.setattr(conv_winograd, "CHUNK_BYTES", 1)
+    attrs = _attrs(1)
+    x, w = rng.standard_normal((5, 3, 6, 7)), rng.standard_normal((4, 3, 3, 3))
+    ref = _ref_conv(x, w, attrs)
+    for m in (2, 4):
+        out = np.full(ref.shape, 7.0)
+        winograd_forward(x, w, out, Epilogue(np.float64), 1, m=m)
+        np.testing.assert_allclose(out, ref, rtol=1e-10, atol=1e-10 * np.abs(ref).max())
+
+
+def test_layout_threshold(rng, monkeypatch):
+    # the automatic choice: channels-last rows up to ROWS_MAX_OW wide, plane-wise beyond; both correct
+    from backends.numba import conv_winograd
+
+    seen = []
+    real = conv_winograd._forward_rows
+    monkeypatch.setattr(conv_winograd, "_forward_rows", lambda *a: (seen.append(1), real(*a)))
+    for width, rows in ((conv_winograd.ROWS_MAX_OW, True), (conv_winograd.ROWS_MAX_OW + 1, False)):
+        seen.clear()
+        x, w = rng.standard_normal((1, 2, 3, width)), rng.standard_normal((3, 2, 3, 3))
+        ref = _ref_conv(x, w, _attrs(1))
+        out = np.empty(ref.shape)
+        winograd_forward(x, w, out, Epilogue(np.float64), 1, m=2)
+        np.testing.assert_allclose(out, ref, rtol=1e-10, atol=1e-10 * np.abs(ref).max())
+        assert bool(seen) is rows
 
 
 def test_resnet_like_float32_accuracy(rng):
