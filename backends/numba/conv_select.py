@@ -12,9 +12,10 @@ Policy (``CONVGRAPH_CONV_ALGO`` or :func:`set_conv_policy`):
 - an algorithm name (e.g. ``"direct"``, ``"winograd-f4"``): forced wherever it is a candidate, else the heuristic
   (tests, benches).
 
-Measured on the 2-core Zen 5 test machine (conv forward, batch 64): LeNet conv1 1->20 5x5 on 28x28 direct 3.5 ms
-vs im2col 0.61 ms; conv2 20->50 5x5 on 12x12 direct 8.1 ms vs im2col 3.1 ms, so the heuristic no longer sends
-few-tap layers to the direct kernel; it stays a candidate the measurement can pick.
+Why measure: the winner depends on shape and machine state. On the 2-core Zen 5 test machine (forward, batch 64)
+LeNet conv1 1->20 5x5 on 28x28 measured direct 3.5 ms vs im2col 0.61 ms before the direct kernel padded each
+plane once, and 0.89-0.93 vs 0.41-0.81 ms after, so either may win there; the heuristic sends few-tap layers to
+im2col and the measurement may still pick the direct kernel.
 """
 
 from __future__ import annotations
