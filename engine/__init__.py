@@ -1,11 +1,12 @@
 """convgraph engine: Tensors, reverse-mode autograd over one primitive table, nn, optim, data, io."""
 
 import os
+import sys
 
 # Idle OpenMP workers sleep instead of spinning (see backends/numba/__init__.py). Set here too, before anything
 # else can load an OpenMP runtime: imported after this, PyTorch's OpenMP also stops spinning between calls;
 # imported before, its spinning workers slowed a numba ResNet-18 CIFAR step by ~50% (555 -> 800-836 ms).
-if "torch" in __import__("sys").modules and "OMP_WAIT_POLICY" not in os.environ:
+if "torch" in sys.modules and "OMP_WAIT_POLICY" not in os.environ:
     import warnings
 
     warnings.warn("convgraph: PyTorch was imported first, so its OpenMP workers spin between calls and slow the "

@@ -18,7 +18,6 @@ import numpy as np
 from . import profiler as _profiler
 from .backend import active_backend
 from .primitive import Primitive
-from .profiler import timed_call
 from .tensor import Node, Tensor
 
 _grad_enabled = True
@@ -123,11 +122,8 @@ def bind(prim: Primitive, *inputs: Tensor, **attrs: Any) -> Any:
         arrays = tuple(np.empty(s.shape, s.dtype) for s in out_specs)
         kernel = active_backend().kernel(prim.name)
         out = arrays if prim.multiple_results else arrays[0]
-        if _profiler._active:
-            timed_call(_profiler._active[-1], _phase[-1], _module_stack[-1] if _module_stack else None, prim.name,
-                       kernel, *(t._data for t in inputs), out=out, **attrs)
-        else:
-            kernel(*(t._data for t in inputs), out=out, **attrs)
+        _profiler.call(_phase[-1], _module_stack[-1] if _module_stack else None, prim.name, kernel,
+                       *(t._data for t in inputs), out=out, **attrs)
         outs = tuple(Tensor._make(a, s) for a, s in zip(arrays, out_specs))
         if _anomaly:
             _check_finite(prim, outs, "forward")

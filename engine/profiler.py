@@ -28,7 +28,6 @@ class Profile:
     """Aggregated kernel times: ``(phase, layer, layer_type, op) -> [calls, seconds]``; ``wall_s`` of the block."""
 
     names: dict[int, str] = field(default_factory=dict)  # id(module) -> dotted path
-    types: dict[int, str] = field(default_factory=dict)
     stats: dict[tuple[str, str, str, str], list] = field(default_factory=lambda: defaultdict(lambda: [0, 0.0]))
     wall_s: float = 0.0
 
@@ -78,12 +77,7 @@ class Profile:
         Console(width=160).print(t)
 
 
-_active: list[Profile] = []
-
-
-def active() -> Profile | None:
-    """The innermost running profile, or None (the fast path of every kernel call checks this list)."""
-    return _active[-1] if _active else None
+_active: list[Profile] = []  # running profiles, innermost last
 
 
 @contextlib.contextmanager
@@ -102,8 +96,12 @@ def profile(model: Any = None) -> Iterator[Profile]:
         _active.remove(prof)
 
 
-def timed_call(prof: Profile, phase: str, module: Any, op: str, fn: Any, /, *args: Any, **kwargs: Any) -> None:
-    """``fn(*args, **kwargs)``, timed into ``prof`` (positional-only: kernel attrs may be named ``kernel``)."""
+def call(phase: str, module: Any, op: str, fn: Any, /, *args: Any, **kwargs: Any) -> None:
+    """``fn(*args, **kwargs)``; inside a :func:`profile` block, also timed into the innermost profile. The one
+    hook every kernel call site uses (positional-only: kernel attrs may be named ``kernel``)."""
+    if not _active:
+        fn(*args, **kwargs)
+        return
     t0 = time.perf_counter()
     fn(*args, **kwargs)
-    prof.record(phase, module, op, time.perf_counter() - t0)
+    _active[-1].record(phase, module, op, time.perf_counter() - t0)

@@ -42,7 +42,8 @@ class CompileReport(dict):
     """The compile report (a dict; ``str()`` formats it). Keys: ``model``, ``backend``, ``training``,
     ``input_shapes``, ``passes`` (one row per pass: changed, nodes before/after, kernels, FLOPs, bytes, time),
     ``fold_errors`` (node -> max abs error of the folded subgraph), ``memory`` (naive / arena / lower bound /
-    fragmentation), ``stats`` (final kernels, MACs, FLOPs, bytes), ``kernels`` (node -> kernel used), timings
+    fragmentation), ``stats`` (final kernels, MACs, FLOPs, bytes), ``kernels`` (node -> kernel used, with its
+    algorithm note in brackets), ``algorithms`` (node -> the backend's algorithm note, where it gives one), timings
     (``trace_s``, ``passes_s``, ``plan_s``, ``compile_s``) and ``check`` when ``compile(check=True)``."""
 
     def __str__(self) -> str:
@@ -65,10 +66,9 @@ class CompileReport(dict):
                      f"lower bound {m['lower_bound_bytes'] / mib:.2f} MiB, fragmentation {m['fragmentation']:.1%}")
         s = self["stats"]
         lines.append(f"final: {s['kernels']} kernels, {s['macs'] / 1e9:.3f} GMACs = {s['flops'] / 1e9:.3f} GFLOPs")
-        algos = {n: k[k.index("[") + 1:-1] for n, k in (self.get("kernels") or {}).items() if k.endswith("]")}
-        if algos:  # the backend's per-node algorithm notes (conv: the chosen algorithm, measured or heuristic)
+        if self.get("algorithms"):  # the backend's per-node notes (conv: the chosen algorithm, measured or not)
             lines.append("algorithms:")
-            lines += [f"  {n}: {a}" for n, a in algos.items()]
+            lines += [f"  {n}: {a}" for n, a in self["algorithms"].items()]
         if "check" in self:
             lines.append(f"check vs eager on the example input: max abs diff {self['check']['max_abs_diff']:.3g}")
         return "\n".join(lines)
@@ -145,12 +145,14 @@ class CompiledModule:
         else:
             executor = Executor(g, self.backend)
         t3 = time.perf_counter()
+        described = {n.name: _describe_kernel(self.backend, n) for n in g.nodes}
         report = CompileReport(
             model=type(self.model).__name__, backend=self.backend.name, training=g.meta["training"],
             input_shapes=[list(s.shape) for s in specs], passes=rows, fold_errors=dict(g.meta.get("fold_errors", {})),
             fold_error_input="example input" if not g.meta["abstract"] else "probe input (abstract trace)",
             memory=plan.summary() if plan is not None else {}, stats=g.stats(),
-            kernels={n.name: _describe_kernel(self.backend, n) for n in g.nodes},
+            kernels={n: f"{d} [{a}]" if a else d for n, (d, a) in described.items()},
+            algorithms={n: a for n, (_, a) in described.items() if a},
             trace_s=t1 - t0, passes_s=t2 - t1, plan_s=t3 - t2, compile_s=t3 - t0)
         if plan is None:
             report["memory"] = {k: 0 for k in ("naive_bytes", "arena_bytes", "lower_bound_bytes", "fragmentation")}
@@ -228,13 +230,13 @@ class CompiledModule:
         return f"CompiledModule({type(self.model).__name__}, backend={self.backend.name!r}, compiled for {shapes})"
 
 
-def _describe_kernel(backend: Backend, node: Any) -> str:
-    """What runs a node: the kernel's qualified name, plus the backend's algorithm note when it gives one
-    (a kernel attribute ``algorithm``: a string, or a callable of the node's input specs and attrs)."""
+def _describe_kernel(backend: Backend, node: Any) -> tuple[str, str | None]:
+    """What runs a node: the kernel's qualified name and the backend's algorithm note when it gives one (a kernel
+    attribute ``algorithm``: a string, or a callable of the node's input specs and attrs), else None."""
     try:
         k = kernel_for(backend, node)
     except NotImplementedError:
-        return "<missing kernel>"
+        return "<missing kernel>", None
     desc = f"{getattr(k, '__module__', '?')}.{getattr(k, '__qualname__', getattr(k, '__name__', '?'))}"
     algo = getattr(k, "algorithm", None)
     if callable(algo):
@@ -242,7 +244,7 @@ def _describe_kernel(backend: Backend, node: Any) -> str:
             algo = algo(tuple(v.spec for v in node.inputs), **node.attrs)
         except Exception:  # an algorithm note must never break compilation
             algo = None
-    return f"{desc} [{algo}]" if algo else desc
+    return desc, algo or None
 
 
 def compile(model: Any, *example_inputs: Any, backend: str | Backend = "numpy", passes: Any = None,  # noqa: A001

@@ -20,7 +20,6 @@ import numpy as np
 from engine import profiler as _profiler
 from engine.backend import Backend, get_backend
 from engine.primitive import FUSED
-from engine.profiler import timed_call
 
 from .ir import Graph, Node, Value
 
@@ -91,12 +90,8 @@ class Executor:
             if not self._skip(node):
                 out = tuple(outs) if node.op.multiple_results else outs[0]
                 try:
-                    if _profiler._active:
-                        timed_call(_profiler._active[-1], "graph",
-                                   (node.meta.get("module", ""), node.meta.get("module_type", "")), node.op.name,
-                                   kernel, *args, out=out, **node.attrs)
-                    else:
-                        kernel(*args, out=out, **node.attrs)
+                    _profiler.call("graph", (node.meta.get("module", ""), node.meta.get("module_type", "")),
+                                   node.op.name, kernel, *args, out=out, **node.attrs)
                 except Exception as e:
                     raise type(e)(f"{e}\n  while running node {node.name}: {node.format()}") from e
             for o, a in zip(node.outputs, outs):

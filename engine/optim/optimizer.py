@@ -14,7 +14,6 @@ import numpy as np
 
 from .. import profiler as _profiler
 from ..autograd import enable_grad, no_grad
-from ..profiler import timed_call
 from ..tensor import Tensor
 
 
@@ -103,11 +102,8 @@ class Optimizer:
                                            f"not match parameter shape {list(p.shape)}")
                     state = self.state.setdefault(p, {})
                     grad = grad.astype(p.dtype, copy=False)
-                    if _profiler._active:
-                        timed_call(_profiler._active[-1], "optimizer", "", f"{type(self).__name__} update",
-                                   self._update, p, grad, state, group)
-                    else:
-                        self._update(p, grad, state, group)
+                    _profiler.call("optimizer", "", f"{type(self).__name__} update", self._update, p, grad, state,
+                                   group)
         return loss
 
     def _update(self, p: Tensor, grad: np.ndarray, state: dict[str, Any], group: dict[str, Any]) -> None:

@@ -116,6 +116,8 @@ def test_compile_report_names_the_measured_algorithm():
         cm = graph.compile(m, x, backend="numba")
         text = str(cm.report)
     assert "measured:" in text and "direct" in text and "im2col" in text
+    (note,) = cm.report["algorithms"].values()  # one conv node, its note kept as is and in the kernel line
+    assert note.startswith(("im2col", "direct")) and f"[{note}]" in " ".join(cm.report["kernels"].values())
 
 
 def test_conv_dropped_pixels_get_zero_gradient(rng):
