@@ -10,6 +10,11 @@ default, or by its heuristic; the compile report shows the choice and the measur
   folded-BN scale/shift, residual, activation; :mod:`.conv_epilogue`). Gradients: ``gW`` is one GEMM with
   K = N*Ho*Wo (oriented so the larger of C*kh*kw and O is the row count), ``gcols = W^T @ gy^T`` then a
   parallel col2im that gives each (n, c) input plane to one thread.
+- ``im2col-image`` (forward, output planes of at least :data:`.conv_select.IMAGE_PLANE` pixels): the same per
+  image: im2col of one image, ``W @ cols`` written straight into that image's NCHW output, the epilogue in place
+  while it is still in cache. No unpack pass, and a 7 MiB instead of 57 MiB im2col matrix for the ResNet-18 stem
+  (7x7/2, 224x224, batch 8: 11.9 ms vs 16.7 ms ``im2col-channel``, 19.0 ms ``im2col-pixel``). Chunks of several
+  images did not help any smaller-plane layer (LeNet conv2, the stride-2 3x3 layers of ResNet-18 CIFAR).
 - ``gemm_1x1-nchw``: 1x1 stride-1 kernels without padding as one GEMM per image on the NCHW arrays themselves
   (``out[n] = W @ x[n]``, ``gx[n] = W^T @ gy[n]``, ``gW = sum_n gy[n] @ x[n]^T``): no packing at all. Measured at
   batch 8 (forward, ms, vs ``gemm_1x1``): 56x56 64->256 3.9 vs 6.3, 256->64 4.1 vs 5.3, 28x28 128->512 3.5 vs 4.1;
@@ -49,9 +54,20 @@ from .conv_direct import (
     direct_weight_grad_s1,
     pad_planes,
 )
-from .conv_epilogue import HAS_BIAS, HAS_RES, HAS_SCALE, NO_ACT, Epilogue, unpack_epilogue, unpack_pixel_major
+from .conv_epilogue import (
+    HAS_BIAS,
+    HAS_RES,
+    HAS_SCALE,
+    NO_ACT,
+    Epilogue,
+    epilogue_inplace,
+    unpack_epilogue,
+    unpack_pixel_major,
+)
 from .conv_select import cached, choose, heuristic
 from .elementwise import COPY, run_unary
+from .gemm import gemm
+from .gemm import supported as gemm_supported
 from .shape import fill
 
 __all__ = ["choose_conv_algorithm", "conv2d_forward", "Epilogue", "HAS_BIAS", "HAS_SCALE", "HAS_RES", "NO_ACT"]
@@ -274,6 +290,29 @@ def _forward(algo: str, x: np.ndarray, w: np.ndarray, out: np.ndarray, ep: Epilo
         np.matmul(np.ascontiguousarray(w).reshape(o, -1), np.ascontiguousarray(x).reshape(n, -1, oh * ow),
                   out=out.reshape(n, o, oh * ow))
         ep.apply_inplace(out.reshape(n, o, oh * ow))
+    elif algo == "gemm-implicit" and gemm_supported(x, w, out):  # numba GEMM packing im2col panels from x itself
+        kh, kw = w.shape[2:]
+        w2 = np.ascontiguousarray(w).reshape(o, -1)
+        x = np.ascontiguousarray(x)
+        out3 = out.reshape(n, o, oh * ow)
+        if kh == kw == 1 and stride == (1, 1) and (oh, ow) == x.shape[2:]:  # 1x1: x (N, C, P) is B itself
+            gemm(w2[None], w2.shape[1], x.reshape(n, -1, oh * ow), oh * ow, out3, oh * ow, o, n * oh * ow,
+                 w2.shape[1], ep=ep)
+        else:
+            gemm(w2[None], w2.shape[1], None, 0, out3, oh * ow, o, n * oh * ow, w2.shape[1], ep=ep, x=x,
+                 geom=(kh, kw, *_geom(stride, padding, dilation), oh, ow))
+    elif algo == "im2col-image":  # large planes: per image, im2col -> GEMM straight into NCHW -> epilogue in place
+        kh, kw = w.shape[2:]
+        w2 = np.ascontiguousarray(w).reshape(o, -1)
+        x = np.ascontiguousarray(x)
+        cols = scratch("cols_image", (w2.shape[1], oh * ow), out.dtype)
+        out3, res3 = out.reshape(n, o, oh * ow), ep.res3((n, o, oh * ow))
+        for i in range(n):
+            im2col(x[i:i + 1], cols, kh, kw, *_geom(stride, padding, dilation), oh, ow)
+            np.matmul(w2, cols, out=out3[i])
+            if not ep.empty:
+                epilogue_inplace(out3[i:i + 1], ep.flags, ep.bias, ep.scale, res3[i:i + 1] if ep.residual is not None
+                                 else res3, ep.act, ep.alpha)
     elif algo.startswith("winograd"):  # winograd-f2 / winograd-f4: the output tile size
         from .conv_winograd import winograd_forward
 
@@ -289,6 +328,8 @@ def _forward(algo: str, x: np.ndarray, w: np.ndarray, out: np.ndarray, ep: Epilo
             y2 = scratch("y2", (npix, o), out.dtype)
             np.matmul(cols.T, w2.T, out=y2)  # (N*P, C*kh*kw) @ (C*kh*kw, O)
             unpack_pixel_major(y2, out.reshape(n, o, oh * ow), ep.flags, ep.bias, ep.scale, res3, ep.act, ep.alpha)
+        elif gemm_supported(w2, cols, out):  # W @ cols straight into NCHW, the epilogue per block in cache
+            gemm(w2[None], ck, cols[None], npix, out.reshape(n, o, oh * ow), oh * ow, o, npix, ck, ep=ep)
         else:
             yt = scratch("yt", (o, npix), out.dtype)
             np.matmul(w2, cols, out=yt)  # (O, C*kh*kw) @ (C*kh*kw, N*P)
@@ -347,6 +388,17 @@ def _input_grad(algo: str, gy: np.ndarray, w: np.ndarray, out: np.ndarray, attrs
         from .conv_winograd import winograd_input_grad
 
         winograd_input_grad(gy, w, out, padding, m=int(algo[-1]))
+    elif gemm_supported(gy, w, out):  # the numba GEMM reads gy in NCHW (no packing) and W^T in place
+        kh, kw = w.shape[2:]
+        wt = np.ascontiguousarray(w).reshape(o, -1).T  # (C*kh*kw, O)
+        gy3 = gy.reshape(n, o, oh * ow)
+        if kh == kw == 1 and stride == (1, 1) and (oh, ow) == (h, wd):  # gx (C, N*P) = W^T @ gy, in NCHW
+            gemm(wt[None], o, gy3, oh * ow, out.reshape(n, c, h * wd), h * wd, c, n * oh * ow, o)
+            return
+        gcols = scratch("cols", (c * kh * kw, n * oh * ow), gy.dtype)
+        _COLS_OF[:] = [None, None]  # overwritten below
+        gemm(wt[None], o, gy3, oh * ow, gcols[None], n * oh * ow, c * kh * kw, n * oh * ow, o)
+        col2im(gcols, out, kh, kw, *_geom(stride, padding, dilation), oh, ow)
     else:
         gyt = _pack_gy(gy)
         kh, kw = w.shape[2:]

@@ -30,6 +30,8 @@ import numpy as np
 
 ROLES = ("forward", "input_grad", "weight_grad")
 MEASURE_REPEATS = 3  # timed runs per candidate; the minimum counts (robust to another process's bursts)
+# output planes of at least this many pixels also try (and the heuristic picks) per-image im2col (conv.py)
+IMAGE_PLANE = 4096
 DIRECT_MAX_TAPS = 32  # C/g * kh * kw at or below which a groups=1 layer also tries the direct kernel
 
 _policy: list[str] = [os.environ.get("CONVGRAPH_CONV_ALGO", "measure")]
@@ -79,11 +81,15 @@ def candidates(role: str, x_shape: Any, w_shape: Any, attrs: dict[str, Any]) -> 
         return ["direct"]  # per-group GEMMs would be tiny
     if _is_1x1(w_shape, attrs):
         # x itself is the GEMM operand: per image in NCHW (stride 1), or re-laid out channels-first
-        return ["gemm_1x1-nchw", "gemm_1x1"] if tuple(attrs["stride"]) == (1, 1) else ["gemm_1x1"]
+        out = ["gemm_1x1-nchw", "gemm_1x1"] if tuple(attrs["stride"]) == (1, 1) else ["gemm_1x1"]
+        return out + ["gemm-implicit"] if role == "forward" else out
     if role == "forward":
         out = ["im2col-pixel", "im2col-channel"]
         if _pixel_major_first(x_shape, w_shape, attrs) is False:
             out.reverse()
+        out.append("gemm-implicit")  # float32 (other dtypes run it as im2col-channel)
+        if _out_pixels(x_shape, w_shape, attrs) >= IMAGE_PLANE:
+            out.insert(0, "im2col-image")
     else:
         out = ["im2col"]
     if _winograd_applicable(x_shape, w_shape, attrs):
@@ -123,6 +129,13 @@ def _winograd_pick(x_shape: Any, w_shape: tuple[int, ...], attrs: dict[str, Any]
     return "winograd-f4"
 
 
+def _out_pixels(x_shape: Any, w_shape: tuple[int, ...], attrs: dict[str, Any]) -> int:
+    from .conv import out_hw
+
+    oh, ow = out_hw(_shape(x_shape), w_shape, attrs)
+    return oh * ow
+
+
 def _pixel_major_first(x_shape: Any, w_shape: tuple[int, ...], attrs: dict[str, Any]) -> bool:
     from .conv import gemm_pixel_major, out_hw
 
@@ -134,8 +147,9 @@ def _pixel_major_first(x_shape: Any, w_shape: tuple[int, ...], attrs: dict[str, 
 
 def heuristic(role: str, x_shape: Any, w_shape: Any, attrs: dict[str, Any]) -> str:
     """groups > 1 -> direct; 1x1 without padding -> gemm_1x1-nchw (stride 1) or gemm_1x1; 3x3 stride 1 with
-    enough channels and pixels (see :func:`_winograd_pick`) -> Winograd; else im2col + one batch-wide BLAS GEMM
-    (forward GEMM orientation by :func:`backends.numba.conv.gemm_pixel_major`)."""
+    enough channels and pixels (see :func:`_winograd_pick`) -> Winograd; forward with output planes of at least
+    IMAGE_PLANE pixels -> im2col-image; else im2col + one batch-wide BLAS GEMM (forward GEMM orientation by
+    :func:`backends.numba.conv.gemm_pixel_major`)."""
     return candidates(role, x_shape, w_shape, attrs)[0]
 
 

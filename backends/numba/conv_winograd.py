@@ -39,6 +39,8 @@ from numba import njit, prange
 
 from .conv import scratch
 from .conv_epilogue import HAS_RES, Epilogue, _epilogue_row
+from .gemm import matmul as gemm_matmul
+from .gemm import supported as gemm_supported
 from .shape import fill
 
 __all__ = ["winograd_applicable", "winograd_tile", "winograd_weight_grad_tile", "winograd_weights", "winograd_forward",
@@ -575,6 +577,9 @@ def _batched_matmul(u: np.ndarray, v: np.ndarray, mm: np.ndarray) -> None:
     BLAS splits and re-synchronises each one; running them single-threaded, one group of k per BLAS thread,
     measured faster on 2 cores (GEMM phase: 56x56x64 F4 3.8 -> 2.9 ms, 28x28x128 F4 3.1 -> 2.6, 7x7x512 F2
     6.7 -> 6.4). BLAS's thread count is lowered to 1 only for the duration of the call."""
+    if gemm_supported(u, v, mm):  # the numba GEMM (AVX-512 where the CPU has it; gemm.py), all threads
+        gemm_matmul(u, v, mm)
+        return
     if not SPLIT_GEMMS:
         np.matmul(u, v, out=mm)
         return

@@ -37,6 +37,7 @@ CASES = [
     ((2, 8, 9, 9), (8, 1, 3, 3), _attrs(2, 1, groups=8), "direct"),
     ((2, 8, 8, 8), (6, 4, 3, 3), _attrs(1, 1, groups=2), "direct"),  # grouped
     ((1, 6, 7, 7), (9, 2, 3, 3), _attrs(1, 2, 2, groups=3), "direct"),
+    ((2, 3, 130, 129), (4, 3, 7, 7), _attrs(2, 3), "im2col"),  # 65x65 output planes: im2col-image (per image)
 ]
 IDS = [f"{c[3]}-{i}" for i, c in enumerate(CASES)]
 
@@ -51,10 +52,13 @@ def test_candidates_per_role():
     assert "direct" in candidates("forward", *lenet1[:3])  # few taps: the direct kernel competes
     assert candidates("forward", *CASES[0][:3])[:2] in (["im2col-pixel", "im2col-channel"],
                                                        ["im2col-channel", "im2col-pixel"])
+    assert "gemm-implicit" in candidates("forward", *CASES[0][:3])
     assert "direct" not in candidates("forward", *CASES[0][:3])  # 72 taps
     assert candidates("weight_grad", *CASES[4][:3]) == ["gemm_1x1-nchw", "gemm_1x1"]
-    assert candidates("forward", *CASES[5][:3]) == ["gemm_1x1"]  # strided: only the packed form
+    assert candidates("forward", *CASES[5][:3]) == ["gemm_1x1", "gemm-implicit"]  # strided: no per-image form
     assert candidates("input_grad", *CASES[8][:3]) == ["direct"]  # depthwise
+    assert candidates("forward", *CASES[12][:3])[0] == "im2col-image"  # >= 4096 output pixels per plane
+    assert "im2col-image" not in candidates("forward", *CASES[3][:3])
 
 
 @contextlib.contextmanager
@@ -117,7 +121,7 @@ def test_compile_report_names_the_measured_algorithm():
         text = str(cm.report)
     assert "measured:" in text and "direct" in text and "im2col" in text
     (note,) = cm.report["algorithms"].values()  # one conv node, its note kept as is and in the kernel line
-    assert note.startswith(("im2col", "direct")) and f"[{note}]" in " ".join(cm.report["kernels"].values())
+    assert note.startswith(("im2col", "direct", "gemm")) and f"[{note}]" in " ".join(cm.report["kernels"].values())
 
 
 def test_conv_dropped_pixels_get_zero_gradient(rng):
@@ -135,7 +139,7 @@ ACTS = [("none", ()), ("relu", ()), ("leaky_relu", (("negative_slope", 0.2),)), 
 
 
 @pytest.mark.parametrize("activation,act_attrs", ACTS)
-@pytest.mark.parametrize("case", [0, 4, 6, 8], ids=lambda i: IDS[i])
+@pytest.mark.parametrize("case", [0, 4, 6, 8, 12], ids=lambda i: IDS[i])
 @pytest.mark.parametrize("has_bias,has_residual", [(True, True), (False, True), (True, False)])
 def test_fused_conv2d(rng, activation, act_attrs, case, has_bias, has_residual):
     pytest.importorskip("engine.ops.fused")
@@ -168,7 +172,7 @@ def test_epilogue_applies_folded_bn_scale_shift_in_one_pass(rng):
     (y,) = run_kernel("numpy", "conv2d", [x, w], **attrs)
     res = rng.standard_normal(y.shape).astype(np.float32)
     expect = np.maximum(y * scale[:, None, None] + shift[:, None, None] + res, 0)
-    for algo in ("im2col-pixel", "im2col-channel", "direct"):
+    for algo in ("im2col-pixel", "im2col-channel", "direct", "im2col-image"):
         out = np.empty_like(y)
         conv2d_forward(x, w, out, Epilogue(np.float32, bias=shift, scale=scale, residual=res, act=nb.elementwise.RELU),
                        algorithm=algo, **attrs)
