@@ -30,7 +30,8 @@ import numpy as np
 
 ROLES = ("forward", "input_grad", "weight_grad")
 MEASURE_REPEATS = 3  # timed runs per candidate; the minimum counts (robust to another process's bursts)
-# output planes of at least this many pixels also try (and the heuristic picks) per-image im2col (conv.py)
+# output planes of at least this many pixels also try per-image im2col (the heuristic's pick) and the implicit
+# im2col GEMM (conv.py)
 IMAGE_PLANE = 4096
 DIRECT_MAX_TAPS = 32  # C/g * kh * kw at or below which a groups=1 layer also tries the direct kernel
 
@@ -81,15 +82,16 @@ def candidates(role: str, x_shape: Any, w_shape: Any, attrs: dict[str, Any]) -> 
         return ["direct"]  # per-group GEMMs would be tiny
     if _is_1x1(w_shape, attrs):
         # x itself is the GEMM operand: per image in NCHW (stride 1), or re-laid out channels-first
-        out = ["gemm_1x1-nchw", "gemm_1x1"] if tuple(attrs["stride"]) == (1, 1) else ["gemm_1x1"]
-        return out + ["gemm-implicit"] if role == "forward" else out
+        return ["gemm_1x1-nchw", "gemm_1x1"] if tuple(attrs["stride"]) == (1, 1) else ["gemm_1x1"]
     if role == "forward":
         out = ["im2col-pixel", "im2col-channel"]
         if _pixel_major_first(x_shape, w_shape, attrs) is False:
             out.reverse()
-        out.append("gemm-implicit")  # float32 (other dtypes run it as im2col-channel)
         if _out_pixels(x_shape, w_shape, attrs) >= IMAGE_PLANE:
-            out.insert(0, "im2col-image")
+            # large planes, where the im2col matrix costs most: per image, or never materialised (float32; other
+            # dtypes run gemm-implicit as im2col-channel). Measured to lose on every smaller ResNet-18 layer.
+            out[:0] = ["im2col-image"]
+            out.append("gemm-implicit")
     else:
         out = ["im2col"]
     if _winograd_applicable(x_shape, w_shape, attrs):

@@ -111,7 +111,7 @@ _tile0 = _make_tile(*TILES[0])
 _tile1 = _make_tile(*TILES[1])
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _pack_a(a3, pa, i0, mc, k0, kc, buf, mr, i_unit):
     """buf[panel][kk][r] = A[i0 + panel*mr + r, k0 + kk] (0 past row mc): mr-row panels of an A block.
     ``i_unit``: a3 is contiguous along i (a transposed operand), so each kk reads mr consecutive values."""
@@ -146,7 +146,7 @@ def _pack_a(a3, pa, i0, mc, k0, kc, buf, mr, i_unit):
                     buf[base + kk * mr + r] = 0
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _pack_b(b3, pb, j0, nc, k0, kc, buf, nr):
     """buf[panel][kk][q] = B[k0 + kk, j0 + panel*nr + q] (0 past column nc): nr-column panels of a B block, row
     by row of B (one long read per row: panel by panel, kc short strided streams ran at half the speed from
@@ -173,7 +173,7 @@ def _pack_b(b3, pb, j0, nc, k0, kc, buf, nr):
             buf[((qq // nr) * kc + kk) * nr + qq % nr] = 0
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _pack_b_im2col(x, geom, j0, nc, k0, kc, buf, nr):
     """:func:`_pack_b` of the implicit im2col matrix of x (N, C, H, W): B[(c*kh + i)*kw + jj, (n*Ho + y)*Wo + z]
     = x[n, c, y*sh + i*dh - pt, z*sw + jj*dw - pl] (0 outside x), never materialised. A row's columns are cut
@@ -222,7 +222,7 @@ def _pack_b_im2col(x, geom, j0, nc, k0, kc, buf, nr):
             buf[((qq // nr) * kc + kk) * nr + qq % nr] = 0
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _write_tile(tile, nr_tile, c3, pc, i0, mr, j0, nr, add):
     """C[i0 + r, j0 + q] (+)= tile[r*nr_tile + q] for the valid mr x nr corner of an edge tile (or one whose
     columns cross an image of c3), in runs inside one c3[n]."""
@@ -242,7 +242,7 @@ def _write_tile(tile, nr_tile, c3, pc, i0, mr, j0, nr, add):
         q += w
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _epilogue_block(c3, pc, i0, mc, j0, nc, flags, bias, scale, res, act, alpha):
     """The conv epilogue over C[i0:i0+mc, j0:j0+nc] in place, after the block's last K block (still in cache)."""
     q = 0
@@ -272,7 +272,17 @@ def _epilogue_block(c3, pc, i0, mc, j0, nc, flags, bias, scale, res, act, alpha)
         q += w
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+# One explicit signature with every array typed as any-layout ('A'): contiguous and strided operands share one
+# compiled _gemm (lazily typed, the layout combinations of a ResNet-18 step compiled it 4 times, ~9 s each).
+# The inputs are typed read-only, which writable arrays convert to (a compiled graph's weights are read-only).
+_F4, _F2 = (types.Array(types.float32, d, "A") for d in (4, 2))
+_R4, _R3, _R1 = (types.Array(types.float32, d, "A", readonly=True) for d in (4, 3, 1))
+_I = types.intp
+_GEMM_SIG = types.void(_I, _R4, _I, _R4, _I, _R4, types.UniTuple(_I, 10), _F4, _I, _I, _I, _I, _I, _I, types.boolean,
+                       _I, _R1, _R1, _R3, _I, types.float64, _F2, _F2, _F2)
+
+
+@njit(_GEMM_SIG, parallel=True, cache=True, error_model="numpy")
 def _gemm(kern, a4, pa, b4, pb, x, geom, c4, pc, m, n, k, mc, nc, accumulate, flags, bias, scale, res, act, alpha,
           abuf, bbuf, tiles):
     """C[g] (+)= A[g] @ B[g] for each g of c4's leading axis (a4 / b4 with a leading axis of 1 are shared) over
@@ -406,9 +416,9 @@ def batched_gemm(a4: np.ndarray, pa: int, b4: np.ndarray, pb: int, c4: np.ndarra
     abuf, bbuf, tiles = _buffers()
     if x is None:
         x, geom = _NO_X, (0,) * 10
-    _gemm(kern, a4, pa, b4, pb, x, tuple(int(v) for v in geom), c4, pc, m, n, k, mc, nc, accumulate, flags,
-          _DUMMY1 if bias is None else bias, _DUMMY1 if scale is None else scale, _DUMMY3 if res is None else res,
-          act, float(alpha), abuf, bbuf, tiles)
+    _gemm(kern, a4, int(pa), b4, int(pb), x, tuple(int(v) for v in geom), c4, int(pc), int(m), int(n), int(k), mc, nc,
+          bool(accumulate), int(flags), _DUMMY1 if bias is None else bias, _DUMMY1 if scale is None else scale,
+          _DUMMY3 if res is None else res, int(act), float(alpha), abuf, bbuf, tiles)
 
 
 def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray, accumulate: bool = False) -> None:

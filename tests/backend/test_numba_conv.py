@@ -52,12 +52,13 @@ def test_candidates_per_role():
     assert "direct" in candidates("forward", *lenet1[:3])  # few taps: the direct kernel competes
     assert candidates("forward", *CASES[0][:3])[:2] in (["im2col-pixel", "im2col-channel"],
                                                        ["im2col-channel", "im2col-pixel"])
-    assert "gemm-implicit" in candidates("forward", *CASES[0][:3])
+    assert "gemm-implicit" not in candidates("forward", *CASES[0][:3])
     assert "direct" not in candidates("forward", *CASES[0][:3])  # 72 taps
     assert candidates("weight_grad", *CASES[4][:3]) == ["gemm_1x1-nchw", "gemm_1x1"]
-    assert candidates("forward", *CASES[5][:3]) == ["gemm_1x1", "gemm-implicit"]  # strided: no per-image form
+    assert candidates("forward", *CASES[5][:3]) == ["gemm_1x1"]  # strided: only the packed form
     assert candidates("input_grad", *CASES[8][:3]) == ["direct"]  # depthwise
-    assert candidates("forward", *CASES[12][:3])[0] == "im2col-image"  # >= 4096 output pixels per plane
+    big = candidates("forward", *CASES[12][:3])  # >= 4096 output pixels per plane
+    assert big[0] == "im2col-image" and "gemm-implicit" in big
     assert "im2col-image" not in candidates("forward", *CASES[3][:3])
 
 
