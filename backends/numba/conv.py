@@ -447,6 +447,13 @@ def _weight_grad(algo: str, x: np.ndarray, gy: np.ndarray, out: np.ndarray, attr
         winograd_weight_grad(x, gy, out, padding, m=int(algo[-1]))
     else:  # im2col and gemm_1x1 (for 1x1, im2col is the channels-first pack): one GEMM over the batch
         cols = _im2col(x, out.shape[2:], oh, ow, stride, padding, dilation)
+        # gW (O, C*kh*kw) = gy (O, N*P; read in NCHW) @ cols^T with the numba GEMM only for wide outputs: its
+        # threads split the output, not K, so a few output blocks with K = N*P each lose to BLAS (ms, ours vs BLAS
+        # path: 3x3/2 at b32 512x256 5.6 vs 8.2, 256x128 6.8 vs 7.1, 128x64 10.5 vs 8.4; LeNet conv2 2.9 vs 2.2)
+        if o >= 256 and gemm_supported(cols, gy, out):
+            ck, npix = cols.shape
+            gemm(gy.reshape(n, o, oh * ow), oh * ow, cols.T[None], ck, out.reshape(1, o, ck), ck, o, ck, npix)
+            return
         gyt = _pack_gy(gy)
         # One GEMM with K = N*P. BLAS (OpenBLAS here) runs these long-K products several times faster when the
         # larger of (C*kh*kw, O) is the output's row count (measured 52 vs 245 ms for 3x3 64->64 at 56x56 b8, and

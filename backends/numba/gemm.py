@@ -174,6 +174,23 @@ def _pack_b(b3, pb, j0, nc, k0, kc, buf, nr):
 
 
 @njit(cache=True)
+def _pack_b_kunit(b3, j0, nc, k0, kc, buf, nr):
+    """:func:`_pack_b` of a plain-matrix B that is contiguous along k (a transposed operand, e.g. U^T of a
+    Winograd forward): column by column, each a contiguous read, stored with stride nr inside the L1-sized panel
+    (the row-by-row gather of :func:`_pack_b` loads every element from another cache line)."""
+    npan = (nc + nr - 1) // nr
+    for q in range(npan * nr):
+        d0 = (q // nr) * kc * nr + q % nr
+        if q < nc:
+            src = b3[0, k0:k0 + kc, j0 + q]
+            for kk in range(kc):
+                buf[d0 + kk * nr] = src[kk]
+        else:
+            for kk in range(kc):
+                buf[d0 + kk * nr] = 0
+
+
+@njit(cache=True)
 def _pack_b_im2col(x, geom, j0, nc, k0, kc, buf, nr):
     """:func:`_pack_b` of the implicit im2col matrix of x (N, C, H, W): B[(c*kh + i)*kw + jj, (n*Ho + y)*Wo + z]
     = x[n, c, y*sh + i*dh - pt, z*sw + jj*dw - pl] (0 outside x), never materialised. A row's columns are cut
@@ -295,6 +312,7 @@ def _gemm(kern, a4, pa, b4, pb, x, geom, c4, pc, m, n, k, mc, nc, accumulate, fl
     a_direct = pa >= k
     b_direct = not implicit and pb >= n and b4.strides[3] == b4.itemsize
     i_unit = a4.strides[2] == a4.itemsize and a4.shape[2] > 1
+    b_kunit = not implicit and not b_direct and pb >= n and b4.strides[2] == b4.itemsize and b4.shape[2] > 1
     c_unit = c4.strides[3] == c4.itemsize or c4.shape[3] == 1
     isz = c4.itemsize
     as1, as2 = a4.strides[2] // isz, a4.strides[3] // isz
@@ -318,6 +336,8 @@ def _gemm(kern, a4, pa, b4, pb, x, geom, c4, pc, m, n, k, mc, nc, accumulate, fl
             if not b_direct:
                 if implicit:
                     _pack_b_im2col(x, geom, j0, ncb, k0, kc, bb, nr)
+                elif b_kunit:
+                    _pack_b_kunit(b3, j0, ncb, k0, kc, bb, nr)
                 else:
                     _pack_b(b3, pb, j0, ncb, k0, kc, bb, nr)
             if not a_direct:

@@ -125,3 +125,18 @@ def test_tile_choice_minimises_padding():
         pick = G.tile_kernel(m, n)
         areas = [-(-m // mr0) * mr0 * -(-n // nr0) * nr0, -(-m // mr1) * mr1 * -(-n // nr1) * nr1]
         assert areas[pick] == min(areas)
+
+
+@pytest.mark.parametrize("algo", ["im2col", "gemm_1x1"])
+def test_conv_weight_grad_of_wide_layer_through_gemm(rng, algo):
+    """Weight gradients with >= 256 output channels run gy (NCHW) @ cols^T on this GEMM (conv.py)."""
+    from tests.backend.test_numba_conv import compare, conv_policy
+
+    k = 3 if algo == "im2col" else 1
+    xs, ws = (2, 5, 9, 8), (256, 5, k, k)
+    attrs = {"stride": (2, 2), "padding": ((k // 2, k // 2),) * 2, "dilation": (1, 1), "groups": 1}
+    x = rng.standard_normal(xs).astype(np.float32)
+    (y,) = run_kernel("numpy", "conv2d", [x, rng.standard_normal(ws).astype(np.float32)], **attrs)
+    gy = rng.standard_normal(y.shape).astype(np.float32)
+    with conv_policy(algo):
+        compare("conv2d_weight_grad", [x, gy], weight_shape=ws, rtol=1e-4, atol=1e-4, **attrs)
