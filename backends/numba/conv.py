@@ -307,8 +307,13 @@ def _forward(algo: str, x: np.ndarray, w: np.ndarray, out: np.ndarray, ep: Epilo
         x = np.ascontiguousarray(x)
         cols = scratch("cols_image", (w2.shape[1], oh * ow), out.dtype)
         out3, res3 = out.reshape(n, o, oh * ow), ep.res3((n, o, oh * ow))
+        fast = gemm_supported(w2, cols, out)
         for i in range(n):
             im2col(x[i:i + 1], cols, kh, kw, *_geom(stride, padding, dilation), oh, ow)
+            if fast:  # the numba GEMM with the epilogue per output block, reading cols from cache
+                gemm(w2[None], w2.shape[1], cols[None], oh * ow, out3[i:i + 1], oh * ow, o, oh * ow, w2.shape[1],
+                     ep=ep.for_images(i, i + 1, (n, o, oh * ow)))
+                continue
             np.matmul(w2, cols, out=out3[i])
             if not ep.empty:
                 epilogue_inplace(out3[i:i + 1], ep.flags, ep.bias, ep.scale, res3[i:i + 1] if ep.residual is not None

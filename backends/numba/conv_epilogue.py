@@ -115,6 +115,15 @@ class Epilogue:
             return np.zeros((1, 1, 1), self.bias.dtype)
         return np.ascontiguousarray(self.residual).reshape(shape3)
 
+    def for_images(self, n0: int, n1: int, shape3: tuple[int, int, int]) -> Epilogue:
+        """This epilogue for images n0:n1 of an output of shape3 (N, O, P): the residual sliced to match."""
+        if self.residual is None:
+            return self
+        ep = Epilogue.__new__(Epilogue)
+        ep.__dict__.update(self.__dict__)
+        ep.residual = self.res3(shape3)[n0:n1]
+        return ep
+
     @property
     def empty(self) -> bool:
         return self.flags == 0 and self.act == NO_ACT

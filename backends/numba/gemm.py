@@ -191,50 +191,61 @@ def _pack_b_kunit(b3, j0, nc, k0, kc, buf, nr):
 
 
 @njit(cache=True)
-def _pack_b_im2col(x, geom, j0, nc, k0, kc, buf, nr):
+def _im2col_runs(geom, j0, nc, nr, runs):
+    """The columns j0..j0+nc of the im2col matrix as runs along one output row (n, y) that stay inside one
+    nr-wide panel: runs[:, r] = (n, y, z0, length, panel offset of its first column at kk = 0). Computed once per
+    output block, shared by all its taps (per tap and run the divisions cost more than the copy)."""
+    oh, ow = geom[8], geom[9]
+    npix = oh * ow
+    q = 0
+    count = 0
+    while q < nc:
+        j = j0 + q
+        n, r = j // npix, j % npix
+        y, z = r // ow, r % ow
+        run = min(nc - q, ow - z, nr - q % nr)
+        runs[0, count], runs[1, count], runs[2, count], runs[3, count] = n, y, z, run
+        runs[4, count] = q  # panel (q // nr) and column (q % nr); the caller turns it into a buffer offset
+        count += 1
+        q += run
+    return count
+
+
+@njit(cache=True)
+def _pack_b_im2col(x, geom, j0, nc, k0, kc, buf, nr, runs):
     """:func:`_pack_b` of the implicit im2col matrix of x (N, C, H, W): B[(c*kh + i)*kw + jj, (n*Ho + y)*Wo + z]
-    = x[n, c, y*sh + i*dh - pt, z*sw + jj*dw - pl] (0 outside x), never materialised. A row's columns are cut
-    into runs along one output row (n, y), each reading one input row (contiguous when sw == 1)."""
+    = x[n, c, y*sh + i*dh - pt, z*sw + jj*dw - pl] (0 outside x), never materialised: per tap, each run of
+    :func:`_im2col_runs` copies one input row segment (contiguous when sw == 1) between zero ends."""
     kh, kw, sh, sw, pt, pl, dh, dw, oh, ow = geom
     h, w = x.shape[2], x.shape[3]
-    npix = oh * ow
     npan = (nc + nr - 1) // nr
+    nrun = _im2col_runs(geom, j0, nc, nr, runs)
     for kk in range(kc):
         tap = k0 + kk
         c, i, jj = tap // (kh * kw), (tap // kw) % kh, tap % kw
         off = jj * dw - pl
         zlo = max(0, (-off + sw - 1) // sw)  # output columns z whose input column z*sw + off is inside x
         zhi = max(zlo, min(ow, (w - 1 - off) // sw + 1))
-        q = 0
-        while q < nc:
-            j = j0 + q
-            n, r = j // npix, j % npix
-            y, z = r // ow, r % ow
-            run = min(nc - q, ow - z)
+        for r in range(nrun):
+            n, y, z0, run, q = runs[0, r], runs[1, r], runs[2, r], runs[3, r], runs[4, r]
+            d0 = ((q // nr) * kc + kk) * nr + q % nr
             ih = y * sh + i * dh - pt
-            inside = ih >= 0 and ih < h
-            row = x[n, c, ih if inside else 0]
-            t = 0
-            while t < run:  # the run cut at panel edges
-                qq = q + t
-                seg = min(run - t, nr - qq % nr)
-                d0 = ((qq // nr) * kc + kk) * nr + qq % nr
-                z0 = z + t
-                lo = min(seg, max(0, zlo - z0)) if inside else seg  # zeros left of zlo, x inside, zeros from zhi
-                hi = max(lo, min(seg, zhi - z0))
-                for e in range(lo):
-                    buf[d0 + e] = 0
-                s0 = z0 * sw + off
-                if sw == 1:
-                    for e in range(lo, hi):
-                        buf[d0 + e] = row[s0 + e]
-                else:
-                    for e in range(lo, hi):
-                        buf[d0 + e] = row[s0 + e * sw]
-                for e in range(hi, seg):
-                    buf[d0 + e] = 0
-                t += seg
-            q += run
+            if ih < 0 or ih >= h:
+                lo = hi = run
+            else:
+                lo = min(run, max(0, zlo - z0))
+                hi = max(lo, min(run, zhi - z0))
+            for e in range(lo):
+                buf[d0 + e] = 0
+            s0 = z0 * sw + off
+            if sw == 1:
+                for e in range(lo, hi):
+                    buf[d0 + e] = x[n, c, ih, s0 + e]
+            else:
+                for e in range(lo, hi):
+                    buf[d0 + e] = x[n, c, ih, s0 + e * sw]
+            for e in range(hi, run):
+                buf[d0 + e] = 0
         for qq in range(nc, npan * nr):
             buf[((qq // nr) * kc + kk) * nr + qq % nr] = 0
 
@@ -296,12 +307,12 @@ _F4, _F2 = (types.Array(types.float32, d, "A") for d in (4, 2))
 _R4, _R3, _R1 = (types.Array(types.float32, d, "A", readonly=True) for d in (4, 3, 1))
 _I = types.intp
 _GEMM_SIG = types.void(_I, _R4, _I, _R4, _I, _R4, types.UniTuple(_I, 10), _F4, _I, _I, _I, _I, _I, _I, types.boolean,
-                       _I, _R1, _R1, _R3, _I, types.float64, _F2, _F2, _F2)
+                       _I, _R1, _R1, _R3, _I, types.float64, _F2, _F2, _F2, types.Array(types.intp, 3, "A"))
 
 
 @njit(_GEMM_SIG, parallel=True, cache=True, error_model="numpy")
 def _gemm(kern, a4, pa, b4, pb, x, geom, c4, pc, m, n, k, mc, nc, accumulate, flags, bias, scale, res, act, alpha,
-          abuf, bbuf, tiles):
+          abuf, bbuf, tiles, runs_buf):
     """C[g] (+)= A[g] @ B[g] for each g of c4's leading axis (a4 / b4 with a leading axis of 1 are shared) over
     the grid of (mc x nc) output blocks: one (g, block) per prange item, each thread packing into its own rows
     of abuf / bbuf / tiles. ``kern``: register tile 0 or 1 (TILES). B is b4, or the implicit im2col matrix of x
@@ -335,7 +346,7 @@ def _gemm(kern, a4, pa, b4, pb, x, geom, c4, pc, m, n, k, mc, nc, accumulate, fl
             kc = min(KC, k - k0)
             if not b_direct:
                 if implicit:
-                    _pack_b_im2col(x, geom, j0, ncb, k0, kc, bb, nr)
+                    _pack_b_im2col(x, geom, j0, ncb, k0, kc, bb, nr, runs_buf[tid])
                 elif b_kunit:
                     _pack_b_kunit(b3, j0, ncb, k0, kc, bb, nr)
                 else:
@@ -381,13 +392,13 @@ def _gemm(kern, a4, pa, b4, pb, x, geom, c4, pc, m, n, k, mc, nc, accumulate, fl
 _BUFS: list = []
 
 
-def _buffers() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-thread packing buffers (A block, B block, one register tile), made once."""
+def _buffers() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per-thread buffers (packed A block, packed B block, one register tile, im2col run table), made once."""
     if not _BUFS:
         t = numba.config.NUMBA_NUM_THREADS
         _BUFS.extend([np.empty((t, (MC + MR_MAX) * KC), np.float32), np.empty((t, (NC + NR_MAX) * KC), np.float32),
-                      np.empty((t, MR_MAX * NR_MAX), np.float32)])
-    return _BUFS[0], _BUFS[1], _BUFS[2]
+                      np.empty((t, MR_MAX * NR_MAX), np.float32), np.empty((t, 5, NC + NR_MAX), np.intp)])
+    return _BUFS[0], _BUFS[1], _BUFS[2], _BUFS[3]
 
 
 def _pad(v: int, to: int) -> int:
@@ -433,12 +444,12 @@ def batched_gemm(a4: np.ndarray, pa: int, b4: np.ndarray, pb: int, c4: np.ndarra
         return
     kern = tile_kernel(m, n)
     mc, nc = _blocks(m, n, c4.shape[0], *((MR0, NR0) if kern == 0 else (MR1, NR1)))
-    abuf, bbuf, tiles = _buffers()
+    abuf, bbuf, tiles, runs = _buffers()
     if x is None:
         x, geom = _NO_X, (0,) * 10
     _gemm(kern, a4, int(pa), b4, int(pb), x, tuple(int(v) for v in geom), c4, int(pc), int(m), int(n), int(k), mc, nc,
           bool(accumulate), int(flags), _DUMMY1 if bias is None else bias, _DUMMY1 if scale is None else scale,
-          _DUMMY3 if res is None else res, int(act), float(alpha), abuf, bbuf, tiles)
+          _DUMMY3 if res is None else res, int(act), float(alpha), abuf, bbuf, tiles, runs)
 
 
 def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray, accumulate: bool = False) -> None:
