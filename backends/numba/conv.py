@@ -45,7 +45,6 @@ from numba import njit, prange
 
 from . import backend
 from .conv_direct import (
-    _scatter_strided,
     _valid,
     direct_forward,
     direct_forward_s1,
@@ -151,22 +150,31 @@ def im2col_planes(x, cols, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow):
 
 @njit(parallel=True, cache=True)
 def col2im(cols, gx, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow):
-    """The transpose of :func:`im2col`: gx[n, c] = sum of the columns that read it (one thread per plane)."""
+    """The transpose of :func:`im2col`: gx[n, c] = sum of the columns that read it (one thread per plane). Plain
+    2-D indexing per output row: a row view and a helper call per row cost more than the adds on short rows
+    (LeNet conv2 1.13 -> 0.94 ms, 3x3/2 32x32x64 b32 5.78 -> 2.00, 7x7x512 b8 1.30 -> 0.95)."""
     nn, nc, h, w = gx.shape
     npix = oh * ow
     for t in prange(nn * nc):
         n, c = t // nc, t % nc
-        gx[n, c] = 0
+        g = gx[n, c]
+        g[:, :] = 0
         for i in range(kh):
             for j in range(kw):
-                ck = (c * kh + i) * kw + j
+                crow = cols[(c * kh + i) * kw + j]
                 lo, hi = _valid(j * dw - pl, sw, w, ow)
                 s0 = lo * sw + j * dw - pl
-                crow = cols[ck, n * npix:(n + 1) * npix]
                 for y in range(oh):
                     ih = y * sh + i * dh - pt
-                    if ih >= 0 and ih < h:
-                        _scatter_strided(gx[n, c, ih], crow[y * ow + lo:y * ow + hi], s0, sw, 1.0)
+                    if ih < 0 or ih >= h:
+                        continue
+                    b = n * npix + y * ow + lo
+                    if sw == 1:
+                        for k in range(hi - lo):
+                            g[ih, s0 + k] += crow[b + k]
+                    else:
+                        for k in range(hi - lo):
+                            g[ih, s0 + k * sw] += crow[b + k]
 
 
 @njit(parallel=True, cache=True)
