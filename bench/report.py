@@ -19,7 +19,15 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.workloads import CONV_WORKLOADS, MODES, engine_runner, sgemm_runner, time_median, torch_runner  # noqa: E402
+from bench.workloads import (  # noqa: E402
+    CONV_WORKLOADS,
+    MODES,
+    engine_runner,
+    numba_gemm_runner,
+    sgemm_runner,
+    time_median,
+    torch_runner,
+)
 
 
 def _runner(impl: str, wl, mode: str):
@@ -54,6 +62,10 @@ def run(impls: list[str], quick: bool) -> dict:
     fn, flops = sgemm_runner(1024 if quick else 2048)
     t = time_median(fn, min_time=min_time)
     sgemm = flops / t / 1e9
+    numba_gemm = None
+    if "numba" in impls:
+        fn, flops = numba_gemm_runner(1024 if quick else 2048)
+        numba_gemm = flops / time_median(fn, min_time=min_time) / 1e9
     rows = []
     workloads = CONV_WORKLOADS[:1] + CONV_WORKLOADS[4:] if quick else CONV_WORKLOADS
     for wl in workloads:
@@ -74,12 +86,14 @@ def run(impls: list[str], quick: bool) -> dict:
 
     return {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus",
             "threads": numba.config.NUMBA_NUM_THREADS, "blas": engine.blas_description(), "sgemm_gflops": sgemm,
-            "rows": rows}
+            "numba_gemm_gflops": numba_gemm, "rows": rows}
 
 
 def print_table(res: dict) -> None:
     print(f"# {res['machine']}; NUMBA_NUM_THREADS={res['threads']}; {res.get('blas', '')}; "
-          f"SGEMM (numpy BLAS) this run: {res['sgemm_gflops']:.1f} GFLOP/s")
+          f"SGEMM (numpy BLAS) this run: {res['sgemm_gflops']:.1f} GFLOP/s"
+          + (f"; numba GEMM (same size): {res['numba_gemm_gflops']:.1f} GFLOP/s" if res.get("numba_gemm_gflops")
+             else ""))
     print("# GFLOP/s = direct-convolution FLOPs (2 x MACs; fwd+bwd = 3 x fwd) / time: effective for Winograd")
     head = (f"{'workload':36s} {'mode':8s} {'impl':6s} {'median ms':>10s} {'x torch':>8s} {'GFLOP/s':>8s} "
             f"{'%SGEMM':>7s}  algorithm (fwd / wgrad / igrad)")

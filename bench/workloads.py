@@ -110,6 +110,16 @@ def sgemm_runner(n: int = 2048) -> tuple[Callable[[], None], int]:
     return (lambda: np.matmul(a, b, out=c)), 2 * n ** 3
 
 
+def numba_gemm_runner(n: int = 2048) -> tuple[Callable[[], None], int]:
+    """The numba SIMD GEMM (backends/numba/gemm.py) on the same n x n x n product as :func:`sgemm_runner`."""
+    from backends.numba.gemm import matmul
+
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
+    c = np.empty((n, n), np.float32)
+    return (lambda: matmul(a, b, c)), 2 * n ** 3
+
+
 def time_median(fn: Callable[[], None], min_time: float = 0.5, max_reps: int = 50, warmup: int = 2) -> float:
     """Median seconds per call after ``warmup`` untimed calls (which also absorb any JIT compile)."""
     for _ in range(warmup):
