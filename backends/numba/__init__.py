@@ -2,9 +2,11 @@
 
 Kernels keep the reference signature ``kernel(*inputs, out, **attrs)``. Hot loops are ``prange`` loops over
 independent output slices (batch x channel for conv, pool and norm; rows of a collapsed 4-D view for
-elementwise and data movement), so thread count follows ``NUMBA_NUM_THREADS``. GEMM-shaped work goes to BLAS
-through ``np.matmul`` (numba's own ``np.dot`` would need SciPy). There is no fallback backend: a primitive
-without a numba kernel fails by name (``NotImplementedError: backend 'numba' has no kernel for ...``).
+elementwise and data movement), so thread count follows ``NUMBA_NUM_THREADS``. GEMM-shaped work of the conv
+kernels runs on :mod:`.gemm` (a numba GEMM with an explicit-SIMD register tile that reads the conv layouts in place
+and applies the epilogue per block) where it measured faster, else on BLAS through ``np.matmul``. There is no
+fallback backend: a primitive without a numba kernel fails by name (``NotImplementedError: backend 'numba' has no
+kernel for ...``).
 """
 
 import os
