@@ -209,18 +209,20 @@ def _geom(stride, padding, dilation) -> tuple[int, ...]:
 # What the "cols" workspace holds: [x, geometry] of the last im2col, so a weight gradient right after its layer's
 # forward (the last conv layer of a training step: nothing else ran im2col in between) reuses the matrix instead of
 # recomputing it. Holding x keeps its id from being reused; like every autograd engine this assumes x is not
-# modified in place between the forward and the backward.
+# modified in place between the forward and the backward. A forward never reuses it: the same buffer may hold new
+# data by then (a compiled graph's arena, a caller's reused input array).
 _COLS_OF: list = [None, None]
 
 
-def _im2col(x: np.ndarray, kernel, oh: int, ow: int, stride, padding, dilation) -> np.ndarray:
+def _im2col(x: np.ndarray, kernel, oh: int, ow: int, stride, padding, dilation, reuse: bool = False) -> np.ndarray:
     """The (C*kh*kw, N*Ho*Wo) im2col matrix in scratch memory; for a 1x1 kernel without padding it is just the
-    channels-first pack (N, C, P) -> (C, N*P) (subsampled when strided): no kh*kw expansion."""
+    channels-first pack (N, C, P) -> (C, N*P) (subsampled when strided): no kh*kw expansion. ``reuse``: return the
+    workspace as is when it already holds this x's matrix (weight gradients only, see ``_COLS_OF``)."""
     kh, kw = kernel
     n, c, h, w = x.shape
     cols = scratch("cols", (c * kh * kw, n * oh * ow), x.dtype)
     geometry = (x.shape, x.dtype, tuple(kernel), oh, ow, stride, padding, dilation)
-    if _COLS_OF[0] is x and _COLS_OF[1] == geometry:
+    if reuse and _COLS_OF[0] is x and _COLS_OF[1] == geometry:
         return cols
     _COLS_OF[:] = [x, geometry]
     x = np.ascontiguousarray(x)
@@ -459,7 +461,7 @@ def _weight_grad(algo: str, x: np.ndarray, gy: np.ndarray, out: np.ndarray, attr
 
         winograd_weight_grad(x, gy, out, padding, m=int(algo[-1]))
     else:  # im2col and gemm_1x1 (for 1x1, im2col is the channels-first pack): one GEMM over the batch
-        cols = _im2col(x, out.shape[2:], oh, ow, stride, padding, dilation)
+        cols = _im2col(x, out.shape[2:], oh, ow, stride, padding, dilation, reuse=True)
         # gW (O, C*kh*kw) = gy (O, N*P; read in NCHW) @ cols^T with the numba GEMM only for wide outputs: its
         # threads split the output, not K, so a few output blocks with K = N*P each lose to BLAS (ms, ours vs BLAS
         # path: 3x3/2 at b32 512x256 5.6 vs 8.2, 256x128 6.8 vs 7.1, 128x64 10.5 vs 8.4; LeNet conv2 2.9 vs 2.2)

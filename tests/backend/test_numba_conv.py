@@ -334,3 +334,30 @@ def test_compiled_winograd_caches_the_kernel_transform_of_folded_weights(rng):
 
     gc.collect()
     assert not nconv._WINO_U  # the entry died with the folded weight
+
+
+@pytest.mark.parametrize("algo", ["im2col-channel", "im2col-pixel", "gemm_1x1"])
+def test_forward_recomputes_im2col_for_new_data_in_the_same_buffer(rng, algo):
+    """A compiled graph runs every call on the same arena buffers, and callers may refill one input array: the
+    forward must not reuse the previous call's im2col matrix (it did for a graph with one im2col conv)."""
+    import graph
+    from engine import nn
+
+    k = 1 if algo == "gemm_1x1" else 3
+    # the depthwise layer runs "direct", so the second conv is the graph's only im2col user and its input buffer
+    # is the same arena array on every call
+    m = nn.Sequential(nn.Conv2d(3, 3, 3, padding=1, groups=3), nn.ReLU(), nn.Conv2d(3, 5, k, padding=k // 2))
+    m.eval()
+    x1, x2 = (rng.standard_normal((2, 3, 9, 9)).astype(np.float32) for _ in range(2))
+    with conv_policy(algo):
+        cm = graph.compile(m, engine.tensor(x1), backend="numba")
+        got = [np.array(getattr(o, "data", o)) for o in (cm(engine.tensor(x1)), cm(engine.tensor(x2)))]
+        buf = x1.copy()
+        with engine.no_grad(), engine.use_backend("numba"):
+            eager1 = m(engine.tensor(buf)).data.copy()
+            buf[...] = x2  # the same array, new data
+            eager2 = m(engine.tensor(buf)).data.copy()
+    with engine.no_grad(), engine.use_backend("numpy"):
+        refs = [m(engine.tensor(x)).data for x in (x1, x2)]
+    for out, ref in zip(got + [eager1, eager2], refs + refs):
+        np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4)
