@@ -9,12 +9,14 @@ Implementations:
 * ``numpy``          engine eager on the numpy reference backend
 * ``numba``          engine eager on the numba backend
 * ``numba-compiled`` ``graph.compile(model, x, backend="numba")``, inference workloads only (eval mode)
-* ``torch``          PyTorch CPU eager, same thread count as numba (``torch.no_grad()`` + ``eval()`` for inference)
+* ``torch``          PyTorch CPU eager, same thread count as numba (``torch.no_grad()`` + ``eval()`` for inference),
+                     timed in a child process with PyTorch's own OpenMP settings (:func:`torch_row_isolated`)
 
 Timing: the first call (JIT compile, graph compile, first-touch) is timed on its own and reported as
 ``first_call_ms``; then ``warmup`` untimed calls, then the median of ``repeats`` timed calls.
 Peak memory: ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` after the row, i.e. the process high-water mark so far
-(monotonic over the run; rows run in workload order, smallest workloads first).
+(monotonic over the engine rows; rows run in workload order, smallest workloads first); a PyTorch row reports its
+own child process's.
 """
 
 from __future__ import annotations
@@ -58,7 +60,15 @@ def impls_for(wl: ModelWorkload, impls: list[str] | tuple[str, ...]) -> list[str
     return [i for i in impls if not (i == "numba-compiled" and wl.kind != "infer")]
 
 
-def peak_rss_mib() -> float:
+def peak_rss_mib(own: bool = False) -> float:
+    """The process's peak resident set, MiB. ``own``: this process's own high-water mark (Linux VmHWM), which a
+    child started by fork + exec does not inherit from its parent the way ``ru_maxrss`` does."""
+    if own:
+        try:
+            with open("/proc/self/status") as f:
+                return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 2**10
+        except (OSError, StopIteration):
+            pass
     r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return r / 2**20 if sys.platform == "darwin" else r / 2**10  # bytes on macOS, KiB on Linux
 
@@ -256,6 +266,40 @@ def profile_workload(impl: str, wl: ModelWorkload, steps: int = 2):
     return prof
 
 
+_TORCH_CHILD = r"""
+import json, sys
+sys.path.insert(0, {root!r})
+from bench.models import ModelWorkload, peak_rss_mib, time_workload, torch_model_runner
+wl = ModelWorkload(*json.loads({wl!r}))
+t = time_workload(torch_model_runner(wl), {repeats}, {warmup})
+print(json.dumps(dict(t, peak_rss_mib=peak_rss_mib(own=True))))
+"""
+
+
+def torch_row_isolated(wl: ModelWorkload, repeats: int, warmup: int) -> dict:
+    """Time a PyTorch row in a child process with PyTorch's own OpenMP defaults: the engine sets
+    ``OMP_WAIT_POLICY``/``GOMP_SPINCOUNT`` for its numba kernels (``engine.ENV_SET``), and in one process they
+    also apply to PyTorch's OpenMP runtime (it ran 10-35% faster or slower depending on the setting), and the two
+    runtimes' worker threads compete for the 2 cores. Returns :func:`time_workload`'s dict plus the child's
+    ``peak_rss_mib``."""
+    import json
+    import os
+    import subprocess
+
+    try:
+        import engine
+
+        engine_set = engine.ENV_SET
+    except ImportError:
+        engine_set = {}
+    env = {k: v for k, v in os.environ.items() if not (k in engine_set and v == engine_set[k])}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    fields = [wl.name, wl.model, wl.kind, wl.batch, list(wl.input), wl.num_classes]
+    code = _TORCH_CHILD.format(root=root, wl=json.dumps(fields), repeats=repeats, warmup=warmup)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def run_models(impls: list[str], workloads: list[ModelWorkload] | None = None, repeats: int = 10, warmup: int = 1,
                skip: Callable[[ModelWorkload, str], bool] | None = None, log: Callable[[str], None] | None = None,
                ) -> list[dict]:
@@ -267,12 +311,15 @@ def run_models(impls: list[str], workloads: list[ModelWorkload] | None = None, r
                 continue
             if log:
                 log(f"{wl.name} / {impl} ...")
-            fn = model_runner(impl, wl)
-            t = time_workload(fn, repeats, warmup)
-            del fn
+            if impl == "torch":
+                t = torch_row_isolated(wl, repeats, warmup)
+            else:
+                fn = model_runner(impl, wl)
+                t = dict(time_workload(fn, repeats, warmup), peak_rss_mib=peak_rss_mib())
+                del fn
             rows.append({"workload": wl.name, "model": wl.model, "kind": wl.kind, "batch": wl.batch,
                          "input": list(wl.input), "impl": impl, **t,
-                         "images_per_s": wl.batch / (t["median_ms"] / 1e3), "peak_rss_mib": peak_rss_mib()})
+                         "images_per_s": wl.batch / (t["median_ms"] / 1e3)})
     for r in rows:
         ref = next((q for q in rows if q["impl"] == "torch" and q["workload"] == r["workload"]), None)
         r["ratio_to_torch"] = r["median_ms"] / ref["median_ms"] if ref else None

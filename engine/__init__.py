@@ -1,20 +1,10 @@
 """convgraph engine: Tensors, reverse-mode autograd over one primitive table, nn, optim, data, io."""
 
-import os
-import sys
+# first: sets the OpenMP variables before anything can load an OpenMP runtime
+from ._env import ENV_SET as ENV_SET
 
-# Idle OpenMP workers sleep instead of spinning (see backends/numba/__init__.py). Set here too, before anything
-# else can load an OpenMP runtime: imported after this, PyTorch's OpenMP also stops spinning between calls;
-# imported before, its spinning workers slowed a numba ResNet-18 CIFAR step by ~50% (555 -> 800-836 ms).
-if "torch" in sys.modules and "OMP_WAIT_POLICY" not in os.environ:
-    import warnings
-
-    warnings.warn("convgraph: PyTorch was imported first, so its OpenMP workers spin between calls and slow the "
-                  "numba kernels (~1.5x measured); import engine before torch or set OMP_WAIT_POLICY=passive",
-                  RuntimeWarning, stacklevel=2)
-os.environ.setdefault("OMP_WAIT_POLICY", "passive")
-
-from . import functional  # noqa: E402
+# isort: split
+from . import functional
 from . import methods as _methods
 from .autograd import abstract, bind, detect_anomaly, enable_grad, is_grad_enabled, no_grad, observe
 from .backend import (

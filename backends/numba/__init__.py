@@ -11,9 +11,11 @@ kernel for ...``).
 
 import os
 
-# Idle OpenMP workers sleep instead of spinning. On a shared, oversubscribed machine spinning workers made every
-# parallel launch cost a scheduler time slice (measured: 16 ms per tiny kernel with the default policy, 20 us
-# with "passive"). Must be set before numba's OpenMP layer starts; an explicit user setting wins.
+# Idle OpenMP workers sleep after a short spin instead of spinning for milliseconds. On a shared, oversubscribed
+# machine long-spinning workers made every parallel launch cost a scheduler time slice (measured: 16 ms per tiny
+# kernel with the default policy, 20-45 us with "passive", ~1.5 us with "passive" and GOMP_SPINCOUNT=10000). Must
+# be set before numba's OpenMP layer starts; engine/__init__ sets both (this module imports it first); an
+# explicit user setting wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
 from engine.backend import Backend, register_backend  # noqa: E402
