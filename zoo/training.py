@@ -13,6 +13,7 @@ engine generator's state, so ``--resume`` after epoch k replays exactly what an 
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -346,7 +347,24 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, opt: Any, epoch: int, 
 
 
 def train(cfg: TrainConfig, splits: Splits | None = None) -> dict[str, Any]:
-    """Run a whole training session; returns the metrics dictionary also written to ``metrics.json``."""
+    """Run a whole training session; returns the metrics dictionary also written to ``metrics.json``.
+
+    On the numba backend the conv algorithms follow the documented heuristic rather than per-shape timing (unless
+    ``CONVGRAPH_CONV_ALGO`` says otherwise): a measured choice depends on the machine's load, different algorithms
+    round differently, and a seeded run (or a resumed one) must repeat bit for bit."""
+    policy = None
+    if cfg.backend == "numba" and "CONVGRAPH_CONV_ALGO" not in os.environ:
+        from backends.numba.conv_select import set_conv_policy
+
+        policy = set_conv_policy("heuristic")
+    try:
+        return _train(cfg, splits)
+    finally:
+        if policy is not None:
+            set_conv_policy(policy)
+
+
+def _train(cfg: TrainConfig, splits: Splits | None) -> dict[str, Any]:
     from engine import io
 
     out = Path(cfg.out)

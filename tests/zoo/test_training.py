@@ -177,3 +177,22 @@ def test_demo_command_runs_on_fashion_mnist(tmp_path, capsys):
     for f in ("checkpoint.npz", "curves.png", "confusion.png", "metrics.json"):
         assert (tmp_path / f).is_file(), f
     assert (tmp_path / "model.svg").is_file() or "model diagram skipped" in out
+
+
+def test_numba_training_runs_repeat_bit_for_bit_with_a_fixed_algorithm_choice(tiny, tmp_path, monkeypatch):
+    """Measured conv choices depend on timing (and algorithms round differently), so training on numba uses the
+    heuristic choice unless CONVGRAPH_CONV_ALGO is set; the policy is restored afterwards."""
+    conv_select = pytest.importorskip("backends.numba.conv_select")
+    monkeypatch.delenv("CONVGRAPH_CONV_ALGO", raising=False)
+    conv = pytest.importorskip("backends.numba.conv")
+    seen = []
+    real_choose = conv.choose
+    monkeypatch.setattr(conv, "choose", lambda *a, **k: (seen.append(conv_select.conv_policy()),
+                                                         real_choose(*a, **k))[1])
+    before = conv_select.conv_policy()
+    args = ["train", "tiny", *QUICK, "--epochs", "1", "--seed", "3", "--backend", "numba"]
+    main([*args, "--out", str(tmp_path / "a")])
+    main([*args, "--out", str(tmp_path / "b")])
+    assert seen and set(seen) == {"heuristic"} and conv_select.conv_policy() == before
+    a, b = weights(tmp_path / "a" / "checkpoint.npz"), weights(tmp_path / "b" / "checkpoint.npz")
+    assert all(np.array_equal(a[k], b[k]) for k in a)
