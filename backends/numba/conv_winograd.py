@@ -41,13 +41,13 @@ from .conv_epilogue import HAS_RES, Epilogue
 from .conv_winograd_math import _G2, _G4, _weight_transform
 from .conv_winograd_planes import _input_transform2, _input_transform4, _output_transform
 from .conv_winograd_rows import (
-    _fwd_rows_in2,
-    _fwd_rows_in4,
     _fwd_rows_out,
+    _grad_rows2,
+    _grad_rows4,
+    _in_rows2,
+    _in_rows4,
     _pack_phases,
     _weight_grad_transform,
-    _wgrad_rows2,
-    _wgrad_rows4,
 )
 from .gemm import matmul as gemm_matmul
 from .gemm import supported as gemm_supported
@@ -217,7 +217,7 @@ def _forward_rows(x, u, out, ep, res, m, pt, pl, th, tw) -> None:
         _pack_phases(x, xs, n0, pt, pl, max(1, 512 // x.shape[3]))
         v = scratch("wino_v", (a2, k * ntile, c), dt)
         mm = scratch("wino_m", (a2, k * ntile, o), dt)
-        (_fwd_rows_in2 if m == 2 else _fwd_rows_in4)(xs, v.reshape(a2, -1), th, tw)
+        (_in_rows2 if m == 2 else _in_rows4)(xs, v.reshape(a2, -1), th, tw)
         _batched_matmul(v, ut, mm)
         _fwd_rows_out(mm.reshape(a2, -1), out, m, n0, k, th, tw, ep.flags, ep.bias, ep.scale, res, ep.act, ep.alpha)
 
@@ -273,6 +273,7 @@ def winograd_weight_grad(x: np.ndarray, gy: np.ndarray, out: np.ndarray, padding
         _pack_phases(gy, gs, n0, 0, 0, max(1, 512 // ow))
         v = scratch("wino_v", (a2, k * ntile, c), dt)
         gm = scratch("wino_m", (a2, k * ntile, o), dt)
-        (_wgrad_rows2 if m == 2 else _wgrad_rows4)(xs, gs, v.reshape(a2, -1), gm.reshape(a2, -1), th, tw)
+        (_in_rows2 if m == 2 else _in_rows4)(xs, v.reshape(a2, -1), th, tw)
+        (_grad_rows2 if m == 2 else _grad_rows4)(gs, gm.reshape(a2, -1), th, tw)
         _batched_matmul(gm.transpose(0, 2, 1), v, du[q])  # dU[k] (O, C) = Gy[k]^T @ V[k], inner dimension T
     _weight_grad_transform(duf, out, _G2 if m == 2 else _G4, max(1, min(4096 // c, o // 8)))

@@ -126,24 +126,19 @@ def _rows_grad(gs, gm, m, i, ty, th, tw):
                          gm[30 + k, t0:t1], hs[0, k], hs[1, k], hs[2, k], hs[3, k], nt)
 
 
+# The weight gradient transforms x with the forward's kernels (_in_rows2/4 below) and gy with these: one prange
+# kernel over both (x tiles, then gy tiles) balanced the threads a little better, but compiled _rows_in a second
+# time for each m (~7 s of the ResNet-18 cold JIT for no measurable speed).
 @njit(parallel=True, cache=True)
-def _wgrad_rows2(xs, gs, v, gm, th, tw):
-    nimg = xs.shape[0]
-    for q in prange(2 * nimg * th):
-        if q < nimg * th:
-            _rows_in(xs, v, 2, q // th, q % th, th, tw)
-        else:
-            _rows_grad(gs, gm, 2, (q - nimg * th) // th, q % th, th, tw)
+def _grad_rows2(gs, gm, th, tw):
+    for q in prange(gs.shape[0] * th):
+        _rows_grad(gs, gm, 2, q // th, q % th, th, tw)
 
 
 @njit(parallel=True, cache=True)
-def _wgrad_rows4(xs, gs, v, gm, th, tw):
-    nimg = xs.shape[0]
-    for q in prange(2 * nimg * th):
-        if q < nimg * th:
-            _rows_in(xs, v, 4, q // th, q % th, th, tw)
-        else:
-            _rows_grad(gs, gm, 4, (q - nimg * th) // th, q % th, th, tw)
+def _grad_rows4(gs, gm, th, tw):
+    for q in prange(gs.shape[0] * th):
+        _rows_grad(gs, gm, 4, q // th, q % th, th, tw)
 
 
 @njit(parallel=True, cache=True)
@@ -232,13 +227,13 @@ def _rows_out(mm, out, m, n0, i, ty, th, tw, flags, bias, scale, res, act, alpha
 
 
 @njit(parallel=True, cache=True)
-def _fwd_rows_in2(xs, v, th, tw):
+def _in_rows2(xs, v, th, tw):
     for q in prange(xs.shape[0] * th):
         _rows_in(xs, v, 2, q // th, q % th, th, tw)
 
 
 @njit(parallel=True, cache=True)
-def _fwd_rows_in4(xs, v, th, tw):
+def _in_rows4(xs, v, th, tw):
     for q in prange(xs.shape[0] * th):
         _rows_in(xs, v, 4, q // th, q % th, th, tw)
 
