@@ -141,7 +141,8 @@ def test_shape_ops(rng):
     compare("unslice", [_rand(rng, (2, 2, 2, 2))], shape=(2, 3, 4, 5), starts=(0, 1, 0, 1), steps=(1, 1, 2, 3))
 
 
-@pytest.mark.parametrize("sa,sb", [((3, 4), (4, 5)), ((2, 3, 4), (4, 6)), ((2, 1, 3, 4), (5, 4, 2))])
+@pytest.mark.parametrize("sa,sb", [((3, 4), (4, 5)), ((37, 300), (300, 53)), ((2, 3, 4), (4, 6)),
+                                   ((2, 1, 3, 4), (5, 4, 2))])
 def test_matmul(rng, sa, sb):
     compare("matmul", [_rand(rng, sa), _rand(rng, sb)], rtol=1e-4, atol=1e-5)
 
@@ -151,6 +152,7 @@ def test_linear(rng):
     compare("linear", [x, w], rtol=1e-4, atol=1e-5)
     compare("linear", [x, w, b], rtol=1e-4, atol=1e-5)
     compare("linear", [x[0, 0], w, b], rtol=1e-4, atol=1e-5)
+    compare("linear", [x[0], w, b], rtol=1e-4, atol=1e-5)  # 2-D: the numba GEMM (W^T packed from W's rows)
 
 
 @pytest.mark.parametrize("name", ["softmax", "log_softmax"])
