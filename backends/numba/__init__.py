@@ -9,16 +9,8 @@ fallback backend: a primitive without a numba kernel fails by name (``NotImpleme
 kernel for ...``).
 """
 
-import os
-
-# Idle OpenMP workers sleep after a short spin instead of spinning for milliseconds. On a shared, oversubscribed
-# machine long-spinning workers made every parallel launch cost a scheduler time slice (measured: 16 ms per tiny
-# kernel with the default policy, 20-45 us with "passive", ~1.5 us with "passive" and GOMP_SPINCOUNT=10000). Must
-# be set before numba's OpenMP layer starts; engine/__init__ sets both (this module imports it first); an
-# explicit user setting wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "passive")
-
-from engine.backend import Backend, register_backend  # noqa: E402
+# Importing engine (first, below) sets the OpenMP wait policy numba's threading layer starts with: engine/_env.py.
+from engine.backend import Backend, register_backend
 
 backend = register_backend(Backend("numba"))
 

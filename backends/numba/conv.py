@@ -59,7 +59,6 @@ from .conv_epilogue import (
     HAS_SCALE,
     NO_ACT,
     Epilogue,
-    epilogue_inplace,
     unpack_epilogue,
     unpack_pixel_major,
 )
@@ -214,6 +213,11 @@ def _geom(stride, padding, dilation) -> tuple[int, ...]:
 _COLS_OF: list = [None, None]
 
 
+def _pointwise(kernel, stride, out_hw: tuple[int, int], in_hw: tuple[int, int]) -> bool:
+    """A 1x1 kernel at stride 1 without padding: its im2col matrix is x re-laid out channels-first."""
+    return tuple(kernel[-2:]) == (1, 1) and tuple(stride) == (1, 1) and tuple(out_hw) == tuple(in_hw)
+
+
 def _im2col(x: np.ndarray, kernel, oh: int, ow: int, stride, padding, dilation, reuse: bool = False) -> np.ndarray:
     """The (C*kh*kw, N*Ho*Wo) im2col matrix in scratch memory; for a 1x1 kernel without padding it is just the
     channels-first pack (N, C, P) -> (C, N*P) (subsampled when strided): no kh*kw expansion. ``reuse``: return the
@@ -226,7 +230,7 @@ def _im2col(x: np.ndarray, kernel, oh: int, ow: int, stride, padding, dilation, 
         return cols
     _COLS_OF[:] = [x, geometry]
     x = np.ascontiguousarray(x)
-    if kh == kw == 1 and stride == (1, 1) and (oh, ow) == (h, w):
+    if _pointwise(kernel, stride, (oh, ow), (h, w)):
         pack_channels_first(x.reshape(n, c, h * w), cols)
     else:
         (im2col_planes if oh * ow < SMALL_PLANE else im2col)(x, cols, kh, kw, *_geom(stride, padding, dilation), oh, ow)
@@ -303,31 +307,24 @@ def _forward(algo: str, x: np.ndarray, w: np.ndarray, out: np.ndarray, ep: Epilo
     elif algo == "gemm-implicit" and gemm_supported(x, w, out):  # numba GEMM packing im2col panels from x itself
         kh, kw = w.shape[2:]
         w2 = np.ascontiguousarray(w).reshape(o, -1)
-        x = np.ascontiguousarray(x)
-        out3 = out.reshape(n, o, oh * ow)
-        if kh == kw == 1 and stride == (1, 1) and (oh, ow) == x.shape[2:]:  # 1x1: x (N, C, P) is B itself
-            gemm(w2[None], w2.shape[1], x.reshape(n, -1, oh * ow), oh * ow, out3, oh * ow, o, n * oh * ow,
-                 w2.shape[1], ep=ep)
-        else:
-            gemm(w2[None], w2.shape[1], None, 0, out3, oh * ow, o, n * oh * ow, w2.shape[1], ep=ep, x=x,
-                 geom=(kh, kw, *_geom(stride, padding, dilation), oh, ow))
+        gemm(w2[None], w2.shape[1], None, 0, out.reshape(n, o, oh * ow), oh * ow, o, n * oh * ow, w2.shape[1],
+             ep=ep, x=np.ascontiguousarray(x), geom=(kh, kw, *_geom(stride, padding, dilation), oh, ow))
     elif algo == "im2col-image":  # large planes: per image, im2col -> GEMM straight into NCHW -> epilogue in place
         kh, kw = w.shape[2:]
         w2 = np.ascontiguousarray(w).reshape(o, -1)
         x = np.ascontiguousarray(x)
         cols = scratch("cols_image", (w2.shape[1], oh * ow), out.dtype)
-        out3, res3 = out.reshape(n, o, oh * ow), ep.res3((n, o, oh * ow))
+        out3 = out.reshape(n, o, oh * ow)
         fast = gemm_supported(w2, cols, out)
         for i in range(n):
             im2col(x[i:i + 1], cols, kh, kw, *_geom(stride, padding, dilation), oh, ow)
+            ep_i = ep.for_images(i, i + 1, out3.shape)
             if fast:  # the numba GEMM with the epilogue per output block, reading cols from cache
                 gemm(w2[None], w2.shape[1], cols[None], oh * ow, out3[i:i + 1], oh * ow, o, oh * ow, w2.shape[1],
-                     ep=ep.for_images(i, i + 1, (n, o, oh * ow)))
-                continue
-            np.matmul(w2, cols, out=out3[i])
-            if not ep.empty:
-                epilogue_inplace(out3[i:i + 1], ep.flags, ep.bias, ep.scale, res3[i:i + 1] if ep.residual is not None
-                                 else res3, ep.act, ep.alpha)
+                     ep=ep_i)
+            else:
+                np.matmul(w2, cols, out=out3[i])
+                ep_i.apply_inplace(out3[i:i + 1])
     elif algo.startswith("winograd"):  # winograd-f2 / winograd-f4: the output tile size
         from .conv_winograd import winograd_forward
 
@@ -403,25 +400,23 @@ def _input_grad(algo: str, gy: np.ndarray, w: np.ndarray, out: np.ndarray, attrs
         from .conv_winograd import winograd_input_grad
 
         winograd_input_grad(gy, w, out, padding, m=int(algo[-1]))
-    elif gemm_supported(gy, w, out):  # the numba GEMM reads gy in NCHW (no packing) and W^T in place
+    else:  # im2col and gemm_1x1: gcols (C*kh*kw, N*P) = W^T @ gy, then col2im (1x1: just back to NCHW)
         kh, kw = w.shape[2:]
         wt = np.ascontiguousarray(w).reshape(o, -1).T  # (C*kh*kw, O)
-        gy3 = gy.reshape(n, o, oh * ow)
-        if kh == kw == 1 and stride == (1, 1) and (oh, ow) == (h, wd):  # gx (C, N*P) = W^T @ gy, in NCHW
-            gemm(wt[None], o, gy3, oh * ow, out.reshape(n, c, h * wd), h * wd, c, n * oh * ow, o)
+        fast = gemm_supported(gy, w, out)  # the numba GEMM reads gy in NCHW (no packing) and W^T in place
+        pointwise = _pointwise(w.shape, stride, (oh, ow), (h, wd))
+        if fast and pointwise:  # gx (C, N*P) = W^T @ gy written straight into NCHW
+            gemm(wt[None], o, gy.reshape(n, o, oh * ow), oh * ow, out.reshape(n, c, h * wd), h * wd, c, n * oh * ow, o)
             return
         gcols = scratch("cols", (c * kh * kw, n * oh * ow), gy.dtype)
         _COLS_OF[:] = [None, None]  # overwritten below
-        gemm(wt[None], o, gy3, oh * ow, gcols[None], n * oh * ow, c * kh * kw, n * oh * ow, o)
-        col2im(gcols, out, kh, kw, *_geom(stride, padding, dilation), oh, ow)
-    else:
-        gyt = _pack_gy(gy)
-        kh, kw = w.shape[2:]
-        gcols = scratch("cols", (c * kh * kw, n * oh * ow), gy.dtype)
-        _COLS_OF[:] = [None, None]  # overwritten below
-        np.matmul(np.ascontiguousarray(w).reshape(o, -1).T, gyt, out=gcols)  # (C*kh*kw, N*P)
-        if algo == "gemm_1x1" and stride == (1, 1) and (oh, ow) == (h, wd):
-            ep = Epilogue(out.dtype)  # empty: unpack only, (C, N*P) -> (N, C, P)
+        if fast:
+            gemm(wt[None], o, gy.reshape(n, o, oh * ow), oh * ow, gcols[None], n * oh * ow, c * kh * kw,
+                 n * oh * ow, o)
+        else:
+            np.matmul(wt, _pack_gy(gy), out=gcols)
+        if pointwise:  # (C, N*P) -> (N, C, P)
+            ep = Epilogue(out.dtype)  # empty: unpack only
             unpack_epilogue(gcols, out.reshape(n, c, h * wd), 0, ep.bias, ep.scale, ep.res3((n, c, h * wd)),
                             NO_ACT, 0.0)
         else:

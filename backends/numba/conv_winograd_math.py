@@ -91,6 +91,29 @@ def _a4_rows(o0, o1, o2, o3, o4, o5, g0, g1, g2, g3, nt):
         o5[t] = g3[t]
 
 
+@njit(cache=True, inline="always")
+def _output_tiles(mm, t0, nt, m):
+    """yp[r, k, t] = (A^T M_t A)[r, k] for the nt tiles t of mm[:, t0:t0 + nt] (M laid out (a*a, tiles)): the
+    vertical pass A^T M, then the horizontal one. Shared by the plane-wise and the channels-last output passes."""
+    a = m + 2
+    t1 = t0 + nt
+    s = np.empty((m, a, nt), mm.dtype)  # vertical pass A^T M
+    for j in range(a):
+        if m == 2:
+            _at2_rows(s[0, j], s[1, j], mm[j, t0:t1], mm[4 + j, t0:t1], mm[8 + j, t0:t1], mm[12 + j, t0:t1], nt)
+        else:
+            _at4_rows(s[0, j], s[1, j], s[2, j], s[3, j], mm[j, t0:t1], mm[6 + j, t0:t1], mm[12 + j, t0:t1],
+                      mm[18 + j, t0:t1], mm[24 + j, t0:t1], mm[30 + j, t0:t1], nt)
+    yp = np.empty((m, m, nt), mm.dtype)  # horizontal pass
+    for r in range(m):
+        sr = s[r]
+        if m == 2:
+            _at2_rows(yp[r, 0], yp[r, 1], sr[0], sr[1], sr[2], sr[3], nt)
+        else:
+            _at4_rows(yp[r, 0], yp[r, 1], yp[r, 2], yp[r, 3], sr[0], sr[1], sr[2], sr[3], sr[4], sr[5], nt)
+    return yp
+
+
 # --- the kernel transform -----------------------------------------------------------------------------------
 _G2 = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
 _G4 = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6], [1 / 24, 1 / 12, 1 / 6],

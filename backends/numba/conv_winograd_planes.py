@@ -7,7 +7,7 @@ import numpy as np
 from numba import njit, prange
 
 from .conv_epilogue import HAS_RES, _epilogue_row
-from .conv_winograd_math import _at2_rows, _at4_rows, _bt2_rows, _bt4_rows
+from .conv_winograd_math import _bt2_rows, _bt4_rows, _output_tiles
 
 
 # Tile layout: image n's tiles are row-major with a row pitch of tw + 1, one junk tile past each tile row (it
@@ -83,25 +83,10 @@ def _output_plane(mm, out, m, n, o, n0, nimg, th, tw, flags, bias, scale, res, a
     """out[n, o, m*ty + i, m*tx + j] = epilogue((A^T M A)[i, j]) for the tiles of mm[k, o*T + tile] of image n
     (layout as in :func:`_input_plane`); valid pixels only."""
     oh, ow = out.shape[2], out.shape[3]
-    a = m + 2
     tp = tw + 1
     ntile = th * tp
-    t0 = o * nimg * ntile + (n - n0) * ntile
-    t1 = t0 + ntile
-    s = np.empty((m, a, ntile), mm.dtype)  # vertical pass A^T M
-    for j in range(a):
-        if m == 2:
-            _at2_rows(s[0, j], s[1, j], mm[j, t0:t1], mm[4 + j, t0:t1], mm[8 + j, t0:t1], mm[12 + j, t0:t1], ntile)
-        else:
-            _at4_rows(s[0, j], s[1, j], s[2, j], s[3, j], mm[j, t0:t1], mm[6 + j, t0:t1], mm[12 + j, t0:t1],
-                      mm[18 + j, t0:t1], mm[24 + j, t0:t1], mm[30 + j, t0:t1], ntile)
-    yp = np.empty((m, m, ntile), mm.dtype)  # horizontal pass: yp[i, k, ty*tp + tx] = out pixel (m*ty + i, m*tx + k)
-    for i in range(m):
-        si = s[i]
-        if m == 2:
-            _at2_rows(yp[i, 0], yp[i, 1], si[0], si[1], si[2], si[3], ntile)
-        else:
-            _at4_rows(yp[i, 0], yp[i, 1], yp[i, 2], yp[i, 3], si[0], si[1], si[2], si[3], si[4], si[5], ntile)
+    # yp[i, k, ty*tp + tx] = out pixel (m*ty + i, m*tx + k)
+    yp = _output_tiles(mm, o * nimg * ntile + (n - n0) * ntile, ntile, m)
     y = np.empty(m * tw, mm.dtype)
     for ty in range(th):
         for i in range(min(m, oh - m * ty)):  # interleave the column phases into one output row, then the epilogue

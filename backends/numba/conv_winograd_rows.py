@@ -8,7 +8,7 @@ import numpy as np
 from numba import njit, prange
 
 from .conv_epilogue import HAS_RES, _epilogue_row
-from .conv_winograd_math import _a2_rows, _a4_rows, _at2_rows, _at4_rows, _bt2_rows, _bt4_rows
+from .conv_winograd_math import _a2_rows, _a4_rows, _bt2_rows, _bt4_rows, _output_tiles
 
 
 # --- weight gradient ---------------------------------------------------------------------------------------
@@ -195,24 +195,8 @@ def _rows_out(mm, out, m, n0, i, ty, th, tw, flags, bias, scale, res, act, alpha
     """out[n0 + i, o, m*ty + r, m*tx + s] = epilogue((A^T M A)[r, s]) for the tiles of tile row ty of image i,
     M[k, ((i*th + ty)*tw + tx)*O + o] (channels-last); valid pixels only."""
     no, oh, ow = out.shape[1], out.shape[2], out.shape[3]
-    a = m + 2
     nt = tw * no
-    t0 = (i * th + ty) * nt
-    t1 = t0 + nt
-    s = np.empty((m, a, nt), mm.dtype)  # vertical pass A^T M
-    for j in range(a):
-        if m == 2:
-            _at2_rows(s[0, j], s[1, j], mm[j, t0:t1], mm[4 + j, t0:t1], mm[8 + j, t0:t1], mm[12 + j, t0:t1], nt)
-        else:
-            _at4_rows(s[0, j], s[1, j], s[2, j], s[3, j], mm[j, t0:t1], mm[6 + j, t0:t1], mm[12 + j, t0:t1],
-                      mm[18 + j, t0:t1], mm[24 + j, t0:t1], mm[30 + j, t0:t1], nt)
-    yp = np.empty((m, m, nt), mm.dtype)  # yp[r, k, tx*O + o] = out pixel (m*ty + r, m*tx + k) of channel o
-    for r in range(m):
-        sr = s[r]
-        if m == 2:
-            _at2_rows(yp[r, 0], yp[r, 1], sr[0], sr[1], sr[2], sr[3], nt)
-        else:
-            _at4_rows(yp[r, 0], yp[r, 1], yp[r, 2], yp[r, 3], sr[0], sr[1], sr[2], sr[3], sr[4], sr[5], nt)
+    yp = _output_tiles(mm, (i * th + ty) * nt, nt, m)  # yp[r, k, tx*O + o] = out pixel (m*ty + r, m*tx + k)
     n = n0 + i
     y = np.empty(m * tw, mm.dtype)
     for r in range(min(m, oh - m * ty)):

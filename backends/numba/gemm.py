@@ -28,8 +28,7 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
-from .conv_epilogue import HAS_BIAS, HAS_RES, HAS_SCALE, NO_ACT, _epilogue_value
-from .elementwise import RELU
+from .conv_epilogue import HAS_RES, NO_ACT, _epilogue_row
 
 _AVX512 = bool(llvm.get_host_cpu_features().get("avx512f", False))
 VL = 16 if _AVX512 else 8  # float32 lanes per vector register
@@ -272,31 +271,17 @@ def _write_tile(tile, nr_tile, c3, pc, i0, mr, j0, nr, add):
 
 @njit(cache=True)
 def _epilogue_block(c3, pc, i0, mc, j0, nc, flags, bias, scale, res, act, alpha):
-    """The conv epilogue over C[i0:i0+mc, j0:j0+nc] in place, after the block's last K block (still in cache)."""
+    """The conv epilogue over C[i0:i0+mc, j0:j0+nc] in place, after the block's last K block (still in cache):
+    :func:`.conv_epilogue._epilogue_row` per output row and run inside one c3[n]."""
     q = 0
     while q < nc:
         n, p = (j0 + q) // pc, (j0 + q) % pc
         w = min(nc - q, pc - p)
         for r in range(mc):
             i = i0 + r
-            dst = c3[n, i]
-            so = scale[i] if flags & HAS_SCALE else 1.0
-            bo = bias[i] if flags & HAS_BIAS else 0.0
-            if act == NO_ACT or act == RELU:
-                lo = 0.0 if act == RELU else -np.inf
-                if flags & HAS_RES:
-                    rrow = res[n, i]
-                    for e in range(p, p + w):
-                        v = dst[e] * so + bo + rrow[e]
-                        dst[e] = lo if v < lo else v  # NaN stays NaN, as np.maximum(v, 0) does
-                else:
-                    for e in range(p, p + w):
-                        v = dst[e] * so + bo
-                        dst[e] = lo if v < lo else v
-            else:
-                for e in range(p, p + w):
-                    dst[e] = _epilogue_value(dst[e], i, flags, bias, scale, res[n, i, e] if flags & HAS_RES else 0.0,
-                                             act, alpha)
+            row = c3[n, i, p:p + w]
+            res_row = res[n, i, p:p + w] if flags & HAS_RES else res[0, 0]
+            _epilogue_row(row, row, i, flags, bias, scale, res_row, act, alpha)  # elementwise: in place is fine
         q += w
 
 
