@@ -282,20 +282,16 @@ def torch_row_isolated(wl: ModelWorkload, repeats: int, warmup: int) -> dict:
     also apply to PyTorch's OpenMP runtime (it ran 10-35% faster or slower depending on the setting), and the two
     runtimes' worker threads compete for the 2 cores. Returns :func:`time_workload`'s dict plus the child's
     ``peak_rss_mib``."""
+    import dataclasses
     import json
     import os
     import subprocess
 
-    try:
-        import engine
+    from engine import ENV_SET
 
-        engine_set = engine.ENV_SET
-    except ImportError:
-        engine_set = {}
-    env = {k: v for k, v in os.environ.items() if not (k in engine_set and v == engine_set[k])}
+    env = {k: v for k, v in os.environ.items() if ENV_SET.get(k) != v}
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    fields = [wl.name, wl.model, wl.kind, wl.batch, list(wl.input), wl.num_classes]
-    code = _TORCH_CHILD.format(root=root, wl=json.dumps(fields), repeats=repeats, warmup=warmup)
+    code = _TORCH_CHILD.format(root=root, wl=json.dumps(dataclasses.astuple(wl)), repeats=repeats, warmup=warmup)
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 

@@ -102,22 +102,22 @@ def torch_runner(wl: ConvWorkload, mode: str) -> Callable[[], None]:
     return run_fwd_bwd
 
 
-def sgemm_runner(n: int = 2048) -> tuple[Callable[[], None], int]:
-    """numpy (BLAS) single-precision GEMM n x n x n: the roofline the conv kernels are judged against."""
+def sgemm_runner(n: int = 2048, product: Callable | None = None) -> tuple[Callable[[], None], int]:
+    """A single-precision GEMM n x n x n and its FLOPs: numpy's BLAS (``np.matmul``, the roofline the conv
+    kernels are judged against) or ``product(a, b, out)``."""
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
     c = np.empty((n, n), np.float32)
-    return (lambda: np.matmul(a, b, out=c)), 2 * n ** 3
+    if product is None:
+        return (lambda: np.matmul(a, b, out=c)), 2 * n ** 3
+    return (lambda: product(a, b, c)), 2 * n ** 3
 
 
 def numba_gemm_runner(n: int = 2048) -> tuple[Callable[[], None], int]:
-    """The numba SIMD GEMM (backends/numba/gemm.py) on the same n x n x n product as :func:`sgemm_runner`."""
+    """The numba SIMD GEMM (backends/numba/gemm.py) on the same product as :func:`sgemm_runner`."""
     from backends.numba.gemm import matmul
 
-    rng = np.random.default_rng(0)
-    a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
-    c = np.empty((n, n), np.float32)
-    return (lambda: matmul(a, b, c)), 2 * n ** 3
+    return sgemm_runner(n, matmul)
 
 
 def time_median(fn: Callable[[], None], min_time: float = 0.5, max_reps: int = 50, warmup: int = 2) -> float:
