@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 from numba import njit, prange
 
-from . import backend
+from . import backend, conv_tables
 from .conv_direct import (
     _valid,
     direct_forward,
@@ -82,9 +82,11 @@ def out_hw(x_shape: tuple[int, ...], w_shape: tuple[int, ...], attrs: dict[str, 
 
 
 def choose_conv_algorithm(x_spec: Any, w_spec: Any, attrs: dict[str, Any]) -> str:
-    """The heuristic algorithm family of a conv2d layer: ``"direct"``, ``"gemm_1x1"`` or ``"im2col"`` (no
-    measurement; see :mod:`.conv_select` for the measured per-shape choice the kernels use by default)."""
-    return heuristic("forward", _shape(x_spec), _shape(w_spec), attrs).split("-")[0]
+    """The heuristic algorithm family of a conv2d layer: ``"direct"``, ``"gemm_1x1"``, ``"gemm-tables"``,
+    ``"winograd"`` or ``"im2col"`` (no measurement; see :mod:`.conv_select` for the measured per-shape choice the
+    kernels use by default)."""
+    algo = heuristic("forward", _shape(x_spec), _shape(w_spec), attrs)
+    return algo if algo.startswith("gemm-") else algo.split("-")[0]
 
 
 SMALL_PLANE = 256  # output planes below this many pixels use im2col_planes
@@ -213,6 +215,10 @@ def _geom(stride, padding, dilation) -> tuple[int, ...]:
 _COLS_OF: list = [None, None]
 
 
+def _table_geom(stride, dilation) -> tuple[int, int, int, int]:
+    return stride[0], stride[1], dilation[0], dilation[1]
+
+
 def _pointwise(kernel, stride, out_hw: tuple[int, int], in_hw: tuple[int, int]) -> bool:
     """A 1x1 kernel at stride 1 without padding: its im2col matrix is x re-laid out channels-first."""
     return tuple(kernel[-2:]) == (1, 1) and tuple(stride) == (1, 1) and tuple(out_hw) == tuple(in_hw)
@@ -300,6 +306,8 @@ def _forward(algo: str, x: np.ndarray, w: np.ndarray, out: np.ndarray, ep: Epilo
     elif algo == "direct":
         direct_forward(np.ascontiguousarray(x), np.ascontiguousarray(w), out, *_geom(stride, padding, dilation),
                        groups, ep.flags, ep.bias, ep.scale, ep.res3((n, o, oh * ow)), ep.act, ep.alpha)
+    elif algo == "gemm-tables" and gemm_supported(x, w, out):  # implicit GEMM over offset tables, no im2col
+        conv_tables.forward(x, w, out, ep, _table_geom(stride, dilation), padding, scratch)
     elif algo == "gemm_1x1-nchw":  # per-image GEMMs straight into NCHW: out[n] = W (O, C) @ x[n] (C, H*W)
         np.matmul(np.ascontiguousarray(w).reshape(o, -1), np.ascontiguousarray(x).reshape(n, -1, oh * ow),
                   out=out.reshape(n, o, oh * ow))
@@ -394,6 +402,8 @@ def _input_grad(algo: str, gy: np.ndarray, w: np.ndarray, out: np.ndarray, attrs
     _, o, oh, ow = gy.shape
     if algo == "direct":
         direct_input_grad(gy, np.ascontiguousarray(w), out, *_geom(stride, padding, dilation), groups)
+    elif algo == "gemm-tables" and gemm_supported(gy, w, out):  # per image, tiles scatter-added into gx
+        conv_tables.input_grad(gy, w, out, _table_geom(stride, dilation), padding, scratch)
     elif algo == "gemm_1x1-nchw":  # gx[n] = W^T (C, O) @ gy[n] (O, H*W)
         np.matmul(np.ascontiguousarray(w).reshape(o, c).T, gy.reshape(n, o, oh * ow), out=out.reshape(n, c, h * wd))
     elif algo.startswith("winograd"):
@@ -446,6 +456,8 @@ def _weight_grad(algo: str, x: np.ndarray, gy: np.ndarray, out: np.ndarray, attr
         direct_weight_grad_s1(np.ascontiguousarray(x), gy, out, pt, pl, dh, dw, groups)
     elif algo == "direct":
         direct_weight_grad(np.ascontiguousarray(x), gy, out, *_geom(stride, padding, dilation), groups)
+    elif algo == "gemm-tables" and gemm_supported(x, gy, out):
+        conv_tables.weight_grad(x, gy, out, _table_geom(stride, dilation), padding, scratch)
     elif algo == "gemm_1x1-nchw":  # gW = sum over n of gy[n] (O, H*W) @ x[n]^T (H*W, C): long-K GEMMs per image
         x3 = np.ascontiguousarray(x).reshape(n, -1, oh * ow)
         per_image = scratch("gw_images", (n, o, x3.shape[1]), out.dtype)

@@ -42,21 +42,29 @@ MC = 480  # rows per output block (a multiple of both MRs); the packed A block i
 NC = 384  # columns per output block (a multiple of both NRs); the packed B block is KC x NC
 
 
-def _make_tile(mr: int, nv: int):
+def _make_tile(mr: int, nv: int, tables: bool = False):
+    """The mr x (nv*VL) register tile as a numba intrinsic. ``tables``: A is addressed through offset tables
+    (the implicit GEMM of :mod:`.conv_tables`) instead of strides."""
 
     @intrinsic
     def tile(typingctx, k, a, ars, aks, b, bks, c, ldc, add):
-        """C[r*ldc + q] (+= if add else =) sum over kk < k of A[r*ars + kk*aks] * B[kk*bks + q] for the mr x nr
-        register tile; a, b, c are float32 addresses, strides in elements, k >= 1. mr*nv vector accumulators
-        (phi nodes), one broadcast of A and nv vector loads of B per kk, LLVM fma, vector loads / stores of C."""
-        sig = types.void(types.intp, types.uintp, types.intp, types.intp, types.uintp, types.intp, types.uintp,
-                         types.intp, types.boolean)
+        """C[r*ldc + q] (+= if add else =) sum over kk < k of A(r, kk) * B[kk*bks + q] for the mr x nr register
+        tile; a, b, c are float32 addresses, strides in elements, k >= 1. A(r, kk) = A[r*ars + kk*aks], or with
+        ``tables`` A[ars[r] + aks[kk]] where ars / aks are the addresses of int64 offset tables. mr*nv vector
+        accumulators (phi nodes), one broadcast of A and nv vector loads of B per kk, LLVM fma, vector loads /
+        stores of C."""
+        idx = types.uintp if tables else types.intp
+        sig = types.void(types.intp, types.uintp, idx, idx, types.uintp, types.intp, types.uintp, types.intp,
+                         types.boolean)
 
         def codegen(context, builder, signature, args):
             k, a, ars, aks, b, bks, c, ldc, add = args
             f32, i64, i32 = ir.FloatType(), ir.IntType(64), ir.IntType(32)
             fptr = ir.PointerType(f32)
             ap, bp, cp = (builder.inttoptr(v, fptr) for v in (a, b, c))
+            if tables:  # per-row base addresses, loaded once
+                rp, kp = (builder.inttoptr(v, ir.PointerType(i64)) for v in (ars, aks))
+                rows = [builder.gep(ap, [builder.load(builder.gep(rp, [ir.Constant(i64, r)]))]) for r in range(mr)]
             vty = ir.VectorType(f32, VL)
             vptr = ir.PointerType(vty)
             name = f"llvm.fma.v{VL}f32"
@@ -78,10 +86,15 @@ def _make_tile(mr: int, nv: int):
             brow = builder.gep(bp, [builder.mul(kk, bks)])
             bv = [builder.load(builder.bitcast(builder.gep(brow, [ir.Constant(i64, v * VL)]), vptr), align=4)
                   for v in range(nv)]
-            arow = builder.gep(ap, [builder.mul(kk, aks)])
+            if tables:
+                ko = builder.load(builder.gep(kp, [kk]))
+                addr = [builder.gep(rows[r], [ko]) for r in range(mr)]
+            else:
+                arow = builder.gep(ap, [builder.mul(kk, aks)])
+                addr = [builder.gep(arow, [builder.mul(ars, ir.Constant(i64, r))]) for r in range(mr)]
             new = []
             for r in range(mr):
-                s = builder.load(builder.gep(arow, [builder.mul(ars, ir.Constant(i64, r))]))
+                s = builder.load(addr[r])
                 sv = builder.insert_element(ir.Constant(vty, ir.Undefined), s, ir.Constant(i32, 0))
                 sv = builder.shuffle_vector(sv, sv, splat)
                 new.append([builder.call(fma, [sv, bv[v], acc[r][v]]) for v in range(nv)])
@@ -91,7 +104,14 @@ def _make_tile(mr: int, nv: int):
             for r in range(mr):
                 for v in range(nv):
                     acc[r][v].add_incoming(new[r][v], end)
-            builder.cbranch(builder.icmp_signed("<", kn, k), loop, done)
+            br = builder.cbranch(builder.icmp_signed("<", kn, k), loop, done)
+            if tables:
+                # no unrolling: unrolled by 2, the scheduler hoisted the next iteration's broadcasts and spilled
+                # accumulators (LeNet conv2 forward with an 8x48 tile: 2.3 -> 0.78 ms; 12x32 spilled either way)
+                off = mod.add_metadata([ir.MetaDataString(mod, "llvm.loop.unroll.disable")])
+                loop_id = mod.add_metadata([off, off])
+                loop_id.operands = (loop_id, off)  # a loop id refers to itself
+                br.set_metadata("llvm.loop", loop_id)
             builder.position_at_end(done)
             for r in range(mr):
                 crow = builder.gep(cp, [builder.mul(ldc, ir.Constant(i64, r))])

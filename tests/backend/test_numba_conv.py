@@ -25,19 +25,19 @@ def _attrs(stride=1, padding=0, dilation=1, groups=1):
 
 # (x shape, w shape, attrs, expected algorithm)
 CASES = [
-    ((2, 8, 9, 9), (6, 8, 3, 3), _attrs(1, 1), "im2col"),
-    ((2, 8, 9, 7), (4, 8, 3, 3), _attrs(2, 1), "im2col"),
-    ((1, 6, 10, 11), (3, 6, 3, 2), _attrs((2, 1), ((1, 0), (2, 1)), 2), "im2col"),  # asymmetric pad, dilation
-    ((2, 3, 16, 16), (8, 3, 7, 7), _attrs(2, 3), "im2col"),  # ResNet stem shape, small
+    ((2, 8, 9, 9), (6, 8, 3, 3), _attrs(1, 1), "gemm-tables"),
+    ((2, 8, 9, 7), (4, 8, 3, 3), _attrs(2, 1), "gemm-tables"),
+    ((1, 6, 10, 11), (3, 6, 3, 2), _attrs((2, 1), ((1, 0), (2, 1)), 2), "gemm-tables"),  # asymmetric pad, dilation
+    ((2, 3, 16, 16), (8, 3, 7, 7), _attrs(2, 3), "gemm-tables"),  # ResNet stem shape, small
     ((2, 16, 6, 6), (12, 16, 1, 1), _attrs(1, 0), "gemm_1x1"),  # heuristic: its -nchw form
-    ((2, 16, 7, 7), (12, 16, 1, 1), _attrs(2, 0), "gemm_1x1"),  # downsample shortcut
-    ((3, 1, 12, 12), (6, 1, 5, 5), _attrs(1, 0), "im2col"),  # LeNet conv1: direct is a measured candidate
-    ((2, 3, 10, 10), (4, 3, 3, 3), _attrs(1, 1), "im2col"),  # 27 taps
+    ((2, 16, 7, 7), (12, 16, 1, 1), _attrs(2, 0), "gemm-tables"),  # downsample shortcut
+    ((3, 1, 12, 12), (6, 1, 5, 5), _attrs(1, 0), "gemm-tables"),  # LeNet conv1: direct is a measured candidate
+    ((2, 3, 10, 10), (4, 3, 3, 3), _attrs(1, 1), "gemm-tables"),  # 27 taps
     ((2, 8, 9, 9), (8, 1, 3, 3), _attrs(1, 1, groups=8), "direct"),  # depthwise
     ((2, 8, 9, 9), (8, 1, 3, 3), _attrs(2, 1, groups=8), "direct"),
     ((2, 8, 8, 8), (6, 4, 3, 3), _attrs(1, 1, groups=2), "direct"),  # grouped
     ((1, 6, 7, 7), (9, 2, 3, 3), _attrs(1, 2, 2, groups=3), "direct"),
-    ((2, 3, 130, 129), (4, 3, 7, 7), _attrs(2, 3), "im2col"),  # 65x65 output planes: im2col-image (per image)
+    ((2, 3, 130, 129), (4, 3, 7, 7), _attrs(2, 3), "gemm-tables"),  # 65x65 output planes: im2col-image (per image)
 ]
 IDS = [f"{c[3]}-{i}" for i, c in enumerate(CASES)]
 
@@ -50,15 +50,15 @@ def test_conv_algorithm_choice(xs, ws, attrs, algo):
 def test_candidates_per_role():
     lenet1 = CASES[6]
     assert "direct" in candidates("forward", *lenet1[:3])  # few taps: the direct kernel competes
-    assert candidates("forward", *CASES[0][:3])[:2] in (["im2col-pixel", "im2col-channel"],
-                                                       ["im2col-channel", "im2col-pixel"])
+    assert candidates("forward", *CASES[0][:3])[:3] in (["gemm-tables", "im2col-pixel", "im2col-channel"],
+                                                       ["gemm-tables", "im2col-channel", "im2col-pixel"])
     assert "gemm-implicit" not in candidates("forward", *CASES[0][:3])
     assert "direct" not in candidates("forward", *CASES[0][:3])  # 72 taps
-    assert candidates("weight_grad", *CASES[4][:3]) == ["gemm_1x1-nchw", "gemm_1x1"]
-    assert candidates("forward", *CASES[5][:3]) == ["gemm_1x1"]  # strided: only the packed form
+    assert candidates("weight_grad", *CASES[4][:3]) == ["gemm_1x1-nchw", "gemm_1x1", "gemm-tables"]
+    assert candidates("forward", *CASES[5][:3]) == ["gemm-tables", "gemm_1x1"]  # strided: not the per-image form
     assert candidates("input_grad", *CASES[8][:3]) == ["direct"]  # depthwise
     big = candidates("forward", *CASES[12][:3])  # >= 4096 output pixels per plane
-    assert big[0] == "im2col-image" and "gemm-implicit" in big
+    assert big[:2] == ["gemm-tables", "im2col-image"] and "gemm-implicit" in big
     assert "im2col-image" not in candidates("forward", *CASES[3][:3])
 
 
@@ -173,7 +173,7 @@ def test_epilogue_applies_folded_bn_scale_shift_in_one_pass(rng):
     (y,) = run_kernel("numpy", "conv2d", [x, w], **attrs)
     res = rng.standard_normal(y.shape).astype(np.float32)
     expect = np.maximum(y * scale[:, None, None] + shift[:, None, None] + res, 0)
-    for algo in ("im2col-pixel", "im2col-channel", "direct", "im2col-image"):
+    for algo in ("im2col-pixel", "im2col-channel", "direct", "im2col-image", "gemm-tables"):
         out = np.empty_like(y)
         conv2d_forward(x, w, out, Epilogue(np.float32, bias=shift, scale=scale, residual=res, act=nb.elementwise.RELU),
                        algorithm=algo, **attrs)
@@ -298,11 +298,15 @@ def test_weight_grad_reuses_the_forward_im2col_only_for_the_same_input(rng):
     (y,) = run_kernel("numpy", "conv2d", [x1, w], **attrs)
     gy = rng.standard_normal(y.shape).astype(np.float32)
     (ref1,) = run_kernel("numpy", "conv2d_weight_grad", [x1, gy], weight_shape=ws, **attrs)
-    with conv_policy("im2col"):
-        run_kernel("numba", "conv2d", [x1, w], **attrs)
+    def forward(x):
+        with conv_policy("im2col-channel"):
+            run_kernel("numba", "conv2d", [x, w], **attrs)
+
+    with conv_policy("im2col"):  # the gradients' im2col algorithm
+        forward(x1)
         assert nconv._COLS_OF[0] is x1
         (g1,) = run_kernel("numba", "conv2d_weight_grad", [x1, gy], weight_shape=ws, **attrs)  # reused
-        run_kernel("numba", "conv2d", [x2, w], **attrs)
+        forward(x2)
         (g1b,) = run_kernel("numba", "conv2d_weight_grad", [x1, gy], weight_shape=ws, **attrs)  # recomputed
         run_kernel("numba", "conv2d_input_grad", [gy, w], input_shape=xs, **attrs)  # overwrites the workspace
         assert nconv._COLS_OF[0] is None

@@ -1,0 +1,282 @@
+"""Convolution as an implicit GEMM over offset tables (algorithm ``gemm-tables``): no im2col matrix, no col2im.
+
+With x zero-padded to planes of Hp x Wp (x itself when the layer has no padding), every entry of the im2col
+matrix is one load from the flat padded input at the sum of two offsets:
+
+    im2col[k, p] = xp[toff[k] + poff[p]]
+    poff[n*P + y*Wo + z]    = n*C*Hp*Wp + y*sh*Wp + z*sw      (output pixel -> its first tap's input position)
+    toff[(c*kh + i)*kw + j] = c*Hp*Wp + i*dh*Wp + j*dw         (tap -> its offset from that position)
+
+The register tile of :mod:`.gemm` in its ``tables`` form reads A(r, kk) = a[roff[r] + aoff[kk]] as broadcasts,
+so the gathered operand never needs packing; the other operand is a small packed panel or read in place:
+
+- forward: out^T (P x O) = X (rows: poff, inner: toff) @ W^T (packed NR-column panels); groups of row tiles per
+  prange item, the epilogue (bias, scale, residual, activation) as each group's result moves to NCHW.
+- weight gradient: gW^T (K x O) = X^T (rows: toff, inner: poff) @ gy^T (packed panels), the pixel range split in
+  chunks so that small layers still occupy every thread; the chunks' partial sums are added at the end.
+- input gradient: per image, gcols (K x P) = W^T (rows: tap index, inner: o*K) @ gy[n] (read in place), each
+  register tile scatter-added into gx at toff[k] + poff[p] right away (col2im without the matrix).
+
+Why: for small planes (LeNet conv2, 20->50 5x5 on 12x12, batch 64) the im2col matrix (8 MiB) and col2im passes
+cost more than the GEMMs. There (ms, 2-core Zen 5): forward 0.54 vs 1.9 im2col + GEMM; weight gradient 0.64 vs
+1.4 reusing the forward's im2col matrix (2.9 without).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from .conv_direct import pad_planes
+from .conv_epilogue import HAS_RES, _epilogue_row
+from .gemm import _AVX512, KC, VL, _make_tile
+
+MR, NV = (10, 2) if _AVX512 else (5, 2)  # register tile rows x vectors (20 / 10 accumulators + 2 loads + bcast)
+NR = NV * VL
+GROUP = 8  # row tiles per prange item (forward, weight gradient): a B panel block is reused GROUP times from L1
+_tile = _make_tile(MR, NV, tables=True)
+
+
+def _pad(v: int, to: int) -> int:
+    return -(-v // to) * to
+
+
+@njit(parallel=True, cache=True)
+def pack_panels(src, bp):
+    """bp[pan, g*P + p, q] = src[g, pan*NR + q, p] (0 past src's rows): (G, R, P) -> NR-column panels of the
+    (G*P, R) matrix; W^T from W (1, O, K), gy^T from gy (N, O, P)."""
+    ng, nrow, npix = src.shape
+    npan, _, nr = bp.shape
+    for t in prange(npan * ng):
+        pan, g = t // ng, t % ng
+        for q in range(nr):
+            r = pan * nr + q
+            if r < nrow:
+                s = src[g, r]
+                for p in range(npix):
+                    bp[pan, g * npix + p, q] = s[p]
+            else:
+                for p in range(npix):
+                    bp[pan, g * npix + p, q] = 0
+
+
+@njit(parallel=True, cache=True)
+def crop_planes(xp, x, pt, pl, wp):
+    """x[n, c] = the (H, W) window at (pt, pl) of the flat padded plane xp[n, c] of row width wp."""
+    nn, nc, h, w = x.shape
+    for t in prange(nn * nc):
+        n, c = t // nc, t % nc
+        src, dst = xp[n, c], x[n, c]
+        for a in range(h):
+            row = src[(a + pt) * wp + pl:(a + pt) * wp + pl + w]
+            for b in range(w):
+                dst[a, b] = row[b]
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def _forward(xp, poff, toff, bp, out, flags, bias, scale, res, act, alpha, ybuf):
+    """out[n, o, :] = epilogue(X @ W^T) over groups of GROUP row tiles (MR output pixels each; poff is padded to
+    whole tiles). ybuf[thread]: a flat (GROUP*MR, npan*NR) result block."""
+    nn, no, npix = out.shape
+    npan, k = bp.shape[0], bp.shape[1]
+    ldc = npan * NR
+    total = nn * npix
+    nrt = (total + MR - 1) // MR
+    x_addr, p_addr, t_addr, b_addr = xp.ctypes.data, poff.ctypes.data, toff.ctypes.data, bp.ctypes.data
+    for g in prange((nrt + GROUP - 1) // GROUP):
+        y = ybuf[numba.get_thread_id()]
+        y_addr = y.ctypes.data
+        r0, r1 = g * GROUP, min(nrt, (g + 1) * GROUP)
+        for pan in range(npan):
+            for k0 in range(0, k, KC):
+                kc = min(KC, k - k0)
+                for rt in range(r0, r1):
+                    _tile(kc, x_addr, p_addr + rt * MR * 8, t_addr + k0 * 8, b_addr + (pan * k + k0) * NR * 4, NR,
+                          y_addr + ((rt - r0) * MR * ldc + pan * NR) * 4, ldc, k0 > 0)
+        p, pend = r0 * MR, min(total, r1 * MR)
+        while p < pend:  # rows of y -> NCHW, in runs inside one image
+            n, q = p // npix, p % npix
+            run = min(pend - p, npix - q)
+            y0 = p - r0 * MR
+            for o in range(no):
+                res_row = res[n, o, q:q + run] if flags & HAS_RES else res[0, 0]
+                src = y[y0 * ldc + o:(y0 + run) * ldc:ldc]
+                _epilogue_row(out[n, o, q:q + run], src, o, flags, bias, scale, res_row, act, alpha)
+            p += run
+
+
+@njit(parallel=True, cache=True)
+def _weight_grad(xp, toff, poff, bp, cpart, npix):
+    """cpart[ch] = X^T @ gy^T over chunk ch of the pixels (whole KC blocks), rows in groups of GROUP tiles."""
+    nch, ntp, ldc = cpart.shape
+    npan = bp.shape[0]
+    nrt = ntp // MR
+    ngr = (nrt + GROUP - 1) // GROUP
+    kch = ((npix + nch - 1) // nch + KC - 1) // KC * KC
+    x_addr, p_addr, t_addr, b_addr, c_addr = (xp.ctypes.data, poff.ctypes.data, toff.ctypes.data, bp.ctypes.data,
+                                              cpart.ctypes.data)
+    for item in prange(ngr * nch):
+        g, ch = item // nch, item % nch
+        ks, ke = ch * kch, min(npix, (ch + 1) * kch)
+        r0, r1 = g * GROUP, min(nrt, (g + 1) * GROUP)
+        if ks >= ke:
+            cpart[ch, r0 * MR:r1 * MR] = 0
+            continue
+        for pan in range(npan):
+            for k0 in range(ks, ke, KC):
+                kc = min(KC, ke - k0)
+                for rt in range(r0, r1):
+                    _tile(kc, x_addr, t_addr + rt * MR * 8, p_addr + k0 * 8, b_addr + (pan * npix + k0) * NR * 4,
+                          NR, c_addr + ((ch * ntp + rt * MR) * ldc + pan * NR) * 4, ldc, k0 > ks)
+
+
+@njit(parallel=True, cache=True)
+def _input_grad(gy, w2, rows, ooff, toff, poff, gxp, ntaps, bbuf, tbuf):
+    """Per image n: gxp[n] = 0, then for each (tap tile, pixel panel) the register tile W^T @ gy[n] (K = O) is
+    added into gxp[n] at toff[k] + poff[p]. gy (N, O, P) is read in place (a panel crossing its image's end is
+    copied into bbuf first); rows[r] = r (tap index, 0 in the padding) addresses W^T through w2 (O, K)."""
+    nn, no, npix = gy.shape
+    ntp = rows.shape[0]
+    w_addr, r_addr, o_addr = w2.ctypes.data, rows.ctypes.data, ooff.ctypes.data
+    for n in prange(nn):
+        tid = numba.get_thread_id()
+        g = gxp[n]
+        g[:] = 0
+        bb, tile = bbuf[tid], tbuf[tid]
+        t_base = tile.ctypes.data
+        for q0 in range(0, npix, NR):
+            cols = min(NR, npix - q0)
+            if cols == NR:
+                b_addr, bks = gy[n, 0, q0:].ctypes.data, npix
+            else:  # the image's last, partial panel: zero-padded copy
+                for o in range(no):
+                    for e in range(NR):
+                        bb[o * NR + e] = gy[n, o, q0 + e] if e < cols else 0
+                b_addr, bks = bb.ctypes.data, NR
+            pcols = poff[q0:q0 + cols]
+            for r0 in range(0, ntp, MR):
+                for k0 in range(0, no, KC):
+                    _tile(min(KC, no - k0), w_addr, r_addr + r0 * 8, o_addr + k0 * 8, b_addr + k0 * bks * 4, bks,
+                          t_base, NR, k0 > 0)
+                for r in range(min(MR, ntaps - r0)):
+                    base = toff[r0 + r]
+                    trow = tile[r * NR:r * NR + cols]
+                    for e in range(cols):
+                        g[base + pcols[e]] += trow[e]
+
+
+# --- host side ------------------------------------------------------------------------------------------------
+_TABLES: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def tables(n: int, c: int, hp: int, wp: int, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int, oh: int,
+           ow: int) -> tuple[np.ndarray, np.ndarray]:
+    """(poff, toff) for n images of c padded planes hp x wp, each padded with zeros (a valid offset) to whole
+    MR-row tiles; cached per geometry."""
+    key = (n, c, hp, wp, kh, kw, sh, sw, dh, dw, oh, ow)
+    hit = _TABLES.get(key)
+    if hit is not None:
+        return hit
+    plane = hp * wp
+    pix = (np.arange(n)[:, None, None] * (c * plane) + np.arange(oh)[None, :, None] * (sh * wp)
+           + np.arange(ow)[None, None, :] * sw).ravel()
+    taps = (np.arange(c)[:, None, None] * plane + np.arange(kh)[None, :, None] * (dh * wp)
+            + np.arange(kw)[None, None, :] * dw).ravel()
+    out = []
+    for t in (pix, taps):
+        full = np.zeros(_pad(t.size, MR), np.int64)
+        full[:t.size] = t
+        out.append(full)
+    if len(_TABLES) >= 64:
+        _TABLES.clear()
+    _TABLES[key] = (out[0], out[1])
+    return out[0], out[1]
+
+
+def _padded_input(x: np.ndarray, padding, scratch) -> tuple[np.ndarray, int, int]:
+    """x as (N, C, Hp*Wp) zero-padded planes (x itself, reshaped, without padding) and (Hp, Wp)."""
+    (pt, pb), (pl, pr) = padding
+    n, c, h, w = x.shape
+    hp, wp = h + pt + pb, w + pl + pr
+    x = np.ascontiguousarray(x)
+    if pt == pb == pl == pr == 0:
+        return x.reshape(n, c, h * w), hp, wp
+    xp = scratch("xpad", (n, c, hp * wp), x.dtype)
+    pad_planes(x, xp, pt, pl, wp)
+    return xp, hp, wp
+
+
+def _panels(src3: np.ndarray, rows: int, scratch, role: str) -> np.ndarray:
+    g, _, p = src3.shape
+    bp = scratch(role, (-(-rows // NR), g * p, NR), src3.dtype)
+    pack_panels(src3, bp)
+    return bp
+
+
+_BUFS: dict[str, np.ndarray] = {}
+
+
+def _per_thread(role: str, size: int) -> np.ndarray:
+    t = numba.config.NUMBA_NUM_THREADS
+    buf = _BUFS.get(role)
+    if buf is None or buf.shape[1] < size:
+        buf = _BUFS[role] = np.empty((t, size), np.float32)
+    return buf
+
+
+def forward(x: np.ndarray, w: np.ndarray, out: np.ndarray, ep, geom: tuple[int, ...], padding, scratch) -> None:
+    """out = epilogue(conv2d(x, w)) for float32, groups = 1; geom = (sh, sw, dh, dw)."""
+    sh, sw, dh, dw = geom
+    n, o, oh, ow = out.shape
+    _, c, kh, kw = w.shape
+    xp, hp, wp = _padded_input(x, padding, scratch)
+    poff, toff = tables(n, c, hp, wp, kh, kw, sh, sw, dh, dw, oh, ow)
+    bp = _panels(np.ascontiguousarray(w).reshape(1, o, -1), o, scratch, "tables_w")
+    ybuf = _per_thread("y", GROUP * MR * bp.shape[0] * NR)
+    _forward(xp, poff, toff, bp, out.reshape(n, o, oh * ow), ep.flags, ep.bias, ep.scale, ep.res3((n, o, oh * ow)),
+             ep.act, ep.alpha, ybuf)
+
+
+def weight_grad(x: np.ndarray, gy: np.ndarray, out: np.ndarray, geom: tuple[int, ...], padding, scratch) -> None:
+    """out (O, C, kh, kw) = the weight gradient for float32, groups = 1."""
+    sh, sw, dh, dw = geom
+    n, o, oh, ow = gy.shape
+    _, c, kh, kw = out.shape
+    xp, hp, wp = _padded_input(x, padding, scratch)
+    poff, toff = tables(n, c, hp, wp, kh, kw, sh, sw, dh, dw, oh, ow)
+    npix, ntaps = n * oh * ow, c * kh * kw
+    bp = _panels(gy.reshape(n, o, oh * ow), o, scratch, "tables_gy")
+    groups = -(-toff.size // MR // GROUP)
+    threads = numba.get_num_threads()
+    nch = max(1, min(-(-4 * threads // groups), -(-npix // (4 * KC))))  # >= 4 items per thread, chunks >= 4 KC
+    cpart = scratch("tables_gw", (nch, toff.size, bp.shape[0] * NR), np.float32)
+    _weight_grad(xp, toff, poff, bp, cpart, npix)
+    total = cpart[0] if nch == 1 else cpart.sum(axis=0)
+    out.reshape(o, ntaps)[...] = total[:ntaps, :o].T
+
+
+def input_grad(gy: np.ndarray, w: np.ndarray, out: np.ndarray, geom: tuple[int, ...], padding, scratch) -> None:
+    """out (N, C, H, W) = the input gradient for float32, groups = 1."""
+    sh, sw, dh, dw = geom
+    (pt, pb), (pl, pr) = padding
+    n, o, oh, ow = gy.shape
+    _, c, h, wd = out.shape
+    _, _, kh, kw = w.shape
+    hp, wp = h + pt + pb, wd + pl + pr
+    poff, toff = tables(1, c, hp, wp, kh, kw, sh, sw, dh, dw, oh, ow)
+    ntaps = c * kh * kw
+    rows = _rows(toff.size, ntaps)
+    padded = pt or pb or pl or pr
+    gxp = scratch("tables_gx", (n, c * hp * wp), np.float32) if padded else out.reshape(n, c * h * wd)
+    _input_grad(np.ascontiguousarray(gy).reshape(n, o, oh * ow), np.ascontiguousarray(w).reshape(o, ntaps), rows,
+                np.arange(o, dtype=np.int64) * ntaps, toff, poff, gxp, ntaps, _per_thread("b", o * NR),
+                _per_thread("t", MR * NR))
+    if padded:
+        crop_planes(gxp.reshape(n, c, hp * wp), out, pt, pl, wp)
+
+
+def _rows(size: int, valid: int) -> np.ndarray:
+    r = np.zeros(size, np.int64)
+    r[:valid] = np.arange(valid)
+    return r
