@@ -3,18 +3,19 @@
 Algorithms (:mod:`.conv_select` lists the candidates per layer and role and picks one: measured once per shape by
 default, or by its heuristic; the compile report shows the choice and the measured times per node):
 
-- ``im2col``: a parallel numba im2col into ``cols (C*kh*kw, N*Ho*Wo)`` (one column per output pixel of the
-  whole batch), ONE BLAS GEMM for the whole batch, ``cols^T @ W^T`` (``im2col-pixel``) or ``W @ cols``
+- ``gemm-tables`` (:mod:`.conv_tables`, float32): an implicit GEMM whose register tile reads x through two offset
+  tables (output pixel -> input position, tap -> offset), so no im2col matrix is built and no col2im runs; the
+  epilogue is applied as each block of output pixels moves to NCHW. 1.2-4x faster than im2col + GEMM on every
+  layer measured (LeNet conv2 forward 0.6 vs 1.9 ms; ResNet-18 CIFAR 3x3/2 at 32x32 b32 3.2 vs 7.4 ms), at
+  par with Winograd on 3x3 forwards. The float32 default outside Winograd and stride-1 1x1 layers.
+- ``im2col`` (other dtypes): a parallel numba im2col into ``cols (C*kh*kw, N*Ho*Wo)`` (one column per output
+  pixel of the whole batch), ONE GEMM for the whole batch, ``cols^T @ W^T`` (``im2col-pixel``) or ``W @ cols``
   (``im2col-channel``; plain ``im2col`` orients by :func:`gemm_pixel_major`), then one parallel pass that
   moves the result into NCHW while applying the epilogue (bias,
   folded-BN scale/shift, residual, activation; :mod:`.conv_epilogue`). Gradients: ``gW`` is one GEMM with
   K = N*Ho*Wo (oriented so the larger of C*kh*kw and O is the row count), ``gcols = W^T @ gy^T`` then a
-  parallel col2im that gives each (n, c) input plane to one thread.
-- ``im2col-image`` (forward, output planes of at least :data:`.conv_select.IMAGE_PLANE` pixels): the same per
-  image: im2col of one image, ``W @ cols`` written straight into that image's NCHW output, the epilogue in place
-  while it is still in cache. No unpack pass, and a 7 MiB instead of 57 MiB im2col matrix for the ResNet-18 stem
-  (7x7/2, 224x224, batch 8: 11.9 ms vs 16.7 ms ``im2col-channel``, 19.0 ms ``im2col-pixel``). Chunks of several
-  images did not help any smaller-plane layer (LeNet conv2, the stride-2 3x3 layers of ResNet-18 CIFAR).
+  parallel col2im that gives each (n, c) input plane to one thread. (Per-image im2col for large planes and an
+  im2col packed panel by panel inside the GEMM were measured candidates until gemm-tables beat both.)
 - ``gemm_1x1-nchw``: 1x1 stride-1 kernels without padding as one GEMM per image on the NCHW arrays themselves
   (``out[n] = W @ x[n]``, ``gx[n] = W^T @ gy[n]``, ``gW = sum_n gy[n] @ x[n]^T``): no packing at all. Measured at
   batch 8 (forward, ms, vs ``gemm_1x1``): 56x56 64->256 3.9 vs 6.3, 256->64 4.1 vs 5.3, 28x28 128->512 3.5 vs 4.1;
@@ -27,9 +28,8 @@ default, or by its heuristic; the compile report shows the choice and the measur
   input and an output transform (the output transform applies the epilogue). The input gradient of such a
   layer is itself one (gy with the flipped, transposed kernel), so it runs the same way; the weight gradient
   transforms x and gy tiles and runs a*a long-K GEMMs ``Gy[k]^T @ V[k]`` before the inverse kernel transform.
-- ``direct`` (:mod:`.conv_direct`): direct loop nests for grouped / depthwise layers and for layers with few
-  input taps per output (LeNet's first layer: C*kh*kw = 25), where a GEMM with a tiny inner dimension runs far
-  below BLAS peak and im2col would multiply the memory traffic by kh*kw.
+- ``direct`` (:mod:`.conv_direct`): direct loop nests for grouped / depthwise layers, and a measured candidate for
+  layers with few input taps per output (LeNet's first layer: C*kh*kw = 25; gemm-tables wins there too).
 
 Workspaces (im2col matrix, packed gradients) are reused between calls (:func:`scratch`). Every prange
 iteration writes a disjoint output slice (no races).
@@ -85,7 +85,7 @@ def choose_conv_algorithm(x_spec: Any, w_spec: Any, attrs: dict[str, Any]) -> st
     """The heuristic algorithm family of a conv2d layer: ``"direct"``, ``"gemm_1x1"``, ``"gemm-tables"``,
     ``"winograd"`` or ``"im2col"`` (no measurement; see :mod:`.conv_select` for the measured per-shape choice the
     kernels use by default)."""
-    algo = heuristic("forward", _shape(x_spec), _shape(w_spec), attrs)
+    algo = heuristic("forward", _shape(x_spec), _shape(w_spec), attrs, getattr(x_spec, "dtype", np.float32))
     return algo if algo.startswith("gemm-") else algo.split("-")[0]
 
 
@@ -312,27 +312,6 @@ def _forward(algo: str, x: np.ndarray, w: np.ndarray, out: np.ndarray, ep: Epilo
         np.matmul(np.ascontiguousarray(w).reshape(o, -1), np.ascontiguousarray(x).reshape(n, -1, oh * ow),
                   out=out.reshape(n, o, oh * ow))
         ep.apply_inplace(out.reshape(n, o, oh * ow))
-    elif algo == "gemm-implicit" and gemm_supported(x, w, out):  # numba GEMM packing im2col panels from x itself
-        kh, kw = w.shape[2:]
-        w2 = np.ascontiguousarray(w).reshape(o, -1)
-        gemm(w2[None], w2.shape[1], None, 0, out.reshape(n, o, oh * ow), oh * ow, o, n * oh * ow, w2.shape[1],
-             ep=ep, x=np.ascontiguousarray(x), geom=(kh, kw, *_geom(stride, padding, dilation), oh, ow))
-    elif algo == "im2col-image":  # large planes: per image, im2col -> GEMM straight into NCHW -> epilogue in place
-        kh, kw = w.shape[2:]
-        w2 = np.ascontiguousarray(w).reshape(o, -1)
-        x = np.ascontiguousarray(x)
-        cols = scratch("cols_image", (w2.shape[1], oh * ow), out.dtype)
-        out3 = out.reshape(n, o, oh * ow)
-        fast = gemm_supported(w2, cols, out)
-        for i in range(n):
-            im2col(x[i:i + 1], cols, kh, kw, *_geom(stride, padding, dilation), oh, ow)
-            ep_i = ep.for_images(i, i + 1, out3.shape)
-            if fast:  # the numba GEMM with the epilogue per output block, reading cols from cache
-                gemm(w2[None], w2.shape[1], cols[None], oh * ow, out3[i:i + 1], oh * ow, o, oh * ow, w2.shape[1],
-                     ep=ep_i)
-            else:
-                np.matmul(w2, cols, out=out3[i])
-                ep_i.apply_inplace(out3[i:i + 1])
     elif algo.startswith("winograd"):  # winograd-f2 / winograd-f4: the output tile size
         from .conv_winograd import winograd_forward
 

@@ -9,13 +9,12 @@ Policy (``CONVGRAPH_CONV_ALGO`` or :func:`set_conv_policy`):
   builds its report, so the report shows the winner and every candidate's time; eager mode measures on a layer's
   first call.
 - ``"heuristic"``: :func:`heuristic`, no measurement.
-- an algorithm name (e.g. ``"direct"``, ``"winograd-f4"``): forced wherever it is a candidate, else the heuristic
-  (tests, benches).
+- an algorithm name (e.g. ``"direct"``, ``"winograd-f4"``, ``"im2col"``): forced wherever it can run (a
+  candidate, or :func:`forcible`), else the heuristic (tests, benches).
 
-Why measure: the winner depends on shape and machine state. On the 2-core Zen 5 test machine (forward, batch 64)
-LeNet conv1 1->20 5x5 on 28x28 measured direct 3.5 ms vs im2col 0.61 ms before the direct kernel padded each
-plane once, and 0.89-0.93 vs 0.41-0.81 ms after, so either may win there; the heuristic sends few-tap layers to
-im2col and the measurement may still pick the direct kernel.
+Why measure: the winner depends on shape and machine state. On the 2-core Zen 5 test machine LeNet conv1 (1->20
+5x5 on 28x28, batch 64, forward) measured gemm-tables 0.36 ms, direct 0.83 ms; at batch 2 direct won (0.79 vs
+1.01 ms); on ResNet-18's 3x3 layers gemm-tables and Winograd F(2x2) / F(4x4) trade places by shape and role.
 """
 
 from __future__ import annotations
@@ -30,9 +29,6 @@ import numpy as np
 
 ROLES = ("forward", "input_grad", "weight_grad")
 MEASURE_REPEATS = 3  # timed runs per candidate; the minimum counts (robust to another process's bursts)
-# output planes of at least this many pixels also try per-image im2col (the heuristic's pick) and the implicit
-# im2col GEMM (conv.py)
-IMAGE_PLANE = 4096
 DIRECT_MAX_TAPS = 32  # C/g * kh * kw at or below which a groups=1 layer also tries the direct kernel
 
 _policy: list[str] = [os.environ.get("CONVGRAPH_CONV_ALGO", "measure")]
@@ -74,30 +70,30 @@ def _is_1x1(w_shape: tuple[int, ...], attrs: dict[str, Any]) -> bool:
     return w_shape[2] == w_shape[3] == 1 and pt == pb == pl == pr == 0
 
 
-def candidates(role: str, x_shape: Any, w_shape: Any, attrs: dict[str, Any]) -> list[str]:
-    """The algorithms that can run this layer in this role, heuristic's pick first."""
+def candidates(role: str, x_shape: Any, w_shape: Any, attrs: dict[str, Any], dtype: Any = np.float32) -> list[str]:
+    """The algorithms that can run this layer in this role, heuristic's pick first. float32 layers run the SIMD
+    implicit GEMM (``gemm-tables``) where other dtypes run im2col + GEMM: im2col lost to it on every float32 layer
+    measured (1.2-4x), so it is not measured (nor compiled) there."""
     w_shape = _shape(w_shape)
     _, cg, kh, kw = w_shape
     if attrs["groups"] > 1:
         return ["direct"]  # per-group GEMMs would be tiny
+    simd = np.dtype(dtype) == np.float32
     if _is_1x1(w_shape, attrs):
         # x itself is the GEMM operand: per image in NCHW (stride 1), or re-laid out channels-first; strided, the
-        # offset-table GEMM reads the subsampled x in place (ResNet-18 CIFAR shortcuts: 1.1-2.2x faster)
+        # offset-table GEMM reads the subsampled x in place (ResNet-18 CIFAR shortcuts, ms vs gemm_1x1: forward
+        # 0.71 vs 0.63, input grad 0.53 vs 1.16, weight grad 0.60 vs 1.24)
         if tuple(attrs["stride"]) == (1, 1):
-            return ["gemm_1x1-nchw", "gemm_1x1", "gemm-tables"]
-        return ["gemm-tables", "gemm_1x1"]
-    if role == "forward":
+            return ["gemm_1x1-nchw", "gemm_1x1"] + (["gemm-tables"] if simd else [])
+        return ["gemm-tables"] if simd else ["gemm_1x1"]
+    if simd:
+        out = ["gemm-tables"]
+    elif role == "forward":
         out = ["im2col-pixel", "im2col-channel"]
         if _pixel_major_first(x_shape, w_shape, attrs) is False:
             out.reverse()
-        if _out_pixels(x_shape, w_shape, attrs) >= IMAGE_PLANE:
-            # large planes, where the im2col matrix costs most: per image, or never materialised (float32; other
-            # dtypes run gemm-implicit as im2col-channel). Measured to lose on every smaller ResNet-18 layer.
-            out[:0] = ["im2col-image"]
-            out.append("gemm-implicit")
     else:
         out = ["im2col"]
-    out.insert(0, "gemm-tables")  # float32: no im2col matrix (conv_tables); 1.2-4x faster than im2col measured
     if _winograd_applicable(x_shape, w_shape, attrs):
         wino = ["winograd-f2", "winograd-f4"]  # output tiles 2x2 / 4x4 (see conv_winograd)
         pick = _winograd_pick(x_shape, w_shape, attrs, role)
@@ -105,6 +101,13 @@ def candidates(role: str, x_shape: Any, w_shape: Any, attrs: dict[str, Any]) -> 
     if cg * kh * kw <= DIRECT_MAX_TAPS:
         out.append("direct")
     return out
+
+
+def forcible(role: str, x_shape: Any, w_shape: Any, attrs: dict[str, Any], dtype: Any = np.float32) -> list[str]:
+    """What a forced policy may pick: the candidates plus, on float32 layers, the im2col + GEMM forms that are
+    not measured there (the other dtypes' candidates)."""
+    out = candidates(role, x_shape, w_shape, attrs, dtype)
+    return out + [a for a in candidates(role, x_shape, w_shape, attrs, np.float64) if a not in out]
 
 
 def _winograd_applicable(x_shape: Any, w_shape: tuple[int, ...], attrs: dict[str, Any]) -> bool:
@@ -135,13 +138,6 @@ def _winograd_pick(x_shape: Any, w_shape: tuple[int, ...], attrs: dict[str, Any]
     return "winograd-f4"
 
 
-def _out_pixels(x_shape: Any, w_shape: tuple[int, ...], attrs: dict[str, Any]) -> int:
-    from .conv import out_hw
-
-    oh, ow = out_hw(_shape(x_shape), w_shape, attrs)
-    return oh * ow
-
-
 def _pixel_major_first(x_shape: Any, w_shape: tuple[int, ...], attrs: dict[str, Any]) -> bool:
     from .conv import gemm_pixel_major, out_hw
 
@@ -151,12 +147,11 @@ def _pixel_major_first(x_shape: Any, w_shape: tuple[int, ...], attrs: dict[str, 
     return gemm_pixel_major(cg * kh * kw, n * oh * ow, o)
 
 
-def heuristic(role: str, x_shape: Any, w_shape: Any, attrs: dict[str, Any]) -> str:
-    """groups > 1 -> direct; 1x1 without padding -> gemm_1x1-nchw (stride 1) or gemm_1x1; 3x3 stride 1 with
-    enough channels and pixels (see :func:`_winograd_pick`) -> Winograd; forward with output planes of at least
-    IMAGE_PLANE pixels -> im2col-image; else im2col + one batch-wide BLAS GEMM (forward GEMM orientation by
-    :func:`backends.numba.conv.gemm_pixel_major`)."""
-    return candidates(role, x_shape, w_shape, attrs)[0]
+def heuristic(role: str, x_shape: Any, w_shape: Any, attrs: dict[str, Any], dtype: Any = np.float32) -> str:
+    """groups > 1 -> direct; 1x1 stride 1 without padding -> gemm_1x1-nchw; 3x3 stride 1 with enough channels and
+    pixels (see :func:`_winograd_pick`) -> Winograd; else gemm-tables (float32) or im2col + one batch-wide GEMM
+    (other dtypes; forward GEMM orientation by :func:`backends.numba.conv.gemm_pixel_major`)."""
+    return candidates(role, x_shape, w_shape, attrs, dtype)[0]
 
 
 def _key(role: str, x_shape: Any, w_shape: Any, attrs: dict[str, Any], dtype: Any) -> tuple:
@@ -172,11 +167,11 @@ def choose(role: str, x_shape: Any, w_shape: Any, attrs: dict[str, Any], dtype: 
            run: Callable[[str], None] | None) -> Choice:
     """The algorithm for this key under the current policy. ``run(algorithm)`` executes the layer with that
     algorithm into a scratch output (needed only to measure; None: fall back to the heuristic uncached)."""
-    cands = candidates(role, x_shape, w_shape, attrs)
+    cands = candidates(role, x_shape, w_shape, attrs, dtype)
     policy = _policy[0]
-    if len(cands) == 1:
+    if len(cands) == 1 and policy in (cands[0], "measure", "heuristic"):
         return Choice(cands[0], "only")
-    if policy in cands:
+    if policy in forcible(role, x_shape, w_shape, attrs, dtype):
         return Choice(policy, "forced")
     if policy != "measure":
         return Choice(cands[0], "heuristic")

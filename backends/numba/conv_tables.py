@@ -29,7 +29,7 @@ import numpy as np
 from numba import njit, prange
 
 from .conv_direct import pad_planes
-from .conv_epilogue import HAS_RES, _epilogue_row
+from .conv_epilogue import HAS_RES, Epilogue, _epilogue_row
 from .gemm import _AVX512, KC, VL, _make_tile
 
 MR, NV = (10, 2) if _AVX512 else (5, 2)  # register tile rows x vectors (20 / 10 accumulators + 2 loads + bcast)
@@ -166,6 +166,24 @@ def _input_grad(gy, w2, rows, ooff, toff, poff, gxp, ntaps, bbuf, tbuf):
                         g[base + pcols[e]] += trow[e]
 
 
+@njit(parallel=True, cache=True)
+def _sum_transposed(cpart, gw):
+    """gw[o, k] = sum over chunks of cpart[ch, k, o], in 32 x 32 blocks (a strided numpy transpose of the
+    4608 x 512 gradient of a 512-channel 3x3 layer took 6.5 ms)."""
+    nch = cpart.shape[0]
+    no, nk = gw.shape
+    nbo = (no + 31) // 32
+    for t in prange(((nk + 31) // 32) * nbo):
+        k0, o0 = (t // nbo) * 32, (t % nbo) * 32
+        k1, o1 = min(nk, k0 + 32), min(no, o0 + 32)
+        for o in range(o0, o1):
+            for k in range(k0, k1):
+                v = cpart[0, k, o]
+                for ch in range(1, nch):
+                    v += cpart[ch, k, o]
+                gw[o, k] = v
+
+
 # --- host side ------------------------------------------------------------------------------------------------
 _TABLES: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
 
@@ -252,17 +270,24 @@ def weight_grad(x: np.ndarray, gy: np.ndarray, out: np.ndarray, geom: tuple[int,
     nch = max(1, min(-(-4 * threads // groups), -(-npix // (4 * KC))))  # >= 4 items per thread, chunks >= 4 KC
     cpart = scratch("tables_gw", (nch, toff.size, bp.shape[0] * NR), np.float32)
     _weight_grad(xp, toff, poff, bp, cpart, npix)
-    total = cpart[0] if nch == 1 else cpart.sum(axis=0)
-    out.reshape(o, ntaps)[...] = total[:ntaps, :o].T
+    _sum_transposed(cpart, out.reshape(o, ntaps))
 
 
 def input_grad(gy: np.ndarray, w: np.ndarray, out: np.ndarray, geom: tuple[int, ...], padding, scratch) -> None:
-    """out (N, C, H, W) = the input gradient for float32, groups = 1."""
+    """out (N, C, H, W) = the input gradient for float32, groups = 1. Stride 1 with about as many input as output
+    pixels ("same" padding): the forward kernel on gy with the flipped, transposed kernel (the full correlation
+    computes no padding zeros there, and needs no scatter: 32x32x64 b32 6.5 vs 10.7 ms); else the scatter form."""
     sh, sw, dh, dw = geom
     (pt, pb), (pl, pr) = padding
     n, o, oh, ow = gy.shape
     _, c, h, wd = out.shape
     _, _, kh, kw = w.shape
+    full = ((dh * (kh - 1) - pt, dh * (kh - 1) - pb), (dw * (kw - 1) - pl, dw * (kw - 1) - pr))
+    if sh == sw == 1 and min(min(full)) >= 0 and h * wd <= 1.25 * oh * ow:
+        wf = scratch("tables_wflip", (c, o, kh, kw), w.dtype)
+        wf[...] = w.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1]
+        forward(gy, wf, out, Epilogue(out.dtype), geom, full, scratch)
+        return
     hp, wp = h + pt + pb, wd + pl + pr
     poff, toff = tables(1, c, hp, wp, kh, kw, sh, sw, dh, dw, oh, ow)
     ntaps = c * kh * kw

@@ -7,16 +7,17 @@ compiles for the host CPU, so a micro-kernel written as LLVM vector FMAs runs AV
 (261 GFLOP/s on one core with its operands in L1; 1024^3 on 2 cores: 400 vs 240 GFLOP/s for numpy).
 
 Structure (Goto / BLIS): the output is cut into blocks of at most ``MC x NC``, one block per prange item; per K
-block of ``KC`` the item packs what must be packed (an operand that is strided, laid out as images, or the
-implicit im2col matrix) into its own thread's buffers and runs an ``MR x NR`` register tile per (row panel,
+block of ``KC`` the item packs what must be packed (an operand that is strided or laid out as images) into its
+own thread's buffers and runs an ``MR x NR`` register tile per (row panel,
 column panel). A plain matrix operand with a unit stride where the tile reads it is used in place (packing it
 cost more than the whole tile at K = 64). Two register tiles: 12 x 32 and 8 x 48 (AVX-512; 6 x 16 and 4 x 24 on
 AVX2), chosen per GEMM by the padded area (channel counts are multiples of 8, pixel counts often not of 32).
 
 Operand layouts, so that no pack / unpack pass is needed around the GEMM: ``A[i, k] = a3[k // pa, i, k % pa]``,
 ``B[k, j] = b3[j // pb, k, j % pb]`` and ``C[i, j] = c3[j // pc, i, j % pc]``. A plain matrix X is ``X[None]``
-(p = its column count); an NCHW activation (N, C, H*W) read as the (C, N*H*W) matrix is itself (p = H*W). Or B is
-the im2col matrix of an NCHW input, built panel by panel (``x``, ``geom``).
+(p = its column count); an NCHW activation (N, C, H*W) read as the (C, N*H*W) matrix is itself (p = H*W). (An
+implicit-im2col B packed from x was tried and dropped: :mod:`.conv_tables` reads x through offset tables
+without packing, 1.5x faster on the ResNet-18 stem.)
 """
 
 from __future__ import annotations
@@ -210,66 +211,6 @@ def _pack_b_kunit(b3, j0, nc, k0, kc, buf, nr):
 
 
 @njit(cache=True)
-def _im2col_runs(geom, j0, nc, nr, runs):
-    """The columns j0..j0+nc of the im2col matrix as runs along one output row (n, y) that stay inside one
-    nr-wide panel: runs[:, r] = (n, y, z0, length, panel offset of its first column at kk = 0). Computed once per
-    output block, shared by all its taps (per tap and run the divisions cost more than the copy)."""
-    oh, ow = geom[8], geom[9]
-    npix = oh * ow
-    q = 0
-    count = 0
-    while q < nc:
-        j = j0 + q
-        n, r = j // npix, j % npix
-        y, z = r // ow, r % ow
-        run = min(nc - q, ow - z, nr - q % nr)
-        runs[0, count], runs[1, count], runs[2, count], runs[3, count] = n, y, z, run
-        runs[4, count] = q  # panel (q // nr) and column (q % nr); the caller turns it into a buffer offset
-        count += 1
-        q += run
-    return count
-
-
-@njit(cache=True)
-def _pack_b_im2col(x, geom, j0, nc, k0, kc, buf, nr, runs):
-    """:func:`_pack_b` of the implicit im2col matrix of x (N, C, H, W): B[(c*kh + i)*kw + jj, (n*Ho + y)*Wo + z]
-    = x[n, c, y*sh + i*dh - pt, z*sw + jj*dw - pl] (0 outside x), never materialised: per tap, each run of
-    :func:`_im2col_runs` copies one input row segment (contiguous when sw == 1) between zero ends."""
-    kh, kw, sh, sw, pt, pl, dh, dw, oh, ow = geom
-    h, w = x.shape[2], x.shape[3]
-    npan = (nc + nr - 1) // nr
-    nrun = _im2col_runs(geom, j0, nc, nr, runs)
-    for kk in range(kc):
-        tap = k0 + kk
-        c, i, jj = tap // (kh * kw), (tap // kw) % kh, tap % kw
-        off = jj * dw - pl
-        zlo = max(0, (-off + sw - 1) // sw)  # output columns z whose input column z*sw + off is inside x
-        zhi = max(zlo, min(ow, (w - 1 - off) // sw + 1))
-        for r in range(nrun):
-            n, y, z0, run, q = runs[0, r], runs[1, r], runs[2, r], runs[3, r], runs[4, r]
-            d0 = ((q // nr) * kc + kk) * nr + q % nr
-            ih = y * sh + i * dh - pt
-            if ih < 0 or ih >= h:
-                lo = hi = run
-            else:
-                lo = min(run, max(0, zlo - z0))
-                hi = max(lo, min(run, zhi - z0))
-            for e in range(lo):
-                buf[d0 + e] = 0
-            s0 = z0 * sw + off
-            if sw == 1:
-                for e in range(lo, hi):
-                    buf[d0 + e] = x[n, c, ih, s0 + e]
-            else:
-                for e in range(lo, hi):
-                    buf[d0 + e] = x[n, c, ih, s0 + e * sw]
-            for e in range(hi, run):
-                buf[d0 + e] = 0
-        for qq in range(nc, npan * nr):
-            buf[((qq // nr) * kc + kk) * nr + qq % nr] = 0
-
-
-@njit(cache=True)
 def _write_tile(tile, nr_tile, c3, pc, i0, mr, j0, nr, add):
     """C[i0 + r, j0 + q] (+)= tile[r*nr_tile + q] for the valid mr x nr corner of an edge tile (or one whose
     columns cross an image of c3), in runs inside one c3[n]."""
@@ -311,24 +252,22 @@ def _epilogue_block(c3, pc, i0, mc, j0, nc, flags, bias, scale, res, act, alpha)
 _F4, _F2 = (types.Array(types.float32, d, "A") for d in (4, 2))
 _R4, _R3, _R1 = (types.Array(types.float32, d, "A", readonly=True) for d in (4, 3, 1))
 _I = types.intp
-_GEMM_SIG = types.void(_I, _R4, _I, _R4, _I, _R4, types.UniTuple(_I, 10), _F4, _I, _I, _I, _I, _I, _I, types.boolean,
-                       _I, _R1, _R1, _R3, _I, types.float64, _F2, _F2, _F2, types.Array(types.intp, 3, "A"))
+_GEMM_SIG = types.void(_I, _R4, _I, _R4, _I, _F4, _I, _I, _I, _I, _I, _I, types.boolean, _I, _R1, _R1, _R3, _I,
+                       types.float64, _F2, _F2, _F2)
 
 
 @njit(_GEMM_SIG, parallel=True, cache=True, error_model="numpy")
-def _gemm(kern, a4, pa, b4, pb, x, geom, c4, pc, m, n, k, mc, nc, accumulate, flags, bias, scale, res, act, alpha,
-          abuf, bbuf, tiles, runs_buf):
+def _gemm(kern, a4, pa, b4, pb, c4, pc, m, n, k, mc, nc, accumulate, flags, bias, scale, res, act, alpha, abuf, bbuf,
+          tiles):
     """C[g] (+)= A[g] @ B[g] for each g of c4's leading axis (a4 / b4 with a leading axis of 1 are shared) over
     the grid of (mc x nc) output blocks: one (g, block) per prange item, each thread packing into its own rows
-    of abuf / bbuf / tiles. ``kern``: register tile 0 or 1 (TILES). B is b4, or the implicit im2col matrix of x
-    when x is not empty."""
+    of abuf / bbuf / tiles. ``kern``: register tile 0 or 1 (TILES)."""
     mr, nr = (MR0, NR0) if kern == 0 else (MR1, NR1)
-    implicit = x.size > 0
     # read in place: a plain-matrix A (pa >= k) and a plain-matrix B (pb >= n) with unit stride along j
     a_direct = pa >= k
-    b_direct = not implicit and pb >= n and b4.strides[3] == b4.itemsize
+    b_direct = pb >= n and b4.strides[3] == b4.itemsize
     i_unit = a4.strides[2] == a4.itemsize and a4.shape[2] > 1
-    b_kunit = not implicit and not b_direct and pb >= n and b4.strides[2] == b4.itemsize and b4.shape[2] > 1
+    b_kunit = not b_direct and pb >= n and b4.strides[2] == b4.itemsize and b4.shape[2] > 1
     c_unit = c4.strides[3] == c4.itemsize or c4.shape[3] == 1
     isz = c4.itemsize
     as1, as2 = a4.strides[2] // isz, a4.strides[3] // isz
@@ -350,9 +289,7 @@ def _gemm(kern, a4, pa, b4, pb, x, geom, c4, pc, m, n, k, mc, nc, accumulate, fl
         for k0 in range(0, k, KC):
             kc = min(KC, k - k0)
             if not b_direct:
-                if implicit:
-                    _pack_b_im2col(x, geom, j0, ncb, k0, kc, bb, nr, runs_buf[tid])
-                elif b_kunit:
+                if b_kunit:
                     _pack_b_kunit(b3, j0, ncb, k0, kc, bb, nr)
                 else:
                     _pack_b(b3, pb, j0, ncb, k0, kc, bb, nr)
@@ -397,13 +334,13 @@ def _gemm(kern, a4, pa, b4, pb, x, geom, c4, pc, m, n, k, mc, nc, accumulate, fl
 _BUFS: list = []
 
 
-def _buffers() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per-thread buffers (packed A block, packed B block, one register tile, im2col run table), made once."""
+def _buffers() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-thread buffers (packed A block, packed B block, one register tile), made once."""
     if not _BUFS:
         t = numba.config.NUMBA_NUM_THREADS
         _BUFS.extend([np.empty((t, (MC + MR_MAX) * KC), np.float32), np.empty((t, (NC + NR_MAX) * KC), np.float32),
-                      np.empty((t, MR_MAX * NR_MAX), np.float32), np.empty((t, 5, NC + NR_MAX), np.intp)])
-    return _BUFS[0], _BUFS[1], _BUFS[2], _BUFS[3]
+                      np.empty((t, MR_MAX * NR_MAX), np.float32)])
+    return _BUFS[0], _BUFS[1], _BUFS[2]
 
 
 def _pad(v: int, to: int) -> int:
@@ -429,18 +366,16 @@ def _blocks(m: int, n: int, batch: int, mr: int, nr: int) -> tuple[int, int]:
 
 _DUMMY1 = np.zeros(1, np.float32)
 _DUMMY3 = np.zeros((1, 1, 1), np.float32)
-_NO_X = np.zeros((0, 0, 0, 0), np.float32)
 
 
 def batched_gemm(a4: np.ndarray, pa: int, b4: np.ndarray, pb: int, c4: np.ndarray, pc: int, m: int, n: int, k: int,
                  accumulate: bool = False, flags: int = 0, bias: np.ndarray | None = None,
                  scale: np.ndarray | None = None, res: np.ndarray | None = None, act: int = NO_ACT,
-                 alpha: float = 0.0, x: np.ndarray | None = None, geom: tuple[int, ...] | None = None) -> None:
+                 alpha: float = 0.0) -> None:
     """C[g] (m x n) = A[g] (m x k) @ B[g] (k x n) (+ C[g] if ``accumulate``) for each g of c4's leading axis,
     then the epilogue ``act(C * scale[i] + bias[i] + res)`` (flags as in conv_epilogue; res laid out like c4[g],
     for a batch of one), float32, where ``A[i, k] = a4[g, k // pa, i, k % pa]``, ``B[k, j] = b4[g, j // pb, k,
-    j % pb]``, ``C[i, j] = c4[g, j // pc, i, j % pc]`` (a4 / b4 with a leading axis of 1 are shared); or, given
-    ``x`` (N, C, H, W) and ``geom`` = (kh, kw, sh, sw, pt, pl, dh, dw, Ho, Wo), B is the im2col matrix of x."""
+    j % pb]``, ``C[i, j] = c4[g, j // pc, i, j % pc]`` (a4 / b4 with a leading axis of 1 are shared)."""
     if m == 0 or n == 0 or c4.shape[0] == 0:
         return
     if k == 0:
@@ -449,12 +384,10 @@ def batched_gemm(a4: np.ndarray, pa: int, b4: np.ndarray, pb: int, c4: np.ndarra
         return
     kern = tile_kernel(m, n)
     mc, nc = _blocks(m, n, c4.shape[0], *((MR0, NR0) if kern == 0 else (MR1, NR1)))
-    abuf, bbuf, tiles, runs = _buffers()
-    if x is None:
-        x, geom = _NO_X, (0,) * 10
-    _gemm(kern, a4, int(pa), b4, int(pb), x, tuple(int(v) for v in geom), c4, int(pc), int(m), int(n), int(k), mc, nc,
+    abuf, bbuf, tiles = _buffers()
+    _gemm(kern, a4, int(pa), b4, int(pb), c4, int(pc), int(m), int(n), int(k), mc, nc,
           bool(accumulate), int(flags), _DUMMY1 if bias is None else bias, _DUMMY1 if scale is None else scale,
-          _DUMMY3 if res is None else res, int(act), float(alpha), abuf, bbuf, tiles, runs)
+          _DUMMY3 if res is None else res, int(act), float(alpha), abuf, bbuf, tiles)
 
 
 def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray, accumulate: bool = False) -> None:
@@ -467,17 +400,15 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray, accumulate: bool = Fal
     batched_gemm(a[:, None], k, b[:, None], n, out[:, None], n, m, n, k, accumulate)
 
 
-def gemm(a3: np.ndarray, pa: int, b3: np.ndarray | None, pb: int, c3: np.ndarray, pc: int, m: int, n: int, k: int,
-         accumulate: bool = False, ep=None, x: np.ndarray | None = None, geom: tuple[int, ...] | None = None) -> None:
-    """One (unbatched) :func:`batched_gemm` with the epilogue of a conv_epilogue.Epilogue ``ep`` (None: none);
-    b3 is unused when ``x`` is given."""
-    b4 = _DUMMY3[None] if b3 is None else b3[None]
+def gemm(a3: np.ndarray, pa: int, b3: np.ndarray, pb: int, c3: np.ndarray, pc: int, m: int, n: int, k: int,
+         accumulate: bool = False, ep=None) -> None:
+    """One (unbatched) :func:`batched_gemm` with the epilogue of a conv_epilogue.Epilogue ``ep`` (None: none)."""
     if ep is None or ep.empty:
-        batched_gemm(a3[None], pa, b4, pb, c3[None], pc, m, n, k, accumulate, x=x, geom=geom)
+        batched_gemm(a3[None], pa, b3[None], pb, c3[None], pc, m, n, k, accumulate)
         return
     res = ep.res3(c3.shape) if ep.residual is not None else None
-    batched_gemm(a3[None], pa, b4, pb, c3[None], pc, m, n, k, accumulate, ep.flags, ep.bias, ep.scale, res, ep.act,
-                 ep.alpha, x, geom)
+    batched_gemm(a3[None], pa, b3[None], pb, c3[None], pc, m, n, k, accumulate, ep.flags, ep.bias, ep.scale, res,
+                 ep.act, ep.alpha)
 
 
 def supported(*arrays: np.ndarray) -> bool:

@@ -1,6 +1,6 @@
 """The numba SIMD GEMM (backends/numba/gemm.py) against float64 numpy products: both register tiles, edge tiles,
-K blocks, operands read in place / packed / transposed / in image layouts, batches, accumulation, the implicit
-im2col B and the fused epilogue."""
+K blocks, operands read in place / packed / transposed / in image layouts, batches, accumulation and the fused
+epilogue."""
 
 from __future__ import annotations
 
@@ -91,25 +91,6 @@ def test_epilogue(rng, tile, act, ref_act):
     G.gemm(a[None], k, b3, p, out, p, m, n_img * p, k, ep=ep)
     y = np.einsum("ik,nkp->nip", a.astype(np.float64), b3) * scale[:, None] + bias[:, None] + res
     _close(out, ref_act(y), k)
-
-
-@pytest.mark.parametrize("xs,ws,stride,pad,dil", [
-    ((2, 3, 11, 13), (5, 3, 3, 3), 1, 1, 1),
-    ((2, 3, 16, 15), (8, 3, 7, 7), 2, 3, 1),  # ResNet stem form
-    ((1, 4, 9, 10), (6, 4, 3, 2), 2, 0, 2),  # dilation, no padding, dropped edge
-    ((3, 20, 12, 12), (50, 20, 5, 5), 1, 0, 1),  # LeNet conv2
-    ((2, 16, 7, 7), (9, 16, 1, 1), 2, 0, 1),  # strided 1x1
-])
-def test_implicit_im2col_conv_matches_reference(rng, tile, xs, ws, stride, pad, dil):
-    x, w = rng.standard_normal(xs).astype(np.float32), rng.standard_normal(ws).astype(np.float32)
-    attrs = {"stride": (stride, stride), "padding": ((pad, pad), (pad, pad)), "dilation": (dil, dil), "groups": 1}
-    (ref,) = run_kernel("numpy", "conv2d", [x.astype(np.float64), w.astype(np.float64)], **attrs)
-    n, o, oh, ow = ref.shape
-    out = np.full(ref.shape, np.nan, np.float32)
-    ck = w[0].size
-    G.gemm(w.reshape(o, -1)[None], ck, None, 0, out.reshape(n, o, -1), oh * ow, o, n * oh * ow, ck, x=x,
-           geom=(ws[2], ws[3], stride, stride, pad, pad, dil, dil, oh, ow))
-    _close(out, ref, ck)
 
 
 def test_empty_and_k0(rng):
