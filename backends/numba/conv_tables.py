@@ -243,14 +243,24 @@ def _per_thread(role: str, size: int) -> np.ndarray:
     return buf
 
 
-def forward(x: np.ndarray, w: np.ndarray, out: np.ndarray, ep, geom: tuple[int, ...], padding, scratch) -> None:
-    """out = epilogue(conv2d(x, w)) for float32, groups = 1; geom = (sh, sw, dh, dw)."""
+def weight_panels(w: np.ndarray) -> np.ndarray:
+    """W^T of w (O, C, kh, kw) in the forward's NR-column panels, in a new array (to keep)."""
+    o = w.shape[0]
+    bp = np.empty((-(-o // NR), w[0].size, NR), np.float32)
+    pack_panels(np.ascontiguousarray(w).reshape(1, o, -1), bp)
+    return bp
+
+
+def forward(x: np.ndarray, w: np.ndarray, out: np.ndarray, ep, geom: tuple[int, ...], padding, scratch,
+            panels: np.ndarray | None = None) -> None:
+    """out = epilogue(conv2d(x, w)) for float32, groups = 1; geom = (sh, sw, dh, dw). ``panels``: w already
+    packed by :func:`weight_panels` (cached for immutable weights), else packed here."""
     sh, sw, dh, dw = geom
     n, o, oh, ow = out.shape
     _, c, kh, kw = w.shape
     xp, hp, wp = _padded_input(x, padding, scratch)
     poff, toff = tables(n, c, hp, wp, kh, kw, sh, sw, dh, dw, oh, ow)
-    bp = _panels(np.ascontiguousarray(w).reshape(1, o, -1), o, scratch, "tables_w")
+    bp = panels if panels is not None else _panels(np.ascontiguousarray(w).reshape(1, o, -1), o, scratch, "tables_w")
     ybuf = _per_thread("y", GROUP * MR * bp.shape[0] * NR)
     _forward(xp, poff, toff, bp, out.reshape(n, o, oh * ow), ep.flags, ep.bias, ep.scale, ep.res3((n, o, oh * ow)),
              ep.act, ep.alpha, ybuf)

@@ -314,7 +314,9 @@ def test_weight_grad_reuses_the_forward_im2col_only_for_the_same_input(rng):
     np.testing.assert_allclose(g1b, ref1, rtol=1e-4, atol=1e-4)
 
 
-def test_compiled_winograd_caches_the_kernel_transform_of_folded_weights(rng):
+@pytest.mark.parametrize("algo,form", [("winograd-f2", "winograd-f2"), ("gemm-tables", "tables")])
+def test_compiled_graph_caches_the_derived_forms_of_folded_weights(rng, algo, form):
+    """Winograd's transformed kernel and gemm-tables' packed panels of a compiled graph's read-only weights."""
     import graph
     from backends.numba import conv as nconv
     from engine import nn
@@ -323,13 +325,13 @@ def test_compiled_winograd_caches_the_kernel_transform_of_folded_weights(rng):
     m = nn.Sequential(nn.Conv2d(4, 6, 3, padding=1, bias=False), nn.BatchNorm2d(6), nn.ReLU())
     m.eval()
     x = engine.tensor(rng.standard_normal((2, 4, 16, 16)).astype(np.float32))
-    nconv._WINO_U.clear()
-    with conv_policy("winograd-f2"), engine.use_backend("numba"):
+    nconv._DERIVED.clear()
+    with conv_policy(algo), engine.use_backend("numba"):
         ref = m(x).numpy()  # eager: writable weights, transformed per call, nothing cached
-        assert not nconv._WINO_U
+        assert not nconv._DERIVED
         cm = graph.compile(m, x, backend="numba")
         first, second = cm(x), cm(x)
-        assert len(nconv._WINO_U) == 1
+        assert [key[1] for key in nconv._DERIVED] == [form]
     for got in (first, second):
         np.testing.assert_allclose(np.asarray(got.numpy() if hasattr(got, "numpy") else got), ref, rtol=1e-4,
                                    atol=1e-4)
@@ -337,7 +339,7 @@ def test_compiled_winograd_caches_the_kernel_transform_of_folded_weights(rng):
     import gc
 
     gc.collect()
-    assert not nconv._WINO_U  # the entry died with the folded weight
+    assert not nconv._DERIVED  # the entry died with the folded weight
 
 
 @pytest.mark.parametrize("algo", ["im2col-channel", "im2col-pixel", "gemm_1x1"])
