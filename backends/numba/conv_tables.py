@@ -30,16 +30,12 @@ from numba import njit, prange
 
 from .conv_direct import pad_planes
 from .conv_epilogue import HAS_RES, Epilogue, _epilogue_row
-from .gemm import _AVX512, KC, VL, _make_tile
+from .gemm import _AVX512, KC, VL, _make_tile, _pad
 
 MR, NV = (10, 2) if _AVX512 else (5, 2)  # register tile rows x vectors (20 / 10 accumulators + 2 loads + bcast)
 NR = NV * VL
 GROUP = 8  # row tiles per prange item (forward, weight gradient): a B panel block is reused GROUP times from L1
 _tile = _make_tile(MR, NV, tables=True)
-
-
-def _pad(v: int, to: int) -> int:
-    return -(-v // to) * to
 
 
 @njit(parallel=True, cache=True)
@@ -225,9 +221,11 @@ def _padded_input(x: np.ndarray, padding, scratch) -> tuple[np.ndarray, int, int
     return xp, hp, wp
 
 
-def _panels(src3: np.ndarray, rows: int, scratch, role: str) -> np.ndarray:
-    g, _, p = src3.shape
-    bp = scratch(role, (-(-rows // NR), g * p, NR), src3.dtype)
+def _panels(src3: np.ndarray, scratch=None, role: str = "") -> np.ndarray:
+    """:func:`pack_panels` of src3 (G, R, P) into the scratch workspace ``role``, or a new array (to keep)."""
+    g, rows, p = src3.shape
+    shape = (-(-rows // NR), g * p, NR)
+    bp = np.empty(shape, np.float32) if scratch is None else scratch(role, shape, np.float32)
     pack_panels(src3, bp)
     return bp
 
@@ -243,12 +241,9 @@ def _per_thread(role: str, size: int) -> np.ndarray:
     return buf
 
 
-def weight_panels(w: np.ndarray) -> np.ndarray:
-    """W^T of w (O, C, kh, kw) in the forward's NR-column panels, in a new array (to keep)."""
-    o = w.shape[0]
-    bp = np.empty((-(-o // NR), w[0].size, NR), np.float32)
-    pack_panels(np.ascontiguousarray(w).reshape(1, o, -1), bp)
-    return bp
+def weight_panels(w: np.ndarray, scratch=None) -> np.ndarray:
+    """W^T of w (O, C, kh, kw) in the forward's NR-column panels: in scratch memory, or a new array (to keep)."""
+    return _panels(np.ascontiguousarray(w).reshape(1, w.shape[0], -1), scratch, "tables_w")
 
 
 def forward(x: np.ndarray, w: np.ndarray, out: np.ndarray, ep, geom: tuple[int, ...], padding, scratch,
@@ -260,7 +255,7 @@ def forward(x: np.ndarray, w: np.ndarray, out: np.ndarray, ep, geom: tuple[int, 
     _, c, kh, kw = w.shape
     xp, hp, wp = _padded_input(x, padding, scratch)
     poff, toff = tables(n, c, hp, wp, kh, kw, sh, sw, dh, dw, oh, ow)
-    bp = panels if panels is not None else _panels(np.ascontiguousarray(w).reshape(1, o, -1), o, scratch, "tables_w")
+    bp = panels if panels is not None else weight_panels(w, scratch)
     ybuf = _per_thread("y", GROUP * MR * bp.shape[0] * NR)
     _forward(xp, poff, toff, bp, out.reshape(n, o, oh * ow), ep.flags, ep.bias, ep.scale, ep.res3((n, o, oh * ow)),
              ep.act, ep.alpha, ybuf)
@@ -274,7 +269,7 @@ def weight_grad(x: np.ndarray, gy: np.ndarray, out: np.ndarray, geom: tuple[int,
     xp, hp, wp = _padded_input(x, padding, scratch)
     poff, toff = tables(n, c, hp, wp, kh, kw, sh, sw, dh, dw, oh, ow)
     npix, ntaps = n * oh * ow, c * kh * kw
-    bp = _panels(gy.reshape(n, o, oh * ow), o, scratch, "tables_gy")
+    bp = _panels(gy.reshape(n, o, oh * ow), scratch, "tables_gy")
     groups = -(-toff.size // MR // GROUP)
     threads = numba.get_num_threads()
     nch = max(1, min(-(-4 * threads // groups), -(-npix // (4 * KC))))  # >= 4 items per thread, chunks >= 4 KC
