@@ -10,7 +10,7 @@ Every interpretation of a primitive goes through :func:`bind`:
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -18,7 +18,7 @@ import numpy as np
 from . import profiler as _profiler
 from .backend import active_backend
 from .primitive import Primitive
-from .tensor import Node, Tensor
+from .tensor import Node, Tensor, read_observers
 
 _grad_enabled = True
 _abstract = False
@@ -90,6 +90,44 @@ def observe(fn: Callable[..., None]) -> Iterator[None]:
         yield
     finally:
         _observers.remove(fn)
+
+
+# state_observer(target, new) replaces the in-place write of a state update (BatchNorm running statistics)
+# while a trace runs, so tracing never changes the model and the update becomes a graph output instead.
+_state_observers: list[Callable[[Tensor, Tensor], None]] = []
+
+
+@contextlib.contextmanager
+def observe_state(fn: Callable[[Tensor, Tensor], None]) -> Iterator[None]:
+    """Inside the block, :func:`assign_state` calls ``fn(target, new)`` instead of writing ``target``."""
+    _state_observers.append(fn)
+    try:
+        yield
+    finally:
+        _state_observers.remove(fn)
+
+
+def assign_state(target: Tensor, new: Tensor) -> None:
+    """A state update (``target <- new``, e.g. a BatchNorm running mean). Eagerly it replaces ``target``'s data
+    (bumping its version); while a trace observes state it is reported instead, and the model is left as it was."""
+    if _state_observers:
+        for obs in tuple(_state_observers):
+            obs(target, new)
+        return
+    if new._data is None:  # shape-only evaluation outside a trace: nothing to write
+        return
+    target.data = new._data.astype(target.dtype, copy=False)
+
+
+@contextlib.contextmanager
+def observe_reads(fn: Callable[[str, Tensor], None]) -> Iterator[None]:
+    """Inside the block, ``fn(what, tensor)`` is told whenever Python reads a tensor's value (``bool()``,
+    ``item()``, ``float()``, ``int()``, ``__index__``): a trace warns that control flow on it is baked in."""
+    read_observers.append(fn)
+    try:
+        yield
+    finally:
+        read_observers.remove(fn)
 
 
 # Modules currently executing (outermost first); Module.__call__ pushes itself so observers such as
@@ -184,36 +222,78 @@ def _accumulate(grads: dict[Any, Tensor], key: Any, g: Tensor, like: Tensor, whe
     grads[key] = g if prev is None else prev + g
 
 
-def backward(root: Tensor, grad: Tensor | np.ndarray | None = None) -> None:
-    """Accumulate d(root)/d(leaf) into ``leaf.grad`` for every leaf that requires grad."""
-    if not root.requires_grad:
-        raise RuntimeError("backward: tensor does not require grad (no input of the computation requires grad)")
+def _seed(root: Tensor, grad: Tensor | np.ndarray | None, where: str) -> Tensor:
+    """The cotangent that starts a backward pass at ``root`` (ones for a scalar root)."""
     if grad is None:
         if root.size != 1:
-            raise RuntimeError(f"backward: grad can be implicitly created only for scalar outputs, "
+            raise RuntimeError(f"{where}: grad can be implicitly created only for scalar outputs, "
                                f"but the output has shape {list(root.shape)}; pass grad=")
-        g0 = Tensor(np.ones(root.shape, root.dtype))
+        return Tensor(np.ones(root.shape, root.dtype))
+    g0 = grad if isinstance(grad, Tensor) else Tensor(np.asarray(grad, dtype=root.dtype))
+    if g0.shape != root.shape:
+        raise RuntimeError(f"{where}: grad shape {list(g0.shape)} does not match output shape {list(root.shape)}")
+    return g0
+
+
+def grad(outputs: Tensor | Sequence[Tensor], inputs: Sequence[Tensor],
+         grad_outputs: Tensor | Sequence[Tensor | None] | None = None) -> tuple[Tensor | None, ...]:
+    """d(outputs)/d(inputs), as ``torch.autograd.grad``: one gradient per input (None where the outputs do not
+    depend on it); no ``.grad`` is touched. The vjp rules run through :func:`bind`, so under a trace the backward
+    pass becomes graph nodes (bound while :func:`current_phase` is "backward")."""
+    outs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    if grad_outputs is None:
+        gos: list[Any] = [None] * len(outs)
+    elif isinstance(grad_outputs, Tensor):
+        gos = [grad_outputs]
     else:
-        g0 = grad if isinstance(grad, Tensor) else Tensor(np.asarray(grad, dtype=root.dtype))
-        if g0.shape != root.shape:
-            raise RuntimeError(f"backward: grad shape {list(g0.shape)} does not match output shape {list(root.shape)}")
+        gos = list(grad_outputs)
+    if len(gos) != len(outs):
+        raise ValueError(f"grad: got {len(gos)} grad_outputs for {len(outs)} outputs")
+    if len(outs) > 1 and any(g is None for g in gos):
+        raise ValueError("grad: pass one grad_output per output when there are several outputs")
+    seeds = [(o, _seed(o, g, "grad")) for o, g in zip(outs, gos) if o.requires_grad]
+    if not seeds:
+        raise RuntimeError("grad: no output requires grad (no input of the computation requires grad)")
     _phase.append("backward")
     try:
-        _backward(root, g0)
+        return _backward(seeds, tuple(inputs))
     finally:
         _phase.pop()
 
 
-def _backward(root: Tensor, g0: Tensor) -> None:
+def current_phase() -> str:
+    """"forward" or "backward": which pass the primitive being bound belongs to."""
+    return _phase[-1]
+
+
+def backward(root: Tensor, grad: Tensor | np.ndarray | None = None) -> None:
+    """Accumulate d(root)/d(leaf) into ``leaf.grad`` for every leaf that requires grad."""
+    if not root.requires_grad:
+        raise RuntimeError("backward: tensor does not require grad (no input of the computation requires grad)")
+    g0 = _seed(root, grad, "backward")
+    _phase.append("backward")
+    try:
+        _backward([(root, g0)], None)
+    finally:
+        _phase.pop()
+
+
+def _backward(seeds: list[tuple[Tensor, Tensor]], wanted: tuple[Tensor, ...] | None) -> Any:
+    """Apply the vjp rules from ``seeds`` [(root, cotangent)] back to the leaves. ``wanted=None``: accumulate into
+    every leaf's ``.grad`` (``backward``); else return the gradients of the ``wanted`` tensors (``grad``)."""
+    want = None if wanted is None else {id(t) for t in wanted}
     with no_grad():
-        if root._node is None:  # a leaf: d(root)/d(root) = grad
-            root.grad = g0 if root.grad is None else root.grad + g0
-            return
-        # cotangents keyed by (node id, output index); leaves keyed by tensor id
-        cts: dict[tuple[int, int], Tensor] = {(id(root._node), root._index): g0}
-        leaf_grads: dict[int, Tensor] = {}
+        cts: dict[tuple[int, int], Tensor] = {}  # cotangents keyed by (node id, output index)
+        leaf_grads: dict[int, Tensor] = {}  # keyed by tensor id: leaves, and wanted intermediates
         leaves: dict[int, Tensor] = {}
-        for node in _toposort(root):
+        for root, g0 in seeds:
+            if root._node is None or (want is not None and id(root) in want):
+                leaves[id(root)] = root
+                _accumulate(leaf_grads, id(root), g0, root, "backward")
+                if root._node is None:
+                    continue
+            _accumulate(cts, (id(root._node), root._index), g0, root, "backward", "input")
+        for node in _toposort_many([r for r, _ in seeds if r._node is not None]):
             n_out = len(node.out_specs)
             gs = tuple(cts.pop((id(node), i), None) for i in range(n_out))
             if all(g is None for g in gs):
@@ -238,12 +318,30 @@ def _backward(root: Tensor, g0: Tensor) -> None:
                 if gx is None or not x.requires_grad:
                     continue
                 where = f"backward of '{node.prim.name}'"
-                if x._node is None:
+                if x._node is None or (want is not None and id(x) in want):
                     leaves[id(x)] = x
                     _accumulate(leaf_grads, id(x), gx, x, where)
-                else:
+                if x._node is not None:
                     _accumulate(cts, (id(x._node), x._index), gx, x, where, "input")
+        if wanted is not None:
+            return {k: g.detach() for k, g in leaf_grads.items() if k in want}
         for k, g in leaf_grads.items():
             leaf = leaves[k]
             g = g.detach()
             leaf.grad = g if leaf.grad is None else leaf.grad + g
+        return None
+
+
+def _toposort_many(roots: list[Tensor]) -> list[Node]:
+    """Reverse topological order of the nodes reachable from several roots. Each root's own order lists inputs
+    before outputs; keeping every node at its first appearance keeps that true for the concatenation, since a
+    node feeding one reached earlier was reached from that earlier root too."""
+    order: list[Node] = []
+    seen: set[int] = set()
+    for root in roots:
+        for node in reversed(_toposort(root)):  # inputs before outputs
+            if id(node) not in seen:
+                seen.add(id(node))
+                order.append(node)
+    order.reverse()
+    return order

@@ -10,5 +10,6 @@ from .ops.linalg import *  # noqa: F401,F403
 from .ops.loss import *  # noqa: F401,F403
 from .ops.norm import *  # noqa: F401,F403
 from .ops.pool import *  # noqa: F401,F403
+from .ops.random import *  # noqa: F401,F403
 from .ops.reduce import *  # noqa: F401,F403
 from .ops.shape import *  # noqa: F401,F403

@@ -43,6 +43,7 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
 
 def _fill(tensor: Tensor, values: np.ndarray | float) -> Tensor:
     tensor.data[...] = values
+    tensor.bump_version()
     return tensor
 
 

@@ -24,3 +24,9 @@ def get_rng_state() -> dict:
 
 def set_rng_state(state: dict) -> None:
     _rng.bit_generator.state = state
+
+
+def next_key() -> np.ndarray:
+    """Draw the next random key (an int64 scalar) from the global generator; random primitives expand keys
+    into masks deterministically, so one key per random op keeps eager and compiled runs on the same stream."""
+    return np.asarray(_rng.integers(0, np.iinfo(np.int64).max), dtype=np.int64)

@@ -39,6 +39,14 @@ class Node:
 
 _DEFAULT_DTYPE = np.dtype(np.float32)
 
+# fn(what, tensor), told when Python reads a tensor's value; engine.autograd.observe_reads registers them.
+read_observers: list[Any] = []
+
+
+def _notify_read(what: str, t: Tensor) -> None:
+    for fn in tuple(read_observers):
+        fn(what, t)
+
 
 class Tensor:
     """An n-d array with reverse-mode autodiff. float32 by default; float64 for gradient checks.
@@ -46,7 +54,7 @@ class Tensor:
     ``_data`` is ``None`` for abstract tensors (shape-only tracing, see :func:`engine.autograd.abstract`).
     """
 
-    __slots__ = ("_data", "_spec", "requires_grad", "grad", "_node", "_index", "name", "__weakref__")
+    __slots__ = ("_data", "_spec", "requires_grad", "grad", "_node", "_index", "name", "_version", "__weakref__")
     __array_priority__ = 1000  # make `ndarray + Tensor` defer to Tensor.__radd__
 
     def __init__(self, data: Any, dtype: Any = None, requires_grad: bool = False, name: str | None = None):
@@ -70,6 +78,7 @@ class Tensor:
         self._node: Node | None = None
         self._index = 0
         self.name = name
+        self._version = 0
 
     @classmethod
     def _make(cls, data: np.ndarray | None, spec: Spec) -> Tensor:
@@ -81,6 +90,7 @@ class Tensor:
         t._node = None
         t._index = 0
         t.name = None
+        t._version = 0
         return t
 
     # --- array-like properties -------------------------------------------------------------------
@@ -96,6 +106,17 @@ class Tensor:
         if value.shape != self._spec.shape or value.dtype != self._spec.dtype:
             raise ValueError(f"Tensor.data: new value {value.dtype}{list(value.shape)} must match {self._spec}")
         self._data = value
+        self._version += 1
+
+    @property
+    def version(self) -> int:
+        """Bumped by every write this engine makes to the tensor's data (``.data =``, optimizer steps, state
+        updates, ``load_state_dict``); compiled modules compare it to notice changed weights."""
+        return self._version
+
+    def bump_version(self) -> None:
+        """Record an in-place write to ``.data[...]`` made outside the engine's own writers."""
+        self._version += 1
 
     @property
     def spec(self) -> Spec:
@@ -125,6 +146,7 @@ class Tensor:
         return self.data
 
     def item(self) -> float:
+        _notify_read("item()", self)
         return self.data.item()
 
     def tolist(self) -> Any:
@@ -161,10 +183,23 @@ class Tensor:
         return self.data if dtype is None else self.data.astype(dtype)
 
     def __bool__(self) -> bool:
+        _notify_read("bool()", self)
         return bool(self.data)
 
     def __float__(self) -> float:
+        _notify_read("float()", self)
         return float(self.data)
+
+    def __int__(self) -> int:
+        _notify_read("int()", self)
+        return int(self.data)
+
+    def __index__(self) -> int:
+        _notify_read("__index__", self)
+        if self.dtype.kind not in "iub" or self.size != 1:
+            raise TypeError(f"only integer tensors of a single element can be converted to an index "
+                            f"(got {self.dtype.name}{list(self.shape)})")
+        return int(self.data)
 
     def __hash__(self) -> int:
         return id(self)

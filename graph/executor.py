@@ -20,6 +20,7 @@ import numpy as np
 from engine import profiler as _profiler
 from engine.backend import Backend, get_backend
 from engine.primitive import FUSED
+from engine.random import next_key
 
 from .ir import Graph, Node, Value
 
@@ -67,7 +68,9 @@ class Executor:
     def _frozen_env(self) -> dict[int, np.ndarray]:
         env = {}
         for v in self.graph.inputs:
-            if v.kind != "input":
+            if v.kind == "key":  # a fresh random key per call, in input (= trace) order, as eager mode draws them
+                env[id(v)] = next_key()
+            elif v.kind != "input":
                 if v.data is None:
                     raise ValueError(f"{v.kind} %{v.name} has no data (traced abstractly from an abstract tensor)")
                 env[id(v)] = v.data

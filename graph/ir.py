@@ -12,7 +12,8 @@ graph input or an output of an earlier node). Each ``Node`` applies one primitiv
 
 A ``Value`` is either an output of a node (``kind="intermediate"``) or a graph input, whose ``kind`` says what
 it is: ``"input"`` (a runtime argument), ``"param"`` / ``"buffer"`` (a named model parameter or buffer, its
-array in ``data``) or ``"const"`` (any other captured array, in ``data``). ``users`` is an insertion-ordered
+array in ``data``), ``"const"`` (any other captured array, in ``data``) or ``"key"`` (a random key, drawn from the
+engine's generator by the executor on every call). ``users`` is an insertion-ordered
 dict used as an ordered set (deterministic iteration), maintained by the mutation methods of ``Graph``.
 
 Mutate graphs only through ``Graph`` methods (``add_input``, ``create_node``, ``replace_all_uses``,
@@ -30,7 +31,7 @@ import numpy as np
 
 from engine.primitive import Cost, Primitive, Spec, get_primitive
 
-INPUT_KINDS = ("input", "param", "buffer", "const")
+INPUT_KINDS = ("input", "param", "buffer", "const", "key")
 FROZEN_KINDS = ("param", "buffer", "const")
 
 

@@ -9,17 +9,30 @@ primitive call as a Node.
   (``""`` for the root), from :func:`engine.autograd.current_modules`.
 - Python control flow simply unrolls: only primitive calls are recorded, the Python around them is not.
 - ``abstract=True`` runs shape rules only (no kernels), so tracing a large model costs no kernel time.
+- Effects are explicit: each ``rng_key`` the model draws (dropout) becomes a graph input of kind ``"key"`` that
+  the executor draws afresh per call; each state update (BatchNorm running statistics, ``num_batches_tracked``)
+  becomes a graph output named in ``graph.meta["state_outputs"]`` instead of a write to the buffer. Tracing
+  changes neither the model nor the engine's random generator.
+- ``grad=True`` records with autograd on, so a function that calls :func:`engine.autograd.grad` records its
+  backward pass too; every node's ``meta["phase"]`` says whether it was bound in the forward or backward pass.
+- Python reading a traced value (``bool()``, ``item()``, ``float()``, an index) bakes the value it had at trace
+  time into the graph: a :class:`TracerWarning` names the line that did it.
 """
 
 from __future__ import annotations
 
 import inspect
+import os
+import traceback
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from engine import autograd
+from engine import random as _random
+from engine.ops.random import rng_key_p
 from engine.primitive import Primitive, Spec
 from engine.tensor import Tensor
 
@@ -71,8 +84,24 @@ def _flatten(out: Any) -> tuple[list[Tensor], str]:
     raise TypeError(f"trace: the model must return a Tensor or a tuple/list of Tensors (got {type(out).__name__})")
 
 
+class TracerWarning(UserWarning):
+    """Python read a traced tensor's value; the control flow that depended on it is baked into the graph."""
+
+
+_ENGINE_DIRS = tuple(os.path.dirname(os.path.abspath(m.__file__)) + os.sep for m in (autograd,)) + \
+    (os.path.dirname(os.path.abspath(__file__)) + os.sep,)
+
+
+def _user_frame() -> str:
+    """``file:line`` of the innermost stack frame outside the engine and graph packages."""
+    for fr in reversed(traceback.extract_stack()):
+        if not os.path.abspath(fr.filename).startswith(_ENGINE_DIRS):
+            return f"{fr.filename}:{fr.lineno} ({fr.line})"
+    return "<unknown>"
+
+
 def trace(model_or_fn: Callable[..., Any], *example_inputs: Any, abstract: bool = False,
-          input_names: Sequence[str] | None = None, keep_examples: bool = False) -> Graph:
+          input_names: Sequence[str] | None = None, keep_examples: bool = False, grad: bool = False) -> Graph:
     """Trace ``model_or_fn(*example_inputs)`` into a :class:`Graph`. Example inputs may be Tensors, arrays or
     :class:`engine.Spec` (shape-only; implies abstract evaluation for everything that depends on them).
     ``keep_examples`` stores each value's array from the example run in ``value.meta["example"]`` (passes such as
@@ -106,10 +135,16 @@ def trace(model_or_fn: Callable[..., Any], *example_inputs: Any, abstract: bool 
         alive.append(t)
         return v
 
+    state_updates: list[tuple[Tensor, Tensor]] = []
+
     def observer(prim: Primitive, inputs: tuple[Tensor, ...], attrs: dict[str, Any], outs: tuple[Tensor, ...]) -> None:
+        if prim is rng_key_p:  # a random key: drawn per call by whoever runs the graph
+            env[id(outs[0])] = graph.add_input("key", outs[0].spec, "key")
+            alive.append(outs[0])
+            return
         in_vals = [value_of(t, prim.name) for t in inputs]
         stack = autograd.current_modules()
-        meta = {}
+        meta = {"phase": autograd.current_phase()}
         if stack:
             meta["module"] = module_names.get(id(stack[-1]), "")
             meta["module_type"] = type(stack[-1]).__name__
@@ -120,16 +155,40 @@ def trace(model_or_fn: Callable[..., Any], *example_inputs: Any, abstract: bool 
             if keep_examples and t._data is not None:
                 v.meta["example"] = t._data
 
-    with autograd.no_grad(), autograd.observe(observer):
-        if abstract:
-            with autograd.abstract():
+    def on_state(target: Tensor, new: Tensor) -> None:
+        alive.append(new)
+        state_updates.append((target, new))
+
+    def on_read(what: str, t: Tensor) -> None:
+        if id(t) in env and env[id(t)].kind not in ("param", "buffer", "const"):
+            warnings.warn(f"trace: {what} on a traced tensor at {_user_frame()}: the value it had while tracing "
+                          f"is baked into the graph (Python control flow is not recorded)", TracerWarning,
+                          stacklevel=3)
+
+    rng_state = _random.get_rng_state()  # a concrete trace runs rng_key kernels: give the draws back
+    try:
+        with (autograd.enable_grad() if grad else autograd.no_grad()), autograd.observe(observer), \
+                autograd.observe_state(on_state), autograd.observe_reads(on_read):
+            if abstract:
+                with autograd.abstract():
+                    out = model_or_fn(*ins)
+            else:
                 out = model_or_fn(*ins)
-        else:
-            out = model_or_fn(*ins)
+    finally:
+        _random.set_rng_state(rng_state)
     outs, structure = _flatten(out)
     graph.outputs = [value_of(t, "<output>") for t in outs]
+    latest: dict[int, tuple[Tensor, Tensor]] = {}
+    for target, new in state_updates:  # a buffer updated twice (a module called twice) keeps its last value
+        latest[id(target)] = (target, new)
+    state_outputs = []
+    for target, new in latest.values():
+        buf = value_of(target, "<state>")
+        graph.outputs.append(value_of(new, "<state>"))
+        state_outputs.append(buf.name)
     graph.meta.update(training=bool(getattr(model_or_fn, "training", False)), abstract=abstract,
-                      output_structure=structure, model=type(model_or_fn).__name__)
+                      output_structure=structure, model=type(model_or_fn).__name__, n_outputs=len(outs),
+                      state_outputs=state_outputs)
     return graph
 
 

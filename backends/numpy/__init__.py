@@ -15,6 +15,7 @@ from . import (  # noqa: E402,F401  (register kernels)  # noqa: E402,F401
     linalg,
     norm,
     pool,
+    random,
     reduce,
     shape,
 )

@@ -372,6 +372,7 @@ class Module:
             raise RuntimeError(f"Error(s) in loading state_dict for {self._get_name()}:\n\t" + "\n\t".join(errors))
         for target, value in updates:
             target.data[...] = value
+            target.bump_version()
         return IncompatibleKeys(missing, unexpected)
 
     # --- printing --------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import numpy as np
 
 from .. import functional as F
 from .. import init
+from ..autograd import assign_state, no_grad
 from ..tensor import Tensor
 from .module import Module, Parameter
 
@@ -66,9 +67,15 @@ class _BatchNorm(Module):
         # same decisions as torch.nn.modules.batchnorm._BatchNorm.forward
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats:
-            self.num_batches_tracked.data[...] += 1
+            with no_grad():
+                counted = self.num_batches_tracked + 1
+            assign_state(self.num_batches_tracked, counted)  # under a trace: a graph output, not a write
             if self.momentum is None:  # cumulative moving average
-                factor = 1.0 / float(self.num_batches_tracked.data)
+                if counted._data is None:
+                    raise NotImplementedError(f"{type(self).__name__}(momentum=None): the cumulative average "
+                                              f"depends on the batch count, which a compiled training graph does "
+                                              f"not read in Python; use a float momentum")
+                factor = 1.0 / float(counted._data)
         use_batch_stats = self.training or (self.running_mean is None and self.running_var is None)
         keep = not self.training or self.track_running_stats
         return F.batch_norm(x, self.running_mean if keep else None, self.running_var if keep else None,

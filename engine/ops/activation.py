@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from ..autograd import bind
 from ..primitive import ELEMENTWISE, Spec, fail, primitive
-from ..random import generator
 from ..tensor import Tensor
+from .random import bernoulli_mask
 from .reduce import sum as _sum
 
 __all__ = ["softmax", "log_softmax", "dropout"]
@@ -62,5 +62,5 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True, inplace: bool = Fa
         return x
     if p == 1.0:
         return x * 0.0
-    mask = Tensor((generator().random(x.shape) >= p).astype(x.dtype))
+    mask = bernoulli_mask(x.shape, 1.0 - p, x.dtype.name)
     return bind(dropout_p, x, mask, p=float(p))

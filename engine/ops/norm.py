@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from ..autograd import bind
+from ..autograd import assign_state, bind, no_grad
 from ..primitive import NORM, Cost, Spec, fail, primitive, same_float_dtype
 from ..tensor import Tensor
-from .elementwise import sqrt
+from .elementwise import astype, mul, sqrt
 from .reduce import sum as _sum
 from .shape import broadcast_to, pad, reshape
 from .shape import slice as _slice
@@ -146,15 +146,18 @@ def _per_channel(t: Any, c: int, like: Tensor, fill: float) -> Tensor:
 
 
 def _update_running(stat: Any, batch_value: Tensor, momentum: float, scale: float = 1.0) -> None:
-    """running = (1 - momentum) * running + momentum * scale * batch, written into the buffer's ``.data``."""
-    old = stat._data if isinstance(stat, Tensor) else stat
-    if old is None or batch_value._data is None:  # no buffer, or shape-only tracing
+    """running <- (1 - momentum) * running + (momentum * scale) * batch, as primitives: eagerly the buffer's data
+    is replaced; under a trace the update becomes a graph output (:func:`engine.autograd.assign_state`)."""
+    if stat is None:
         return
-    new = (1.0 - momentum) * old + momentum * (batch_value._data.astype(old.dtype) * old.dtype.type(scale))
-    if isinstance(stat, Tensor):
-        stat.data = new.astype(old.dtype, copy=False)
-    else:
-        stat[...] = new
+    if not isinstance(stat, Tensor):  # a bare array given as the running statistic: update it in place
+        if batch_value._data is not None:
+            stat[...] = (1.0 - momentum) * stat + momentum * scale * batch_value._data.astype(stat.dtype)
+        return
+    with no_grad():
+        b = batch_value if batch_value.dtype == stat.dtype else astype(batch_value, stat.dtype.name)
+        new = mul(stat, 1.0 - momentum) + mul(b, momentum * scale)
+    assign_state(stat, new)
 
 
 def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor | None,  # noqa: A002

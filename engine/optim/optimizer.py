@@ -104,6 +104,7 @@ class Optimizer:
                     grad = grad.astype(p.dtype, copy=False)
                     _profiler.call("optimizer", "", f"{type(self).__name__} update", self._update, p, grad, state,
                                    group)
+                    p.bump_version()
         return loss
 
     def _update(self, p: Tensor, grad: np.ndarray, state: dict[str, Any], group: dict[str, Any]) -> None:

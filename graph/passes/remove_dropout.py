@@ -54,6 +54,10 @@ def remove_dropout(graph: Graph) -> PassResult:
             continue
         graph.replace_all_uses(node.outputs[0], src)
         dead.add(node)
+    # the masks of removed dropouts (and then their keys) are dead too
+    dead |= {n for n in graph.nodes if n.op.name == "bernoulli_mask" and all(u in dead for u in n.outputs[0].users)
+             and not graph.is_output(n.outputs[0])}
     if dead:
         graph.erase_nodes(dead)
+        graph.remove_unused_inputs()
     return PassResult(graph, bool(dead))
