@@ -256,9 +256,10 @@ def grad(outputs: Tensor | Sequence[Tensor], inputs: Sequence[Tensor],
         raise RuntimeError("grad: no output requires grad (no input of the computation requires grad)")
     _phase.append("backward")
     try:
-        return _backward(seeds, tuple(inputs))
+        got = _backward(seeds, tuple(inputs))
     finally:
         _phase.pop()
+    return tuple(got.get(id(t)) for t in inputs)
 
 
 def current_phase() -> str:
@@ -324,7 +325,7 @@ def _backward(seeds: list[tuple[Tensor, Tensor]], wanted: tuple[Tensor, ...] | N
                 if x._node is not None:
                     _accumulate(cts, (id(x._node), x._index), gx, x, where, "input")
         if wanted is not None:
-            return {k: g.detach() for k, g in leaf_grads.items() if k in want}
+            return {k: g for k, g in leaf_grads.items() if k in want}  # made under no_grad: no tape to cut
         for k, g in leaf_grads.items():
             leaf = leaves[k]
             g = g.detach()

@@ -2,8 +2,16 @@
 
 The compiled module is callable like the model. Compilation is keyed by the input shapes/dtypes and the model's
 train/eval mode: a call with new shapes compiles again and says so through ``logging`` (logger
-``graph.compile``), never silently reusing a plan made for other shapes. Parameters are read when compiling
-(eval-mode graphs fold them into new constants), so recompile after changing the weights.
+``graph.compile``), never silently reusing a plan made for other shapes.
+
+- Eval mode: parameters are folded into new constants. The module remembers the version of every parameter and
+  buffer it folded; a call after any of them changed (an optimizer step, ``.data =``, ``load_state_dict``)
+  recompiles first (logged), so it never mixes old and new weights.
+- Train mode: the forward and its backward are traced into one joint graph (graph/training.py), passes run on it,
+  and it is split into a forward and a backward graph. A call runs the forward as one ``call_graph`` primitive
+  whose vjp runs the backward graph, so ``loss.backward()`` fills the ``.grad`` of the model's own parameters.
+  Parameters and buffers are runtime inputs (read live on every call), random keys are drawn per call from the
+  engine's generator, and BatchNorm's running statistics come back as outputs written to the buffers.
 """
 
 from __future__ import annotations
@@ -21,10 +29,11 @@ from engine.primitive import Spec
 from engine.tensor import Tensor
 
 from .executor import ArenaExecutor, Executor, kernel_for
-from .ir import Graph
+from .ir import Graph, Value
 from .memory import MemoryPlan, plan_memory
 from .passes import run_passes
 from .trace import drop_examples, trace
+from .training import GraphFunction, make_vjp, split_joint, trace_joint
 
 log = logging.getLogger("graph.compile")
 
@@ -75,10 +84,57 @@ class CompileReport(dict):
 
 
 class _Compiled:
-    __slots__ = ("graph", "plan", "executor", "report")
+    __slots__ = ("graph", "plan", "executor", "report", "versions", "function", "state", "state_targets",
+                 "backward")
 
     def __init__(self, graph: Graph, plan: MemoryPlan | None, executor: Executor, report: CompileReport):
         self.graph, self.plan, self.executor, self.report = graph, plan, executor, report
+        self.versions: list[tuple[Tensor, int]] = []  # eval graphs: the weights they folded, at which version
+        self.function: GraphFunction | None = None  # train graphs: the forward as a primitive
+        self.state: list[Tensor] = []  # its params/buffers inputs, live
+        self.state_targets: list[Tensor] = []  # buffers receiving the state outputs
+        self.backward: _Compiled | None = None
+
+    def stale(self) -> Tensor | None:
+        """A folded weight that changed since compiling, or None."""
+        return next((t for t, ver in self.versions if t._version != ver), None)
+
+
+def build_executor(g: Graph, backend: Backend, arena: bool, reorder: bool,
+                   writes: dict[int, Value] | None = None) -> tuple[MemoryPlan | None, Executor]:
+    """Plan memory (reordering the schedule when that lowers the peak) and build the executor that runs ``g``."""
+    plan = plan_memory(g, reorder=reorder) if arena else None
+    if plan is not None:
+        g.nodes = list(plan.schedule)
+        return plan, ArenaExecutor(g, plan, backend, writes)
+    return None, Executor(g, backend, writes)
+
+
+def make_report(model: Any, backend: Backend, g: Graph, plan: MemoryPlan | None, specs: Sequence[Spec],
+                rows: list[dict[str, Any]], times: Sequence[float]) -> CompileReport:
+    """The compile report of graph ``g`` (see :class:`CompileReport` for the keys)."""
+    t0, t1, t2, t3 = times
+    described = {n.name: _describe_kernel(backend, n) for n in g.nodes}
+    report = CompileReport(
+        model=type(model).__name__, backend=backend.name, training=bool(g.meta.get("training")),
+        input_shapes=[list(s.shape) for s in specs], passes=rows, fold_errors=dict(g.meta.get("fold_errors", {})),
+        fold_error_input="example input" if not g.meta.get("abstract") else "probe input (abstract trace)",
+        memory=plan.summary() if plan is not None else
+        {k: 0 for k in ("naive_bytes", "arena_bytes", "lower_bound_bytes", "fragmentation")},
+        stats=g.stats(), kernels={n: f"{d} [{a}]" if a else d for n, (d, a) in described.items()},
+        algorithms={n: a for n, (_, a) in described.items() if a},
+        trace_s=t1 - t0, passes_s=t2 - t1, plan_s=t3 - t2, compile_s=t3 - t0)
+    return report
+
+
+def _state_tensors(model: Any) -> dict[str, Tensor]:
+    named: dict[str, Tensor] = {}
+    for attr in ("named_parameters", "named_buffers"):
+        if hasattr(model, attr):
+            for name, t in getattr(model, attr)():
+                if t is not None:
+                    named.setdefault(name, t)
+    return named
 
 
 class CompiledModule:
@@ -103,16 +159,23 @@ class CompiledModule:
     def compile_for(self, *example_inputs: Any) -> _Compiled:
         specs = [_spec_of(x) for x in example_inputs]
         key = self._key(specs)
-        if key in self._cache:
-            self._last = self._cache[key]
-            return self._last
-        if self._cache:
+        cached = self._cache.get(key)
+        if cached is not None:
+            changed = cached.stale()
+            if changed is None:
+                self._last = cached
+                return cached
+            log.info("recompiling %s: a folded weight changed since it was compiled (%s)", type(self.model).__name__,
+                     changed.name or list(changed.shape))
+            del self._cache[key]
+        elif self._cache:
             log.info("recompiling %s for new input shapes %s (compiled before for %s)", type(self.model).__name__,
                      [list(s.shape) for s in specs], [[list(s) for s, _ in k[0]] for k in self._cache])
         gc_was_enabled = gc.isenabled()
         gc.disable()  # compilation allocates many small objects; collecting them mid-way only costs time
         try:
-            compiled = self._compile(specs, example_inputs)
+            training = key[1]
+            compiled = self._compile_training(specs) if training else self._compile(specs, example_inputs)
         finally:
             if gc_was_enabled:
                 gc.enable()
@@ -138,35 +201,62 @@ class CompiledModule:
         g, rows = run_passes(g, self.passes)
         drop_examples(g)
         t2 = time.perf_counter()
-        plan = plan_memory(g, reorder=self.reorder) if self.arena else None
-        if plan is not None:
-            g.nodes = list(plan.schedule)
-            executor: Executor = ArenaExecutor(g, plan, self.backend)
-        else:
-            executor = Executor(g, self.backend)
+        plan, executor = build_executor(g, self.backend, self.arena, self.reorder)
         t3 = time.perf_counter()
-        described = {n.name: _describe_kernel(self.backend, n) for n in g.nodes}
-        report = CompileReport(
-            model=type(self.model).__name__, backend=self.backend.name, training=g.meta["training"],
-            input_shapes=[list(s.shape) for s in specs], passes=rows, fold_errors=dict(g.meta.get("fold_errors", {})),
-            fold_error_input="example input" if not g.meta["abstract"] else "probe input (abstract trace)",
-            memory=plan.summary() if plan is not None else {}, stats=g.stats(),
-            kernels={n: f"{d} [{a}]" if a else d for n, (d, a) in described.items()},
-            algorithms={n: a for n, (_, a) in described.items() if a},
-            trace_s=t1 - t0, passes_s=t2 - t1, plan_s=t3 - t2, compile_s=t3 - t0)
-        if plan is None:
-            report["memory"] = {k: 0 for k in ("naive_bytes", "arena_bytes", "lower_bound_bytes", "fragmentation")}
-        return _Compiled(g, plan, executor, report)
+        compiled = _Compiled(g, plan, executor, make_report(self.model, self.backend, g, plan, specs, rows,
+                                                            (t0, t1, t2, t3)))
+        named = _state_tensors(self.model)
+        compiled.versions = [(t, t._version) for t in named.values()]
+        return compiled
+
+    def _compile_training(self, specs: list[Spec]) -> _Compiled:
+        """Train mode: joint trace -> passes -> split -> one executor per half (see the module docstring)."""
+        t0 = time.perf_counter()
+        named = _state_tensors(self.model)
+        params = [t for t in named.values() if t.requires_grad]
+        joint, got, n_out = trace_joint(self.model, specs, params)
+        joint.meta["frozen"] = False
+        joint.verify()
+        t1 = time.perf_counter()
+        by_id = {id(t): name for name, t in named.items()}
+        grad_names = [by_id[id(params[i])] for i in got]
+        joint, rows = run_passes(joint, self.passes)
+        t2 = time.perf_counter()
+        value_of = {v.name: v for v in joint.inputs}
+        split = split_joint(joint, len(specs), n_out, [value_of[n] for n in grad_names])
+        fplan, fexec = build_executor(split.forward, self.backend, self.arena, self.reorder)
+        bplan, bexec = build_executor(split.backward, self.backend, self.arena, self.reorder)
+        forward_fn, backward_fn = GraphFunction(split.forward, fexec), GraphFunction(split.backward, bexec)
+        forward_fn.vjp = make_vjp(split, backward_fn)
+        t3 = time.perf_counter()
+        # the report describes the whole step: the joint graph, planned as one (forward and backward together)
+        jplan = plan_memory(joint, reorder=False) if self.arena else None
+        report = make_report(self.model, self.backend, joint, jplan, specs, rows, (t0, t1, t2, t3))
+        report["parts"] = {"forward": _part_summary(split.forward, fplan),
+                           "backward": _part_summary(split.backward, bplan),
+                           "saved_for_backward": _saved_by_kind(split)}
+        compiled = _Compiled(joint, jplan, fexec, report)
+        compiled.function = forward_fn
+        compiled.state = [named[v.name] for v in split.forward.inputs if v.kind in ("param", "buffer")]
+        compiled.state_targets = [named[n] for n in split.forward.meta.get("state_outputs", [])]
+        return compiled
 
     # --- calling ---------------------------------------------------------------------------------------------
     def __call__(self, *inputs: Any) -> Any:
         compiled = self.compile_for(*inputs)
+        if compiled.function is not None:
+            return self._call_training(compiled, inputs)
         outs = compiled.executor.run(*(x.data if isinstance(x, Tensor) else np.asarray(x) for x in inputs))
-        tensors = [Tensor(o) for o in outs]
-        structure = compiled.graph.meta.get("output_structure", "single")
-        if structure == "single":
-            return tensors[0]
-        return list(tensors) if structure == "list" else tuple(tensors)
+        return _structure(compiled.graph, [Tensor(o) for o in outs])
+
+    def _call_training(self, compiled: _Compiled, inputs: tuple) -> Any:
+        fn = compiled.function
+        xs = [x if isinstance(x, Tensor) else Tensor(np.asarray(x)) for x in inputs]
+        outs = fn(*xs, *compiled.state)
+        n_out = fn.graph.meta["n_outputs"]
+        for target, new in zip(compiled.state_targets, outs[n_out:]):
+            target.data = new.data  # running statistics: the graph's state outputs
+        return _structure(fn.graph, list(outs[:n_out]))
 
     def check(self, *inputs: Any, rtol: float = 1e-4) -> dict[str, float]:
         """Run the eager model and the compiled one on ``inputs``; record and return the max differences."""
@@ -228,6 +318,29 @@ class CompiledModule:
     def __repr__(self) -> str:
         shapes = [[list(s) for s, _ in k[0]] for k in self._cache]
         return f"CompiledModule({type(self.model).__name__}, backend={self.backend.name!r}, compiled for {shapes})"
+
+
+def _structure(g: Graph, tensors: list[Tensor]) -> Any:
+    tensors = tensors[:g.meta.get("n_outputs", len(tensors))]
+    structure = g.meta.get("output_structure", "single")
+    if structure == "single":
+        return tensors[0]
+    return list(tensors) if structure == "list" else tuple(tensors)
+
+
+def _part_summary(g: Graph, plan: MemoryPlan | None) -> dict[str, Any]:
+    return {"nodes": len(g.nodes), "inputs": len(g.inputs), "outputs": len(g.outputs),
+            "arena_bytes": plan.arena_bytes if plan is not None else 0, "flops": g.stats()["flops"]}
+
+
+def _saved_by_kind(split: Any) -> dict[str, int]:
+    """Bytes the forward keeps for the backward, by the op that produced them."""
+    out: dict[str, int] = {}
+    g = split.forward
+    for v in g.outputs[split.n_out + split.n_state:]:
+        kind = v.producer.op.name if v.producer is not None else v.kind
+        out[kind] = out.get(kind, 0) + v.nbytes
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
 
 def _describe_kernel(backend: Backend, node: Any) -> tuple[str, str | None]:

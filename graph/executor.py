@@ -47,9 +47,15 @@ def _to_array(x: Any, v: Value) -> np.ndarray:
 
 
 class Executor:
-    """Interpret ``graph`` on ``backend`` (a name or :class:`engine.Backend`). ``run(*arrays) -> list[array]``."""
+    """Interpret ``graph`` on ``backend`` (a name or :class:`engine.Backend`). ``run(*arrays) -> list[array]``.
 
-    def __init__(self, graph: Graph, backend: str | Backend = "numpy"):
+    ``run(..., state=arrays)`` supplies the current arrays of the graph's params and buffers (training graphs read
+    the live model, not the arrays captured when tracing); ``run(..., outs=arrays)`` writes the graph outputs into
+    the caller's arrays, straight from the producing kernel where that is safe. ``writes={output index: input}``
+    declares outputs whose target is that input's own array (in-place updates of parameters, optimizer state and
+    running statistics), so the write happens only after the input's last reader."""
+
+    def __init__(self, graph: Graph, backend: str | Backend = "numpy", writes: dict[int, Value] | None = None):
         self.graph = graph
         self.backend = get_backend(backend)
         self._kernels = [kernel_for(self.backend, n) for n in graph.nodes]
@@ -64,6 +70,26 @@ class Executor:
             for v in n.outputs:
                 if id(v) not in keep:
                     self._free_after[last.get(id(v), i)].append(v)
+        self._state_inputs = [v for v in graph.inputs if v.kind in ("param", "buffer")]
+        self._direct = self._direct_outputs(writes or {})
+        self._target: dict[int, np.ndarray] = {}
+
+    def _direct_outputs(self, writes: dict[int, Value]) -> list[bool]:
+        """Per graph output: may its producer write straight into the caller's target array? Not for graph
+        inputs passed through, repeated outputs, or an output whose target is the array of input ``writes[i]``
+        while a later node still reads that input (it would see the new value)."""
+        pos = {id(n): i for i, n in enumerate(self.graph.nodes)}
+        seen: set[int] = set()
+        direct = []
+        for i, v in enumerate(self.graph.outputs):
+            ok = v.producer is not None and id(v) not in seen
+            seen.add(id(v))
+            src = writes.get(i)
+            if ok and src is not None:
+                at = pos[id(v.producer)]
+                ok = all(pos[id(u)] <= at for u in src.users)
+            direct.append(ok)
+        return direct
 
     def _frozen_env(self) -> dict[int, np.ndarray]:
         env = {}
@@ -77,9 +103,11 @@ class Executor:
         return env
 
     def _allocate(self, node: Node) -> list[np.ndarray]:
-        return [np.empty(o.shape, o.dtype) for o in node.outputs]
+        return [self._target.get(id(o)) if id(o) in self._target else np.empty(o.shape, o.dtype)
+                for o in node.outputs]
 
-    def run(self, *inputs: Any) -> list[np.ndarray]:
+    def run(self, *inputs: Any, state: Sequence[np.ndarray] | None = None,
+            outs: Sequence[np.ndarray | None] | None = None) -> list[np.ndarray]:
         g = self.graph
         if len(inputs) != len(g.user_inputs):
             raise TypeError(f"graph takes {len(g.user_inputs)} inputs "
@@ -87,6 +115,11 @@ class Executor:
         env = self._frozen_env()
         for v, x in zip(g.user_inputs, inputs):
             env[id(v)] = _to_array(x, v)
+        if state is not None:
+            for v, a in zip(self._state_inputs, state, strict=True):
+                env[id(v)] = a
+        self._target = {} if outs is None else \
+            {id(v): a for v, a, d in zip(g.outputs, outs, self._direct) if d and a is not None}
         for i, (node, kernel) in enumerate(zip(g.nodes, self._kernels)):
             args = [env[id(v)] for v in node.inputs]
             outs = self._allocate(node)
@@ -101,7 +134,13 @@ class Executor:
                 env[id(o)] = a
             for v in self._free_after[i]:
                 env.pop(id(v), None)
-        return [env[id(v)] for v in g.outputs]
+        if outs is None:
+            return [env[id(v)] for v in g.outputs]
+        for v, a in zip(g.outputs, outs):
+            if a is not None and env[id(v)] is not a:
+                np.copyto(a, env[id(v)])
+        self._target = {}
+        return list(outs)
 
     def _skip(self, node: Node) -> bool:
         return False
@@ -111,10 +150,11 @@ class ArenaExecutor(Executor):
     """Run inside one arena laid out by ``plan`` (see :func:`graph.memory.plan_memory`). The arena is
     allocated once and reused by every call, so one ArenaExecutor must not run two calls concurrently."""
 
-    def __init__(self, graph: Graph, plan: Any, backend: str | Backend = "numpy"):
+    def __init__(self, graph: Graph, plan: Any, backend: str | Backend = "numpy",
+                 writes: dict[int, Value] | None = None):
         if [id(n) for n in plan.schedule] != [id(n) for n in graph.nodes]:
             raise ValueError("ArenaExecutor: the plan was made for another schedule; set graph.nodes = plan.schedule")
-        super().__init__(graph, backend)
+        super().__init__(graph, backend, writes)
         self.plan = plan
         self.arena = np.empty(max(plan.arena_bytes, 1), np.uint8)
         self.views: dict[int, np.ndarray] = {}
@@ -123,7 +163,8 @@ class ArenaExecutor(Executor):
         self._inplace_reshape = {id(n) for n in plan.inplace if n.op.name == "reshape"}
 
     def _allocate(self, node: Node) -> list[np.ndarray]:
-        return [self.views[id(o)] if id(o) in self.views else np.empty(o.shape, o.dtype) for o in node.outputs]
+        return [self.views[id(o)] if id(o) in self.views else
+                self._target[id(o)] if id(o) in self._target else np.empty(o.shape, o.dtype) for o in node.outputs]
 
     def _skip(self, node: Node) -> bool:
         return id(node) in self._inplace_reshape

@@ -101,18 +101,22 @@ def _user_frame() -> str:
 
 
 def trace(model_or_fn: Callable[..., Any], *example_inputs: Any, abstract: bool = False,
-          input_names: Sequence[str] | None = None, keep_examples: bool = False, grad: bool = False) -> Graph:
+          input_names: Sequence[str] | None = None, keep_examples: bool = False, grad: bool = False,
+          module: Any = None, state: Sequence[tuple[str, str, Tensor]] = ()) -> Graph:
     """Trace ``model_or_fn(*example_inputs)`` into a :class:`Graph`. Example inputs may be Tensors, arrays or
     :class:`engine.Spec` (shape-only; implies abstract evaluation for everything that depends on them).
     ``keep_examples`` stores each value's array from the example run in ``value.meta["example"]`` (passes such as
     fold_bn then measure their error on the real example input; drop them with :func:`drop_examples`)."""
+    module = model_or_fn if module is None else module  # whose parameters and buffers get names
     graph = Graph()
-    state, module_names = _named_state(model_or_fn)
+    named, module_names = _named_state(module)
+    for name, kind, t in state:  # extra named state (an optimizer's buffers, the learning rate)
+        named.setdefault(id(t), (name, kind, t))
     env: dict[int, Value] = {}
     alive: list[Tensor] = []  # keep every seen tensor alive so ids are never reused during the trace
 
     ins = [_as_tensor(x, abstract) for x in example_inputs]
-    names = list(input_names) if input_names else _input_names(model_or_fn, len(ins))
+    names = list(input_names) if input_names else _input_names(module, len(ins))
     for name, t in zip(names, ins):
         env[id(t)] = graph.add_input(name, t.spec, "input")
         alive.append(t)
@@ -123,8 +127,8 @@ def trace(model_or_fn: Callable[..., Any], *example_inputs: Any, abstract: bool 
         v = env.get(id(t))
         if v is not None:
             return v
-        if id(t) in state:
-            name, kind, _ = state[id(t)]
+        if id(t) in named:
+            name, kind, _ = named[id(t)]
             v = graph.add_input(name, t.spec, kind, t._data)
         else:
             if t._data is None:
@@ -186,8 +190,8 @@ def trace(model_or_fn: Callable[..., Any], *example_inputs: Any, abstract: bool 
         buf = value_of(target, "<state>")
         graph.outputs.append(value_of(new, "<state>"))
         state_outputs.append(buf.name)
-    graph.meta.update(training=bool(getattr(model_or_fn, "training", False)), abstract=abstract,
-                      output_structure=structure, model=type(model_or_fn).__name__, n_outputs=len(outs),
+    graph.meta.update(training=bool(getattr(module, "training", False)), abstract=abstract,
+                      output_structure=structure, model=type(module).__name__, n_outputs=len(outs),
                       state_outputs=state_outputs)
     return graph
 

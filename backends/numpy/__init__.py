@@ -14,6 +14,7 @@ from . import (  # noqa: E402,F401  (register kernels)  # noqa: E402,F401
     fused,  # noqa: E402,F401  (fused inference primitives, engine/ops/fused.py)
     linalg,
     norm,
+    optim,
     pool,
     random,
     reduce,

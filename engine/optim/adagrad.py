@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 
-from ..tensor import Tensor
 from .optimizer import Optimizer
 
 
@@ -35,15 +34,18 @@ class Adagrad(Optimizer):
                 self.state[p] = {"step": 0,
                                  "sum": np.full(p.shape, group["initial_accumulator_value"], p.dtype)}
 
-    def _update(self, p: Tensor, grad: np.ndarray, state: dict[str, Any], group: dict[str, Any]) -> None:
-        if not state:
-            state.update(step=0, sum=np.full(p.shape, group["initial_accumulator_value"], p.dtype))
+    @staticmethod
+    def init_state(p: np.ndarray, state: dict[str, Any], group: dict[str, Any]) -> None:
+        state.update(step=0, sum=np.full(p.shape, group["initial_accumulator_value"], p.dtype))
+
+    @staticmethod
+    def update_arrays(p: np.ndarray, grad: np.ndarray, state: dict[str, Any], group: dict[str, Any]) -> None:
         if group["maximize"]:
             grad = -grad
         state["step"] += 1
         if group["weight_decay"] != 0:
-            grad = grad + group["weight_decay"] * p.data
+            grad = grad + group["weight_decay"] * p
         clr = group["lr"] / (1 + (state["step"] - 1) * group["lr_decay"])
         state["sum"] += grad * grad
         std = np.sqrt(state["sum"]) + group["eps"]
-        p.data[...] += -clr * (grad / std)
+        p += -clr * (grad / std)

@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 
-from ..tensor import Tensor
 from .optimizer import Optimizer
 
 
@@ -34,23 +33,26 @@ class Adam(Optimizer):
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
                                       maximize=maximize, decoupled_weight_decay=decoupled_weight_decay))
 
-    def _update(self, p: Tensor, grad: np.ndarray, state: dict[str, Any], group: dict[str, Any]) -> None:
+    @staticmethod
+    def init_state(p: np.ndarray, state: dict[str, Any], group: dict[str, Any]) -> None:
+        state["step"] = 0
+        state["exp_avg"] = np.zeros_like(p)
+        state["exp_avg_sq"] = np.zeros_like(p)
+        if group["amsgrad"]:
+            state["max_exp_avg_sq"] = np.zeros_like(p)
+
+    @staticmethod
+    def update_arrays(p: np.ndarray, grad: np.ndarray, state: dict[str, Any], group: dict[str, Any]) -> None:
         lr, (beta1, beta2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
-        if not state:
-            state["step"] = 0
-            state["exp_avg"] = np.zeros_like(p.data)
-            state["exp_avg_sq"] = np.zeros_like(p.data)
-            if group["amsgrad"]:
-                state["max_exp_avg_sq"] = np.zeros_like(p.data)
         if group["maximize"]:
             grad = -grad
         state["step"] += 1
         step = state["step"]
         if wd != 0:
             if group["decoupled_weight_decay"]:
-                p.data[...] *= 1 - lr * wd
+                p *= 1 - lr * wd
             else:
-                grad = grad + wd * p.data
+                grad = grad + wd * p
         exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
         exp_avg += (1 - beta1) * (grad - exp_avg)
         exp_avg_sq *= beta2
@@ -62,7 +64,7 @@ class Adam(Optimizer):
             denom = np.sqrt(state["max_exp_avg_sq"]) / bias_correction2_sqrt + eps
         else:
             denom = np.sqrt(exp_avg_sq) / bias_correction2_sqrt + eps
-        p.data[...] += -step_size * (exp_avg / denom)
+        p += -step_size * (exp_avg / denom)
 
 
 class AdamW(Adam):

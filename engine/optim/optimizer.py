@@ -108,7 +108,20 @@ class Optimizer:
         return loss
 
     def _update(self, p: Tensor, grad: np.ndarray, state: dict[str, Any], group: dict[str, Any]) -> None:
-        raise NotImplementedError(f"{type(self).__name__} does not define _update")
+        if not state:
+            self.init_state(p.data, state, group)
+        self.update_arrays(p.data, grad, state, group)
+
+    # Subclasses define the update once, on arrays, in place; eager steps and the compiled update primitive
+    # (engine/optim/update.py, used by graph.compile_step) both call it.
+    @staticmethod
+    def init_state(p: np.ndarray, state: dict[str, Any], group: dict[str, Any]) -> None:
+        """Create the per-parameter state of a parameter shaped like ``p`` (before its first update)."""
+
+    @staticmethod
+    def update_arrays(p: np.ndarray, grad: np.ndarray, state: dict[str, Any], group: dict[str, Any]) -> None:
+        """Update ``p`` and the arrays of ``state`` in place for one step with ``grad``."""
+        raise NotImplementedError("an Optimizer subclass must define update_arrays")
 
     # --- state dict ------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

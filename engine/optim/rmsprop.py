@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 
-from ..tensor import Tensor
 from .optimizer import Optimizer
 
 
@@ -31,20 +30,23 @@ class RMSprop(Optimizer):
         super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
                                       centered=centered, maximize=maximize))
 
-    def _update(self, p: Tensor, grad: np.ndarray, state: dict[str, Any], group: dict[str, Any]) -> None:
+    @staticmethod
+    def init_state(p: np.ndarray, state: dict[str, Any], group: dict[str, Any]) -> None:
+        state["step"] = 0
+        state["square_avg"] = np.zeros_like(p)
+        if group["momentum"] > 0:
+            state["momentum_buffer"] = np.zeros_like(p)
+        if group["centered"]:
+            state["grad_avg"] = np.zeros_like(p)
+
+    @staticmethod
+    def update_arrays(p: np.ndarray, grad: np.ndarray, state: dict[str, Any], group: dict[str, Any]) -> None:
         alpha, momentum = group["alpha"], group["momentum"]
-        if not state:
-            state["step"] = 0
-            state["square_avg"] = np.zeros_like(p.data)
-            if momentum > 0:
-                state["momentum_buffer"] = np.zeros_like(p.data)
-            if group["centered"]:
-                state["grad_avg"] = np.zeros_like(p.data)
         if group["maximize"]:
             grad = -grad
         state["step"] += 1
         if group["weight_decay"] != 0:
-            grad = grad + group["weight_decay"] * p.data
+            grad = grad + group["weight_decay"] * p
         square_avg = state["square_avg"]
         square_avg *= alpha
         square_avg += (1 - alpha) * grad * grad
@@ -59,6 +61,6 @@ class RMSprop(Optimizer):
             buf = state["momentum_buffer"]
             buf *= momentum
             buf += grad / avg
-            p.data[...] -= group["lr"] * buf
+            p -= group["lr"] * buf
         else:
-            p.data[...] += -group["lr"] * (grad / avg)
+            p += -group["lr"] * (grad / avg)
