@@ -122,15 +122,15 @@ class Executor:
             {id(v): a for v, a, d in zip(g.outputs, outs, self._direct) if d and a is not None}
         for i, (node, kernel) in enumerate(zip(g.nodes, self._kernels)):
             args = [env[id(v)] for v in node.inputs]
-            outs = self._allocate(node)
+            arrays = self._allocate(node)
             if not self._skip(node):
-                out = tuple(outs) if node.op.multiple_results else outs[0]
+                out = tuple(arrays) if node.op.multiple_results else arrays[0]
                 try:
                     _profiler.call("graph", (node.meta.get("module", ""), node.meta.get("module_type", "")),
                                    node.op.name, kernel, *args, out=out, **node.attrs)
                 except Exception as e:
                     raise type(e)(f"{e}\n  while running node {node.name}: {node.format()}") from e
-            for o, a in zip(node.outputs, outs):
+            for o, a in zip(node.outputs, arrays):
                 env[id(o)] = a
             for v in self._free_after[i]:
                 env.pop(id(v), None)
