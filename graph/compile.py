@@ -38,7 +38,7 @@ from .training import GraphFunction, make_vjp, split_joint, trace_joint
 log = logging.getLogger("graph.compile")
 
 
-def _spec_of(x: Any) -> Spec:
+def spec_of(x: Any) -> Spec:
     if isinstance(x, Spec):
         return x
     if isinstance(x, Tensor):
@@ -127,7 +127,8 @@ def make_report(model: Any, backend: Backend, g: Graph, plan: MemoryPlan | None,
     return report
 
 
-def _state_tensors(model: Any) -> dict[str, Tensor]:
+def state_tensors(model: Any) -> dict[str, Tensor]:
+    """The model's parameters and buffers by state-dict name."""
     named: dict[str, Tensor] = {}
     for attr in ("named_parameters", "named_buffers"):
         if hasattr(model, attr):
@@ -157,7 +158,7 @@ class CompiledModule:
         return tuple((s.shape, s.dtype.str) for s in specs), bool(getattr(self.model, "training", False))
 
     def compile_for(self, *example_inputs: Any) -> _Compiled:
-        specs = [_spec_of(x) for x in example_inputs]
+        specs = [spec_of(x) for x in example_inputs]
         key = self._key(specs)
         cached = self._cache.get(key)
         if cached is not None:
@@ -205,14 +206,14 @@ class CompiledModule:
         t3 = time.perf_counter()
         compiled = _Compiled(g, plan, executor, make_report(self.model, self.backend, g, plan, specs, rows,
                                                             (t0, t1, t2, t3)))
-        named = _state_tensors(self.model)
+        named = state_tensors(self.model)
         compiled.versions = [(t, t._version) for t in named.values()]
         return compiled
 
     def _compile_training(self, specs: list[Spec]) -> _Compiled:
         """Train mode: joint trace -> passes -> split -> one executor per half (see the module docstring)."""
         t0 = time.perf_counter()
-        named = _state_tensors(self.model)
+        named = state_tensors(self.model)
         params = [t for t in named.values() if t.requires_grad]
         joint, got, n_out = trace_joint(self.model, specs, params)
         joint.meta["frozen"] = False

@@ -136,11 +136,13 @@ class Executor:
                 env.pop(id(v), None)
         if outs is None:
             return [env[id(v)] for v in g.outputs]
+        result = []
         for v, a in zip(g.outputs, outs):
             if a is not None and env[id(v)] is not a:
                 np.copyto(a, env[id(v)])
+            result.append(env[id(v)] if a is None else a)
         self._target = {}
-        return list(outs)
+        return result
 
     def _skip(self, node: Node) -> bool:
         return False

@@ -14,5 +14,5 @@ from engine.backend import Backend, register_backend
 
 backend = register_backend(Backend("numba"))
 
-from . import activation, conv, elementwise, fused, linalg, norm, optim, pool, random, reduce, shape  # noqa: E402,F401
+from . import activation, conv, elementwise, fused, linalg, loss, norm, optim, pool, random, reduce, shape  # noqa: E402,F401
 from .conv import choose_conv_algorithm  # noqa: E402,F401

@@ -13,6 +13,7 @@ from . import (  # noqa: E402,F401  (register kernels)  # noqa: E402,F401
     elementwise,
     fused,  # noqa: E402,F401  (fused inference primitives, engine/ops/fused.py)
     linalg,
+    loss,
     norm,
     optim,
     pool,

@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from ..primitive import fail
+from ..autograd import bind
+from ..primitive import OTHER, Spec, fail, primitive
 from ..tensor import Tensor
 from ._util import lift
 from .activation import log_softmax
@@ -45,62 +46,79 @@ def _class_weights(op: str, weight: Any, c: int, like: Tensor) -> np.ndarray:
     return w
 
 
-def _class_targets(op: str, input: Tensor, target: Any, ignore_index: int) -> tuple[np.ndarray, np.ndarray]:  # noqa: A002
-    """Validate integer class targets against ``input`` (C,), (N, C) or (N, C, d1, ...).
-
-    Returns the targets and a mask of the positions that count (not ``ignore_index``).
-    """
-    t = np.asarray(target.data if isinstance(target, Tensor) else target)
+def _check_class_target_shape(op: str, input: Tensor, t: Any) -> None:  # noqa: A002
+    """Validate the shape of integer class targets against ``input`` (C,), (N, C) or (N, C, d1, ...)."""
     if t.dtype.kind not in "iu":
         raise TypeError(f"{op}: target must hold integer class indices (got dtype {t.dtype}); "
                         f"for class probabilities use cross_entropy with a float target shaped like the input")
     if input.ndim < 1:
         fail(op, "input must have at least 1 dim (C,), (N, C) or (N, C, d1, ...)", input=list(input.shape))
     expected = () if input.ndim == 1 else (input.shape[0],) + input.shape[2:]
-    if t.ndim != len(expected):
+    if len(t.shape) != len(expected):
         fail(op, "target must have one dim less than the input (no class axis)", input=list(input.shape),
              target=list(t.shape))
     if input.ndim >= 2 and t.shape[0] != input.shape[0]:
         fail(op, f"input batch size ({input.shape[0]}) must match target batch size ({t.shape[0]})",
              input=list(input.shape), target=list(t.shape))
-    if t.shape != expected:
+    if tuple(t.shape) != expected:
         fail(op, "target shape must equal the input shape without the class axis", input=list(input.shape),
              target=list(t.shape), expected=list(expected))
-    c = input.shape[0] if input.ndim == 1 else input.shape[1]
+
+
+# class_coef(target; classes, weight, ignore_index, label_smoothing, dtype, op) -> (coef, denom): the constant
+# coefficients of a class-index loss as a primitive of the targets, so targets can be runtime inputs of a graph.
+class_coef_p = primitive("class_coef", OTHER, multiple_results=True)
+
+
+@class_coef_p.def_shape
+def _class_coef_shape(t: Spec, classes: int, weight: tuple, ignore_index: int, label_smoothing: float, dtype: str,
+                      op: str) -> tuple[Spec, Spec]:
+    if t.dtype.kind not in "iu":
+        fail(op, "target must hold integer class indices", dtype=t.dtype.name)
+    shape = (t.shape[0], classes, *t.shape[1:]) if t.shape else (1, classes)
+    return Spec(shape, dtype), Spec((), dtype)
+
+
+def class_coefficients(t: np.ndarray, classes: int, weight: tuple, ignore_index: int, label_smoothing: float,
+                       dtype: str, op: str) -> tuple[np.ndarray, np.ndarray]:
+    """``coef`` (class weight at the target class, zero at ignored positions, plus the label-smoothing spread;
+    layout (N, C, d1, ...)) and ``denom`` (the summed weights of the counted targets). Range errors name the op."""
+    dt = np.dtype(dtype)
+    t = t.reshape(1) if t.ndim == 0 else t
     valid = t != ignore_index
-    bad = valid & ((t < 0) | (t >= c))
+    bad = valid & ((t < 0) | (t >= classes))
     if bad.any():
         v = int(t[bad].flat[0])
-        raise IndexError(f"{op}: target class {v} is out of range for {c} classes (valid: 0..{c - 1}, "
+        raise IndexError(f"{op}: target class {v} is out of range for {classes} classes (valid: 0..{classes - 1}, "
                          f"or ignore_index={ignore_index})")
-    return t.astype(np.int64), valid
+    w = np.asarray(weight, dt) if weight else np.ones((classes,), dt)
+    safe_t = np.where(valid, t, 0)
+    w_t = np.where(valid, w[safe_t], 0).astype(dt)  # weight of each position's target class
+    coef = np.eye(classes, dtype=dt)[safe_t] * w_t[..., None] * dt.type(1.0 - label_smoothing)
+    if label_smoothing > 0.0:
+        coef += valid[..., None] * w * dt.type(label_smoothing / classes)
+    return np.ascontiguousarray(np.moveaxis(coef, -1, 1)), np.asarray(np.sum(w_t, dtype=np.float64), dt)
 
 
 def _nll_from_log_probs(op: str, logp: Tensor, target: Any, weight: Any, reduction: str, ignore_index: int,
                         label_smoothing: float = 0.0) -> Tensor:
     _check_reduction(op, reduction)
-    t, valid = _class_targets(op, logp, target, ignore_index)
+    t = target if isinstance(target, Tensor) else Tensor(np.asarray(target))
+    _check_class_target_shape(op, logp, t)
     unbatched = logp.ndim == 1
     if unbatched:  # (C,) with a scalar target: treat as a batch of one
-        logp, t, valid = reshape(logp, (1, logp.shape[0])), t.reshape(1), valid.reshape(1)
+        logp = reshape(logp, (1, logp.shape[0]))
     c = logp.shape[1]
-    w = _class_weights(op, weight, c, logp)
-    safe_t = np.where(valid, t, 0)
-    w_t = np.where(valid, w[safe_t], 0).astype(logp.dtype)  # weight of each position's target class
-    # coef in positions-first layout (N, d1, ..., C), then moved back to (N, C, d1, ...)
-    coef = np.eye(c, dtype=logp.dtype)[safe_t] * w_t[..., None] * logp.dtype.type(1.0 - label_smoothing)
-    if label_smoothing > 0.0:
-        coef += valid[..., None] * w * logp.dtype.type(label_smoothing / c)
-    coef = np.moveaxis(coef, -1, 1)
-    loss = -_sum(logp * Tensor(np.ascontiguousarray(coef)), 1)
+    w = tuple(float(v) for v in _class_weights(op, weight, c, logp)) if weight is not None else ()
+    coef, denom = bind(class_coef_p, t, classes=c, weight=w, ignore_index=ignore_index,
+                       label_smoothing=float(label_smoothing), dtype=logp.dtype.name, op=op)
+    loss = -_sum(logp * coef, 1)
     if reduction == "none":
         return _squeeze_unbatched(loss, unbatched)
     total = _sum(loss)
     if reduction == "sum":
         return total
-    # weighted mean: divide by the summed weights of the counted targets (0/0 -> nan, as PyTorch)
-    denom = float(np.sum(w_t, dtype=np.float64))
-    return total * (1.0 / denom) if denom != 0.0 else total * float("nan")
+    return total / denom  # weighted mean: by the summed weights of the counted targets (0/0 -> nan, as PyTorch)
 
 
 def _squeeze_unbatched(loss: Tensor, unbatched: bool) -> Tensor:
