@@ -18,8 +18,7 @@ import math
 
 import engine.functional as F
 import engine.nn as nn
-from engine import Tensor, init
-from engine.random import generator
+from engine import init
 
 from ._common import ConvNormActivation, init_conv_bn_, make_divisible
 
@@ -35,8 +34,9 @@ class StochasticDepth(nn.Module):
         if not self.training or self.p == 0.0:
             return x
         survival = 1.0 - self.p
-        keep = (generator().random((x.shape[0],) + (1,) * (x.ndim - 1)) < survival).astype(x.dtype)
-        return x * Tensor(keep / survival if survival > 0 else keep)
+        # a mask from a random key (not a draw in Python), so compiled graphs draw a fresh one per call
+        keep = F.bernoulli_mask((x.shape[0],) + (1,) * (x.ndim - 1), survival, x.dtype.name)
+        return x * (keep * (1.0 / survival)) if survival > 0 else x * keep
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

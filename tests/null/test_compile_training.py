@@ -1,0 +1,217 @@
+"""Compiled training (issue: training through the compiler): compile() in train mode and compile_step against
+eager training on the numpy reference backend in float64, plus one regression test per defect that made
+compiling a training model silently wrong (frozen dropout masks, BN statistics, stale folded weights, no grad)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+import engine
+import engine.functional as F
+import engine.nn as nn
+import engine.optim as optim
+import graph
+from engine import Tensor
+
+
+def _model(dropout: float = 0.3, dtype=np.float64) -> nn.Module:
+    engine.manual_seed(0)
+    m = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4), nn.ReLU(), nn.Dropout(dropout),
+                      nn.Flatten(), nn.Linear(4 * 6 * 6, 5))
+    return m.double() if dtype == np.float64 else m
+
+
+X = np.random.default_rng(1).standard_normal((2, 3, 6, 6))
+Y = np.array([1, 3])
+
+
+def _state_close(a: nn.Module, b: nn.Module, atol: float) -> None:
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        np.testing.assert_allclose(np.asarray(sb[k].data, np.float64), np.asarray(sa[k].data, np.float64),
+                                   rtol=atol, atol=atol, err_msg=k)
+
+
+# --- the four defects --------------------------------------------------------------------------------------
+def test_dropout_mask_is_drawn_per_call_and_matches_eager_seeded():
+    m = _model(0.5)
+    m.train()
+    state = engine.get_rng_state()
+    cm = graph.compile(m, Tensor(X), backend="numpy")
+    assert engine.get_rng_state() == state, "compile() consumed random numbers"
+    a, b = cm(Tensor(X)).data, cm(Tensor(X)).data
+    assert not np.array_equal(a, b), "two compiled calls drew the same dropout mask"
+    engine.manual_seed(7)
+    compiled = cm(Tensor(X)).data
+    m2 = _model(0.5)
+    m2.train()
+    engine.manual_seed(7)
+    np.testing.assert_array_equal(m2(Tensor(X)).data, compiled)
+
+
+@pytest.mark.parametrize("abstract", [True, False])
+def test_compile_leaves_batchnorm_state_alone_and_calls_update_it(abstract):
+    m = _model()
+    m.train()
+    before = {k: v.data.copy() for k, v in m.state_dict().items()}
+    cm = graph.compile(m, Tensor(X), backend="numpy", abstract=abstract)
+    for k, v in m.state_dict().items():
+        np.testing.assert_array_equal(v.data, before[k], err_msg=f"compile() changed {k}")
+    ref = _model()
+    ref.train()
+    for _ in range(2):
+        engine.manual_seed(3)
+        cm(Tensor(X))
+        engine.manual_seed(3)
+        ref(Tensor(X))
+    assert int(m[1].num_batches_tracked.data) == 2
+    _state_close(ref, m, 1e-12)
+
+
+def test_eval_module_refreshes_folded_weights_after_an_optimizer_step():
+    m = _model()
+    m.eval()
+    cm = graph.compile(m, Tensor(X), backend="numpy")
+    assert not cm.graph.find("batch_norm_infer")  # BN folded into the conv: a copied weight
+    opt = optim.SGD(m.parameters(), lr=0.5)
+    m.train()
+    F.cross_entropy(m(Tensor(X)), Tensor(Y)).backward()
+    opt.step()
+    m.eval()
+    with engine.no_grad():
+        want = m(Tensor(X)).data
+    np.testing.assert_allclose(cm(Tensor(X)).data, want, rtol=1e-10, atol=1e-12)
+    m[5].weight.data = m[5].weight.data * 2.0  # plain .data assignment is seen too
+    with engine.no_grad():
+        want = m(Tensor(X)).data
+    np.testing.assert_allclose(cm(Tensor(X)).data, want, rtol=1e-10, atol=1e-12)
+
+
+def test_compiled_training_output_is_differentiable_and_fills_model_grads():
+    me, mc = _model(), _model()
+    me.train()
+    mc.train()
+    cm = graph.compile(mc, Tensor(X), backend="numpy")
+    engine.manual_seed(5)
+    le = F.cross_entropy(me(Tensor(X)), Tensor(Y))
+    le.backward()
+    engine.manual_seed(5)
+    out = cm(Tensor(X))
+    assert out.requires_grad
+    lc = F.cross_entropy(out, Tensor(Y))
+    lc.backward()
+    assert lc.item() == pytest.approx(le.item(), rel=1e-12)
+    for (n, a), (_, b) in zip(me.named_parameters(), mc.named_parameters()):
+        assert b.grad is not None, n
+        np.testing.assert_allclose(b.grad.data, a.grad.data, rtol=1e-10, atol=1e-12, err_msg=n)
+    phases = {n.meta.get("phase") for n in cm.graph.nodes}
+    assert phases == {"forward", "backward"}
+    assert cm.report["training"] and cm.report["parts"]["saved_for_backward"]
+
+
+def test_trace_warns_where_python_reads_a_traced_value():
+    class Gate(nn.Module):
+        def forward(self, x):
+            return x * 2.0 if float(x.sum()) > 0 else x
+
+    with pytest.warns(graph.TracerWarning, match="test_compile_training.py"):
+        graph.trace(Gate(), Tensor(X))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        graph.trace(_model(), Tensor(X))  # reading parameters or nothing at all: no warning
+
+
+# --- compile_step ------------------------------------------------------------------------------------------
+OPTIMIZERS = {
+    "sgd_nesterov_wd": lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-3),
+    "sgd_dampening": lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9, dampening=0.5),
+    "adam": lambda ps: optim.Adam(ps, lr=1e-2),
+    "adam_amsgrad": lambda ps: optim.Adam(ps, lr=1e-2, amsgrad=True, weight_decay=1e-2),
+    "adamw": lambda ps: optim.AdamW(ps, lr=1e-2),
+    "rmsprop": lambda ps: optim.RMSprop(ps, lr=1e-2, momentum=0.5, centered=True),
+    "adagrad": lambda ps: optim.Adagrad(ps, lr=0.1, lr_decay=0.01),
+}
+
+
+def _eager_steps(make_opt, steps: int, sched=None):
+    m = _model()
+    m.train()
+    opt = make_opt(m.parameters())
+    s = sched(opt) if sched else None
+    engine.manual_seed(5)
+    losses = []
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = F.cross_entropy(m(Tensor(X)), Tensor(Y))
+        loss.backward()
+        opt.step()
+        if s:
+            s.step()
+        losses.append(loss.item())
+    return m, opt, losses
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_compile_step_equals_eager_steps(name):
+    me, oe, le = _eager_steps(OPTIMIZERS[name], 3)
+    mc = _model()
+    mc.train()
+    oc = OPTIMIZERS[name](mc.parameters())
+    step = graph.compile_step(mc, F.cross_entropy, oc, Tensor(X), Tensor(Y), backend="numpy")
+    engine.manual_seed(5)
+    lc = [step(Tensor(X), Tensor(Y)).item() for _ in range(3)]
+    np.testing.assert_allclose(lc, le, rtol=1e-10)
+    _state_close(me, mc, 1e-10)
+    for pe, pc in zip(me.parameters(), mc.parameters()):  # optimizer state too, so eager steps can follow
+        for k, v in oe.state[pe].items():
+            np.testing.assert_allclose(np.asarray(oc.state[pc][k], np.float64), np.asarray(v, np.float64),
+                                       rtol=1e-10, atol=1e-12, err_msg=k)
+    assert step.report["updates"] == len(list(mc.parameters()))
+    assert {"passes", "memory", "stats", "kernels"} <= set(step.report)
+
+
+def test_compile_step_follows_a_scheduler_and_mixes_with_eager_steps():
+    sched = lambda opt: optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)  # noqa: E731
+    me, _, le = _eager_steps(OPTIMIZERS["adam"], 4, sched)
+    mc = _model()
+    mc.train()
+    oc = OPTIMIZERS["adam"](mc.parameters())
+    s = sched(oc)
+    step = graph.compile_step(mc, F.cross_entropy, oc, Tensor(X), Tensor(Y), backend="numpy")
+    engine.manual_seed(5)
+    lc = []
+    for i in range(4):
+        if i == 2:  # an eager step in the middle sees the state the compiled steps left
+            oc.zero_grad()
+            loss = F.cross_entropy(mc(Tensor(X)), Tensor(Y))
+            loss.backward()
+            oc.step()
+            lc.append(loss.item())
+        else:
+            lc.append(step(Tensor(X), Tensor(Y)).item())
+        s.step()
+    np.testing.assert_allclose(lc, le, rtol=1e-10)
+    _state_close(me, mc, 1e-10)
+
+
+def test_compile_step_returns_outputs_on_request_and_renders(tmp_path):
+    m = _model(0.0)
+    m.train()
+    step = graph.compile_step(m, F.cross_entropy, optim.SGD(m.parameters(), lr=0.1), Tensor(X), Tensor(Y),
+                              backend="numpy", return_outputs=True)
+    loss, out = step(Tensor(X), Tensor(Y))
+    assert out.shape == (2, 5) and loss.shape == ()
+    path = step.render(str(tmp_path / "step.svg"))
+    assert path is not None
+
+
+def test_compile_step_rejects_bad_arguments():
+    m = _model()
+    with pytest.raises(TypeError, match="compile_step: optimizer"):
+        graph.compile_step(m, F.cross_entropy, object(), Tensor(X), Tensor(Y))
+    with pytest.raises(TypeError, match="loss targets"):
+        graph.compile_step(m, F.cross_entropy, optim.SGD(m.parameters(), lr=0.1), Tensor(X))

@@ -1,0 +1,87 @@
+"""Zoo models in train mode (BatchNorm, dropout): 3 steps through compile_step and through compile() + the eager
+optimizer equal 3 eager steps (parameters and running statistics), with SGD-momentum and Adam: on the numpy
+backend in float64 to 1e-10, on numba in float32 to rtol 1e-4. The VGG / AlexNet families (100M+ parameters in
+their classifiers) are left to `bench/` for time; every other architecture family of the zoo is here."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import engine
+import engine.functional as F
+import engine.optim as optim
+import graph
+import zoo.models as zm
+from engine import Tensor
+
+MODELS = ["lenet5", "convnetjs_cifar10", "resnet18_cifar", "mobilenet_v2", "densenet121", "googlenet",
+          "efficientnet_b0"]
+NUMBA_MODELS = ["lenet5", "convnetjs_cifar10", "resnet18_cifar"]
+OPT = {"sgd": lambda ps: optim.SGD(ps, lr=0.05, momentum=0.9), "adam": lambda ps: optim.Adam(ps, lr=1e-3)}
+
+
+def _build(name: str, dtype):
+    engine.manual_seed(0)
+    kwargs = {"num_classes": 10} if zm.spec(name).default_num_classes != 10 else {}
+    if name == "googlenet":
+        kwargs["aux_logits"] = False
+    m = zm.get(name, **kwargs)
+    m.train()
+    return m.double() if dtype == np.float64 else m
+
+
+def _data(name: str, dtype):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, *zm.small_input_size(name))).astype(dtype)
+    return Tensor(x), Tensor(np.array([3, 7]))
+
+
+def _loss(out, y):
+    return F.cross_entropy(out, y)
+
+
+def _run(name, opt_name, backend, dtype, mode):
+    m = _build(name, dtype)
+    opt = OPT[opt_name](m.parameters())
+    x, y = _data(name, dtype)
+    losses = []
+    with engine.use_backend(backend):
+        engine.manual_seed(5)
+        if mode == "step":
+            step = graph.compile_step(m, _loss, opt, x, y, backend=backend)
+            losses = [step(x, y).item() for _ in range(3)]
+        else:
+            fwd = graph.compile(m, x, backend=backend) if mode == "compile" else m
+            for _ in range(3):
+                opt.zero_grad()
+                loss = _loss(fwd(x), y)
+                loss.backward()
+                opt.step()
+                losses.append(loss.item())
+    return m, losses
+
+
+def _check(name, opt_name, backend, dtype, tol):
+    ref, ref_losses = _run(name, opt_name, backend, dtype, "eager")
+    want = ref.state_dict()
+    for mode in ("compile", "step"):
+        m, losses = _run(name, opt_name, backend, dtype, mode)
+        np.testing.assert_allclose(losses, ref_losses, rtol=tol, err_msg=mode)
+        for k, v in m.state_dict().items():
+            a, b = np.asarray(v.data, np.float64), np.asarray(want[k].data, np.float64)
+            scale = max(float(np.abs(b).max(initial=0.0)), 1e-30)
+            assert np.all(np.abs(a - b) <= tol * np.abs(b) + tol * scale), \
+                f"{name} {opt_name} {mode}: {k} differs by {float(np.abs(a - b).max()):.3g} (scale {scale:.3g})"
+
+
+@pytest.mark.parametrize("opt_name", sorted(OPT))
+@pytest.mark.parametrize("name", MODELS)
+def test_compiled_training_equals_eager_numpy_float64(name, opt_name):
+    _check(name, opt_name, "numpy", np.float64, 1e-10)
+
+
+@pytest.mark.parametrize("opt_name", sorted(OPT))
+@pytest.mark.parametrize("name", NUMBA_MODELS)
+def test_compiled_training_equals_eager_numba_float32(name, opt_name):
+    _check(name, opt_name, "numba", np.float32, 1e-4)
