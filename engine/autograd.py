@@ -262,8 +262,18 @@ def grad(outputs: Tensor | Sequence[Tensor], inputs: Sequence[Tensor],
     return tuple(got.get(id(t)) for t in inputs)
 
 
+@contextlib.contextmanager
+def phase(name: str) -> Iterator[None]:
+    """Bind primitives under another phase name (``compile_step`` binds its optimizer updates as "update")."""
+    _phase.append(name)
+    try:
+        yield
+    finally:
+        _phase.pop()
+
+
 def current_phase() -> str:
-    """"forward" or "backward": which pass the primitive being bound belongs to."""
+    """"forward", "backward" (or "update"): which pass the primitive being bound belongs to."""
     return _phase[-1]
 
 

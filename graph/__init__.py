@@ -10,12 +10,13 @@ from .executor import ArenaExecutor, Executor, run_graph
 from .ir import FROZEN_KINDS, INPUT_KINDS, Graph, GraphError, Node, Value
 from .memory import MemoryPlan, plan_memory
 from .passes import PIPELINES, PassResult, run_passes
+from .remat import BudgetError, rematerialize
 from .step import CompiledStep, compile_step
 from .trace import TracerWarning, trace
 
 __all__ = ["Graph", "Node", "Value", "GraphError", "INPUT_KINDS", "FROZEN_KINDS", "trace", "Executor",
            "ArenaExecutor", "run_graph", "PassResult", "PIPELINES", "run_passes", "MemoryPlan", "plan_memory",
-           "CompiledModule", "compile", "CompiledStep", "compile_step", "TracerWarning"]
+           "CompiledModule", "compile", "CompiledStep", "compile_step", "TracerWarning", "BudgetError", "rematerialize"]
 
 
 def __getattr__(name: str):

@@ -32,6 +32,7 @@ from .executor import ArenaExecutor, Executor, kernel_for
 from .ir import Graph, Value
 from .memory import MemoryPlan, plan_memory
 from .passes import run_passes
+from .remat import rematerialize, saved_bytes_by_op
 from .trace import drop_examples, trace
 from .training import GraphFunction, make_vjp, split_joint, trace_joint
 
@@ -143,8 +144,9 @@ class CompiledModule:
     the most recent compilation; ``.render(path)`` draws its graph."""
 
     def __init__(self, model: Any, backend: str | Backend = "numpy", passes: Any = None, *, arena: bool = True,
-                 reorder: bool = True, abstract: bool = True):
+                 reorder: bool = True, abstract: bool = True, memory_budget: int | float | None = None):
         self.model = model
+        self.memory_budget = memory_budget
         self.backend = get_backend(backend)
         self.passes = passes
         self.arena = arena
@@ -222,6 +224,9 @@ class CompiledModule:
         by_id = {id(t): name for name, t in named.items()}
         grad_names = [by_id[id(params[i])] for i in got]
         joint, rows = run_passes(joint, self.passes)
+        remat = rematerialize(joint, self.memory_budget) if self.memory_budget is not None else None
+        if remat is not None:
+            joint = remat.graph
         t2 = time.perf_counter()
         value_of = {v.name: v for v in joint.inputs}
         split = split_joint(joint, len(specs), n_out, [value_of[n] for n in grad_names])
@@ -232,10 +237,15 @@ class CompiledModule:
         t3 = time.perf_counter()
         # the report describes the whole step: the joint graph, planned as one (forward and backward together)
         jplan = plan_memory(joint, reorder=False) if self.arena else None
+        if remat is not None:
+            remat_summary = remat.summary()
         report = make_report(self.model, self.backend, joint, jplan, specs, rows, (t0, t1, t2, t3))
         report["parts"] = {"forward": _part_summary(split.forward, fplan),
                            "backward": _part_summary(split.backward, bplan),
-                           "saved_for_backward": _saved_by_kind(split)}
+                           "saved_for_backward": saved_bytes_by_op(joint)}
+        report["saved_for_backward"] = saved_bytes_by_op(joint)
+        if remat is not None:
+            report["remat"] = remat_summary
         compiled = _Compiled(joint, jplan, fexec, report)
         compiled.function = forward_fn
         compiled.state = [named[v.name] for v in split.forward.inputs if v.kind in ("param", "buffer")]
@@ -334,16 +344,6 @@ def _part_summary(g: Graph, plan: MemoryPlan | None) -> dict[str, Any]:
             "arena_bytes": plan.arena_bytes if plan is not None else 0, "flops": g.stats()["flops"]}
 
 
-def _saved_by_kind(split: Any) -> dict[str, int]:
-    """Bytes the forward keeps for the backward, by the op that produced them."""
-    out: dict[str, int] = {}
-    g = split.forward
-    for v in g.outputs[split.n_out + split.n_state:]:
-        kind = v.producer.op.name if v.producer is not None else v.kind
-        out[kind] = out.get(kind, 0) + v.nbytes
-    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
-
-
 def _describe_kernel(backend: Backend, node: Any) -> tuple[str, str | None]:
     """What runs a node: the kernel's qualified name and the backend's algorithm note when it gives one (a kernel
     attribute ``algorithm``: a string, or a callable of the node's input specs and attrs), else None."""
@@ -362,15 +362,19 @@ def _describe_kernel(backend: Backend, node: Any) -> tuple[str, str | None]:
 
 
 def compile(model: Any, *example_inputs: Any, backend: str | Backend = "numpy", passes: Any = None,  # noqa: A001
-            arena: bool = True, reorder: bool = True, abstract: bool = True, check: bool = False) -> CompiledModule:
+            arena: bool = True, reorder: bool = True, abstract: bool = True, check: bool = False,
+            memory_budget: int | float | None = None) -> CompiledModule:
     """Compile ``model`` for ``example_inputs`` (Tensors, arrays or :class:`engine.Spec`).
 
     ``passes``: a pipeline name (see ``graph.passes.PIPELINES``), a list of passes, or None for the default of the
     model's mode (``"inference"`` in eval mode, ``"training"`` in train mode). ``abstract``: trace with shape
     rules only (no kernel time). ``arena``: run inside one planned arena. ``check``: also run the eager model on
-    the example inputs and record the max difference in ``report["check"]``.
+    the example inputs and record the max difference in ``report["check"]``. ``memory_budget`` (train mode: bytes,
+    or a fraction <= 1 of the plan without recomputation): recompute forward values in the backward until the
+    planned peak of the whole step fits (graph/remat.py).
     """
-    cm = CompiledModule(model, backend, passes, arena=arena, reorder=reorder, abstract=abstract)
+    cm = CompiledModule(model, backend, passes, arena=arena, reorder=reorder, abstract=abstract,
+                        memory_budget=memory_budget)
     cm.compile_for(*example_inputs)
     if check:
         cm.check(*example_inputs)

@@ -29,6 +29,7 @@ from engine.tensor import Tensor
 from .compile import CompileReport, build_executor, make_report, spec_of, state_tensors
 from .ir import Graph
 from .passes import run_passes
+from .remat import rematerialize, saved_bytes_by_op
 from .trace import trace
 
 
@@ -51,11 +52,13 @@ class CompiledStep:
     the optimizer update as one graph. ``.graph``, ``.report``, ``.plan`` and ``.render()`` describe it."""
 
     def __init__(self, model: Any, loss_fn: Callable[..., Tensor], optimizer: Optimizer, n_inputs: int | None,
-                 backend: str | Backend | None, passes: Any, arena: bool, reorder: bool, return_outputs: bool):
+                 backend: str | Backend | None, passes: Any, arena: bool, reorder: bool, return_outputs: bool,
+                 memory_budget: int | float | None = None):
         self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
         self.n_inputs = n_inputs
         self.backend = get_backend(backend) if backend is not None else active_backend()
         self.passes, self.arena, self.reorder, self.return_outputs = passes, arena, reorder, return_outputs
+        self.memory_budget = memory_budget
         self._key: tuple | None = None
         self.graph: Graph | None = None
 
@@ -93,6 +96,12 @@ class CompiledStep:
             out = model(*args[:k])
             loss = self.loss_fn(out, *args[k:])
             grads = autograd.grad(loss, params)
+            with autograd.phase("update"):
+                apply_updates(grads)
+            outs = [out] if isinstance(out, Tensor) else list(out)
+            return (loss, *outs) if self.return_outputs else (loss,)
+
+        def apply_updates(grads: tuple) -> None:
             for (p, tensors, lr, keys, hyper, step), g in zip(updates, grads):
                 if g is None:  # unused parameter: eager optimizers skip it too (its .grad stays None)
                     continue
@@ -100,8 +109,6 @@ class CompiledStep:
                            hyper=hyper, keys=keys)
                 for target, value in zip((p, *(tensors[n] for n in keys), step), new):
                     autograd.assign_state(target, value)
-            outs = [out] if isinstance(out, Tensor) else list(out)
-            return (loss, *outs) if self.return_outputs else (loss,)
 
         names = [f"x{i}" for i in range(k)] + [f"target{i}" for i in range(len(specs) - k)]
         g = trace(step_fn, *specs, abstract=True, grad=True, module=model, state=extra, input_names=names)
@@ -109,6 +116,9 @@ class CompiledStep:
         g.verify()
         t1 = time.perf_counter()
         g, rows = run_passes(g, self.passes if self.passes is not None else "training")
+        remat = rematerialize(g, self.memory_budget) if self.memory_budget is not None else None
+        if remat is not None:
+            g = remat.graph
         t2 = time.perf_counter()
         by_name = {v.name: v for v in g.inputs}
         n_ret = g.meta["n_outputs"]
@@ -118,6 +128,9 @@ class CompiledStep:
         self.graph, self.plan, self.executor = g, plan, executor
         self.report: CompileReport = make_report(model, self.backend, g, plan, specs, rows, (t0, t1, t2, t3))
         self.report["updates"] = sum(1 for n in g.nodes if n.op is optimizer_update_p)
+        self.report["saved_for_backward"] = saved_bytes_by_op(g)
+        if remat is not None:
+            self.report["remat"] = remat.summary()
         live = {**state_tensors(model), **{n: t for n, _, t in extra}}
         self._state = [live[v.name] for v in g.inputs if v.kind in ("param", "buffer")]
         self._targets = [live[n] for n in g.meta["state_outputs"]]
@@ -161,10 +174,13 @@ class CompiledStep:
 
 def compile_step(model: Any, loss_fn: Callable[..., Tensor], optimizer: Optimizer, *example_inputs: Any,
                  n_inputs: int | None = None, backend: str | Backend | None = None, passes: Any = None,
-                 arena: bool = True, reorder: bool = True, return_outputs: bool = False) -> CompiledStep:
+                 arena: bool = True, reorder: bool = True, return_outputs: bool = False,
+                 memory_budget: int | float | None = None) -> CompiledStep:
     """Compile one training step. ``example_inputs`` are the model's inputs followed by the loss's extra arguments
     (``n_inputs`` model inputs; default: all but the last). Calling the result runs forward, loss, backward and
-    ``optimizer``'s update in one graph and returns the loss."""
+    ``optimizer``'s update in one graph and returns the loss. ``memory_budget`` (bytes, or a fraction <= 1 of the
+    plan without recomputation) recomputes forward values in the backward until the planned peak fits
+    (graph/remat.py; ``report["remat"]`` says what was recomputed and at what cost)."""
     for name, fn in (("loss_fn", loss_fn),):
         if not callable(fn):
             raise TypeError(f"compile_step: {name} must be callable (got {type(fn).__name__})")
@@ -173,8 +189,18 @@ def compile_step(model: Any, loss_fn: Callable[..., Tensor], optimizer: Optimize
     if len(example_inputs) < 2 and n_inputs is None:
         raise TypeError("compile_step: pass the model's example inputs and the loss targets, e.g. "
                         "compile_step(model, F.cross_entropy, opt, x, y)")
-    step = CompiledStep(model, loss_fn, optimizer, n_inputs, backend, passes, arena, reorder, return_outputs)
+    _check_budget(memory_budget)
+    step = CompiledStep(model, loss_fn, optimizer, n_inputs, backend, passes, arena, reorder, return_outputs,
+                        memory_budget)
     step._compile([spec_of(x) for x in example_inputs])
     step._key = (tuple((s.shape, s.dtype.str) for s in (spec_of(x) for x in example_inputs)),
                  bool(getattr(model, "training", False)))
     return step
+
+
+def _check_budget(budget: Any) -> None:
+    if budget is None:
+        return
+    if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not budget > 0:
+        raise ValueError(f"memory_budget must be a positive number of bytes or a fraction in (0, 1] "
+                         f"(got {budget!r})")

@@ -215,3 +215,71 @@ def test_compile_step_rejects_bad_arguments():
         graph.compile_step(m, F.cross_entropy, object(), Tensor(X), Tensor(Y))
     with pytest.raises(TypeError, match="loss targets"):
         graph.compile_step(m, F.cross_entropy, optim.SGD(m.parameters(), lr=0.1), Tensor(X))
+
+
+# --- memory: the joint plan and rematerialization ------------------------------------------------------------
+def _resnetish():
+    engine.manual_seed(0)
+
+    class Block(nn.Module):
+        def __init__(self, c):
+            super().__init__()
+            self.conv1, self.bn1 = nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c)
+            self.conv2, self.bn2 = nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c)
+
+        def forward(self, x):
+            return F.relu(x + self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x))))))
+
+    m = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4), nn.ReLU(),
+                      *(Block(4) for _ in range(6)), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 5))
+    return m.double()
+
+
+XR = np.random.default_rng(2).standard_normal((4, 3, 8, 8))
+YR = np.array([0, 1, 2, 3])
+
+
+def _budget_run(budget):
+    m = _resnetish()
+    m.train()
+    opt = optim.SGD(m.parameters(), lr=0.1, momentum=0.9)
+    step = graph.compile_step(m, F.cross_entropy, opt, Tensor(XR), Tensor(YR), backend="numpy", memory_budget=budget)
+    losses = [step(Tensor(XR), Tensor(YR)).item() for _ in range(2)]
+    return m, step, losses
+
+
+@pytest.mark.parametrize("budget", [0.7, 0.45])
+def test_memory_budget_recomputes_and_gradients_stay_bit_identical(budget):
+    m0, s0, l0 = _budget_run(None)
+    m1, s1, l1 = _budget_run(budget)
+    assert l1 == l0  # bit for bit
+    for (k, a), b in zip(m0.state_dict().items(), m1.state_dict().values()):
+        np.testing.assert_array_equal(b.data, a.data, err_msg=k)
+    r = s1.report["remat"]
+    assert r["recomputed"] > 0 and r["extra_flops"] > 0
+    assert r["planned_peak_bytes"] <= budget * r["peak_no_recompute_bytes"]
+    assert s1.report["memory"]["arena_bytes"] == r["planned_peak_bytes"]
+    assert any(n.meta.get("recomputed") for n in s1.graph.nodes)
+    # the saved-for-backward report: forward values the backward reads, by the op that made them
+    assert sum(s0.report["saved_for_backward"].values()) > sum(s1.report["saved_for_backward"].values())
+
+
+def test_memory_budget_too_small_names_the_smallest_feasible_budget():
+    with pytest.raises(graph.BudgetError, match="smallest feasible planned peak is [0-9,]+ bytes"):
+        _budget_run(0.01)
+    with pytest.raises(ValueError, match="memory_budget must be a positive number"):
+        _budget_run(-1)
+
+
+def test_compile_with_memory_budget_keeps_gradients():
+    grads = []
+    for budget in (None, 0.5):
+        m = _resnetish()
+        m.train()
+        cm = graph.compile(m, Tensor(XR), backend="numpy", memory_budget=budget)
+        F.cross_entropy(cm(Tensor(XR)), Tensor(YR)).backward()
+        grads.append([p.grad.data for p in m.parameters()])
+        if budget:
+            assert cm.report["remat"]["recomputed"] > 0
+    for a, b in zip(*grads):
+        np.testing.assert_array_equal(a, b)

@@ -1,0 +1,208 @@
+"""Rematerialization: fit a training graph's planned peak under a memory budget by recomputing forward values in
+the backward pass instead of keeping them (a graph rewrite the memory planner then measures).
+
+A value the backward reads is *saved*: it stays live from the forward to its last backward reader. To recompute
+it, its producer is cloned (recursively, through values that are not kept) right before its first backward
+reader, and backward readers read the clone. Clones run the same primitives with the same attributes on the same
+inputs, so gradients are bit for bit those of the unrewritten graph; random ops recompute the same mask from the
+same key input.
+
+Policy (``rematerialize``):
+1. Cheap ops first: conv and matmul outputs stay saved (anchors); everything else the backward reads (batch-norm
+   outputs, activations, pooling, adds, reshapes) is recomputed from them, largest first, until the planned peak
+   fits (a binary search over how many candidates, so the planner runs ~log2(n) times).
+2. Segment checkpoints (Chen et al. 2016) when that is not enough: keep only every k-th articulation point of
+   the forward graph (k ~ sqrt(#points)) and recompute everything else, convolutions included, from them.
+A budget below what the most aggressive plan reaches is an error that names the smallest feasible budget.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import networkx as nx
+
+from engine.primitive import CONV, FUSED, MATMUL
+
+from .ir import Graph, Node, Value
+from .memory import plan_memory
+
+_NEVER = (CONV, MATMUL, FUSED)  # expensive: recomputed only by segment checkpoints
+
+
+class BudgetError(ValueError):
+    """No rematerialization fits the planned peak under the requested budget."""
+
+
+@dataclass
+class RematResult:
+    graph: Graph
+    policy: str  # "none" | "cheap" | "segments"
+    peak_before: int
+    peak_after: int
+    budget: int
+    recomputed: list[str] = field(default_factory=list)  # names of the recomputed values
+    extra_flops: int = 0
+
+    def summary(self) -> dict[str, Any]:
+        return {"policy": self.policy, "budget_bytes": self.budget, "peak_no_recompute_bytes": self.peak_before,
+                "planned_peak_bytes": self.peak_after, "recomputed": len(self.recomputed),
+                "recomputed_values": list(self.recomputed), "extra_flops": self.extra_flops}
+
+
+def _phase(n: Node) -> str:
+    return n.meta.get("phase", "forward")
+
+
+def saved_values(graph: Graph) -> list[Value]:
+    """Forward-phase intermediates read by backward-phase nodes, in schedule order."""
+    out: dict[int, Value] = {}
+    for n in graph.nodes:
+        if _phase(n) != "forward":
+            continue
+        for o in n.outputs:
+            if any(_phase(u) == "backward" for u in o.users):
+                out[id(o)] = o
+    return list(out.values())
+
+
+def saved_bytes_by_op(graph: Graph) -> dict[str, int]:
+    """Bytes the forward keeps for the backward, by the primitive that produced them (largest first)."""
+    by: dict[str, int] = {}
+    for v in saved_values(graph):
+        by[v.producer.op.name] = by.get(v.producer.op.name, 0) + v.nbytes
+    return dict(sorted(by.items(), key=lambda kv: -kv[1]))
+
+
+def planned_peak(graph: Graph) -> int:
+    return plan_memory(graph, reorder=True).arena_bytes
+
+
+def recompute(graph: Graph, values: list[Value], anchors: set[int]) -> tuple[Graph, list[str], int]:
+    """A copy of ``graph`` where the backward reads a recomputed clone of each of ``values`` (cloning producers
+    back to ``anchors`` / graph inputs). Returns the graph, the recomputed value names and the FLOPs added."""
+    g = graph.copy()
+    vmap = {id(a): b for a, b in zip(graph.values(), g.values())}
+    targets = [vmap[id(v)] for v in values]
+    anchor_ids = {id(vmap[a]) for a in (anchors) if a in vmap} | {id(vmap[id(v)]) for v in graph.inputs}
+    target_ids = {id(v) for v in targets}
+    clones: dict[int, Value] = {}  # original value id -> its recomputed clone
+    extra = 0
+    names: list[str] = []
+
+    def clone_of(v: Value, before: Node) -> Value:
+        nonlocal extra
+        if id(v) in clones:
+            return clones[id(v)]
+        if v.producer is None or id(v) in anchor_ids or (id(v) not in target_ids and _kept(v)):
+            return v
+        n = v.producer
+        ins = [clone_of(x, before) for x in n.inputs]
+        c = g.create_node(n.op, ins, n.attrs, name=f"{n.name}.recompute", before=before,
+                          meta={**n.meta, "phase": "backward", "recomputed": n.name},
+                          out_specs=[o.spec for o in n.outputs])
+        extra += c.cost().flops
+        for o, co in zip(n.outputs, c.outputs):
+            clones[id(o)] = co
+        names.append(v.name)
+        return clones[id(v)]
+
+    def _kept(v: Value) -> bool:
+        # a value that stays saved anyway (read by the backward and not being recomputed): reuse it
+        return any(_phase(u) == "backward" for u in v.users) and id(v) not in target_ids
+
+    pos = {id(n): i for i, n in enumerate(g.nodes)}
+    work = []
+    for v in targets:
+        readers = [u for u in v.users if _phase(u) == "backward"]
+        if readers:
+            work.append((min(pos[id(u)] for u in readers), v, readers))
+    # in order of first backward reader, so a clone shared by several targets precedes all their readers
+    for _, v, readers in sorted(work, key=lambda w: w[0]):
+        first = min(readers, key=lambda u: pos[id(u)])
+        c = clone_of(v, first)
+        for u in readers:
+            for i, x in enumerate(u.inputs):
+                if x is v:
+                    g.set_input(u, i, c)
+    g.verify()
+    return g, names, extra
+
+
+def _articulation_values(graph: Graph) -> list[Value]:
+    """Outputs of forward nodes every forward path goes through (articulation points), in schedule order."""
+    # forward nodes the first output (the loss, or the model output) depends on: running-statistics chains and
+    # other side branches would be articulation points of no use as checkpoints
+    needed: set[int] = set()
+    stack = [graph.outputs[0].producer] if graph.outputs and graph.outputs[0].producer is not None else []
+    while stack:
+        n = stack.pop()
+        if id(n) in needed or _phase(n) != "forward":
+            continue
+        needed.add(id(n))
+        stack.extend(v.producer for v in n.inputs if v.producer is not None)
+    fwd = [n for n in graph.nodes if id(n) in needed]
+    ug = nx.Graph()
+    for n in fwd:
+        ug.add_node(n)
+        for v in n.inputs:
+            if v.producer is not None and _phase(v.producer) == "forward":
+                ug.add_edge(v.producer, n)
+    cut = set(nx.articulation_points(ug)) if ug.number_of_nodes() > 2 else set()
+    return [n.outputs[0] for n in fwd if n in cut and len(n.outputs) == 1]
+
+
+def rematerialize(graph: Graph, budget: int | float) -> RematResult:
+    """Rewrite ``graph`` (a training graph with forward/backward phases) so its planned peak fits ``budget``
+    (bytes, or a fraction of the peak with no recomputation when <= 1). See the module docstring."""
+    base = planned_peak(graph)
+    limit = int(budget * base) if isinstance(budget, float) and budget <= 1.0 else int(budget)
+    if limit >= base:
+        return RematResult(graph, "none", base, base, limit)
+    saved = saved_values(graph)
+    cheap = sorted((v for v in saved if v.producer.op.kind not in _NEVER), key=lambda v: -v.nbytes)
+    anchors = {id(v) for v in saved if v.producer.op.kind in _NEVER}
+
+    def attempt(k: int) -> tuple[Graph, list[str], int, int]:
+        g, names, extra = recompute(graph, cheap[:k], anchors)
+        return g, names, extra, planned_peak(g)
+
+    best = attempt(len(cheap)) if cheap else (graph, [], 0, base)
+    if best[3] <= limit:  # fewest recomputations that fit: binary search on the prefix length
+        lo, hi = 0, len(cheap)
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            trial = attempt(mid)
+            if trial[3] <= limit:
+                hi, best = mid, trial
+            else:
+                lo = mid
+        g, names, extra, peak = best
+        return RematResult(g, "cheap", base, peak, limit, names, extra)
+    # segment checkpoints: keep every k-th articulation point, recompute the rest of the forward
+    points = _articulation_values(graph)
+    smallest = best[3]
+    fits = []
+    for k in _segment_strides(len(points)):  # sqrt(n) first; the fitting stride with the fewest extra FLOPs wins
+        keep = {id(v) for v in points[k - 1::k]}
+        g, names, extra = recompute(graph, [v for v in saved if id(v) not in keep], keep)
+        peak = planned_peak(g)
+        smallest = min(smallest, peak)
+        if peak <= limit:
+            fits.append((extra, peak, g, names))
+    if fits:
+        extra, peak, g, names = min(fits, key=lambda f: (f[0], f[1]))
+        return RematResult(g, "segments", base, peak, limit, names, extra)
+    raise BudgetError(f"memory_budget: {limit:,} bytes cannot be met; the smallest feasible planned peak is "
+                      f"{smallest:,} bytes ({smallest / base:.2f} of the {base:,} bytes planned without "
+                      f"recomputation)")
+
+
+def _segment_strides(n: int) -> list[int]:
+    """Checkpoint strides to try: sqrt(n) first (Chen et al.), then its neighbours."""
+    if n == 0:
+        return []
+    s = max(1, round(math.sqrt(n)))
+    return sorted({max(1, s // 2), s, min(n, 2 * s), max(1, s - 1), min(n, s + 1)}, key=lambda k: abs(k - s))
