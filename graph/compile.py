@@ -223,7 +223,7 @@ class CompiledModule:
         t1 = time.perf_counter()
         by_id = {id(t): name for name, t in named.items()}
         grad_names = [by_id[id(params[i])] for i in got]
-        joint, rows = run_passes(joint, self.passes)
+        joint, rows = run_passes(joint, self.passes if self.passes is not None else "training_joint")
         remat = rematerialize(joint, self.memory_budget) if self.memory_budget is not None else None
         if remat is not None:
             joint = remat.graph

@@ -33,7 +33,12 @@ _NEVER = (CONV, MATMUL, FUSED)  # expensive: recomputed only by segment checkpoi
 
 
 class BudgetError(ValueError):
-    """No rematerialization fits the planned peak under the requested budget."""
+    """No rematerialization fits the planned peak under the requested budget; ``smallest`` is the smallest planned
+    peak (bytes) any tried rewrite reached, ``base`` the peak without recomputation."""
+
+    def __init__(self, message: str, smallest: int = 0, base: int = 0):
+        super().__init__(message)
+        self.smallest, self.base = smallest, base
 
 
 @dataclass
@@ -197,7 +202,7 @@ def rematerialize(graph: Graph, budget: int | float) -> RematResult:
         return RematResult(g, "segments", base, peak, limit, names, extra)
     raise BudgetError(f"memory_budget: {limit:,} bytes cannot be met; the smallest feasible planned peak is "
                       f"{smallest:,} bytes ({smallest / base:.2f} of the {base:,} bytes planned without "
-                      f"recomputation)")
+                      f"recomputation)", smallest, base)
 
 
 def _segment_strides(n: int) -> list[int]:

@@ -114,7 +114,7 @@ def trace_joint(model: Any, specs: Sequence[Spec], params: Sequence[Tensor]) -> 
     ct_specs = [o.spec for o in probe]
     names = [f"x{i}" if n_in > 1 else "x" for i in range(n_in)] + [f"grad_out{i}" for i in range(n_out)]
     g = trace(joint, *specs, *ct_specs, abstract=True, grad=True, module=model, input_names=names)
-    g.meta["output_structure"] = structure
+    g.meta.update(output_structure=structure, joint=True)
     return g, got, n_out
 
 

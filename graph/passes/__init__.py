@@ -41,6 +41,9 @@ PIPELINES: dict[str, list[str]] = {
                             "fuse_epilogue", "dce"],
     # training-mode graphs: only rewrites that keep batch statistics and dropout
     "training": ["remove_dropout", "dce", "cse"],
+    # joint forward+backward graphs (compile() in train mode, compile_step): the backward is explicit nodes, so
+    # epilogue fusion is legal wherever the backward does not read the fused-away intermediate (it checks users)
+    "training_joint": ["remove_dropout", "dce", "cse", "fuse_epilogue", "dce"],
     "none": [],
 }
 

@@ -67,7 +67,8 @@ def _check(name, opt_name, backend, dtype, tol):
     want = ref.state_dict()
     for mode in ("compile", "step"):
         m, losses = _run(name, opt_name, backend, dtype, mode)
-        np.testing.assert_allclose(losses, ref_losses, rtol=tol, err_msg=mode)
+        # near-zero late losses (a batch of 2 overfits) are compared at the scale of the first loss
+        np.testing.assert_allclose(losses, ref_losses, rtol=tol, atol=tol * abs(ref_losses[0]), err_msg=mode)
         for k, v in m.state_dict().items():
             a, b = np.asarray(v.data, np.float64), np.asarray(want[k].data, np.float64)
             scale = max(float(np.abs(b).max(initial=0.0)), 1e-30)
