@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from . import backend
+from .table import backend
 
 _CONV_ATTRS = ("stride", "padding", "dilation", "groups")
 

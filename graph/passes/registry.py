@@ -1,0 +1,96 @@
+"""Pass registration: each pass declares which passes must run before it and which graph modes it accepts.
+
+    @graph_pass("fuse_epilogue", requires=("fold_bn",), modes=("inference",))
+    def fuse_epilogue(graph: Graph) -> PassResult: ...
+
+:func:`check_pipeline` checks a list of passes when it is defined (every required pass earlier in the list),
+and against a graph before any pass runs (every pass accepts the graph's mode); calling a registered pass on a
+graph of a mode it does not accept raises the same error.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+from ..ir import Graph
+
+MODES = ("inference", "training")
+
+
+class PassResult(NamedTuple):
+    graph: Graph
+    changed: bool
+
+
+Pass = Callable[[Graph], PassResult]
+
+
+class GraphPass:
+    """A registered pass: ``fn`` plus what it needs. Called like ``fn``; a plain function is a pass too."""
+
+    def __init__(self, fn: Pass, name: str, requires: tuple[str, ...], modes: tuple[str, ...], why: str):
+        functools.update_wrapper(self, fn)
+        self.fn = fn
+        self.name = name
+        self.requires = requires
+        self.modes = modes
+        self.why = why
+
+    def check_mode(self, graph: Graph) -> None:
+        mode = graph_mode(graph)
+        if mode not in self.modes:
+            hint = "call model.eval() before trace/compile" if mode == "training" else "trace in train mode"
+            raise ValueError(f"{self.name}: the graph was traced in {mode} mode and this pass runs only on "
+                             f"{' / '.join(self.modes)} graphs ({self.why}); {hint}, or leave {self.name} out "
+                             f"of the passes")
+
+    def __call__(self, graph: Graph) -> PassResult:
+        self.check_mode(graph)
+        return self.fn(graph)
+
+    def __repr__(self) -> str:
+        return f"graph_pass({self.name!r}, requires={self.requires}, modes={self.modes})"
+
+
+PASSES: dict[str, GraphPass] = {}
+
+
+def graph_pass(name: str, *, requires: Sequence[str] = (), modes: Sequence[str] = MODES,
+               why: str = "") -> Callable[[Pass], GraphPass]:
+    """Register ``fn`` as pass ``name``. ``requires``: passes that must run earlier in any pipeline containing it;
+    ``modes``: the graph modes it accepts ("inference", "training"); ``why``: the reason a mode is refused."""
+    bad = [m for m in modes if m not in MODES]
+    if bad or not modes:
+        raise ValueError(f"graph_pass {name!r}: modes must be a non-empty subset of {MODES} (got {tuple(modes)})")
+
+    def register(fn: Pass) -> GraphPass:
+        if name in PASSES:
+            raise ValueError(f"graph_pass {name!r} is already registered (by {PASSES[name].fn.__module__})")
+        PASSES[name] = GraphPass(fn, name, tuple(requires), tuple(modes), why)
+        return PASSES[name]
+
+    return register
+
+
+def graph_mode(graph: Graph) -> str:
+    return "training" if graph.meta.get("training") else "inference"
+
+
+def pass_name(p: Pass) -> str:
+    return p.name if isinstance(p, GraphPass) else p.__name__
+
+
+def check_pipeline(passes: Sequence[Pass], graph: Graph | None = None) -> None:
+    """Raise ValueError unless every pass's required passes run before it (and, given ``graph``, every pass
+    accepts the graph's mode). Plain functions declare nothing and are always accepted."""
+    names = [pass_name(p) for p in passes]
+    for i, p in enumerate(passes):
+        if not isinstance(p, GraphPass):
+            continue
+        missing = [r for r in p.requires if r not in names[:i]]
+        if missing:
+            raise ValueError(f"pipeline {names}: {p.name} (position {i}) requires {missing} to run before it")
+        if graph is not None:
+            p.check_mode(graph)
