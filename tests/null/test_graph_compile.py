@@ -132,7 +132,6 @@ def test_resnet50_compiles_from_shapes_with_every_bn_folded():
 
 
 def test_render_delegates_to_graph_render(tmp_path):
-    pytest.importorskip("graph.render")
     m = randomize_bn(TinyResNet())
     m.eval()
     cm = graph.compile(m, inputs((1, 3, 8, 8)))
