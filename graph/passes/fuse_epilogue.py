@@ -44,7 +44,7 @@ def _residual(graph: Graph, node: Node, y: Value, order: dict[Node, int]) -> Val
     return r
 
 
-@graph_pass("fuse_epilogue", requires=("fold_bn",), modes=("inference",),
+@graph_pass("fuse_epilogue", requires=("fold_bn",), after=("lower_1x1",), modes=("inference",),
             why="the fused primitives have no vjp rule")
 def fuse_epilogue(graph: Graph) -> PassResult:
     """Rewrite ``act(base(x, w[, b]) [+ c] [+ residual])`` into ``fused_conv2d`` / ``fused_linear`` where ``base`` is
@@ -56,7 +56,7 @@ def fuse_epilogue(graph: Graph) -> PassResult:
     chain was, so every input it reads is already defined. Chains with nothing to fuse are left alone.
 
     Registered to need fold_bn earlier in the pipeline (so BatchNorm has become the conv's bias and "(folded) BN"
-    is part of the fused op) and an inference graph.
+    is part of the fused op), lower_1x1 (if used) earlier too, and an inference graph.
     """
     order = {n: i for i, n in enumerate(graph.nodes)}
     changed = False

@@ -22,8 +22,8 @@ def lower_1x1(graph: Graph) -> PassResult:
     ``reshape(matmul(W, reshape(x, (N, C, H*W))) [+ b[:, None]], (N, O, H, W))`` with ``W = w.reshape(O, C)``:
     in NCHW a pointwise conv *is* a (batched) matrix product, with no im2col copy.
 
-    Preconditions: frozen weights (the reshaped weight/bias become consts). Run it before fuse_epilogue if at all:
-    it only lowers plain ``conv2d`` nodes, so a conv already fused stays fused.
+    Lowers only frozen weights (the reshaped weight/bias become consts) and only plain ``conv2d`` nodes, so it
+    runs before fuse_epilogue (fuse_epilogue's registration says so).
     """
     changed = False
     for node in [n for n in graph.nodes if _is_pointwise(n)]:

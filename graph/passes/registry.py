@@ -1,9 +1,10 @@
 """Pass registration: each pass declares which passes must run before it and which graph modes it accepts.
 
-    @graph_pass("fuse_epilogue", requires=("fold_bn",), modes=("inference",))
+    @graph_pass("fuse_epilogue", requires=("fold_bn",), after=("lower_1x1",), modes=("inference",))
     def fuse_epilogue(graph: Graph) -> PassResult: ...
 
-:func:`check_pipeline` checks a list of passes when it is defined (every required pass earlier in the list),
+:func:`check_pipeline` checks a list of passes when it is defined (every required pass earlier in the list, and
+every ``after`` pass the list holds),
 and against a graph before any pass runs (every pass accepts the graph's mode); calling a registered pass on a
 graph of a mode it does not accept raises the same error.
 """
@@ -30,11 +31,13 @@ Pass = Callable[[Graph], PassResult]
 class GraphPass:
     """A registered pass: ``fn`` plus what it needs. Called like ``fn``; a plain function is a pass too."""
 
-    def __init__(self, fn: Pass, name: str, requires: tuple[str, ...], modes: tuple[str, ...], why: str):
+    def __init__(self, fn: Pass, name: str, requires: tuple[str, ...], after: tuple[str, ...], modes: tuple[str, ...],
+                 why: str):
         functools.update_wrapper(self, fn)
         self.fn = fn
         self.name = name
         self.requires = requires
+        self.after = after
         self.modes = modes
         self.why = why
 
@@ -51,16 +54,17 @@ class GraphPass:
         return self.fn(graph)
 
     def __repr__(self) -> str:
-        return f"graph_pass({self.name!r}, requires={self.requires}, modes={self.modes})"
+        return f"graph_pass({self.name!r}, requires={self.requires}, after={self.after}, modes={self.modes})"
 
 
 PASSES: dict[str, GraphPass] = {}
 
 
-def graph_pass(name: str, *, requires: Sequence[str] = (), modes: Sequence[str] = MODES,
+def graph_pass(name: str, *, requires: Sequence[str] = (), after: Sequence[str] = (), modes: Sequence[str] = MODES,
                why: str = "") -> Callable[[Pass], GraphPass]:
     """Register ``fn`` as pass ``name``. ``requires``: passes that must run earlier in any pipeline containing it;
-    ``modes``: the graph modes it accepts ("inference", "training"); ``why``: the reason a mode is refused."""
+    ``after``: passes that, when a pipeline has them too, must run earlier; ``modes``: the graph modes it accepts
+    ("inference", "training"); ``why``: the reason a mode is refused."""
     bad = [m for m in modes if m not in MODES]
     if bad or not modes:
         raise ValueError(f"graph_pass {name!r}: modes must be a non-empty subset of {MODES} (got {tuple(modes)})")
@@ -68,7 +72,7 @@ def graph_pass(name: str, *, requires: Sequence[str] = (), modes: Sequence[str] 
     def register(fn: Pass) -> GraphPass:
         if name in PASSES:
             raise ValueError(f"graph_pass {name!r} is already registered (by {PASSES[name].fn.__module__})")
-        PASSES[name] = GraphPass(fn, name, tuple(requires), tuple(modes), why)
+        PASSES[name] = GraphPass(fn, name, tuple(requires), tuple(after), tuple(modes), why)
         return PASSES[name]
 
     return register
@@ -92,5 +96,8 @@ def check_pipeline(passes: Sequence[Pass], graph: Graph | None = None) -> None:
         missing = [r for r in p.requires if r not in names[:i]]
         if missing:
             raise ValueError(f"pipeline {names}: {p.name} (position {i}) requires {missing} to run before it")
+        late = [a for a in p.after if a in names[i + 1:]]
+        if late:
+            raise ValueError(f"pipeline {names}: {late} must run before {p.name} (position {i}), not after it")
         if graph is not None:
             p.check_mode(graph)

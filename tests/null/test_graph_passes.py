@@ -186,6 +186,8 @@ def test_pipeline_order_is_checked_when_defined():
         run_passes(g, ["fuse_epilogue"])
     assert g.op_counts() == counts
     assert graph.passes.pipeline("fold_bn", "dce", "fuse_epilogue") == ["fold_bn", "dce", "fuse_epilogue"]
+    with pytest.raises(ValueError, match=r"\['lower_1x1'\] must run before fuse_epilogue \(position 1\), not after"):
+        graph.passes.pipeline("fold_bn", "fuse_epilogue", "lower_1x1")
 
 
 def test_fuse_epilogue_conv_bias_residual_relu():
