@@ -2,7 +2,7 @@
 
 ``Tensor`` (engine/tensor.py) inherits :class:`TensorMethods`; add a new Tensor method here, next to its family,
 as a ``def`` that calls the functional op. The op modules construct Tensors, so this module cannot import them
-before ``Tensor`` exists: ``_F()`` looks engine.functional up when a method first runs. It is the only deferred
+before ``Tensor`` exists: ``_F()`` imports engine.functional when a method first runs. It is the only deferred
 import of an engine module (tests/null/test_import_graph.py checks that).
 """
 
@@ -19,10 +19,16 @@ if TYPE_CHECKING:
 Dim = int | tuple[int, ...] | None
 
 
-def _F() -> ModuleType:
-    from . import functional
+_functional: ModuleType | None = None
 
-    return functional
+
+def _F() -> ModuleType:  # noqa: N802 - reads like the usual ``F`` alias
+    global _functional
+    if _functional is None:
+        from . import functional
+
+        _functional = functional
+    return _functional
 
 
 class TensorMethods:

@@ -3,10 +3,9 @@
     @graph_pass("fuse_epilogue", requires=("fold_bn",), after=("lower_1x1",), modes=("inference",))
     def fuse_epilogue(graph: Graph) -> PassResult: ...
 
-:func:`check_pipeline` checks a list of passes when it is defined (every required pass earlier in the list, and
-every ``after`` pass the list holds),
-and against a graph before any pass runs (every pass accepts the graph's mode); calling a registered pass on a
-graph of a mode it does not accept raises the same error.
+:func:`check_pipeline` checks a list of passes when it is defined (every ``requires`` pass earlier in the list,
+every ``after`` pass the list holds earlier too) and against a graph before any pass runs (every pass accepts the
+graph's mode); calling a registered pass on a graph of a mode it does not accept raises the same error.
 """
 
 from __future__ import annotations
