@@ -4,8 +4,7 @@
 from ._env import ENV_SET as ENV_SET
 
 # isort: split
-from . import functional
-from . import methods as _methods
+from . import functional, init, io, nn, optim
 from .autograd import abstract, bind, detect_anomaly, enable_grad, is_grad_enabled, no_grad, observe
 from .backend import (
     Backend,
@@ -21,13 +20,11 @@ from .gradcheck import gradcheck
 from .malloc import tune_malloc
 from .primitive import PRIMITIVES, Cost, Primitive, ShapeError, Spec, get_primitive
 from .profiler import profile
-from .random import get_rng_state, manual_seed, set_rng_state
+from .random import generator, get_rng_state, manual_seed, set_rng_state
 from .tensor import Tensor
 
-_methods.install()
 tune_malloc()  # keep freed array memory mapped for reuse (see engine/malloc.py)
 tune_openblas()  # numpy's OpenBLAS: AVX-512 kernels where the CPU has them, short spin (see engine/blas.py)
-from . import init, io, nn, optim  # noqa: E402,F401 - public subpackages, imported once Tensor is complete
 
 
 def tensor(data, dtype=None, requires_grad: bool = False) -> Tensor:
@@ -49,13 +46,12 @@ def ones(*shape, dtype="float32", requires_grad: bool = False) -> Tensor:
 
 
 def randn(*shape, dtype="float32", requires_grad: bool = False) -> Tensor:
-    from .random import generator
-
     shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
     return Tensor(generator().standard_normal(shape).astype(dtype), requires_grad=requires_grad)
 
 
-__all__ = ["Tensor", "tensor", "zeros", "ones", "randn", "functional", "no_grad", "enable_grad", "is_grad_enabled",
+__all__ = ["Tensor", "tensor", "zeros", "ones", "randn", "functional", "init", "io", "nn", "optim", "no_grad",
+           "enable_grad", "is_grad_enabled",
            "abstract", "observe", "bind", "detect_anomaly", "gradcheck", "Primitive", "PRIMITIVES", "Spec", "Cost",
            "ShapeError", "get_primitive", "Backend", "register_backend", "get_backend", "set_backend", "use_backend",
            "active_backend", "available_backends", "manual_seed", "get_rng_state", "set_rng_state", "blas_description",

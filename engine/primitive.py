@@ -9,6 +9,9 @@ A :class:`Primitive` carries three rules that every consumer of the system agree
   with primitives (never raw numpy) so it runs eagerly and under tracing. For multi-output primitives ``g``
   and ``out`` are tuples (a ``None`` in ``g`` means that output got no gradient).
 - ``cost_rule(in_specs, out_specs, **attrs) -> Cost``: MACs, FLOPs and bytes moved.
+- ``decompose_rule(kernel, *input_arrays, out, **attrs)`` (optional, fused primitives): the primitive written as
+  calls of other primitives' kernels, ``kernel(prim_name)``, into ``out``. A backend without a kernel of its own
+  for the primitive runs :meth:`Primitive.decomposed_kernel` built from its other kernels.
 
 Backends register kernels ``kernel(*input_arrays, out, **attrs)`` against primitives by name and define
 nothing else about them (see :mod:`engine.backend`).
@@ -103,6 +106,7 @@ class Primitive:
         self.shape_rule: Callable[..., Any] | None = None
         self.vjp_rule: Callable[..., tuple] | None = None
         self.cost_rule: Callable[..., Cost] | None = None
+        self.decompose_rule: Callable[..., None] | None = None
 
     def __repr__(self) -> str:
         return f"Primitive({self.name})"
@@ -120,6 +124,10 @@ class Primitive:
         self.cost_rule = fn
         return fn
 
+    def def_decompose(self, fn: Callable[..., None]) -> Callable[..., None]:
+        self.decompose_rule = fn
+        return fn
+
     # --- interpretation ----------------------------------------------------------------------------
     def abstract_eval(self, *in_specs: Spec, **attrs: Any) -> tuple[Spec, ...]:
         """Output specs as a tuple (also for single-result primitives)."""
@@ -127,6 +135,19 @@ class Primitive:
             raise NotImplementedError(f"primitive '{self.name}' has no shape rule")
         out = self.shape_rule(*in_specs, **attrs)
         return tuple(out) if self.multiple_results else (out,)
+
+    def decomposed_kernel(self, kernel: Callable[[str], Callable[..., None]]) -> Callable[..., None]:
+        """A kernel for this primitive made of the kernels ``kernel(prim_name)`` of the primitives it decomposes
+        into (a backend's lookup, so the parts run on that backend)."""
+        rule = self.decompose_rule
+        if rule is None:
+            raise NotImplementedError(f"primitive '{self.name}' has no decomposition rule")
+
+        def decomposed(*ins: Any, out: Any, **attrs: Any) -> None:
+            rule(kernel, *ins, out=out, **attrs)
+
+        decomposed.__name__ = decomposed.__qualname__ = f"{self.name}_decomposed"  # what compile reports show
+        return decomposed
 
     def cost(self, in_specs: tuple[Spec, ...], out_specs: tuple[Spec, ...], **attrs: Any) -> Cost:
         if self.cost_rule is not None:

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from .primitive import Spec
+from .tensor_methods import TensorMethods
 
 
 class Node:
@@ -48,8 +49,11 @@ def _notify_read(what: str, t: Tensor) -> None:
         fn(what, t)
 
 
-class Tensor:
+class Tensor(TensorMethods):
     """An n-d array with reverse-mode autodiff. float32 by default; float64 for gradient checks.
+
+    Operators and ops as methods (``x.relu()``, ``a @ b``, ``loss.backward()``) come from
+    :class:`engine.tensor_methods.TensorMethods`; this class holds the data and the autograd record.
 
     ``_data`` is ``None`` for abstract tensors (shape-only tracing, see :func:`engine.autograd.abstract`).
     """
@@ -164,11 +168,6 @@ class Tensor:
     def zero_grad(self) -> None:
         self.grad = None
 
-    def backward(self, grad: Tensor | np.ndarray | None = None, retain_graph: bool = True) -> None:
-        from .autograd import backward
-
-        backward(self, grad)
-
     def __len__(self) -> int:
         return self.shape[0]
 
@@ -204,6 +203,3 @@ class Tensor:
     def __hash__(self) -> int:
         return id(self)
 
-
-# Operator overloads and methods are installed by engine.functional (which is built on this module),
-# so every method is a thin call of the one functional definition.

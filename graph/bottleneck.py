@@ -17,19 +17,10 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from engine.primitive import CONV, ELEMENTWISE, NORM, Spec
+from engine.primitive import CONV, ELEMENTWISE, NORM, Primitive, Spec
 
-from .summary import (
-    fmt_bytes,
-    fmt_count,
-    make_module_callable,
-    node_cost,
-    node_module,
-    node_name,
-    node_prim,
-    node_specs,
-    value_spec,
-)
+from .ir import Graph, Node
+from .summary import fmt_bytes, fmt_count, trace_shapes
 
 __all__ = ["ConvInfo", "ReducePair", "ReduceSuggestion", "BottleneckReport", "analyze_bottlenecks", "bottleneck"]
 
@@ -145,26 +136,25 @@ class BottleneckReport:
 
 
 # --- helpers ----------------------------------------------------------------------------------------------------
-def _is_conv(node: Any) -> bool:
-    p = node_prim(node)
-    return p.kind == CONV and p.name == "conv2d"
+def _is_conv(node: Node) -> bool:
+    return node.op.kind == CONV and node.op.name == "conv2d"
 
 
 def _conv_params(ins: tuple[Spec, ...]) -> int:
     return sum(s.size for s in ins[1:])  # weight (+ bias)
 
 
-def _conv_info(node: Any) -> ConvInfo:
-    ins, outs = node_specs(node)
+def _conv_info(node: Node) -> ConvInfo:
+    ins, outs = node.specs()
     x, w = ins[0], ins[1]
-    attrs = dict(node.attrs)
-    return ConvInfo(name=node_module(node) or node_name(node), module=node_module(node), kernel=tuple(w.shape[2:4]),
-                    stride=tuple(attrs.get("stride", (1, 1))), groups=int(attrs.get("groups", 1)), c_in=x.shape[1],
+    return ConvInfo(name=node.module or node.name, module=node.module, kernel=tuple(w.shape[2:4]),
+                    stride=tuple(node.attrs["stride"]), groups=int(node.attrs["groups"]), c_in=x.shape[1],
                     c_out=w.shape[0], output_shape=outs[0].shape, params=_conv_params(ins),
-                    macs=node_cost(node).macs, output_bytes=outs[0].nbytes)
+                    macs=node.cost().macs, output_bytes=outs[0].nbytes)
 
 
-def _conv_cost(prim: Any, x: Spec, c_out: int, kernel: tuple[int, int], bias: bool, **attrs: Any) -> tuple[int, int]:
+def _conv_cost(prim: Primitive, x: Spec, c_out: int, kernel: tuple[int, int], bias: bool,
+               **attrs: Any) -> tuple[int, int]:
     """(params, MACs) of a hypothetical conv on input ``x``, from the primitive's shape and cost rules."""
     groups = attrs.get("groups", 1)
     w = Spec((c_out, x.shape[1] // groups) + tuple(kernel), x.dtype)
@@ -173,16 +163,7 @@ def _conv_cost(prim: Any, x: Spec, c_out: int, kernel: tuple[int, int], bias: bo
     return _conv_params(ins), prim.cost(ins, outs, **attrs).macs
 
 
-def _users(graph: Any) -> dict[int, list[Any]]:
-    users: dict[int, list[Any]] = {}
-    for n in graph.nodes:
-        for v in n.inputs:
-            if v is not None:
-                users.setdefault(id(v), []).append(n)
-    return users
-
-
-def _fed_convs(node: Any, users: dict[int, list[Any]]) -> list[Any]:
+def _fed_convs(node: Node) -> list[Node]:
     """k×k convs fed by ``node``'s output through channel-preserving pointwise ops (BN, bias add, ReLU)."""
     found = []
     frontier = [node.outputs[0]]
@@ -192,49 +173,47 @@ def _fed_convs(node: Any, users: dict[int, list[Any]]) -> list[Any]:
         if id(v) in seen:
             continue
         seen.add(id(v))
-        for u in users.get(id(v), []):
+        for u in v.users:
             if _is_conv(u):
                 if u.inputs[0] is v:
                     found.append(u)
-            elif node_prim(u).kind in _PASS_THROUGH_KINDS and value_spec(u.outputs[0]).shape == value_spec(v).shape:
+            elif u.op.kind in _PASS_THROUGH_KINDS and u.outputs[0].shape == v.shape:
                 frontier.extend(u.outputs[:1])
     return found
 
 
-def _producer_is_reduce(node: Any, producers: dict[int, Any]) -> bool:
+def _producer_is_reduce(node: Node) -> bool:
     """Is the input of this conv a 1×1 reduce's output (through pointwise ops)?"""
     v = node.inputs[0]
     while True:
-        p = producers.get(id(v))
+        p = v.producer
         if p is None:
             return False
         if _is_conv(p):
-            ins, _ = node_specs(p)
-            return tuple(ins[1].shape[2:4]) == (1, 1) and ins[1].shape[0] < ins[0].shape[1]
-        if node_prim(p).kind not in _PASS_THROUGH_KINDS or not p.inputs:
+            x, w = p.inputs[0], p.inputs[1]
+            return tuple(w.shape[2:4]) == (1, 1) and w.shape[0] < x.shape[1]
+        if p.op.kind not in _PASS_THROUGH_KINDS or not p.inputs:
             return False
         v = p.inputs[0]
 
 
 # --- the analysis -----------------------------------------------------------------------------------------------
-def analyze_bottlenecks(graph: Any, min_channels: int = 128, suggest_ratio: int = 4,
+def analyze_bottlenecks(graph: Graph, min_channels: int = 128, suggest_ratio: int = 4,
                         min_saving: float = 0.5) -> BottleneckReport:
     """Bottleneck rows for a traced graph. ``min_channels`` is what counts as a "large C_in" for suggestions."""
-    users = _users(graph)
-    producers = {id(v): n for n in graph.nodes for v in n.outputs}
     convs, pairs, suggestions = [], [], []
     for node in graph.nodes:
         if not _is_conv(node):
             continue
         info = _conv_info(node)
         convs.append(info)
-        prim = node_prim(node)
-        ins, _ = node_specs(node)
+        prim = node.op
+        ins, _ = node.specs()
         if info.kernel == (1, 1) and info.groups == 1 and info.c_out < info.c_in:
-            for kxk in _fed_convs(node, users):
-                k_ins, _ = node_specs(kxk)
-                k_attrs = dict(kxk.attrs)
-                if tuple(k_ins[1].shape[2:4]) == (1, 1) or k_attrs.get("groups", 1) != 1:
+            for kxk in _fed_convs(node):
+                k_ins, _ = kxk.specs()
+                k_attrs = kxk.attrs
+                if tuple(k_ins[1].shape[2:4]) == (1, 1) or k_attrs["groups"] != 1:
                     continue
                 k_info = _conv_info(kxk)
                 naive = _conv_cost(prim, ins[0], k_info.c_out, k_info.kernel, len(k_ins) == 3, **k_attrs)
@@ -244,9 +223,9 @@ def analyze_bottlenecks(graph: Any, min_channels: int = 128, suggest_ratio: int 
                     params_with=info.params + k_info.params, macs_with=info.macs + k_info.macs,
                     params_without=naive[0], macs_without=naive[1]))
         elif (info.kernel != (1, 1) and info.groups == 1 and info.c_in >= min_channels
-              and not _producer_is_reduce(node, producers)):
+              and not _producer_is_reduce(node)):
             c_red = max(info.c_in // suggest_ratio, 1)
-            attrs = dict(node.attrs)
+            attrs = node.attrs
             bias = len(ins) == 3
             r_params, r_macs = _conv_cost(prim, ins[0], c_red, (1, 1), bias, stride=(1, 1),
                                           padding=((0, 0), (0, 0)), dilation=(1, 1), groups=1)
@@ -262,12 +241,7 @@ def analyze_bottlenecks(graph: Any, min_channels: int = 128, suggest_ratio: int 
 
 def bottleneck(model: Any, input_shape: tuple[int, ...], **kwargs: Any) -> BottleneckReport:
     """Trace ``model`` on shapes only and run :func:`analyze_bottlenecks` on the graph."""
-    from .summary import trace_shapes
-
     shape = tuple(input_shape)
     if len(shape) == 3:
         shape = (1,) + shape
     return analyze_bottlenecks(trace_shapes(model, shape), **kwargs)
-
-
-make_module_callable(__name__, bottleneck)

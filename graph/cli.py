@@ -101,7 +101,7 @@ def _pipelines() -> set[str]:
 
 
 def _cmd_render(args: argparse.Namespace) -> int:
-    from . import render as r
+    from .render import render, render_before_after, render_memory_plan
     from .summary import trace_shapes
 
     model, shape = _model_and_shape(args)
@@ -114,19 +114,19 @@ def _cmd_render(args: argparse.Namespace) -> int:
         from .passes import run_passes
 
         g = run_passes(traced.copy(), passes)[0] if passes is not None else traced
-        out = r.render_memory_plan(plan_memory(g), args.out, title=f"{args.model} {list(shape)}: memory plan")
+        out = render_memory_plan(plan_memory(g), args.out, title=f"{args.model} {list(shape)}: memory plan")
     elif args.before_after:
         from .passes import run_passes
 
         after = run_passes(traced.copy(), passes if passes is not None else "inference")[0]
-        out = r.render_before_after(traced, after, args.out, args.format)
+        out = render_before_after(traced, after, args.out, args.format)
     else:
         g = traced
         if passes is not None:
             from .passes import run_passes
 
             g = run_passes(traced.copy(), passes)[0]
-        out = r.render(g, args.out, args.format, title=f"{args.model} {list(shape)}")
+        out = render(g, args.out, args.format, title=f"{args.model} {list(shape)}")
     print(f"wrote {out}")
     return 0
 

@@ -6,8 +6,8 @@
   fresh arrays (they outlive the call). Nodes the plan marks in-place write over their dying input; a ``reshape``
   planned in place is free (the bytes are already where they belong), so its kernel is skipped.
 
-Kernels are ``kernel(*inputs, out=..., **attrs)``. Fused primitives that a backend has no kernel for are run by
-the reference composition in ``backends.numpy.fused`` built from *that backend's* unfused kernels.
+Kernels are ``kernel(*inputs, out=..., **attrs)``. A primitive that a backend has no kernel for but that has a
+decomposition (the fused ones, engine/ops/fused.py) runs as that decomposition with *that backend's* kernels.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import numpy as np
 
 from engine import profiler as _profiler
 from engine.backend import Backend, get_backend
-from engine.primitive import FUSED
 from engine.random import next_key
 
 from .ir import Graph, Node, Value
@@ -29,10 +28,8 @@ Kernel = Callable[..., None]
 
 def kernel_for(backend: Backend, node: Node) -> Kernel:
     name = node.op.name
-    if node.op.kind == FUSED and not backend.has_kernel(name):
-        from backends.numpy import fused as _fused
-
-        return _fused.composed_kernel(name, backend.kernel)
+    if node.op.decompose_rule is not None and not backend.has_kernel(name):
+        return node.op.decomposed_kernel(backend.kernel)
     try:
         return backend.kernel(name)
     except NotImplementedError as e:

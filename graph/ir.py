@@ -106,8 +106,18 @@ class Node:
     def kind(self) -> str:
         return self.op.kind
 
+    @property
+    def module(self) -> str:
+        """The dotted path of the module whose forward made this node ("" for ops called outside any module)."""
+        return self.meta.get("module") or ""
+
+    def specs(self) -> tuple[tuple[Spec, ...], tuple[Spec, ...]]:
+        """(input specs, output specs)."""
+        return tuple(v.spec for v in self.inputs), tuple(v.spec for v in self.outputs)
+
     def cost(self) -> Cost:
-        return self.op.cost(tuple(v.spec for v in self.inputs), tuple(v.spec for v in self.outputs), **self.attrs)
+        """The primitive's cost rule applied to this node's specs and attributes."""
+        return self.op.cost(*self.specs(), **self.attrs)
 
     def format(self) -> str:
         outs = ", ".join(repr(o) for o in self.outputs)

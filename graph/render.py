@@ -19,7 +19,9 @@ from typing import Any
 
 from engine.primitive import FUSED
 
-from .summary import fmt_bytes, fmt_count, make_module_callable, node_cost, node_module, node_prim, value_spec
+from .ir import Graph, Node, Value
+from .memory import MemoryPlan
+from .summary import fmt_bytes, fmt_count, module_groups
 
 __all__ = ["to_dot", "render", "render_before_after", "render_memory_plan", "FORMATS"]
 
@@ -38,20 +40,19 @@ def _shape(shape: tuple[int, ...]) -> str:
     return "×".join(str(d) for d in shape) or "scalar"
 
 
-def _node_params(node: Any) -> int:
-    return sum(value_spec(v).size for v in node.inputs if getattr(v, "kind", None) in _PARAM_KINDS)
+def _node_params(node: Node) -> int:
+    return sum(v.spec.size for v in node.inputs if v.kind in _PARAM_KINDS)
 
 
-def _node_label(node: Any) -> str:
-    prim = node_prim(node)
+def _node_label(node: Node) -> str:
+    prim = node.op
     fused = node.meta.get("fused")
     title = f"{prim.name}" + (f" [{'+'.join(map(str, fused))}]" if fused and not isinstance(fused, bool) else "")
     lines = [f"<B>{html.escape(title)}</B>"]
-    module = node_module(node)
-    if module:
-        lines.append(f'<FONT POINT-SIZE="9">{html.escape(module)}</FONT>')
-    lines.append(html.escape(" · ".join(_shape(value_spec(o).shape) for o in node.outputs)))
-    cost = node_cost(node)
+    if node.module:
+        lines.append(f'<FONT POINT-SIZE="9">{html.escape(node.module)}</FONT>')
+    lines.append(html.escape(" · ".join(_shape(o.shape) for o in node.outputs)))
+    cost = node.cost()
     params = _node_params(node)
     facts = []
     if params:
@@ -63,32 +64,31 @@ def _node_label(node: Any) -> str:
     return "<" + "<BR/>".join(lines) + ">"
 
 
-def _fusion_key(node: Any) -> str | None:
+def _fusion_key(node: Node) -> str | None:
     group = node.meta.get("fusion_group")
     if group is not None:
         return str(group)
-    if node.meta.get("fused") or node_prim(node).kind == FUSED:
+    if node.meta.get("fused") or node.op.kind == FUSED:
         return node.name
     return None
 
 
-def _fusion_label(nodes: list[Any]) -> str:
+def _fusion_label(nodes: list[Node]) -> str:
     ops: list[str] = []
     for n in nodes:
         fused = n.meta.get("fused")
-        ops.extend(map(str, fused) if fused and not isinstance(fused, bool) else [node_prim(n).name])
+        ops.extend(map(str, fused) if fused and not isinstance(fused, bool) else [n.op.name])
     return "fused: " + " + ".join(ops)
 
 
-def _add_graph(dot: Any, graph: Any, prefix: str = "", depth: int | None = None) -> None:
+def _add_graph(dot: Any, graph: Graph, prefix: str = "", depth: int | None = None) -> None:
     """Add ``graph``'s nodes and edges to the graphviz (sub)graph ``dot``; ids are prefixed with ``prefix``.
     ``depth``: draw one box per module call at that module depth instead of one per primitive."""
     producer_id: dict[int, str] = {}
-    for v in graph.inputs:
-        if getattr(v, "kind", "input") == "input":
-            vid = _id(prefix, "in_" + v.name)
-            dot.node(vid, f"{v.name}\n{_shape(v.shape)}", shape="ellipse", style="filled", fillcolor="#ffffff")
-            producer_id[id(v)] = vid
+    for v in graph.user_inputs:
+        vid = _id(prefix, "in_" + v.name)
+        dot.node(vid, f"{v.name}\n{_shape(v.shape)}", shape="ellipse", style="filled", fillcolor="#ffffff")
+        producer_id[id(v)] = vid
     if depth is not None:
         units = _module_units(dot, graph, prefix, depth)
     else:
@@ -113,9 +113,9 @@ def _add_graph(dot: Any, graph: Any, prefix: str = "", depth: int | None = None)
             dot.edge(src, out_id, label=_edge_label(v))
 
 
-def _op_units(dot: Any, graph: Any, prefix: str) -> list[tuple[str, list[Any]]]:
+def _op_units(dot: Any, graph: Graph, prefix: str) -> list[tuple[str, list[Node]]]:
     """One box per node; fused groups drawn as clusters around their nodes."""
-    clusters: dict[str, list[Any]] = {}
+    clusters: dict[str, list[Node]] = {}
     for n in graph.nodes:
         key = _fusion_key(n)
         if key is not None:
@@ -133,42 +133,39 @@ def _op_units(dot: Any, graph: Any, prefix: str) -> list[tuple[str, list[Any]]]:
     return [(_id(prefix, n.name), [n]) for n in graph.nodes]
 
 
-def _module_units(dot: Any, graph: Any, prefix: str, depth: int) -> list[tuple[str, list[Any]]]:
+def _module_units(dot: Any, graph: Graph, prefix: str, depth: int) -> list[tuple[str, list[Node]]]:
     """One box per call of a module at ``depth`` (consecutive nodes sharing the cut module path)."""
-    from .summary import module_groups
-
     units = []
     for i, (key, nodes) in enumerate(module_groups(graph.nodes, depth)):
         unit_id = _id(prefix, f"m{i}_{key or 'root'}")
-        ops = list(dict.fromkeys(node_prim(n).name for n in nodes))
-        macs = sum(node_cost(n).macs for n in nodes)
+        ops = list(dict.fromkeys(n.op.name for n in nodes))
+        macs = sum(n.cost().macs for n in nodes)
         params = sum(_node_params(n) for n in nodes)
-        types = {n.meta.get("module_type") for n in nodes if node_module(n) == key}
+        types = {n.meta.get("module_type") for n in nodes if n.module == key}
         title = key or "(root)"
         if len(types) == 1 and None not in types:
             title += f" ({types.pop()})"
         lines = [f"<B>{html.escape(title)}</B>",
                  f'<FONT POINT-SIZE="9">{html.escape(", ".join(ops[:4]) + (", ..." if len(ops) > 4 else ""))}</FONT>',
-                 html.escape(_shape(value_spec(nodes[-1].outputs[0]).shape))]
+                 html.escape(_shape(nodes[-1].outputs[0].shape))]
         facts = ([f"params {fmt_count(params)}"] if params else []) + ([f"MACs {fmt_count(macs)}"] if macs else [])
         if facts:
             lines.append(html.escape(" · ".join(facts)))
-        kind = next((node_prim(n).kind for n in nodes if node_prim(n).kind in ("fused", "conv", "matmul")), "shape")
+        kind = next((n.op.kind for n in nodes if n.op.kind in ("fused", "conv", "matmul")), "shape")
         dot.node(unit_id, "<" + "<BR/>".join(lines) + ">", shape="box", style="rounded,filled",
                  fillcolor=_COLORS.get(kind, "#ffffff"))
         units.append((unit_id, nodes))
     return units
 
 
-def _add_op(dot: Any, node: Any, prefix: str) -> None:
-    kind = node_prim(node).kind
+def _add_op(dot: Any, node: Node, prefix: str) -> None:
+    kind = node.op.kind
     dot.node(_id(prefix, node.name), _node_label(node), shape="box", style="rounded,filled",
              fillcolor=_COLORS.get(kind, "#ffffff"))
 
 
-def _edge_label(v: Any) -> str:
-    s = value_spec(v)
-    return f"{_shape(s.shape)}\n{fmt_bytes(s.nbytes)}"
+def _edge_label(v: Value) -> str:
+    return f"{_shape(v.shape)}\n{fmt_bytes(v.nbytes)}"
 
 
 def _digraph(name: str):
@@ -186,7 +183,7 @@ def _limit_layout(dot: Any) -> None:
         dot.graph_attr.update(mclimit="0.2", nslimit="2", nslimit1="2", splines="line")
 
 
-def to_dot(graph: Any, title: str | None = None, depth: int | None = None):
+def to_dot(graph: Graph, title: str | None = None, depth: int | None = None):
     """The graph as a ``graphviz.Digraph`` (not rendered); ``depth`` collapses it to module calls at that depth."""
     dot = _digraph("convgraph")
     if title:
@@ -209,7 +206,7 @@ def _write(dot: Any, path: str | Path, format: str | None) -> Path:
     return path
 
 
-def render(graph: Any, path: str | Path, format: str | None = None, title: str | None = None,
+def render(graph: Graph, path: str | Path, format: str | None = None, title: str | None = None,
            depth: int | None = None) -> Path:
     """Draw ``graph`` to ``path`` as ``format`` ("svg" | "png" | "dot" | "pdf"; default: from the suffix, else
     svg). ``depth=k`` draws one box per module call at module depth k (a readable view of big models; the op-level
@@ -217,12 +214,12 @@ def render(graph: Any, path: str | Path, format: str | None = None, title: str |
     return _write(to_dot(graph, title, depth), path, format)
 
 
-def render_before_after(before: Any, after: Any, path: str | Path, format: str | None = None,
+def render_before_after(before: Graph, after: Graph, path: str | Path, format: str | None = None,
                         labels: tuple[str, str] = ("before", "after"), depth: int | None = None) -> Path:
     """Two graphs side by side in one diagram, each in its own cluster (e.g. before and after a pass)."""
     dot = _digraph("before_after")
     for label, g, prefix in ((labels[0], before, "b_"), (labels[1], after, "a_")):
-        stats = f"{len(g.nodes)} nodes · MACs {fmt_count(sum(node_cost(n).macs for n in g.nodes))}"
+        stats = f"{len(g.nodes)} nodes · MACs {fmt_count(sum(n.cost().macs for n in g.nodes))}"
         with dot.subgraph(name=f"cluster_{prefix}view") as sub:
             sub.attr(label=f"{label} ({stats})", style="dashed", fontsize="14")
             _add_graph(sub, g, prefix, depth)
@@ -231,33 +228,13 @@ def render_before_after(before: Any, after: Any, path: str | Path, format: str |
 
 
 # --- memory plans -----------------------------------------------------------------------------------------------
-def _plan_boxes(plan: Any) -> list[tuple[str, int, int, int, int]]:
-    """(name, first step, last step, offset, size) per buffer of a memory plan."""
-    boxes = []
-    buffers = getattr(plan, "buffers", None)
-    if buffers is None:
-        raise TypeError(f"render_memory_plan: {type(plan).__name__} has no 'buffers'")
-    items = buffers.items() if isinstance(buffers, dict) else ((getattr(b, "name", str(i)), b)
-                                                               for i, b in enumerate(buffers))
-    for name, b in items:
-        start, end = _live_range(b)
-        values = getattr(b, "values", None)
-        label = getattr(b, "name", None) or (values[0].name if values else name)
-        boxes.append((str(label), start, end, int(b.offset), int(b.size)))
-    return boxes
+def _plan_boxes(plan: MemoryPlan) -> list[tuple[str, int, int, int, int]]:
+    """(name of its first value, first step, last step, offset, size) per buffer of a memory plan."""
+    return [(b.values[0].name, b.start, b.end, b.offset, b.size) for b in plan.buffers]
 
 
-def _live_range(b: Any) -> tuple[int, int]:
-    for first, last in (("start", "end"), ("first", "last"), ("birth", "death"), ("def_step", "last_use")):
-        if hasattr(b, first) and hasattr(b, last):
-            return int(getattr(b, first)), int(getattr(b, last))
-    live = getattr(b, "live", None) or getattr(b, "live_range", None)
-    if live is not None:
-        return int(live[0]), int(live[-1])
-    raise TypeError(f"render_memory_plan: cannot read the live range of {b!r}")
-
-
-def render_memory_plan(plan: Any, path: str | Path, title: str | None = None, label_min_fraction: float = 0.02) -> Path:
+def render_memory_plan(plan: MemoryPlan, path: str | Path, title: str | None = None,
+                       label_min_fraction: float = 0.02) -> Path:
     """Arena offset (y, MiB) against schedule step (x): one box per buffer over its live range [first, last].
     Buffers taller than ``label_min_fraction`` of the arena are labelled with their name."""
     import matplotlib
@@ -268,8 +245,8 @@ def render_memory_plan(plan: Any, path: str | Path, title: str | None = None, la
 
     boxes = _plan_boxes(plan)
     arena = max((off + size for _, _, _, off, size in boxes), default=0)
-    arena = max(arena, int(getattr(plan, "arena_bytes", 0) or 0))
-    lower = getattr(plan, "lower_bound_bytes", None)
+    arena = max(arena, plan.arena_bytes)
+    lower = plan.lower_bound_bytes
     steps = max((end for _, _, end, _, _ in boxes), default=0) + 1
     fig, ax = plt.subplots(figsize=(12, 6))
     cmap = plt.get_cmap("tab20")
@@ -292,6 +269,3 @@ def render_memory_plan(plan: Any, path: str | Path, title: str | None = None, la
     fig.savefig(path, format=path.suffix.lstrip(".") or "svg", bbox_inches="tight")
     plt.close(fig)
     return path
-
-
-make_module_callable(__name__, render)

@@ -13,84 +13,46 @@ rule states). Activation bytes are the bytes of every tensor the row's primitive
 
 from __future__ import annotations
 
-import sys
-import types
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from engine.ops.conv import dropped_pixels
-from engine.primitive import Cost, Primitive, Spec, get_primitive
+from engine.primitive import CONV, Cost, Spec
 
-__all__ = ["SummaryRow", "Summary", "summary", "summarize_graph", "node_prim", "node_cost", "value_spec", "node_name",
-           "node_specs", "node_module", "module_groups", "dropped_rows_cols", "fmt_count", "fmt_bytes", "trace_shapes"]
+from .ir import Graph, Node
+from .trace import trace
 
-
-# --- reading the IR (every analysis in this package goes through these few accessors) ---------------------------
-def node_prim(node: Any) -> Primitive:
-    op = node.op
-    return op if isinstance(op, Primitive) else get_primitive(str(op))
+__all__ = ["SummaryRow", "Summary", "summary", "summarize_graph", "module_groups", "dropped_rows_cols", "fmt_count",
+           "fmt_bytes", "trace_shapes"]
 
 
-def value_spec(value: Any) -> Spec:
-    spec = getattr(value, "spec", None)
-    return spec if isinstance(spec, Spec) else Spec(value.shape, value.dtype)
-
-
-def node_specs(node: Any) -> tuple[tuple[Spec, ...], tuple[Spec, ...]]:
-    ins = tuple(value_spec(v) for v in node.inputs if v is not None)
-    return ins, tuple(value_spec(v) for v in node.outputs)
-
-
-def node_cost(node: Any) -> Cost:
-    """The primitive's own cost rule applied to this node's specs and attributes."""
-    ins, outs = node_specs(node)
-    return node_prim(node).cost(ins, outs, **dict(node.attrs))
-
-
-def node_module(node: Any) -> str:
-    return str(node.meta.get("module") or "")
-
-
-def node_name(node: Any) -> str:
-    """A readable, stable name: the output value's name, else the module path plus the op."""
-    out = node.outputs[0] if node.outputs else None
-    name = getattr(out, "name", None) or getattr(node, "name", None)
-    return str(name) if name else f"{node_module(node) or '<root>'}:{node_prim(node).name}"
-
-
-def _window(node: Any) -> tuple[tuple[int, int], tuple[int, int], tuple, tuple[int, int]] | None:
+# --- sliding windows ------------------------------------------------------------------------------------------
+def _window(node: Node) -> tuple[tuple[int, int], tuple[int, int], tuple, tuple[int, int]] | None:
     """(kernel, stride, padding pairs, dilation) of a sliding-window node (conv or pool), else None."""
-    attrs = dict(node.attrs)
-    if "stride" not in attrs:
+    attrs, name = node.attrs, node.op.name
+    if "stride" not in attrs or name.endswith("_grad"):
         return None
-    name = node_prim(node).name
-    if name.startswith("conv2d") or "conv" in name:
-        if len(node.inputs) < 2:
-            return None
-        kernel = tuple(value_spec(node.inputs[1]).shape[2:4])
+    if node.op.kind == CONV or name == "fused_conv2d":
+        kernel = tuple(node.inputs[1].shape[2:4])
     elif "kernel" in attrs:
         kernel = tuple(attrs["kernel"])
     else:
-        return None
-    if "grad" in name or len(kernel) != 2:
         return None
     pads = attrs.get("padding", ((0, 0), (0, 0)))
     pads = tuple(p if isinstance(p, (tuple, list)) else (p, p) for p in pads)
     return kernel, tuple(attrs["stride"]), pads, tuple(attrs.get("dilation", (1, 1)))
 
 
-def dropped_rows_cols(node: Any, data_only: bool = False) -> tuple[int, int]:
+def dropped_rows_cols(node: Node, data_only: bool = False) -> tuple[int, int]:
     """(rows, columns) at the bottom/right of the padded input that the stride leaves unused, for conv and pool
     nodes ((0, 0) for other ops and in ceil mode, where a partial window covers them). ``data_only`` leaves out
     the dropped rows/columns that are padding, counting only real input lost."""
     win = _window(node)
-    if win is None or not node.inputs or value_spec(node.inputs[0]).ndim != 4:
-        return 0, 0
-    if dict(node.attrs).get("ceil_mode"):
+    if win is None or node.inputs[0].ndim != 4 or node.attrs.get("ceil_mode"):
         return 0, 0
     kernel, stride, pads, dilation = win
-    h, w = value_spec(node.inputs[0]).shape[2:]
+    h, w = node.inputs[0].shape[2:]
     out = []
     for i, size in enumerate((h, w)):
         n = dropped_pixels(size, kernel[i], stride[i], pads[i], dilation[i])
@@ -226,17 +188,16 @@ class Summary(Sequence):
         console.print(self.table())
 
 
-def trace_shapes(model: Any, input_shape: Sequence[int], dtype: str = "float32") -> Any:
-    """Trace ``model`` on an input of ``input_shape`` without running kernels, in eval mode."""
-    from .trace import trace
-
-    was_training = getattr(model, "training", False)
-    if hasattr(model, "eval"):
+def trace_shapes(model: Any, input_shape: Sequence[int], dtype: str = "float32") -> Graph:
+    """Trace ``model`` (a Module, or a plain function) on an input of ``input_shape`` without running kernels,
+    a Module in eval mode."""
+    was_training = getattr(model, "training", False)  # plain functions have no mode
+    if was_training:
         model.eval()
     try:
         return trace(model, Spec(tuple(input_shape), dtype), abstract=True)
     finally:
-        if was_training and hasattr(model, "train"):
+        if was_training:
             model.train(True)
 
 
@@ -244,12 +205,12 @@ def _cut(path: str, depth: int) -> str:
     return ".".join(path.split(".")[:depth]) if path else ""
 
 
-def module_groups(nodes: Iterable[Any], depth: int) -> list[tuple[str, list[Any]]]:
+def module_groups(nodes: Iterable[Node], depth: int) -> list[tuple[str, list[Node]]]:
     """Consecutive runs of nodes with the same module path cut to ``depth`` (a module's call is contiguous in the
     schedule, so a run is one call)."""
-    out: list[tuple[str, list[Any]]] = []
+    out: list[tuple[str, list[Node]]] = []
     for node in nodes:
-        key = _cut(node_module(node), depth)
+        key = _cut(node.module, depth)
         if out and out[-1][0] == key:
             out[-1][1].append(node)
         else:
@@ -257,17 +218,17 @@ def module_groups(nodes: Iterable[Any], depth: int) -> list[tuple[str, list[Any]
     return out
 
 
-def _param_counter(model: Any, depth: int) -> Callable[[str, list[Any]], int]:
+def _param_counter(model: Any, depth: int) -> Callable[[str, list[Node]], int]:
     """``count(key, nodes)`` -> the parameters of a row, each parameter counted once (at its first row).
 
     With a model: every parameter of the row's module (torchinfo's convention, so a module's row includes its
     children). Without one: the ``param`` inputs the row's nodes read."""
-    modules = dict(model.named_modules()) if model is not None and hasattr(model, "named_modules") else {}
+    modules = _modules(model)
     seen: set[int] = set()
 
-    def count(key: str, nodes: list[Any]) -> int:
+    def count(key: str, nodes: list[Node]) -> int:
         if model is None:
-            tensors = [v for n in nodes for v in n.inputs if getattr(v, "kind", None) == "param"]
+            tensors = [v for n in nodes for v in n.inputs if v.kind == "param"]
         else:
             mod = modules.get(key) if key or depth == 0 else None
             tensors = list(mod.parameters()) if mod is not None else []
@@ -275,15 +236,20 @@ def _param_counter(model: Any, depth: int) -> Callable[[str, list[Any]], int]:
         for t in tensors:
             if id(t) not in seen:
                 seen.add(id(t))
-                total += value_spec(t).size
+                total += t.spec.size
         return total
 
     return count
 
 
-def summarize_graph(graph: Any, model: Any = None, depth: int = 3) -> Summary:
+def _modules(model: Any) -> dict[str, Any]:
+    """Module path -> module; none for a plain function (or no model)."""
+    return dict(model.named_modules()) if hasattr(model, "named_modules") else {}
+
+
+def summarize_graph(graph: Graph, model: Any = None, depth: int = 3) -> Summary:
     """Rows for an already-traced graph (``model`` supplies module class names and parameter counts)."""
-    modules = dict(model.named_modules()) if model is not None and hasattr(model, "named_modules") else {}
+    modules = _modules(model)
     count_params = _param_counter(model, depth)
     rows: list[SummaryRow] = []
     seen_keys: set[str] = set()
@@ -293,13 +259,13 @@ def summarize_graph(graph: Any, model: Any = None, depth: int = 3) -> Summary:
         rows_cols = [(0, 0)]
         dropped_data = False
         for n in nodes:
-            cost = cost + node_cost(n)
-            act += sum(value_spec(v).nbytes for v in n.outputs)
+            cost = cost + n.cost()
+            act += sum(v.nbytes for v in n.outputs)
             rows_cols.append(dropped_rows_cols(n))
             dropped_data = dropped_data or any(dropped_rows_cols(n, data_only=True))
-        ops = [node_prim(n).name for n in nodes]
+        ops = [n.op.name for n in nodes]
         mod = modules.get(key) if key or depth == 0 else None  # key "" at depth > 0: ops called by the root
-        types = {n.meta.get("module_type") for n in nodes if node_module(n) == key} - {None}
+        types = {n.meta.get("module_type") for n in nodes if n.module == key} - {None}
         if mod is not None:
             name, layer = key, type(mod).__name__
         elif model is None and key and len(types) == 1:  # graph only: the tracer recorded the module's type
@@ -309,18 +275,18 @@ def summarize_graph(graph: Any, model: Any = None, depth: int = 3) -> Summary:
             name = f"{key + '.' if key else ''}({'+'.join(uniq)})"
             layer = "functional"
         rows.append(SummaryRow(
-            name=name, layer=layer, output_shape=value_spec(nodes[-1].outputs[0]).shape,
+            name=name, layer=layer, output_shape=nodes[-1].outputs[0].shape,
             params=count_params(key, nodes), macs=cost.macs, flops=cost.flops, activation_bytes=act,
             depth=len(key.split(".")) if key else 0, ops=ops,
             dropped_rows=max(r for r, _ in rows_cols), dropped_cols=max(c for _, c in rows_cols),
             dropped_data=dropped_data,
             repeated=mod is not None and key in seen_keys))
         seen_keys.add(key)
-    if model is not None and hasattr(model, "parameters"):
-        params = [value_spec(p) for p in model.parameters()]
+    if hasattr(model, "parameters"):
+        params = [p.spec for p in model.parameters()]
     else:
-        params = [value_spec(v) for v in graph.inputs if getattr(v, "kind", None) == "param"]
-    in_specs = [value_spec(v) for v in graph.inputs if getattr(v, "kind", "input") == "input"]
+        params = [v.spec for v in graph.params]
+    in_specs = [v.spec for v in graph.user_inputs]
     return Summary(
         rows=rows, input_shape=in_specs[0].shape if in_specs else (), total_params=sum(p.size for p in params),
         total_macs=sum(r.macs for r in rows), total_flops=sum(r.flops for r in rows),
@@ -343,19 +309,3 @@ def summary(model: Any, input_shape: Sequence[int], depth: int = 3, verbose: boo
     if verbose:
         s.print()
     return s
-
-
-def make_module_callable(module_name: str, fn: Callable[..., Any]) -> None:
-    """Let ``graph.<name>`` be called as the function of the same name even after ``graph.<name>`` the submodule
-    was imported (importing a submodule binds the module object to the package attribute, shadowing
-    ``graph/__init__``'s lazy function lookup): ``graph.summary(model, shape)`` and ``graph.summary.SummaryRow``
-    both work."""
-
-    class _CallableModule(types.ModuleType):
-        def __call__(self, *args: Any, **kwargs: Any) -> Any:
-            return fn(*args, **kwargs)
-
-    sys.modules[module_name].__class__ = _CallableModule
-
-
-make_module_callable(__name__, summary)

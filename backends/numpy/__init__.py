@@ -3,15 +3,11 @@
 Each kernel has the signature ``kernel(*inputs, out, **attrs)`` and writes its result into ``out``.
 """
 
-from engine.backend import Backend, register_backend
-
-backend = register_backend(Backend("numpy"))
-
-from . import (  # noqa: E402,F401  (register kernels)  # noqa: E402,F401
+from . import (  # noqa: F401 - each module registers its kernels
     activation,
     conv,
     elementwise,
-    fused,  # noqa: E402,F401  (fused inference primitives, engine/ops/fused.py)
+    fused,
     linalg,
     loss,
     norm,
@@ -21,3 +17,4 @@ from . import (  # noqa: E402,F401  (register kernels)  # noqa: E402,F401
     reduce,
     shape,
 )
+from .table import backend as backend

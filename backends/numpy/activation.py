@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import backend
-from .elementwise import _sigmoid
+from .elementwise import sigmoid_of
+from .table import backend
 
 
 @backend.register("softmax")
@@ -56,7 +56,7 @@ def tanh_grad(gy: np.ndarray, y: np.ndarray, out: np.ndarray) -> None:
 
 @backend.register("silu_grad")
 def silu_grad(gy: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
-    s = _sigmoid(x)
+    s = sigmoid_of(x)
     out[...] = gy * s * (1 + x * (1 - s))
 
 

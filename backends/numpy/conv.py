@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from . import backend
+from .table import backend
 
 
 def _pad(x: np.ndarray, padding) -> np.ndarray:

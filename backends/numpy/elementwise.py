@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import backend
+from .table import backend
 
 _UNARY = {
     "neg": np.negative, "exp": np.exp, "log": np.log, "sqrt": np.sqrt, "abs": np.abs,
@@ -46,7 +46,7 @@ def elu(x: np.ndarray, out: np.ndarray, alpha: float) -> None:
     out[...] = np.where(x > 0, x, x.dtype.type(alpha) * np.expm1(np.minimum(x, 0)))
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
+def sigmoid_of(x: np.ndarray) -> np.ndarray:
     # split by sign so exp never overflows
     e = np.exp(-np.abs(x))
     return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
@@ -54,12 +54,12 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 @backend.register("sigmoid")
 def sigmoid(x: np.ndarray, out: np.ndarray) -> None:
-    out[...] = _sigmoid(x)
+    out[...] = sigmoid_of(x)
 
 
 @backend.register("silu")
 def silu(x: np.ndarray, out: np.ndarray) -> None:
-    out[...] = x * _sigmoid(x)
+    out[...] = x * sigmoid_of(x)
 
 
 @backend.register("where")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import backend
+from .table import backend
 
 
 @backend.register("matmul")

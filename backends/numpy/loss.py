@@ -6,7 +6,7 @@ import numpy as np
 
 from engine.ops.loss import class_coefficients
 
-from . import backend
+from .table import backend
 
 
 @backend.register("class_coef")

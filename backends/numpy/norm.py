@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import backend
+from .table import backend
 
 
 def _axes(x: np.ndarray) -> tuple[int, ...]:

@@ -2,6 +2,6 @@
 
 from engine.optim.update import update_kernel
 
-from . import backend
+from .table import backend
 
 backend.register("optimizer_update")(update_kernel)

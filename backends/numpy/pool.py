@@ -13,7 +13,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from engine.ops.pool import adaptive_windows
 
-from . import backend
+from .table import backend
 
 
 def _tap(a: int, b: int, out_hw, stride, dilation) -> tuple[slice, slice, slice, slice]:

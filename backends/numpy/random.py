@@ -7,7 +7,7 @@ import numpy as np
 from engine.ops.random import mask_from_key
 from engine.random import next_key
 
-from . import backend
+from .table import backend
 
 
 @backend.register("rng_key")

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from ..random import generator
+from ..tensor import Tensor
 from .dataset import Dataset
 
 __all__ = ["DataLoader"]
@@ -58,8 +60,6 @@ class DataLoader:
         self.shuffle = shuffle
         self.drop_last = drop_last
         if seed is None:
-            from ..random import generator
-
             seed = int(generator().integers(2**31))
         self.seed = int(seed)
         self.transform = transform
@@ -87,8 +87,6 @@ class DataLoader:
         if self.transform is not None:
             arrays[0] = self.transform(arrays[0], np.random.default_rng([self.seed, epoch, b]))
         if self.as_tensor:
-            from ..tensor import Tensor
-
             return tuple(Tensor(a) for a in arrays)
         return tuple(arrays)
 

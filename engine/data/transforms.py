@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from ..random import generator
+
 __all__ = ["Compose", "ToFloat", "Normalize", "RandomHorizontalFlip", "RandomCrop", "RandomAffine",
            "RandomTranslation", "RandomRotation", "RandomScale", "affine", "translate", "hflip"]
 
@@ -24,8 +26,6 @@ __all__ = ["Compose", "ToFloat", "Normalize", "RandomHorizontalFlip", "RandomCro
 def _rng(rng: np.random.Generator | None) -> np.random.Generator:
     if rng is not None:
         return rng
-    from ..random import generator
-
     return generator()
 
 

@@ -27,10 +27,11 @@ from ..autograd import bind
 from ..primitive import ELEMENTWISE, Spec, broadcast_shapes, fail, primitive, same_float_dtype
 from ..tensor import Tensor
 from ._util import lift, lift_pair
+from .shape import unbroadcast
 
 __all__ = ["add", "sub", "mul", "div", "neg", "exp", "log", "sqrt", "pow", "maximum", "minimum", "where", "abs",
            "relu", "leaky_relu", "elu", "sigmoid", "tanh", "silu", "greater", "equal", "astype", "square",
-           "clamp", "unbroadcast"]
+           "clamp"]
 
 
 # --- unary -----------------------------------------------------------------------------------------------
@@ -210,18 +211,6 @@ div_p = _binary("div")
 pow_p = _binary("pow", 8)
 maximum_p = _binary("maximum")
 minimum_p = _binary("minimum")
-
-
-def unbroadcast(g: Tensor, shape: tuple[int, ...]) -> Tensor:
-    """Sum ``g`` over the axes numpy broadcasting added or stretched, so it has ``shape``."""
-    from .reduce import sum as _sum
-    from .shape import reshape
-
-    if g.shape == tuple(shape):
-        return g
-    lead = g.ndim - len(shape)
-    axes = tuple(range(lead)) + tuple(lead + i for i, d in enumerate(shape) if d == 1 and g.shape[lead + i] != 1)
-    return reshape(_sum(g, axes), shape) if axes else reshape(g, shape)
 
 
 add_p.def_vjp(lambda g, y, a, b: (unbroadcast(g, a.shape), unbroadcast(g, b.shape)))

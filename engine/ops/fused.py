@@ -8,8 +8,9 @@
 ``activation`` is ``"none"`` or the name of a unary elementwise primitive of the ReLU family (``relu``,
 ``leaky_relu``, ``elu``, ``sigmoid``, ``tanh``, ``silu``); ``act_attrs`` is a tuple of ``(name, value)`` pairs
 passed to it (``(("negative_slope", 0.01),)``). The shape rules are the unfused ones plus a residual check; the
-cost is the sum of the parts. There is no vjp: these primitives exist only in inference graphs. The reference
-kernel (backends/numpy/fused.py) composes the unfused kernels.
+cost is the sum of the parts; the decomposition runs the unfused kernels in place on ``out`` (the numpy reference
+kernel, and any backend without a fused kernel of its own). There is no vjp: these primitives exist only in
+inference graphs.
 """
 
 from __future__ import annotations
@@ -80,5 +81,21 @@ def _fused_cost(base: str, conv_attrs: tuple[str, ...]):
     return cost
 
 
-fused_conv2d_p.def_cost(_fused_cost("conv2d", ("stride", "padding", "dilation", "groups")))
+def _fused_decompose(base: str, conv_attrs: tuple[str, ...]):
+    def decompose(kernel: Any, *ins: Any, out: Any, has_bias: bool, has_residual: bool, activation: str,
+                  act_attrs: tuple = (), **attrs: Any) -> None:
+        x, w, b, r = split_inputs(ins, has_bias, has_residual)
+        kernel(base)(*(a for a in (x, w, b) if a is not None), out=out, **{k: attrs[k] for k in conv_attrs})
+        if r is not None:
+            kernel("add")(out, r, out=out)
+        if activation != "none":
+            kernel(activation)(out, out=out, **dict(act_attrs))
+
+    return decompose
+
+
+_CONV_ATTRS = ("stride", "padding", "dilation", "groups")
+fused_conv2d_p.def_cost(_fused_cost("conv2d", _CONV_ATTRS))
+fused_conv2d_p.def_decompose(_fused_decompose("conv2d", _CONV_ATTRS))
 fused_linear_p.def_cost(_fused_cost("linear", ()))
+fused_linear_p.def_decompose(_fused_decompose("linear", ()))

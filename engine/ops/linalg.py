@@ -7,9 +7,8 @@ import math
 from ..autograd import bind
 from ..primitive import MATMUL, Cost, Spec, broadcast_shapes, fail, primitive, same_float_dtype
 from ..tensor import Tensor
-from .elementwise import unbroadcast
 from .reduce import sum as _sum
-from .shape import reshape, transpose
+from .shape import reshape, transpose, unbroadcast
 
 __all__ = ["matmul", "linear"]
 

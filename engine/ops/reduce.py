@@ -10,6 +10,8 @@ import numpy as np
 from ..autograd import bind
 from ..primitive import REDUCE, Spec, fail, normalize_axes, primitive
 from ..tensor import Tensor
+from .elementwise import astype, equal
+from .shape import broadcast_to, reshape
 
 __all__ = ["sum", "mean", "max", "amax", "argmax", "var"]
 
@@ -39,8 +41,6 @@ max_p = _reduction("max")
 
 
 def _expand_back(g: Tensor, x_shape: tuple[int, ...], axes: tuple[int, ...], keepdims: bool) -> Tensor:
-    from .shape import broadcast_to, reshape
-
     if not keepdims:
         g = reshape(g, _reduced_shape(x_shape, axes, True))
     return broadcast_to(g, x_shape)
@@ -51,8 +51,6 @@ sum_p.def_vjp(lambda g, y, x, axes, keepdims: (_expand_back(g, x.shape, axes, ke
 
 @max_p.def_vjp
 def _max_vjp(g: Tensor, y: Tensor, x: Tensor, axes: tuple[int, ...], keepdims: bool) -> tuple[Tensor]:
-    from .elementwise import astype, equal
-
     # ties share the gradient evenly (torch's amax convention)
     mask = astype(equal(x, _expand_back(y, x.shape, axes, keepdims)), x.dtype.name)
     count = _expand_back(sum(mask, axes, keepdims=True), x.shape, axes, True)
@@ -109,7 +107,5 @@ def _argmax_shape(x: Spec, axis: int, keepdims: bool) -> Spec:
 
 def argmax(x: Tensor, dim: int | None = None, keepdims: bool = False) -> Tensor:
     if dim is None:
-        from .shape import reshape
-
         return bind(argmax_p, reshape(x, (-1,)), axis=0, keepdims=False)
     return bind(argmax_p, x, axis=_axes(x, dim, "argmax")[0], keepdims=bool(keepdims))

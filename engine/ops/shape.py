@@ -14,7 +14,7 @@ from ..tensor import Tensor
 from ._util import lift
 
 __all__ = ["reshape", "flatten", "transpose", "permute", "broadcast_to", "concat", "cat", "pad", "slice",
-           "getitem", "squeeze", "unsqueeze", "stack"]
+           "getitem", "squeeze", "unsqueeze", "stack", "unbroadcast"]
 
 reshape_p = primitive("reshape", SHAPE)
 
@@ -112,11 +112,16 @@ def _broadcast_to_shape(x: Spec, shape: tuple[int, ...]) -> Spec:
     return Spec(shape, x.dtype)
 
 
-@broadcast_to_p.def_vjp
-def _broadcast_to_vjp(g: Tensor, y: Tensor, x: Tensor, shape: tuple[int, ...]) -> tuple[Tensor]:
-    from .elementwise import unbroadcast
+def unbroadcast(g: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """Sum ``g`` over the axes numpy broadcasting added or stretched, so it has ``shape`` (broadcast_to's vjp)."""
+    if g.shape == tuple(shape):
+        return g
+    lead = g.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(lead + i for i, d in enumerate(shape) if d == 1 and g.shape[lead + i] != 1)
+    return reshape(g.sum(axes), shape) if axes else reshape(g, shape)
 
-    return (unbroadcast(g, x.shape),)
+
+broadcast_to_p.def_vjp(lambda g, y, x, shape: (unbroadcast(g, x.shape),))
 
 
 def broadcast_to(x: Tensor, shape: tuple[int, ...]) -> Tensor:

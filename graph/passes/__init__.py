@@ -1,51 +1,36 @@
 """Graph passes and the pipeline runner.
 
-A pass is ``def name(graph) -> PassResult(graph, changed)``; its docstring states its preconditions. Passes
-rewrite the graph in place (``graph.copy()`` first to keep the original) and return it. Pipelines are flat,
-named lists of pass names; :func:`run_passes` runs one, verifying the graph after every pass and recording what
-each pass changed (nodes before/after, kernels, FLOPs, bytes, time).
+A pass is ``def name(graph) -> PassResult(graph, changed)`` registered with ``@graph_pass(name, requires=...,
+modes=...)`` (graph/passes/registry.py), which declares the passes it needs before it and the graph modes it
+accepts; pipelines are checked against both. Passes rewrite the graph in place (``graph.copy()`` first to keep
+the original) and return it. Pipelines are flat, named lists of pass names; :func:`run_passes` runs one,
+verifying the graph after every pass and recording what each pass changed (nodes before/after, kernels, FLOPs,
+bytes, time).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 from ..ir import Graph
 
+# importing a pass module registers its passes
+from .constant_fold import constant_fold
+from .cse import cse
+from .dce import dce
+from .fold_bn import fold_bn
+from .fuse_epilogue import fuse_epilogue, fuse_epilogue_joint
+from .lower_1x1 import lower_1x1
+from .registry import PASSES, GraphPass, Pass, PassResult, check_pipeline, graph_pass, pass_name
+from .remove_dropout import remove_dropout, remove_identities
 
-class PassResult(NamedTuple):
-    graph: Graph
-    changed: bool
 
-
-Pass = Callable[[Graph], PassResult]
-
-from .constant_fold import constant_fold  # noqa: E402
-from .cse import cse  # noqa: E402
-from .dce import dce  # noqa: E402
-from .fold_bn import fold_bn  # noqa: E402
-from .fuse_epilogue import fuse_epilogue  # noqa: E402
-from .lower_1x1 import lower_1x1  # noqa: E402
-from .remove_dropout import remove_dropout  # noqa: E402
-
-PASSES: dict[str, Pass] = {p.__name__: p for p in (dce, cse, constant_fold, remove_dropout, fold_bn, fuse_epilogue,
-                                                    lower_1x1)}
-
-PIPELINES: dict[str, list[str]] = {
-    # eval-mode inference: clean up, fold BN into convs, then fuse conv/linear epilogues
-    "inference": ["remove_dropout", "dce", "cse", "constant_fold", "fold_bn", "fuse_epilogue", "dce"],
-    # as above, but 1x1 stride-1 convs become matmuls before fusion (they then stay unfused)
-    "inference_lower_1x1": ["remove_dropout", "dce", "cse", "constant_fold", "fold_bn", "lower_1x1",
-                            "fuse_epilogue", "dce"],
-    # training-mode graphs: only rewrites that keep batch statistics and dropout
-    "training": ["remove_dropout", "dce", "cse"],
-    # joint forward+backward graphs (compile() in train mode, compile_step): the backward is explicit nodes, so
-    # epilogue fusion is legal wherever the backward does not read the fused-away intermediate (it checks users)
-    "training_joint": ["remove_dropout", "dce", "cse", "fuse_epilogue", "dce"],
-    "none": [],
-}
+def pipeline(*names: str) -> list[str]:
+    """A named pipeline, checked when it is defined (each pass's required passes run before it)."""
+    check_pipeline(resolve(list(names)))
+    return list(names)
 
 
 def resolve(passes: str | Sequence[str | Pass] | None, training: bool = False) -> list[Pass]:
@@ -64,7 +49,23 @@ def resolve(passes: str | Sequence[str | Pass] | None, training: bool = False) -
                 raise ValueError(f"unknown pass {p!r}; known passes: {sorted(PASSES)}")
             p = PASSES[p]
         out.append(p)
+    check_pipeline(out)
     return out
+
+
+PIPELINES: dict[str, list[str]] = {
+    # eval-mode inference: clean up, fold BN into convs, then fuse conv/linear epilogues
+    "inference": pipeline("remove_dropout", "dce", "cse", "constant_fold", "fold_bn", "fuse_epilogue", "dce"),
+    # as above, but 1x1 stride-1 convs become matmuls before fusion (they then stay unfused)
+    "inference_lower_1x1": pipeline("remove_dropout", "dce", "cse", "constant_fold", "fold_bn", "lower_1x1",
+                                    "fuse_epilogue", "dce"),
+    # training-mode graphs: only rewrites that keep batch statistics and dropout
+    "training": pipeline("remove_identities", "dce", "cse"),
+    # joint forward+backward graphs (compile() in train mode, compile_step): the backward is explicit nodes, so
+    # epilogue fusion is legal wherever the backward does not read the fused-away intermediate
+    "training_joint": pipeline("remove_identities", "dce", "cse", "fuse_epilogue_joint", "dce"),
+    "none": [],
+}
 
 
 def run_passes(graph: Graph, passes: str | Sequence[str | Pass] | None = None, *, verify: bool = True,
@@ -73,7 +74,10 @@ def run_passes(graph: Graph, passes: str | Sequence[str | Pass] | None = None, *
     after every pass (e.g. ``lambda n, g: print(n, g)`` to dump the IR)."""
     rows = []
     before = graph.stats()
-    for p in resolve(passes, bool(graph.meta.get("training"))):
+    pipe = resolve(passes, bool(graph.meta.get("training")))
+    check_pipeline(pipe, graph)  # every pass accepts the graph's mode, before any of them runs
+    for p in pipe:
+        name = pass_name(p)
         t0 = time.perf_counter()
         graph, changed = p(graph)
         dt = time.perf_counter() - t0
@@ -81,15 +85,18 @@ def run_passes(graph: Graph, passes: str | Sequence[str | Pass] | None = None, *
             try:
                 graph.verify()
             except Exception as e:
-                raise type(e)(f"after pass {p.__name__}: {e}") from e
+                e.add_note(f"after pass {name}")
+                raise
         after = graph.stats() if changed else before
-        rows.append({"pass": p.__name__, "changed": bool(changed), "nodes_before": before["nodes"],
+        rows.append({"pass": name, "changed": bool(changed), "nodes_before": before["nodes"],
                      "nodes_after": after["nodes"], "kernels": after["kernels"], "flops_before": before["flops"],
                      "flops": after["flops"], "bytes": after["bytes"], "time_s": dt})
         before = after
         if instrument is not None:
-            instrument(p.__name__, graph)
+            instrument(name, graph)
     return graph, rows
 
 
-__all__ = ["PassResult", "PASSES", "PIPELINES", "run_passes", "resolve", *PASSES]
+__all__ = ["PassResult", "PASSES", "PIPELINES", "GraphPass", "graph_pass", "check_pipeline", "pipeline", "run_passes",
+           "resolve", "constant_fold", "cse", "dce", "fold_bn", "fuse_epilogue", "lower_1x1", "remove_dropout",
+           "remove_identities", "fuse_epilogue_joint"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..executor import evaluate_nodes
 from ..ir import Graph
-from . import PassResult
+from .registry import PassResult, graph_pass
 
 # Folding must not blow up the weights: a node whose output is bigger than its inputs together (a broadcast of a
 # bias to the activation shape, say) is folded only when the result stays below this size.
@@ -15,6 +15,7 @@ def _foldable_kinds(graph: Graph) -> tuple[str, ...]:
     return ("param", "buffer", "const") if graph.meta.get("frozen", not graph.meta.get("training")) else ("const",)
 
 
+@graph_pass("constant_fold")
 def constant_fold(graph: Graph) -> PassResult:
     """Replace every node whose inputs are all frozen by a ``const`` input holding its value (computed with the
     numpy reference kernels), so the work is done once at compile time instead of on every call.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..ir import Graph, Value
-from . import PassResult
+from .registry import PassResult, graph_pass
 
 _MAX_CONST_BYTES = 1 << 16  # consts up to 64 KiB are compared by content (lifted scalars, masks, small tables)
 
@@ -14,6 +14,7 @@ def _key(attrs: dict[str, Any]) -> str:
     return repr(sorted(attrs.items()))
 
 
+@graph_pass("cse")
 def cse(graph: Graph) -> PassResult:
     """Merge duplicate consts (same dtype, shape and bytes) and duplicate nodes (same primitive, same input
     Values, same attrs); later duplicates are replaced by the first occurrence.

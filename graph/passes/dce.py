@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from ..ir import Graph
-from . import PassResult
+from .registry import PassResult, graph_pass
 
 
+@graph_pass("dce")
 def dce(graph: Graph) -> PassResult:
     """Remove every node none of whose outputs reaches a graph output, then unused params/buffers/consts.
 

@@ -6,7 +6,7 @@ import numpy as np
 
 from ..executor import eval_op
 from ..ir import Graph, Node, Value
-from . import PassResult
+from .registry import PassResult, graph_pass
 
 _BASES = ("conv2d", "linear")
 
@@ -40,6 +40,8 @@ def _fold_error(base: Node, bn: Node, new: Node) -> tuple[float, str]:
     return float(np.max(np.abs(y.astype(np.float64) - folded))), "example" if example is not None else "probe"
 
 
+@graph_pass("fold_bn", modes=("inference",),
+            why="BatchNorm normalizes with batch statistics in training, which no weight folds")
 def fold_bn(graph: Graph) -> PassResult:
     """Fold ``batch_norm_infer`` into the conv2d/linear that feeds it:
     ``W' = W * g / sqrt(var + eps)`` (per output channel), ``b' = (b - mean) * g / sqrt(var + eps) + beta``.
@@ -52,11 +54,10 @@ def fold_bn(graph: Graph) -> PassResult:
     random probe input (one receptive field: one output pixel); also collected in ``graph.meta["fold_errors"]``
     (keyed by module path; ``meta["fold_error_input"]`` says which input was used).
 
-    Preconditions: an inference graph with frozen params (``model.eval()`` before tracing). Training-mode graphs
-    are refused with a ValueError: their BatchNorm normalizes with batch statistics, which no weight folds.
+    Needs frozen params (``model.eval()`` before tracing); training graphs are refused (see the registration).
     """
-    if graph.meta.get("training") or graph.find("batch_norm_train"):
-        raise ValueError("fold_bn: the graph was traced in training mode (BatchNorm uses batch statistics, which "
+    if graph.find("batch_norm_train"):
+        raise ValueError("fold_bn: the graph has batch_norm_train nodes (BatchNorm with batch statistics, which "
                          "cannot be folded into conv weights); call model.eval() before trace/compile, or leave "
                          "fold_bn out of the passes")
     changed = False

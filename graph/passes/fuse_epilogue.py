@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import engine.ops.fused  # noqa: F401  (defines fused_conv2d / fused_linear)
 from engine.ops.fused import ACTIVATIONS
 
 from ..ir import Graph, Node, Value
-from . import PassResult
+from .registry import PassResult, graph_pass
 
 _BASES = {"conv2d": "fused_conv2d", "linear": "fused_linear"}
 _CONV_ATTRS = ("stride", "padding", "dilation", "groups")
@@ -45,7 +44,7 @@ def _residual(graph: Graph, node: Node, y: Value, order: dict[Node, int]) -> Val
     return r
 
 
-def fuse_epilogue(graph: Graph) -> PassResult:
+def _fuse_epilogue(graph: Graph) -> PassResult:
     """Rewrite ``act(base(x, w[, b]) [+ c] [+ residual])`` into ``fused_conv2d`` / ``fused_linear`` where ``base`` is
     conv2d or linear, ``c`` a frozen per-channel bias (absorbed into the bias when the conv has none), ``residual``
     any value of the output's shape and ``act`` one of relu, leaky_relu, elu, sigmoid, tanh, silu.
@@ -54,8 +53,8 @@ def fuse_epilogue(graph: Graph) -> PassResult:
     user and must not be a graph output (checked per value). The fused node is placed where the last node of the
     chain was, so every input it reads is already defined. Chains with nothing to fuse are left alone.
 
-    Preconditions: an inference graph (the fused primitives have no vjp); run fold_bn first so BatchNorm has
-    become the conv's bias ("(folded) BN" is then part of the fused op).
+    Registered to need fold_bn earlier in the pipeline (so BatchNorm has become the conv's bias and "(folded) BN"
+    is part of the fused op), lower_1x1 (if used) earlier too, and an inference graph.
     """
     order = {n: i for i, n in enumerate(graph.nodes)}
     changed = False
@@ -96,3 +95,11 @@ def fuse_epilogue(graph: Graph) -> PassResult:
     if changed:
         graph.remove_unused_inputs()
     return PassResult(graph, changed)
+
+
+fuse_epilogue = graph_pass("fuse_epilogue", requires=("fold_bn",), after=("lower_1x1",), modes=("inference",),
+                           why="the fused primitives have no vjp rule")(_fuse_epilogue)
+# A joint forward+backward graph has its backward as explicit nodes (no vjp needed), and the single-user check
+# above already refuses any chain whose intermediate the backward reads: fusion there is legal as it stands.
+fuse_epilogue_joint = graph_pass("fuse_epilogue_joint", after=("lower_1x1",), modes=("joint",),
+                                 why="outside a joint graph the fused primitives would need a vjp rule")(_fuse_epilogue)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..ir import Graph, Node
-from . import PassResult
+from .registry import PassResult, graph_pass
 
 
 def _is_pointwise(node: Node) -> bool:
@@ -16,13 +16,14 @@ def _is_pointwise(node: Node) -> bool:
             and w.is_frozen and w.data is not None and (len(node.inputs) == 2 or node.inputs[2].data is not None))
 
 
+@graph_pass("lower_1x1", modes=("inference",), why="the reshaped weights become constants")
 def lower_1x1(graph: Graph) -> PassResult:
     """Rewrite ``conv2d(x, w[, b])`` with a 1x1 kernel, stride 1, no padding/dilation, groups 1 as
     ``reshape(matmul(W, reshape(x, (N, C, H*W))) [+ b[:, None]], (N, O, H, W))`` with ``W = w.reshape(O, C)``:
     in NCHW a pointwise conv *is* a (batched) matrix product, with no im2col copy.
 
-    Preconditions: frozen weights (the reshaped weight/bias become consts). Run it before fuse_epilogue if at all:
-    it only lowers plain ``conv2d`` nodes, so a conv already fused stays fused.
+    Lowers only frozen weights (the reshaped weight/bias become consts) and only plain ``conv2d`` nodes, so it
+    runs before fuse_epilogue (fuse_epilogue's registration says so).
     """
     changed = False
     for node in [n for n in graph.nodes if _is_pointwise(n)]:

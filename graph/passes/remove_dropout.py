@@ -1,11 +1,11 @@
-"""Dropout and identity removal."""
+"""Dropout and identity removal: remove_identities for any graph, remove_dropout for inference graphs."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from ..ir import Graph, Node, Value
-from . import PassResult
+from .registry import PassResult, graph_pass
 
 
 def _identity_source(node: Node) -> Value | None:
@@ -38,18 +38,10 @@ def _identity_source(node: Node) -> Value | None:
     return None
 
 
-def remove_dropout(graph: Graph) -> PassResult:
-    """Remove ``dropout`` nodes (in eval) and identities (reshape/transpose/broadcast/astype/pad/slice that keep the
-    value, single-input concat, ``x + 0``, ``x * 1``), pointing their users at the unchanged input.
-
-    Preconditions: dropout is removed only from inference graphs (``graph.meta["training"]`` false); in a
-    training graph dropout nodes stay and only identities go. A removed node whose output is a graph output is
-    replaced in ``graph.outputs`` as well.
-    """
-    training = bool(graph.meta.get("training"))
+def _remove(graph: Graph, dropout: bool) -> PassResult:
     dead = set()
     for node in graph.nodes:
-        src = node.inputs[0] if node.op.name == "dropout" and not training else _identity_source(node)
+        src = node.inputs[0] if dropout and node.op.name == "dropout" else _identity_source(node)
         if src is None:
             continue
         graph.replace_all_uses(node.outputs[0], src)
@@ -61,3 +53,18 @@ def remove_dropout(graph: Graph) -> PassResult:
         graph.erase_nodes(dead)
         graph.remove_unused_inputs()
     return PassResult(graph, bool(dead))
+
+
+@graph_pass("remove_identities")
+def remove_identities(graph: Graph) -> PassResult:
+    """Remove identities (reshape/transpose/broadcast/astype/pad/slice that keep the value, single-input concat,
+    ``x + 0``, ``x * 1``), pointing their users at the unchanged input. A removed node whose output is a graph
+    output is replaced in ``graph.outputs`` as well. Any graph: dropout nodes stay.
+    """
+    return _remove(graph, dropout=False)
+
+
+@graph_pass("remove_dropout", modes=("inference",), why="dropout draws a mask in training")
+def remove_dropout(graph: Graph) -> PassResult:
+    """Remove ``dropout`` nodes (the identity in eval mode) and the identities :func:`remove_identities` removes."""
+    return _remove(graph, dropout=True)

@@ -132,7 +132,6 @@ def test_resnet50_compiles_from_shapes_with_every_bn_folded():
 
 
 def test_render_delegates_to_graph_render(tmp_path):
-    pytest.importorskip("graph.render")
     m = randomize_bn(TinyResNet())
     m.eval()
     cm = graph.compile(m, inputs((1, 3, 8, 8)))
@@ -164,3 +163,35 @@ def test_concrete_compile_measures_fold_error_on_the_example_input():
     assert max(cm.report["fold_errors"].values()) < 1e-4
     assert not any("example" in v.meta for v in cm.graph.values())  # activations are not kept alive
     assert graph.compile(m, x).report["fold_error_input"].startswith("probe")
+
+
+def test_backend_without_fused_kernels_runs_their_decomposition_with_its_own_kernels():
+    """A fused node on a backend with no fused kernel runs the primitive's decomposition (engine/ops/fused.py)
+    with that backend's unfused kernels: the same arithmetic as the numpy reference kernel, bit for bit."""
+    reference = engine.get_backend("numpy")
+    calls = []
+
+    def recording(name, k):
+        def kernel(*args, **kw):
+            calls.append(name)
+            return k(*args, **kw)
+        return kernel
+
+    parts = engine.Backend("unfused-only")
+    for name, k in reference.kernels.items():
+        if not name.startswith("fused_"):
+            parts.register(name)(recording(name, k))
+    m = randomize_bn(TinyResNet())
+    m.eval()
+    x = inputs((2, 3, 16, 16))
+    cm = graph.compile(m, x, backend=parts)
+    fused = cm.graph.find("fused_conv2d")
+    assert fused and any(n.attrs["has_residual"] for n in fused)
+    calls.clear()
+    got = cm(x)
+    assert calls.count("conv2d") == len(cm.graph.find("fused_conv2d")) + len(cm.graph.find("conv2d"))
+    assert "add" in calls and "relu" in calls
+    np.testing.assert_array_equal(got.data, graph.compile(m, x, backend="numpy")(x).data)
+    with engine.no_grad():
+        ref = m(x)  # eager runs no fused primitive
+    np.testing.assert_allclose(got.data, ref.data, rtol=RTOL, atol=RTOL * max(1.0, float(np.abs(ref.data).max())))

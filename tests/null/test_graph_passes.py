@@ -19,6 +19,7 @@ from graph.passes import (
     fuse_epilogue,
     lower_1x1,
     remove_dropout,
+    remove_identities,
     run_passes,
 )
 
@@ -98,8 +99,10 @@ def test_remove_dropout_and_identities():
     assert g.op_counts() == {"bernoulli_mask": 1, "dropout": 1, "relu": 1, "mul": 1, "add": 1}
     assert [v.kind for v in g.inputs].count("key") == 1  # the mask's key is an input, drawn per call
     g.meta["training"] = True  # a training graph keeps dropout, loses identities
-    before, after, changed = _apply(remove_dropout, g.copy())
+    before, after, changed = _apply(remove_identities, g.copy())
     assert changed and after.op_counts() == {"bernoulli_mask": 1, "dropout": 1, "relu": 1}
+    with pytest.raises(ValueError, match="remove_dropout: the graph was traced in training mode"):
+        remove_dropout(g.copy())
     g.meta["training"] = False
     before, after, changed = _apply(remove_dropout, g)
     assert changed and after.op_counts() == {"relu": 1} and not any(v.kind == "key" for v in after.inputs)
@@ -166,6 +169,26 @@ def test_fold_bn_refuses_training_mode():
     g = graph.trace(m, inputs((2, 3, 8, 8)))
     with pytest.raises(ValueError, match="training mode .* call model.eval\\(\\)"):
         fold_bn(g)
+    # a pipeline is refused before any pass runs: the graph is unchanged
+    counts = g.op_counts()
+    for passes, first in ((["dce", "fold_bn"], "fold_bn"), ("inference", "remove_dropout")):
+        with pytest.raises(ValueError, match=f"{first}: the graph was traced in training mode .* inference graphs"):
+            run_passes(g, passes)
+        assert g.op_counts() == counts
+    run_passes(g, "training")  # the training pipeline accepts it
+
+
+def test_pipeline_order_is_checked_when_defined():
+    with pytest.raises(ValueError, match=r"fuse_epilogue \(position 1\) requires \['fold_bn'\] to run before it"):
+        graph.passes.pipeline("dce", "fuse_epilogue", "fold_bn")
+    g = _eval_graph(TinyResNet(), (1, 3, 8, 8))
+    counts = g.op_counts()
+    with pytest.raises(ValueError, match="requires \\['fold_bn'\\]"):
+        run_passes(g, ["fuse_epilogue"])
+    assert g.op_counts() == counts
+    assert graph.passes.pipeline("fold_bn", "dce", "fuse_epilogue") == ["fold_bn", "dce", "fuse_epilogue"]
+    with pytest.raises(ValueError, match=r"\['lower_1x1'\] must run before fuse_epilogue \(position 1\), not after"):
+        graph.passes.pipeline("fold_bn", "fuse_epilogue", "lower_1x1")
 
 
 def test_fuse_epilogue_conv_bias_residual_relu():
