@@ -48,6 +48,14 @@ def backend(request):
         yield b
 
 
+@pytest.fixture(params=BACKENDS[1:])
+def fast_backend(request):
+    """Like `backend`, but only the backends that are compared with the numpy reference (numpy against itself
+    would pass whatever the kernels do)."""
+    with engine.use_backend(request.param) as b:
+        yield b
+
+
 @pytest.fixture(autouse=True)
 def _numpy_default_and_seed():
     engine.manual_seed(0)
