@@ -4,7 +4,8 @@
 - AlexNet (Krizhevsky et al. 2012, two-GPU grouped layers): per-layer params and MACs, and the commonly cited
   totals (Sze et al. 2017, "Efficient Processing of Deep Neural Networks", Table III: 2.3M conv weights / 666M conv
   MACs, 58.6M FC weights / 58.6M FC MACs, 61M weights / 724M MACs in all).
-- GoogLeNet (Szegedy et al. 2014, Table 1): params (K = 1024 weights) and ops (M = 10^6 multiply-adds) per row.
+- GoogLeNet (Szegedy et al. 2014, Table 1): the zoo's googlenet_2014, params (K = 1024 weights) and ops (M = 10^6
+  multiply-adds) per row.
 """
 
 from __future__ import annotations

@@ -13,9 +13,9 @@ The zoo's `googlenet` is torchvision's re-implementation; this is the paper's ow
 - the final 7x7/1 average pool is written as a global average pool: identical at 224x224, and smaller inputs (the
   registry's small input for tests) still reach the classifier.
 Module names follow Table 1's rows (conv1, conv2 = 1x1 reduce + 3x3, inception3a ... inception5b, fc), so
-`convgraph summary googlenet_2014` prints the table; docs/published_tables.md explains where the paper's printed
-numbers disagree with its own layer shapes. Initialization follows Caffe's fillers: "xavier" weights (uniform,
-bound sqrt(3 / fan_in)), conv biases 0.2, classifier biases 0.
+`convgraph summary googlenet_2014 --depth 1` prints the table; docs/published_tables.md explains where the paper's
+printed numbers disagree with its own layer shapes. Initialization follows Caffe's fillers: "xavier" weights
+(uniform, bound sqrt(3 / fan_in)), conv biases 0.2, classifier biases 0.
 """
 
 from __future__ import annotations
