@@ -161,8 +161,12 @@ def test_compile_flag_evaluates_through_graph_compile_with_eager_results(tiny, t
     # this test, not pass it with eager numbers
     calls = []
     real_call = graph.CompiledModule.__call__
-    monkeypatch.setattr(graph.CompiledModule, "__call__", lambda self, *a: (calls.append(a[0].shape),
-                                                                           real_call(self, *a))[1])
+
+    def counting_call(self, *inputs):
+        calls.append(inputs[0].shape)
+        return real_call(self, *inputs)
+
+    monkeypatch.setattr(graph.CompiledModule, "__call__", counting_call)
     args = ["train", "tiny", *QUICK, "--epochs", "1", "--limit-train", "64"]
     main([*args, "--out", str(tmp_path / "eager")])
     assert not calls
