@@ -35,3 +35,11 @@ def test_readme_python_block_runs(index, tmp_path, monkeypatch, capsys):
     else:  # the summary table was printed, and the report's claim holds: no BatchNorm is left
         assert "conv1 (Conv2d)" in out and "25,626" in out
         assert not list(namespace["cm"].graph.find("batch_norm_infer"))
+
+
+def test_readme_links_stay_inside_the_repository():
+    root = README.parent.resolve()
+    targets = re.findall(r"\]\(([^)]+)\)", README.read_text())
+    assert targets and all("://" not in t for t in targets), targets
+    for t in targets:
+        assert (root / t).resolve().is_relative_to(root), f"README links outside the repository: {t}"
