@@ -8,13 +8,14 @@ import contextlib
 import numpy as np
 import pytest
 
+import backends.numba as nb
 import engine
+import graph
+from backends.numba import choose_conv_algorithm, conv_select
+from backends.numba.conv_select import candidates, set_conv_policy
 from engine import Spec
 from tests.backend.test_numba_parity import compare, run_kernel
-
-nb = pytest.importorskip("backends.numba")
-from backends.numba import choose_conv_algorithm, conv_select  # noqa: E402
-from backends.numba.conv_select import candidates, set_conv_policy  # noqa: E402
+from tests.null.graph_models import TinyResNet, inputs, randomize_bn
 
 
 def _attrs(stride=1, padding=0, dilation=1, groups=1):
@@ -143,7 +144,6 @@ ACTS = [("none", ()), ("relu", ()), ("leaky_relu", (("negative_slope", 0.2),)), 
 @pytest.mark.parametrize("case", [0, 4, 6, 8, 12], ids=lambda i: IDS[i])
 @pytest.mark.parametrize("has_bias,has_residual", [(True, True), (False, True), (True, False)])
 def test_fused_conv2d(rng, activation, act_attrs, case, has_bias, has_residual):
-    pytest.importorskip("engine.ops.fused")
     xs, ws, attrs, _ = CASES[case]
     x, w = rng.standard_normal(xs).astype(np.float32), rng.standard_normal(ws).astype(np.float32)
     (y,) = run_kernel("numpy", "conv2d", [x, w], **attrs)
@@ -155,7 +155,6 @@ def test_fused_conv2d(rng, activation, act_attrs, case, has_bias, has_residual):
 
 @pytest.mark.parametrize("activation", ["none", "relu", "tanh"])
 def test_fused_linear(rng, activation):
-    pytest.importorskip("engine.ops.fused")
     x, w, b = (rng.standard_normal(s).astype(np.float32) for s in ((5, 7), (3, 7), (3,)))
     r = rng.standard_normal((5, 3)).astype(np.float32)
     compare("fused_linear", [x, w, b, r], rtol=1e-4, atol=1e-5, has_bias=True, has_residual=True,
@@ -239,8 +238,8 @@ def test_batch_norm(rng, shape, dtype):
     compare("batch_norm_infer", [x, w, b, mean, var + 0.5], rtol=1e-5, atol=1e-5, eps=1e-5)
 
 
-def test_conv_net_training_step_on_numba_matches_numpy(backend, rng):
-    """Eager conv -> bn -> relu -> pool -> linear forward+backward under the `backend` fixture."""
+def test_conv_net_training_step_on_numba_matches_numpy(fast_backend, rng):
+    """Eager conv -> bn -> relu -> pool -> linear forward+backward under the `fast_backend` fixture, against numpy."""
     import engine.functional as F
 
     arrays = [rng.standard_normal(s).astype(np.float32) for s in ((2, 3, 8, 8), (4, 3, 3, 3), (5, 16))]
@@ -262,12 +261,10 @@ def test_conv_net_training_step_on_numba_matches_numpy(backend, rng):
 
 
 def test_compile_report_names_the_conv_algorithm():
-    graph = pytest.importorskip("graph")
-    models = pytest.importorskip("tests.null.graph_models")
-    m = models.randomize_bn(models.TinyResNet())
+    m = randomize_bn(TinyResNet())
     m.eval()
-    cm = graph.compile(m, models.inputs((2, 3, 16, 16)), backend="numba")
-    x = models.inputs((2, 3, 16, 16))
+    cm = graph.compile(m, inputs((2, 3, 16, 16)), backend="numba")
+    x = inputs((2, 3, 16, 16))
     cm(x)
     notes = " ".join(str(v) for v in cm.report["kernels"].values())
     assert "GEMM" in notes or "direct" in notes, notes

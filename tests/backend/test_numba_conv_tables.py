@@ -8,12 +8,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from backends.numba import conv_tables
+from backends.numba.conv import NO_ACT, Epilogue, conv2d_forward, scratch
+from backends.numba.elementwise import RELU
 from tests.backend.test_numba_parity import run_kernel
-
-nb = pytest.importorskip("backends.numba")
-from backends.numba import conv_tables  # noqa: E402
-from backends.numba.conv import NO_ACT, Epilogue, conv2d_forward, scratch  # noqa: E402
-from backends.numba.elementwise import RELU  # noqa: E402
 
 
 def _attrs(stride=1, padding=0, dilation=1):

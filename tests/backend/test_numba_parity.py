@@ -11,8 +11,6 @@ import pytest
 import engine
 from engine import Spec, get_primitive
 
-nb = pytest.importorskip("backends.numba")
-
 
 def run_kernel(backend: str, prim: str, arrays, **attrs):
     p = get_primitive(prim)
@@ -182,8 +180,8 @@ def test_kernels_match_their_own_python_body(rng):
     np.testing.assert_array_equal(c1, c2)
 
 
-def test_eager_autograd_on_numba_matches_numpy(backend, rng):
-    """The same small network forward and backward under the `backend` fixture (numpy and numba)."""
+def test_eager_autograd_on_numba_matches_numpy(fast_backend, rng):
+    """The same small network forward and backward under the `fast_backend` fixture, against numpy."""
     import engine.functional as F
 
     xa, wa = _rand(rng, (4, 6)), _rand(rng, (3, 6))

@@ -10,8 +10,6 @@ import pytest
 import engine
 from tests.backend.test_numba_parity import compare, run_kernel
 
-nb = pytest.importorskip("backends.numba")
-
 
 def _max_attrs(k, s, p, d=1, ceil=False):
     two = lambda v: v if isinstance(v, tuple) else (v, v)  # noqa: E731

@@ -7,18 +7,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.backend.test_numba_parity import run_kernel
-
-pytest.importorskip("backends.numba")
-from backends.numba.conv_epilogue import Epilogue  # noqa: E402
-from backends.numba.conv_winograd import (  # noqa: E402
+from backends.numba.conv_epilogue import Epilogue
+from backends.numba.conv_winograd import (
     winograd_applicable,
     winograd_forward,
     winograd_input_grad,
     winograd_weight_grad,
     winograd_weights,
 )
-from backends.numba.elementwise import LEAKY_RELU, RELU  # noqa: E402
+from backends.numba.elementwise import LEAKY_RELU, RELU
+from tests.backend.test_numba_parity import run_kernel
 
 
 def _attrs(padding=1):

@@ -10,15 +10,18 @@ from engine import nn
 
 
 def randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Give every BatchNorm non-trivial statistics and affine params, so folding actually changes numbers."""
+    """Give every BatchNorm non-trivial statistics and affine params, so folding actually changes numbers (at their
+    identity init a BN is y = x / sqrt(1 + eps) and a wrong fold would go unnoticed)."""
     rng = np.random.default_rng(seed)
-    for name, t in list(model.named_buffers()) + list(model.named_parameters()):
-        if name.endswith("running_mean"):
-            t.data = (rng.standard_normal(t.shape) * 0.2).astype(t.dtype)
-        elif name.endswith("running_var"):
-            t.data = (rng.random(t.shape) + 0.5).astype(t.dtype)
-        elif t.ndim == 1 and ("bn" in name or "norm" in name):
-            t.data = (rng.standard_normal(t.shape) * 0.3 + (1.0 if name.endswith("weight") else 0.0)).astype(t.dtype)
+    for m in model.modules():
+        if not isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            continue
+        if m.running_mean is not None:
+            m.running_mean.data = (rng.standard_normal(m.num_features) * 0.2).astype(m.running_mean.dtype)
+            m.running_var.data = (rng.random(m.num_features) + 0.5).astype(m.running_var.dtype)
+        for p, center in ((m.weight, 1.0), (m.bias, 0.0)):
+            if p is not None:
+                p.data = (rng.standard_normal(m.num_features) * 0.3 + center).astype(p.dtype)
     return model
 
 

@@ -12,10 +12,9 @@ import engine
 import engine.functional as F
 from engine import Spec, Tensor
 from engine.ops import elementwise as E
-from tests.helpers import check_grads, compare_torch
+from tests.helpers import check_grads, compare_torch, import_torch
 
-torch = pytest.importorskip("torch")
-torch.set_num_threads(1)
+torch = import_torch()  # without PyTorch only the comparisons with it skip
 A = torch.ops.aten
 
 

@@ -10,6 +10,7 @@ import pytest
 
 import engine
 import graph
+import zoo.models as zm
 from engine import Spec, nn
 
 from .graph_models import BNVariants, Branchy, TinyResNet, inputs, randomize_bn
@@ -103,7 +104,6 @@ def test_tuple_outputs_and_concrete_trace():
 
 
 def test_zoo_resnet18_has_no_batch_norm_and_matches_eager():
-    zm = pytest.importorskip("zoo.models")
     m = randomize_bn(zm.get("resnet18", num_classes=10))
     m.eval()
     cm = _assert_same(m, inputs((1, 3, 32, 32)))
@@ -115,7 +115,6 @@ def test_zoo_resnet18_has_no_batch_norm_and_matches_eager():
 @pytest.mark.parametrize("name,size", [("googlenet", 64), ("mobilenet_v2", 32), ("efficientnet_b0", 32),
                                        ("lenet5", 28)])
 def test_zoo_branchy_models_match_eager(name, size):
-    zm = pytest.importorskip("zoo.models")
     m = randomize_bn(zm.get(name, num_classes=10))
     m.eval()
     c = zm.small_input_size(name)[0]
@@ -124,7 +123,6 @@ def test_zoo_branchy_models_match_eager(name, size):
 
 def test_resnet50_compiles_from_shapes_with_every_bn_folded():
     # the compile-time budget (< 1 s) is measured in bench/compile_time.py, not asserted here
-    zm = pytest.importorskip("zoo.models")
     m = zm.get("resnet50")
     m.eval()
     cm = graph.compile(m, Spec((1, 3, 224, 224), "float32"))

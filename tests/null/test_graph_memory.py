@@ -8,6 +8,7 @@ import pytest
 
 import engine
 import graph
+import zoo.models as zm
 from engine import Spec
 from graph.memory import greedy_schedule, plan_memory
 
@@ -30,7 +31,6 @@ def _check_layout(plan, g):
 
 
 def _zoo_plan(name):
-    zm = pytest.importorskip("zoo.models")
     m = zm.get(name)
     m.eval()
     cm = graph.compile(m, Spec((1, 3, 224, 224), "float32"))

@@ -8,10 +8,9 @@ import pytest
 import engine
 import engine.functional as F
 from engine import Tensor
-from tests.helpers import check_grads, compare_torch
+from tests.helpers import check_grads, compare_torch, import_torch
 
-torch = pytest.importorskip("torch")
-torch.set_num_threads(1)  # tiny tensors: intra-op threads only add spin-up cost (and stall on busy hosts)
+torch = import_torch()  # without PyTorch only the comparisons with it skip
 TF = torch.nn.functional
 
 C = 4

@@ -7,8 +7,9 @@ import pytest
 
 import engine
 from engine import Tensor, nn
+from tests.helpers import import_torch
 
-torch = pytest.importorskip("torch")
+torch = import_torch()  # without PyTorch only the comparisons with it skip
 
 # the same constructor call, evaluated against engine.nn and torch.nn
 REPR_CASES = [
@@ -83,24 +84,29 @@ class TinyNet(nn.Module):
         self.fc = lib.Linear(8, 10)
 
 
-class TorchTinyNet(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv1 = torch.nn.Conv2d(3, 8, 3, padding=1, bias=False)
-        self.bn1 = torch.nn.BatchNorm2d(8)
-        self.relu = torch.nn.ReLU()
-        self.layer1 = torch.nn.Sequential(torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.BatchNorm2d(8))
-        self.pool = torch.nn.AdaptiveAvgPool2d(1)
-        self.fc = torch.nn.Linear(8, 10)
+def torch_tiny_net():
+    """TinyNet written with torch.nn, defined when a test asks for it (so only that test needs PyTorch)."""
+
+    class TorchTinyNet(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = torch.nn.Conv2d(3, 8, 3, padding=1, bias=False)
+            self.bn1 = torch.nn.BatchNorm2d(8)
+            self.relu = torch.nn.ReLU()
+            self.layer1 = torch.nn.Sequential(torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.BatchNorm2d(8))
+            self.pool = torch.nn.AdaptiveAvgPool2d(1)
+            self.fc = torch.nn.Linear(8, 10)
+
+    return TorchTinyNet()
 
 
 def test_state_dict_keys_shapes_dtypes_match_torch():
-    ours, theirs = TinyNet(nn).state_dict(), TorchTinyNet().state_dict()
+    ours, theirs = TinyNet(nn).state_dict(), torch_tiny_net().state_dict()
     assert list(ours) == list(theirs)
     for k in ours:
         assert ours[k].shape == tuple(theirs[k].shape), k
         assert ours[k].dtype == np.dtype(str(theirs[k].dtype).replace("torch.", "")), k
-    assert repr(TinyNet(nn)).replace("TinyNet", "X") == repr(TorchTinyNet()).replace("TorchTinyNet", "X")
+    assert repr(TinyNet(nn)).replace("TinyNet", "X") == repr(torch_tiny_net()).replace("TorchTinyNet", "X")
 
 
 def test_named_members_and_traversal():
@@ -198,7 +204,7 @@ def test_load_state_dict_copies_in_place():
     assert result.missing_keys == [] and result.unexpected_keys == []
     assert b.fc.weight is w, "parameters keep their identity (optimizers hold them)"
     np.testing.assert_array_equal(b.fc.weight.data, a.fc.weight.data)
-    torch_sd = {k: v.numpy() for k, v in TorchTinyNet().state_dict().items()}  # torch's arrays load directly
+    torch_sd = {k: v.numpy() for k, v in torch_tiny_net().state_dict().items()}  # torch's arrays load directly
     b.load_state_dict(torch_sd)
     np.testing.assert_array_equal(b.conv1.weight.data, torch_sd["conv1.weight"])
 

@@ -10,9 +10,9 @@ import pytest
 import engine
 from engine import Tensor, nn, optim
 from engine.optim import lr_scheduler
-from tests.helpers import max_rel_err
+from tests.helpers import import_torch, max_rel_err
 
-torch = pytest.importorskip("torch")
+torch = import_torch()  # without PyTorch only the comparisons with it skip
 
 STEPS = 20
 _rng = np.random.default_rng(7)

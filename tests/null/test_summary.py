@@ -4,15 +4,14 @@
 - AlexNet (Krizhevsky et al. 2012, two-GPU grouped layers): per-layer params and MACs, and the commonly cited
   totals (Sze et al. 2017, "Efficient Processing of Deep Neural Networks", Table III: 2.3M conv weights / 666M conv
   MACs, 58.6M FC weights / 58.6M FC MACs, 61M weights / 724M MACs in all).
-- GoogLeNet (Szegedy et al. 2014, Table 1): params (K = 1024 weights) and ops (M = 10^6 multiply-adds) per row.
+- GoogLeNet (Szegedy et al. 2014, Table 1): the zoo's googlenet_2014, params (K = 1024 weights) and ops (M = 10^6
+  multiply-adds) per row.
 """
 
 from __future__ import annotations
 
 import pytest
 
-import engine.functional as F
-import engine.nn as nn
 from graph.summary import summary
 from zoo import models
 
@@ -129,23 +128,7 @@ def test_alexnet_224_input_is_flagged(alexnet_2012):
 
 
 # --- GoogLeNet (Szegedy et al. 2014, Table 1) -----------------------------------------------------------------------
-class Inception(nn.Module):
-    """The paper's module (Figure 2b): 1x1 | 1x1 -> 3x3 | 1x1 -> 5x5 | 3x3 max pool -> 1x1 ("pool proj")."""
-
-    def __init__(self, c_in, n1, n3r, n3, n5r, n5, pp):
-        super().__init__()
-        self.b1 = nn.Sequential(nn.Conv2d(c_in, n1, 1, bias=False), nn.ReLU())
-        self.b2 = nn.Sequential(nn.Conv2d(c_in, n3r, 1, bias=False), nn.ReLU(),
-                                nn.Conv2d(n3r, n3, 3, padding=1, bias=False), nn.ReLU())
-        self.b3 = nn.Sequential(nn.Conv2d(c_in, n5r, 1, bias=False), nn.ReLU(),
-                                nn.Conv2d(n5r, n5, 5, padding=2, bias=False), nn.ReLU())
-        self.b4 = nn.Sequential(nn.MaxPool2d(3, stride=1, padding=1), nn.Conv2d(c_in, pp, 1, bias=False), nn.ReLU())
-
-    def forward(self, x):
-        return F.concat([self.b1(x), self.b2(x), self.b3(x), self.b4(x)], 1)
-
-
-# Table 1 channel counts: #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj
+# Table 1 channel counts (input, #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj), copied from the paper
 INCEPTIONS = {"inception3a": (192, 64, 96, 128, 16, 32, 32), "inception3b": (256, 128, 128, 192, 32, 96, 64),
               "inception4a": (480, 192, 96, 208, 16, 48, 64), "inception4b": (512, 160, 112, 224, 24, 64, 64),
               "inception4c": (512, 128, 128, 256, 24, 64, 64), "inception4d": (512, 112, 144, 288, 32, 64, 64),
@@ -153,50 +136,19 @@ INCEPTIONS = {"inception3a": (192, 64, 96, 128, 16, 32, 32), "inception3b": (256
               "inception5b": (832, 384, 192, 384, 48, 128, 128)}
 
 
-class PaperGoogLeNet(nn.Module):
-    """Table 1 of the paper, weights only (the table counts weights: its linear row is 1024 x 1000 = 1000K). LRN and
-    the auxiliary classifiers are left out: they are not rows of the table."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Sequential(nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False), nn.ReLU())
-        self.pool1 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
-        self.conv2 = nn.Sequential(nn.Conv2d(64, 64, 1, bias=False), nn.ReLU(),
-                                   nn.Conv2d(64, 192, 3, padding=1, bias=False), nn.ReLU())
-        self.pool2 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
-        self.inception3a = Inception(*INCEPTIONS["inception3a"])
-        self.inception3b = Inception(*INCEPTIONS["inception3b"])
-        self.pool3 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
-        for name in ("inception4a", "inception4b", "inception4c", "inception4d", "inception4e"):
-            setattr(self, name, Inception(*INCEPTIONS[name]))
-        self.pool4 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
-        self.inception5a = Inception(*INCEPTIONS["inception5a"])
-        self.inception5b = Inception(*INCEPTIONS["inception5b"])
-        self.avgpool = nn.AvgPool2d(7, stride=1)
-        self.dropout = nn.Dropout(0.4)
-        self.linear = nn.Linear(1024, 1000, bias=False)
-
-    def forward(self, x):
-        x = self.pool2(self.conv2(self.pool1(self.conv1(x))))
-        x = self.pool3(self.inception3b(self.inception3a(x)))
-        for name in ("inception4a", "inception4b", "inception4c", "inception4d", "inception4e"):
-            x = getattr(self, name)(x)
-        x = self.avgpool(self.inception5b(self.inception5a(self.pool4(x))))
-        return self.linear(F.flatten(self.dropout(x), 1))
-
-
 def inception_weights(c, n1, n3r, n3, n5r, n5, pp):
     return c * n1 + c * n3r + 9 * n3r * n3 + c * n5r + 25 * n5r * n5 + c * pp
 
 
-# row: (output H = W, weights by hand, paper params in K = 1024, paper ops in M = 10^6)
+# row: (output H = W, weights by hand, biases by hand, paper params in K = 1024, paper ops in M = 10^6).
+# The table counts weights only (its linear row is 1024 x 1000 = "1000K"); the network has a bias per output channel.
 GOOGLENET_TABLE1 = {
-    "conv1": (112, 7 * 7 * 3 * 64, 2.7, 34),
-    "conv2": (56, 64 * 64 + 3 * 3 * 64 * 192, 112, 360),
-    **{name: (28 if name[9] == "3" else 14 if name[9] == "4" else 7, inception_weights(*ch), p, o)
+    "conv1": (112, 7 * 7 * 3 * 64, 64, 2.7, 34),
+    "conv2": (56, 64 * 64 + 3 * 3 * 64 * 192, 64 + 192, 112, 360),
+    **{name: (28 if name[9] == "3" else 14 if name[9] == "4" else 7, inception_weights(*ch), sum(ch[1:]), p, o)
        for (name, ch), (p, o) in zip(INCEPTIONS.items(), [(159, 128), (380, 304), (364, 73), (437, 88), (463, 100),
                                                           (580, 119), (840, 170), (1072, 54), (1388, 71)])},
-    "linear": (1, 1024 * 1000, 1000, 1),
+    "fc": (1, 1024 * 1000, 1000, 1000, 1),  # the table's "linear" row
 }
 # Rows where the paper's figure is off by more than its rounding (docs/published_tables.md says why).
 PARAMS_DISAGREE = {"conv1", "inception4a", "inception4c", "inception4d", "inception4e", "inception5a",
@@ -206,20 +158,21 @@ OPS_DISAGREE = {"conv1", "inception5a"}
 
 @pytest.fixture(scope="module")
 def googlenet_summary():
-    return summary(PaperGoogLeNet(), (3, 224, 224), depth=1, verbose=False)
+    """What `convgraph summary googlenet_2014` prints: the zoo's paper network in eval mode at 224x224."""
+    return summary(models.get("googlenet_2014").eval(), (3, 224, 224), depth=1, verbose=False)
 
 
 @pytest.mark.parametrize("row", list(GOOGLENET_TABLE1))
-def test_googlenet_table1_row(googlenet_summary, row):
-    hw, weights, paper_k, paper_m = GOOGLENET_TABLE1[row]
+def test_googlenet_2014_table1_row(googlenet_summary, row):
+    hw, weights, biases, paper_k, paper_m = GOOGLENET_TABLE1[row]
     r = rows_by_name(googlenet_summary)[row]
     assert r.output_shape[2:] == (hw, hw) or r.output_shape == (1, 1000)
-    # every conv/linear weight is used once per output position: ops = weights x H x W
-    assert (r.params, r.macs) == (weights, weights * hw * hw)
+    # every conv/linear weight is used once per output position: ops = weights x H x W (biases are adds, not MACs)
+    assert (r.params, r.macs) == (weights + biases, weights * hw * hw)
     # the table prints params to 1K (0.1K for conv1) and ops to 1M; it rounds some rows and truncates others,
     # so agreement means within one unit of the last printed digit
     unit = 0.1 if row == "conv1" else 1.0
-    assert (abs(r.params / 1024 - paper_k) <= unit) == (row not in PARAMS_DISAGREE), (row, r.params / 1024, paper_k)
+    assert (abs(weights / 1024 - paper_k) <= unit) == (row not in PARAMS_DISAGREE), (row, weights / 1024, paper_k)
     assert (abs(r.macs / 1e6 - paper_m) <= 1.0) == (row not in OPS_DISAGREE), (row, r.macs / 1e6, paper_m)
 
 
@@ -230,10 +183,15 @@ def test_googlenet_totals_and_known_disagreements(googlenet_summary):
     # conv, which has 9408 weights and 118M MACs
     assert round(2.7 * 1024 * 112 * 112 / 1e6) == 35 and r["conv1"].macs == 118_013_952
     # inception(5a): 1072K / 54M again agree with each other (54M / 49 = 1.1M weights), not with the channel counts
-    assert r["inception5a"].params == 1_042_432 and r["inception5a"].macs == 51_079_168
+    assert r["inception5a"].params == 1_042_432 + 1_024 and r["inception5a"].macs == 51_079_168  # + biases
     # totals: ~6.8M params in the table's units (6,990,272 weights = 6826K with K = 1024), and 1.58G multiply-adds
     # (the paper's "1.5 billion multiply-adds"; the table's own column sums to 1.50G because of conv1)
-    assert s.total_params == 6_990_272 and round(s.total_params / 1024 / 1000, 1) == 6.8
+    weights = sum(w for _, w, *_ in GOOGLENET_TABLE1.values())
+    assert weights == 6_990_272 and round(weights / 1024 / 1000, 1) == 6.8
+    # the rows (eval mode) hold weights + 8,280 biases; the auxiliary heads add 6,379,728 parameters in training
+    assert sum(x.params for x in s) == weights + 8_280 == 6_998_552
+    aux_heads = 128 * (512 + 528) + 2 * (128 + 2048 * 1024 + 1024 + 1024 * 1000 + 1000)  # 1x1 conv, fc1, fc2
+    assert s.total_params == 6_998_552 + aux_heads
     conv_linear_macs = sum(r[n].macs for n in GOOGLENET_TABLE1)
     assert conv_linear_macs == 1_582_671_872
     assert s.total_macs == conv_linear_macs  # pools, ReLU and concat have no MACs

@@ -20,6 +20,7 @@ import engine.nn as nn
 import graph
 import zoo
 import zoo.models as zm
+from tests.null.graph_models import randomize_bn
 from zoo.models.xception import MaxPool2dSame
 
 # torchvision's parameter counts at 1000 classes (googlenet without its auxiliary heads).
@@ -40,6 +41,8 @@ OTHER_PARAMS = {
     "vgg16_c": 133_638_952,  # vgg16 with three 3x3 convs made 1x1: minus 8 * (256^2 + 2 * 512^2)
     "vgg16_c_bn": 133_647_400,
     "resnet18_cifar": 11_173_962,  # 3x3 stem, 10 classes
+    # Table 1's 6,990,272 weights + 8,280 biases; aux heads 128 * (512 + 528) + 2 * (128 + 2048*1024 + 1024 + 1,025,000)
+    "googlenet_2014": 13_378_280,
 }
 KERAS_XCEPTION_PARAMS = 22_910_480  # Keras' model.count_params(): includes BN moving mean/variance
 KERAS_XCEPTION_TRAINABLE = 22_855_952
@@ -146,7 +149,7 @@ def test_num_classes_changes_only_the_head(no_init):
 @pytest.mark.parametrize("name", zm.list_models())
 def test_forward_small_input(name, fast_init):
     engine.manual_seed(0)
-    model = zm.get(name, num_classes=7).eval()
+    model = randomize_bn(zm.get(name, num_classes=7)).eval()  # so the compiled graph's BN folding is exercised
     x = engine.randn(2, *zm.small_input_size(name))
     with engine.no_grad():
         y = model(x)
@@ -169,7 +172,7 @@ def test_forward_default_input_size_shape_only(name, no_init):
 
 
 @pytest.mark.parametrize("name, size", [("inception_v3", 299), ("xception", 299), ("alexnet_2012", 227),
-                                        ("googlenet", 224), ("efficientnet_b2", 260)])
+                                        ("googlenet", 224), ("googlenet_2014", 224), ("efficientnet_b2", 260)])
 def test_paper_input_sizes_shape_only(name, size, no_init):
     model = zm.get(name, num_classes=5)  # training mode: inception_v3's aux head needs the full 299x299
     with engine.abstract():
@@ -186,7 +189,7 @@ BACKWARD = [("lenet5", 28), ("convnetjs_cifar10", 32), ("resnet18", 32), ("googl
 # Every other model, built with fast_init (the real initializers would cost tens of seconds for the VGGs).
 BACKWARD_MORE = [("alexnet_2012", 67), ("resnet50", 32), ("inception_v3", 75), ("resnet18_cifar", 32),
                  ("efficientnet_b2", 32), ("alexnet", 63), ("resnet34", 32), ("resnet101", 32), ("resnet152", 32),
-                 ("densenet169", 32), ("densenet201", 32)]
+                 ("densenet169", 32), ("densenet201", 32), ("googlenet_2014", 64)]
 # VGGs: ~130M gradients each; one step per config still proves every layer of every variant trains.
 BACKWARD_MORE += [(name, 32) for name in ("vgg11", "vgg11_lrn", "vgg13", "vgg16_c", "vgg16", "vgg19", "vgg11_bn",
                                           "vgg13_bn", "vgg16_c_bn", "vgg16_bn", "vgg19_bn")]
@@ -199,7 +202,7 @@ def test_backward_every_parameter_gets_a_finite_grad(name, size):
 
 @pytest.mark.parametrize("name, size", BACKWARD_MORE)
 def test_backward_more_models(name, size, fast_init):
-    _check_backward(name, size, **({"aux_logits": False} if name == "inception_v3" else {}))
+    _check_backward(name, size, **({"aux_logits": False} if name in ("inception_v3", "googlenet_2014") else {}))
 
 
 def _check_backward(name: str, size: int, **kwargs) -> None:
@@ -235,6 +238,22 @@ def test_inception_v3_aux_head_needs_full_size_input(no_init):
     model = zm.get("inception_v3", num_classes=3).train()
     with engine.abstract(), pytest.raises(ValueError, match="aux_logits=False"):
         model(_abstract_input(1, 3, 75, 75))
+
+
+def test_googlenet_2014_is_the_paper_network(no_init):
+    """5x5 branches, LRN, conv biases and no BatchNorm (torchvision's googlenet differs in each); aux heads in
+    training need the 224x224 grid and say so otherwise."""
+    model = zm.get("googlenet_2014")
+    kinds = {type(m).__name__ for m in model.modules()}
+    assert "LocalResponseNorm" in kinds and not kinds & {"BatchNorm2d", "BatchNorm1d"}
+    assert model.inception4a.branch3[1].conv.weight.shape == (48, 16, 5, 5)
+    assert all(m.bias is not None for m in model.modules() if isinstance(m, nn.Conv2d))
+    with engine.abstract():
+        out = model.train()(_abstract_input(1, 3, 224, 224))
+        assert isinstance(out, zm.GoogLeNetOutputs) and [o.shape for o in out] == [(1, 1000)] * 3
+        with pytest.raises(ValueError, match="after inception4a needs a 4x4 map .* got 2x2 from a 8x8 grid"):
+            model(_abstract_input(1, 3, 128, 128))
+        assert zm.get("googlenet_2014", aux_logits=False).train()(_abstract_input(1, 3, 64, 64)).shape == (1, 1000)
 
 
 @pytest.mark.parametrize("size", [6, 7, 8, 9])
@@ -325,6 +344,8 @@ def test_state_dict_keys_densenet121(no_init):
     ("vgg16", ["features.0.weight", "features.28.weight", "classifier.0.weight", "classifier.3.weight",
                "classifier.6.bias"]),
     ("vgg16_bn", ["features.1.running_var", "features.40.weight", "features.41.running_mean"]),
+    ("googlenet_2014", ["conv1.conv.weight", "conv2.1.conv.bias", "inception3a.branch3.1.conv.weight",
+                        "inception5b.branch4.1.conv.bias", "aux1.conv.conv.weight", "aux2.fc2.bias", "fc.weight"]),
     ("googlenet", ["conv1.conv.weight", "conv1.bn.running_mean", "inception3a.branch2.1.conv.weight",
                    "inception5b.branch4.1.bn.bias", "aux1.conv.conv.weight", "aux2.fc2.bias", "fc.weight"]),
     ("inception_v3", ["Conv2d_1a_3x3.conv.weight", "Mixed_5b.branch5x5_2.bn.weight",

@@ -12,6 +12,7 @@ from .convnetjs import ConvNetJSCifar10, convnetjs_cifar10
 from .densenet import DenseNet, densenet121, densenet169, densenet201
 from .efficientnet import EfficientNet, efficientnet_b0, efficientnet_b2
 from .googlenet import GoogLeNet, GoogLeNetOutputs, googlenet
+from .googlenet_2014 import GoogLeNet2014, googlenet_2014
 from .inception_v3 import Inception3, InceptionOutputs, inception_v3
 from .lenet import LeNet5, lenet5
 from .mobilenet import MobileNetV2, mobilenet_v2
@@ -24,7 +25,8 @@ __all__ = [
     "get", "list_models", "spec", "input_size", "small_input_size", "ModelSpec", "loss_with_aux", "main_logits",
     "LeNet5", "lenet5", "ConvNetJSCifar10", "convnetjs_cifar10", "AlexNet", "AlexNet2012", "alexnet",
     "alexnet_2012", "VGG", "vgg11", "vgg11_lrn", "vgg13", "vgg16_c", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn",
-    "vgg16_c_bn", "vgg16_bn", "vgg19_bn", "GoogLeNet", "GoogLeNetOutputs", "googlenet", "Inception3",
+    "vgg16_c_bn", "vgg16_bn", "vgg19_bn", "GoogLeNet", "GoogLeNetOutputs", "googlenet",
+    "GoogLeNet2014", "googlenet_2014", "Inception3",
     "InceptionOutputs", "inception_v3", "Xception", "xception", "ResNet", "resnet18", "resnet34", "resnet50",
     "resnet101", "resnet152", "resnet18_cifar", "DenseNet", "densenet121", "densenet169", "densenet201",
     "MobileNetV2", "mobilenet_v2", "EfficientNet", "efficientnet_b0", "efficientnet_b2",

@@ -14,6 +14,7 @@ from .convnetjs import convnetjs_cifar10
 from .densenet import densenet121, densenet169, densenet201
 from .efficientnet import efficientnet_b0, efficientnet_b2
 from .googlenet import googlenet
+from .googlenet_2014 import googlenet_2014
 from .inception_v3 import inception_v3
 from .lenet import lenet5
 from .mobilenet import mobilenet_v2
@@ -92,6 +93,9 @@ for _name, _fn, _desc in [
     register(_name, _fn, _IMAGENET, _TINY, _desc)
 register("googlenet", googlenet, _IMAGENET, (3, 64, 64),
          "GoogLeNet / Inception v1 with batch norm and two auxiliary classifiers (training mode)")
+register("googlenet_2014", googlenet_2014, _IMAGENET, (3, 64, 64),
+         "GoogLeNet as in the 2014 paper: 5x5 branches, LRN, conv biases, no batch norm, auxiliary classifiers "
+         "(training mode, need 224x224 input)")
 register("inception_v3", inception_v3, (3, 299, 299), (3, 75, 75),
          "Inception v3 with auxiliary classifier (training mode, needs ~299x299 input)")
 register("xception", xception, (3, 299, 299), (3, 71, 71),
