@@ -16,7 +16,7 @@ from .backend import (
     set_backend,
     use_backend,
 )
-from .blas import blas_description, tune_openblas
+from .blas import blas_description, tune_openblas, tune_openblas_from_env
 from .gradcheck import gradcheck
 from .malloc import tune_malloc
 from .primitive import PRIMITIVES, Cost, Primitive, ShapeError, Spec, get_primitive
@@ -26,7 +26,7 @@ from .tensor import Tensor
 
 _methods.install()
 tune_malloc()  # keep freed array memory mapped for reuse (see engine/malloc.py)
-tune_openblas()  # numpy's OpenBLAS: AVX-512 kernels where the CPU has them, short spin (see engine/blas.py)
+tune_openblas_from_env()  # numpy's OpenBLAS: short worker spin; AVX-512 kernels only on request (engine/blas.py)
 from . import init, io, nn, optim  # noqa: E402,F401 - public subpackages, imported once Tensor is complete
 
 

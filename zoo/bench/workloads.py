@@ -1,4 +1,4 @@
-"""The op-level benchmark workloads and their runners, shared by bench/test_ops_bench.py and bench/report.py.
+"""The op-level benchmark workloads and their runners, shared by bench/test_ops_bench.py and zoo/bench/report.py.
 
 A runner times one *kernel call sequence* on preallocated arrays, so engine/autograd overhead and JIT compile
 are excluded (every runner is called once before timing). "fwd" is conv2d; "fwd+bwd" is conv2d followed by
@@ -50,6 +50,14 @@ CONV_WORKLOADS = [
     ConvWorkload("lenet conv1 1x28x28 5x5 pad2 b64", (64, 1, 28, 28), (6, 1, 5, 5), 1, 2),
 ]
 MODES = ("fwd", "fwd+bwd")
+
+
+def tiny(wl: ConvWorkload) -> ConvWorkload:
+    """``wl``'s kernel, stride and padding on at most 4 channels of an 8x8 image, batch 1 (smoke runs, tests)."""
+    n, c, h, w = wl.x
+    o, cg, kh, kw = wl.w
+    c, o = min(c, 4), min(o, 4)
+    return ConvWorkload(wl.name, (1, c, min(h, 8), min(w, 8)), (o, c, kh, kw), wl.stride, wl.padding)
 
 
 def _arrays(wl: ConvWorkload, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
