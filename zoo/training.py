@@ -172,9 +172,8 @@ def current_lr(opt: Any) -> float:
 # --- evaluation -----------------------------------------------------------------------------------------------
 def evaluate(model: Any, loader: DataLoader, num_classes: int) -> dict[str, Any]:
     """Mean loss, accuracy and the confusion matrix (rows = true class, columns = predicted)."""
-    was_training = getattr(model, "training", False)
-    if hasattr(model, "eval"):
-        model.eval()
+    was_training = model.training
+    model.eval()
     total_loss, n = 0.0, 0
     confusion = np.zeros((num_classes, num_classes), np.int64)
     with engine.no_grad():

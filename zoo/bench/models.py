@@ -30,6 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .workloads import without_missing_torch
+
 IMPLS = ("numpy", "numba", "numba-compiled", "torch")
 RSS_METHOD = "resource.getrusage(RUSAGE_SELF).ru_maxrss: process high-water mark after the row"
 
@@ -249,17 +251,11 @@ def time_workload(fn: Callable[[], None], repeats: int, warmup: int = 1) -> dict
 
 
 def available_impls(impls: list[str]) -> list[str]:
-    out = []
-    for impl in impls:
-        if impl not in IMPLS:
-            raise ValueError(f"unknown impl {impl!r}; choose from {', '.join(IMPLS)}")
-        mod = {"torch": "torch", "numpy": "numpy"}.get(impl, "backends.numba")
-        try:
-            __import__(mod)
-            out.append(impl)
-        except ImportError:
-            print(f"# {impl}: not installed, skipped", file=sys.stderr)
-    return out
+    """``impls`` checked against :data:`IMPLS`, less ``torch`` when PyTorch is not installed."""
+    unknown = [i for i in impls if i not in IMPLS]
+    if unknown:
+        raise ValueError(f"bench: unknown impl {unknown[0]!r}; choose from {', '.join(IMPLS)}")
+    return without_missing_torch(impls)
 
 
 def profile_workload(impl: str, wl: ModelWorkload, steps: int = 2):

@@ -25,22 +25,12 @@ from .workloads import (
     time_median,
     tiny,
     torch_runner,
+    without_missing_torch,
 )
 
 
 def _runner(impl: str, wl, mode: str):
     return torch_runner(wl, mode) if impl == "torch" else engine_runner(impl, wl, mode)
-
-
-def _available(impls: list[str]) -> list[str]:
-    out = []
-    for impl in impls:
-        try:
-            __import__("torch" if impl == "torch" else f"backends.{impl}")
-            out.append(impl)
-        except ImportError:
-            print(f"# {impl}: not installed, skipped")
-    return out
 
 
 def _algorithms(impl: str, wl, mode: str) -> str:
@@ -116,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--json", help="also write the results to this file")
     ap.add_argument("--jit", action="store_true", help="also measure cold/warm JIT cost (ResNet-18 kernel set)")
     args = ap.parse_args(argv)
-    res = run(_available(args.impls.split(",")), args.quick)
+    res = run(without_missing_torch(args.impls.split(",")), args.quick)
     print_table(res)
     if args.jit:
         from .jit_cost import measure

@@ -9,6 +9,7 @@ FLOPs count multiplies and adds separately: ``2 * MACs``; fwd+bwd is three times
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,6 +59,17 @@ def tiny(wl: ConvWorkload) -> ConvWorkload:
     o, cg, kh, kw = wl.w
     c, o = min(c, 4), min(o, 4)
     return ConvWorkload(wl.name, (1, c, min(h, 8), min(w, 8)), (o, c, kh, kw), wl.stride, wl.padding)
+
+
+def without_missing_torch(impls: list[str]) -> list[str]:
+    """``impls`` less ``torch`` when PyTorch (an optional reference, not a dependency) is not installed."""
+    if "torch" in impls:
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            print("# torch: not installed, skipped", file=sys.stderr)
+            return [i for i in impls if i != "torch"]
+    return impls
 
 
 def _arrays(wl: ConvWorkload, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
