@@ -114,6 +114,9 @@ def run(args: argparse.Namespace) -> int:
         wls = [bm.tiny(w) for w in wls]
     res = bench(args.impls.split(","), quick=args.quick, repeats=args.repeats, workloads=wls, ops=args.ops,
                 log=lambda s: print(f"# {s}", file=sys.stderr, flush=True), smoke=args.smoke)
+    if args.smoke:
+        print("# --smoke: every workload at a tiny size (the names keep the full-size ones); these numbers measure "
+              "nothing")
     print_models_table(res)
     if args.profile:
         res["profiles"] = profile_tables(wls, res["rows"], args.top)
