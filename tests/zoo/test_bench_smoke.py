@@ -24,7 +24,9 @@ def torch_threads():
 
 
 def test_every_model_workload_runs_on_every_engine_impl():
-    wls = [bm.tiny(w) for w in bm.MODEL_WORKLOADS]
+    # ResNet-18 inference at batch 1 and 8 shrink to the same tiny workload: run it once
+    wls = list({(w.model, w.kind): bm.tiny(w) for w in bm.MODEL_WORKLOADS}.values())
+    assert len(wls) == 3
     res = bench_cmd.bench(ENGINE_IMPLS, workloads=wls, ops=False, smoke=True)
     expected = [(w.name, i) for w in wls for i in bm.impls_for(w, ENGINE_IMPLS)]
     assert [(r["workload"], r["impl"]) for r in res["rows"]] == expected

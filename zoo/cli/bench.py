@@ -54,12 +54,11 @@ def bench(impls: list[str], quick: bool = False, repeats: int | None = None, wor
     def skip(wl, impl: str) -> bool:  # the numpy reference at ResNet-18 224 batch 8 takes ~10 s a step
         return quick and impl == "numpy" and wl.model == "resnet18" and wl.batch >= 8
 
-    try:
+    torch_version = None
+    if "torch" in impls:  # available_impls dropped it when PyTorch is not installed
         import torch
 
-        torch_version = torch.__version__ if "torch" in impls else None
-    except ImportError:
-        torch_version = None
+        torch_version = torch.__version__
     res = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus",
            "threads": numba.config.NUMBA_NUM_THREADS, "torch": torch_version, "quick": quick, "smoke": smoke,
            "rss_method": bm.RSS_METHOD,
