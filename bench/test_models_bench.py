@@ -1,6 +1,6 @@
 """Model-level pytest-benchmark suite: ResNet-18 224x224 inference batch 1 and 8 (eager and compiled), LeNet-5
 training step batch 64 and ResNet-18 CIFAR training step batch 32, on the numpy reference, numba eager, numba
-compiled (inference only) and PyTorch (when installed). Definitions and runners live in bench/models.py (shared
+compiled (inference only) and PyTorch (when installed). Definitions and runners live in zoo/bench/models.py (shared
 with ``convgraph bench``). With ``--benchmark-disable`` (the default addopts) each case runs once at a tiny size
 (batch 2, small input) as a smoke test.
 
@@ -11,20 +11,17 @@ from __future__ import annotations
 
 import pytest
 
-from bench.models import IMPLS, MODEL_WORKLOADS, impls_for, model_runner
+from zoo.bench.models import IMPLS, MODEL_WORKLOADS, impls_for, model_runner, tiny
 
 CASES = [(wl, impl) for wl in MODEL_WORKLOADS for impl in impls_for(wl, IMPLS)]
-TINY_INPUT = {"resnet18": (3, 32, 32), "resnet18_cifar": (3, 8, 8), "lenet5": (1, 28, 28)}
 
 
 @pytest.mark.parametrize("wl,impl", CASES, ids=[f"{w.name.replace(' ', '_')}-{i}" for w, i in CASES])
 def test_model(benchmark, wl, impl):
     if impl == "torch":
         pytest.importorskip("torch")
-    elif impl.startswith("numba"):
-        pytest.importorskip("backends.numba")
     if benchmark.disabled:
-        wl = wl.scaled(batch=2, input=TINY_INPUT[wl.model])
+        wl = tiny(wl)
     fn = model_runner(impl, wl)
     fn()  # JIT / graph compile and first touch, untimed
     benchmark.pedantic(fn, rounds=1 if benchmark.disabled else 5, iterations=1,

@@ -1,12 +1,12 @@
 """Op-level pytest-benchmark suite: the ResNet-18 3x3 conv layers at batch 8, the 1x1 56x56 64->256 conv and
 LeNet's conv1 at batch 64, forward and forward+backward, on the numpy reference, numba and PyTorch (when
-installed). Workload definitions and runners live in bench/workloads.py (shared with bench/report.py)."""
+installed). Workload definitions and runners live in zoo/bench/workloads.py (shared with zoo/bench/report.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from bench.workloads import CONV_WORKLOADS, MODES, engine_runner, torch_runner
+from zoo.bench.workloads import CONV_WORKLOADS, MODES, engine_runner, torch_runner
 
 IMPLS = ["numpy", "numba", "torch"]
 
@@ -19,15 +19,13 @@ def test_conv(warm_benchmark, impl, wl, mode):
         pytest.importorskip("torch")
         fn = torch_runner(wl, mode)
     else:
-        if impl == "numba":
-            pytest.importorskip("backends.numba")
         fn = engine_runner(impl, wl, mode)
     warm_benchmark(fn)
 
 
 def test_sgemm(warm_benchmark):
     """The roofline the conv numbers are compared against (numpy BLAS, 2048^3 float32)."""
-    from bench.workloads import sgemm_runner
+    from zoo.bench.workloads import sgemm_runner
 
     fn, _ = sgemm_runner()
     warm_benchmark(fn)

@@ -15,7 +15,7 @@ from .backend import (
     set_backend,
     use_backend,
 )
-from .blas import blas_description, tune_openblas
+from .blas import blas_description, tune_openblas, tune_openblas_from_env
 from .gradcheck import gradcheck
 from .malloc import tune_malloc
 from .primitive import PRIMITIVES, Cost, Primitive, ShapeError, Spec, get_primitive
@@ -24,7 +24,7 @@ from .random import generator, get_rng_state, manual_seed, set_rng_state
 from .tensor import Tensor
 
 tune_malloc()  # keep freed array memory mapped for reuse (see engine/malloc.py)
-tune_openblas()  # numpy's OpenBLAS: AVX-512 kernels where the CPU has them, short spin (see engine/blas.py)
+tune_openblas_from_env()  # numpy's OpenBLAS: short worker spin; AVX-512 kernels only on request (engine/blas.py)
 
 
 def tensor(data, dtype=None, requires_grad: bool = False) -> Tensor:

@@ -1,17 +1,18 @@
 """Tuning numpy's OpenBLAS for this engine's workload: every conv and linear layer is a numpy GEMM, on both
-backends.
+backends. See docs/configuration.md for the switches.
 
-Two settings, applied once when the engine is imported (opt out with ``CONVGRAPH_TUNE_BLAS=0``; an explicit
-``OPENBLAS_CORETYPE`` / ``OPENBLAS_THREAD_TIMEOUT`` in the environment always wins):
-
-- **AVX-512 kernels on CPUs this OpenBLAS does not recognise.** A ``DYNAMIC_ARCH`` OpenBLAS picks its kernel set
-  by CPU model; on a CPU newer than the library (measured here: AMD family 26, Zen 5) it falls back to the AVX2
-  ``Haswell`` kernels although the CPU has AVX-512. When the CPU has the Skylake-X AVX-512 subset (F, CD, BW, DQ,
-  VL) and the chosen kernels are not an AVX-512 set, switch to ``SkylakeX`` (OpenBLAS's own runtime selection,
-  redone with ``OPENBLAS_CORETYPE``). Measured on that machine: 1024^3 SGEMM 243 -> 461 GFLOP/s.
-- **Short spin after a BLAS call.** OpenBLAS workers busy-wait for 2^28 cycles (~70 ms) after each GEMM. The
-  numba kernels that follow (im2col, epilogues, pooling, batch norm) then share the cores with spinning threads
-  and ran at half speed (im2col 4.7 -> 2.5 ms at 56x56x64 batch 8 with the timeout at its minimum, 2^4 cycles).
+- **Short spin after a BLAS call** (on by default, performance only: results are unchanged). OpenBLAS workers
+  busy-wait for 2^28 cycles (~70 ms) after each GEMM; the numba kernels that follow (im2col, epilogues, pooling,
+  batch norm) then share the cores with spinning threads and run at about half speed. :func:`tune_openblas`
+  shortens the spin to 2^4 cycles. Applied when the engine is imported unless ``CONVGRAPH_TUNE_BLAS=0``; an
+  explicit ``OPENBLAS_THREAD_TIMEOUT`` always wins.
+- **AVX-512 kernels on CPUs this OpenBLAS does not recognise** (opt-in: ``tune_openblas(avx512=True)`` or
+  ``CONVGRAPH_BLAS_AVX512=1``). A ``DYNAMIC_ARCH`` OpenBLAS picks its kernel set by CPU model; on a CPU newer than
+  the library it falls back to the AVX2 ``Haswell`` kernels although the CPU has AVX-512. This switch redoes
+  OpenBLAS's runtime selection with ``OPENBLAS_CORETYPE=SkylakeX`` when the CPU has the Skylake-X AVX-512 subset
+  (F, CD, BW, DQ, VL). Other kernels round differently, so the switch changes numerics process-wide; and some
+  OpenBLAS builds compute wrong results with a forced kernel set on some CPUs, which is why it is never automatic.
+  An explicit ``OPENBLAS_CORETYPE`` always wins.
 
 Both go through symbols a ``DYNAMIC_ARCH`` OpenBLAS exports (``gotoblas_dynamic_quit/init``,
 ``openblas_read_env``, ``blas_thread_shutdown_``); a BLAS without them (MKL, a static-arch build) is left alone.
@@ -42,7 +43,9 @@ class BlasState:
         return f"OpenBLAS {self.version}, {self.corename} kernels{switched}, spin 2^{self.thread_timeout} cycles"
 
 
-_STATE: list[BlasState] = []
+_STATE: dict[str, BlasState] = {}  # library path -> what tune_openblas last did to it
+_NEEDED = ("gotoblas_corename", "gotoblas_dynamic_quit", "gotoblas_dynamic_init", "openblas_read_env",
+           "blas_thread_shutdown_")
 
 
 def _cpu_has_avx512_skx() -> bool:
@@ -89,30 +92,48 @@ def _retune(lib: ctypes.CDLL, coretype: str | None, timeout: str | None) -> None
             _set_env(k, v)
 
 
-def tune_openblas() -> list[BlasState]:
-    """Apply the two settings above to every OpenBLAS loaded in this process (numpy's); idempotent."""
-    if _STATE or os.environ.get("CONVGRAPH_TUNE_BLAS", "1") == "0":
-        return list(_STATE)
-    needed = ("gotoblas_corename", "gotoblas_dynamic_quit", "gotoblas_dynamic_init", "openblas_read_env",
-              "blas_thread_shutdown_")
+def _tunable() -> list[tuple[dict, ctypes.CDLL]]:
+    """The OpenBLAS libraries loaded in this process (numpy's) that export the symbols the tuning needs."""
+    out = []
     for info in _openblas_libraries():
         lib = ctypes.CDLL(info["filepath"])
-        if not all(hasattr(lib, s) for s in needed):
-            continue
+        if all(hasattr(lib, s) for s in _NEEDED):
+            out.append((info, lib))
+    return out
+
+
+def tune_openblas(avx512: bool = False) -> list[BlasState]:
+    """Shorten the OpenBLAS worker spin and, with ``avx512=True``, switch to AVX-512 kernels where the CPU has them
+    and OpenBLAS chose another set (see the module docstring). Applies to every tunable OpenBLAS in the process."""
+    for info, lib in _tunable():
         before = _corename(lib)
         coretype = None
-        if "OPENBLAS_CORETYPE" not in os.environ and before not in AVX512_CORES and _cpu_has_avx512_skx():
+        if avx512 and "OPENBLAS_CORETYPE" not in os.environ and before not in AVX512_CORES and _cpu_has_avx512_skx():
             coretype = "SkylakeX"
         timeout = None if "OPENBLAS_THREAD_TIMEOUT" in os.environ else SPIN_TIMEOUT
         _retune(lib, coretype, timeout)
         if coretype is not None and _corename(lib) != coretype:  # not available in this build: undo
             _retune(lib, before, None)
-        _STATE.append(BlasState(info["filepath"], info.get("version") or "?", before, _corename(lib),
-                                os.environ.get("OPENBLAS_THREAD_TIMEOUT", timeout or "28")))
-    return list(_STATE)
+        was = _STATE.get(info["filepath"])
+        _STATE[info["filepath"]] = BlasState(info["filepath"], info.get("version") or "?",
+                                             was.corename_before if was else before, _corename(lib),
+                                             os.environ.get("OPENBLAS_THREAD_TIMEOUT", timeout or "28"))
+    return list(_STATE.values())
+
+
+def tune_openblas_from_env() -> list[BlasState]:
+    """What ``import engine`` does: :func:`tune_openblas` unless ``CONVGRAPH_TUNE_BLAS=0``, with AVX-512 kernels
+    only when ``CONVGRAPH_BLAS_AVX512=1``."""
+    if os.environ.get("CONVGRAPH_TUNE_BLAS", "1") == "0":
+        return []
+    return tune_openblas(avx512=os.environ.get("CONVGRAPH_BLAS_AVX512", "0") == "1")
 
 
 def blas_description() -> str:
-    """One line for report headers: which BLAS kernels the GEMMs run on."""
-    states = tune_openblas()
-    return "; ".join(s.describe() for s in states) if states else "BLAS not tuned (not a DYNAMIC_ARCH OpenBLAS)"
+    """One line for report headers: which BLAS kernels the GEMMs run on (changes nothing)."""
+    states = []
+    for info, lib in _tunable():
+        known = _STATE.get(info["filepath"])
+        states.append(known or BlasState(info["filepath"], info.get("version") or "?", _corename(lib), _corename(lib),
+                                         os.environ.get("OPENBLAS_THREAD_TIMEOUT", "28")))
+    return "; ".join(s.describe() for s in states) if states else "BLAS not tunable (not a DYNAMIC_ARCH OpenBLAS)"

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.backend import Backend, get_backend
+from engine.backend import Backend, active_backend, get_backend
 from engine.primitive import Spec
 from engine.tensor import Tensor
 
@@ -143,11 +143,11 @@ class CompiledModule:
     """A model compiled for one backend; call it like the model. ``.graph``, ``.report`` and ``.plan`` describe
     the most recent compilation; ``.render(path)`` draws its graph."""
 
-    def __init__(self, model: Any, backend: str | Backend = "numpy", passes: Any = None, *, arena: bool = True,
+    def __init__(self, model: Any, backend: str | Backend | None = None, passes: Any = None, *, arena: bool = True,
                  reorder: bool = True, abstract: bool = True, memory_budget: int | float | None = None):
         self.model = model
         self.memory_budget = memory_budget
-        self.backend = get_backend(backend)
+        self.backend = active_backend() if backend is None else get_backend(backend)
         self.passes = passes
         self.arena = arena
         self.reorder = reorder
@@ -361,17 +361,18 @@ def _describe_kernel(backend: Backend, node: Any) -> tuple[str, str | None]:
     return desc, algo or None
 
 
-def compile(model: Any, *example_inputs: Any, backend: str | Backend = "numpy", passes: Any = None,  # noqa: A001
+def compile(model: Any, *example_inputs: Any, backend: str | Backend | None = None, passes: Any = None,  # noqa: A001
             arena: bool = True, reorder: bool = True, abstract: bool = True, check: bool = False,
             memory_budget: int | float | None = None) -> CompiledModule:
     """Compile ``model`` for ``example_inputs`` (Tensors, arrays or :class:`engine.Spec`).
 
-    ``passes``: a pipeline name (see ``graph.passes.PIPELINES``), a list of passes, or None for the default of the
-    model's mode (``"inference"`` in eval mode, ``"training"`` in train mode). ``abstract``: trace with shape
-    rules only (no kernel time). ``arena``: run inside one planned arena. ``check``: also run the eager model on
-    the example inputs and record the max difference in ``report["check"]``. ``memory_budget`` (train mode: bytes,
-    or a fraction <= 1 of the plan without recomputation): recompute forward values in the backward until the
-    planned peak of the whole step fits (graph/remat.py).
+    ``backend``: the kernel backend, by default the active one (``engine.active_backend()``, as in eager mode:
+    numba when it is installed). ``passes``: a pipeline name (see ``graph.passes.PIPELINES``), a list of passes,
+    or None for the default of the model's mode (``"inference"`` in eval mode, ``"training"`` in train mode).
+    ``abstract``: trace with shape rules only (no kernel time). ``arena``: run inside one planned arena. ``check``:
+    also run the eager model on the example inputs and record the max difference in ``report["check"]``.
+    ``memory_budget`` (train mode: bytes, or a fraction <= 1 of the plan without recomputation): recompute forward
+    values in the backward until the planned peak of the whole step fits (graph/remat.py).
     """
     cm = CompiledModule(model, backend, passes, arena=arena, reorder=reorder, abstract=abstract,
                         memory_budget=memory_budget)

@@ -126,7 +126,8 @@ class Executor:
                     _profiler.call("graph", (node.meta.get("module", ""), node.meta.get("module_type", "")),
                                    node.op.name, kernel, *args, out=out, **node.attrs)
                 except Exception as e:
-                    raise type(e)(f"{e}\n  while running node {node.name}: {node.format()}") from e
+                    e.add_note(f"while running node {node.name}: {node.format()}")
+                    raise
             for o, a in zip(node.outputs, arrays):
                 env[id(o)] = a
             for v in self._free_after[i]:

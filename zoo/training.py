@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ import numpy as np
 
 import engine
 import engine.functional as F
+import graph
 from engine import nn
 from engine.data import DataLoader
 
@@ -47,7 +48,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     scheduler: str = "none"
     augment: bool = False
-    backend: str = "numpy"
+    backend: str | None = None  # None: the active backend (CONVGRAPH_BACKEND, else numba when installed)
     compile: bool = False
     seed: int = 0
     out: str = "runs/train"
@@ -171,9 +172,8 @@ def current_lr(opt: Any) -> float:
 # --- evaluation -----------------------------------------------------------------------------------------------
 def evaluate(model: Any, loader: DataLoader, num_classes: int) -> dict[str, Any]:
     """Mean loss, accuracy and the confusion matrix (rows = true class, columns = predicted)."""
-    was_training = getattr(model, "training", False)
-    if hasattr(model, "eval"):
-        model.eval()
+    was_training = model.training
+    model.eval()
     total_loss, n = 0.0, 0
     confusion = np.zeros((num_classes, num_classes), np.int64)
     with engine.no_grad():
@@ -253,30 +253,19 @@ class _Timer:
         self._t = now
 
 
-def compile_available() -> str | None:
-    """None when graph.compile can be used, else the reason it cannot."""
-    try:
-        import graph
-
-        graph.compile  # noqa: B018 - the attribute is the thing being checked
-    except (ImportError, AttributeError) as e:
-        return f"graph.compile is not available ({e})"
-    return None
-
-
 class _CompiledEval:
     """Evaluation through ``graph.compile`` (inference pipeline: eval-mode weights folded into the graph).
 
     Recompiled at each ``eval()`` because the weights changed since the last one, and once per input shape (the
-    last, smaller batch gets its own plan). If compiling fails, says why once and evaluates eagerly from then on.
+    last, smaller batch gets its own plan). A model the compiler cannot handle is an error, not an eager fallback:
+    ``--compile`` promises compiled evaluation.
     """
 
     training = False
 
     def __init__(self, model: nn.Module, backend: str):
         self.model, self.backend = model, backend
-        self.compiled: Any = None
-        self.failed = False
+        self.compiled: graph.CompiledModule | None = None
 
     def eval(self) -> None:
         self.model.eval()
@@ -286,18 +275,9 @@ class _CompiledEval:
         self.model.train(mode)
 
     def __call__(self, x: engine.Tensor) -> Any:
-        if self.failed:
-            return self.model(x)
-        try:
-            import graph
-
-            if self.compiled is None:
-                self.compiled = graph.CompiledModule(self.model, backend=self.backend)
-            return self.compiled(x)
-        except Exception as e:  # a model the compiler cannot handle yet is still evaluated eagerly
-            print(f"note: --compile failed ({type(e).__name__}: {e}); evaluating eagerly")
-            self.failed = True
-            return self.model(x)
+        if self.compiled is None:
+            self.compiled = graph.CompiledModule(self.model, backend=self.backend)
+        return self.compiled(x)
 
 
 def _json_ready(obj: Any) -> Any:
@@ -352,6 +332,8 @@ def train(cfg: TrainConfig, splits: Splits | None = None) -> dict[str, Any]:
     On the numba backend the conv algorithms follow the documented heuristic rather than per-shape timing (unless
     ``CONVGRAPH_CONV_ALGO`` says otherwise): a measured choice depends on the machine's load, different algorithms
     round differently, and a seeded run (or a resumed one) must repeat bit for bit."""
+    if cfg.backend is None:  # record the backend the run really used (config in metrics.json and checkpoints)
+        cfg = replace(cfg, backend=engine.active_backend().name)
     policy = None
     if cfg.backend == "numba" and "CONVGRAPH_CONV_ALGO" not in os.environ:
         from backends.numba.conv_select import set_conv_policy
@@ -412,12 +394,8 @@ def _train(cfg: TrainConfig, splits: Splits | None) -> dict[str, Any]:
         notes.append(f"resumed from {ckpt_path} after epoch {start_epoch - 1}")
     eval_model: Any = model
     if cfg.compile:
-        why_not = compile_available()
-        if why_not is None:
-            eval_model = _CompiledEval(model, cfg.backend)
-            notes.append("validation/test run through graph.compile() (training steps stay eager)")
-        else:
-            notes.append(f"note: --compile ignored: {why_not}; running eagerly")
+        eval_model = _CompiledEval(model, cfg.backend)
+        notes.append(f"validation/test run through graph.compile() on {cfg.backend} (training steps stay eager)")
     for n in notes:
         print(n)
 

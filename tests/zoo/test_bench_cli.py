@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import json
 
+from zoo.bench import models as bm
+from zoo.cli import bench as bench_cmd
 from zoo.cli import build_parser
-from zoo.commands import bench as bench_cmd
 
 ROW_FIELDS = {"workload", "model", "kind", "batch", "input", "impl", "median_ms", "min_ms", "first_call_ms",
               "repeats", "images_per_s", "peak_rss_mib", "ratio_to_torch"}
 
 
 def _tiny():
-    bm = bench_cmd._import_bench()
     lenet = next(w for w in bm.MODEL_WORKLOADS if w.model == "lenet5")
     return [lenet.scaled(batch=4)]
 
@@ -40,17 +40,15 @@ def test_bench_core_rows(tmp_path):
 
 
 def test_compiled_impl_is_inference_only():
-    bm = bench_cmd._import_bench()
     for wl in bm.MODEL_WORKLOADS:
         assert ("numba-compiled" in bm.impls_for(wl, bm.IMPLS)) == (wl.kind == "infer")
 
 
 def test_profile_tables_attribute_time_to_layers(capsys):
-    bm = bench_cmd._import_bench()
     resnet = next(w for w in bm.MODEL_WORKLOADS if w.model == "resnet18" and w.batch == 1)
     wls = _tiny() + [resnet.scaled(batch=1, input=(3, 32, 32))]
     res = bench_cmd.bench(["numpy"], quick=True, repeats=1, workloads=wls, ops=False)
-    profiles = bench_cmd.profile_tables(bm, wls, res["rows"], top=5)
+    profiles = bench_cmd.profile_tables(wls, res["rows"], top=5)
     assert [p["workload"] for p in profiles] == [w.name for w in wls]
     train, infer = profiles
     assert {r["phase"] for r in train["by_op"]} >= {"forward", "backward", "optimizer"}

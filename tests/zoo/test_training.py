@@ -157,27 +157,28 @@ def test_finetune_replaces_the_head_and_can_freeze_the_body(tiny, tmp_path, caps
 
 
 def test_compile_flag_evaluates_through_graph_compile_with_eager_results(tiny, tmp_path, capsys, monkeypatch):
-    # count the batches a compiled module really evaluates: a compile that fails and falls back to eager must fail
-    # this test, not pass it with eager numbers
     calls = []
     real_call = graph.CompiledModule.__call__
-
-    def counting_call(self, *inputs):
-        calls.append(inputs[0].shape)
-        return real_call(self, *inputs)
-
-    monkeypatch.setattr(graph.CompiledModule, "__call__", counting_call)
+    monkeypatch.setattr(graph.CompiledModule, "__call__", lambda cm, *a: (calls.append(cm), real_call(cm, *a))[1])
     args = ["train", "tiny", *QUICK, "--epochs", "1", "--limit-train", "64"]
     main([*args, "--out", str(tmp_path / "eager")])
     assert not calls
     main([*args, "--out", str(tmp_path / "compiled"), "--compile"])
-    out = capsys.readouterr().out
-    assert "through graph.compile()" in out and "--compile failed" not in out and "--compile ignored" not in out
-    assert calls, "--compile never ran a compiled module"
+    assert "through graph.compile() on numpy" in capsys.readouterr().out
+    assert calls and {cm.backend.name for cm in calls} == {"numpy"}  # validation and test ran compiled
     eager = json.loads((tmp_path / "eager" / "metrics.json").read_text())["test"]
     compiled = json.loads((tmp_path / "compiled" / "metrics.json").read_text())["test"]
     assert compiled["acc"] == eager["acc"]
     assert abs(compiled["loss"] - eager["loss"]) < 1e-4
+
+
+def test_compile_flag_fails_loudly_when_compilation_fails(tiny, tmp_path, monkeypatch):
+    def broken(cm, *args):
+        raise NotImplementedError("backend 'numpy' has no kernel for primitive 'conv2d'")
+
+    monkeypatch.setattr(graph.CompiledModule, "__call__", broken)
+    with pytest.raises(NotImplementedError, match="no kernel for primitive"):
+        main(["train", "tiny", *QUICK, "--epochs", "1", "--limit-train", "64", "--out", str(tmp_path), "--compile"])
 
 
 @pytest.mark.skipif(not __import__("pathlib").Path("/usr/share/datasets/fashion-mnist").is_dir(),

@@ -1,4 +1,4 @@
-"""Model-level benchmark workloads and runners, shared by ``convgraph bench`` (zoo/commands/bench.py) and
+"""Model-level benchmark workloads and runners, shared by ``convgraph bench`` (zoo/cli/bench.py) and
 bench/test_models_bench.py.
 
 Workloads (issue 5, section 2): ResNet-18 224x224 inference at batch 1 and 8, LeNet-5 training step at batch 64
@@ -30,6 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .workloads import without_missing_torch
+
 IMPLS = ("numpy", "numba", "numba-compiled", "torch")
 RSS_METHOD = "resource.getrusage(RUSAGE_SELF).ru_maxrss: process high-water mark after the row"
 
@@ -54,6 +56,15 @@ MODEL_WORKLOADS = [
     ModelWorkload("resnet18_cifar train step b32", "resnet18_cifar", "train", 32, (3, 32, 32), 10),
     ModelWorkload("resnet18 224 infer b8", "resnet18", "infer", 8, (3, 224, 224), 1000),
 ]
+
+
+# Inputs of the tiny variants (smoke runs): the smallest each model accepts without changing its layers.
+TINY_INPUT = {"resnet18": (3, 32, 32), "resnet18_cifar": (3, 8, 8), "lenet5": (1, 28, 28)}
+
+
+def tiny(wl: ModelWorkload) -> ModelWorkload:
+    """``wl`` at batch 2 on a small input: runs every layer in well under a second (smoke runs, tests)."""
+    return wl.scaled(batch=2, input=TINY_INPUT[wl.model])
 
 
 def impls_for(wl: ModelWorkload, impls: list[str] | tuple[str, ...]) -> list[str]:
@@ -240,17 +251,11 @@ def time_workload(fn: Callable[[], None], repeats: int, warmup: int = 1) -> dict
 
 
 def available_impls(impls: list[str]) -> list[str]:
-    out = []
-    for impl in impls:
-        if impl not in IMPLS:
-            raise ValueError(f"unknown impl {impl!r}; choose from {', '.join(IMPLS)}")
-        mod = {"torch": "torch", "numpy": "numpy"}.get(impl, "backends.numba")
-        try:
-            __import__(mod)
-            out.append(impl)
-        except ImportError:
-            print(f"# {impl}: not installed, skipped", file=sys.stderr)
-    return out
+    """``impls`` checked against :data:`IMPLS`, less ``torch`` when PyTorch is not installed."""
+    unknown = [i for i in impls if i not in IMPLS]
+    if unknown:
+        raise ValueError(f"bench: unknown impl {unknown[0]!r}; choose from {', '.join(IMPLS)}")
+    return without_missing_torch(impls)
 
 
 def profile_workload(impl: str, wl: ModelWorkload, steps: int = 2):
@@ -269,7 +274,7 @@ def profile_workload(impl: str, wl: ModelWorkload, steps: int = 2):
 _TORCH_CHILD = r"""
 import json, sys
 sys.path.insert(0, {root!r})
-from bench.models import ModelWorkload, peak_rss_mib, time_workload, torch_model_runner
+from zoo.bench.models import ModelWorkload, peak_rss_mib, time_workload, torch_model_runner
 wl = ModelWorkload(*json.loads({wl!r}))
 t = time_workload(torch_model_runner(wl), {repeats}, {warmup})
 print(json.dumps(dict(t, peak_rss_mib=peak_rss_mib(own=True))))
@@ -290,7 +295,9 @@ def torch_row_isolated(wl: ModelWorkload, repeats: int, warmup: int) -> dict:
     from engine import ENV_SET
 
     env = {k: v for k, v in os.environ.items() if ENV_SET.get(k) != v}
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    import zoo
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(zoo.__file__)))  # where this process imports zoo from
     code = _TORCH_CHILD.format(root=root, wl=json.dumps(dataclasses.astuple(wl)), repeats=repeats, warmup=warmup)
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])

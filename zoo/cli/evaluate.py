@@ -11,6 +11,7 @@ from engine.data import DataLoader
 
 from ..datasets import DATASET_NAMES, load_split, load_test, make_transforms
 from ..training import evaluate, load_trained, plot_confusion
+from .common import add_backend_arg, use_backend_arg
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,13 +21,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", default=None, choices=DATASET_NAMES, help="default: the checkpoint's dataset")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--batch-size", type=int, default=500)
-    p.add_argument("--backend", default="numpy")
+    add_backend_arg(p)
     p.add_argument("--out", default=None, help="also write confusion.png and eval.json here")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    engine.set_backend(args.backend)
+    use_backend_arg(args)
     model, info = load_trained(args.checkpoint, args.model)
     name = args.dataset or info.name
     if name == info.name:

@@ -1,4 +1,4 @@
-"""The op-level benchmark workloads and their runners, shared by bench/test_ops_bench.py and bench/report.py.
+"""The op-level benchmark workloads and their runners, shared by bench/test_ops_bench.py and zoo/bench/report.py.
 
 A runner times one *kernel call sequence* on preallocated arrays, so engine/autograd overhead and JIT compile
 are excluded (every runner is called once before timing). "fwd" is conv2d; "fwd+bwd" is conv2d followed by
@@ -9,6 +9,7 @@ FLOPs count multiplies and adds separately: ``2 * MACs``; fwd+bwd is three times
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,6 +51,25 @@ CONV_WORKLOADS = [
     ConvWorkload("lenet conv1 1x28x28 5x5 pad2 b64", (64, 1, 28, 28), (6, 1, 5, 5), 1, 2),
 ]
 MODES = ("fwd", "fwd+bwd")
+
+
+def tiny(wl: ConvWorkload) -> ConvWorkload:
+    """``wl``'s kernel, stride and padding on at most 4 channels of an 8x8 image, batch 1 (smoke runs, tests)."""
+    n, c, h, w = wl.x
+    o, cg, kh, kw = wl.w
+    c, o = min(c, 4), min(o, 4)
+    return ConvWorkload(wl.name, (1, c, min(h, 8), min(w, 8)), (o, c, kh, kw), wl.stride, wl.padding)
+
+
+def without_missing_torch(impls: list[str]) -> list[str]:
+    """``impls`` less ``torch`` when PyTorch (an optional reference, not a dependency) is not installed."""
+    if "torch" in impls:
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            print("# torch: not installed, skipped", file=sys.stderr)
+            return [i for i in impls if i != "torch"]
+    return impls
 
 
 def _arrays(wl: ConvWorkload, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

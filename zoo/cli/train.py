@@ -6,13 +6,14 @@ import argparse
 
 from ..datasets import DATASET_NAMES
 from ..training import OPTIMIZERS, SCHEDULERS, TrainConfig, train
+from .common import add_backend_arg
 
 
 def add_data_args(p: argparse.ArgumentParser, default_dataset: str = "fashion-mnist") -> None:
     p.add_argument("--dataset", default=default_dataset, choices=DATASET_NAMES,
                    help="named dataset (folder: --data-dir with train/<class>/ and test/<class>/ images)")
     p.add_argument("--data-dir", default=None, help="where the dataset's files are (default: its standard place)")
-    p.add_argument("--backend", default="numpy", help="eager backend: numpy (reference) or numba")
+    add_backend_arg(p, "backend of the training steps (and of --compile)")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--weight-decay", type=float, default=0.0)
     p.add_argument("--scheduler", default="none", choices=SCHEDULERS, help="learning-rate schedule, stepped per epoch")
     p.add_argument("--augment", action="store_true", help="random flips/affine warps/crops (per dataset)")
-    p.add_argument("--compile", action="store_true", help="evaluate through graph.compile() when available")
+    p.add_argument("--compile", action="store_true", help="run validation and test through graph.compile()")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="output directory (default runs/MODEL-DATASET)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.npz")

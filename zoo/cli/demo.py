@@ -1,9 +1,9 @@
 """``convgraph demo``: train LeNet-5 on Fashion-MNIST offline (a few minutes on 2 cores), print the test accuracy,
 and write the model diagram, the loss/accuracy curves, the confusion matrix and a checkpoint into runs/demo.
 
-Training steps run eagerly on the numba backend (``--backend numpy`` for the reference: no JIT, ~2x slower
-steps); validation and test run through ``graph.compile()`` on the same backend when the graph compiler is
-available (about 2x faster than eager for inference, same predictions)."""
+Training steps run eagerly on the active backend, numba when installed (``--backend numpy`` for the reference: no
+JIT, ~2x slower steps); validation and test run through ``graph.compile()`` on the same backend (about 2x faster
+than eager for inference, same predictions)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,15 @@ import argparse
 import time
 from pathlib import Path
 
+import graphviz
 import numpy as np
 
 import engine
+from graph import trace
+from graph.render import render
 
 from ..training import TrainConfig, build_model, train
+from .common import add_backend_arg
 
 # Tuned for >= 89% test accuracy within the 5-minute budget on 2 cores (see README / metrics.json).
 DEMO = dict(model="lenet5", dataset="fashion-mnist", epochs=4, batch_size=128, optimizer="adam", lr=1e-3,
@@ -29,9 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", default=None,
                    help="Fashion-MNIST IDX files (default: /usr/share/datasets/fashion-mnist)")
     p.add_argument("--epochs", type=int, default=DEMO["epochs"])
-    p.add_argument("--backend", default="numba",
-                   help="eager backend (numba: ~2x faster steps after ~25 s of JIT on a cold cache; numpy: the "
-                        "reference, no JIT)")
+    add_backend_arg(p)
     p.add_argument("--limit-train", type=int, default=None, help="train on fewer images (a quick look)")
     p.add_argument("--no-compile", action="store_true",
                    help="evaluate eagerly instead of through graph.compile() (training steps are always eager)")
@@ -41,19 +43,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def write_diagram(model_name: str, out: Path) -> str:
     """The model's graph as an SVG via graph.trace + graph.render, or a note saying why not."""
+    g = trace(build_model(model_name, 10, 1), engine.Tensor(np.zeros((1, 1, 28, 28), np.float32)))
     try:
-        import graph
-
-        render = graph.render
-        g = graph.trace(build_model(model_name, 10, 1), engine.Tensor(np.zeros((1, 1, 28, 28), np.float32)))
-        path = render(g, out / "model.svg")
-        return f"model diagram: {path}"
-    except Exception as e:  # graphviz/dot missing or the graph package not there yet: the demo still trains
-        return f"note: model diagram skipped ({type(e).__name__}: {e})"
+        return f"model diagram: {render(g, out / 'model.svg')}"
+    except graphviz.ExecutableNotFound as e:  # the system package graphviz (`dot`) is missing: the demo still trains
+        return f"note: model diagram skipped ({e})"
 
 
 def run(args: argparse.Namespace) -> int:
-    backend = args.backend
+    backend = args.backend or engine.active_backend().name
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     print(f"convgraph demo: {DEMO['model']} on Fashion-MNIST, {args.epochs} epochs, {DEMO['optimizer']} "

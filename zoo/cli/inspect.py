@@ -18,6 +18,7 @@ from engine.data import load_image
 
 from ..datasets import load_test, make_transforms
 from ..training import load_trained
+from .common import add_backend_arg, use_backend_arg
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", default=None)
     p.add_argument("--scan", type=int, default=2000, help="test images scanned for top activations")
     p.add_argument("--count", type=int, default=16, help="how many top-activating images to show")
-    p.add_argument("--backend", default="numpy")
+    add_backend_arg(p)
     p.set_defaults(func=run)
 
 
@@ -97,7 +98,7 @@ def saliency(model: nn.Module, x: np.ndarray, target: int | None = None) -> tupl
 
 
 def run(args: argparse.Namespace) -> int:
-    engine.set_backend(args.backend)
+    use_backend_arg(args)
     model, info = load_trained(args.checkpoint, args.model)
     _, eval_tf = make_transforms(info)
     out = Path(args.out)

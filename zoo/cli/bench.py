@@ -1,7 +1,8 @@
 """``convgraph bench``: in one run, time the model workloads (ResNet-18 224x224 inference batch 1 and 8, LeNet-5
 training step batch 64, ResNet-18 CIFAR training step batch 32) on the numpy reference (eager), numba eager,
 numba compiled (graph.compile, inference only) and PyTorch CPU when importable, then the op-level table
-(bench/report.py) unless ``--no-ops``.
+(zoo/bench/report.py) unless ``--no-ops``. ``--smoke`` runs every selected workload once at a tiny size
+(a check that the benchmark works, not a measurement).
 
 Columns: median ms per step (after a separately timed first call, which holds JIT / graph compile, and one
 untimed warm-up call), first-call ms, ratio to PyTorch eager (< 1 is faster), images/s, and peak RSS MiB
@@ -16,28 +17,26 @@ import os
 import platform
 import sys
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import numba
 
-
-def _import_bench():
-    if _ROOT not in sys.path:  # bench/ lives next to the packages in the repository, it is not installed
-        sys.path.insert(0, _ROOT)
-    import bench.models
-
-    return bench.models
+from ..bench import models as bm
+from ..bench import report
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("bench", help="benchmark models and ops against PyTorch", description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="3 repeats; numpy reference skipped at ResNet-18 batch 8")
+    p.add_argument("--smoke", action="store_true",
+                   help="each workload once at a tiny size (batch 2, small inputs), op table on tiny convs: checks "
+                        "that the benchmark runs, in seconds; the numbers mean nothing")
     p.add_argument("--json", metavar="FILE", help="also write the results to FILE")
     p.add_argument("--impls", default="numpy,numba,numba-compiled,torch",
                    help="comma list of numpy,numba,numba-compiled,torch ('numba' in the op table covers both)")
     p.add_argument("--repeats", type=int, default=None, help="timed repeats per row (default 10, --quick 3)")
     p.add_argument("--workloads", default=None, help="comma list of substrings selecting model workloads")
     p.add_argument("--ops", action=argparse.BooleanOptionalAction, default=True,
-                   help="also run the op-level table (bench/report.py)")
+                   help="also run the op-level table (zoo/bench/report.py)")
     p.add_argument("--profile", action="store_true",
                    help="after timing, profile each engine impl per layer and per op (where the time goes)")
     p.add_argument("--top", type=int, default=15, help="rows per --profile table")
@@ -45,36 +44,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def bench(impls: list[str], quick: bool = False, repeats: int | None = None, workloads: list | None = None,
-          ops: bool = True, log=None) -> dict:
-    """The command's core: returns ``{"machine", "threads", "torch", "rss_method", "units", "rows", "ops"?}``."""
-    import numba
-
-    bm = _import_bench()
+          ops: bool = True, log=None, smoke: bool = False) -> dict:
+    """The command's core: returns ``{"machine", "threads", "torch", "rss_method", "units", "rows", "ops"?}``.
+    ``smoke``: 1 repeat and the op table on tiny convs (pass tiny ``workloads``, :func:`zoo.bench.models.tiny`)."""
     impls = bm.available_impls(impls)
     wls = bm.MODEL_WORKLOADS if workloads is None else workloads
-    repeats = repeats if repeats is not None else (3 if quick else 10)
+    repeats = repeats if repeats is not None else (1 if smoke else 3 if quick else 10)
 
     def skip(wl, impl: str) -> bool:  # the numpy reference at ResNet-18 224 batch 8 takes ~10 s a step
         return quick and impl == "numpy" and wl.model == "resnet18" and wl.batch >= 8
 
-    try:
+    torch_version = None
+    if "torch" in impls:  # available_impls dropped it when PyTorch is not installed
         import torch
 
-        torch_version = torch.__version__ if "torch" in impls else None
-    except ImportError:
-        torch_version = None
+        torch_version = torch.__version__
     res = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus",
-           "threads": numba.config.NUMBA_NUM_THREADS, "torch": torch_version, "quick": quick,
+           "threads": numba.config.NUMBA_NUM_THREADS, "torch": torch_version, "quick": quick, "smoke": smoke,
            "rss_method": bm.RSS_METHOD,
            "units": {"median_ms": "ms", "min_ms": "ms", "first_call_ms": "ms", "images_per_s": "images/s",
                      "peak_rss_mib": "MiB", "ratio_to_torch": "median_ms / torch median_ms"},
            "rows": bm.run_models(impls, wls, repeats=repeats, skip=skip, log=log)}
     if ops:
-        from bench import report
-
         order = ["numpy", "numba", "torch"]
         op_impls = sorted({"numba" if i.startswith("numba") else i for i in impls}, key=order.index)
-        res["ops"] = report.run(op_impls, quick)
+        res["ops"] = report.run(op_impls, quick, tiny_sizes=smoke)
     return res
 
 
@@ -94,7 +88,7 @@ def print_models_table(res: dict) -> None:
     Console(width=140).print(t)
 
 
-def profile_tables(bm, workloads: list, rows: list[dict], top: int) -> list[dict]:
+def profile_tables(workloads: list, rows: list[dict], top: int) -> list[dict]:
     """Per-layer and per-op profile of every timed engine row (2 steps each); prints the tables, returns them."""
     out = []
     by_name = {w.name: w for w in workloads}
@@ -111,19 +105,21 @@ def profile_tables(bm, workloads: list, rows: list[dict], top: int) -> list[dict
 
 
 def run(args: argparse.Namespace) -> int:
-    bm = _import_bench()
-    wls = None
+    wls = bm.MODEL_WORKLOADS
     if args.workloads:
         keys = [k.strip() for k in args.workloads.split(",") if k.strip()]
-        wls = [w for w in bm.MODEL_WORKLOADS if any(k in w.name for k in keys)]
+        wls = [w for w in wls if any(k in w.name for k in keys)]
+    if args.smoke:
+        wls = [bm.tiny(w) for w in wls]
     res = bench(args.impls.split(","), quick=args.quick, repeats=args.repeats, workloads=wls, ops=args.ops,
-                log=lambda s: print(f"# {s}", file=sys.stderr, flush=True))
+                log=lambda s: print(f"# {s}", file=sys.stderr, flush=True), smoke=args.smoke)
+    if args.smoke:
+        print("# --smoke: every workload at a tiny size (the names keep the full-size ones); these numbers measure "
+              "nothing")
     print_models_table(res)
     if args.profile:
-        res["profiles"] = profile_tables(bm, wls or bm.MODEL_WORKLOADS, res["rows"], args.top)
+        res["profiles"] = profile_tables(wls, res["rows"], args.top)
     if args.ops:
-        from bench import report
-
         print()
         report.print_table(res["ops"])
     if args.json:

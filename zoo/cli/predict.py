@@ -12,6 +12,7 @@ from engine.data import load_image
 
 from ..datasets import make_transforms
 from ..training import load_trained
+from .common import add_backend_arg, use_backend_arg
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--topk", type=int, default=3)
     p.add_argument("--invert", action="store_true",
                    help="invert intensities (photos of dark objects on white, vs. Fashion-MNIST's black background)")
-    p.add_argument("--backend", default="numpy")
+    add_backend_arg(p)
     p.set_defaults(func=run)
 
 
@@ -36,7 +37,7 @@ def predict(model, info, images: np.ndarray, topk: int = 3) -> list[list[tuple[s
 
 
 def run(args: argparse.Namespace) -> int:
-    engine.set_backend(args.backend)
+    use_backend_arg(args)
     model, info = load_trained(args.checkpoint, args.model)
     imgs = np.stack([load_image(f, info.size, info.channels) for f in args.image])
     if args.invert:

@@ -1,0 +1,44 @@
+"""``convgraph render MODEL --out FILE``: draw the graph (graphviz), the graph before and after passes, or its
+memory plan."""
+
+from __future__ import annotations
+
+import argparse
+
+from graph.memory import plan_memory
+from graph.passes import run_passes
+from graph.render import render, render_before_after, render_memory_plan
+from graph.summary import trace_shapes
+
+from .common import add_model_args, model_and_shape, pipeline_or_passes, reporting_bad_input
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("render", help="draw the graph (graphviz) or its memory plan", description=__doc__)
+    add_model_args(p)
+    p.add_argument("--out", required=True, help="output file (.svg, .png, .pdf or .dot)")
+    p.add_argument("--format", default=None, help="svg | png | pdf | dot (default: from --out's suffix)")
+    p.add_argument("--passes", nargs="+", default=None,
+                   help="pipeline name or pass names to apply before drawing (default: the traced graph)")
+    p.add_argument("--before-after", action="store_true",
+                   help="draw the traced graph and the graph after --passes (default pipeline: inference) side by side")
+    p.add_argument("--memory", action="store_true",
+                   help="draw the memory plan (arena offset vs step, one box per buffer) instead of the graph")
+    p.set_defaults(func=reporting_bad_input(run))
+
+
+def run(args: argparse.Namespace) -> int:
+    model, shape = model_and_shape(args)
+    traced = trace_shapes(model, shape)
+    passes = pipeline_or_passes(args.passes)
+    if args.memory:
+        g = run_passes(traced.copy(), passes)[0] if passes is not None else traced
+        out = render_memory_plan(plan_memory(g), args.out, title=f"{args.model} {list(shape)}: memory plan")
+    elif args.before_after:
+        after = run_passes(traced.copy(), passes if passes is not None else "inference")[0]
+        out = render_before_after(traced, after, args.out, args.format)
+    else:
+        g = run_passes(traced.copy(), passes)[0] if passes is not None else traced
+        out = render(g, args.out, args.format, title=f"{args.model} {list(shape)}")
+    print(f"wrote {out}")
+    return 0
