@@ -158,10 +158,21 @@ def _module_units(dot: Any, graph: Graph, prefix: str, depth: int) -> list[tuple
     return units
 
 
+# Training graphs: the border says which pass a node belongs to (forward: thin black; backward: blue; optimizer
+# update: green), and a node recomputed in the backward under a memory budget is dashed red.
+_PHASE_BORDER = {"backward": ("#1f5fbf", "2"), "update": ("#2e7d32", "2")}
+
+
 def _add_op(dot: Any, node: Node, prefix: str) -> None:
     kind = node.op.kind
-    dot.node(_id(prefix, node.name), _node_label(node), shape="box", style="rounded,filled",
-             fillcolor=_COLORS.get(kind, "#ffffff"))
+    color, width = _PHASE_BORDER.get(node.meta.get("phase", "forward"), ("#000000", "1"))
+    style = "rounded,filled"
+    label = _node_label(node)
+    if node.meta.get("recomputed"):
+        color, style = "#cc0000", "rounded,filled,dashed"
+        label = label[:-1] + '<BR/><FONT POINT-SIZE="9" COLOR="#cc0000">recomputed</FONT>>'
+    dot.node(_id(prefix, node.name), label, shape="box", style=style, fillcolor=_COLORS.get(kind, "#ffffff"),
+             color=color, penwidth=width)
 
 
 def _edge_label(v: Value) -> str:

@@ -283,3 +283,12 @@ def test_compile_with_memory_budget_keeps_gradients():
             assert cm.report["remat"]["recomputed"] > 0
     for a, b in zip(*grads):
         np.testing.assert_array_equal(a, b)
+
+
+def test_training_graph_render_marks_backward_update_and_recomputed_nodes(tmp_path):
+    from graph.render import to_dot
+
+    _, step, _ = _budget_run(0.45)
+    src = to_dot(step.graph).source
+    assert "#1f5fbf" in src and "#2e7d32" in src  # backward and update borders
+    assert "recomputed" in src and "dashed" in src
