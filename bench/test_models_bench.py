@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import pytest
 
-from zoo.bench.models import IMPLS, MODEL_WORKLOADS, impls_for, model_runner, tiny
+from zoo.bench.models import IMPLS, MODEL_WORKLOADS, model_runner, tiny
 
-CASES = [(wl, impl) for wl in MODEL_WORKLOADS for impl in impls_for(wl, IMPLS)]
+CASES = [(wl, impl) for wl in MODEL_WORKLOADS for impl in IMPLS]
 
 
 @pytest.mark.parametrize("wl,impl", CASES, ids=[f"{w.name.replace(' ', '_')}-{i}" for w, i in CASES])

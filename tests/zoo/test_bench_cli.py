@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
+import engine
 from zoo.bench import models as bm
 from zoo.cli import bench as bench_cmd
 from zoo.cli import build_parser
@@ -39,9 +42,17 @@ def test_bench_core_rows(tmp_path):
     assert json.loads(path.read_text())["rows"][0]["workload"] == row["workload"]
 
 
-def test_compiled_impl_is_inference_only():
-    for wl in bm.MODEL_WORKLOADS:
-        assert ("numba-compiled" in bm.impls_for(wl, bm.IMPLS)) == (wl.kind == "infer")
+def test_compiled_train_rows_run_compile_step_and_train_like_eager():
+    wl = bm.tiny(next(w for w in bm.MODEL_WORKLOADS if w.model == "lenet5"))
+    runners = []
+    for impl in ("numba", "numba-compiled"):  # one after the other: both draw the same dropout masks
+        runners.append(bm.engine_model_runner(impl, wl))
+        engine.manual_seed(1)
+        for _ in range(2):
+            runners[-1]()
+    eager, compiled = runners
+    for (k, a), b in zip(eager.model.state_dict().items(), compiled.model.state_dict().values()):
+        np.testing.assert_allclose(b.data, a.data, rtol=1e-4, atol=1e-6, err_msg=k)
 
 
 def test_profile_tables_attribute_time_to_layers(capsys):

@@ -8,7 +8,8 @@ Implementations:
 
 * ``numpy``          engine eager on the numpy reference backend
 * ``numba``          engine eager on the numba backend
-* ``numba-compiled`` ``graph.compile(model, x, backend="numba")``, inference workloads only (eval mode)
+* ``numba-compiled`` ``graph.compile(model, x, backend="numba")`` for inference (eval mode);
+                     ``graph.compile_step(model, F.cross_entropy, opt, x, y, backend="numba")`` for training steps
 * ``torch``          PyTorch CPU eager, same thread count as numba (``torch.no_grad()`` + ``eval()`` for inference),
                      timed in a child process with PyTorch's own OpenMP settings (:func:`torch_row_isolated`)
 
@@ -67,10 +68,6 @@ def tiny(wl: ModelWorkload) -> ModelWorkload:
     return wl.scaled(batch=2, input=TINY_INPUT[wl.model])
 
 
-def impls_for(wl: ModelWorkload, impls: list[str] | tuple[str, ...]) -> list[str]:
-    return [i for i in impls if not (i == "numba-compiled" and wl.kind != "infer")]
-
-
 def peak_rss_mib(own: bool = False) -> float:
     """The process's peak resident set, MiB. ``own``: this process's own high-water mark (Linux VmHWM), which a
     child started by fork + exec does not inherit from its parent the way ``ru_maxrss`` does."""
@@ -106,10 +103,20 @@ def engine_model_runner(impl: str, wl: ModelWorkload) -> Callable[[], None]:
     x, y = engine.tensor(xa), engine.tensor(ya)
 
     if wl.kind == "train":
-        if impl == "numba-compiled":
-            raise ValueError("numba-compiled is inference only")
         model.train()
         opt = engine.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        if impl == "numba-compiled":  # the whole step as one graph: graph.compile_step
+            import graph
+
+            compiled: dict = {}
+
+            def compiled_step() -> None:
+                if "step" not in compiled:  # graph compile counts into the first call
+                    compiled["step"] = graph.compile_step(model, F.cross_entropy, opt, x, y, backend="numba")
+                compiled["step"](x, y)
+
+            compiled_step.model = model
+            return compiled_step
 
         def step() -> None:
             with engine.use_backend(backend):
@@ -309,7 +316,7 @@ def run_models(impls: list[str], workloads: list[ModelWorkload] | None = None, r
     """Time every (workload, impl) pair in this process; one row per pair, with ``ratio_to_torch`` filled in."""
     rows = []
     for wl in workloads if workloads is not None else MODEL_WORKLOADS:
-        for impl in impls_for(wl, impls):
+        for impl in impls:
             if skip is not None and skip(wl, impl):
                 continue
             if log:
