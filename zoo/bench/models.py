@@ -152,6 +152,7 @@ def engine_model_runner(impl: str, wl: ModelWorkload) -> Callable[[], None]:
 
 # ---- PyTorch reference models (torchvision-equivalent definitions; torchvision is not a dependency) -------------
 def _torch_models():
+    import torch
     import torch.nn as tnn
     import torch.nn.functional as tF
 
@@ -201,8 +202,79 @@ def _torch_models():
             x = self.layers(self.stem(x))
             return self.fc(tF.adaptive_avg_pool2d(x, 1).flatten(1))
 
+    class Bottleneck(tnn.Module):
+        def __init__(self, cin: int, width: int, stride: int):
+            super().__init__()
+            cout = width * 4
+            self.conv1, self.bn1 = tnn.Conv2d(cin, width, 1, bias=False), tnn.BatchNorm2d(width)
+            self.conv2, self.bn2 = tnn.Conv2d(width, width, 3, stride, 1, bias=False), tnn.BatchNorm2d(width)
+            self.conv3, self.bn3 = tnn.Conv2d(width, cout, 1, bias=False), tnn.BatchNorm2d(cout)
+            self.downsample = None
+            if stride != 1 or cin != cout:
+                self.downsample = tnn.Sequential(tnn.Conv2d(cin, cout, 1, stride, bias=False), tnn.BatchNorm2d(cout))
+
+        def forward(self, x):
+            idt = x if self.downsample is None else self.downsample(x)
+            out = tF.relu(self.bn1(self.conv1(x)))
+            out = tF.relu(self.bn2(self.conv2(out)))
+            return tF.relu(self.bn3(self.conv3(out)) + idt)
+
+    class ResNet50(tnn.Module):
+        def __init__(self, num_classes: int):
+            super().__init__()
+            self.stem = tnn.Sequential(tnn.Conv2d(3, 64, 7, 2, 3, bias=False), tnn.BatchNorm2d(64), tnn.ReLU(),
+                                       tnn.MaxPool2d(3, 2, 1))
+            layers, cin = [], 64
+            for width, blocks, stride in ((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)):
+                for i in range(blocks):
+                    layers.append(Bottleneck(cin, width, stride if i == 0 else 1))
+                    cin = width * 4
+            self.layers = tnn.Sequential(*layers)
+            self.fc = tnn.Linear(2048, num_classes)
+
+        def forward(self, x):
+            return self.fc(tF.adaptive_avg_pool2d(self.layers(self.stem(x)), 1).flatten(1))
+
+    class DenseLayer(tnn.Module):
+        def __init__(self, cin: int, growth: int = 32, bn_size: int = 4):
+            super().__init__()
+            self.norm1, self.conv1 = tnn.BatchNorm2d(cin), tnn.Conv2d(cin, bn_size * growth, 1, bias=False)
+            self.norm2 = tnn.BatchNorm2d(bn_size * growth)
+            self.conv2 = tnn.Conv2d(bn_size * growth, growth, 3, 1, 1, bias=False)
+
+        def forward(self, feats):
+            x = torch.cat(feats, 1)
+            return self.conv2(tF.relu(self.norm2(self.conv1(tF.relu(self.norm1(x))))))
+
+    class DenseNet121(tnn.Module):
+        def __init__(self, num_classes: int):
+            super().__init__()
+            self.stem = tnn.Sequential(tnn.Conv2d(3, 64, 7, 2, 3, bias=False), tnn.BatchNorm2d(64), tnn.ReLU(),
+                                       tnn.MaxPool2d(3, 2, 1))
+            self.blocks, self.transitions, c = tnn.ModuleList(), tnn.ModuleList(), 64
+            for i, n in enumerate((6, 12, 24, 16)):
+                self.blocks.append(tnn.ModuleList(DenseLayer(c + j * 32) for j in range(n)))
+                c += n * 32
+                if i < 3:
+                    self.transitions.append(tnn.Sequential(tnn.BatchNorm2d(c), tnn.ReLU(),
+                                                           tnn.Conv2d(c, c // 2, 1, bias=False), tnn.AvgPool2d(2, 2)))
+                    c //= 2
+            self.norm, self.fc = tnn.BatchNorm2d(c), tnn.Linear(c, num_classes)
+
+        def forward(self, x):
+            x = self.stem(x)
+            for i, block in enumerate(self.blocks):
+                feats = [x]
+                for layer in block:
+                    feats.append(layer(feats))
+                x = torch.cat(feats, 1)
+                if i < len(self.transitions):
+                    x = self.transitions[i](x)
+            return self.fc(tF.adaptive_avg_pool2d(tF.relu(self.norm(x)), 1).flatten(1))
+
     return {"lenet5": lambda n: LeNet5(n), "resnet18": lambda n: ResNet18(n, cifar=False),
-            "resnet18_cifar": lambda n: ResNet18(n, cifar=True)}
+            "resnet18_cifar": lambda n: ResNet18(n, cifar=True), "resnet50": lambda n: ResNet50(n),
+            "densenet121": lambda n: DenseNet121(n)}
 
 
 def torch_model_runner(wl: ModelWorkload) -> Callable[[], None]:
