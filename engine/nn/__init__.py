@@ -25,6 +25,11 @@ from .pool import (
     WeightedAvgPool2d,
 )
 
+# isort: split
+# issue 13: losses, layers and utils a PyTorch port needs (one block, to merge easily)
+from . import utils
+from .loss import BCELoss, BCEWithLogitsLoss, HuberLoss, KLDivLoss, L1Loss, SmoothL1Loss
+
 __all__ = [
     # base classes and containers
     "Module", "Parameter", "IncompatibleKeys", "RemovableHandle", "Sequential", "ModuleList", "ModuleDict",
@@ -39,4 +44,8 @@ __all__ = [
     "ReLU", "LeakyReLU", "ELU", "Sigmoid", "Tanh", "SiLU", "Softmax", "LogSoftmax",
     "CrossEntropyLoss", "NLLLoss", "MSELoss",
     "functional",
+]
+__all__ += [
+    "utils",
+    "BCELoss", "BCEWithLogitsLoss", "L1Loss", "SmoothL1Loss", "HuberLoss", "KLDivLoss",
 ]
