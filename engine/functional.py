@@ -12,3 +12,7 @@ from .ops.norm import *  # noqa: F401,F403
 from .ops.pool import *  # noqa: F401,F403
 from .ops.reduce import *  # noqa: F401,F403
 from .ops.shape import *  # noqa: F401,F403
+
+# isort: split
+# issue 13: activations, normalizations, resampling and padding a PyTorch port needs (one block, to merge easily)
+from .ops.smooth_activation import *  # noqa: F401,F403,E402

@@ -16,3 +16,6 @@ backend = register_backend(Backend("numba"))
 
 from . import activation, conv, elementwise, fused, linalg, norm, pool, reduce, shape  # noqa: E402,F401
 from .conv import choose_conv_algorithm  # noqa: E402,F401
+
+# isort: split
+from . import gelu  # noqa: E402,F401  (issue 13: kernels of the layers a PyTorch port needs)

@@ -28,6 +28,7 @@ from .pool import (
 # isort: split
 # issue 13: losses, layers and utils a PyTorch port needs (one block, to merge easily)
 from . import utils
+from .activation import GELU, Hardswish, Mish, Softplus
 from .loss import BCELoss, BCEWithLogitsLoss, HuberLoss, KLDivLoss, L1Loss, SmoothL1Loss
 
 __all__ = [
@@ -47,5 +48,6 @@ __all__ = [
 ]
 __all__ += [
     "utils",
+    "GELU", "Hardswish", "Mish", "Softplus",
     "BCELoss", "BCEWithLogitsLoss", "L1Loss", "SmoothL1Loss", "HuberLoss", "KLDivLoss",
 ]

@@ -18,13 +18,14 @@ from ..tensor import Tensor
 from ._util import lift
 from .activation import log_softmax
 from .elementwise import abs as _abs
-from .elementwise import clamp, exp, greater, log, minimum, where
+from .elementwise import clamp, exp, greater, log, where
 from .reduce import mean as _mean
 from .reduce import sum as _sum
 from .shape import reshape
+from .smooth_activation import logsigmoid
 
 __all__ = ["cross_entropy", "nll_loss", "mse_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits",
-           "l1_loss", "smooth_l1_loss", "huber_loss", "kl_div", "logsigmoid", "softplus"]
+           "l1_loss", "smooth_l1_loss", "huber_loss", "kl_div"]
 
 _REDUCTIONS = ("none", "mean", "sum")
 
@@ -236,21 +237,6 @@ def huber_loss(input: Tensor, target: Any, reduction: str = "mean", delta: float
     loss = _huber("huber_loss", input, target, "none", float(delta), float(delta))
     loss = _weighted("huber_loss", loss, weight, same_shape=True)
     return _reduce(loss, reduction)
-
-
-def logsigmoid(input: Tensor) -> Tensor:  # noqa: A002
-    """torch.nn.functional.logsigmoid, stable: ``min(x, 0) - log(1 + exp(-|x|))``. At ``x = 0`` minimum splits
-    its gradient evenly and |x| has gradient 0, so the derivative there is the exact 1/2."""
-    return minimum(input, 0.0) - log(exp(-_abs(input)) + 1.0)
-
-
-def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:  # noqa: A002
-    """torch.nn.functional.softplus: ``log(1 + exp(beta x)) / beta``, and ``x`` where ``beta x > threshold``."""
-    bx = input * float(beta) if beta != 1.0 else input
-    soft = -logsigmoid(-bx)  # log(1 + exp(bx)) without overflow
-    if beta != 1.0:
-        soft = soft * (1.0 / float(beta))
-    return where(greater(bx, float(threshold)), input, soft)
 
 
 def binary_cross_entropy(input: Tensor, target: Any, weight: Any = None,  # noqa: A002
