@@ -30,6 +30,7 @@ from .pool import (
 from . import utils
 from .activation import GELU, Hardswish, Mish, Softplus
 from .loss import BCELoss, BCEWithLogitsLoss, HuberLoss, KLDivLoss, L1Loss, SmoothL1Loss
+from .norm import GroupNorm, InstanceNorm1d, InstanceNorm2d, LayerNorm
 
 __all__ = [
     # base classes and containers
@@ -48,6 +49,6 @@ __all__ = [
 ]
 __all__ += [
     "utils",
-    "GELU", "Hardswish", "Mish", "Softplus",
+    "GELU", "Hardswish", "Mish", "Softplus", "LayerNorm", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d",
     "BCELoss", "BCEWithLogitsLoss", "L1Loss", "SmoothL1Loss", "HuberLoss", "KLDivLoss",
 ]
