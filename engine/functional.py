@@ -15,5 +15,6 @@ from .ops.shape import *  # noqa: F401,F403
 
 # isort: split
 # issue 13: activations, normalizations, resampling and padding a PyTorch port needs (one block, to merge easily)
+from .ops.resample import *  # noqa: F401,F403,E402
 from .ops.sample_norm import *  # noqa: F401,F403,E402
 from .ops.smooth_activation import *  # noqa: F401,F403,E402

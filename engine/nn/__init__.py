@@ -29,8 +29,10 @@ from .pool import (
 # issue 13: losses, layers and utils a PyTorch port needs (one block, to merge easily)
 from . import utils
 from .activation import GELU, Hardswish, Mish, Softplus
+from .conv import ConvTranspose1d, ConvTranspose2d
 from .loss import BCELoss, BCEWithLogitsLoss, HuberLoss, KLDivLoss, L1Loss, SmoothL1Loss
 from .norm import GroupNorm, InstanceNorm1d, InstanceNorm2d, LayerNorm
+from .upsample import Upsample, UpsamplingBilinear2d, UpsamplingNearest2d
 
 __all__ = [
     # base classes and containers
@@ -49,6 +51,7 @@ __all__ = [
 ]
 __all__ += [
     "utils",
+    "ConvTranspose1d", "ConvTranspose2d", "Upsample", "UpsamplingNearest2d", "UpsamplingBilinear2d",
     "GELU", "Hardswish", "Mish", "Softplus", "LayerNorm", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d",
     "BCELoss", "BCEWithLogitsLoss", "L1Loss", "SmoothL1Loss", "HuberLoss", "KLDivLoss",
 ]

@@ -188,14 +188,18 @@ def _pad_vjp(g: Tensor, y: Tensor, x: Tensor, pads: tuple[tuple[int, int], ...],
 
 
 def pad(x: Tensor, pad: tuple[int, ...], mode: str = "constant", value: float = 0.0) -> Tensor:
-    """torch.nn.functional.pad: ``pad`` lists (left, right) pairs starting from the LAST axis."""
-    if mode != "constant":
-        raise ValueError(f"pad: only mode='constant' is supported (got {mode!r})")
+    """torch.nn.functional.pad: ``pad`` lists (left, right) pairs starting from the LAST axis. ``mode`` is
+    ``"constant"`` (the pad primitive) or ``"reflect"``, ``"replicate"``, ``"circular"`` (composites, see
+    engine/ops/resample.py)."""
     if len(pad) % 2 or len(pad) // 2 > x.ndim:
         fail("pad", "pad must hold (before, after) pairs for at most ndim axes", pad=tuple(pad), ndim=x.ndim)
     pads = [(0, 0)] * x.ndim
     for i in range(len(pad) // 2):
         pads[x.ndim - 1 - i] = (int(pad[2 * i]), int(pad[2 * i + 1]))
+    if mode != "constant":
+        from .resample import pad_modes  # resample builds on this module
+
+        return pad_modes(x, tuple(pads), mode)
     if all(p == (0, 0) for p in pads):
         return x
     return bind(pad_p, x, pads=tuple(pads), value=float(value))
