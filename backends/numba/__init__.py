@@ -18,4 +18,4 @@ from . import activation, conv, elementwise, fused, linalg, norm, pool, reduce, 
 from .conv import choose_conv_algorithm  # noqa: E402,F401
 
 # isort: split
-from . import gelu  # noqa: E402,F401  (issue 13: kernels of the layers a PyTorch port needs)
+from . import gelu, sample_norm  # noqa: E402,F401  (issue 13: kernels of the layers a PyTorch port needs)

@@ -18,3 +18,6 @@ from . import (  # noqa: E402,F401  (register kernels)  # noqa: E402,F401
     reduce,
     shape,
 )
+
+# isort: split
+from . import sample_norm  # noqa: E402,F401  (issue 13: kernels of the layers a PyTorch port needs)

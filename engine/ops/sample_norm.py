@@ -1,15 +1,18 @@
 """Normalizations over per-sample statistics: layer_norm, group_norm, instance_norm.
 
-Each normalizes rows of a 2-D view of its input by the row's own mean and biased variance, which is exactly what
-the ``batch_norm_train`` primitive computes per channel: the input is viewed as ``(1, R, M)`` (R rows of M values;
-statistics of axis 1 over the others), normalized with unit weight and zero bias, then viewed back and given the
-layer's own affine map. So these layers reuse batch norm's fused forward and backward kernels on every backend
-instead of a dozen tape ops each, and need no kernels of their own.
+Each normalizes the rows of a 2-D ``(R, M)`` view of its input by the row's own mean and biased variance, then
+views the result back and applies the layer's own affine map:
 
 - layer_norm: rows = the leading axes, M = the product of ``normalized_shape`` (the trailing axes).
 - group_norm: rows = (N, group), M = (C / groups) * spatial.
 - instance_norm: rows = (N, C), M = spatial; running statistics (optional) are updated with the batch average of
   the per-instance mean and unbiased variance, as torch does.
+
+Primitives (batch norm's math with rows in the role of channels; their own names, because graph passes read
+``batch_norm_train`` as "a BatchNorm in training mode"):
+
+- ``row_norm(x (R, M); eps) -> (y, mean (R,), var (R,))``: ``y = (x - mean) / sqrt(var + eps)``, biased ``var``.
+- ``row_norm_grad(gy, x, mean, var; eps) -> gx``: ``invstd / M * (M gy - sum(gy) - xhat sum(gy xhat))`` per row.
 """
 
 from __future__ import annotations
@@ -20,24 +23,68 @@ from typing import Any
 import numpy as np
 
 from ..autograd import bind
-from ..primitive import fail
+from ..primitive import NORM, Cost, Spec, fail, primitive, same_float_dtype
 from ..tensor import Tensor
 from ._util import lift
-from .norm import _update_running, batch_norm, batch_norm_train_p
-from .shape import reshape
+from .norm import _update_running, batch_norm
+from .shape import broadcast_to, reshape
 
 __all__ = ["layer_norm", "group_norm", "instance_norm"]
+
+row_norm_p = primitive("row_norm", NORM, multiple_results=True)
+row_norm_grad_p = primitive("row_norm_grad", NORM)
+
+
+@row_norm_p.def_shape
+def _row_norm_shape(x: Spec, eps: float) -> tuple[Spec, Spec, Spec]:
+    if x.ndim != 2 or x.dtype.kind != "f":
+        fail("row_norm", "input must be a 2-D (rows, values) floating-point array", input=repr(x))
+    if x.shape[1] < 2:
+        fail("row_norm", "each row needs at least 2 values", input=list(x.shape))
+    stat = Spec((x.shape[0],), x.dtype)
+    return x, stat, stat
+
+
+@row_norm_grad_p.def_shape
+def _row_norm_grad_shape(gy: Spec, x: Spec, mean: Spec, var: Spec, eps: float) -> Spec:
+    same_float_dtype("row_norm_grad", gy, x, mean, var)
+    if gy.shape != x.shape or x.ndim != 2 or mean.shape != (x.shape[0],) or var.shape != mean.shape:
+        fail("row_norm_grad", "gy and x must be (R, M) and mean, var (R,)", gy=list(gy.shape), x=list(x.shape),
+             mean=list(mean.shape), var=list(var.shape))
+    return x
+
+
+def _row_cost(flops_per_element: int):
+    return lambda ins, outs, eps: Cost(0, ins[0].size * flops_per_element, sum(s.nbytes for s in ins),
+                                       sum(s.nbytes for s in outs))
+
+
+row_norm_p.def_cost(_row_cost(7))  # mean, var (two passes) and the normalize
+row_norm_grad_p.def_cost(_row_cost(9))  # two row sums and the combine
+
+
+@row_norm_p.def_vjp
+def _row_norm_vjp(g: tuple, out: tuple, x: Tensor, eps: float) -> tuple[Tensor | None]:
+    gy, gmean, gvar = g
+    _, mean, var = out
+    m = x.shape[1]
+    gx = bind(row_norm_grad_p, gy, x, mean, var, eps=eps) if gy is not None else None
+    if gmean is not None:  # d mean / dx = 1 / M
+        term = broadcast_to(reshape(gmean * (1.0 / m), (-1, 1)), x.shape)
+        gx = term if gx is None else gx + term
+    if gvar is not None:  # d var / dx = 2 (x - mean) / M
+        term = reshape(gvar, (-1, 1)) * (x - reshape(mean, (-1, 1))) * (2.0 / m)
+        gx = term if gx is None else gx + term
+    return (gx,)
 
 
 def _normalize_rows(x: Tensor, rows: int, eps: float) -> tuple[Tensor, Tensor, Tensor]:
     """``x`` normalized per row of its ``(rows, M)`` view; returns (y shaped like x, row means, row variances)."""
     m = x.size // rows if rows else 0
-    if m <= 1:  # a row of one value normalizes to 0 (batch_norm_train rejects it as a training batch)
+    if m <= 1:  # a row of one value normalizes to 0
         zeros = Tensor(np.zeros((rows,), x.dtype))
         return x * 0.0, reshape(x, (rows,)) if m == 1 else zeros, zeros
-    ones = Tensor(np.ones((rows,), x.dtype))
-    y, mean, var = bind(batch_norm_train_p, reshape(x, (1, rows, m)), ones, Tensor(np.zeros((rows,), x.dtype)),
-                        eps=float(eps))
+    y, mean, var = bind(row_norm_p, reshape(x, (rows, m)), eps=float(eps))
     return reshape(y, x.shape), mean, var
 
 

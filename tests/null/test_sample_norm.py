@@ -59,6 +59,14 @@ def test_gradients_finite_differences(case, rng):
     check_grads(ours, _arrays(rng, xs, ps))
 
 
+def test_row_norm_primitive_vjp_with_every_output(rng):
+    """Cotangents on all three outputs (y, mean, biased var) vs finite differences."""
+    from engine import bind
+    from engine.ops.sample_norm import row_norm_p
+
+    check_grads(lambda x: bind(row_norm_p, x, eps=1e-3), [rng.standard_normal((3, 5)) * 2])
+
+
 def test_layer_norm_of_one_value_is_zero():
     x = Tensor(np.array([[1.0], [2.0]]), requires_grad=True)
     y = F.layer_norm(x, 1)
@@ -119,5 +127,10 @@ def test_bad_inputs():
         nn.InstanceNorm2d(6)(x[0])
     with pytest.raises(ValueError, match="InstanceNorm1d: expected input's size at dim=1 to match num_features"):
         nn.InstanceNorm1d(4, affine=True)(x)
+    with pytest.raises(ShapeError, match="row_norm: each row needs at least 2 values"):
+        from engine import bind
+        from engine.ops.sample_norm import row_norm_p
+
+        bind(row_norm_p, Tensor(np.zeros((3, 1), np.float32)), eps=1e-5)
     with pytest.raises(ShapeError, match=r"layer_norm: weight must have shape \[3\]"):
         F.layer_norm(x, 3, Tensor(np.ones(4, np.float32)))
