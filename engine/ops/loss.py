@@ -9,6 +9,7 @@ normalizer of a weighted mean (the summed target weights) folded in as a constan
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -293,6 +294,10 @@ def kl_div(input: Tensor, target: Any, reduction: str = "mean", log_target: bool
         positive = greater(t, 0.0)
         xlogy = where(positive, t * log(where(positive, t, 1.0)), 0.0)  # t log t with 0 log 0 = 0
         loss = xlogy - t * input
+    if reduction == "mean":
+        warnings.warn("kl_div: reduction 'mean' divides the total loss by both the batch size and the support size; "
+                      "'batchmean' divides only by the batch size, which is the KL divergence (as PyTorch warns)",
+                      UserWarning, stacklevel=2)
     if reduction == "batchmean":
         total = _sum(loss)
         return total * (1.0 / input.shape[0]) if input.ndim else total

@@ -17,7 +17,7 @@ try:
 except ImportError:  # only the PyTorch comparisons skip
     torch = TF = None
 
-pytestmark = pytest.mark.filterwarnings("ignore:reduction. .mean. divides")  # torch warns on kl_div mean
+pytestmark = pytest.mark.filterwarnings("ignore:.*reduction.*mean.*divides")  # kl_div mean warns (as torch)
 REDUCTIONS = ["none", "mean", "sum"]
 SHAPE = (3, 4)
 
@@ -137,6 +137,12 @@ def test_modules_call_their_functional(module, functional, rng):
     x = Tensor(rng.uniform(0.1, 0.9, SHAPE).astype(np.float32))
     t = Tensor(rng.uniform(0.1, 0.9, SHAPE).astype(np.float32))
     np.testing.assert_array_equal(module(x, t).numpy(), functional(x, t).numpy())
+
+
+def test_kl_div_mean_warns_as_torch():
+    x = Tensor(np.full((2, 3), -1.0, np.float32))
+    with pytest.warns(UserWarning, match="kl_div: reduction 'mean' divides the total loss by both"):
+        F.kl_div(x, x.exp(), "mean")
 
 
 def test_bad_inputs_name_the_loss():
