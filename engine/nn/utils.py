@@ -57,7 +57,8 @@ def clip_grad_norm_(parameters: Tensor | Iterable[Tensor], max_norm: float, norm
     coef = min(float(max_norm) / (float(total.data) + 1e-6), 1.0)  # torch clamps the coefficient to 1
     for p in params:
         g = p.grad.data
-        p.grad.data = (g * g.dtype.type(coef)).astype(g.dtype, copy=False)
+        with np.errstate(invalid="ignore"):  # an infinite norm scales by 0: inf * 0 = nan, as in torch
+            p.grad.data = (g * g.dtype.type(coef)).astype(g.dtype, copy=False)
     return total
 
 

@@ -47,6 +47,7 @@ def test_pad_mode_values():
     np.testing.assert_array_equal(F.pad(x, (2, 1), mode="circular").numpy()[0, 0], [2, 3, 1, 2, 3, 1])
 
 
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths")  # torch's own warning
 @pytest.mark.parametrize("mode", ["reflect", "replicate", "circular", "zeros"])
 @pytest.mark.parametrize("conv,shape,kw", [
     ("Conv2d", (2, 3, 6, 5), dict(kernel_size=3, padding=1)),
