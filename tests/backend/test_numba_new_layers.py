@@ -10,7 +10,7 @@ import pytest
 import engine
 import graph
 from engine import Tensor, nn
-from tests.backend.test_numba_parity import compare
+from tests.backend.test_numba_parity import compare, run_kernel
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -18,9 +18,26 @@ from tests.backend.test_numba_parity import compare
 def test_gelu_kernels(rng, dtype, shape):
     x = (rng.standard_normal(shape) * 3).astype(dtype)
     g = rng.standard_normal(shape).astype(dtype)
-    compare("gelu", [x], rtol=1e-6, atol=1e-7)
-    compare("gelu_grad", [g, x], rtol=1e-6, atol=1e-7)
-    compare("gelu", [x.reshape(-1)[::2]], rtol=1e-6, atol=1e-7)
+    # float32 erf is a rational approximation (4.2e-7 relative); 1 + erf cancels for x < -4 as in torch's float32
+    # gelu, so the absolute error there is ~1e-6 (torch: gelu(-5) = -1.19e-6, exact -1.43e-6)
+    tol = dict(rtol=1e-6, atol=2e-6 if dtype == np.float32 else 1e-12)
+    compare("gelu", [x], **tol)
+    compare("gelu_grad", [g, x], **tol)
+    compare("gelu", [x.reshape(-1)[::2]], **tol)
+
+
+def test_gelu_float32_erf_accuracy():
+    from math import erf, sqrt
+
+    from backends.numba.gelu import erf32
+
+    xs = np.linspace(-6, 6, 20001).astype(np.float32)
+    exact = np.array([erf(float(v)) for v in xs])
+    approx = np.array([erf32.py_func(v) for v in xs[::50]], np.float64)
+    assert np.max(np.abs(approx - exact[::50]) / np.maximum(np.abs(exact[::50]), 1e-30)) < 5e-7
+    got = run_kernel("numba", "gelu", [xs])[0].astype(np.float64)
+    ref = xs.astype(np.float64) * 0.5 * (1 + np.array([erf(float(v) / sqrt(2)) for v in xs]))
+    assert np.max(np.abs(got - ref)) < 2e-6
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
