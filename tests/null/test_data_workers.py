@@ -92,6 +92,23 @@ def test_worker_errors_reach_the_caller_and_early_break_stops_workers():
     assert not mp.active_children()
 
 
+class Sleepy(Dataset):
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):
+        import time
+
+        time.sleep(1.0 if i == 2 else 0.0)
+        return np.float32(i)
+
+
+def test_worker_timeout():
+    with pytest.raises(RuntimeError, match="DataLoader: timed out after 0.2 s while loading batch 1"):
+        list(DataLoader(Sleepy(), 2, num_workers=1, timeout=0.2))
+    assert not mp.active_children()
+
+
 def _collate_sum(samples):
     return {"x": np.stack([s[0] for s in samples]).sum(0), "n": len(samples)}
 
@@ -109,8 +126,11 @@ def test_default_collate_against_torch():
     x, y, d = ours
     assert isinstance(x, Tensor) and x.shape == (4, 2, 3) and y.tolist() == [0, 1, 2, 3]
     assert d["a"].tolist() == [0, 0.5, 1, 1.5] and [t.tolist() for t in d["b"]] == [[0, 1, 2, 3], [1, 2, 3, 4]]
-    loader = DataLoader(make(6), 3, collate_fn=default_collate)
-    assert all(isinstance(t, Tensor) for batch in loader for t in batch)
+    for workers in (0, 2):  # Tensors made in a worker come back through the results pipe
+        loader = DataLoader(make(6), 3, collate_fn=default_collate, num_workers=workers)
+        batches = list(loader)
+        assert all(isinstance(t, Tensor) for batch in batches for t in batch)
+        assert [b[1].tolist() for b in batches] == [[0, 1, 2], [3, 4, 5]]
     if torch is None:
         pytest.skip("torch is not installed")
     theirs = torch.utils.data.default_collate(samples)
