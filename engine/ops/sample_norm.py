@@ -101,8 +101,9 @@ def _channel_shape(x: Tensor) -> tuple[int, ...]:
 
 
 def _check_param(op: str, name: str, t: Any, shape: tuple[int, ...]) -> None:
-    if t is not None and tuple(np.shape(t)) != tuple(shape):
-        fail(op, f"{name} must have shape {list(shape)}", **{name: list(np.shape(t))})
+    got = None if t is None else tuple(t.shape if isinstance(t, Tensor) else np.shape(t))
+    if got is not None and got != tuple(shape):
+        fail(op, f"{name} must have shape {list(shape)}", **{name: list(got)})
 
 
 def layer_norm(input: Tensor, normalized_shape: int | tuple[int, ...] | list[int], weight: Any = None,  # noqa: A002
