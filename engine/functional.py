@@ -13,3 +13,9 @@ from .ops.pool import *  # noqa: F401,F403
 from .ops.random import *  # noqa: F401,F403
 from .ops.reduce import *  # noqa: F401,F403
 from .ops.shape import *  # noqa: F401,F403
+
+# isort: split
+# issue 13: activations, normalizations, resampling and padding a PyTorch port needs (one block, to merge easily)
+from .ops.resample import *  # noqa: F401,F403,E402
+from .ops.sample_norm import *  # noqa: F401,F403,E402
+from .ops.smooth_activation import *  # noqa: F401,F403,E402

@@ -15,6 +15,7 @@ from . import (  # noqa: F401 - each module registers its kernels
     pool,
     random,
     reduce,
+    sample_norm,
     shape,
 )
 from .table import backend as backend

@@ -4,6 +4,8 @@ cast to the arrays' dtype first, so float32 arithmetic stays float32 (as in PyTo
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .elementwise import sigmoid_of
@@ -67,3 +69,22 @@ def clamp_grad(gy: np.ndarray, x: np.ndarray, out: np.ndarray, min: float | None
     if max is not None:
         keep &= x <= t(max)
     out[...] = np.where(keep, gy, t(0))
+
+
+# --- gelu (engine/ops/smooth_activation.py): numpy has no erf, so math.erf per element (the reference, not fast)
+_erf = np.frompyfunc(math.erf, 1, 1)
+
+
+def _normal_cdf(x: np.ndarray) -> np.ndarray:
+    return ((1 + _erf(x.astype(np.float64) * (1 / math.sqrt(2))).astype(np.float64)) * 0.5).astype(x.dtype)
+
+
+@backend.register("gelu")
+def gelu(x: np.ndarray, out: np.ndarray) -> None:
+    out[...] = x * _normal_cdf(x)
+
+
+@backend.register("gelu_grad")
+def gelu_grad(gy: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
+    pdf = np.exp(x * x * x.dtype.type(-0.5)) * x.dtype.type(1 / math.sqrt(2 * math.pi))
+    out[...] = gy * (_normal_cdf(x) + x * pdf)

@@ -25,6 +25,15 @@ from .pool import (
     WeightedAvgPool2d,
 )
 
+# isort: split
+# issue 13: losses, layers and utils a PyTorch port needs (one block, to merge easily)
+from . import utils
+from .activation import GELU, Hardswish, Mish, Softplus
+from .conv import ConvTranspose1d, ConvTranspose2d
+from .loss import BCELoss, BCEWithLogitsLoss, HuberLoss, KLDivLoss, L1Loss, SmoothL1Loss
+from .norm import GroupNorm, InstanceNorm1d, InstanceNorm2d, LayerNorm
+from .upsample import Upsample, UpsamplingBilinear2d, UpsamplingNearest2d
+
 __all__ = [
     # base classes and containers
     "Module", "Parameter", "IncompatibleKeys", "RemovableHandle", "Sequential", "ModuleList", "ModuleDict",
@@ -39,4 +48,10 @@ __all__ = [
     "ReLU", "LeakyReLU", "ELU", "Sigmoid", "Tanh", "SiLU", "Softmax", "LogSoftmax",
     "CrossEntropyLoss", "NLLLoss", "MSELoss",
     "functional",
+]
+__all__ += [
+    "utils",
+    "ConvTranspose1d", "ConvTranspose2d", "Upsample", "UpsamplingNearest2d", "UpsamplingBilinear2d",
+    "GELU", "Hardswish", "Mish", "Softplus", "LayerNorm", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d",
+    "BCELoss", "BCEWithLogitsLoss", "L1Loss", "SmoothL1Loss", "HuberLoss", "KLDivLoss",
 ]

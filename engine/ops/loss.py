@@ -1,4 +1,5 @@
-"""Losses: cross_entropy, nll_loss, mse_loss -- composites of primitives with PyTorch's exact semantics.
+"""Losses: cross_entropy, nll_loss, mse_loss, binary_cross_entropy(_with_logits), l1_loss, smooth_l1_loss,
+huber_loss, kl_div -- composites of primitives with PyTorch's exact semantics.
 
 Class-index losses turn the targets into a constant coefficient tensor ``coef`` shaped like the input
 (class weight at the target class, zero for ignored positions, plus the label-smoothing spread), so the loss is
@@ -8,6 +9,7 @@ normalizer of a weighted mean (the summed target weights) folded in as a constan
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -17,11 +19,15 @@ from ..primitive import OTHER, Spec, fail, primitive
 from ..tensor import Tensor
 from ._util import lift
 from .activation import log_softmax
+from .elementwise import abs as _abs
+from .elementwise import clamp, exp, greater, log, where
 from .reduce import mean as _mean
 from .reduce import sum as _sum
 from .shape import reshape
+from .smooth_activation import logsigmoid
 
-__all__ = ["cross_entropy", "nll_loss", "mse_loss"]
+__all__ = ["cross_entropy", "nll_loss", "mse_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits",
+           "l1_loss", "smooth_l1_loss", "huber_loss", "kl_div"]
 
 _REDUCTIONS = ("none", "mean", "sum")
 
@@ -182,3 +188,135 @@ def mse_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:  # 
     _check_reduction("mse_loss", reduction)
     d = input - lift(target, input)
     return _reduce(d * d, reduction)
+
+
+# --- elementwise losses (input and target of one shape) --------------------------------------------------
+def _same_shape_target(op: str, input: Tensor, target: Any) -> Tensor:  # noqa: A002
+    """PyTorch requires the target's size to equal the input's for these losses (no silent broadcasting)."""
+    t = lift(target, input)
+    if t.shape != input.shape:
+        fail(op, "target must have the input's shape", input=list(input.shape), target=list(t.shape))
+    return t
+
+
+def _weighted(op: str, loss: Tensor, weight: Any, same_shape: bool = False) -> Tensor:
+    """Multiply by a rescaling ``weight`` (a constant, as in PyTorch) that broadcasts to the loss's shape, or
+    (``same_shape``: l1 and huber, PyTorch's rule) has exactly its shape."""
+    if weight is None:
+        return loss
+    w = lift(weight, loss)
+    if same_shape and w.shape != loss.shape:
+        fail(op, "weight must have the input's shape", input=list(loss.shape), weight=list(w.shape))
+    try:
+        np.broadcast_shapes(w.shape, loss.shape)
+    except ValueError:
+        fail(op, "weight must broadcast to the input's shape", input=list(loss.shape), weight=list(w.shape))
+    return loss * w
+
+
+def l1_loss(input: Tensor, target: Any, reduction: str = "mean", weight: Any = None) -> Tensor:  # noqa: A002
+    """torch.nn.functional.l1_loss: ``w |input - target|`` reduced (gradient sign(0) = 0 at ties, as torch).
+    With a ``weight``, ``"mean"`` divides by the summed weights (PyTorch's rule for l1, unlike huber)."""
+    _check_reduction("l1_loss", reduction)
+    loss = _weighted("l1_loss", _abs(input - _same_shape_target("l1_loss", input, target)), weight, same_shape=True)
+    if weight is not None and reduction == "mean":
+        return _sum(loss) * (1.0 / float(np.sum(np.asarray(lift(weight, input).data, np.float64))))
+    return _reduce(loss, reduction)
+
+
+def _huber(op: str, input: Tensor, target: Any, reduction: str, delta: float, scale: float) -> Tensor:
+    """``0.5 d^2 / delta`` if ``|d| < delta`` else ``|d| - 0.5 delta``, times ``scale`` (smooth_l1: 1 with
+    delta = beta; huber: delta). ``delta = 0`` is the L1 loss (smooth_l1 with beta=0)."""
+    _check_reduction(op, reduction)
+    d = input - _same_shape_target(op, input, target)
+    a = _abs(d)
+    if delta == 0.0:
+        return _reduce(a * scale if scale != 1.0 else a, reduction)
+    quadratic = d * d * (0.5 * scale / delta)
+    linear = (a - 0.5 * delta) * scale if scale != 1.0 else a - 0.5 * delta
+    return _reduce(where(greater(delta, a), quadratic, linear), reduction)
+
+
+def smooth_l1_loss(input: Tensor, target: Any, reduction: str = "mean", beta: float = 1.0) -> Tensor:  # noqa: A002
+    """torch.nn.functional.smooth_l1_loss: ``0.5 d^2 / beta`` where ``|d| < beta``, else ``|d| - 0.5 beta``."""
+    if not beta >= 0.0:
+        raise ValueError(f"smooth_l1_loss: beta must be non-negative (got {beta})")
+    return _huber("smooth_l1_loss", input, target, reduction, float(beta), 1.0)
+
+
+def huber_loss(input: Tensor, target: Any, reduction: str = "mean", delta: float = 1.0,  # noqa: A002
+               weight: Any = None) -> Tensor:
+    """torch.nn.functional.huber_loss: ``0.5 d^2`` where ``|d| < delta``, else ``delta (|d| - 0.5 delta)``
+    (= delta * smooth_l1 with beta = delta)."""
+    if not delta > 0.0:
+        raise ValueError(f"huber_loss: delta must be positive (got {delta})")
+    if weight is None:
+        return _huber("huber_loss", input, target, reduction, float(delta), float(delta))
+    _check_reduction("huber_loss", reduction)
+    loss = _huber("huber_loss", input, target, "none", float(delta), float(delta))
+    loss = _weighted("huber_loss", loss, weight, same_shape=True)
+    return _reduce(loss, reduction)
+
+
+def binary_cross_entropy(input: Tensor, target: Any, weight: Any = None,  # noqa: A002
+                         reduction: str = "mean") -> Tensor:
+    """torch.nn.functional.binary_cross_entropy: ``-w (t log x + (1 - t) log(1 - x))`` with each log clamped
+    to >= -100 as PyTorch does (so ``x`` = 0 or 1 gives a finite loss). ``input`` must hold probabilities."""
+    op = "binary_cross_entropy"
+    _check_reduction(op, reduction)
+    t = _same_shape_target(op, input, target)
+    if input._data is not None and input._data.size and not ((input._data >= 0) & (input._data <= 1)).all():
+        raise ValueError(f"{op}: all elements of input must be between 0 and 1 (got min {input._data.min():.4g}, "
+                         f"max {input._data.max():.4g}); for logits use binary_cross_entropy_with_logits")
+    with np.errstate(divide="ignore"):  # log(0) = -inf, then clamped to -100
+        log_x = clamp(log(input), -100.0)
+        log_1mx = clamp(log(1.0 - input), -100.0)
+    loss = -(t * log_x + (1.0 - t) * log_1mx)
+    return _reduce(_weighted(op, loss, weight), reduction)
+
+
+def binary_cross_entropy_with_logits(input: Tensor, target: Any, weight: Any = None,  # noqa: A002
+                                     reduction: str = "mean", pos_weight: Any = None) -> Tensor:
+    """torch.nn.functional.binary_cross_entropy_with_logits: ``-w (p t log s(x) + (1 - t) log(1 - s(x)))``
+    with ``s`` the sigmoid and ``p`` = ``pos_weight`` (broadcast along the last, class, axis), written as
+    ``(1 - t) x - (1 + (p - 1) t) logsigmoid(x)`` so large logits neither overflow nor lose the loss."""
+    op = "binary_cross_entropy_with_logits"
+    _check_reduction(op, reduction)
+    t = _same_shape_target(op, input, target)
+    ls = logsigmoid(input)
+    if pos_weight is None:
+        loss = (1.0 - t) * input - ls
+    else:
+        pw = lift(pos_weight, input)
+        try:
+            np.broadcast_shapes(pw.shape, input.shape)
+        except ValueError:
+            fail(op, "pos_weight must broadcast to the input's shape (one weight per class, last axis)",
+                 input=list(input.shape), pos_weight=list(pw.shape))
+        loss = (1.0 - t) * input - (t * (pw - 1.0) + 1.0) * ls
+    return _reduce(_weighted(op, loss, weight), reduction)
+
+
+def kl_div(input: Tensor, target: Any, reduction: str = "mean", log_target: bool = False) -> Tensor:  # noqa: A002
+    """torch.nn.functional.kl_div: ``input`` holds log-probabilities; pointwise ``t (log t - input)`` (0 where
+    ``t`` = 0), or ``exp(t) (t - input)`` with ``log_target``. ``reduction="batchmean"`` divides the sum by
+    the batch size ``input.shape[0]`` (the true KL divergence); ``"mean"`` averages over every element, as
+    PyTorch does. Target and input broadcast as in PyTorch."""
+    op = "kl_div"
+    if reduction not in _REDUCTIONS + ("batchmean",):
+        raise ValueError(f"{op}: reduction must be one of {_REDUCTIONS + ('batchmean',)} (got {reduction!r})")
+    t = lift(target, input)
+    if log_target:
+        loss = exp(t) * (t - input)
+    else:
+        positive = greater(t, 0.0)
+        xlogy = where(positive, t * log(where(positive, t, 1.0)), 0.0)  # t log t with 0 log 0 = 0
+        loss = xlogy - t * input
+    if reduction == "mean":
+        warnings.warn("kl_div: reduction 'mean' divides the total loss by both the batch size and the support size; "
+                      "'batchmean' divides only by the batch size, which is the KL divergence (as PyTorch warns)",
+                      UserWarning, stacklevel=2)
+    if reduction == "batchmean":
+        total = _sum(loss)
+        return total * (1.0 / input.shape[0]) if input.ndim else total
+    return _reduce(loss, reduction)

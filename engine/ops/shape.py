@@ -192,18 +192,29 @@ def _pad_vjp(g: Tensor, y: Tensor, x: Tensor, pads: tuple[tuple[int, int], ...],
     return (bind(slice_p, g, starts=starts, stops=stops, steps=(1,) * g.ndim),)
 
 
-def pad(x: Tensor, pad: tuple[int, ...], mode: str = "constant", value: float = 0.0) -> Tensor:
-    """torch.nn.functional.pad: ``pad`` lists (left, right) pairs starting from the LAST axis."""
-    if mode != "constant":
-        raise ValueError(f"pad: only mode='constant' is supported (got {mode!r})")
+def pad_pairs(op: str, x: Tensor, pad: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
+    """torch's ``pad`` (left, right) pairs, last axis first, as one (before, after) pair per axis."""
     if len(pad) % 2 or len(pad) // 2 > x.ndim:
-        fail("pad", "pad must hold (before, after) pairs for at most ndim axes", pad=tuple(pad), ndim=x.ndim)
+        fail(op, "pad must hold (before, after) pairs for at most ndim axes", pad=tuple(pad), ndim=x.ndim)
     pads = [(0, 0)] * x.ndim
     for i in range(len(pad) // 2):
         pads[x.ndim - 1 - i] = (int(pad[2 * i]), int(pad[2 * i + 1]))
+    return tuple(pads)
+
+
+def constant_pad(x: Tensor, pads: tuple[tuple[int, int], ...], value: float = 0.0) -> Tensor:
+    """Pad every axis by its (before, after) pair with ``value`` (the pad primitive)."""
     if all(p == (0, 0) for p in pads):
         return x
     return bind(pad_p, x, pads=tuple(pads), value=float(value))
+
+
+def pad(x: Tensor, pad: tuple[int, ...], mode: str = "constant", value: float = 0.0) -> Tensor:
+    """torch.nn.functional.pad with ``mode="constant"``; the border modes (reflect, replicate, circular) are
+    composites in engine/ops/resample.py, whose ``pad`` (the one ``engine.functional`` exports) handles all modes."""
+    if mode != "constant":
+        fail("pad", "this pad takes mode='constant' only; use engine.functional.pad for border modes", mode=mode)
+    return constant_pad(x, pad_pairs("pad", x, pad), value)
 
 
 slice_p = primitive("slice", SHAPE)
