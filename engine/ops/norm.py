@@ -145,7 +145,7 @@ def _per_channel(t: Any, c: int, like: Tensor, fill: float) -> Tensor:
     return t
 
 
-def _update_running(stat: Any, batch_value: Tensor, momentum: float, scale: float = 1.0) -> None:
+def update_running(stat: Any, batch_value: Tensor, momentum: float, scale: float = 1.0) -> None:
     """running <- (1 - momentum) * running + (momentum * scale) * batch, as primitives: eagerly the buffer's data
     is replaced; under a trace the update becomes a graph output (:func:`engine.autograd.assign_state`)."""
     if stat is None:
@@ -188,8 +188,8 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
                 fail("batch_norm", f"{name} must have shape (C,) where C = input.shape[1]",
                      **{name: list(np.shape(stat))}, C=c)
         y, mean, var = bind(batch_norm_train_p, x, w, b, eps=eps)
-        _update_running(running_mean, mean, float(momentum))
-        _update_running(running_var, var, float(momentum), m / (m - 1))
+        update_running(running_mean, mean, float(momentum))
+        update_running(running_var, var, float(momentum), m / (m - 1))
         return y
     if running_mean is None or running_var is None:
         raise ValueError("batch_norm: running_mean and running_var must be given when training=False")

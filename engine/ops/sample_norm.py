@@ -22,11 +22,12 @@ from typing import Any
 
 import numpy as np
 
-from ..autograd import bind
+from ..autograd import bind, no_grad
 from ..primitive import NORM, Cost, Spec, fail, primitive, same_float_dtype
 from ..tensor import Tensor
 from ._util import lift
-from .norm import _update_running, batch_norm
+from .norm import batch_norm, update_running
+from .reduce import mean as _mean
 from .shape import broadcast_to, reshape
 
 __all__ = ["layer_norm", "group_norm", "instance_norm"]
@@ -157,9 +158,11 @@ def instance_norm(input: Tensor, running_mean: Tensor | None = None, running_var
         raise ValueError(f"instance_norm: expected more than 1 spatial element when training, got input size "
                          f"{list(x.shape)}")
     y, mean, var = _normalize_rows(x, n * c, eps)
-    if mean._data is not None:  # running statistics: batch average of the instance statistics
+    # running statistics: the batch average of the instance statistics, as primitives, so a compiled training
+    # graph updates them too (state outputs, see engine.autograd.assign_state)
+    with no_grad():
         if running_mean is not None:
-            _update_running(running_mean, Tensor(mean._data.reshape(n, c).mean(0)), float(momentum))
+            update_running(running_mean, _mean(reshape(mean, (n, c)), 0), float(momentum))
         if running_var is not None:
-            _update_running(running_var, Tensor(var._data.reshape(n, c).mean(0)), float(momentum), m / (m - 1))
+            update_running(running_var, _mean(reshape(var, (n, c)), 0), float(momentum), m / (m - 1))
     return _affine(y, weight, bias, _channel_shape(x))

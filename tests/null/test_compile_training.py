@@ -292,3 +292,25 @@ def test_training_graph_render_marks_backward_update_and_recomputed_nodes(tmp_pa
     src = to_dot(step.graph).source
     assert "#1f5fbf" in src and "#2e7d32" in src  # backward and update borders
     assert "recomputed" in src and "dashed" in src
+
+
+def test_compile_step_covers_sample_norms_and_gelu_including_instance_norm_running_stats():
+    def mk():
+        engine.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(3, 4, 3), nn.InstanceNorm2d(4, affine=True, track_running_stats=True),
+                             nn.GroupNorm(2, 4), nn.GELU(), nn.Flatten(), nn.LayerNorm(64), nn.Linear(64, 3)).double()
+
+    a, b = mk(), mk()
+    a.train()
+    b.train()
+    oa, ob = optim.Adam(a.parameters(), lr=1e-2), optim.Adam(b.parameters(), lr=1e-2)
+    y = Tensor(np.array([0, 2]))
+    for _ in range(2):
+        oa.zero_grad()
+        F.cross_entropy(a(Tensor(X)), y).backward()
+        oa.step()
+    step = graph.compile_step(b, F.cross_entropy, ob, Tensor(X), y, backend="numpy")
+    for _ in range(2):
+        step(Tensor(X), y)
+    assert np.any(b[1].running_mean.data != 0)
+    _state_close(a, b, 1e-12)
