@@ -11,6 +11,7 @@ from . import backend
 from .conv import _forward_note, _shape, conv2d_forward
 from .conv_epilogue import HAS_RES, NO_ACT, Epilogue, _epilogue_value
 from .elementwise import ELU, LEAKY_RELU, UNARY
+from .linalg import product
 
 ACT_CODES = {"none": NO_ACT, "leaky_relu": LEAKY_RELU, "elu": ELU, **UNARY}
 _ALPHA_ATTR = {"leaky_relu": "negative_slope", "elu": "alpha"}
@@ -63,7 +64,7 @@ def rows_epilogue(y, flags, bias, scale, res, act, alpha):
 def fused_linear(*ins: np.ndarray, out: np.ndarray, has_bias: bool, has_residual: bool, activation: str,
                  act_attrs: tuple = ()) -> None:
     x, w, b, r = _split(ins, has_bias, has_residual)
-    np.matmul(x, w.T, out=out)
+    product(x, w.T, out)  # the same GEMM as the unfused linear (BLAS next to numba's threads ran 5x slower)
     ep = epilogue_from_attrs(out.dtype, b, r, activation, act_attrs)
     if out.size and not ep.empty:
         y2 = out.reshape(-1, out.shape[-1])

@@ -21,7 +21,8 @@ def add_row_bias(y, b):
             y[r, c] += b[c]
 
 
-def _product(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+def product(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    """out = a @ b: the numba GEMM for 2-D float32 operands it supports, else BLAS."""
     if a.ndim == b.ndim == out.ndim == 2 and gemm_supported(a, b, out):
         gemm_matmul(a, b, out)
     else:
@@ -30,11 +31,11 @@ def _product(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
 
 @backend.register("matmul")
 def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
-    _product(a, b, out)
+    product(a, b, out)
 
 
 @backend.register("linear")
 def linear(x: np.ndarray, w: np.ndarray, *b: np.ndarray, out: np.ndarray) -> None:
-    _product(x, w.T, out)
+    product(x, w.T, out)
     if b and out.size:
         add_row_bias(out.reshape(-1, out.shape[-1]), b[0])
