@@ -1,9 +1,12 @@
 """Zoo models in train mode (BatchNorm, dropout): 3 steps through compile_step and through compile() + the eager
 optimizer equal 3 eager steps (parameters and running statistics), with SGD-momentum and Adam: on the numpy
 backend in float64 to 1e-10, on numba in float32 to rtol 1e-4. The VGG / AlexNet families (100M+ parameters in
-their classifiers) are left to `bench/` for time; every other architecture family of the zoo is here."""
+their classifiers) and the deeper siblings of each family run only with ``CONVGRAPH_TEST_ALL_MODELS=1`` (every zoo
+model, numpy float64 and numba float32; ~30 min on 2 cores); every architecture family of the zoo runs always."""
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import pytest
@@ -15,16 +18,18 @@ import graph
 import zoo.models as zm
 from engine import Tensor
 
-MODELS = ["lenet5", "convnetjs_cifar10", "resnet18_cifar", "mobilenet_v2", "densenet121", "googlenet",
-          "efficientnet_b0"]
-NUMBA_MODELS = ["lenet5", "convnetjs_cifar10", "resnet18_cifar"]
+ALL = os.environ.get("CONVGRAPH_TEST_ALL_MODELS") == "1"
+MODELS = zm.list_models() if ALL else ["lenet5", "convnetjs_cifar10", "resnet18_cifar", "mobilenet_v2", "densenet121",
+                                       "googlenet", "efficientnet_b0"]
+NUMBA_MODELS = zm.list_models() if ALL else ["lenet5", "convnetjs_cifar10", "resnet18_cifar"]
+AUX = ("googlenet", "googlenet_2014", "inception_v3")  # auxiliary heads need the full input size
 OPT = {"sgd": lambda ps: optim.SGD(ps, lr=0.05, momentum=0.9), "adam": lambda ps: optim.Adam(ps, lr=1e-3)}
 
 
 def _build(name: str, dtype):
     engine.manual_seed(0)
     kwargs = {"num_classes": 10} if zm.spec(name).default_num_classes != 10 else {}
-    if name == "googlenet":
+    if name in AUX:
         kwargs["aux_logits"] = False
     m = zm.get(name, **kwargs)
     m.train()
