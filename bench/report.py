@@ -46,10 +46,10 @@ def _available(impls: list[str]) -> list[str]:
 
 
 def _algorithms(impl: str, wl, mode: str) -> str:
-    """The numba conv algorithm per role that the timed calls ran (the measured choice cached per shape)."""
+    """The numba conv algorithm per role that the timed calls ran (under the current policy)."""
     if impl != "numba":
         return ""
-    from backends.numba.conv_select import choose
+    from backends.numba.conv.select import choose
 
     roles = ("forward",) if mode == "fwd" else ("forward", "weight_grad", "input_grad")
     return " / ".join(choose(r, wl.x, wl.w, wl.attrs, "float32", None).algorithm for r in roles)

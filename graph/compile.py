@@ -42,9 +42,10 @@ class CompileReport(dict):
     """The compile report (a dict; ``str()`` formats it). Keys: ``model``, ``backend``, ``training``,
     ``input_shapes``, ``passes`` (one row per pass: changed, nodes before/after, kernels, FLOPs, bytes, time),
     ``fold_errors`` (node -> max abs error of the folded subgraph), ``memory`` (naive / arena / lower bound /
-    fragmentation), ``stats`` (final kernels, MACs, FLOPs, bytes), ``kernels`` (node -> kernel used, with its
-    algorithm note in brackets), ``algorithms`` (node -> the backend's algorithm note, where it gives one), timings
-    (``trace_s``, ``passes_s``, ``plan_s``, ``compile_s``) and ``check`` when ``compile(check=True)``."""
+    fragmentation / kernel workspaces), ``stats`` (final kernels, MACs, FLOPs, bytes), ``kernels`` (node -> kernel
+    used, with its algorithm note in brackets), ``algorithms`` (node -> the backend's algorithm note, where it gives
+    one), ``autotune``, timings (``trace_s``, ``passes_s``, ``plan_s``, ``compile_s``) and ``check`` when
+    ``compile(check=True)``."""
 
     def __str__(self) -> str:
         mib = 1 << 20
@@ -63,7 +64,8 @@ class CompileReport(dict):
                          f"(max abs diff per folded conv/linear, on the {self.get('fold_error_input', 'probe')})")
         m = self["memory"]
         lines.append(f"memory: naive {m['naive_bytes'] / mib:.2f} MiB, planned arena {m['arena_bytes'] / mib:.2f} MiB, "
-                     f"lower bound {m['lower_bound_bytes'] / mib:.2f} MiB, fragmentation {m['fragmentation']:.1%}")
+                     f"lower bound {m['lower_bound_bytes'] / mib:.2f} MiB, fragmentation {m['fragmentation']:.1%}, "
+                     f"kernel workspaces {m['workspace_bytes'] / mib:.2f} MiB")
         s = self["stats"]
         lines.append(f"final: {s['kernels']} kernels, {s['macs'] / 1e9:.3f} GMACs = {s['flops'] / 1e9:.3f} GFLOPs")
         if self.get("algorithms"):  # the backend's per-node notes (conv: the chosen algorithm, measured or not)
@@ -86,13 +88,14 @@ class CompiledModule:
     the most recent compilation; ``.render(path)`` draws its graph."""
 
     def __init__(self, model: Any, backend: str | Backend = "numpy", passes: Any = None, *, arena: bool = True,
-                 reorder: bool = True, abstract: bool = True):
+                 reorder: bool = True, abstract: bool = True, autotune: bool = False):
         self.model = model
         self.backend = get_backend(backend)
         self.passes = passes
         self.arena = arena
         self.reorder = reorder
         self.abstract = abstract
+        self.autotune = autotune
         self._cache: dict[tuple, _Compiled] = {}
         self._last: _Compiled | None = None
 
@@ -141,11 +144,12 @@ class CompiledModule:
         plan = plan_memory(g, reorder=self.reorder) if self.arena else None
         if plan is not None:
             g.nodes = list(plan.schedule)
-            executor: Executor = ArenaExecutor(g, plan, self.backend)
+            executor: Executor = ArenaExecutor(g, plan, self.backend, autotune=self.autotune)
         else:
-            executor = Executor(g, self.backend)
+            executor = Executor(g, self.backend, autotune=self.autotune)
         t3 = time.perf_counter()
-        described = {n.name: _describe_kernel(self.backend, n) for n in g.nodes}
+        with executor.context:  # the notes see the executor's algorithm policy (autotune)
+            described = {n.name: _describe_kernel(self.backend, n) for n in g.nodes}
         report = CompileReport(
             model=type(self.model).__name__, backend=self.backend.name, training=g.meta["training"],
             input_shapes=[list(s.shape) for s in specs], passes=rows, fold_errors=dict(g.meta.get("fold_errors", {})),
@@ -153,9 +157,10 @@ class CompiledModule:
             memory=plan.summary() if plan is not None else {}, stats=g.stats(),
             kernels={n: f"{d} [{a}]" if a else d for n, (d, a) in described.items()},
             algorithms={n: a for n, (_, a) in described.items() if a},
-            trace_s=t1 - t0, passes_s=t2 - t1, plan_s=t3 - t2, compile_s=t3 - t0)
+            autotune=self.autotune, trace_s=t1 - t0, passes_s=t2 - t1, plan_s=t3 - t2, compile_s=t3 - t0)
         if plan is None:
             report["memory"] = {k: 0 for k in ("naive_bytes", "arena_bytes", "lower_bound_bytes", "fragmentation")}
+        report["memory"]["workspace_bytes"] = executor.context.workspace_bytes
         return _Compiled(g, plan, executor, report)
 
     # --- calling ---------------------------------------------------------------------------------------------
@@ -248,15 +253,17 @@ def _describe_kernel(backend: Backend, node: Any) -> tuple[str, str | None]:
 
 
 def compile(model: Any, *example_inputs: Any, backend: str | Backend = "numpy", passes: Any = None,  # noqa: A001
-            arena: bool = True, reorder: bool = True, abstract: bool = True, check: bool = False) -> CompiledModule:
+            arena: bool = True, reorder: bool = True, abstract: bool = True, check: bool = False,
+            autotune: bool = False) -> CompiledModule:
     """Compile ``model`` for ``example_inputs`` (Tensors, arrays or :class:`engine.Spec`).
 
     ``passes``: a pipeline name (see ``graph.passes.PIPELINES``), a list of passes, or None for the default of the
     model's mode (``"inference"`` in eval mode, ``"training"`` in train mode). ``abstract``: trace with shape
     rules only (no kernel time). ``arena``: run inside one planned arena. ``check``: also run the eager model on
-    the example inputs and record the max difference in ``report["check"]``.
+    the example inputs and record the max difference in ``report["check"]``. ``autotune``: the backend may time
+    candidate algorithms per shape (numba conv) instead of using its heuristic; the report shows the measurements.
     """
-    cm = CompiledModule(model, backend, passes, arena=arena, reorder=reorder, abstract=abstract)
+    cm = CompiledModule(model, backend, passes, arena=arena, reorder=reorder, abstract=abstract, autotune=autotune)
     cm.compile_for(*example_inputs)
     if check:
         cm.check(*example_inputs)

@@ -1,4 +1,4 @@
-"""The offset-table implicit GEMM (backends.numba.conv_tables, algorithm ``gemm-tables``) against the numpy
+"""The offset-table implicit GEMM (backends.numba.conv.tables, algorithm ``gemm-tables``) against the numpy
 reference, on shapes that reach every edge of its blocking: K beyond one KC block, output channels beyond one
 panel and not a multiple of it, images whose pixel count is not a multiple of a panel (the input gradient's
 copied last panel), row tiles and groups that cross images, several weight-gradient chunks."""
@@ -11,8 +11,10 @@ import pytest
 from tests.backend.test_numba_parity import run_kernel
 
 nb = pytest.importorskip("backends.numba")
-from backends.numba import conv_tables  # noqa: E402
-from backends.numba.conv import NO_ACT, Epilogue, conv2d_forward, scratch  # noqa: E402
+from backends.numba.conv import tables as conv_tables  # noqa: E402
+from backends.numba.conv.drivers import conv2d_forward  # noqa: E402
+from backends.numba.conv.epilogue import NO_ACT, Epilogue  # noqa: E402
+from backends.numba.conv.workspace import Workspace  # noqa: E402
 from backends.numba.elementwise import RELU  # noqa: E402
 
 
@@ -48,6 +50,7 @@ def test_forward_and_both_gradients_match_the_reference(rng, xs, ws, attrs):
                        **attrs)
     (gw,) = run_kernel("numpy", "conv2d_weight_grad", [x.astype(np.float64), gy.astype(np.float64)],
                        weight_shape=ws, **attrs)
+    scratch = Workspace()
     out = np.full(y.shape, np.nan, np.float32)
     conv_tables.forward(x, w, out, Epilogue(np.float32), _geom(attrs), attrs["padding"], scratch)
     got_gx = np.full(xs, np.nan, np.float32)

@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("backends.numba")
 from backends.numba import gemm as G  # noqa: E402
-from backends.numba.conv_epilogue import HAS_BIAS, HAS_RES, HAS_SCALE, NO_ACT, Epilogue  # noqa: E402
+from backends.numba.conv.epilogue import HAS_BIAS, HAS_RES, HAS_SCALE, NO_ACT, Epilogue  # noqa: E402
 from backends.numba.elementwise import LEAKY_RELU, RELU, TANH  # noqa: E402
 from tests.backend.test_numba_parity import run_kernel  # noqa: E402
 
