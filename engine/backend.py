@@ -82,13 +82,14 @@ def are_deterministic_algorithms_enabled() -> bool:
 
 
 class Backend:
-    """A kernel table. ``fallback`` names a backend whose kernels serve the primitives this one lacks; ``context``
-    the :class:`ExecutorContext` type its executors keep."""
+    """A kernel table. ``fallback`` names a backend whose kernels serve the primitives this one lacks;
+    ``context_type`` is the :class:`ExecutorContext` its executors keep."""
 
-    def __init__(self, name: str, fallback: str | None = None, context: type[ExecutorContext] = ExecutorContext):
+    def __init__(self, name: str, fallback: str | None = None,
+                 context_type: type[ExecutorContext] = ExecutorContext):
         self.name = name
         self.fallback = fallback
-        self.context = context
+        self.context_type = context_type
         self.kernels: dict[str, Kernel] = {}
 
     def register(self, *prim_names: str) -> Callable[[Kernel], Kernel]:
@@ -114,7 +115,7 @@ class Backend:
         """The state of a graph executor, made once when it is built: ``constants`` are the graph's constant
         arrays (unchanged while the executor lives), ``steps`` the kernel calls it will make (workspaces are sized
         for them here), ``autotune``: the backend may time candidate algorithms per shape."""
-        ctx = self.context(constants, autotune=autotune)
+        ctx = self.context_type(constants, autotune=autotune)
         ctx.reserve(steps)
         return ctx
 
