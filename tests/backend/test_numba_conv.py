@@ -416,6 +416,13 @@ def test_default_choice_is_the_heuristic_and_measuring_is_opt_in(rng):
         set_conv_policy("fastest")
 
 
+def test_unknown_policy_from_the_environment_fails_at_the_first_conv(rng, monkeypatch):
+    monkeypatch.setattr(conv_select, "_policy", ["fastest"])  # as read from CONVGRAPH_CONV_ALGO at import
+    x, w = rng.standard_normal((1, 2, 5, 5)).astype(np.float32), rng.standard_normal((3, 2, 3, 3)).astype(np.float32)
+    with pytest.raises(ValueError, match="CONVGRAPH_CONV_ALGO: unknown policy 'fastest'"):
+        run_kernel("numba", "conv2d", [x, w], **_attrs())
+
+
 @pytest.mark.parametrize("algo", ["im2col-channel", "im2col-pixel", "gemm_1x1"])
 def test_forward_recomputes_im2col_for_new_data_in_the_same_buffer(rng, algo):
     """A compiled graph runs every call on the same arena buffers, and callers may refill one input array: the

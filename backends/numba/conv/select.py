@@ -51,7 +51,8 @@ def check_policy(policy: str, source: str = "conv algorithm policy") -> str:
     return policy
 
 
-_policy: list[str] = [check_policy(os.environ.get("CONVGRAPH_CONV_ALGO", "heuristic"), "CONVGRAPH_CONV_ALGO")]
+# checked where it is read (conv_policy), not at import: an import error would make the backend look unavailable
+_policy: list[str] = [os.environ.get("CONVGRAPH_CONV_ALGO", "heuristic")]
 
 
 def set_conv_policy(policy: str) -> str:
@@ -64,7 +65,7 @@ def set_conv_policy(policy: str) -> str:
 def conv_policy() -> str:
     """The policy in force here: the process's, ``"measure"`` inside a module compiled with ``autotune=True``
     (unless an algorithm is forced), ``"heuristic"`` instead of ``"measure"`` under deterministic algorithms."""
-    policy = _policy[0]
+    policy = check_policy(_policy[0], "CONVGRAPH_CONV_ALGO")
     if policy == "heuristic" and autotuning():
         policy = "measure"
     if policy == "measure" and are_deterministic_algorithms_enabled():

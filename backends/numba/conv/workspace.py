@@ -9,8 +9,9 @@ algorithms runs in a throwaway workspace (:func:`throwaway`), so a compiled work
 algorithms need.
 
 The context also keeps the derived forms of the graph's constants (Winograd-transformed kernels, gemm-tables'
-packed W^T panels), made once on first use. Outside an executor (eager mode, where an optimizer may update a
-weight in place between calls) :func:`derived` returns None and the kernels transform the weight per call.
+packed W^T panels), made once while the executor is prepared. Outside an executor (eager mode, where an optimizer
+may update a weight in place between calls) :func:`derived` returns None and the kernels transform the weight per
+call.
 """
 
 from __future__ import annotations
