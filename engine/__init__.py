@@ -8,12 +8,15 @@ from . import functional, init, io, nn, optim
 from .autograd import abstract, bind, detect_anomaly, enable_grad, is_grad_enabled, no_grad, observe
 from .backend import (
     Backend,
+    ExecutorContext,
     active_backend,
+    are_deterministic_algorithms_enabled,
     available_backends,
     get_backend,
     register_backend,
     set_backend,
     use_backend,
+    use_deterministic_algorithms,
 )
 from .blas import blas_description, tune_openblas, tune_openblas_from_env
 from .gradcheck import gradcheck
@@ -55,4 +58,5 @@ __all__ = ["Tensor", "tensor", "zeros", "ones", "randn", "functional", "init", "
            "abstract", "observe", "bind", "detect_anomaly", "gradcheck", "Primitive", "PRIMITIVES", "Spec", "Cost",
            "ShapeError", "get_primitive", "Backend", "register_backend", "get_backend", "set_backend", "use_backend",
            "active_backend", "available_backends", "manual_seed", "get_rng_state", "set_rng_state", "blas_description",
-           "tune_openblas", "profile", "tune_malloc"]
+           "tune_openblas", "profile", "tune_malloc", "ExecutorContext", "use_deterministic_algorithms",
+           "are_deterministic_algorithms_enabled"]

@@ -11,19 +11,85 @@ backends are discovered by name with :func:`importlib.import_module` the first t
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import importlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, NamedTuple
 
 Kernel = Callable[..., None]
 
 
-class Backend:
-    """A kernel table. ``fallback`` names a backend whose kernels serve the primitives this one lacks."""
+class Step(NamedTuple):
+    """One kernel call an executor will make: what :meth:`Backend.prepare` sees of a graph node. ``inputs`` holds
+    the constant's array where the input is a graph constant, else its Spec (the data arrives at run time)."""
 
-    def __init__(self, name: str, fallback: str | None = None):
+    name: str
+    kernel: Kernel
+    inputs: list
+    outputs: list
+    attrs: dict
+
+
+class ExecutorContext:
+    """A backend's state for one graph executor: the derived forms of the graph's constants (transformed, packed
+    or uploaded once) and the kernels' workspaces, so that they live and die with the compiled module instead of in
+    process-wide caches. :meth:`Backend.prepare` makes one when the executor is built; the executor enters it
+    around every run, and kernels find it with :func:`current_context` (None in eager mode, where a kernel computes
+    what it needs per call). This base class keeps nothing."""
+
+    def __init__(self, constants: Sequence[Any] = (), *, autotune: bool = False):
+        self.constants = list(constants)  # held so that their ids and contents stay valid for this context's life
+        self.autotune = autotune
+        self._tokens: list[contextvars.Token] = []
+
+    def reserve(self, steps: Sequence[Step]) -> None:
+        """Size the workspaces for ``steps`` up front (the base backend has none)."""
+
+    @property
+    def workspace_bytes(self) -> int:
+        return 0
+
+    def __enter__(self) -> ExecutorContext:
+        self._tokens.append(_CURRENT.set(self))
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        _CURRENT.reset(self._tokens.pop())
+
+
+_CURRENT: contextvars.ContextVar[ExecutorContext | None] = contextvars.ContextVar("executor_context", default=None)
+
+
+def current_context() -> ExecutorContext | None:
+    """The executor context being run (see :class:`ExecutorContext`), or None in eager mode."""
+    return _CURRENT.get()
+
+
+_deterministic = [False]
+
+
+def use_deterministic_algorithms(mode: bool) -> None:
+    """Make every backend choose its algorithms without measuring them (as ``torch.use_deterministic_algorithms``
+    names it): where a backend could time candidates (numba's ``CONVGRAPH_CONV_ALGO=measure``,
+    ``compile(autotune=True)``) it uses its documented heuristic instead, so results never depend on machine load.
+    An algorithm forced by name still runs."""
+    _deterministic[0] = bool(mode)
+
+
+def are_deterministic_algorithms_enabled() -> bool:
+    return _deterministic[0]
+
+
+class Backend:
+    """A kernel table. ``fallback`` names a backend whose kernels serve the primitives this one lacks;
+    ``context_type`` is the :class:`ExecutorContext` its executors keep."""
+
+    def __init__(self, name: str, fallback: str | None = None,
+                 context_type: type[ExecutorContext] = ExecutorContext):
         self.name = name
         self.fallback = fallback
+        self.context_type = context_type
         self.kernels: dict[str, Kernel] = {}
 
     def register(self, *prim_names: str) -> Callable[[Kernel], Kernel]:
@@ -43,6 +109,15 @@ class Backend:
         if self.fallback is not None:
             return get_backend(self.fallback).kernel(prim_name)
         raise NotImplementedError(f"backend '{self.name}' has no kernel for primitive '{prim_name}'")
+
+    def prepare(self, constants: Sequence[Any], steps: Sequence[Step] = (), *, autotune: bool = False
+                ) -> ExecutorContext:
+        """The state of a graph executor, made once when it is built: ``constants`` are the graph's constant
+        arrays (unchanged while the executor lives), ``steps`` the kernel calls it will make (workspaces are sized
+        for them here), ``autotune``: the backend may time candidate algorithms per shape."""
+        ctx = self.context_type(constants, autotune=autotune)
+        ctx.reserve(steps)
+        return ctx
 
     def has_kernel(self, prim_name: str) -> bool:
         return prim_name in self.kernels

@@ -52,9 +52,10 @@ class CompileReport(dict):
     """The compile report (a dict; ``str()`` formats it). Keys: ``model``, ``backend``, ``training``,
     ``input_shapes``, ``passes`` (one row per pass: changed, nodes before/after, kernels, FLOPs, bytes, time),
     ``fold_errors`` (node -> max abs error of the folded subgraph), ``memory`` (naive / arena / lower bound /
-    fragmentation), ``stats`` (final kernels, MACs, FLOPs, bytes), ``kernels`` (node -> kernel used, with its
-    algorithm note in brackets), ``algorithms`` (node -> the backend's algorithm note, where it gives one), timings
-    (``trace_s``, ``passes_s``, ``plan_s``, ``compile_s``) and ``check`` when ``compile(check=True)``."""
+    fragmentation / kernel workspaces), ``stats`` (final kernels, MACs, FLOPs, bytes), ``kernels`` (node -> kernel
+    used, with its algorithm note in brackets), ``algorithms`` (node -> the backend's algorithm note, where it gives
+    one), ``autotune``, timings (``trace_s``, ``passes_s``, ``plan_s``, ``compile_s``) and ``check`` when
+    ``compile(check=True)``."""
 
     def __str__(self) -> str:
         mib = 1 << 20
@@ -73,7 +74,8 @@ class CompileReport(dict):
                          f"(max abs diff per folded conv/linear, on the {self.get('fold_error_input', 'probe')})")
         m = self["memory"]
         lines.append(f"memory: naive {m['naive_bytes'] / mib:.2f} MiB, planned arena {m['arena_bytes'] / mib:.2f} MiB, "
-                     f"lower bound {m['lower_bound_bytes'] / mib:.2f} MiB, fragmentation {m['fragmentation']:.1%}")
+                     f"lower bound {m['lower_bound_bytes'] / mib:.2f} MiB, fragmentation {m['fragmentation']:.1%}, "
+                     f"kernel workspaces {m['workspace_bytes'] / mib:.2f} MiB")
         s = self["stats"]
         lines.append(f"final: {s['kernels']} kernels, {s['macs'] / 1e9:.3f} GMACs = {s['flops'] / 1e9:.3f} GFLOPs")
         if self.get("algorithms"):  # the backend's per-node notes (conv: the chosen algorithm, measured or not)
@@ -101,31 +103,35 @@ class _Compiled:
         return next((t for t, ver in self.versions if t._version != ver), None)
 
 
-def build_executor(g: Graph, backend: Backend, arena: bool, reorder: bool,
-                   writes: dict[int, Value] | None = None) -> tuple[MemoryPlan | None, Executor]:
+def build_executor(g: Graph, backend: Backend, arena: bool, reorder: bool, writes: dict[int, Value] | None = None,
+                   autotune: bool = False) -> tuple[MemoryPlan | None, Executor]:
     """Plan memory (reordering the schedule when that lowers the peak) and build the executor that runs ``g``."""
     plan = plan_memory(g, reorder=reorder) if arena else None
     if plan is not None:
         g.nodes = list(plan.schedule)
-        return plan, ArenaExecutor(g, plan, backend, writes)
-    return None, Executor(g, backend, writes)
+        return plan, ArenaExecutor(g, plan, backend, writes, autotune=autotune)
+    return None, Executor(g, backend, writes, autotune=autotune)
 
 
 def make_report(model: Any, backend: Backend, g: Graph, plan: MemoryPlan | None, specs: Sequence[Spec],
-                rows: list[dict[str, Any]], times: Sequence[float]) -> CompileReport:
-    """The compile report of graph ``g`` (see :class:`CompileReport` for the keys)."""
+                rows: list[dict[str, Any]], times: Sequence[float], executors: Sequence[Executor],
+                autotune: bool = False) -> CompileReport:
+    """The compile report of graph ``g`` run by ``executors`` (see :class:`CompileReport` for the keys)."""
     t0, t1, t2, t3 = times
-    described = {n.name: _describe_kernel(backend, n) for n in g.nodes}
-    report = CompileReport(
+    described = {}
+    for ex in executors:
+        with ex.context:  # the notes see the executor's algorithm policy (autotune)
+            described.update({n.name: _describe_kernel(backend, n) for n in ex.graph.nodes})
+    memory = plan.summary() if plan is not None else \
+        {k: 0 for k in ("naive_bytes", "arena_bytes", "lower_bound_bytes", "fragmentation")}
+    memory["workspace_bytes"] = sum(ex.context.workspace_bytes for ex in executors)
+    return CompileReport(
         model=type(model).__name__, backend=backend.name, training=bool(g.meta.get("training")),
         input_shapes=[list(s.shape) for s in specs], passes=rows, fold_errors=dict(g.meta.get("fold_errors", {})),
         fold_error_input="example input" if not g.meta.get("abstract") else "probe input (abstract trace)",
-        memory=plan.summary() if plan is not None else
-        {k: 0 for k in ("naive_bytes", "arena_bytes", "lower_bound_bytes", "fragmentation")},
-        stats=g.stats(), kernels={n: f"{d} [{a}]" if a else d for n, (d, a) in described.items()},
-        algorithms={n: a for n, (_, a) in described.items() if a},
+        memory=memory, stats=g.stats(), kernels={n: f"{d} [{a}]" if a else d for n, (d, a) in described.items()},
+        algorithms={n: a for n, (_, a) in described.items() if a}, autotune=autotune,
         trace_s=t1 - t0, passes_s=t2 - t1, plan_s=t3 - t2, compile_s=t3 - t0)
-    return report
 
 
 def state_tensors(model: Any) -> dict[str, Tensor]:
@@ -144,7 +150,8 @@ class CompiledModule:
     the most recent compilation; ``.render(path)`` draws its graph."""
 
     def __init__(self, model: Any, backend: str | Backend | None = None, passes: Any = None, *, arena: bool = True,
-                 reorder: bool = True, abstract: bool = True, memory_budget: int | float | None = None):
+                 reorder: bool = True, abstract: bool = True, memory_budget: int | float | None = None,
+                 autotune: bool = False):
         self.model = model
         self.memory_budget = memory_budget
         self.backend = active_backend() if backend is None else get_backend(backend)
@@ -152,6 +159,7 @@ class CompiledModule:
         self.arena = arena
         self.reorder = reorder
         self.abstract = abstract
+        self.autotune = autotune
         self._cache: dict[tuple, _Compiled] = {}
         self._last: _Compiled | None = None
 
@@ -204,10 +212,10 @@ class CompiledModule:
         g, rows = run_passes(g, self.passes)
         drop_examples(g)
         t2 = time.perf_counter()
-        plan, executor = build_executor(g, self.backend, self.arena, self.reorder)
+        plan, executor = build_executor(g, self.backend, self.arena, self.reorder, autotune=self.autotune)
         t3 = time.perf_counter()
         compiled = _Compiled(g, plan, executor, make_report(self.model, self.backend, g, plan, specs, rows,
-                                                            (t0, t1, t2, t3)))
+                                                            (t0, t1, t2, t3), [executor], self.autotune))
         named = state_tensors(self.model)
         compiled.versions = [(t, t._version) for t in named.values()]
         return compiled
@@ -230,8 +238,8 @@ class CompiledModule:
         t2 = time.perf_counter()
         value_of = {v.name: v for v in joint.inputs}
         split = split_joint(joint, len(specs), n_out, [value_of[n] for n in grad_names])
-        fplan, fexec = build_executor(split.forward, self.backend, self.arena, self.reorder)
-        bplan, bexec = build_executor(split.backward, self.backend, self.arena, self.reorder)
+        fplan, fexec = build_executor(split.forward, self.backend, self.arena, self.reorder, autotune=self.autotune)
+        bplan, bexec = build_executor(split.backward, self.backend, self.arena, self.reorder, autotune=self.autotune)
         forward_fn, backward_fn = GraphFunction(split.forward, fexec), GraphFunction(split.backward, bexec)
         forward_fn.vjp = make_vjp(split, backward_fn)
         t3 = time.perf_counter()
@@ -239,7 +247,8 @@ class CompiledModule:
         jplan = plan_memory(joint, reorder=False) if self.arena else None
         if remat is not None:
             remat_summary = remat.summary()
-        report = make_report(self.model, self.backend, joint, jplan, specs, rows, (t0, t1, t2, t3))
+        report = make_report(self.model, self.backend, joint, jplan, specs, rows, (t0, t1, t2, t3), [fexec, bexec],
+                             self.autotune)
         report["parts"] = {"forward": _part_summary(split.forward, fplan),
                            "backward": _part_summary(split.backward, bplan),
                            "saved_for_backward": saved_bytes_by_op(joint)}
@@ -363,7 +372,7 @@ def _describe_kernel(backend: Backend, node: Any) -> tuple[str, str | None]:
 
 def compile(model: Any, *example_inputs: Any, backend: str | Backend | None = None, passes: Any = None,  # noqa: A001
             arena: bool = True, reorder: bool = True, abstract: bool = True, check: bool = False,
-            memory_budget: int | float | None = None) -> CompiledModule:
+            memory_budget: int | float | None = None, autotune: bool = False) -> CompiledModule:
     """Compile ``model`` for ``example_inputs`` (Tensors, arrays or :class:`engine.Spec`).
 
     ``backend``: the kernel backend, by default the active one (``engine.active_backend()``, as in eager mode:
@@ -372,10 +381,12 @@ def compile(model: Any, *example_inputs: Any, backend: str | Backend | None = No
     ``abstract``: trace with shape rules only (no kernel time). ``arena``: run inside one planned arena. ``check``:
     also run the eager model on the example inputs and record the max difference in ``report["check"]``.
     ``memory_budget`` (train mode: bytes, or a fraction <= 1 of the plan without recomputation): recompute forward
-    values in the backward until the planned peak of the whole step fits (graph/remat.py).
+    values in the backward until the planned peak of the whole step fits (graph/remat.py). ``autotune``: the
+    backend may time candidate algorithms per shape (numba conv) instead of using its heuristic; the report shows
+    the measurements.
     """
     cm = CompiledModule(model, backend, passes, arena=arena, reorder=reorder, abstract=abstract,
-                        memory_budget=memory_budget)
+                        memory_budget=memory_budget, autotune=autotune)
     cm.compile_for(*example_inputs)
     if check:
         cm.check(*example_inputs)

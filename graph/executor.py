@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from engine import profiler as _profiler
-from engine.backend import Backend, get_backend
+from engine.backend import Backend, Step, get_backend
 from engine.random import next_key
 
 from .ir import Graph, Node, Value
@@ -52,10 +52,17 @@ class Executor:
     declares outputs whose target is that input's own array (in-place updates of parameters, optimizer state and
     running statistics), so the write happens only after the input's last reader."""
 
-    def __init__(self, graph: Graph, backend: str | Backend = "numpy", writes: dict[int, Value] | None = None):
+    def __init__(self, graph: Graph, backend: str | Backend = "numpy", writes: dict[int, Value] | None = None, *,
+                 autotune: bool = False):
         self.graph = graph
         self.backend = get_backend(backend)
         self._kernels = [kernel_for(self.backend, n) for n in graph.nodes]
+        # the backend's state for this executor (derived constants, kernel workspaces), entered around every run
+        consts = {id(v): v.data for v in graph.inputs if v.kind == "const" and v.data is not None}
+        self.context = self.backend.prepare(
+            list(consts.values()), [Step(n.op.name, k, [consts.get(id(v), v.spec) for v in n.inputs],
+                                         [o.spec for o in n.outputs], n.attrs)
+                                    for n, k in zip(graph.nodes, self._kernels)], autotune=autotune)
         # last schedule position reading each value, so intermediates are dropped as soon as they die
         last: dict[int, int] = {}
         for i, n in enumerate(graph.nodes):
@@ -105,6 +112,11 @@ class Executor:
 
     def run(self, *inputs: Any, state: Sequence[np.ndarray] | None = None,
             outs: Sequence[np.ndarray | None] | None = None) -> list[np.ndarray]:
+        with self.context:
+            return self._run(inputs, state, outs)
+
+    def _run(self, inputs: Sequence[Any], state: Sequence[np.ndarray] | None,
+             outs: Sequence[np.ndarray | None] | None) -> list[np.ndarray]:
         g = self.graph
         if len(inputs) != len(g.user_inputs):
             raise TypeError(f"graph takes {len(g.user_inputs)} inputs "
@@ -151,10 +163,10 @@ class ArenaExecutor(Executor):
     allocated once and reused by every call, so one ArenaExecutor must not run two calls concurrently."""
 
     def __init__(self, graph: Graph, plan: Any, backend: str | Backend = "numpy",
-                 writes: dict[int, Value] | None = None):
+                 writes: dict[int, Value] | None = None, *, autotune: bool = False):
         if [id(n) for n in plan.schedule] != [id(n) for n in graph.nodes]:
             raise ValueError("ArenaExecutor: the plan was made for another schedule; set graph.nodes = plan.schedule")
-        super().__init__(graph, backend, writes)
+        super().__init__(graph, backend, writes, autotune=autotune)
         self.plan = plan
         self.arena = np.empty(max(plan.arena_bytes, 1), np.uint8)
         self.views: dict[int, np.ndarray] = {}

@@ -126,7 +126,8 @@ class CompiledStep:
         plan, executor = build_executor(g, self.backend, self.arena, self.reorder, writes)
         t3 = time.perf_counter()
         self.graph, self.plan, self.executor = g, plan, executor
-        self.report: CompileReport = make_report(model, self.backend, g, plan, specs, rows, (t0, t1, t2, t3))
+        self.report: CompileReport = make_report(model, self.backend, g, plan, specs, rows, (t0, t1, t2, t3),
+                                                 [executor])
         self.report["updates"] = sum(1 for n in g.nodes if n.op is optimizer_update_p)
         self.report["saved_for_backward"] = saved_bytes_by_op(g)
         if remat is not None:

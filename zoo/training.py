@@ -329,21 +329,17 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, opt: Any, epoch: int, 
 def train(cfg: TrainConfig, splits: Splits | None = None) -> dict[str, Any]:
     """Run a whole training session; returns the metrics dictionary also written to ``metrics.json``.
 
-    On the numba backend the conv algorithms follow the documented heuristic rather than per-shape timing (unless
-    ``CONVGRAPH_CONV_ALGO`` says otherwise): a measured choice depends on the machine's load, different algorithms
-    round differently, and a seeded run (or a resumed one) must repeat bit for bit."""
+    The run uses deterministic algorithms (``engine.use_deterministic_algorithms``; unless ``CONVGRAPH_CONV_ALGO``
+    says otherwise): a measured choice depends on the machine's load, different algorithms round differently, and a
+    seeded run (or a resumed one) must repeat bit for bit."""
     if cfg.backend is None:  # record the backend the run really used (config in metrics.json and checkpoints)
         cfg = replace(cfg, backend=engine.active_backend().name)
-    policy = None
-    if cfg.backend == "numba" and "CONVGRAPH_CONV_ALGO" not in os.environ:
-        from backends.numba.conv_select import set_conv_policy
-
-        policy = set_conv_policy("heuristic")
+    was = engine.are_deterministic_algorithms_enabled()
+    engine.use_deterministic_algorithms(was or "CONVGRAPH_CONV_ALGO" not in os.environ)
     try:
         return _train(cfg, splits)
     finally:
-        if policy is not None:
-            set_conv_policy(policy)
+        engine.use_deterministic_algorithms(was)
 
 
 def _train(cfg: TrainConfig, splits: Splits | None) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """numba kernels for the fused inference primitives: ``act(conv2d(x, w, b) + residual)`` and
 ``act(linear(x, w, b) + residual)``. The epilogue (bias, folded-BN scale/shift, residual, activation) runs in
-the same pass that leaves the conv/GEMM output (see :class:`.conv.Epilogue`), never as separate sweeps."""
+the same pass that leaves the conv/GEMM output (see :class:`.conv.epilogue.Epilogue`), never as separate sweeps."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ import numpy as np
 from numba import njit, prange
 
 from . import backend
-from .conv import _forward_note, _shape, conv2d_forward
-from .conv_epilogue import HAS_RES, NO_ACT, Epilogue, _epilogue_value
+from .conv.drivers import conv2d_forward
+from .conv.epilogue import HAS_RES, NO_ACT, Epilogue, epilogue_value
+from .conv.geometry import shape_of
+from .conv.notes import forward_note
 from .elementwise import ELU, LEAKY_RELU, UNARY
 from .linalg import product
 
@@ -43,7 +45,7 @@ def fused_conv2d(*ins: np.ndarray, out: np.ndarray, stride, padding, dilation, g
 def _fused_note(specs, activation: str = "none", has_bias: bool = False, has_residual: bool = False,
                 **attrs) -> str:
     parts = ["bias"] * has_bias + ["residual"] * has_residual + [activation] * (activation != "none")
-    return _forward_note(_shape(specs[0]), _shape(specs[1]), attrs, getattr(specs[0], "dtype", np.float32)) + (
+    return forward_note(shape_of(specs[0]), shape_of(specs[1]), attrs, getattr(specs[0], "dtype", np.float32)) + (
         f" + epilogue({', '.join(parts) or 'none'})")
 
 
@@ -57,7 +59,7 @@ def rows_epilogue(y, flags, bias, scale, res, act, alpha):
     for r in prange(rows):
         for o in range(no):
             rv = res[r, o] if flags & HAS_RES else 0.0
-            y[r, o] = _epilogue_value(y[r, o], o, flags, bias, scale, rv, act, alpha)
+            y[r, o] = epilogue_value(y[r, o], o, flags, bias, scale, rv, act, alpha)
 
 
 @backend.register("fused_linear")

@@ -16,7 +16,7 @@ AVX2), chosen per GEMM by the padded area (channel counts are multiples of 8, pi
 Operand layouts, so that no pack / unpack pass is needed around the GEMM: ``A[i, k] = a3[k // pa, i, k % pa]``,
 ``B[k, j] = b3[j // pb, k, j % pb]`` and ``C[i, j] = c3[j // pc, i, j % pc]``. A plain matrix X is ``X[None]``
 (p = its column count); an NCHW activation (N, C, H*W) read as the (C, N*H*W) matrix is itself (p = H*W). (An
-implicit-im2col B packed from x was tried and dropped: :mod:`.conv_tables` reads x through offset tables
+implicit-im2col B packed from x was tried and dropped: :mod:`.conv.tables` reads x through offset tables
 without packing, 1.5x faster on the ResNet-18 stem.)
 """
 
@@ -29,12 +29,13 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
-from .conv_epilogue import HAS_RES, NO_ACT, _epilogue_row
+from .conv.epilogue import HAS_RES, NO_ACT, epilogue_row
+from .conv.workspace import current_workspace
 
-_AVX512 = bool(llvm.get_host_cpu_features().get("avx512f", False))
-VL = 16 if _AVX512 else 8  # float32 lanes per vector register
+AVX512 = bool(llvm.get_host_cpu_features().get("avx512f", False))
+VL = 16 if AVX512 else 8  # float32 lanes per vector register
 # Register tiles (rows, vectors per row): MR*NV accumulators + NV B vectors + 1 broadcast fit the 32 zmm (16 ymm)
-TILES = ((12, 2), (8, 3)) if _AVX512 else ((6, 2), (4, 3))
+TILES = ((12, 2), (8, 3)) if AVX512 else ((6, 2), (4, 3))
 MR0, NR0 = TILES[0][0], TILES[0][1] * VL
 MR1, NR1 = TILES[1][0], TILES[1][1] * VL
 MR_MAX, NR_MAX = max(MR0, MR1), max(NR0, NR1)
@@ -43,9 +44,9 @@ MC = 480  # rows per output block (a multiple of both MRs); the packed A block i
 NC = 384  # columns per output block (a multiple of both NRs); the packed B block is KC x NC
 
 
-def _make_tile(mr: int, nv: int, tables: bool = False):
+def make_tile(mr: int, nv: int, tables: bool = False):
     """The mr x (nv*VL) register tile as a numba intrinsic. ``tables``: A is addressed through offset tables
-    (the implicit GEMM of :mod:`.conv_tables`) instead of strides."""
+    (the implicit GEMM of :mod:`.conv.tables`) instead of strides."""
 
     @intrinsic
     def tile(typingctx, k, a, ars, aks, b, bks, c, ldc, add):
@@ -127,8 +128,8 @@ def _make_tile(mr: int, nv: int, tables: bool = False):
     return tile
 
 
-_tile0 = _make_tile(*TILES[0])
-_tile1 = _make_tile(*TILES[1])
+_tile0 = make_tile(*TILES[0])
+_tile1 = make_tile(*TILES[1])
 
 
 @njit(cache=True)
@@ -233,7 +234,7 @@ def _write_tile(tile, nr_tile, c3, pc, i0, mr, j0, nr, add):
 @njit(cache=True)
 def _epilogue_block(c3, pc, i0, mc, j0, nc, flags, bias, scale, res, act, alpha):
     """The conv epilogue over C[i0:i0+mc, j0:j0+nc] in place, after the block's last K block (still in cache):
-    :func:`.conv_epilogue._epilogue_row` per output row and run inside one c3[n]."""
+    :func:`.conv.epilogue.epilogue_row` per output row and run inside one c3[n]."""
     q = 0
     while q < nc:
         n, p = (j0 + q) // pc, (j0 + q) % pc
@@ -242,7 +243,7 @@ def _epilogue_block(c3, pc, i0, mc, j0, nc, flags, bias, scale, res, act, alpha)
             i = i0 + r
             row = c3[n, i, p:p + w]
             res_row = res[n, i, p:p + w] if flags & HAS_RES else res[0, 0]
-            _epilogue_row(row, row, i, flags, bias, scale, res_row, act, alpha)  # elementwise: in place is fine
+            epilogue_row(row, row, i, flags, bias, scale, res_row, act, alpha)  # elementwise: in place is fine
         q += w
 
 
@@ -331,36 +332,31 @@ def _gemm(kern, a4, pa, b4, pb, c4, pc, m, n, k, mc, nc, accumulate, flags, bias
             _epilogue_block(c3, pc, i0, mcb, j0, ncb, flags, bias, scale, res, act, alpha)
 
 
-_BUFS: list = []
-
-
 def _buffers() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-thread buffers (packed A block, packed B block, one register tile), made once."""
-    if not _BUFS:
-        t = numba.config.NUMBA_NUM_THREADS
-        _BUFS.extend([np.empty((t, (MC + MR_MAX) * KC), np.float32), np.empty((t, (NC + NR_MAX) * KC), np.float32),
-                      np.empty((t, MR_MAX * NR_MAX), np.float32)])
-    return _BUFS[0], _BUFS[1], _BUFS[2]
+    """Per-thread buffers (packed A block, packed B block, one register tile) in the current workspace."""
+    ws = current_workspace()
+    return (ws.per_thread("gemm_a", (MC + MR_MAX) * KC), ws.per_thread("gemm_b", (NC + NR_MAX) * KC),
+            ws.per_thread("gemm_tile", MR_MAX * NR_MAX))
 
 
-def _pad(v: int, to: int) -> int:
+def round_up(v: int, to: int) -> int:
     return -(-v // to) * to
 
 
 def tile_kernel(m: int, n: int) -> int:
     """The register tile with the least padded output area (ties: tile 0)."""
-    return 0 if _pad(m, MR0) * _pad(n, NR0) <= _pad(m, MR1) * _pad(n, NR1) else 1
+    return 0 if round_up(m, MR0) * round_up(n, NR0) <= round_up(m, MR1) * round_up(n, NR1) else 1
 
 
 def _blocks(m: int, n: int, batch: int, mr: int, nr: int) -> tuple[int, int]:
     """Block sizes: MC x NC, halved (in whole panels) while that leaves a thread without an output block."""
     threads = numba.get_num_threads()
-    mc, nc = min(MC, _pad(m, mr)), min(NC, _pad(n, nr))
+    mc, nc = min(MC, round_up(m, mr)), min(NC, round_up(n, nr))
     while batch * -(-m // mc) * -(-n // nc) < 2 * threads and (mc > mr or nc > nr):
         if nc >= mc and nc > nr:
-            nc = max(nr, _pad(nc // 2, nr))
+            nc = max(nr, round_up(nc // 2, nr))
         else:
-            mc = max(mr, _pad(mc // 2, mr))
+            mc = max(mr, round_up(mc // 2, mr))
     return mc, nc
 
 
@@ -373,7 +369,7 @@ def batched_gemm(a4: np.ndarray, pa: int, b4: np.ndarray, pb: int, c4: np.ndarra
                  scale: np.ndarray | None = None, res: np.ndarray | None = None, act: int = NO_ACT,
                  alpha: float = 0.0) -> None:
     """C[g] (m x n) = A[g] (m x k) @ B[g] (k x n) (+ C[g] if ``accumulate``) for each g of c4's leading axis,
-    then the epilogue ``act(C * scale[i] + bias[i] + res)`` (flags as in conv_epilogue; res laid out like c4[g],
+    then the epilogue ``act(C * scale[i] + bias[i] + res)`` (flags as in conv.epilogue; res laid out like c4[g],
     for a batch of one), float32, where ``A[i, k] = a4[g, k // pa, i, k % pa]``, ``B[k, j] = b4[g, j // pb, k,
     j % pb]``, ``C[i, j] = c4[g, j // pc, i, j % pc]`` (a4 / b4 with a leading axis of 1 are shared)."""
     if m == 0 or n == 0 or c4.shape[0] == 0:
@@ -402,7 +398,7 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray, accumulate: bool = Fal
 
 def gemm(a3: np.ndarray, pa: int, b3: np.ndarray, pb: int, c3: np.ndarray, pc: int, m: int, n: int, k: int,
          accumulate: bool = False, ep=None) -> None:
-    """One (unbatched) :func:`batched_gemm` with the epilogue of a conv_epilogue.Epilogue ``ep`` (None: none)."""
+    """One (unbatched) :func:`batched_gemm` with the epilogue of a conv.epilogue.Epilogue ``ep`` (None: none)."""
     if ep is None or ep.empty:
         batched_gemm(a3[None], pa, b3[None], pb, c3[None], pc, m, n, k, accumulate)
         return

@@ -4,6 +4,7 @@ reference, over a grid of shapes and attributes."""
 from __future__ import annotations
 
 import contextlib
+import re
 
 import numpy as np
 import pytest
@@ -11,8 +12,9 @@ import pytest
 import backends.numba as nb
 import engine
 import graph
-from backends.numba import choose_conv_algorithm, conv_select
-from backends.numba.conv_select import candidates, set_conv_policy
+from backends.numba import choose_conv_algorithm
+from backends.numba.conv import select as conv_select
+from backends.numba.conv.select import candidates, set_conv_policy
 from engine import Spec
 from tests.backend.test_numba_parity import compare, run_kernel
 from tests.null.graph_models import TinyResNet, inputs, randomize_bn
@@ -164,7 +166,8 @@ def test_fused_linear(rng, activation):
 
 
 def test_epilogue_applies_folded_bn_scale_shift_in_one_pass(rng):
-    from backends.numba.conv import Epilogue, conv2d_forward
+    from backends.numba.conv.drivers import conv2d_forward
+    from backends.numba.conv.epilogue import Epilogue
 
     xs, ws, attrs, _ = CASES[0]
     x, w = rng.standard_normal(xs).astype(np.float32), rng.standard_normal(ws).astype(np.float32)
@@ -266,77 +269,155 @@ def test_compile_report_names_the_conv_algorithm():
     cm = graph.compile(m, inputs((2, 3, 16, 16)), backend="numba")
     x = inputs((2, 3, 16, 16))
     cm(x)
-    notes = " ".join(str(v) for v in cm.report["kernels"].values())
-    assert "GEMM" in notes or "direct" in notes, notes
+    convs = [str(v) for v in cm.report["kernels"].values() if "conv2d" in str(v)]
+    algos = "|".join(re.escape(a) for a in conv_select.ALGORITHMS)
+    assert convs and all(re.search(rf"\[({algos}) \((heuristic|only)\)", v) for v in convs), convs
 
 
 @pytest.mark.parametrize("xs,ws,attrs,algo", CASES[:4], ids=IDS[:4])
 def test_both_im2col_loop_orders_agree(rng, xs, ws, attrs, algo):
     """im2col (one thread per cols row, large planes) and im2col_planes (one per input plane, small planes)."""
-    from backends.numba.conv import _geom, im2col, im2col_planes, out_hw
+    from backends.numba.conv.geometry import geom, out_hw
+    from backends.numba.conv.im2col import im2col, im2col_planes
 
     x = rng.standard_normal(xs).astype(np.float32)
     oh, ow = out_hw(xs, ws, attrs)
     kh, kw = ws[2:]
     a, b = (np.full((xs[1] * kh * kw, xs[0] * oh * ow), 7, np.float32) for _ in range(2))
-    geom = _geom(attrs["stride"], attrs["padding"], attrs["dilation"])
-    im2col(x, a, kh, kw, *geom, oh, ow)
-    im2col_planes(x, b, kh, kw, *geom, oh, ow)
+    g = geom(attrs["stride"], attrs["padding"], attrs["dilation"])
+    im2col(x, a, kh, kw, *g, oh, ow)
+    im2col_planes(x, b, kh, kw, *g, oh, ow)
     np.testing.assert_array_equal(a, b)
     assert not (a == 7).any()
 
 
-def test_weight_grad_reuses_the_forward_im2col_only_for_the_same_input(rng):
-    from backends.numba import conv as nconv
+def test_conv_kernels_keep_no_reference_to_their_inputs_or_outputs(rng):
+    """Every algorithm of every role: once a call returns, nothing in the backend keeps x, w, gy or out alive
+    (a cached im2col matrix once held x between calls and gave a wrong result on reused buffers)."""
+    import gc
+    import weakref
 
-    xs, ws, attrs, _ = CASES[3]  # im2col in every role
-    x1, x2 = (rng.standard_normal(xs).astype(np.float32) for _ in range(2))
-    w = rng.standard_normal(ws).astype(np.float32)
-    (y,) = run_kernel("numpy", "conv2d", [x1, w], **attrs)
-    gy = rng.standard_normal(y.shape).astype(np.float32)
-    (ref1,) = run_kernel("numpy", "conv2d_weight_grad", [x1, gy], weight_shape=ws, **attrs)
-    def forward(x):
-        with conv_policy("im2col-channel"):
-            run_kernel("numba", "conv2d", [x, w], **attrs)
-
-    with conv_policy("im2col"):  # the gradients' im2col algorithm
-        forward(x1)
-        assert nconv._COLS_OF[0] is x1
-        (g1,) = run_kernel("numba", "conv2d_weight_grad", [x1, gy], weight_shape=ws, **attrs)  # reused
-        forward(x2)
-        (g1b,) = run_kernel("numba", "conv2d_weight_grad", [x1, gy], weight_shape=ws, **attrs)  # recomputed
-        run_kernel("numba", "conv2d_input_grad", [gy, w], input_shape=xs, **attrs)  # overwrites the workspace
-        assert nconv._COLS_OF[0] is None
-    np.testing.assert_allclose(g1, ref1, rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(g1b, ref1, rtol=1e-4, atol=1e-4)
+    for xs, ws, attrs, _ in (CASES[3], CASES[4], CASES[8]):
+        for dtype in (np.float32, np.float64):
+            for role in ("forward", "input_grad", "weight_grad"):
+                for algo in conv_select.forcible(role, xs, ws, attrs, dtype):
+                    x, w = rng.standard_normal(xs).astype(dtype), rng.standard_normal(ws).astype(dtype)
+                    (y,) = run_kernel("numpy", "conv2d", [x, w], **attrs)
+                    gy = rng.standard_normal(y.shape).astype(dtype)
+                    with conv_policy(algo):
+                        if role == "forward":
+                            (out,) = run_kernel("numba", "conv2d", [x, w], **attrs)
+                        elif role == "input_grad":
+                            (out,) = run_kernel("numba", "conv2d_input_grad", [gy, w], input_shape=xs, **attrs)
+                        else:
+                            (out,) = run_kernel("numba", "conv2d_weight_grad", [x, gy], weight_shape=ws, **attrs)
+                    refs = [weakref.ref(a) for a in (x, w, gy, out)]
+                    del x, w, gy, out, y
+                    gc.collect()
+                    assert all(r() is None for r in refs), (role, algo, dtype, xs)
 
 
-@pytest.mark.parametrize("algo,form", [("winograd-f2", "winograd-f2"), ("gemm-tables", "tables")])
-def test_compiled_graph_caches_the_derived_forms_of_folded_weights(rng, algo, form):
-    """Winograd's transformed kernel and gemm-tables' packed panels of a compiled graph's read-only weights."""
-    import graph
-    from backends.numba import conv as nconv
+def _folded_conv_model():
     from engine import nn
 
     engine.manual_seed(0)
     m = nn.Sequential(nn.Conv2d(4, 6, 3, padding=1, bias=False), nn.BatchNorm2d(6), nn.ReLU())
     m.eval()
-    x = engine.tensor(rng.standard_normal((2, 4, 16, 16)).astype(np.float32))
-    nconv._DERIVED.clear()
-    with conv_policy(algo), engine.use_backend("numba"):
-        ref = m(x).numpy()  # eager: writable weights, transformed per call, nothing cached
-        assert not nconv._DERIVED
-        cm = graph.compile(m, x, backend="numba")
-        first, second = cm(x), cm(x)
-        assert [key[1] for key in nconv._DERIVED] == [form]
-    for got in (first, second):
-        np.testing.assert_allclose(np.asarray(got.numpy() if hasattr(got, "numpy") else got), ref, rtol=1e-4,
-                                   atol=1e-4)
-    del cm
-    import gc
+    return m
 
+
+@pytest.mark.parametrize("algo,form", [("winograd-f2", "winograd-f2"), ("gemm-tables", "tables")])
+def test_compiled_module_owns_the_derived_forms_of_its_folded_weights(rng, algo, form):
+    """Winograd's transformed kernel and gemm-tables' packed panels of a compiled graph's constant (folded)
+    weights live in its executor's context: made once when it is built, used by every call, gone with it."""
+    import gc
+    import weakref
+
+    import graph
+
+    m = _folded_conv_model()
+    x = engine.tensor(rng.standard_normal((2, 4, 16, 16)).astype(np.float32))
+    with conv_policy(algo), engine.use_backend("numba"):
+        ref = m(x).numpy()  # eager: transformed per call
+        cm = graph.compile(m, x, backend="numba")
+        ctx = cm.compiled.executor.context
+        assert ctx.derived_forms == [form]  # prepared with the executor
+        (key,) = ctx._derived
+        kept = ctx._derived[key]
+        first, second = cm(x).numpy(), cm(x).numpy()
+        assert ctx.derived_forms == [form] and ctx._derived[key] is kept  # not remade per call
+        kept[...] = 0  # the compiled calls read the kept form: zeroed panels / kernels drop the conv term
+        assert not np.allclose(cm(x).numpy(), ref, atol=1e-3)
+    for got in (first, second):
+        np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
+    gone = weakref.ref(ctx)
+    del cm, ctx, kept
     gc.collect()
-    assert not nconv._DERIVED  # the entry died with the folded weight
+    assert gone() is None
+
+
+def test_compile_report_shows_the_workspace_the_model_really_uses(rng):
+    """The executor's workspace is sized when it is built and reported next to the arena; running the model
+    allocates nothing more, and each compiled module has its own."""
+    import graph
+    from tests.null.graph_models import TinyResNet, inputs, randomize_bn
+
+    m = randomize_bn(TinyResNet())
+    m.eval()
+    x = inputs((2, 3, 16, 16))
+    cm = graph.compile(m, x, backend="numba")
+    ctx = cm.compiled.executor.context
+    planned = cm.report["memory"]["workspace_bytes"]
+    assert planned > 0 and planned == ctx.workspace.nbytes
+    assert "kernel workspaces" in str(cm.report)
+    cm(x)
+    cm(x)
+    assert ctx.workspace.nbytes == planned
+    other = graph.compile(m, x, backend="numba").compiled.executor.context
+    assert other.workspace is not ctx.workspace
+    assert graph.compile(m, x, backend="numpy").report["memory"]["workspace_bytes"] == 0
+
+
+def test_default_choice_is_the_heuristic_and_measuring_is_opt_in(rng):
+    """Default: no measurement (eager and compiled); compile(autotune=True) measures and reports the times;
+    deterministic algorithms turn that off again; an unknown policy name is an error."""
+    import graph
+    from engine import nn
+
+    m = nn.Conv2d(1, 4, 5)
+    m.eval()
+    x = engine.tensor(rng.standard_normal((2, 1, 12, 12)).astype(np.float32))
+    conv_select.clear_cache()
+    assert conv_select.conv_policy() == "heuristic"
+    with engine.use_backend("numba"):
+        m(x)
+    assert not conv_select._CACHE  # eager: nothing measured
+    (note,) = graph.compile(m, x, backend="numba").report["algorithms"].values()
+    assert note == "gemm-tables (heuristic)" and not conv_select._CACHE
+    tuned = graph.compile(m, x, backend="numba", autotune=True)
+    (note,) = tuned.report["algorithms"].values()
+    assert "measured:" in note and "direct" in note and tuned.report["autotune"]
+    (ref,) = run_kernel("numpy", "conv2d", [x.numpy(), m.weight.numpy(), m.bias.numpy()], **_attrs())
+    np.testing.assert_allclose(tuned(x).numpy(), ref, rtol=1e-4, atol=1e-4)
+    conv_select.clear_cache()
+    assert not engine.are_deterministic_algorithms_enabled()
+    engine.use_deterministic_algorithms(True)
+    try:
+        (note,) = graph.compile(m, x, backend="numba", autotune=True).report["algorithms"].values()
+        with conv_policy("measure"):
+            assert conv_select.conv_policy() == "heuristic"
+    finally:
+        engine.use_deterministic_algorithms(False)
+    assert note == "gemm-tables (heuristic)" and not conv_select._CACHE
+    with pytest.raises(ValueError, match="unknown policy 'fastest'.*'heuristic', 'measure'"):
+        set_conv_policy("fastest")
+
+
+def test_unknown_policy_from_the_environment_fails_at_the_first_conv(rng, monkeypatch):
+    monkeypatch.setattr(conv_select, "_policy", ["fastest"])  # as read from CONVGRAPH_CONV_ALGO at import
+    x, w = rng.standard_normal((1, 2, 5, 5)).astype(np.float32), rng.standard_normal((3, 2, 3, 3)).astype(np.float32)
+    with pytest.raises(ValueError, match="CONVGRAPH_CONV_ALGO: unknown policy 'fastest'"):
+        run_kernel("numba", "conv2d", [x, w], **_attrs())
 
 
 @pytest.mark.parametrize("algo", ["im2col-channel", "im2col-pixel", "gemm_1x1"])

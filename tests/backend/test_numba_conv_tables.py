@@ -1,4 +1,4 @@
-"""The offset-table implicit GEMM (backends.numba.conv_tables, algorithm ``gemm-tables``) against the numpy
+"""The offset-table implicit GEMM (backends.numba.conv.tables, algorithm ``gemm-tables``) against the numpy
 reference, on shapes that reach every edge of its blocking: K beyond one KC block, output channels beyond one
 panel and not a multiple of it, images whose pixel count is not a multiple of a panel (the input gradient's
 copied last panel), row tiles and groups that cross images, several weight-gradient chunks."""
@@ -8,8 +8,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from backends.numba import conv_tables
-from backends.numba.conv import NO_ACT, Epilogue, conv2d_forward, scratch
+from backends.numba.conv import tables as conv_tables
+from backends.numba.conv.drivers import conv2d_forward
+from backends.numba.conv.epilogue import NO_ACT, Epilogue
+from backends.numba.conv.workspace import Workspace
 from backends.numba.elementwise import RELU
 from tests.backend.test_numba_parity import run_kernel
 
@@ -46,6 +48,7 @@ def test_forward_and_both_gradients_match_the_reference(rng, xs, ws, attrs):
                        **attrs)
     (gw,) = run_kernel("numpy", "conv2d_weight_grad", [x.astype(np.float64), gy.astype(np.float64)],
                        weight_shape=ws, **attrs)
+    scratch = Workspace()
     out = np.full(y.shape, np.nan, np.float32)
     conv_tables.forward(x, w, out, Epilogue(np.float32), _geom(attrs), attrs["padding"], scratch)
     got_gx = np.full(xs, np.nan, np.float32)

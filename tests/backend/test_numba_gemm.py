@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from backends.numba import gemm as G
-from backends.numba.conv_epilogue import HAS_BIAS, HAS_RES, HAS_SCALE, NO_ACT, Epilogue
+from backends.numba.conv.epilogue import HAS_BIAS, HAS_RES, HAS_SCALE, NO_ACT, Epilogue
 from backends.numba.elementwise import LEAKY_RELU, RELU, TANH
 from tests.backend.test_numba_parity import run_kernel
 

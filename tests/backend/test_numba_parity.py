@@ -161,7 +161,8 @@ def test_softmax(rng, name, shape, axis):
 
 def test_kernels_match_their_own_python_body(rng):
     """numba's doc-test pattern: the compiled kernel equals its interpreted ``.py_func`` (prange -> range)."""
-    from backends.numba import conv, elementwise, reduce
+    from backends.numba import elementwise, reduce
+    from backends.numba.conv.im2col import im2col
 
     a, b = _rand(rng, (1, 2, 3, 40)), _rand(rng, (1, 2, 3, 40))
     o1, o2 = np.empty_like(a), np.empty_like(a)
@@ -175,8 +176,8 @@ def test_kernels_match_their_own_python_body(rng):
     np.testing.assert_array_equal(r1, r2)
     x = _rand(rng, (2, 3, 6, 5))
     c1, c2 = np.empty((3 * 9, 2 * 4 * 3), np.float32), np.empty((3 * 9, 2 * 4 * 3), np.float32)
-    conv.im2col(x, c1, 3, 3, 2, 2, 1, 1, 1, 1, 4, 3)
-    conv.im2col.py_func(x, c2, 3, 3, 2, 2, 1, 1, 1, 1, 4, 3)
+    im2col(x, c1, 3, 3, 2, 2, 1, 1, 1, 1, 4, 3)
+    im2col.py_func(x, c2, 3, 3, 2, 2, 1, 1, 1, 1, 4, 3)
     np.testing.assert_array_equal(c1, c2)
 
 

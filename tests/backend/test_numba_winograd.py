@@ -1,4 +1,4 @@
-"""Winograd F(2x2, 3x3) / F(4x4, 3x3) conv (backends/numba/conv_winograd.py) vs the numpy reference conv2d,
+"""Winograd F(2x2, 3x3) / F(4x4, 3x3) conv (backends/numba/conv/winograd/) vs the numpy reference conv2d,
 conv2d_input_grad and conv2d_weight_grad: paddings 0..2 (also asymmetric), odd/even/tiny planes, odd channel
 counts, both dtypes, every epilogue part, non-contiguous inputs, batch chunking of the weight gradient."""
 
@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from backends.numba.conv_epilogue import Epilogue
-from backends.numba.conv_winograd import (
+from backends.numba.conv.epilogue import Epilogue
+from backends.numba.conv.winograd import (
     winograd_applicable,
     winograd_forward,
     winograd_input_grad,
@@ -41,7 +41,7 @@ IDS = [f"{xs}-o{o}-p{p}" for xs, o, p in CASES]
 @pytest.fixture(params=["planes", "rows"])
 def layout(request, monkeypatch):
     """Force the forward's layout: plane-wise (junk tiles) or channels-last rows (small planes)."""
-    from backends.numba import conv_winograd
+    from backends.numba.conv.winograd import driver as conv_winograd
 
     monkeypatch.setattr(conv_winograd, "FORWARD_LAYOUT", request.param)
     return request.param
@@ -138,7 +138,7 @@ def test_precomputed_weights(rng, m, layout):
 
 @pytest.mark.parametrize("split", [True, False])
 def test_split_and_batched_gemms_agree(rng, monkeypatch, split, layout):
-    from backends.numba import conv_winograd
+    from backends.numba.conv.winograd import driver as conv_winograd
 
     monkeypatch.setattr(conv_winograd, "SPLIT_GEMMS", split)
     attrs = _attrs(1)
@@ -170,7 +170,7 @@ ROWS_CASES = [
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("xs,o,pad", ROWS_CASES, ids=[f"{xs}-o{o}-p{p}" for xs, o, p in ROWS_CASES])
 def test_rows_layout(rng, monkeypatch, xs, o, pad, dtype, m):
-    from backends.numba import conv_winograd
+    from backends.numba.conv.winograd import driver as conv_winograd
 
     monkeypatch.setattr(conv_winograd, "FORWARD_LAYOUT", "rows")
     attrs = _attrs(pad)
@@ -194,7 +194,7 @@ def test_rows_layout(rng, monkeypatch, xs, o, pad, dtype, m):
 
 def test_rows_chunks(rng, monkeypatch):
     # a tiny chunk budget: one image per chunk through the channels-last forward
-    from backends.numba import conv_winograd
+    from backends.numba.conv.winograd import driver as conv_winograd
 
     monkeypatch.setattr(conv_winograd, "FORWARD_LAYOUT", "rows")
     monkeypatch.setattr(conv_winograd, "CHUNK_BYTES", 1)
@@ -209,7 +209,7 @@ def test_rows_chunks(rng, monkeypatch):
 
 def test_layout_threshold(rng, monkeypatch):
     # the automatic choice: channels-last rows up to ROWS_MAX_OW wide, plane-wise beyond; both correct
-    from backends.numba import conv_winograd
+    from backends.numba.conv.winograd import driver as conv_winograd
 
     seen = []
     real = conv_winograd._forward_rows
@@ -293,7 +293,7 @@ def test_weight_grad(rng, xs, o, pad, dtype, m):
 @pytest.mark.parametrize("m", [2, 4])
 def test_weight_grad_chunks(rng, monkeypatch, m):
     # a tiny chunk budget: several batch chunks (the last one shorter), each adding its partial dU
-    from backends.numba import conv_winograd
+    from backends.numba.conv.winograd import driver as conv_winograd
 
     monkeypatch.setattr(conv_winograd, "WGRAD_CHUNK_BYTES", 1)
     attrs = _attrs(1)
@@ -309,7 +309,7 @@ def test_weight_grad_chunks(rng, monkeypatch, m):
 
 @pytest.mark.parametrize("split", [True, False])
 def test_weight_grad_split_gemms(rng, monkeypatch, split):
-    from backends.numba import conv_winograd
+    from backends.numba.conv.winograd import driver as conv_winograd
 
     monkeypatch.setattr(conv_winograd, "SPLIT_GEMMS", split)
     attrs = _attrs(1)

@@ -196,20 +196,24 @@ def test_demo_command_runs_on_fashion_mnist(tmp_path, capsys):
         assert "note: model diagram skipped" in out and not (tmp_path / "model.svg").exists()
 
 
-def test_numba_training_runs_repeat_bit_for_bit_with_a_fixed_algorithm_choice(tiny, tmp_path, monkeypatch):
-    """Measured conv choices depend on timing (and algorithms round differently), so training on numba uses the
-    heuristic choice unless CONVGRAPH_CONV_ALGO is set; the policy is restored afterwards."""
-    from backends.numba import conv, conv_select
+def test_numba_training_runs_repeat_bit_for_bit_with_deterministic_algorithms(tiny, tmp_path, monkeypatch):
+    """Measured conv choices depend on timing (and algorithms round differently), so training switches on
+    engine.use_deterministic_algorithms unless CONVGRAPH_CONV_ALGO is set: even under the "measure" policy the
+    heuristic runs; the switch is restored afterwards."""
+    import engine
+    from backends.numba.conv import drivers, select
 
     monkeypatch.delenv("CONVGRAPH_CONV_ALGO", raising=False)
     seen = []
-    real_choose = conv.choose
-    monkeypatch.setattr(conv, "choose", lambda *a, **k: (seen.append(conv_select.conv_policy()),
-                                                         real_choose(*a, **k))[1])
-    before = conv_select.conv_policy()
+    real_choose = drivers.choose
+    monkeypatch.setattr(drivers, "choose", lambda *a, **k: (seen.append(select.conv_policy()), real_choose(*a, **k))[1])
     args = ["train", "tiny", *QUICK, "--epochs", "1", "--seed", "3", "--backend", "numba"]
-    main([*args, "--out", str(tmp_path / "a")])
-    main([*args, "--out", str(tmp_path / "b")])
-    assert seen and set(seen) == {"heuristic"} and conv_select.conv_policy() == before
+    prev = select.set_conv_policy("measure")
+    try:
+        main([*args, "--out", str(tmp_path / "a")])
+        main([*args, "--out", str(tmp_path / "b")])
+    finally:
+        select.set_conv_policy(prev)
+    assert seen and set(seen) == {"heuristic"} and not engine.are_deterministic_algorithms_enabled()
     a, b = weights(tmp_path / "a" / "checkpoint.npz"), weights(tmp_path / "b" / "checkpoint.npz")
     assert all(np.array_equal(a[k], b[k]) for k in a)

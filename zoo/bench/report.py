@@ -37,7 +37,7 @@ def _algorithms(impl: str, wl, mode: str) -> str:
     """The numba conv algorithm per role that the timed calls ran (the measured choice cached per shape)."""
     if impl != "numba":
         return ""
-    from backends.numba.conv_select import choose
+    from backends.numba.conv.select import choose
 
     roles = ("forward",) if mode == "fwd" else ("forward", "weight_grad", "input_grad")
     return " / ".join(choose(r, wl.x, wl.w, wl.attrs, "float32", None).algorithm for r in roles)

@@ -1,4 +1,4 @@
-"""Winograd F(2x2, 3x3) / F(4x4, 3x3) arithmetic shared by both layouts (:mod:`.conv_winograd`): the 1-D input
+"""Winograd F(2x2, 3x3) / F(4x4, 3x3) arithmetic shared by both layouts (:mod:`.driver`): the 1-D input
 (B^T), output (A^T) and gradient (A) transforms over rows of tiles, and the kernel transform U = G w G^T."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from numba import njit, prange
 
 # --- 1-D transforms over rows of tiles (inlined): one flat loop per output row, each a plain vectorizable loop
 @njit(cache=True, inline="always")
-def _bt2_rows(o0, o1, o2, o3, d0, d1, d2, d3, nt):
+def bt2_rows(o0, o1, o2, o3, d0, d1, d2, d3, nt):
     """B^T d for d = (d0..d3)[t], t < nt; B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]."""
     for t in range(nt):
         o0[t] = d0[t] - d2[t]
@@ -22,7 +22,7 @@ def _bt2_rows(o0, o1, o2, o3, d0, d1, d2, d3, nt):
 
 
 @njit(cache=True, inline="always")
-def _bt4_rows(o0, o1, o2, o3, o4, o5, d0, d1, d2, d3, d4, d5, nt):
+def bt4_rows(o0, o1, o2, o3, o4, o5, d0, d1, d2, d3, d4, d5, nt):
     """B^T d, B^T = [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0], [0, -2, -1, 2, 1, 0],
     [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]]."""
     for t in range(nt):
@@ -62,7 +62,7 @@ def _at4_rows(o0, o1, o2, o3, d0, d1, d2, d3, d4, d5, nt):
 
 
 @njit(cache=True, inline="always")
-def _a2_rows(o0, o1, o2, o3, g0, g1, nt):
+def a2_rows(o0, o1, o2, o3, g0, g1, nt):
     """A g for g = (g0, g1)[t] (the transpose of :func:`_at2_rows`): A = [[1, 0], [1, 1], [1, -1], [0, -1]]."""
     for t in range(nt):
         o0[t] = g0[t]
@@ -75,7 +75,7 @@ def _a2_rows(o0, o1, o2, o3, g0, g1, nt):
 
 
 @njit(cache=True, inline="always")
-def _a4_rows(o0, o1, o2, o3, o4, o5, g0, g1, g2, g3, nt):
+def a4_rows(o0, o1, o2, o3, o4, o5, g0, g1, g2, g3, nt):
     """A g, A = [[1, 0, 0, 0], [1, 1, 1, 1], [1, -1, 1, -1], [1, 2, 4, 8], [1, -2, 4, -8], [0, 0, 0, 1]]."""
     for t in range(nt):
         o0[t] = g0[t]
@@ -92,7 +92,7 @@ def _a4_rows(o0, o1, o2, o3, o4, o5, g0, g1, g2, g3, nt):
 
 
 @njit(cache=True, inline="always")
-def _output_tiles(mm, t0, nt, m):
+def output_tiles(mm, t0, nt, m):
     """yp[r, k, t] = (A^T M_t A)[r, k] for the nt tiles t of mm[:, t0:t0 + nt] (M laid out (a*a, tiles)): the
     vertical pass A^T M, then the horizontal one. Shared by the plane-wise and the channels-last output passes."""
     a = m + 2
@@ -115,13 +115,13 @@ def _output_tiles(mm, t0, nt, m):
 
 
 # --- the kernel transform -----------------------------------------------------------------------------------
-_G2 = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
-_G4 = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6], [1 / 24, 1 / 12, 1 / 6],
+G2 = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
+G4 = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6], [1 / 24, 1 / 12, 1 / 6],
                 [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]])
 
 
 @njit(parallel=True, cache=True)
-def _weight_transform(w, u, g, flip):
+def weight_transform(w, u, g, flip):
     """u[k, o*C + c] = (G w[o, c] G^T)[k // a, k % a] (flip: of w[c, o, ::-1, ::-1], the kernel of the input
     gradient) for the (a, 3) matrix g = G, in float64. u is (a*a, >= O*C) with O, C the output/input channels.
     Per output channel: the 9 taps are gathered into rows over c first, so every loop below runs over c with one

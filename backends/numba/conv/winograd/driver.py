@@ -8,14 +8,14 @@ instead of im2col's 9 (F(2x2): 4, F(4x4): 2.25). Steps:
 
 1. weights ``U[a*a, O, C]`` (:func:`winograd_weights`; a caller may transform once and pass ``u=``),
 2. input transform into ``V[a*a, C, T]`` (T contiguous): one prange item per (image, channel) plane, each pass
-   one flat vectorizable loop over the plane's tiles per output (tile layout: see :mod:`.conv_winograd_planes`),
-3. ``M[k] = U[k] @ V[k]``: a*a GEMMs (float32 on :mod:`.gemm`, else BLAS),
-4. output transform of ``M[a*a, O, T]`` fused with the conv epilogue (:mod:`.conv_epilogue`), writing only the
+   one flat vectorizable loop over the plane's tiles per output (tile layout: see :mod:`.planes`),
+3. ``M[k] = U[k] @ V[k]``: a*a GEMMs (float32 on :mod:`...gemm`, else BLAS),
+4. output transform of ``M[a*a, O, T]`` fused with the conv epilogue (:mod:`..epilogue`), writing only the
    valid pixels (odd sizes: 7x7 is covered by 4x4 tiles of F(2x2) or 2x2 of F(4x4)).
 
 The batch runs in chunks of whole images so V and M of one chunk stay in L3 between the transforms and the GEMMs.
 Output planes up to :data:`ROWS_MAX_OW` wide instead run channels-last (V[a*a, T, C], M = V @ U^T; see
-:mod:`.conv_winograd_rows`): no junk tiles, and long transform loops on planes of a few tiles per row.
+:mod:`.rows`): no junk tiles, and long transform loops on planes of a few tiles per row.
 :func:`winograd_tile` picks m per layer.
 
 Float32 accuracy (max |error| / max |y| vs a float64 conv; ReLU inputs, He-initialised weights, the ResNet-18
@@ -25,77 +25,42 @@ stride-1 3x3 conv (of gy with the flipped, transposed kernel, padded 2 - p), so 
 
 The weight gradient (:func:`winograd_weight_grad`) is a*a GEMMs ``dU[k] (O, C) = Gy[k] (O, T) @ V[k]^T`` over
 the batch's tiles (Gy: the output-gradient tiles transformed by A), then ``dW = G^T dU G``; its transforms run
-channels-last (:mod:`.conv_winograd_rows`). Float32 error (max |error| / max |gw| vs float64,
+channels-last (:mod:`.rows`). Float32 error (max |error| / max |gw| vs float64,
 ResNet-18 CIFAR 3x3 layers, batch 32, ReLU inputs): F(2x2) 4e-7..6e-7, F(4x4) 3e-6..9e-6 (im2col: 3e-7,
 torch's float32: 6e-7..2.6e-6).
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
-from .conv import scratch
-from .conv_epilogue import HAS_RES, Epilogue
-from .conv_winograd_math import _G2, _G4, _weight_transform
-from .conv_winograd_planes import _input_transform2, _input_transform4, _output_transform
-from .conv_winograd_rows import (
-    _fwd_rows_out,
-    _grad_rows2,
-    _grad_rows4,
-    _in_rows2,
-    _in_rows4,
-    _pack_phases,
-    _weight_grad_transform,
+from ...gemm import matmul as gemm_matmul
+from ...gemm import supported as gemm_supported
+from ...shape import fill
+from ..epilogue import HAS_RES, Epilogue
+from ..workspace import scratch
+from .math import G2, G4, weight_transform
+from .planes import input_transform2, input_transform4, output_transform
+from .rows import (
+    fwd_rows_out,
+    grad_rows2,
+    grad_rows4,
+    in_rows2,
+    in_rows4,
+    pack_phases,
+    weight_grad_transform,
 )
-from .gemm import matmul as gemm_matmul
-from .gemm import supported as gemm_supported
-from .shape import fill
+from .tiles import winograd_tile, winograd_weight_grad_tile
 
-__all__ = ["winograd_applicable", "winograd_tile", "winograd_weight_grad_tile", "winograd_weights", "winograd_forward",
-           "winograd_input_grad", "winograd_weight_grad"]
+__all__ = ["winograd_weights", "winograd_forward", "winograd_input_grad", "winograd_weight_grad"]
 
-MAX_TILE = 4  # set 2 to keep every layer on F(2x2) (its float32 error is ~20x smaller, see above)
 CHUNK_BYTES = 16 << 20  # V + M of one batch chunk (half of L3), or 2x U where that is bigger
 FORWARD_LAYOUT: str | None = None  # "planes" / "rows" forces the forward's layout; None: by ROWS_MAX_OW
-# The forward runs channels-last ("rows", see _rows_out) for output planes at most this wide. Measured (2 cores,
+# The forward runs channels-last ("rows", see .rows) for output planes at most this wide. Measured (2 cores,
 # float32, rows vs planes, same m): 4x4x512 b32 F2 7.5 vs 14.5 ms, 8x8x256 b32 F4 5.4 vs 13.8, 16x16x128 b32
 # F4 6.0 vs 11.0, 28x28x128 b8 F4 4.3 vs 5.4, but 32x32x64 b32 F4 10.2 vs 9.2, 56x56x64 b8 F4 6.0 vs 6.0.
 ROWS_MAX_OW = 28
 WGRAD_CHUNK_BYTES = CHUNK_BYTES  # the same for the weight gradient: V + Gy + packed planes, or 2x dU
-
-
-def winograd_applicable(x_shape: Any, w_shape: Any, attrs: dict[str, Any]) -> bool:
-    """3x3 kernel, stride 1, dilation 1, groups 1, padding 0..2 per side (so the input gradient, padded by
-    2 - p, is one too)."""
-    w_shape = tuple(getattr(w_shape, "shape", w_shape))
-    if len(w_shape) != 4 or w_shape[2:] != (3, 3):
-        return False
-    if tuple(attrs["stride"]) != (1, 1) or tuple(attrs["dilation"]) != (1, 1) or attrs["groups"] != 1:
-        return False
-    return all(0 <= p <= 2 for side in attrs["padding"] for p in side)
-
-
-def winograd_tile(oh: int, ow: int, o: int, n: int) -> int:
-    """Output tile size m (2 or 4). F(4x4) needs 36 multiplies per 16 outputs against F(2x2)'s 16 per 4, but its
-    transforms cost more per element, its weights U are 36*O*C (re-read by the GEMMs, re-made per call) and the
-    junk tile per tile row (see :mod:`.conv_winograd_planes`) wastes more of a small plane. So F(4x4) only where it does
-    under 70% of F(2x2)'s multiplies and has at least as many tiles per GEMM as output channels (its U is then no
-    bigger than its V). Measured at batch 8 on 2 cores (ResNet-18 layers, float32, F4 vs F2): 56x56x64 5.8 vs
-    7.5 ms, 28x28x128 5.9 vs 6.8, 14x14x256 8.5 vs 7.0, 7x7x512 13.1 vs 11.3."""
-    th2, tw2, th4, tw4 = (oh + 1) // 2, (ow + 1) // 2, (oh + 3) // 4, (ow + 3) // 4
-    mul2, mul4 = 16 * th2 * (tw2 + 1), 36 * th4 * (tw4 + 1)
-    return 4 if MAX_TILE >= 4 and mul4 < 0.7 * mul2 and n * th4 * (tw4 + 1) >= o else 2
-
-
-def winograd_weight_grad_tile(oh: int, ow: int) -> int:
-    """Output tile size m for the weight gradient: 4 where F(4x4) needs under 70% of F(2x2)'s GEMM work (36
-    per 4x4 tile against 16 per 2x2 tile; no junk tiles here), else 2. Measured on ResNet-18 CIFAR at batch 32
-    (2 cores, float32, F4 vs F2): 32x32x64 7.0 vs 10.2 ms, 16x16x128 5.0 vs 7.2, 8x8x256 4.6 vs 6.5, 4x4x512
-    6.6 vs 7.3."""
-    th2, tw2, th4, tw4 = (oh + 1) // 2, (ow + 1) // 2, (oh + 3) // 4, (ow + 3) // 4
-    return 4 if MAX_TILE >= 4 and 36 * th4 * tw4 < 0.7 * 16 * th2 * tw2 else 2
 
 
 # --- host-side drivers -------------------------------------------------------------------------------------
@@ -149,7 +114,7 @@ def winograd_weights(w: np.ndarray, m: int = 2, flip: bool = False) -> np.ndarra
     if flip:
         o, c = c, o
     u = np.empty(((m + 2) ** 2, o * c), w.dtype)
-    _weight_transform(np.ascontiguousarray(w), u, _G2 if m == 2 else _G4, flip)
+    weight_transform(np.ascontiguousarray(w), u, G2 if m == 2 else G4, flip)
     return u.reshape(-1, o, c)
 
 
@@ -175,7 +140,7 @@ def winograd_forward(x: np.ndarray, w: np.ndarray, out: np.ndarray, ep: Epilogue
     dt = out.dtype
     if u is None:
         uf, u = _streams("wino_u", a2, o, c, dt)
-        _weight_transform(np.ascontiguousarray(w), uf, _G2 if m == 2 else _G4, flip)
+        weight_transform(np.ascontiguousarray(w), uf, G2 if m == 2 else G4, flip)
     th, tw = (oh + m - 1) // m, (ow + m - 1) // m
     res = ep.residual.reshape(out.shape) if ep.flags & HAS_RES else np.zeros((1, 1, 1, 1), dt)
     res = np.ascontiguousarray(res, dt)
@@ -192,13 +157,13 @@ def winograd_forward(x: np.ndarray, w: np.ndarray, out: np.ndarray, ep: Epilogue
         k = min(nb, n - n0)
         vf, v = _streams("wino_v", a2, c, k * ntile, dt)
         mf, mm = _streams("wino_m", a2, o, k * ntile, dt)
-        (_input_transform2 if m == 2 else _input_transform4)(x, vf, n0, k, pt, pl, th, tw)
+        (input_transform2 if m == 2 else input_transform4)(x, vf, n0, k, pt, pl, th, tw)
         _batched_matmul(u, v, mm)
-        _output_transform(mf, out, m, n0, k, th, tw, ep.flags, ep.bias, ep.scale, res, ep.act, ep.alpha)
+        output_transform(mf, out, m, n0, k, th, tw, ep.flags, ep.bias, ep.scale, res, ep.act, ep.alpha)
 
 
 def _forward_rows(x, u, out, ep, res, m, pt, pl, th, tw) -> None:
-    """The channels-last forward (:mod:`.conv_winograd_rows`), per batch chunk: pack x, V, the
+    """The channels-last forward (:mod:`.rows`), per batch chunk: pack x, V, the
     GEMMs M[k] = V[k] @ U[k]^T, the output transform with the epilogue."""
     n, o = out.shape[:2]
     c = x.shape[1]
@@ -214,12 +179,12 @@ def _forward_rows(x, u, out, ep, res, m, pt, pl, th, tw) -> None:
     for n0 in range(0, n, nb):
         k = min(nb, n - n0)
         xs = scratch("wino_fxs", (k, xrows, m, tw + 1, c), dt)
-        _pack_phases(x, xs, n0, pt, pl, max(1, 512 // x.shape[3]))
+        pack_phases(x, xs, n0, pt, pl, max(1, 512 // x.shape[3]))
         v = scratch("wino_v", (a2, k * ntile, c), dt)
         mm = scratch("wino_m", (a2, k * ntile, o), dt)
-        (_in_rows2 if m == 2 else _in_rows4)(xs, v.reshape(a2, -1), th, tw)
+        (in_rows2 if m == 2 else in_rows4)(xs, v.reshape(a2, -1), th, tw)
         _batched_matmul(v, ut, mm)
-        _fwd_rows_out(mm.reshape(a2, -1), out, m, n0, k, th, tw, ep.flags, ep.bias, ep.scale, res, ep.act, ep.alpha)
+        fwd_rows_out(mm.reshape(a2, -1), out, m, n0, k, th, tw, ep.flags, ep.bias, ep.scale, res, ep.act, ep.alpha)
 
 
 def winograd_input_grad(gy: np.ndarray, w: np.ndarray, out: np.ndarray, padding, m: int | None = None) -> None:
@@ -239,7 +204,7 @@ def winograd_weight_grad(x: np.ndarray, gy: np.ndarray, out: np.ndarray, padding
     gy (N, O, Ho, Wo); ``padding`` is ((top, bottom), (left, right)) or an int. ``m``: output tile (2, 4; None:
     :func:`winograd_weight_grad_tile`). Per batch chunk: pack x and gy channels-last, transform them into V and
     Gy, dU[k] = Gy[k]^T @ V[k] (a*a GEMMs); then dW = G^T dU G summed over the chunks (see the "weight gradient"
-    section of :mod:`.conv_winograd_rows`). x and gy are cast to out's dtype."""
+    section of :mod:`.rows`). x and gy are cast to out's dtype."""
     o, c = out.shape[:2]
     if out.size == 0:
         return
@@ -269,11 +234,11 @@ def winograd_weight_grad(x: np.ndarray, gy: np.ndarray, out: np.ndarray, padding
         k = min(nb, n - n0)
         xs = scratch("wino_xs", (k, xrows, m, tw + 1, c), dt)
         gs = scratch("wino_gs", (k, grows, m, tw, o), dt)
-        _pack_phases(x, xs, n0, pt, pl, max(1, 512 // w))
-        _pack_phases(gy, gs, n0, 0, 0, max(1, 512 // ow))
+        pack_phases(x, xs, n0, pt, pl, max(1, 512 // w))
+        pack_phases(gy, gs, n0, 0, 0, max(1, 512 // ow))
         v = scratch("wino_v", (a2, k * ntile, c), dt)
         gm = scratch("wino_m", (a2, k * ntile, o), dt)
-        (_in_rows2 if m == 2 else _in_rows4)(xs, v.reshape(a2, -1), th, tw)
-        (_grad_rows2 if m == 2 else _grad_rows4)(gs, gm.reshape(a2, -1), th, tw)
+        (in_rows2 if m == 2 else in_rows4)(xs, v.reshape(a2, -1), th, tw)
+        (grad_rows2 if m == 2 else grad_rows4)(gs, gm.reshape(a2, -1), th, tw)
         _batched_matmul(gm.transpose(0, 2, 1), v, du[q])  # dU[k] (O, C) = Gy[k]^T @ V[k], inner dimension T
-    _weight_grad_transform(duf, out, _G2 if m == 2 else _G4, max(1, min(4096 // c, o // 8)))
+    weight_grad_transform(duf, out, G2 if m == 2 else G4, max(1, min(4096 // c, o // 8)))

@@ -1,20 +1,22 @@
 """Which algorithm a conv layer runs, per role (forward, input gradient, weight gradient): the candidates that
-apply to its shape, a documented heuristic, and a measured choice cached per shape (the default).
+apply to its shape, a documented heuristic (the default), and an opt-in measured choice cached per shape.
 
-Policy (``CONVGRAPH_CONV_ALGO`` or :func:`set_conv_policy`):
+Policy (``CONVGRAPH_CONV_ALGO``, :func:`set_conv_policy`, or ``compile(..., autotune=True)`` per compiled module):
 
-- ``"measure"`` (default): the first time a (role, input shape, weight shape, attrs, dtype) key is seen, every
-  candidate runs once untimed (JIT, first touch) and 3 times timed into a scratch output; the fastest (by its
-  best time) is cached for the process. Keys with one candidate are not measured. compile() measures while it
-  builds its report, so the report shows the winner and every candidate's time; eager mode measures on a layer's
-  first call.
-- ``"heuristic"``: :func:`heuristic`, no measurement.
-- an algorithm name (e.g. ``"direct"``, ``"winograd-f4"``, ``"im2col"``): forced wherever it can run (a
-  candidate, or :func:`forcible`), else the heuristic (tests, benches).
+- ``"heuristic"`` (default): :func:`heuristic`, no measurement, so results never depend on machine load.
+- ``"measure"``: the first time a (role, input shape, weight shape, attrs, dtype) key is seen, every candidate
+  runs once untimed (JIT, first touch) and 3 times timed into a scratch output, in a throwaway workspace; the
+  fastest (by its best time) is cached for the process. Keys with one candidate are not measured. A compiled
+  module measures while its executor is prepared, so its report shows the winner and every candidate's time.
+  ``compile(..., autotune=True)`` turns this on for one compiled module. ``engine.use_deterministic_algorithms(True)``
+  turns measuring off everywhere (the heuristic runs instead).
+- an algorithm name (one of :data:`ALGORITHMS`): forced wherever it can run (a candidate, or :func:`forcible`),
+  else the heuristic (tests, benches).
 
-Why measure: the winner depends on shape and machine state. On the 2-core Zen 5 test machine LeNet conv1 (1->20
-5x5 on 28x28, batch 64, forward) measured gemm-tables 0.36 ms, direct 0.83 ms; at batch 2 direct won (0.79 vs
-1.01 ms); on ResNet-18's 3x3 layers gemm-tables and Winograd F(2x2) / F(4x4) trade places by shape and role.
+Any other name is an error. Why measure at all: the winner depends on shape and machine state. On the 2-core
+Zen 5 test machine LeNet conv1 (1->20 5x5 on 28x28, batch 64, forward) measured gemm-tables 0.36 ms, direct
+0.83 ms; at batch 2 direct won (0.79 vs 1.01 ms); on ResNet-18's 3x3 layers gemm-tables and Winograd F(2x2) /
+F(4x4) trade places by shape and role.
 """
 
 from __future__ import annotations
@@ -27,22 +29,48 @@ from typing import Any
 
 import numpy as np
 
+from engine.backend import are_deterministic_algorithms_enabled
+
+from .geometry import out_hw, shape_of
+from .winograd.tiles import winograd_applicable, winograd_weight_grad_tile
+from .workspace import autotuning, throwaway
+
 ROLES = ("forward", "input_grad", "weight_grad")
 MEASURE_REPEATS = 3  # timed runs per candidate; the minimum counts (robust to another process's bursts)
 DIRECT_MAX_TAPS = 32  # C/g * kh * kw at or below which a groups=1 layer also tries the direct kernel
 
-_policy: list[str] = [os.environ.get("CONVGRAPH_CONV_ALGO", "measure")]
+ALGORITHMS = ("direct", "gemm-tables", "gemm_1x1", "gemm_1x1-nchw", "im2col", "im2col-pixel", "im2col-channel",
+              "winograd-f2", "winograd-f4")
+POLICIES = ("heuristic", "measure", *ALGORITHMS)
+
+
+def check_policy(policy: str, source: str = "conv algorithm policy") -> str:
+    if policy not in POLICIES:
+        raise ValueError(f"{source}: unknown policy {policy!r}; expected 'heuristic', 'measure' or an algorithm "
+                         f"name ({', '.join(ALGORITHMS)})")
+    return policy
+
+
+# checked where it is read (conv_policy), not at import: an import error would make the backend look unavailable
+_policy: list[str] = [os.environ.get("CONVGRAPH_CONV_ALGO", "heuristic")]
 
 
 def set_conv_policy(policy: str) -> str:
     """Set the policy (see module docstring); returns the previous one. Clears nothing: cached choices stay."""
     prev = _policy[0]
-    _policy[0] = policy
+    _policy[0] = check_policy(policy)
     return prev
 
 
 def conv_policy() -> str:
-    return _policy[0]
+    """The policy in force here: the process's, ``"measure"`` inside a module compiled with ``autotune=True``
+    (unless an algorithm is forced), ``"heuristic"`` instead of ``"measure"`` under deterministic algorithms."""
+    policy = check_policy(_policy[0], "CONVGRAPH_CONV_ALGO")
+    if policy == "heuristic" and autotuning():
+        policy = "measure"
+    if policy == "measure" and are_deterministic_algorithms_enabled():
+        policy = "heuristic"
+    return policy
 
 
 @dataclass
@@ -61,10 +89,6 @@ class Choice:
 _CACHE: dict[tuple, Choice] = {}
 
 
-def _shape(s: Any) -> tuple[int, ...]:
-    return tuple(getattr(s, "shape", s))
-
-
 def _is_1x1(w_shape: tuple[int, ...], attrs: dict[str, Any]) -> bool:
     (pt, pb), (pl, pr) = attrs["padding"]
     return w_shape[2] == w_shape[3] == 1 and pt == pb == pl == pr == 0
@@ -74,7 +98,7 @@ def candidates(role: str, x_shape: Any, w_shape: Any, attrs: dict[str, Any], dty
     """The algorithms that can run this layer in this role, heuristic's pick first. float32 layers run the SIMD
     implicit GEMM (``gemm-tables``) where other dtypes run im2col + GEMM: im2col lost to it on every float32 layer
     measured (1.2-4x), so it is not measured (nor compiled) there."""
-    w_shape = _shape(w_shape)
+    w_shape = shape_of(w_shape)
     _, cg, kh, kw = w_shape
     if attrs["groups"] > 1:
         return ["direct"]  # per-group GEMMs would be tiny
@@ -94,8 +118,8 @@ def candidates(role: str, x_shape: Any, w_shape: Any, attrs: dict[str, Any], dty
             out.reverse()
     else:
         out = ["im2col"]
-    if _winograd_applicable(x_shape, w_shape, attrs):
-        wino = ["winograd-f2", "winograd-f4"]  # output tiles 2x2 / 4x4 (see conv_winograd)
+    if winograd_applicable(x_shape, w_shape, attrs):
+        wino = ["winograd-f2", "winograd-f4"]  # output tiles 2x2 / 4x4 (see .winograd)
         pick = _winograd_pick(x_shape, w_shape, attrs, role)
         out = ([pick] + [a for a in wino if a != pick] + out) if pick else out + wino
     if cg * kh * kw <= DIRECT_MAX_TAPS:
@@ -110,20 +134,12 @@ def forcible(role: str, x_shape: Any, w_shape: Any, attrs: dict[str, Any], dtype
     return out + [a for a in candidates(role, x_shape, w_shape, attrs, np.float64) if a not in out]
 
 
-def _winograd_applicable(x_shape: Any, w_shape: tuple[int, ...], attrs: dict[str, Any]) -> bool:
-    from .conv_winograd import winograd_applicable
-
-    return winograd_applicable(x_shape, w_shape, attrs)
-
-
 def _winograd_pick(x_shape: Any, w_shape: tuple[int, ...], attrs: dict[str, Any], role: str) -> str | None:
     """The heuristic's Winograd pick: at least 16 channels on both sides and 4M multiply-adds. Forward and input
     grad (the channels-last path for planes up to 28 wide): F(4x4) faster than im2col on every ResNet-18 3x3
     layer measured, 56x56 at batch 8 down to 4x4x512 at batch 32 (1.5-2.8x forward; the 7x7x512 input grad only
     ties). Weight grad: 1.8-2.3x faster on ResNet-18 CIFAR at batch 32, 32x32x64 .. 4x4x512."""
-    from .conv_winograd import winograd_weight_grad_tile
-
-    n, c, h, w = _shape(x_shape)
+    n, c, h, w = shape_of(x_shape)
     o = w_shape[0]
     if role == "weight_grad":
         # measured (2 cores, float32): 1.8-2.3x faster than im2col on ResNet-18 CIFAR at batch 32 (32x32x64 ..
@@ -138,11 +154,18 @@ def _winograd_pick(x_shape: Any, w_shape: tuple[int, ...], attrs: dict[str, Any]
     return "winograd-f4"
 
 
-def _pixel_major_first(x_shape: Any, w_shape: tuple[int, ...], attrs: dict[str, Any]) -> bool:
-    from .conv import gemm_pixel_major, out_hw
+def gemm_pixel_major(ck: int, npix: int, o: int) -> bool:
+    """GEMM orientation of the im2col forward: ``cols^T @ W^T`` (pixel-major output, then a tiled transpose) when
+    both the pixel count N*P and the inner size C*kh*kw are at least 4x the output channels, else ``W @ cols``.
+    Measured with OpenBLAS on the ResNet-18 shapes (2-core Zen3, GFLOP/s pixel-major vs channel-major):
+    56x56x64 51 vs 46, 28x28x128 58 vs 39, 14x14x256 58 vs 33, 7x7x512 18 vs 58, 1x1 64->256 equal (and its
+    cheaper channel-major unpack wins)."""
+    return npix >= 4 * o and ck >= 4 * o
 
-    n = _shape(x_shape)[0]
-    oh, ow = out_hw(_shape(x_shape), w_shape, attrs)
+
+def _pixel_major_first(x_shape: Any, w_shape: tuple[int, ...], attrs: dict[str, Any]) -> bool:
+    n = shape_of(x_shape)[0]
+    oh, ow = out_hw(shape_of(x_shape), w_shape, attrs)
     o, cg, kh, kw = w_shape
     return gemm_pixel_major(cg * kh * kw, n * oh * ow, o)
 
@@ -150,12 +173,19 @@ def _pixel_major_first(x_shape: Any, w_shape: tuple[int, ...], attrs: dict[str, 
 def heuristic(role: str, x_shape: Any, w_shape: Any, attrs: dict[str, Any], dtype: Any = np.float32) -> str:
     """groups > 1 -> direct; 1x1 stride 1 without padding -> gemm_1x1-nchw; 3x3 stride 1 with enough channels and
     pixels (see :func:`_winograd_pick`) -> Winograd; else gemm-tables (float32) or im2col + one batch-wide GEMM
-    (other dtypes; forward GEMM orientation by :func:`backends.numba.conv.gemm_pixel_major`)."""
+    (other dtypes; forward GEMM orientation by :func:`gemm_pixel_major`)."""
     return candidates(role, x_shape, w_shape, attrs, dtype)[0]
 
 
+def choose_conv_algorithm(x_spec: Any, w_spec: Any, attrs: dict[str, Any]) -> str:
+    """The heuristic algorithm family of a conv2d layer's forward: ``"direct"``, ``"gemm_1x1"``, ``"gemm-tables"``,
+    ``"winograd"`` or ``"im2col"``."""
+    algo = heuristic("forward", shape_of(x_spec), shape_of(w_spec), attrs, getattr(x_spec, "dtype", np.float32))
+    return algo if algo.startswith("gemm-") else algo.split("-")[0]
+
+
 def _key(role: str, x_shape: Any, w_shape: Any, attrs: dict[str, Any], dtype: Any) -> tuple:
-    return (role, _shape(x_shape), _shape(w_shape), tuple(sorted((k, str(v)) for k, v in attrs.items())),
+    return (role, shape_of(x_shape), shape_of(w_shape), tuple(sorted((k, str(v)) for k, v in attrs.items())),
             np.dtype(dtype).str)
 
 
@@ -165,10 +195,11 @@ def cached(role: str, x_shape: Any, w_shape: Any, attrs: dict[str, Any], dtype: 
 
 def choose(role: str, x_shape: Any, w_shape: Any, attrs: dict[str, Any], dtype: Any,
            run: Callable[[str], None] | None) -> Choice:
-    """The algorithm for this key under the current policy. ``run(algorithm)`` executes the layer with that
-    algorithm into a scratch output (needed only to measure; None: fall back to the heuristic uncached)."""
+    """The algorithm for this key under the current policy (:func:`conv_policy`). ``run(algorithm)`` executes the
+    layer with that algorithm into a scratch output (needed only to measure; None: fall back to the heuristic
+    uncached)."""
     cands = candidates(role, x_shape, w_shape, attrs, dtype)
-    policy = _policy[0]
+    policy = conv_policy()
     if len(cands) == 1 and policy in (cands[0], "measure", "heuristic"):
         return Choice(cands[0], "only")
     if policy in forcible(role, x_shape, w_shape, attrs, dtype):
@@ -181,17 +212,20 @@ def choose(role: str, x_shape: Any, w_shape: Any, attrs: dict[str, Any], dtype: 
         return hit
     if run is None:
         return Choice(cands[0], "heuristic")
-    times = {}
-    for algo in cands:
-        run(algo)  # untimed: JIT compile, first touch of workspaces
-        best = float("inf")
-        for _ in range(MEASURE_REPEATS):
-            t0 = time.perf_counter()
-            run(algo)
-            best = min(best, time.perf_counter() - t0)
-        times[algo] = best * 1e3
+    with throwaway():  # the candidates' scratch memory is not the executor's
+        times = {algo: _best_ms(run, algo) for algo in cands}
     choice = _CACHE[key] = Choice(min(times, key=times.get), "measured", times)
     return choice
+
+
+def _best_ms(run: Callable[[str], None], algo: str) -> float:
+    run(algo)  # untimed: JIT compile, first touch of workspaces
+    best = float("inf")
+    for _ in range(MEASURE_REPEATS):
+        t0 = time.perf_counter()
+        run(algo)
+        best = min(best, time.perf_counter() - t0)
+    return best * 1e3
 
 
 def clear_cache() -> None:

@@ -1,4 +1,4 @@
-"""The plane-wise Winograd forward (:mod:`.conv_winograd`, output planes wider than ``ROWS_MAX_OW``): input
+"""The plane-wise Winograd forward (:mod:`.driver`, output planes wider than ``ROWS_MAX_OW``): input
 transform into V[a*a, C, T] per (image, channel) plane, output transform of M[a*a, O, T] fused with the epilogue."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .conv_epilogue import HAS_RES, _epilogue_row
-from .conv_winograd_math import _bt2_rows, _bt4_rows, _output_tiles
+from ..epilogue import HAS_RES, epilogue_row
+from .math import bt2_rows, bt4_rows, output_tiles
 
 
 # Tile layout: image n's tiles are row-major with a row pitch of tw + 1, one junk tile past each tile row (it
@@ -47,32 +47,32 @@ def _input_plane(x, v, m, n, c, n0, nimg, pt, pl, th, tw):
     for p in range(m):
         b0, b1, b2, b3 = p * nr, (m + p) * nr, (2 * m + p) * nr, (3 * m + p) * nr
         if m == 2:
-            _bt2_rows(hs[0, p], hs[1, p], hs[2, p], hs[3, p], ph[b0:b0 + nr], ph[b1:b1 + nr], ph[b0 + 1:b0 + 1 + nr],
+            bt2_rows(hs[0, p], hs[1, p], hs[2, p], hs[3, p], ph[b0:b0 + nr], ph[b1:b1 + nr], ph[b0 + 1:b0 + 1 + nr],
                       ph[b1 + 1:b1 + 1 + nr], nr)
         else:
-            _bt4_rows(hs[0, p], hs[1, p], hs[2, p], hs[3, p], hs[4, p], hs[5, p], ph[b0:b0 + nr], ph[b1:b1 + nr],
+            bt4_rows(hs[0, p], hs[1, p], hs[2, p], hs[3, p], hs[4, p], hs[5, p], ph[b0:b0 + nr], ph[b1:b1 + nr],
                       ph[b2:b2 + nr], ph[b3:b3 + nr], ph[b0 + 1:b0 + 1 + nr], ph[b1 + 1:b1 + 1 + nr], nr)
     t0 = c * nimg * ntile + (n - n0) * ntile
     t1 = t0 + ntile
     for j in range(a):  # vertical pass B^T (d B): row r of tile row ty is row phase r % m of tile row ty + r // m
         if m == 2:
-            _bt2_rows(v[j, t0:t1], v[4 + j, t0:t1], v[8 + j, t0:t1], v[12 + j, t0:t1], hs[j, 0, :ntile],
+            bt2_rows(v[j, t0:t1], v[4 + j, t0:t1], v[8 + j, t0:t1], v[12 + j, t0:t1], hs[j, 0, :ntile],
                       hs[j, 1, :ntile], hs[j, 0, tp:tp + ntile], hs[j, 1, tp:tp + ntile], ntile)
         else:
-            _bt4_rows(v[j, t0:t1], v[6 + j, t0:t1], v[12 + j, t0:t1], v[18 + j, t0:t1], v[24 + j, t0:t1],
+            bt4_rows(v[j, t0:t1], v[6 + j, t0:t1], v[12 + j, t0:t1], v[18 + j, t0:t1], v[24 + j, t0:t1],
                       v[30 + j, t0:t1], hs[j, 0, :ntile], hs[j, 1, :ntile], hs[j, 2, :ntile], hs[j, 3, :ntile],
                       hs[j, 0, tp:tp + ntile], hs[j, 1, tp:tp + ntile], ntile)
 
 
 @njit(parallel=True, cache=True)
-def _input_transform2(x, v, n0, nimg, pt, pl, th, tw):
+def input_transform2(x, v, n0, nimg, pt, pl, th, tw):
     nc = x.shape[1]
     for q in prange(nimg * nc):
         _input_plane(x, v, 2, n0 + q // nc, q % nc, n0, nimg, pt, pl, th, tw)
 
 
 @njit(parallel=True, cache=True)
-def _input_transform4(x, v, n0, nimg, pt, pl, th, tw):
+def input_transform4(x, v, n0, nimg, pt, pl, th, tw):
     nc = x.shape[1]
     for q in prange(nimg * nc):
         _input_plane(x, v, 4, n0 + q // nc, q % nc, n0, nimg, pt, pl, th, tw)
@@ -86,7 +86,7 @@ def _output_plane(mm, out, m, n, o, n0, nimg, th, tw, flags, bias, scale, res, a
     tp = tw + 1
     ntile = th * tp
     # yp[i, k, ty*tp + tx] = out pixel (m*ty + i, m*tx + k)
-    yp = _output_tiles(mm, o * nimg * ntile + (n - n0) * ntile, ntile, m)
+    yp = output_tiles(mm, o * nimg * ntile + (n - n0) * ntile, ntile, m)
     y = np.empty(m * tw, mm.dtype)
     for ty in range(th):
         for i in range(min(m, oh - m * ty)):  # interleave the column phases into one output row, then the epilogue
@@ -96,11 +96,11 @@ def _output_plane(mm, out, m, n, o, n0, nimg, th, tw, flags, bias, scale, res, a
                     y[m * tx + k] = src[tx]
             oy = m * ty + i
             res_row = res[n, o, oy] if flags & HAS_RES else res[0, 0, 0]
-            _epilogue_row(out[n, o, oy], y[:ow], o, flags, bias, scale, res_row, act, alpha)
+            epilogue_row(out[n, o, oy], y[:ow], o, flags, bias, scale, res_row, act, alpha)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def _output_transform(mm, out, m, n0, nimg, th, tw, flags, bias, scale, res, act, alpha):
+def output_transform(mm, out, m, n0, nimg, th, tw, flags, bias, scale, res, act, alpha):
     # one kernel for both m: unlike the input pass, specialising on m did not speed this one up (1 thread:
     # 56x56x64 F2 3.1 vs 2.9 ms), and each parallel kernel costs ~4 s of cold JIT
     no = out.shape[1]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .elementwise import RELU, unary_scalar
+from ..elementwise import RELU, unary_scalar
 
 # epilogue flag bits
 HAS_BIAS, HAS_SCALE, HAS_RES = 1, 2, 4
@@ -15,7 +15,7 @@ NO_ACT = -1
 
 
 @njit(cache=True, error_model="numpy")
-def _epilogue_value(v, o, flags, bias, scale, res_v, act, alpha):
+def epilogue_value(v, o, flags, bias, scale, res_v, act, alpha):
     if flags & HAS_SCALE:
         v = v * scale[o]
     if flags & HAS_BIAS:
@@ -28,7 +28,7 @@ def _epilogue_value(v, o, flags, bias, scale, res_v, act, alpha):
 
 
 @njit(cache=True, error_model="numpy")
-def _epilogue_row(dst, src, o, flags, bias, scale, res_row, act, alpha):
+def epilogue_row(dst, src, o, flags, bias, scale, res_row, act, alpha):
     """dst[k] = epilogue(src[k]) for one output channel. The per-channel scale/bias are hoisted and the common
     identity/ReLU cases get branch-free loops: calling the generic per-element dispatch cost ~1.5x the conv."""
     so = scale[o] if flags & HAS_SCALE else 1.0
@@ -47,7 +47,7 @@ def _epilogue_row(dst, src, o, flags, bias, scale, res_row, act, alpha):
     else:
         for k in range(dst.shape[0]):
             r = res_row[k] if has_res else 0.0
-            dst[k] = _epilogue_value(src[k], o, flags, bias, scale, r, act, alpha)
+            dst[k] = epilogue_value(src[k], o, flags, bias, scale, r, act, alpha)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -57,7 +57,7 @@ def epilogue_inplace(y, flags, bias, scale, res, act, alpha):
     for t in prange(nn * no):
         n, o = t // no, t % no
         res_row = res[n, o] if flags & HAS_RES else res[0, 0]
-        _epilogue_row(y[n, o], y[n, o], o, flags, bias, scale, res_row, act, alpha)  # elementwise: in place is fine
+        epilogue_row(y[n, o], y[n, o], o, flags, bias, scale, res_row, act, alpha)  # elementwise: in place is fine
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -72,7 +72,7 @@ def unpack_epilogue(yt, out, flags, bias, scale, res, act, alpha):
                 out[n, o, p] = yt[o, base + p]
         else:
             res_row = res[n, o] if flags & HAS_RES else res[0, 0]
-            _epilogue_row(out[n, o], yt[o, base:base + npix], o, flags, bias, scale, res_row, act, alpha)
+            epilogue_row(out[n, o], yt[o, base:base + npix], o, flags, bias, scale, res_row, act, alpha)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -93,7 +93,7 @@ def unpack_pixel_major(y2, out, flags, bias, scale, res, act, alpha):
                     dst[k] = tile[k, o]
             else:
                 res_row = res[n, o, p0:p1] if flags & HAS_RES else res[0, 0]
-                _epilogue_row(dst, tile[:, o], o, flags, bias, scale, res_row, act, alpha)
+                epilogue_row(dst, tile[:, o], o, flags, bias, scale, res_row, act, alpha)
 
 
 
@@ -131,7 +131,3 @@ class Epilogue:
     def apply_inplace(self, y3: np.ndarray) -> None:
         if not self.empty:
             epilogue_inplace(y3, self.flags, self.bias, self.scale, self.res3(y3.shape), self.act, self.alpha)
-
-
-_SCRATCH: dict[str, np.ndarray] = {}
-

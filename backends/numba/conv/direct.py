@@ -8,15 +8,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .conv_epilogue import HAS_RES, NO_ACT, _epilogue_row, _epilogue_value
-
-
-@njit(cache=True)
-def _valid(off, s, size, n_out):
-    """Output positions o in [lo, hi) whose input position o*s + off lies inside [0, size)."""
-    lo = max(0, (-off + s - 1) // s)
-    hi = min(n_out, (size - 1 - off) // s + 1)
-    return lo, max(lo, hi)
+from .epilogue import HAS_RES, NO_ACT, epilogue_row, epilogue_value
+from .geometry import valid_range
 
 
 @njit(cache=True)
@@ -44,7 +37,6 @@ def _scatter_strided(dst, src, s0, step, alpha):
     else:
         for k in range(m):
             dst[s0 + k * step] += alpha * src[k]
-
 
 
 @njit(cache=True)
@@ -95,7 +87,7 @@ def direct_forward_s1(xp, w, out, acc_buf, wp, dh, dw, groups, flags, bias, scal
                         acc[u] += wv * src[u]
         for y in range(oh):
             res_row = res[n, o, y * ow:(y + 1) * ow] if flags & HAS_RES else res[0, 0]
-            _epilogue_row(out[n, o, y], acc[y * wp:y * wp + ow], o, flags, bias, scale, res_row, act, alpha)
+            epilogue_row(out[n, o, y], acc[y * wp:y * wp + ow], o, flags, bias, scale, res_row, act, alpha)
 
 
 @njit(parallel=True, cache=True, fastmath=True)  # fastmath: lets LLVM vectorize the dot-product reductions
@@ -149,7 +141,7 @@ def direct_forward(x, w, out, sh, sw, pt, pl, dh, dw, groups, flags, bias, scale
             for i in range(kh):
                 for j in range(kw):
                     wv = w[o, ci, i, j]
-                    lo, hi = _valid(j * dw - pl, sw, wd, ow)
+                    lo, hi = valid_range(j * dw - pl, sw, wd, ow)
                     s0 = lo * sw + j * dw - pl
                     for y in range(oh):
                         ih = y * sh + i * dh - pt
@@ -162,7 +154,7 @@ def direct_forward(x, w, out, sh, sw, pt, pl, dh, dw, groups, flags, bias, scale
             for y in range(oh):
                 for z in range(ow):
                     r = res[n, o, y * ow + z] if flags & HAS_RES else 0.0
-                    dst[y, z] = _epilogue_value(acc[y, z], o, flags, bias, scale, r, act, alpha)
+                    dst[y, z] = epilogue_value(acc[y, z], o, flags, bias, scale, r, act, alpha)
 
 
 @njit(parallel=True, cache=True)
@@ -179,7 +171,7 @@ def direct_input_grad(gy, w, gx, sh, sw, pt, pl, dh, dw, groups):
             for i in range(kh):
                 for j in range(kw):
                     wv = w[o, ci, i, j]
-                    lo, hi = _valid(j * dw - pl, sw, wd, ow)
+                    lo, hi = valid_range(j * dw - pl, sw, wd, ow)
                     s0 = lo * sw + j * dw - pl
                     for y in range(oh):
                         ih = y * sh + i * dh - pt
@@ -198,7 +190,7 @@ def direct_weight_grad(x, gy, gw, sh, sw, pt, pl, dh, dw, groups):
         c = (o // og) * cg + ci
         for i in range(kh):
             for j in range(kw):
-                lo, hi = _valid(j * dw - pl, sw, wd, ow)
+                lo, hi = valid_range(j * dw - pl, sw, wd, ow)
                 s0 = lo * sw + j * dw - pl
                 s = 0.0
                 for n in range(nn):

@@ -28,14 +28,15 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from .conv_direct import pad_planes
-from .conv_epilogue import HAS_RES, Epilogue, _epilogue_row
-from .gemm import _AVX512, KC, VL, _make_tile, _pad
+from ..gemm import AVX512, KC, VL, make_tile, round_up
+from .direct import pad_planes
+from .epilogue import HAS_RES, Epilogue, epilogue_row
+from .workspace import Workspace
 
-MR, NV = (10, 2) if _AVX512 else (5, 2)  # register tile rows x vectors (20 / 10 accumulators + 2 loads + bcast)
+MR, NV = (10, 2) if AVX512 else (5, 2)  # register tile rows x vectors (20 / 10 accumulators + 2 loads + bcast)
 NR = NV * VL
 GROUP = 8  # row tiles per prange item (forward, weight gradient): a B panel block is reused GROUP times from L1
-_tile = _make_tile(MR, NV, tables=True)
+_tile = make_tile(MR, NV, tables=True)
 
 
 @njit(parallel=True, cache=True)
@@ -98,7 +99,7 @@ def _forward(xp, poff, toff, bp, out, flags, bias, scale, res, act, alpha, ybuf)
             for o in range(no):
                 res_row = res[n, o, q:q + run] if flags & HAS_RES else res[0, 0]
                 src = y[y0 * ldc + o:(y0 + run) * ldc:ldc]
-                _epilogue_row(out[n, o, q:q + run], src, o, flags, bias, scale, res_row, act, alpha)
+                epilogue_row(out[n, o, q:q + run], src, o, flags, bias, scale, res_row, act, alpha)
             p += run
 
 
@@ -199,7 +200,7 @@ def tables(n: int, c: int, hp: int, wp: int, kh: int, kw: int, sh: int, sw: int,
             + np.arange(kw)[None, None, :] * dw).ravel()
     out = []
     for t in (pix, taps):
-        full = np.zeros(_pad(t.size, MR), np.int64)
+        full = np.zeros(round_up(t.size, MR), np.int64)
         full[:t.size] = t
         out.append(full)
     if len(_TABLES) >= 64:
@@ -208,7 +209,7 @@ def tables(n: int, c: int, hp: int, wp: int, kh: int, kw: int, sh: int, sw: int,
     return out[0], out[1]
 
 
-def _padded_input(x: np.ndarray, padding, scratch) -> tuple[np.ndarray, int, int]:
+def _padded_input(x: np.ndarray, padding, ws: Workspace) -> tuple[np.ndarray, int, int]:
     """x as (N, C, Hp*Wp) zero-padded planes (x itself, reshaped, without padding) and (Hp, Wp)."""
     (pt, pb), (pl, pr) = padding
     n, c, h, w = x.shape
@@ -216,69 +217,60 @@ def _padded_input(x: np.ndarray, padding, scratch) -> tuple[np.ndarray, int, int
     x = np.ascontiguousarray(x)
     if pt == pb == pl == pr == 0:
         return x.reshape(n, c, h * w), hp, wp
-    xp = scratch("xpad", (n, c, hp * wp), x.dtype)
+    xp = ws.get("xpad", (n, c, hp * wp), x.dtype)
     pad_planes(x, xp, pt, pl, wp)
     return xp, hp, wp
 
 
-def _panels(src3: np.ndarray, scratch=None, role: str = "") -> np.ndarray:
-    """:func:`pack_panels` of src3 (G, R, P) into the scratch workspace ``role``, or a new array (to keep)."""
+def _panels(src3: np.ndarray, ws: Workspace | None = None, role: str = "") -> np.ndarray:
+    """:func:`pack_panels` of src3 (G, R, P) into the workspace buffer ``role``, or a new array (to keep)."""
     g, rows, p = src3.shape
     shape = (-(-rows // NR), g * p, NR)
-    bp = np.empty(shape, np.float32) if scratch is None else scratch(role, shape, np.float32)
+    bp = np.empty(shape, np.float32) if ws is None else ws.get(role, shape, np.float32)
     pack_panels(src3, bp)
     return bp
 
 
-_BUFS: dict[str, np.ndarray] = {}
+def weight_panels(w: np.ndarray, ws: Workspace | None = None) -> np.ndarray:
+    """W^T of w (O, C, kh, kw) in the forward's NR-column panels: in the workspace, or a new array (to keep)."""
+    return _panels(np.ascontiguousarray(w).reshape(1, w.shape[0], -1), ws, "tables_w")
 
 
-def _per_thread(role: str, size: int) -> np.ndarray:
-    t = numba.config.NUMBA_NUM_THREADS
-    buf = _BUFS.get(role)
-    if buf is None or buf.shape[1] < size:
-        buf = _BUFS[role] = np.empty((t, size), np.float32)
-    return buf
-
-
-def weight_panels(w: np.ndarray, scratch=None) -> np.ndarray:
-    """W^T of w (O, C, kh, kw) in the forward's NR-column panels: in scratch memory, or a new array (to keep)."""
-    return _panels(np.ascontiguousarray(w).reshape(1, w.shape[0], -1), scratch, "tables_w")
-
-
-def forward(x: np.ndarray, w: np.ndarray, out: np.ndarray, ep, geom: tuple[int, ...], padding, scratch,
+def forward(x: np.ndarray, w: np.ndarray, out: np.ndarray, ep, geom: tuple[int, ...], padding, ws: Workspace,
             panels: np.ndarray | None = None) -> None:
     """out = epilogue(conv2d(x, w)) for float32, groups = 1; geom = (sh, sw, dh, dw). ``panels``: w already
-    packed by :func:`weight_panels` (cached for immutable weights), else packed here."""
+    packed by :func:`weight_panels` (kept for a compiled graph's constant weights), else packed here."""
     sh, sw, dh, dw = geom
     n, o, oh, ow = out.shape
     _, c, kh, kw = w.shape
-    xp, hp, wp = _padded_input(x, padding, scratch)
+    xp, hp, wp = _padded_input(x, padding, ws)
     poff, toff = tables(n, c, hp, wp, kh, kw, sh, sw, dh, dw, oh, ow)
-    bp = panels if panels is not None else weight_panels(w, scratch)
-    ybuf = _per_thread("y", GROUP * MR * bp.shape[0] * NR)
+    bp = panels if panels is not None else weight_panels(w, ws)
+    ybuf = ws.per_thread("tables_y", GROUP * MR * bp.shape[0] * NR)
     _forward(xp, poff, toff, bp, out.reshape(n, o, oh * ow), ep.flags, ep.bias, ep.scale, ep.res3((n, o, oh * ow)),
              ep.act, ep.alpha, ybuf)
 
 
-def weight_grad(x: np.ndarray, gy: np.ndarray, out: np.ndarray, geom: tuple[int, ...], padding, scratch) -> None:
+def weight_grad(x: np.ndarray, gy: np.ndarray, out: np.ndarray, geom: tuple[int, ...], padding, ws: Workspace
+                ) -> None:
     """out (O, C, kh, kw) = the weight gradient for float32, groups = 1."""
     sh, sw, dh, dw = geom
     n, o, oh, ow = gy.shape
     _, c, kh, kw = out.shape
-    xp, hp, wp = _padded_input(x, padding, scratch)
+    xp, hp, wp = _padded_input(x, padding, ws)
     poff, toff = tables(n, c, hp, wp, kh, kw, sh, sw, dh, dw, oh, ow)
     npix, ntaps = n * oh * ow, c * kh * kw
-    bp = _panels(gy.reshape(n, o, oh * ow), scratch, "tables_gy")
+    bp = _panels(gy.reshape(n, o, oh * ow), ws, "tables_gy")
     groups = -(-toff.size // MR // GROUP)
     threads = numba.get_num_threads()
     nch = max(1, min(-(-4 * threads // groups), -(-npix // (4 * KC))))  # >= 4 items per thread, chunks >= 4 KC
-    cpart = scratch("tables_gw", (nch, toff.size, bp.shape[0] * NR), np.float32)
+    cpart = ws.get("tables_gw", (nch, toff.size, bp.shape[0] * NR), np.float32)
     _weight_grad(xp, toff, poff, bp, cpart, npix)
     _sum_transposed(cpart, out.reshape(o, ntaps))
 
 
-def input_grad(gy: np.ndarray, w: np.ndarray, out: np.ndarray, geom: tuple[int, ...], padding, scratch) -> None:
+def input_grad(gy: np.ndarray, w: np.ndarray, out: np.ndarray, geom: tuple[int, ...], padding, ws: Workspace
+               ) -> None:
     """out (N, C, H, W) = the input gradient for float32, groups = 1. Stride 1 with about as many input as output
     pixels ("same" padding): the forward kernel on gy with the flipped, transposed kernel (the full correlation
     computes no padding zeros there, and needs no scatter: 32x32x64 b32 6.5 vs 10.7 ms); else the scatter form."""
@@ -289,19 +281,19 @@ def input_grad(gy: np.ndarray, w: np.ndarray, out: np.ndarray, geom: tuple[int, 
     _, _, kh, kw = w.shape
     full = ((dh * (kh - 1) - pt, dh * (kh - 1) - pb), (dw * (kw - 1) - pl, dw * (kw - 1) - pr))
     if sh == sw == 1 and min(min(full)) >= 0 and h * wd <= 1.25 * oh * ow:
-        wf = scratch("tables_wflip", (c, o, kh, kw), w.dtype)
+        wf = ws.get("tables_wflip", (c, o, kh, kw), w.dtype)
         wf[...] = w.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1]
-        forward(gy, wf, out, Epilogue(out.dtype), geom, full, scratch)
+        forward(gy, wf, out, Epilogue(out.dtype), geom, full, ws)
         return
     hp, wp = h + pt + pb, wd + pl + pr
     poff, toff = tables(1, c, hp, wp, kh, kw, sh, sw, dh, dw, oh, ow)
     ntaps = c * kh * kw
     rows = _rows(toff.size, ntaps)
     padded = pt or pb or pl or pr
-    gxp = scratch("tables_gx", (n, c * hp * wp), np.float32) if padded else out.reshape(n, c * h * wd)
+    gxp = ws.get("tables_gx", (n, c * hp * wp), np.float32) if padded else out.reshape(n, c * h * wd)
     _input_grad(np.ascontiguousarray(gy).reshape(n, o, oh * ow), np.ascontiguousarray(w).reshape(o, ntaps), rows,
-                np.arange(o, dtype=np.int64) * ntaps, toff, poff, gxp, ntaps, _per_thread("b", o * NR),
-                _per_thread("t", MR * NR))
+                np.arange(o, dtype=np.int64) * ntaps, toff, poff, gxp, ntaps, ws.per_thread("tables_b", o * NR),
+                ws.per_thread("tables_t", MR * NR))
     if padded:
         crop_planes(gxp.reshape(n, c, hp * wp), out, pt, pl, wp)
 

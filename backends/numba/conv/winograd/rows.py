@@ -1,4 +1,4 @@
-"""The channels-last Winograd passes (:mod:`.conv_winograd`): batch chunks packed channels-last and split by
+"""The channels-last Winograd passes (:mod:`.driver`): batch chunks packed channels-last and split by
 column phase, transformed into V[a*a, T, C] without junk tiles; used by the weight gradient and by the forward on
 small planes."""
 
@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .conv_epilogue import HAS_RES, _epilogue_row
-from .conv_winograd_math import _a2_rows, _a4_rows, _bt2_rows, _bt4_rows, _output_tiles
+from ..epilogue import HAS_RES, epilogue_row
+from .math import a2_rows, a4_rows, bt2_rows, bt4_rows, output_tiles
 
 
 # --- weight gradient ---------------------------------------------------------------------------------------
@@ -18,11 +18,11 @@ from .conv_winograd_math import _a2_rows, _a4_rows, _bt2_rows, _bt4_rows, _outpu
 # dU[k] (O, C) = Gy[k]^T @ V[k] whose inner dimension is the batch's tile count T (long: ~200 GFLOP/s on 2
 # cores, 80% of a large sgemm), then dW = G^T dU G per (o, c). Here the transforms run channels-last, tile
 # t = (image*th + ty)*tw + tx (no junk tiles): each chunk's planes are first packed channels-last and split by
-# column phase (:func:`_pack_phases`), so every transform pass is one flat loop over a run of (tile, channel)
+# column phase (:func:`pack_phases`), so every transform pass is one flat loop over a run of (tile, channel)
 # values whatever the plane size. The forward's plane-wise passes cost 3-15 ms per layer on the 8x8 and 4x4
 # planes of ResNet-18 CIFAR at batch 32 (2-4 tiles per plane row) against 0.9-1.5 ms here.
 @njit(parallel=True, cache=True)
-def _pack_phases(x, xs, n0, pt, pl, rb):
+def pack_phases(x, xs, n0, pt, pl, rb):
     """xs[i, r, p, k, c] = x[n0 + i, c, r - pt, m*k + p - pl] (m = xs.shape[2]; zero outside x): the planes of a
     batch chunk channels-last and split by column phase, so that tap column s of tiles tx.. is the contiguous
     run xs[i, r, s % m, tx + s // m:, :]. One prange item per block of ``rb`` rows; 16 channels at a time are
@@ -70,7 +70,7 @@ def _pack_phases(x, xs, n0, pt, pl, rb):
 @njit(cache=True, inline="always")
 def _rows_in(xs, v, m, i, ty, th, tw):
     """v[k, ((i*th + ty)*tw + tx)*C + c] = (B^T d B)[k // a, k % a] for the a x a windows d of channel c at
-    rows m*ty.., columns m*tx.. of the phase-split chunk xs (:func:`_pack_phases`): one tile row, in blocks of
+    rows m*ty.., columns m*tx.. of the phase-split chunk xs (:func:`pack_phases`): one tile row, in blocks of
     tiles whose passes are flat loops over (tile, channel)."""
     nc = xs.shape[4]
     a = m + 2
@@ -82,19 +82,19 @@ def _rows_in(xs, v, m, i, ty, th, tw):
         for r in range(a):
             b = xs[i, m * ty + r].reshape(m, -1)
             if m == 2:
-                _bt2_rows(hs[r, 0], hs[r, 1], hs[r, 2], hs[r, 3], b[0, lo:hi], b[1, lo:hi], b[0, lo + nc:hi + nc],
+                bt2_rows(hs[r, 0], hs[r, 1], hs[r, 2], hs[r, 3], b[0, lo:hi], b[1, lo:hi], b[0, lo + nc:hi + nc],
                           b[1, lo + nc:hi + nc], nt)
             else:
-                _bt4_rows(hs[r, 0], hs[r, 1], hs[r, 2], hs[r, 3], hs[r, 4], hs[r, 5], b[0, lo:hi], b[1, lo:hi],
+                bt4_rows(hs[r, 0], hs[r, 1], hs[r, 2], hs[r, 3], hs[r, 4], hs[r, 5], b[0, lo:hi], b[1, lo:hi],
                           b[2, lo:hi], b[3, lo:hi], b[0, lo + nc:hi + nc], b[1, lo + nc:hi + nc], nt)
         t0 = (i * th + ty) * tw * nc + lo
         t1 = t0 + nt
         for j in range(a):
             if m == 2:
-                _bt2_rows(v[j, t0:t1], v[4 + j, t0:t1], v[8 + j, t0:t1], v[12 + j, t0:t1], hs[0, j], hs[1, j],
+                bt2_rows(v[j, t0:t1], v[4 + j, t0:t1], v[8 + j, t0:t1], v[12 + j, t0:t1], hs[0, j], hs[1, j],
                           hs[2, j], hs[3, j], nt)
             else:
-                _bt4_rows(v[j, t0:t1], v[6 + j, t0:t1], v[12 + j, t0:t1], v[18 + j, t0:t1], v[24 + j, t0:t1],
+                bt4_rows(v[j, t0:t1], v[6 + j, t0:t1], v[12 + j, t0:t1], v[18 + j, t0:t1], v[24 + j, t0:t1],
                           v[30 + j, t0:t1], hs[0, j], hs[1, j], hs[2, j], hs[3, j], hs[4, j], hs[5, j], nt)
 
 
@@ -112,37 +112,37 @@ def _rows_grad(gs, gm, m, i, ty, th, tw):
         for r in range(m):
             b = gs[i, m * ty + r].reshape(m, -1)
             if m == 2:
-                _a2_rows(hs[r, 0], hs[r, 1], hs[r, 2], hs[r, 3], b[0, lo:hi], b[1, lo:hi], nt)
+                a2_rows(hs[r, 0], hs[r, 1], hs[r, 2], hs[r, 3], b[0, lo:hi], b[1, lo:hi], nt)
             else:
-                _a4_rows(hs[r, 0], hs[r, 1], hs[r, 2], hs[r, 3], hs[r, 4], hs[r, 5], b[0, lo:hi], b[1, lo:hi],
+                a4_rows(hs[r, 0], hs[r, 1], hs[r, 2], hs[r, 3], hs[r, 4], hs[r, 5], b[0, lo:hi], b[1, lo:hi],
                          b[2, lo:hi], b[3, lo:hi], nt)
         t0 = (i * th + ty) * tw * no + lo
         t1 = t0 + nt
         for k in range(a):
             if m == 2:
-                _a2_rows(gm[k, t0:t1], gm[4 + k, t0:t1], gm[8 + k, t0:t1], gm[12 + k, t0:t1], hs[0, k], hs[1, k], nt)
+                a2_rows(gm[k, t0:t1], gm[4 + k, t0:t1], gm[8 + k, t0:t1], gm[12 + k, t0:t1], hs[0, k], hs[1, k], nt)
             else:
-                _a4_rows(gm[k, t0:t1], gm[6 + k, t0:t1], gm[12 + k, t0:t1], gm[18 + k, t0:t1], gm[24 + k, t0:t1],
+                a4_rows(gm[k, t0:t1], gm[6 + k, t0:t1], gm[12 + k, t0:t1], gm[18 + k, t0:t1], gm[24 + k, t0:t1],
                          gm[30 + k, t0:t1], hs[0, k], hs[1, k], hs[2, k], hs[3, k], nt)
 
 
-# The weight gradient transforms x with the forward's kernels (_in_rows2/4 below) and gy with these: one prange
+# The weight gradient transforms x with the forward's kernels (in_rows2/4 below) and gy with these: one prange
 # kernel over both (x tiles, then gy tiles) balanced the threads a little better, but compiled _rows_in a second
 # time for each m (~7 s of the ResNet-18 cold JIT for no measurable speed).
 @njit(parallel=True, cache=True)
-def _grad_rows2(gs, gm, th, tw):
+def grad_rows2(gs, gm, th, tw):
     for q in prange(gs.shape[0] * th):
         _rows_grad(gs, gm, 2, q // th, q % th, th, tw)
 
 
 @njit(parallel=True, cache=True)
-def _grad_rows4(gs, gm, th, tw):
+def grad_rows4(gs, gm, th, tw):
     for q in prange(gs.shape[0] * th):
         _rows_grad(gs, gm, 4, q // th, q % th, th, tw)
 
 
 @njit(parallel=True, cache=True)
-def _weight_grad_transform(du, out, g, ob):
+def weight_grad_transform(du, out, g, ob):
     """out[o, c, r, s] = sum over chunks q and k = k1*a + k2 of G[k1, r] du[q, k, o*C + c] G[k2, s] for the
     (a, 3) matrix g = G: the gradient of U = G w G^T from the chunks' partial dU, in du's dtype. One prange item
     per ``ob`` output channels, so each pass is a flat loop over ob*C values and du is read in long runs (one
@@ -188,7 +188,7 @@ def _weight_grad_transform(du, out, g, ob):
 # --- forward, channels-last (small planes) -------------------------------------------------------------------
 # On small planes (a few tiles per row) the plane-wise passes above run short loops and the junk tile per row
 # adds up to 1/tw to the GEMMs. There the forward packs each batch chunk like the weight gradient does
-# (:func:`_pack_phases`), transforms it with :func:`_rows_in` into V[a*a, T, C] (no junk tiles), runs
+# (:func:`pack_phases`), transforms it with :func:`_rows_in` into V[a*a, T, C] (no junk tiles), runs
 # M[k] (T, O) = V[k] @ U[k]^T and transforms M back with :func:`_rows_out`, fused with the epilogue.
 @njit(cache=True, inline="always")
 def _rows_out(mm, out, m, n0, i, ty, th, tw, flags, bias, scale, res, act, alpha):
@@ -196,7 +196,7 @@ def _rows_out(mm, out, m, n0, i, ty, th, tw, flags, bias, scale, res, act, alpha
     M[k, ((i*th + ty)*tw + tx)*O + o] (channels-last); valid pixels only."""
     no, oh, ow = out.shape[1], out.shape[2], out.shape[3]
     nt = tw * no
-    yp = _output_tiles(mm, (i * th + ty) * nt, nt, m)  # yp[r, k, tx*O + o] = out pixel (m*ty + r, m*tx + k)
+    yp = output_tiles(mm, (i * th + ty) * nt, nt, m)  # yp[r, k, tx*O + o] = out pixel (m*ty + r, m*tx + k)
     n = n0 + i
     y = np.empty(m * tw, mm.dtype)
     for r in range(min(m, oh - m * ty)):
@@ -207,22 +207,22 @@ def _rows_out(mm, out, m, n0, i, ty, th, tw, flags, bias, scale, res, act, alpha
                 for tx in range(tw):
                     y[m * tx + k] = src[tx * no + o]
             res_row = res[n, o, oy] if flags & HAS_RES else res[0, 0, 0]
-            _epilogue_row(out[n, o, oy], y[:ow], o, flags, bias, scale, res_row, act, alpha)
+            epilogue_row(out[n, o, oy], y[:ow], o, flags, bias, scale, res_row, act, alpha)
 
 
 @njit(parallel=True, cache=True)
-def _in_rows2(xs, v, th, tw):
+def in_rows2(xs, v, th, tw):
     for q in prange(xs.shape[0] * th):
         _rows_in(xs, v, 2, q // th, q % th, th, tw)
 
 
 @njit(parallel=True, cache=True)
-def _in_rows4(xs, v, th, tw):
+def in_rows4(xs, v, th, tw):
     for q in prange(xs.shape[0] * th):
         _rows_in(xs, v, 4, q // th, q % th, th, tw)
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def _fwd_rows_out(mm, out, m, n0, nimg, th, tw, flags, bias, scale, res, act, alpha):
+def fwd_rows_out(mm, out, m, n0, nimg, th, tw, flags, bias, scale, res, act, alpha):
     for q in prange(nimg * th):
         _rows_out(mm, out, m, n0, q // th, q % th, th, tw, flags, bias, scale, res, act, alpha)
