@@ -1,16 +1,7 @@
-"""The class-index loss coefficients (engine/ops/loss.py: class_coef)."""
+"""The class-index loss coefficients (engine/ops/loss.py: class_coef): the host kernel defined with the primitive."""
 
-from __future__ import annotations
-
-import numpy as np
-
-from engine.ops.loss import class_coefficients
+from engine.ops.loss import class_coef_kernel
 
 from .table import backend
 
-
-@backend.register("class_coef")
-def class_coef(t: np.ndarray, out: tuple[np.ndarray, np.ndarray], **attrs) -> None:
-    coef, denom = class_coefficients(t, **attrs)
-    out[0][...] = coef
-    out[1][...] = denom
+backend.register("class_coef")(class_coef_kernel)

@@ -1,20 +1,9 @@
-"""Reference kernels of the random primitives (engine/ops/random.py)."""
+"""Kernels of the random primitives (engine/ops/random.py): the host kernels defined with the primitives, so every
+host backend draws the same stream."""
 
-from __future__ import annotations
-
-import numpy as np
-
-from engine.ops.random import mask_from_key
-from engine.random import next_key
+from engine.ops.random import bernoulli_mask_kernel, rng_key_kernel
 
 from .table import backend
 
-
-@backend.register("rng_key")
-def rng_key(out: np.ndarray) -> None:
-    out[...] = next_key()
-
-
-@backend.register("bernoulli_mask")
-def bernoulli_mask(key: np.ndarray, out: np.ndarray, shape: tuple[int, ...], keep: float, dtype: str) -> None:
-    out[...] = mask_from_key(key, shape, keep, dtype)
+backend.register("rng_key")(rng_key_kernel)
+backend.register("bernoulli_mask")(bernoulli_mask_kernel)

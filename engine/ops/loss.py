@@ -106,6 +106,13 @@ def class_coefficients(t: np.ndarray, classes: int, weight: tuple, ignore_index:
     return np.ascontiguousarray(np.moveaxis(coef, -1, 1)), np.asarray(np.sum(w_t, dtype=np.float64), dt)
 
 
+def class_coef_kernel(t: np.ndarray, out: tuple[np.ndarray, np.ndarray], **attrs: Any) -> None:
+    """The kernel of class_coef for any backend whose arrays are host numpy arrays (a gather over the targets)."""
+    coef, denom = class_coefficients(t, **attrs)
+    out[0][...] = coef
+    out[1][...] = denom
+
+
 def _nll_from_log_probs(op: str, logp: Tensor, target: Any, weight: Any, reduction: str, ignore_index: int,
                         label_smoothing: float = 0.0) -> Tensor:
     _check_reduction(op, reduction)

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..autograd import bind
 from ..primitive import OTHER, Spec, fail, primitive
+from ..random import next_key
 from ..tensor import Tensor
 
 KEY_SPEC = Spec((), np.int64)
@@ -40,6 +41,16 @@ def mask_from_key(key: np.ndarray, shape: tuple[int, ...], keep: float, dtype: s
     return (np.random.default_rng(int(key)).random(shape) < keep).astype(dtype)
 
 
+def rng_key_kernel(out: np.ndarray) -> None:
+    """Host kernel of rng_key: the next key of the engine's generator (every host backend draws the same stream)."""
+    out[...] = next_key()
+
+
+def bernoulli_mask_kernel(key: np.ndarray, out: np.ndarray, shape: tuple[int, ...], keep: float, dtype: str) -> None:
+    """Host kernel of bernoulli_mask: numpy's generator seeded by the key, so masks do not depend on the backend."""
+    out[...] = mask_from_key(key, shape, keep, dtype)
+
+
 def rng_key() -> Tensor:
     """A fresh key from the engine's generator (``engine.manual_seed`` makes the sequence reproducible)."""
     return bind(rng_key_p)
@@ -51,4 +62,5 @@ def bernoulli_mask(shape: tuple[int, ...], keep: float, dtype: str = "float32") 
                 dtype=np.dtype(dtype).name)
 
 
-__all__ = ["rng_key", "bernoulli_mask", "mask_from_key", "rng_key_p", "bernoulli_mask_p", "KEY_SPEC"]
+__all__ = ["rng_key", "bernoulli_mask", "mask_from_key", "rng_key_p", "bernoulli_mask_p", "KEY_SPEC", "rng_key_kernel",
+           "bernoulli_mask_kernel"]
