@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from onnx import NodeProto
+from onnx import NodeProto, helper
 from onnx.reference import ReferenceEvaluator
 
 from .errors import OnnxImportError
@@ -62,11 +62,16 @@ class Folder:
             attrs = {a.name: attribute_value(a) for a in node.attribute}
             value = np.asarray(attrs.get("value", np.zeros(1, np.float32))).reshape(-1)
             return [np.full(tuple(int(d) for d in np.asarray(inputs[0]).reshape(-1)), value[0], dtype=value.dtype)]
+        feeds = {n: np.asarray(v) for n, v in zip(node.input, inputs) if n}
         ev = self._evaluators.get(id(node))
         try:
-            if ev is None:
-                ev = self._evaluators[id(node)] = ReferenceEvaluator(node, opsets={"": self.opset})
-            feeds = {n: np.asarray(v) for n, v in zip(node.input, inputs) if n}
+            if ev is None:  # a one-node model, so the node runs in the model's opset version
+                ins = [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
+                       for n, v in feeds.items()]
+                outs = [helper.make_empty_tensor_value_info(o) for o in node.output if o]
+                model = helper.make_model(helper.make_graph([node], "fold", ins, outs),
+                                          opset_imports=[helper.make_opsetid("", self.opset)])
+                ev = self._evaluators[id(node)] = ReferenceEvaluator(model)
             return list(ev.run(None, feeds))
         except Exception as e:  # the reference evaluator raises many types; say which node failed
             raise OnnxImportError(f"{op} node '{name}' (opset {self.opset}): folding its constant inputs failed: "

@@ -32,7 +32,7 @@ from .errors import OnnxImportError
 from .fold import RANDOM_OPS, Folder
 from .node import CONVERTERS, OnnxNode
 
-MIN_OPSET = 7
+MIN_OPSET = 6  # opset 6's legacy broadcast attribute is honoured (ops_tensor._pair)
 _BN_STATS = {"BatchNormalization": (3, 4)}
 
 

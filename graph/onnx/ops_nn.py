@@ -346,7 +346,10 @@ def parametric_activation(n: OnnxNode) -> Tensor:
 @converter("PRelu")
 def prelu(n: OnnxNode) -> Tensor:
     x = n.tensor(0)
-    return F.where(F.greater(x, 0.0), x, x * n.tensor(1, like=x))
+    slope = n.tensor(1, like=x)
+    if n.opset < 7 and slope.ndim == 1 and slope.shape[0] > 1:  # opset 6: one slope per channel (axis 1)
+        slope = F.reshape(slope, (1, -1) + (1,) * (x.ndim - 2))
+    return F.where(F.greater(x, 0.0), x, x * slope)
 
 
 @converter("Clip", static=(1, 2))

@@ -17,11 +17,16 @@ from .node import OnnxNode, converter
 
 def _pair(n: OnnxNode, i: int = 0, j: int = 1) -> tuple[Tensor, Tensor]:
     """Two operands as Tensors; a static one takes the other's dtype."""
-    a, b = n.inputs[i], n.inputs[j]
-    if isinstance(a, Tensor):
-        return a, n.tensor(j, like=a)
-    b = n.tensor(j)
-    return n.tensor(i, like=b), b
+    if isinstance(n.inputs[i], Tensor):
+        a = n.inputs[i]
+        b = n.tensor(j, like=a)
+    else:
+        b = n.tensor(j)
+        a = n.tensor(i, like=b)
+    if n.opset < 7 and n.attr("broadcast") and n.attr("axis") is not None:  # legacy: b aligned at `axis` of a
+        axis = n.axis(int(n.attr("axis")), a.ndim)
+        b = F.reshape(b, (1,) * axis + b.shape + (1,) * (a.ndim - axis - b.ndim))
+    return a, b
 
 
 # --- elementwise ------------------------------------------------------------------------------------------------
