@@ -209,7 +209,8 @@ def _conv_transpose(b: Builder, node: Node, ins: list[str], out: str) -> None:
     pads = _onnx_pads(a["padding"])
     out_pad = []
     for i in range(2):
-        full = (gy.shape[2 + i] - 1) * a["stride"][i] - pads[i] - pads[i + 2] + a["dilation"][i] * (w.shape[2 + i] - 1) + 1
+        extent = a["dilation"][i] * (w.shape[2 + i] - 1) + 1
+        full = (gy.shape[2 + i] - 1) * a["stride"][i] - pads[i] - pads[i + 2] + extent
         out_pad.append(a["input_shape"][2 + i] - full)
     b.add("ConvTranspose", ins, node, out, kernel_shape=list(w.shape[2:]), strides=list(a["stride"]), pads=pads,
           dilations=list(a["dilation"]), group=int(a["groups"]), output_padding=out_pad)

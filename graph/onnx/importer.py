@@ -201,6 +201,13 @@ class OnnxModule(nn.Module):
         mod = self.get_submodule(mod_path) if mod_path else self
         return getattr(mod, leaf)
 
+    @staticmethod
+    def _as_value(v: Any, op: str) -> Any:
+        """A folded node's input as numpy; Shape/Size of a traced tensor only need its shape (no data read)."""
+        if not isinstance(v, Tensor):
+            return v
+        return np.broadcast_to(np.zeros((), v.dtype), v.shape) if op in ("Shape", "Size") else v.numpy()
+
     def forward(self, *inputs: Any) -> Tensor | tuple[Tensor, ...]:
         if len(inputs) != len(self.input_names):
             raise TypeError(f"{self.onnx_name}: the graph takes {len(self.input_names)} inputs "
@@ -226,9 +233,7 @@ class OnnxModule(nn.Module):
                 continue
             if kind == "shape":
                 if node.output[0] not in shapes:
-                    ins = [env[n] if n else None for n in node.input]
-                    ins = [np.broadcast_to(np.zeros((), v.dtype), v.shape) if isinstance(v, Tensor) and node.op_type in ("Shape", "Size")
-                           else (v.numpy() if isinstance(v, Tensor) else v) for v in ins]
+                    ins = [self._as_value(env[n], node.op_type) if n else None for n in node.input]
                     for o, v in zip(node.output, self._folder(node, nname, ins)):
                         shapes[o] = v
                 for o in node.output:

@@ -333,7 +333,8 @@ def parametric_activation(n: OnnxNode) -> Tensor:
     if n.op == "Elu":
         return F.elu(x, float(n.attr("alpha", 1.0)))
     if n.op == "Selu":
-        alpha, gamma = float(n.attr("alpha", 1.67326319217681884765625)), float(n.attr("gamma", 1.05070102214813232421875))
+        alpha = float(n.attr("alpha", 1.67326319217681884765625))
+        gamma = float(n.attr("gamma", 1.05070102214813232421875))
         return F.elu(x, alpha) * gamma
     if n.op == "Celu":
         alpha = float(n.attr("alpha", 1.0))
