@@ -9,9 +9,9 @@ axis instead of the channels, pads SAME_LOWER pools on the wrong side and gives 
 from __future__ import annotations
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
-import onnxruntime as ort
 from onnx.reference import ReferenceEvaluator
 
 import graph
