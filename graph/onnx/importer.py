@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from typing import Any
@@ -25,6 +26,7 @@ import onnx
 from onnx import ModelProto, numpy_helper
 
 import engine.nn as nn
+from engine.autograd import module_scope
 from engine.tensor import Tensor
 
 from . import ops_nn, ops_tensor  # noqa: F401 - they fill CONVERTERS
@@ -127,6 +129,10 @@ class OnnxModule(nn.Module):
                 path = _place(self, name, t, kind)
                 self._state[name] = path
                 self.onnx_names[path] = name
+        # a node reading a nested parameter (layer1.0.conv1.weight) runs in that holder's module scope, so trace
+        # attributes it to "layer1.0.conv1" and summary/render group it like the layer of a zoo model
+        self._scopes = [next((self._state[i].rpartition(".")[0] for i in n.input if "." in self._state.get(i, "")),
+                             "") for n in self._nodes]
         self._shape_cache: dict[tuple, dict[str, np.ndarray]] = {}
         self.eval()
 
@@ -227,7 +233,7 @@ class OnnxModule(nn.Module):
             env[name] = t
             key.append((t.shape, t.dtype.str))
         shapes = self._shape_cache.setdefault(tuple(key), {})
-        for node, nname in zip(self._nodes, self._node_names):
+        for node, nname, scope in zip(self._nodes, self._node_names, self._scopes):
             kind = self._kinds[node.output[0]] if node.output and node.output[0] else "dynamic"
             if kind == "const":
                 continue
@@ -241,7 +247,8 @@ class OnnxModule(nn.Module):
                         env[o] = shapes[o]
                 continue
             ins = [env[n] if n else None for n in node.input]
-            outs = CONVERTERS[node.op_type].fn(OnnxNode(node, nname, self.opset, ins, self.training))
+            with module_scope(self.get_submodule(scope)) if scope else contextlib.nullcontext():
+                outs = CONVERTERS[node.op_type].fn(OnnxNode(node, nname, self.opset, ins, self.training))
             outs = outs if isinstance(outs, (tuple, list)) else (outs,)
             for i, o in enumerate(node.output):
                 if not o:

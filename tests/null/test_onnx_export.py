@@ -136,3 +136,15 @@ def test_imported_model_fine_tunes():
     loss = F.cross_entropy(back(x), np.array([0, 1, 2, 3]))
     loss.backward()
     assert all(p.grad is not None and np.isfinite(p.grad.numpy()).all() for p in params)
+
+
+def test_summary_of_an_imported_model_matches_the_original(fast_init):  # noqa: F811
+    # nested initializer names become holder modules and each node runs in its layer's scope: summary groups rows
+    # by layer and counts the same parameters and MACs as for the model that was exported
+    engine.manual_seed(0)
+    model = zm.get("resnet18", num_classes=7).eval()
+    x = engine.randn(1, 3, 64, 64)
+    back = gx.load(gx.export(model, x))
+    a, b = (graph.summary(m, (1, 3, 64, 64), depth=2, verbose=False) for m in (model, back))
+    assert (a.total_params, a.total_macs) == (b.total_params, b.total_macs)
+    assert {"conv1", "bn1", "layer1.0", "layer4.1", "fc"} <= {r.name for r in b}
