@@ -125,6 +125,41 @@ def test_less_common_ops_match_onnxruntime():
         _close(got.numpy(), ref, 1e-6)
 
 
+class _Mix2(nn.Module):
+    """Transposed conv (output padding), ceil-mode pools, linear on 3-D input, and the elementwise family."""
+
+    def __init__(self):
+        super().__init__()
+        self.up_w = nn.Parameter(np.random.default_rng(3).standard_normal((3, 4, 3, 3)).astype(np.float32) * 0.3)
+        self.bn = nn.BatchNorm2d(4)
+        self.fc = nn.Linear(6, 5)
+
+    def forward(self, x):
+        y = self.bn(F.conv_transpose2d(x, self.up_w, None, stride=2, padding=1, output_padding=1))
+        a = F.avg_pool2d(y, 3, 2, 1, ceil_mode=True, count_include_pad=False)
+        m = F.max_pool2d(y, 2, 2, 0, dilation=2, ceil_mode=True)
+        z = F.concat([a[:, :, :6, :6], F.broadcast_to(m[:, :, :1, :6], (2, 4, 6, 6))], 1)
+        z = F.sqrt(F.abs(z) + 1.0) - F.exp(-z) / F.maximum(z, 0.5) + F.minimum(F.log(F.abs(z) + 2.0), 0.7) ** 2.0
+        z = F.where(F.greater(z, 0.0), F.sigmoid(z), F.tanh(z))
+        return self.fc(z), F.argmax(F.astype(z, "float64"), 1)
+
+
+def test_transposed_conv_pools_and_elementwise_match_onnxruntime():
+    engine.manual_seed(0)
+    m = _Mix2()
+    m.bn.running_mean.data = np.linspace(-0.5, 0.5, 4).astype(np.float32)
+    m.eval()
+    x = np.random.default_rng(2).standard_normal((2, 3, 7, 6)).astype(np.float32)
+    refs = [r.numpy() for r in m(engine.Tensor(x))]
+    proto = gx.export(m, x)
+    onnx.checker.check_model(proto, full_check=True)
+    assert {"ConvTranspose", "AveragePool", "MaxPool", "BatchNormalization", "Expand", "Where"} <= \
+        {n.op_type for n in proto.graph.node}
+    got = _ort(proto, x)
+    _close(got[0], refs[0])
+    np.testing.assert_array_equal(got[1], refs[1])
+
+
 def test_imported_model_fine_tunes():
     engine.manual_seed(0)
     model = zm.get("lenet5").eval()
