@@ -11,8 +11,13 @@ The ``onnx`` package does the format and ``onnx.reference`` folds constant subgr
 ``convgraph[onnx]`` (``onnxruntime`` is only a test oracle). See docs/onnx.md for the supported ops.
 """
 
-from .errors import OnnxExportError, OnnxImportError
-from .exporter import EXPORTERS, export
-from .importer import CONVERTERS, OnnxModule, load
+try:
+    import onnx  # noqa: F401
+except ImportError as e:  # an optional extra: say how to get it
+    raise ImportError("graph.onnx needs the 'onnx' package: pip install 'convgraph[onnx]'") from e
+
+from .errors import OnnxExportError, OnnxImportError  # noqa: E402
+from .exporter import EXPORTERS, export  # noqa: E402
+from .importer import CONVERTERS, OnnxModule, load  # noqa: E402
 
 __all__ = ["load", "export", "OnnxModule", "OnnxImportError", "OnnxExportError", "CONVERTERS", "EXPORTERS"]
