@@ -137,68 +137,63 @@ class OnnxModule(nn.Module):
         self.eval()
 
     # --- load-time analysis ------------------------------------------------------------------------------------
+    def _source_kinds(self, inits: dict[str, np.ndarray]) -> dict[str, str]:
+        """Initializers: 'param' / 'buffer' when a converter reads them as float tensors (BatchNormalization's
+        statistics are buffers), else 'const'. Graph inputs: 'shape' when read only where a value must be known
+        (axes, shapes given at run time), else 'dynamic'."""
+        roles: dict[str, set[str]] = {}
+        static_only: dict[str, bool] = {}
+        for node in self._nodes:
+            conv = CONVERTERS.get(node.op_type)
+            for i, name in enumerate(node.input):
+                static = conv is not None and i in conv.static
+                if name in inits and conv is not None and not static:
+                    roles.setdefault(name, set()).add("buffer" if i in _BN_STATS.get(node.op_type, ()) else "param")
+                if name in self.input_names:
+                    static_only[name] = static_only.get(name, True) and static
+        kinds = {}
+        for name, arr in inits.items():
+            r = roles.get(name)
+            kinds[name] = ("param" if "param" in r else "buffer") if r and arr.dtype.kind == "f" else "const"
+        for name in self.input_names:
+            kinds[name] = "shape" if static_only.get(name) else "dynamic"
+        return kinds
+
+    def _node_kind(self, node: Any, nname: str, ins: list[str | None]) -> str:
+        """What a node's outputs are, from its inputs' kinds; a traced node must have a converter whose constant
+        inputs are known."""
+        where = f"{node.op_type} node '{nname}' (opset {self.opset})"
+        missing = [n for n, k in zip(node.input, ins) if n and k is None]
+        if missing:
+            raise OnnxImportError(f"{where}: reads {missing} which no earlier node, initializer or graph input defines")
+        present = {k for k in ins if k is not None}
+        if node.op_type in ("Shape", "Size") and ins and ins[0] != "const":
+            return "shape" if ins[0] in ("dynamic", "shape") else "const"  # a parameter's shape is fixed
+        if node.op_type not in RANDOM_OPS and not present & {"dynamic", "param", "buffer"}:
+            return "shape" if "shape" in present else "const"
+        conv = CONVERTERS.get(node.op_type)
+        if conv is None:
+            raise OnnxImportError(f"{where}: op {node.op_type} is not supported (docs/onnx.md lists the supported ops)")
+        for i in conv.static:
+            if i < len(ins) and ins[i] == "dynamic":
+                raise OnnxImportError(f"{where}: input {i} ('{node.input[i]}') must be a constant or a shape "
+                                      f"computation; data-dependent values are not supported there")
+        return "dynamic"
+
     def _classify(self, inits: dict[str, np.ndarray]) -> tuple[dict[str, str], dict[str, Any]]:
         """Kinds: 'param' / 'buffer' (state), 'const' (folded at load), 'shape' (folded per input shape),
         'dynamic' (a traced tensor). Returns the kinds and the load-time constants."""
-        tensor_use: dict[str, set[str]] = {}
-        for node in self._nodes:
-            conv = CONVERTERS.get(node.op_type)
-            if conv is None:
-                continue
-            for i, name in enumerate(node.input):
-                if name in inits and i not in conv.static:
-                    role = "buffer" if i in _BN_STATS.get(node.op_type, ()) else "param"
-                    tensor_use.setdefault(name, set()).add(role)
-        kinds: dict[str, str] = {}
-        consts: dict[str, Any] = {}
-        for name, arr in inits.items():
-            roles = tensor_use.get(name)
-            if roles and arr.dtype.kind == "f":
-                kinds[name] = "param" if "param" in roles else "buffer"
-            else:
-                kinds[name], consts[name] = "const", arr
-        static_uses: dict[str, bool] = {}  # graph inputs read only where a value must be known (axes, shapes)
-        for node in self._nodes:
-            conv = CONVERTERS.get(node.op_type)
-            for i, name in enumerate(node.input):
-                if name in self.input_names:
-                    static_uses[name] = static_uses.get(name, True) and conv is not None and i in conv.static
-        for name in self.input_names:
-            kinds[name] = "shape" if static_uses.get(name) else "dynamic"
+        kinds = self._source_kinds(inits)
+        consts: dict[str, Any] = {n: a for n, a in inits.items() if kinds[n] == "const"}
         for node, nname in zip(self._nodes, self._node_names):
-            ins = [kinds.get(n) if n else None for n in node.input]
-            missing = [n for n, k in zip(node.input, ins) if n and k is None]
-            if missing:
-                raise OnnxImportError(f"{node.op_type} node '{nname}' (opset {self.opset}): reads {missing} which "
-                                      f"no earlier node, initializer or graph input defines")
-            present = {k for k in ins if k is not None}
-            if node.op_type in ("Shape", "Size") and ins and ins[0] != "const":
-                out = "shape" if ins[0] in ("dynamic", "shape") else "const"  # a parameter's shape is fixed
-            elif node.op_type in RANDOM_OPS or present & {"dynamic", "param", "buffer"}:
-                out = "dynamic"
-                conv = CONVERTERS.get(node.op_type)
-                if conv is None:
-                    raise OnnxImportError(f"{node.op_type} node '{nname}' (opset {self.opset}): op {node.op_type} is "
-                                          f"not supported (docs/onnx.md lists the supported ops)")
-                for i in conv.static:
-                    if i < len(ins) and ins[i] == "dynamic":
-                        raise OnnxImportError(f"{node.op_type} node '{nname}' (opset {self.opset}): input {i} "
-                                              f"('{node.input[i]}') must be a constant or a shape computation; "
-                                              f"data-dependent values are not supported there")
-            else:
-                out = "shape" if "shape" in present else "const"
+            out = self._node_kind(node, nname, [kinds.get(n) if n else None for n in node.input])
             if out == "const":
-                if node.op_type in ("Shape", "Size"):  # of a parameter or buffer: its shape is fixed
-                    src = consts.get(node.input[0], inits.get(node.input[0]))
-                    vals = self._folder(node, nname, [src])
+                if node.op_type in ("Shape", "Size"):  # of a parameter or buffer
+                    vals = self._folder(node, nname, [inits[node.input[0]]])
                 else:
                     vals = self._folder(node, nname, [consts[n] if n else None for n in node.input])
-                for o, v in zip(node.output, vals):
-                    if o:
-                        consts[o] = v
-            for o in node.output:
-                if o:
-                    kinds[o] = out
+                consts.update((o, v) for o, v in zip(node.output, vals) if o)
+            kinds.update((o, out) for o in node.output if o)
         return kinds, consts
 
     # --- running -----------------------------------------------------------------------------------------------
