@@ -175,16 +175,36 @@ class _Pool:
         return per_axis[0][:, None] * per_axis[1][None, :]
 
 
+def _argmax_indices(p: _Pool, y: Tensor, column_major: bool) -> Tensor:
+    """MaxPool's Indices output: the flat NCHW index (or N, C, W, H with storage_order=1) of the first maximum in
+    row-major window order. The taps are visited last to first, each overwriting where it equals the maximum."""
+    xp, (n, c), (h, w) = p.padded(-np.inf), p.x.shape[:2], p.sizes
+    (oh, ow), (sh, sw), (dh, dw) = p.out, p.s, p.d
+    base = (np.arange(n)[:, None] * c + np.arange(c)[None, :])[:, :, None, None] * (h * w)
+    rows, cols = np.arange(oh)[:, None] * sh - p.pads[0][0], np.arange(ow)[None, :] * sw - p.pads[1][0]
+    y2 = _to2d(y, p.nd)
+    idx = Tensor(np.zeros(y2.shape, np.int64))
+    for i in reversed(range(p.k[0])):
+        for j in reversed(range(p.k[1])):
+            tap = F.getitem(xp, (slice(None), slice(None), slice(i * dh, i * dh + (oh - 1) * sh + 1, sh),
+                                 slice(j * dw, j * dw + (ow - 1) * sw + 1, sw)))
+            r, q = rows + i * dh, cols + j * dw
+            flat = base + (q * h + r if column_major else r * w + q)
+            idx = F.where(F.equal(tap, y2), Tensor(np.broadcast_to(flat, y2.shape).astype(np.int64)), idx)
+    return _from2d(idx, p.nd)
+
+
 @converter("MaxPool")
-def max_pool(n: OnnxNode) -> Tensor:
-    if n.n_outputs > 1:
-        raise n.unsupported("the Indices output")
-    if n.attr("storage_order", 0) not in (0, 1):
+def max_pool(n: OnnxNode) -> Tensor | tuple[Tensor, Tensor]:
+    order = n.attr("storage_order", 0)
+    if order not in (0, 1):
         raise n.fail("storage_order must be 0 or 1")
     p = _Pool(n, n.tensor(0))
     if p.native():
-        return _from2d(F.max_pool2d(p.x, p.k, p.s, tuple(pb for pb, _ in p.pads), p.d, p.ceil), p.nd)
-    return p.crop(F.max_pool2d(p.padded(-np.inf), p.k, p.s, 0, p.d))
+        y = _from2d(F.max_pool2d(p.x, p.k, p.s, tuple(pb for pb, _ in p.pads), p.d, p.ceil), p.nd)
+    else:
+        y = p.crop(F.max_pool2d(p.padded(-np.inf), p.k, p.s, 0, p.d))
+    return (y, _argmax_indices(p, y, bool(order))) if n.n_outputs > 1 else y
 
 
 @converter("AveragePool")

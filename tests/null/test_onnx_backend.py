@@ -45,7 +45,6 @@ EXCLUDE = {
     r"empty_set": "reductions over an empty axis: not supported (a clear error)",
     r"^test_(edge|reflect|wrap)_pad": "Pad modes other than 'constant' (pad modes are another branch's work)",
     r"^test_identity_(opt|sequence)": "optional and sequence types",
-    r"maxpool_with_argmax": "MaxPool's Indices output",
     r"^test_resize_.*(cubic|linear|downsample|axes|tf_crop|not_larger|not_smaller|ceil_half_pixel|align_corners|"
     r"round_prefer_ceil_asymmetric|upsample_sizes_nearest$)":
         "Resize other than nearest upsampling by integer factors (interpolation is another branch's work)",

@@ -137,3 +137,18 @@ def test_dotted_initializer_names_become_submodules():
     m = gx.load(model)
     assert list(m.state_dict()) == ["head.fc.weight", "head.fc.bias"]
     assert m.head.fc.weight.requires_grad
+
+
+@pytest.mark.parametrize("attrs", [dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 0, 2, 1], ceil_mode=1),
+                                   dict(kernel_shape=[2, 3], strides=[1, 2], dilations=[2, 1], storage_order=1)])
+def test_max_pool_indices_output(attrs):
+    x = np.round(X * 2) / 2  # ties, so "first maximum in window order" matters
+    node = helper.make_node("MaxPool", ["x"], ["y", "i"], **attrs)
+    g = helper.make_graph([node], "t", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x.shape))],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None),
+                           helper.make_tensor_value_info("i", TensorProto.INT64, None)])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
+    ref = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    y, i = gx.load(model)(x)
+    np.testing.assert_array_equal(y.numpy(), ref[0])
+    np.testing.assert_array_equal(i.numpy(), ref[1])
