@@ -140,10 +140,13 @@ def reduce(n: OnnxNode) -> Tensor:
 @converter("ArgMax", "ArgMin")
 def arg_extreme(n: OnnxNode) -> Tensor:
     x = n.tensor(0)
-    if n.attr("select_last_index", 0):
-        raise n.unsupported("select_last_index=1")
-    return F.argmax(x if n.op == "ArgMax" else -x, n.axis(int(n.attr("axis", 0)), x.ndim),
-                    bool(n.attr("keepdims", 1)))
+    axis = n.axis(int(n.attr("axis", 0)), x.ndim)
+    x = x if n.op == "ArgMax" else -x
+    if not n.attr("select_last_index", 0):
+        return F.argmax(x, axis, bool(n.attr("keepdims", 1)))
+    last = x.shape[axis] - 1  # the first maximum of the reversed axis is the last one
+    i = F.argmax(take(x, axis, list(range(last, -1, -1))), axis, bool(n.attr("keepdims", 1)))
+    return F.sub(Tensor(np.asarray(last, np.int64)), i)
 
 
 # --- data movement ----------------------------------------------------------------------------------------------

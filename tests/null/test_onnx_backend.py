@@ -34,7 +34,6 @@ FOLDED = {"Constant", "Shape", "Size", "ConstantOfShape"}
 
 # regex on the case name -> why it does not run
 EXCLUDE = {
-    r"select_last_index": "ArgMax/ArgMin select_last_index=1: the argmax primitive returns the first maximum",
     r"_3d|3d_": "3-D (volumetric) convolution/pooling: the engine's conv and pool primitives are 2-D",
     r"^test_(averagepool|lppool)_2d_dilations": "dilated average / Lp pooling: avg_pool2d has no dilation",
     r"(FLOAT8|FLOAT4|E8M0|INT4|INT2|UINT4|UINT2|BFLOAT16|bfloat16)": "8/4/2-bit and bfloat16 types: no engine dtype",
