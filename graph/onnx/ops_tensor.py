@@ -105,6 +105,10 @@ def _reduce_axes(n: OnnxNode, x: Tensor) -> tuple[int, ...] | None:
     return tuple(sorted({n.axis(a, x.ndim) for a in axes}))
 
 
+_EMPTY = {"ReduceMean": np.nan, "ReduceSum": 0.0, "ReduceMax": -np.inf, "ReduceMin": np.inf, "ReduceSumSquare": 0.0,
+          "ReduceL1": 0.0, "ReduceL2": 0.0, "ReduceLogSum": -np.inf, "ReduceLogSumExp": -np.inf}
+
+
 @converter("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceSumSquare", "ReduceL1", "ReduceL2",
            "ReduceLogSum", "ReduceLogSumExp", static=(1,))
 def reduce(n: OnnxNode) -> Tensor:
@@ -112,9 +116,12 @@ def reduce(n: OnnxNode) -> Tensor:
     axes = _reduce_axes(n, x)
     if axes is None:
         return x
-    if any(x.shape[a] == 0 for a in axes):
-        raise n.unsupported(f"reducing an empty axis (shape {list(x.shape)}, axes {list(axes)})")
     keep = bool(n.attr("keepdims", 1))
+    if any(x.shape[a] == 0 for a in axes):  # an empty reduction is the op's identity element: a constant
+        if x.dtype.kind != "f":
+            raise n.unsupported(f"reducing an empty axis of a {x.dtype.name} tensor")
+        shape = tuple(1 if i in axes else d for i, d in enumerate(x.shape) if keep or i not in axes)
+        return np.full(shape, _EMPTY[n.op], dtype=x.dtype)
     op = n.op
     if op == "ReduceMean":
         return F.mean(x, axes, keep)
