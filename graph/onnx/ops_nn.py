@@ -163,8 +163,20 @@ class _Pool:
             y = F.getitem(y, (slice(None), slice(None), slice(0, self.out[0]), slice(0, self.out[1])))
         return _from2d(y, self.nd)
 
+    def tap(self, x_padded: Tensor, i: int, j: int) -> Tensor:
+        """Window element (i, j) of every output window: a strided slice of the padded input."""
+        (oh, ow), (sh, sw), (dh, dw) = self.out, self.s, self.d
+        return F.getitem(x_padded, (slice(None), slice(None), slice(i * dh, i * dh + (oh - 1) * sh + 1, sh),
+                                    slice(j * dw, j * dw + (ow - 1) * sw + 1, sw)))
+
     def sum_pool(self, x_padded: Tensor) -> Tensor:
-        return self.crop(F.avg_pool2d(x_padded, self.k, self.s, 0)) * float(math.prod(self.k))
+        if max(self.d) == 1:
+            return self.crop(F.avg_pool2d(x_padded, self.k, self.s, 0)) * float(math.prod(self.k))
+        taps = [self.tap(x_padded, i, j) for i in range(self.k[0]) for j in range(self.k[1])]  # dilated: no primitive
+        total = taps[0]
+        for t in taps[1:]:
+            total = total + t
+        return _from2d(total, self.nd)
 
     def counts(self, include_pad: bool) -> np.ndarray:
         """(oh, ow): how many taps of each window lie in the input (or the input plus its padding)."""
@@ -186,8 +198,7 @@ def _argmax_indices(p: _Pool, y: Tensor, column_major: bool) -> Tensor:
     idx = Tensor(np.zeros(y2.shape, np.int64))
     for i in reversed(range(p.k[0])):
         for j in reversed(range(p.k[1])):
-            tap = F.getitem(xp, (slice(None), slice(None), slice(i * dh, i * dh + (oh - 1) * sh + 1, sh),
-                                 slice(j * dw, j * dw + (ow - 1) * sw + 1, sw)))
+            tap = p.tap(xp, i, j)
             r, q = rows + i * dh, cols + j * dw
             flat = base + (q * h + r if column_major else r * w + q)
             idx = F.where(F.equal(tap, y2), Tensor(np.broadcast_to(flat, y2.shape).astype(np.int64)), idx)
@@ -211,9 +222,7 @@ def max_pool(n: OnnxNode) -> Tensor | tuple[Tensor, Tensor]:
 def average_pool(n: OnnxNode) -> Tensor:
     p = _Pool(n, n.tensor(0))
     include = bool(n.attr("count_include_pad", 0))
-    if max(p.d) > 1:
-        raise n.unsupported(f"dilations {list(p.d)} for AveragePool")
-    if p.native():
+    if p.native() and max(p.d) == 1:
         return _from2d(F.avg_pool2d(p.x, p.k, p.s, tuple(pb for pb, _ in p.pads), p.ceil, include), p.nd)
     scale = 1.0 / p.counts(include).astype(p.x.dtype)
     scale = scale.reshape((1, 1) + (scale.shape[1:] if p.nd == 1 else scale.shape))
@@ -224,8 +233,6 @@ def average_pool(n: OnnxNode) -> Tensor:
 def lp_pool(n: OnnxNode) -> Tensor:
     x = n.tensor(0)
     p = _Pool(n, x)
-    if max(p.d) > 1:
-        raise n.unsupported(f"dilations {list(p.d)} for LpPool")
     power = float(n.attr("p", 2))
     return F.pow(p.sum_pool(F.pow(F.abs(p.padded(0.0)), power)), 1.0 / power)
 

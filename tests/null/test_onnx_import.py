@@ -152,3 +152,10 @@ def test_max_pool_indices_output(attrs):
     y, i = gx.load(model)(x)
     np.testing.assert_array_equal(y.numpy(), ref[0])
     np.testing.assert_array_equal(i.numpy(), ref[1])
+
+
+@pytest.mark.parametrize("include", [0, 1])
+def test_dilated_average_and_lp_pool(include):
+    attrs = dict(kernel_shape=[3, 3], strides=[2, 1], dilations=[2, 3], pads=[1, 2, 0, 1], ceil_mode=1)
+    _check(_model("AveragePool", X.shape, opset=19, count_include_pad=include, **attrs), X)
+    _check(_model("LpPool", X.shape, opset=18, p=2, **attrs), X)
