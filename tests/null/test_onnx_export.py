@@ -183,3 +183,16 @@ def test_summary_of_an_imported_model_matches_the_original(fast_init):  # noqa: 
     a, b = (graph.summary(m, (1, 3, 64, 64), depth=2, verbose=False) for m in (model, back))
     assert (a.total_params, a.total_macs) == (b.total_params, b.total_macs)
     assert {"conv1", "bn1", "layer1.0", "layer4.1", "fc"} <= {r.name for r in b}
+
+
+def test_imported_model_trains_through_compile_like_the_original():
+    # train mode: BatchNorm uses batch statistics and updates its running buffers (ONNX momentum 0.9 = PyTorch's 0.1)
+    engine.manual_seed(0)
+    model = zm.get("resnet18_cifar").eval()
+    x = engine.randn(4, 3, 32, 32)
+    back = gx.load(gx.export(model, x)).train()
+    y = graph.compile(back, x)(x)
+    F.cross_entropy(y, np.array([0, 1, 2, 3])).backward()
+    assert all(p.grad is not None for p in back.parameters())
+    _close(y.numpy(), model.train()(x).numpy(), 1e-5)
+    np.testing.assert_allclose(back.bn1.running_mean.numpy(), model.bn1.running_mean.numpy(), rtol=1e-5, atol=1e-7)
