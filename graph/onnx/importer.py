@@ -54,6 +54,13 @@ def _segment(s: str) -> str:
     return "_" + s if s[0].isdigit() and not s.isdigit() else s
 
 
+def _declared_shape(info: onnx.ValueInfoProto) -> tuple[int | None, ...] | None:
+    t = info.type.tensor_type
+    if not t.HasField("shape"):
+        return None
+    return tuple(d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim)
+
+
 class _Holder(nn.Module):
     """A container that only holds imported parameters (never called)."""
 
@@ -115,8 +122,10 @@ class OnnxModule(nn.Module):
         self._node_names = [n.name or f"{n.op_type}_{i}" for i, n in enumerate(g.node)]
         inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
         self.input_names = [i.name for i in g.input if i.name not in inits]
-        self.input_ranks = [len(i.type.tensor_type.shape.dim) if i.type.tensor_type.HasField("shape") else None
-                            for i in g.input if i.name not in inits]
+        runtime = [i for i in g.input if i.name not in inits]
+        # declared input shapes (None for a symbolic or missing dim): what a CLI uses as the default input size
+        self.input_shapes = [_declared_shape(i) for i in runtime]
+        self.input_ranks = [None if s is None else len(s) for s in self.input_shapes]
         self.output_names = [o.name for o in g.output]
         self._folder = Folder(self.opset)
         self._kinds, self._consts = self._classify(inits)

@@ -25,6 +25,7 @@ from onnx import numpy_helper
 from onnx.backend.test.case import node as case_node
 from onnx.backend.test.runner import Runner
 
+import graph.onnx as gx
 from graph.onnx import CONVERTERS, OnnxImportError
 
 from .onnx_backend import ConvgraphBackend
@@ -132,6 +133,7 @@ def test_light_model_compiles_and_matches_its_expected_output(path):
     inits = {t.name for t in model.graph.initializer}
     inputs = [Runner.generate_dummy_data(i, seed=0, name=path, random=False)
               for i in model.graph.input if i.name not in inits]
+    assert gx.load(model).input_shapes[0] == (1, 3, 224, 224)  # the declared size a CLI defaults to
     expected = numpy_helper.to_array(onnx.load_tensor(path[:-5] + "_output_0.pb"))
     _check("light", model, [(inputs, [expected])], 1e-3, 1e-7, compiled=True)
 
