@@ -1,0 +1,228 @@
+"""Indexing as in PyTorch (numpy's rules): ``x[...]`` with ints, slices (any step), None, Ellipsis, integer arrays or
+tensors and boolean masks, with gradients; and ``x[...] = v`` on tensors outside autograd.
+
+Basic indexing with positive steps is ``slice`` + ``reshape`` (engine/ops/shape.py). Everything else binds one
+primitive:
+
+- ``index(x, *arrays)``, attr ``items``: ``x[items]``, where ``items`` spells the index tuple as data, one entry
+  per position: ``("slice", start, stop, step)``, ``("int", i)``, ``("none",)`` or ``("array", k)`` (the k-th
+  int64 input). Output shape and dimension placement follow numpy's advanced indexing (advanced indices next to
+  each other keep their place; apart, their broadcast shape goes first).
+- ``index_add(g, *arrays)``, attrs ``shape``, ``items``: zeros of ``shape`` with ``g`` added at ``[items]``, repeated
+  indices accumulating: the transpose of ``index`` (its vjp), and ``index``'s vjp is ``index`` again.
+
+A boolean mask becomes integer arrays (its nonzero positions), so its output shape depends on its values: masks
+need concrete data (a shape-only trace cannot index with one). The kernels are numpy's own fancy indexing and
+``np.add.at``, shared by every backend (:func:`index_kernel`, :func:`index_add_kernel`).
+"""
+
+from __future__ import annotations
+
+import builtins
+from typing import Any
+
+import numpy as np
+
+from ..autograd import bind, is_grad_enabled
+from ..primitive import SHAPE, Spec, broadcast_shapes, fail, primitive
+from ..tensor import Tensor
+from .shape import basic_getitem
+
+__all__ = ["getitem", "setitem", "take_along_dim", "flip"]
+
+Item = tuple
+
+index_p = primitive("index", SHAPE)
+index_add_p = primitive("index_add", SHAPE)
+
+
+def _index_tuple(items: tuple[Item, ...], arrays: tuple[np.ndarray, ...]) -> tuple[Any, ...]:
+    out: list[Any] = []
+    for it in items:
+        kind = it[0]
+        if kind == "slice":
+            out.append(builtins.slice(*it[1:]))
+        elif kind == "int":
+            out.append(it[1])
+        elif kind == "none":
+            out.append(None)
+        else:
+            out.append(arrays[it[1]])
+    return tuple(out)
+
+
+def _out_shape(op: str, shape: tuple[int, ...], items: tuple[Item, ...], arrays: tuple[Spec, ...]) -> tuple[int, ...]:
+    """numpy's result shape of ``x[items]``: basic entries in order, the advanced ones' broadcast shape in place of
+    the first (when they are adjacent) or at the front."""
+    advanced = bool(arrays)
+    n_axes = builtins.sum(1 for it in items if it[0] != "none")
+    if n_axes != len(shape):
+        fail(op, "items must index every axis", items=len(items), ndim=len(shape))
+    parts: list[tuple[int, ...] | None] = []  # None marks an advanced position
+    axis = 0
+    for it in items:
+        if it[0] == "none":
+            parts.append((1,))
+            continue
+        d = shape[axis]
+        if it[0] == "slice":
+            parts.append((len(range(*builtins.slice(*it[1:]).indices(d))),))
+        else:
+            if it[0] == "int" and not -d <= it[1] < d:
+                raise IndexError(f"{op}: index {it[1]} is out of bounds for axis {axis} with size {d}")
+            parts.append(None if advanced else ())
+        axis += 1
+    if not advanced:
+        return tuple(d for p in parts for d in p)
+    for s in arrays:
+        if s.dtype.kind not in "iu":
+            fail(op, "index arrays must be integer", dtype=s.dtype.name)
+    b = broadcast_shapes(op, *(s.shape for s in arrays))
+    pos = [i for i, p in enumerate(parts) if p is None]
+    rest = [p for p in parts if p is not None]
+    if pos[-1] - pos[0] == len(pos) - 1:  # adjacent: the broadcast shape takes their place
+        before = [p for p in parts[:pos[0]]]
+        after = [p for p in parts[pos[-1] + 1:]]
+        return tuple(d for p in before for d in p) + b + tuple(d for p in after for d in p)
+    return b + tuple(d for p in rest for d in p)
+
+
+@index_p.def_shape
+def _index_shape(x: Spec, *arrays: Spec, items: tuple[Item, ...]) -> Spec:
+    return Spec(_out_shape("index", x.shape, items, arrays), x.dtype)
+
+
+@index_add_p.def_shape
+def _index_add_shape(g: Spec, *arrays: Spec, shape: tuple[int, ...], items: tuple[Item, ...]) -> Spec:
+    want = _out_shape("index_add", shape, items, arrays)
+    if g.shape != want:
+        fail("index_add", "the added values must have the indexed shape", values=list(g.shape), indexed=list(want))
+    return Spec(shape, g.dtype)
+
+
+index_p.def_vjp(lambda g, y, x, *arrays, items: (
+    bind(index_add_p, g, *arrays, shape=x.shape, items=items),) + (None,) * len(arrays))
+index_add_p.def_vjp(lambda g, y, gy, *arrays, shape, items: (
+    bind(index_p, g, *arrays, items=items),) + (None,) * len(arrays))
+
+
+def index_kernel(x: np.ndarray, *arrays: np.ndarray, out: np.ndarray, items: tuple[Item, ...]) -> None:
+    out[...] = x[_index_tuple(items, arrays)]
+
+
+def index_add_kernel(g: np.ndarray, *arrays: np.ndarray, out: np.ndarray, shape: tuple[int, ...],
+                     items: tuple[Item, ...]) -> None:
+    out[...] = 0
+    where = _index_tuple(items, arrays)
+    if arrays:
+        np.add.at(out, where, g)  # repeated indices accumulate
+    else:
+        out[where] = g  # basic indices never repeat an element
+
+
+# --- the index a user writes, as items + arrays ----------------------------------------------------------------
+def _index_array(i: Any) -> np.ndarray:
+    a = i._data if isinstance(i, Tensor) else np.asarray(i)
+    if a is None:
+        raise IndexError("getitem: an index tensor has no data (shape-only tracing cannot index with its values)")
+    if a.dtype.kind not in "iub":
+        raise IndexError(f"getitem: tensors used as indices must be integer or bool (got {a.dtype.name})")
+    return a
+
+
+def _is_array(i: Any) -> bool:
+    return isinstance(i, (Tensor, np.ndarray, list))
+
+
+def _parse(ndim: int, index: Any) -> tuple[tuple[Item, ...], tuple[np.ndarray, ...], bool]:
+    """``index`` as (items, int64 arrays, general): Ellipsis expanded, boolean masks replaced by their nonzero
+    positions (one array per mask axis), and whether it needs the ``index`` primitive (arrays or a negative step)
+    rather than ``slice``."""
+    if not isinstance(index, tuple):
+        index = (index,)
+    entries: list[Any] = []
+    arrays: list[np.ndarray] = []
+    for i in index:
+        if _is_array(i):
+            a = _index_array(i)
+            if a.dtype == np.bool_:
+                if a.ndim == 0:
+                    raise IndexError("getitem: a 0-dim boolean index is not supported (index with x[None])")
+                arrays.extend(np.nonzero(a))
+                entries.extend(("array", len(arrays) - a.ndim + k) for k in range(a.ndim))
+            else:
+                arrays.append(a.astype(np.int64, copy=False))
+                entries.append(("array", len(arrays) - 1))
+        elif isinstance(i, builtins.slice):
+            entries.append(("slice", *(None if v is None else int(v) for v in (i.start, i.stop, i.step))))
+        elif isinstance(i, (bool, np.bool_)) or not (i is None or i is Ellipsis or isinstance(i, (int, np.integer))):
+            raise IndexError(f"getitem: unsupported index {i!r} (use ints, slices, None, ..., integer or bool "
+                             f"arrays/tensors)")
+        else:
+            entries.append(("none",) if i is None else Ellipsis if i is Ellipsis else ("int", int(i)))
+    used = builtins.sum(1 for e in entries if e is not Ellipsis and e[0] != "none")
+    if used > ndim:
+        raise IndexError(f"getitem: too many indices for a tensor of {ndim} dims (got {index!r})")
+    fill = [("slice", None, None, None)] * (ndim - used)
+    if Ellipsis in entries:
+        k = entries.index(Ellipsis)
+        entries[k:k + 1] = fill
+        if Ellipsis in entries:
+            raise IndexError("getitem: an index can only have a single ellipsis ('...')")
+    else:
+        entries += fill
+    general = bool(arrays) or any(e[0] == "slice" and e[3] is not None and e[3] < 0 for e in entries)
+    for e in entries:
+        if e[0] == "slice" and e[3] == 0:
+            raise ValueError("getitem: slice step cannot be zero")
+    return tuple(entries), tuple(arrays), general
+
+
+def getitem(x: Tensor, index: Any) -> Tensor:
+    """``x[index]`` (see the module docstring); gradients flow to ``x``."""
+    items, arrays, general = _parse(x.ndim, index)
+    if not general:
+        return basic_getitem(x, index)
+    return bind(index_p, x, *(Tensor(a) for a in arrays), items=items)
+
+
+def take_along_dim(x: Tensor, indices: Tensor, dim: int) -> Tensor:
+    """torch.take_along_dim with ``indices`` shaped like ``x`` except along ``dim``: ``x[..., indices, ...]``."""
+    d = dim % x.ndim
+    arrays, items = [], []
+    for ax in range(x.ndim):
+        if ax == d:
+            items.append(("array", len(arrays)))
+            arrays.append(indices)
+            continue
+        if indices.shape[ax] not in (1, x.shape[ax]):
+            fail("take_along_dim", f"indices must match the input on every axis but {d}", input=list(x.shape),
+                 indices=list(indices.shape))
+        items.append(("array", len(arrays)))
+        arrays.append(Tensor(np.arange(x.shape[ax]).reshape([-1 if k == ax else 1 for k in range(x.ndim)])))
+    return bind(index_p, x, *arrays, items=tuple(items))
+
+
+def flip(x: Tensor, dims: int | tuple[int, ...] | list[int]) -> Tensor:
+    """torch.flip: reverse the order of elements along ``dims``."""
+    dims = (dims,) if isinstance(dims, (int, np.integer)) else tuple(dims)
+    flipped = {int(d) % x.ndim for d in dims}
+    return getitem(x, tuple(builtins.slice(None, None, -1) if a in flipped else builtins.slice(None)
+                            for a in range(x.ndim)))
+
+
+def setitem(x: Tensor, index: Any, value: Any) -> None:
+    """``x[index] = value``, written into ``x``'s data (other references see it). Autograd does not track it: it is
+    for tensors that do not require grad, or under ``no_grad`` (initializing a parameter)."""
+    if x.requires_grad and is_grad_enabled():
+        what = "a leaf tensor that requires grad" if x._node is None else "a tensor that is part of the autograd graph"
+        raise RuntimeError(f"setitem: cannot assign into {what} {x.spec} while grad is enabled; assign under "
+                           f"engine.no_grad(), or build a new tensor (engine.where, engine.cat)")
+    if x._data is None:
+        raise RuntimeError(f"setitem: abstract tensor {x.spec} has no data to assign into")
+    items, arrays, _ = _parse(x.ndim, index)
+    v = value._data if isinstance(value, Tensor) else value
+    if not x._data.flags.writeable:
+        x._data = x._data.copy()  # e.g. a broadcast view or a read-only file mapping
+    x._data[_index_tuple(items, arrays)] = v
+    x.bump_version()
