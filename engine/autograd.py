@@ -322,7 +322,8 @@ def _check_usable(order: list[Node]) -> None:
                                f"was released by an earlier backward); pass retain_graph=True to the first "
                                f"backward() to backward through it again")
         for i, (t, v) in enumerate(zip(node.inputs, node.versions)):
-            if t._version != v:
+            # only differentiable inputs: state buffers (counters, running statistics) are rewritten by design
+            if t._version != v and t.requires_grad:
                 raise RuntimeError(f"backward: input {i} {t.spec} of '{node.prim.name}' was modified by an in-place "
                                    f"operation after it was used (version {t._version}, expected {v}); compute "
                                    f"out of place (y = x + 1) or clone() it first")

@@ -6,8 +6,8 @@ primitive:
 
 - ``index(x, *arrays)``, attr ``items``: ``x[items]``, where ``items`` spells the index tuple as data, one entry
   per position: ``("slice", start, stop, step)``, ``("int", i)``, ``("none",)`` or ``("array", k)`` (the k-th
-  int64 input). Output shape and dimension placement follow numpy's advanced indexing (advanced indices next to
-  each other keep their place; apart, their broadcast shape goes first).
+  int64 input). Integers select first (PyTorch's order); then the index arrays' broadcast shape takes the place of
+  the first array when they are adjacent, else goes first (numpy's rule).
 - ``index_add(g, *arrays)``, attrs ``shape``, ``items``: zeros of ``shape`` with ``g`` added at ``[items]``, repeated
   indices accumulating: the transpose of ``index`` (its vjp), and ``index``'s vjp is ``index`` again.
 
@@ -36,29 +36,30 @@ index_p = primitive("index", SHAPE)
 index_add_p = primitive("index_add", SHAPE)
 
 
-def _index_tuple(items: tuple[Item, ...], arrays: tuple[np.ndarray, ...]) -> tuple[Any, ...]:
-    out: list[Any] = []
+def _split(items: tuple[Item, ...], arrays: tuple[np.ndarray, ...]) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """The index as two numpy indexes applied one after the other: the integers first (basic: each drops its axis),
+    then the rest. PyTorch applies integers before advanced indices, so ``x[0, :, idx]`` is ``x[0][:, idx]``
+    (numpy would count the 0 as an advanced index and move the result axes to the front)."""
+    ints: list[Any] = []
+    rest: list[Any] = []
     for it in items:
         kind = it[0]
-        if kind == "slice":
-            out.append(builtins.slice(*it[1:]))
-        elif kind == "int":
-            out.append(it[1])
-        elif kind == "none":
-            out.append(None)
-        else:
-            out.append(arrays[it[1]])
-    return tuple(out)
+        if kind == "int":
+            ints.append(it[1])
+            continue
+        if kind != "none":
+            ints.append(builtins.slice(None))
+        rest.append(builtins.slice(*it[1:]) if kind == "slice" else None if kind == "none" else arrays[it[1]])
+    return tuple(ints), tuple(rest)
 
 
 def _out_shape(op: str, shape: tuple[int, ...], items: tuple[Item, ...], arrays: tuple[Spec, ...]) -> tuple[int, ...]:
-    """numpy's result shape of ``x[items]``: basic entries in order, the advanced ones' broadcast shape in place of
-    the first (when they are adjacent) or at the front."""
-    advanced = bool(arrays)
+    """The result shape of ``x[items]``: integers drop their axis, slices and None give their lengths, and the index
+    arrays' broadcast shape goes in place of the first of them when they are adjacent, else in front (numpy)."""
     n_axes = builtins.sum(1 for it in items if it[0] != "none")
     if n_axes != len(shape):
         fail(op, "items must index every axis", items=len(items), ndim=len(shape))
-    parts: list[tuple[int, ...] | None] = []  # None marks an advanced position
+    parts: list[tuple[int, ...] | None] = []  # None marks an index array
     axis = 0
     for it in items:
         if it[0] == "none":
@@ -67,24 +68,23 @@ def _out_shape(op: str, shape: tuple[int, ...], items: tuple[Item, ...], arrays:
         d = shape[axis]
         if it[0] == "slice":
             parts.append((len(range(*builtins.slice(*it[1:]).indices(d))),))
-        else:
-            if it[0] == "int" and not -d <= it[1] < d:
+        elif it[0] == "int":
+            if not -d <= it[1] < d:
                 raise IndexError(f"{op}: index {it[1]} is out of bounds for axis {axis} with size {d}")
-            parts.append(None if advanced else ())
+        else:
+            parts.append(None)
         axis += 1
-    if not advanced:
-        return tuple(d for p in parts for d in p)
+    if not arrays:
+        return tuple(d for p in parts if p is not None for d in p)
     for s in arrays:
         if s.dtype.kind not in "iu":
             fail(op, "index arrays must be integer", dtype=s.dtype.name)
     b = broadcast_shapes(op, *(s.shape for s in arrays))
     pos = [i for i, p in enumerate(parts) if p is None]
-    rest = [p for p in parts if p is not None]
+    flat = [tuple(d for p in ps if p is not None for d in p) for ps in (parts[:pos[0]], parts[pos[-1] + 1:], parts)]
     if pos[-1] - pos[0] == len(pos) - 1:  # adjacent: the broadcast shape takes their place
-        before = [p for p in parts[:pos[0]]]
-        after = [p for p in parts[pos[-1] + 1:]]
-        return tuple(d for p in before for d in p) + b + tuple(d for p in after for d in p)
-    return b + tuple(d for p in rest for d in p)
+        return flat[0] + b + flat[1]
+    return b + flat[2]
 
 
 @index_p.def_shape
@@ -107,17 +107,18 @@ index_add_p.def_vjp(lambda g, y, gy, *arrays, shape, items: (
 
 
 def index_kernel(x: np.ndarray, *arrays: np.ndarray, out: np.ndarray, items: tuple[Item, ...]) -> None:
-    out[...] = x[_index_tuple(items, arrays)]
+    ints, rest = _split(items, arrays)
+    out[...] = x[ints][rest]
 
 
 def index_add_kernel(g: np.ndarray, *arrays: np.ndarray, out: np.ndarray, shape: tuple[int, ...],
                      items: tuple[Item, ...]) -> None:
     out[...] = 0
-    where = _index_tuple(items, arrays)
+    ints, rest = _split(items, arrays)
     if arrays:
-        np.add.at(out, where, g)  # repeated indices accumulate
+        np.add.at(out[ints], rest, g)  # repeated indices accumulate
     else:
-        out[where] = g  # basic indices never repeat an element
+        out[ints][rest] = g  # basic indices never repeat an element
 
 
 # --- the index a user writes, as items + arrays ----------------------------------------------------------------
@@ -224,5 +225,9 @@ def setitem(x: Tensor, index: Any, value: Any) -> None:
     v = value._data if isinstance(value, Tensor) else value
     if not x._data.flags.writeable:
         x._data = x._data.copy()  # e.g. a broadcast view or a read-only file mapping
-    x._data[_index_tuple(items, arrays)] = v
+    ints, rest = _split(items, arrays)
+    if all(isinstance(i, int) for i in ints):  # x[i, j] = v: no view to write through
+        x._data[ints] = v
+    else:
+        x._data[ints][rest] = v
     x.bump_version()

@@ -30,9 +30,9 @@ def _check_leaf(x: Tensor, op: str) -> None:
                            f"under engine.no_grad(), or compute out of place (y = x + 1)")
 
 
-def _tracked(x: Tensor, result: Tensor) -> bool:
-    """Whether the write must go through autograd (the result has a history) rather than into ``x``'s array."""
-    return result._node is not None or x._node is not None
+def _tracked(x: Tensor, args: tuple[Any, ...]) -> bool:
+    """Whether the write must go through autograd (the value has a history) rather than into ``x``'s array."""
+    return is_grad_enabled() and (x.requires_grad or any(isinstance(a, Tensor) and a.requires_grad for a in args))
 
 
 def _keep_dtype(x: Tensor, result: Tensor, op: str) -> Tensor:
@@ -59,18 +59,23 @@ def _write(x: Tensor, result: Tensor, op: str) -> Tensor:
     return x
 
 
-def _adopt(x: Tensor, result: Tensor, op: str) -> Tensor:
-    """``x`` becomes ``result`` (data, dtype, history). The node that made ``x`` keeps ``x``'s old value: its
-    output reference is handed to a stand-in, so its vjp reads the value it produced."""
-    if result.shape != x.shape:
-        raise RuntimeError(f"{op}: the result shape {list(result.shape)} does not match the tensor's "
-                           f"{list(x.shape)} (an in-place op cannot broadcast the tensor it writes)")
+def _stand_in(x: Tensor) -> Tensor:
+    """A new Tensor object for ``x``'s current value and history. The node that made ``x`` now refers to it, and
+    the in-place op computes from it, so every recorded node keeps reading the value it saw."""
+    old = Tensor._make(x._data, x._spec)
+    old.requires_grad, old._node, old._index = x.requires_grad, x._node, x._index
     if x._node is not None:
-        old = Tensor._make(x._data, x._spec)
-        old.requires_grad, old._node, old._index = x.requires_grad, x._node, x._index
         refs = list(x._node._out_refs)
         refs[x._index] = weakref.ref(old)
         x._node._out_refs = tuple(refs)
+    return old
+
+
+def _adopt(x: Tensor, result: Tensor, op: str) -> Tensor:
+    """``x`` takes ``result``'s value and history (``result`` was computed from :func:`_stand_in`)."""
+    if result.shape != x.shape:
+        raise RuntimeError(f"{op}: the result shape {list(result.shape)} does not match the tensor's "
+                           f"{list(x.shape)} (an in-place op cannot broadcast the tensor it writes)")
     x._data, x._spec = result._data, result._spec
     x.requires_grad, x._node, x._index = result.requires_grad, result._node, result._index
     if x._node is not None:
@@ -87,8 +92,9 @@ def inplace(x: Tensor, op: str, fn: Callable[..., Tensor], *args: Any) -> Tensor
     if _observers:
         raise RuntimeError(f"{op}: in-place ops are not supported while tracing (graph.compile follows tensors by "
                            f"identity); write it out of place (y = x + 1)")
-    result = _keep_dtype(x, fn(x, *args), op)
-    return _adopt(x, result, op) if _tracked(x, result) else _write(x, result, op)
+    if _tracked(x, args):
+        return _adopt(x, _keep_dtype(x, fn(_stand_in(x), *args), op), op)
+    return _write(x, _keep_dtype(x, fn(x, *args), op), op)
 
 
 def inplace_operator(x: Tensor, op: str, fn: Callable[..., Tensor], other: Any) -> Tensor:
@@ -96,6 +102,6 @@ def inplace_operator(x: Tensor, op: str, fn: Callable[..., Tensor], other: Any) 
     while tracing) the out-of-place result, which Python binds to the name."""
     _check_leaf(x, op)
     result = fn(x, other)
-    if _observers or _tracked(x, result):
+    if _observers or _tracked(x, (other,)):
         return result
     return _write(x, _keep_dtype(x, result, op), op)

@@ -51,7 +51,8 @@ def _single_element(shape, dim):
 
 # variance over a single element is left out (torch's unbiased estimate is nan there)
 @pytest.mark.parametrize("name,shape,dim,keep", [
-    (name, *case) for name in ("sum", "mean", "max", "min", "amax", "amin", "var", "var_biased") for case in REDUCE_CASES
+    (name, *case) for name in ("sum", "mean", "max", "min", "amax", "amin", "var", "var_biased")
+    for case in REDUCE_CASES
     if not (name.startswith("var") and _single_element(case[0], case[1]))
     and not (name in ("max", "min") and not isinstance(case[1], int))], ids=str)
 def test_reduce_grad_and_torch(name, shape, dim, keep, rng):
