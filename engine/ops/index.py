@@ -135,16 +135,19 @@ def _is_array(i: Any) -> bool:
     return isinstance(i, (Tensor, np.ndarray, list))
 
 
-def _parse(ndim: int, index: Any) -> tuple[tuple[Item, ...], tuple[np.ndarray, ...], bool]:
-    """``index`` as (items, int64 arrays, general): Ellipsis expanded, boolean masks replaced by their nonzero
-    positions (one array per mask axis), and whether it needs the ``index`` primitive (arrays or a negative step)
-    rather than ``slice``."""
+def _parse(ndim: int, index: Any) -> tuple[tuple[Item, ...], tuple[Any, ...], bool]:
+    """``index`` as (items, index arrays, general): Ellipsis expanded, boolean masks replaced by their nonzero
+    positions (one array per mask axis), integer tensors kept as they are, and whether it needs the ``index``
+    primitive (arrays or a negative step) rather than ``slice``."""
     if not isinstance(index, tuple):
         index = (index,)
     entries: list[Any] = []
-    arrays: list[np.ndarray] = []
+    arrays: list[Any] = []
     for i in index:
-        if _is_array(i):
+        if isinstance(i, Tensor) and i.dtype.kind in "iu":  # stays a tensor: traced as a value, not a constant
+            arrays.append(i)
+            entries.append(("array", len(arrays) - 1))
+        elif _is_array(i):
             a = _index_array(i)
             if a.dtype == np.bool_:
                 if a.ndim == 0:
@@ -184,7 +187,7 @@ def getitem(x: Tensor, index: Any) -> Tensor:
     items, arrays, general = _parse(x.ndim, index)
     if not general:
         return basic_getitem(x, index)
-    return bind(index_p, x, *(Tensor(a) for a in arrays), items=items)
+    return bind(index_p, x, *(a if isinstance(a, Tensor) else Tensor(a) for a in arrays), items=items)
 
 
 def take_along_dim(x: Tensor, indices: Tensor, dim: int) -> Tensor:
@@ -222,6 +225,7 @@ def setitem(x: Tensor, index: Any, value: Any) -> None:
     if x._data is None:
         raise RuntimeError(f"setitem: abstract tensor {x.spec} has no data to assign into")
     items, arrays, _ = _parse(x.ndim, index)
+    arrays = tuple(a.numpy() if isinstance(a, Tensor) else a for a in arrays)
     v = value._data if isinstance(value, Tensor) else value
     if not x._data.flags.writeable:
         x._data = x._data.copy()  # e.g. a broadcast view or a read-only file mapping

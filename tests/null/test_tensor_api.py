@@ -432,3 +432,18 @@ def test_model_takes_numpy_arrays_as_tensors():
     out = model(x)
     assert isinstance(out, Tensor)
     np.testing.assert_array_equal(out.detach().numpy(), model(Tensor(x)).detach().numpy())
+
+
+def test_new_ops_trace_and_compile_like_eager(rng):
+    import graph
+
+    class Net(nn.Module):
+        def forward(self, x):
+            values, indices = x.max(1)
+            return x[:, ::-1] * 2.0, values, x[0, indices], x.min(1).values + (x >= 0.5).float().sum()
+
+    model, x = Net(), Tensor(rng.standard_normal((3, 4)).astype(np.float32))
+    cm = graph.compile(model, x, backend="numpy")
+    assert {"index", "argmax", "argmin", "greater_equal"} <= {n.op.name for n in cm.graph.nodes}
+    for got, want in zip(cm(x), model(x)):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-6)
