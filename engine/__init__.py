@@ -40,6 +40,14 @@ tune_openblas_from_env()  # numpy's OpenBLAS: short worker spin; AVX-512 kernels
 
 
 def tensor(data, dtype=None, requires_grad: bool = False) -> Tensor:
+    """torch.tensor: a Tensor with its own copy of ``data`` (in-place ops never write the caller's array);
+    ``Tensor(array)`` shares the array instead, as torch.from_numpy."""
+    import numpy as np
+
+    if isinstance(data, Tensor):
+        data = data.data
+    if isinstance(data, np.ndarray):
+        data = data.copy()
     return Tensor(data, dtype=dtype, requires_grad=requires_grad)
 
 

@@ -447,3 +447,12 @@ def test_new_ops_trace_and_compile_like_eager(rng):
     assert {"index", "argmax", "argmin", "greater_equal"} <= {n.op.name for n in cm.graph.nodes}
     for got, want in zip(cm(x), model(x)):
         np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-6)
+
+
+def test_engine_tensor_copies_and_tensor_shares_like_torch_tensor_and_from_numpy():
+    a = np.zeros(2, np.float32)
+    t, shared = engine.tensor(a), Tensor(a)
+    t += 1
+    assert a.tolist() == [0.0, 0.0]
+    shared += 1
+    assert a.tolist() == [1.0, 1.0]
