@@ -52,6 +52,29 @@ def is_grad_enabled() -> bool:
     return _grad_enabled
 
 
+class set_grad_enabled(contextlib.ContextDecorator):  # noqa: N801 - the PyTorch name
+    """torch.set_grad_enabled: ``set_grad_enabled(False)`` switches recording off at once; used as a context
+    manager (or decorator) it restores the previous mode on exit."""
+
+    def __init__(self, mode: bool) -> None:
+        global _grad_enabled
+        self.prev, _grad_enabled = _grad_enabled, bool(mode)
+        self.mode = bool(mode)
+
+    def __enter__(self) -> None:
+        global _grad_enabled
+        _grad_enabled = self.mode
+
+    def __exit__(self, *exc: object) -> None:
+        global _grad_enabled
+        _grad_enabled = self.prev
+
+
+def inference_mode(mode: bool = True) -> contextlib.AbstractContextManager[None]:
+    """torch.inference_mode: here the same as ``no_grad`` (``inference_mode(False)`` leaves the mode as it is)."""
+    return no_grad() if mode else contextlib.nullcontext()
+
+
 @contextlib.contextmanager
 def abstract() -> Iterator[None]:
     """Shape-only evaluation: bind runs shape rules but no kernels (as JAX's abstract evaluation does)."""
@@ -225,7 +248,7 @@ def _accumulate(grads: dict[Any, Tensor], key: Any, g: Tensor, like: Tensor, whe
 def _seed(root: Tensor, grad: Tensor | np.ndarray | None, where: str) -> Tensor:
     """The cotangent that starts a backward pass at ``root`` (ones for a scalar root)."""
     if grad is None:
-        if root.size != 1:
+        if root.numel() != 1:
             raise RuntimeError(f"{where}: grad can be implicitly created only for scalar outputs, "
                                f"but the output has shape {list(root.shape)}; pass grad=")
         return Tensor(np.ones(root.shape, root.dtype))
@@ -277,22 +300,42 @@ def current_phase() -> str:
     return _phase[-1]
 
 
-def backward(root: Tensor, grad: Tensor | np.ndarray | None = None) -> None:
-    """Accumulate d(root)/d(leaf) into ``leaf.grad`` for every leaf that requires grad."""
+def backward(root: Tensor, grad: Tensor | np.ndarray | None = None, retain_graph: bool = False) -> None:
+    """Accumulate d(root)/d(leaf) into ``leaf.grad`` for every leaf that requires grad. As in PyTorch the graph is
+    released afterwards (its saved outputs dropped): a second backward through it is an error unless the first
+    one passed ``retain_graph=True``."""
     if not root.requires_grad:
         raise RuntimeError("backward: tensor does not require grad (no input of the computation requires grad)")
     g0 = _seed(root, grad, "backward")
     _phase.append("backward")
     try:
-        _backward([(root, g0)], None)
+        _backward([(root, g0)], None, release=not retain_graph)
     finally:
         _phase.pop()
 
 
-def _backward(seeds: list[tuple[Tensor, Tensor]], wanted: tuple[Tensor, ...] | None) -> Any:
+def _check_usable(order: list[Node]) -> None:
+    """Refuse a backward through released nodes, or through nodes whose inputs were written in place since."""
+    for node in order:
+        if node.released:
+            raise RuntimeError(f"backward: trying to backward through the graph a second time ('{node.prim.name}' "
+                               f"was released by an earlier backward); pass retain_graph=True to the first "
+                               f"backward() to backward through it again")
+        for i, (t, v) in enumerate(zip(node.inputs, node.versions)):
+            # only differentiable inputs: state buffers (counters, running statistics) are rewritten by design
+            if t._version != v and t.requires_grad:
+                raise RuntimeError(f"backward: input {i} {t.spec} of '{node.prim.name}' was modified by an in-place "
+                                   f"operation after it was used (version {t._version}, expected {v}); compute "
+                                   f"out of place (y = x + 1) or clone() it first")
+
+
+def _backward(seeds: list[tuple[Tensor, Tensor]], wanted: tuple[Tensor, ...] | None, release: bool = False) -> Any:
     """Apply the vjp rules from ``seeds`` [(root, cotangent)] back to the leaves. ``wanted=None``: accumulate into
-    every leaf's ``.grad`` (``backward``); else return the gradients of the ``wanted`` tensors (``grad``)."""
+    every leaf's ``.grad`` (``backward``); else return the gradients of the ``wanted`` tensors (``grad``).
+    ``release`` marks the nodes used and drops their saved outputs (``backward`` without ``retain_graph``)."""
     want = None if wanted is None else {id(t) for t in wanted}
+    order = _toposort_many([r for r, _ in seeds if r._node is not None])
+    _check_usable(order)
     with no_grad():
         cts: dict[tuple[int, int], Tensor] = {}  # cotangents keyed by (node id, output index)
         leaf_grads: dict[int, Tensor] = {}  # keyed by tensor id: leaves, and wanted intermediates
@@ -304,12 +347,15 @@ def _backward(seeds: list[tuple[Tensor, Tensor]], wanted: tuple[Tensor, ...] | N
                 if root._node is None:
                     continue
             _accumulate(cts, (id(root._node), root._index), g0, root, "backward", "input")
-        for node in _toposort_many([r for r, _ in seeds if r._node is not None]):
+        for node in order:
             n_out = len(node.out_specs)
             gs = tuple(cts.pop((id(node), i), None) for i in range(n_out))
             if all(g is None for g in gs):
                 continue
             outs = node.outputs()
+            if release:  # what torch calls freeing the saved tensors: this node's outputs are only in ``outs`` now
+                node.released = True
+                node._out_data = (None,) * n_out
             _module_stack.append(node.module)  # kernels of the vjp rule belong to the layer that made the node
             try:
                 if node.prim.multiple_results:

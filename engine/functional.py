@@ -5,7 +5,10 @@ Every function here is defined in its op family's module under engine/ops/, next
 
 from .ops.activation import *  # noqa: F401,F403
 from .ops.conv import *  # noqa: F401,F403
+from .ops.creation import *  # noqa: F401,F403
 from .ops.elementwise import *  # noqa: F401,F403
+from .ops.index import *  # noqa: F401,F403
+from .ops.inplace import *  # noqa: F401,F403
 from .ops.linalg import *  # noqa: F401,F403
 from .ops.loss import *  # noqa: F401,F403
 from .ops.norm import *  # noqa: F401,F403

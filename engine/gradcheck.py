@@ -59,7 +59,7 @@ def gradcheck(fn: Callable[..., Tensor | Sequence[Tensor]], inputs: Sequence[Ten
         bad = err > atol + rtol * np.abs(numeric)
         if bad.any():
             k = int(np.argmax(err))
-            msg = (f"gradcheck: input {i} (shape {list(t.shape)}): {int(bad.sum())} of {t.size} elements differ; "
+            msg = (f"gradcheck: input {i} (shape {list(t.shape)}): {int(bad.sum())} of {t.numel()} elements differ; "
                    f"worst at flat index {k}: analytic {analytic.reshape(-1)[k]:.6g} vs numeric "
                    f"{numeric.reshape(-1)[k]:.6g}")
             if raise_exception:

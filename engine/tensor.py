@@ -19,7 +19,8 @@ class Node:
     vjp rules of e.g. ``exp`` and ``softmax`` need.
     """
 
-    __slots__ = ("prim", "inputs", "attrs", "_out_refs", "_out_data", "out_specs", "module", "__weakref__")
+    __slots__ = ("prim", "inputs", "attrs", "_out_refs", "_out_data", "out_specs", "module", "versions", "released",
+                 "__weakref__")
 
     def __init__(self, prim, inputs: tuple[Tensor, ...], attrs: dict[str, Any], outputs: tuple[Tensor, ...]):
         self.prim = prim
@@ -29,6 +30,8 @@ class Node:
         self._out_data = tuple(o._data for o in outputs)
         self.out_specs = tuple(o.spec for o in outputs)
         self.module = None  # the layer whose forward made this node (set only while profiling)
+        self.versions = tuple(t._version for t in inputs)  # an in-place write since then makes backward refuse
+        self.released = False  # set by a backward() without retain_graph: a second one through here is an error
 
     def outputs(self) -> tuple[Tensor, ...]:
         outs = []
@@ -139,10 +142,6 @@ class Tensor(TensorMethods):
         return len(self._spec.shape)
 
     @property
-    def size(self) -> int:
-        return self._spec.size
-
-    @property
     def is_leaf(self) -> bool:
         return self._node is None
 
@@ -195,7 +194,7 @@ class Tensor(TensorMethods):
 
     def __index__(self) -> int:
         _notify_read("__index__", self)
-        if self.dtype.kind not in "iub" or self.size != 1:
+        if self.dtype.kind not in "iub" or self._spec.size != 1:
             raise TypeError(f"only integer tensors of a single element can be converted to an index "
                             f"(got {self.dtype.name}{list(self.shape)})")
         return int(self.data)

@@ -373,8 +373,8 @@ def _train(cfg: TrainConfig, splits: Splits | None) -> dict[str, Any]:
     params = trainable if trainable is not None else list(model.parameters())
     opt = make_optimizer(cfg, params)
     sched = make_scheduler(cfg, opt)
-    n_params = sum(int(p.size) for p in model.parameters())
-    n_train = sum(int(p.size) for p in params)
+    n_params = sum(p.numel() for p in model.parameters())
+    n_train = sum(p.numel() for p in params)
 
     history: list[dict] = []
     start_epoch, best_acc = 1, -1.0

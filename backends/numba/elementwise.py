@@ -25,8 +25,8 @@ UNARY = {"neg": NEG, "exp": EXP, "log": LOG, "sqrt": SQRT, "abs": ABS, "relu": R
 ADD, SUB, MUL, DIV, POW, MAXIMUM, MINIMUM = range(7)
 BINARY = {"add": ADD, "sub": SUB, "mul": MUL, "div": DIV, "pow": POW, "maximum": MAXIMUM, "minimum": MINIMUM}
 # comparisons (bool output)
-GREATER, EQUAL = range(2)
-COMPARE = {"greater": GREATER, "equal": EQUAL}
+GREATER, EQUAL, GREATER_EQUAL, NOT_EQUAL = range(4)
+COMPARE = {"greater": GREATER, "equal": EQUAL, "greater_equal": GREATER_EQUAL, "not_equal": NOT_EQUAL}
 
 
 @njit(cache=True, error_model="numpy")
@@ -143,6 +143,12 @@ def compare4(op, a, b, out):
         if op == GREATER:
             for m in range(nl):
                 out[i, j, k, m] = a[i, j, k, m] > b[i, j, k, m]
+        elif op == GREATER_EQUAL:
+            for m in range(nl):
+                out[i, j, k, m] = a[i, j, k, m] >= b[i, j, k, m]
+        elif op == NOT_EQUAL:
+            for m in range(nl):
+                out[i, j, k, m] = a[i, j, k, m] != b[i, j, k, m]
         else:
             for m in range(nl):
                 out[i, j, k, m] = a[i, j, k, m] == b[i, j, k, m]

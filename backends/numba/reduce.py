@@ -1,4 +1,4 @@
-"""numba kernels: sum / max over axes and argmax over one axis.
+"""numba kernels: sum / max / min over axes and argmax / argmin over one axis.
 
 Every reduction is brought to a 3-D form ``(A, B, C)`` reducing over A and C and keeping B (sum over N, H, W
 of an NCHW tensor is ``(N, C, H*W)``; a trailing reduction is ``(1, rows, K)``; a full one ``(1, 1, size)``).
@@ -18,20 +18,22 @@ from . import backend
 from ._layout import CHUNK
 from .elementwise import COPY, run_unary
 
-SUM, MAX = 0, 1
+SUM, MAX, MIN = 0, 1, 2
 _B_BLOCK = 64
 
 
 @njit(cache=True, error_model="numpy")
 def _init(op):
-    return 0.0 if op == SUM else -math.inf
+    return 0.0 if op == SUM else (-math.inf if op == MAX else math.inf)
 
 
 @njit(cache=True, error_model="numpy")
 def _combine(op, acc, v):
     if op == SUM:
         return acc + v
-    return v if (v > acc or v != v) else acc  # NaN wins, as in np.max
+    if op == MAX:
+        return v if (v > acc or v != v) else acc  # NaN wins, as in np.max
+    return v if (v < acc or v != v) else acc
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -91,8 +93,9 @@ def sum_rows_b(x, out):
 
 
 @njit(parallel=True, cache=True)
-def argmax_akc(x, out):
-    """out[a, c] = first index k of the maximum of x[a, :, c] (the first NaN if any, as numpy)."""
+def argmax_akc(x, out, largest):
+    """out[a, c] = first index k of the maximum (``largest``) or minimum of x[a, :, c] (the first NaN if any,
+    as numpy)."""
     na, nk, nc = x.shape
     for t in prange(na * nc):
         a, c = t // nc, t % nc
@@ -103,7 +106,7 @@ def argmax_akc(x, out):
                 if v != v:
                     arg = k
                     break
-                if v > best:
+                if (v > best) if largest else (v < best):
                     best, arg = v, k
         out[a, c] = arg
 
@@ -157,9 +160,23 @@ def max_(x: np.ndarray, out: np.ndarray, axes: tuple[int, ...], keepdims: bool) 
     _reduce(MAX, x, out, axes)
 
 
-@backend.register("argmax")
-def argmax(x: np.ndarray, out: np.ndarray, axis: int, keepdims: bool) -> None:
+@backend.register("min")
+def min_(x: np.ndarray, out: np.ndarray, axes: tuple[int, ...], keepdims: bool) -> None:
+    _reduce(MIN, x, out, axes)
+
+
+def _arg(x: np.ndarray, out: np.ndarray, axis: int, largest: bool) -> None:
     x = _contiguous(x)
     sh = x.shape
     x3 = x.reshape(math.prod(sh[:axis]), sh[axis], math.prod(sh[axis + 1:]))
-    argmax_akc(x3, out.reshape(x3.shape[0], x3.shape[2]))
+    argmax_akc(x3, out.reshape(x3.shape[0], x3.shape[2]), largest)
+
+
+@backend.register("argmax")
+def argmax(x: np.ndarray, out: np.ndarray, axis: int, keepdims: bool) -> None:
+    _arg(x, out, axis, True)
+
+
+@backend.register("argmin")
+def argmin(x: np.ndarray, out: np.ndarray, axis: int, keepdims: bool) -> None:
+    _arg(x, out, axis, False)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from engine.ops.index import index_add_kernel, index_kernel
+
 from . import backend
 from .elementwise import COPY, run_unary
 
@@ -74,3 +76,9 @@ def unslice(g: np.ndarray, out: np.ndarray, shape, starts, steps) -> None:
     fill(out, 0)
     stops = tuple(s + n * k for s, n, k in zip(starts, g.shape, steps))
     copy(g, out[_index(starts, stops, steps)])
+
+
+# numpy's fancy indexing and np.add.at are compiled loops already, with numpy's exact semantics (dimension
+# placement, repeated indices): the same kernels as the reference backend
+backend.register("index")(index_kernel)
+backend.register("index_add")(index_add_kernel)

@@ -13,6 +13,7 @@ _UNARY = {
 _BINARY = {
     "add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide, "pow": np.power,
     "maximum": np.maximum, "minimum": np.minimum, "greater": np.greater, "equal": np.equal,
+    "greater_equal": np.greater_equal, "not_equal": np.not_equal,
 }
 
 

@@ -20,3 +20,13 @@ def max_(x: np.ndarray, out: np.ndarray, axes: tuple[int, ...], keepdims: bool) 
 @backend.register("argmax")
 def argmax(x: np.ndarray, out: np.ndarray, axis: int, keepdims: bool) -> None:
     out[...] = np.argmax(x, axis=axis, keepdims=keepdims)
+
+
+@backend.register("min")
+def min_(x: np.ndarray, out: np.ndarray, axes: tuple[int, ...], keepdims: bool) -> None:
+    out[...] = np.min(x, axis=axes, keepdims=keepdims)
+
+
+@backend.register("argmin")
+def argmin(x: np.ndarray, out: np.ndarray, axis: int, keepdims: bool) -> None:
+    out[...] = np.argmin(x, axis=axis, keepdims=keepdims)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from engine.ops.index import index_add_kernel, index_kernel
+
 from .table import backend
 
 
@@ -46,3 +48,7 @@ def unslice(g: np.ndarray, out: np.ndarray, shape, starts, steps) -> None:
     out[...] = 0
     stops = tuple(s + n * k for s, n, k in zip(starts, g.shape, steps))
     out[_index(starts, stops, steps)] = g
+
+
+backend.register("index")(index_kernel)
+backend.register("index_add")(index_add_kernel)

@@ -80,6 +80,8 @@ class Module:
         raise NotImplementedError(f'Module [{type(self).__name__}] is missing the required "forward" function')
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        # numpy arrays are taken as Tensors of their own dtype (torch.from_numpy), so model(batch) just works
+        args = tuple(Tensor(a) if isinstance(a, np.ndarray) else a for a in args)
         # the module scope lets observers (graph.trace) attribute each primitive call to the module making it
         with module_scope(self):
             for hook in tuple(self._forward_pre_hooks.values()):

@@ -26,12 +26,12 @@ import numpy as np
 from ..autograd import bind
 from ..primitive import ELEMENTWISE, Spec, broadcast_shapes, fail, primitive, same_float_dtype
 from ..tensor import Tensor
-from ._util import lift, lift_pair
+from ._util import lift, result_type
 from .shape import unbroadcast
 
 __all__ = ["add", "sub", "mul", "div", "neg", "exp", "log", "sqrt", "pow", "maximum", "minimum", "where", "abs",
-           "relu", "leaky_relu", "elu", "sigmoid", "tanh", "silu", "greater", "equal", "astype", "square",
-           "clamp"]
+           "relu", "leaky_relu", "elu", "sigmoid", "tanh", "silu", "greater", "greater_equal", "less", "less_equal",
+           "equal", "not_equal", "gt", "ge", "lt", "le", "eq", "ne", "astype", "square", "clamp"]
 
 
 # --- unary -----------------------------------------------------------------------------------------------
@@ -253,7 +253,11 @@ def mul(a: Any, b: Any) -> Tensor:
 
 
 def div(a: Any, b: Any) -> Tensor:
-    return bind(div_p, *lift_pair(a, b))
+    """True division: integer and bool operands give the default float dtype, as in PyTorch."""
+    a, b = lift_pair(a, b)
+    if a.dtype.kind not in "fc":
+        a, b = astype(a, np.float32), astype(b, np.float32)
+    return bind(div_p, a, b)
 
 
 def pow(a: Any, b: Any) -> Tensor:  # noqa: A001 - the PyTorch name
@@ -292,22 +296,47 @@ def _compare(name: str):
 
     @p.def_shape
     def _shape(a: Spec, b: Spec) -> Spec:
-        same_float_dtype(name, a, b)
+        same_float_dtype(name, a, b)  # the functions below promote first
         return Spec(broadcast_shapes(name, a.shape, b.shape), np.bool_)
 
     return p
 
 
+# less / less_equal are these with the operands swapped; ``a >= b`` is its own primitive, not ``not a < b``, so
+# comparisons with NaN are False as in IEEE (and PyTorch); ``a != b`` is True for NaN
 greater_p = _compare("greater")
+greater_equal_p = _compare("greater_equal")
 equal_p = _compare("equal")
+not_equal_p = _compare("not_equal")
 
 
 def greater(a: Any, b: Any) -> Tensor:
     return bind(greater_p, *lift_pair(a, b))
 
 
+def greater_equal(a: Any, b: Any) -> Tensor:
+    return bind(greater_equal_p, *lift_pair(a, b))
+
+
+def less(a: Any, b: Any) -> Tensor:
+    return bind(greater_p, *reversed(lift_pair(a, b)))
+
+
+def less_equal(a: Any, b: Any) -> Tensor:
+    return bind(greater_equal_p, *reversed(lift_pair(a, b)))
+
+
 def equal(a: Any, b: Any) -> Tensor:
+    """Elementwise ``a == b`` (torch.eq; unlike torch.equal, which answers one bool for the whole tensors)."""
     return bind(equal_p, *lift_pair(a, b))
+
+
+def not_equal(a: Any, b: Any) -> Tensor:
+    return bind(not_equal_p, *lift_pair(a, b))
+
+
+# PyTorch's short names
+gt, ge, lt, le, eq, ne = greater, greater_equal, less, less_equal, equal, not_equal
 
 
 where_p = primitive("where", ELEMENTWISE)
@@ -350,3 +379,22 @@ def astype(x: Tensor, dtype: Any) -> Tensor:
     if x.dtype == dtype:
         return x
     return bind(astype_p, lift(x), dtype=dtype.name)
+
+
+def to_dtype(x: Any, dtype: np.dtype) -> Tensor:
+    """``x`` as a Tensor of ``dtype``: Tensors through the ``astype`` primitive (gradients flow), values directly."""
+    if isinstance(x, Tensor):
+        if x.dtype == dtype:
+            return x
+        return astype(x, dtype)
+    return Tensor(np.asarray(x, dtype=dtype))
+
+
+def lift_pair(a: Any, b: Any) -> tuple[Tensor, Tensor]:
+    """Both operands as Tensors of their promoted dtype (:func:`result_type`)."""
+    if isinstance(a, Tensor) and isinstance(b, Tensor) and a.dtype == b.dtype:
+        return a, b  # the common cases, kept cheap
+    if isinstance(a, Tensor) and isinstance(b, float) and a.dtype.kind == "f":
+        return a, Tensor(np.asarray(b, a.dtype))
+    dtype = result_type(a, b)
+    return to_dtype(a, dtype), to_dtype(b, dtype)

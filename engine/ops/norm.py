@@ -81,7 +81,7 @@ def _bn_train_vjp(g: tuple, out: tuple, x: Tensor, w: Tensor, b: Tensor, eps: fl
     gx = gw = gb = None
     if gy is not None:
         gx, gw, gb = bind(batch_norm_train_grad_p, gy, x, w, mean, var, eps=eps)
-    m = x.size // x.shape[1]
+    m = x.numel() // x.shape[1]
     shape = _bcast_shape(x)
     if gmean is not None:  # d mean / dx = 1 / M
         term = broadcast_to(reshape(gmean * (1.0 / m), shape), x.shape)
@@ -176,7 +176,7 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
     b = _per_channel(bias, c, x, 0.0)
     eps = float(eps)
     if training:
-        m = x.size // max(c, 1)
+        m = x.numel() // max(c, 1)
         if m <= 1:
             raise ValueError(f"batch_norm: expected more than 1 value per channel when training, "
                              f"got input size {list(x.shape)}")
@@ -212,7 +212,7 @@ def local_response_norm(input: Tensor, size: int, alpha: float = 1e-4, beta: flo
     size = int(size)
     if size < 1:
         fail("local_response_norm", "size must be at least 1", size=size)
-    if x.size == 0:
+    if x.numel() == 0:
         return x
     c = x.shape[1]
     sq = x * x

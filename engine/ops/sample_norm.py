@@ -81,7 +81,7 @@ def _row_norm_vjp(g: tuple, out: tuple, x: Tensor, eps: float) -> tuple[Tensor |
 
 def _normalize_rows(x: Tensor, rows: int, eps: float) -> tuple[Tensor, Tensor, Tensor]:
     """``x`` normalized per row of its ``(rows, M)`` view; returns (y shaped like x, row means, row variances)."""
-    m = x.size // rows if rows else 0
+    m = x.numel() // rows if rows else 0
     if m <= 1:  # a row of one value normalizes to 0
         zeros = Tensor(np.zeros((rows,), x.dtype))
         return x * 0.0, reshape(x, (rows,)) if m == 1 else zeros, zeros
@@ -153,7 +153,7 @@ def instance_norm(input: Tensor, running_mean: Tensor | None = None, running_var
         if running_mean is None or running_var is None:
             raise ValueError("instance_norm: running_mean and running_var must be given when use_input_stats=False")
         return batch_norm(x, running_mean, running_var, weight, bias, False, momentum, eps)
-    m = x.size // max(n * c, 1)
+    m = x.numel() // max(n * c, 1)
     if m <= 1:
         raise ValueError(f"instance_norm: expected more than 1 spatial element when training, got input size "
                          f"{list(x.shape)}")

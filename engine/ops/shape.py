@@ -14,7 +14,7 @@ from ..tensor import Tensor
 from ._util import lift
 
 __all__ = ["reshape", "flatten", "transpose", "permute", "broadcast_to", "concat", "cat", "pad", "slice",
-           "getitem", "squeeze", "unsqueeze", "stack", "unbroadcast"]
+           "squeeze", "unsqueeze", "stack", "unbroadcast"]
 
 reshape_p = primitive("reshape", SHAPE)
 
@@ -36,9 +36,9 @@ def _resolve_shape(x: Tensor, shape: tuple[int, ...]) -> tuple[int, ...]:
         fail("reshape", "only one dimension can be -1", shape=list(shape))
     if -1 in shape:
         known = math.prod(d for d in shape if d != -1)
-        if known == 0 or x.size % known:
+        if known == 0 or x.numel() % known:
             fail("reshape", "cannot infer the -1 dimension", input=list(x.shape), shape=list(shape))
-        shape = tuple(x.size // known if d == -1 else d for d in shape)
+        shape = tuple(x.numel() // known if d == -1 else d for d in shape)
     return shape
 
 
@@ -256,11 +256,12 @@ def _unslice_vjp(g: Tensor, y: Tensor, x: Tensor, shape, starts, steps) -> tuple
 
 def slice(x: Tensor, dim: int, start: int | None = None, stop: int | None = None, step: int = 1) -> Tensor:  # noqa: A001
     """``x[..., start:stop:step, ...]`` along one axis (positive step)."""
-    return getitem(x, (builtins.slice(None),) * (dim % x.ndim) + (builtins.slice(start, stop, step),))
+    return basic_getitem(x, (builtins.slice(None),) * (dim % x.ndim) + (builtins.slice(start, stop, step),))
 
 
-def getitem(x: Tensor, index: Any) -> Tensor:
-    """Basic indexing: ints, slices with positive step, Ellipsis and None."""
+def basic_getitem(x: Tensor, index: Any) -> Tensor:
+    """Basic indexing with ``slice`` + ``reshape``: ints, slices with positive step, Ellipsis and None (the rest is
+    engine/ops/index.py)."""
     if not isinstance(index, tuple):
         index = (index,)
     n_real = sum(1 for i in index if i is not None and i is not Ellipsis)

@@ -438,9 +438,9 @@ def test_forward_recomputes_im2col_for_new_data_in_the_same_buffer(rng, algo):
         got = [np.array(getattr(o, "data", o)) for o in (cm(engine.tensor(x1)), cm(engine.tensor(x2)))]
         buf = x1.copy()
         with engine.no_grad(), engine.use_backend("numba"):
-            eager1 = m(engine.tensor(buf)).data.copy()
-            buf[...] = x2  # the same array, new data
-            eager2 = m(engine.tensor(buf)).data.copy()
+            eager1 = m(engine.Tensor(buf)).data.copy()
+            buf[...] = x2  # the same array, new data (Tensor shares it)
+            eager2 = m(engine.Tensor(buf)).data.copy()
     with engine.no_grad(), engine.use_backend("numpy"):
         refs = [m(engine.tensor(x)).data for x in (x1, x2)]
     for out, ref in zip(got + [eager1, eager2], refs + refs):

@@ -87,7 +87,7 @@ def test_binary_broadcasting(rng, name, sa, sb):
 def test_binary_float64_and_special_values():
     a = np.array([1.0, -1.0, 0.0, np.nan, np.inf, 2.0])
     b = np.array([0.0, 0.0, 0.0, 1.0, 1.0, np.nan])
-    for name in ("div", "maximum", "minimum", "add", "greater", "equal"):
+    for name in ("div", "maximum", "minimum", "add", "greater", "equal", "greater_equal", "not_equal"):
         compare(name, [a, b])
 
 
@@ -111,19 +111,38 @@ def test_reductions(rng, shape, axes, keepdims):
     x = _rand(rng, shape)
     compare("sum", [x], rtol=1e-5, atol=1e-4, axes=axes, keepdims=keepdims)
     compare("max", [x], axes=axes, keepdims=keepdims)
+    compare("min", [x], axes=axes, keepdims=keepdims)
+
+
+def test_integer_reductions():
+    x = np.array([[200, 100, 7], [1, 2, 3]], np.int64)
+    for name in ("sum", "max", "min"):
+        compare(name, [x], axes=(1,), keepdims=False)
 
 
 @pytest.mark.parametrize("shape,axis", [((7,), 0), ((3, 5), 1), ((3, 5), 0), ((2, 3, 4), 1)])
-def test_argmax(rng, shape, axis):
+@pytest.mark.parametrize("name", ["argmax", "argmin"])
+def test_argmax(rng, shape, axis, name):
     x = _rand(rng, shape)
-    compare("argmax", [x], axis=axis, keepdims=False)
-    compare("argmax", [np.round(x)], axis=axis, keepdims=True)  # ties: the first index wins
+    compare(name, [x], axis=axis, keepdims=False)
+    compare(name, [np.round(x)], axis=axis, keepdims=True)  # ties: the first index wins
 
 
 def test_max_and_argmax_with_nan():
     x = np.array([[1.0, np.nan, 3.0], [2.0, 5.0, np.nan]], np.float32)
-    compare("max", [x], axes=(1,), keepdims=False)
-    compare("argmax", [x], axis=1, keepdims=False)
+    for name in ("max", "min"):
+        compare(name, [x], axes=(1,), keepdims=False)
+    for name in ("argmax", "argmin"):
+        compare(name, [x], axis=1, keepdims=False)
+
+
+def test_index_and_index_add(rng):
+    x = _rand(rng, (3, 4, 5))
+    rows, cols = np.array([2, 0, 2]), np.array([[1], [3]])
+    items = (("slice", None, None, -1), ("array", 0), ("array", 1))
+    compare("index", [x, rows, cols], items=items)
+    g = _rand(rng, (3, 2, 3))
+    compare("index_add", [g, rows, cols], shape=x.shape, items=items)  # repeated rows accumulate
 
 
 def test_shape_ops(rng):

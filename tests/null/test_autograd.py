@@ -25,12 +25,14 @@ def test_gradients_accumulate_across_two_backward_calls():
     assert x.grad is None
 
 
-def test_backward_twice_on_the_same_graph_accumulates():
+def test_backward_twice_needs_retain_graph_and_then_accumulates():
     x = _x([1.0, -2.0])
     y = (x * x * x).sum()
-    y.backward()
+    y.backward(retain_graph=True)
     y.backward()
     np.testing.assert_allclose(x.grad.numpy(), 2 * 3 * x.numpy() ** 2)
+    with pytest.raises(RuntimeError, match="backward through the graph a second time.*retain_graph=True"):
+        y.backward()  # the second backward released it, as in PyTorch
 
 
 def test_input_used_many_times_sums_its_gradients():

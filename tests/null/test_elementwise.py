@@ -206,5 +206,7 @@ def test_every_elementwise_primitive_is_covered():
     prims = {v.name for v in vars(elementwise).values() if isinstance(v, Primitive)}
     from tests.null.test_activation_grad import GRAD_PRIMS  # the activation gradients and clamp are tested there
 
-    covered = set(UNARY) | set(BINARY) | {"greater", "equal", "where", "astype"} | GRAD_PRIMS
+    # the comparisons: tests/null/test_tensor_api.py
+    covered = set(UNARY) | set(BINARY) | {"greater", "equal", "greater_equal", "not_equal", "where", "astype"} \
+        | GRAD_PRIMS
     assert prims <= covered, f"untested elementwise primitives: {sorted(prims - covered)}"

@@ -60,7 +60,7 @@ def test_distributions(fn, kwargs, mean, std, bounds):
     w = _empty(256, 64, 3, 3)
     assert fn(w, **kwargs) is w
     assert w.data.dtype == np.float32
-    assert abs(w.data.mean() - mean) < 0.02 * max(std, abs(mean)) + 3 * std / math.sqrt(w.size)
+    assert abs(w.data.mean() - mean) < 0.02 * max(std, abs(mean)) + 3 * std / math.sqrt(w.numel())
     assert w.data.std() == pytest.approx(std, rel=0.02)
     # torch draws from the same distribution: compare its empirical std too
     tw = getattr(torch.nn.init, fn.__name__)(torch.empty(w.shape), **kwargs)

@@ -15,7 +15,8 @@ BLOCKS = re.findall(r"^```python\n(.*?)^```$", README.read_text(), flags=re.M | 
 def test_readme_has_the_quick_start_and_own_model_blocks():
     assert len(BLOCKS) == 2
     quick_start, own_model = BLOCKS
-    for needle in ("loss.backward()", "graph.compile(", "print(cm.report)", "cm.render(", "timeit"):
+    for needle in ("loss.backward()", "graph.compile(", "print(cm.report)", "cm.render(", "timeit",
+                   "(out.argmax(1) == y).float().mean()"):
         assert needle in quick_start, needle
     assert "class SmallNet(nn.Module)" in own_model
 
@@ -29,6 +30,8 @@ def test_readme_python_block_runs(index, tmp_path, monkeypatch, capsys):
     exec(compile(BLOCKS[index], f"README.md python block {index + 1}", "exec"), namespace)
     out = capsys.readouterr().out
     assert "pass" in out and "memory: naive" in out  # the compile report was printed
+    if "argmax" in BLOCKS[index]:  # the accuracy is a number in [0, 1], not False (Tensor == compares elements)
+        assert 0.0 <= float(re.search(r"accuracy (\S+)", out).group(1)) <= 1.0
     if "render(" in BLOCKS[index]:
         assert "<svg" in (tmp_path / "lenet5.svg").read_text()
         assert re.search(r"eager [\d.]+ ms, compiled [\d.]+ ms", out)

@@ -102,7 +102,7 @@ def _abstract_input(*shape: int) -> engine.Tensor:
 
 
 def _count(model: nn.Module, skip_prefixes: tuple[str, ...] = ()) -> int:
-    return sum(p.size for n, p in model.named_parameters() if not n.startswith(skip_prefixes))
+    return sum(p.numel() for n, p in model.named_parameters() if not n.startswith(skip_prefixes))
 
 
 # --- parameter counts -----------------------------------------------------------------------------------------
@@ -119,7 +119,7 @@ def test_param_count_other_models(name, no_init):
 
 def test_param_count_per_layer_convnetjs():
     model = zm.get("convnetjs_cifar10")
-    per_layer = [sum(p.size for p in m.parameters()) for m in (model.conv1, model.conv2, model.conv3, model.fc)]
+    per_layer = [sum(p.numel() for p in m.parameters()) for m in (model.conv1, model.conv2, model.conv3, model.fc)]
     assert per_layer == [1216, 8020, 10020, 3210]
 
 
@@ -127,7 +127,7 @@ def test_param_count_xception_matches_keras(no_init):
     # Keras counts BatchNorm's moving mean and variance as (non-trainable) params; ours are buffers.
     model = zm.get("xception", num_classes=1000)
     trainable = _count(model)
-    moving_stats = sum(b.size for n, b in model.named_buffers() if n.endswith(("running_mean", "running_var")))
+    moving_stats = sum(b.numel() for n, b in model.named_buffers() if n.endswith(("running_mean", "running_var")))
     assert trainable == KERAS_XCEPTION_TRAINABLE
     assert trainable + moving_stats == KERAS_XCEPTION_PARAMS
 

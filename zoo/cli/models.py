@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
         line = f"{name:<20} {size:>11}  {s.description}"
         if args.params:
             model = get(name, num_classes=args.num_classes or s.default_num_classes)
-            line = f"{name:<20} {size:>11} {sum(int(p.size) for p in model.parameters()):>13,} params  {s.description}"
+            line = f"{name:<20} {size:>11} {sum(p.numel() for p in model.parameters()):>13,} params  {s.description}"
         print(line)
     print(f"{len(names)} models; train one with: convgraph train MODEL --dataset fashion-mnist")
     return 0
