@@ -60,5 +60,5 @@ __all__ = ["Tensor", "tensor", "zeros", "ones", "randn", "rand", "full", "zeros_
            "abstract", "observe", "bind", "detect_anomaly", "gradcheck", "Primitive", "PRIMITIVES", "Spec", "Cost",
            "ShapeError", "get_primitive", "Backend", "register_backend", "get_backend", "set_backend", "use_backend",
            "active_backend", "available_backends", "generator", "manual_seed", "get_rng_state", "set_rng_state",
-           "blas_description", "tune_openblas", "profile", "tune_malloc", "ExecutorContext", "use_deterministic_algorithms",
-           "are_deterministic_algorithms_enabled"]
+           "blas_description", "tune_openblas", "profile", "tune_malloc", "ExecutorContext",
+           "use_deterministic_algorithms", "are_deterministic_algorithms_enabled"]
