@@ -365,8 +365,8 @@ def _describe_kernel(backend: Backend, node: Any) -> tuple[str, str | None]:
     if callable(algo):
         try:
             algo = algo(tuple(v.spec for v in node.inputs), **node.attrs)
-        except Exception:  # an algorithm note must never break compilation
-            algo = None
+        except Exception as e:  # a broken note must not break compilation, but it is shown, not dropped
+            algo = f"<algorithm note failed: {type(e).__name__}: {e}>"
     return desc, algo or None
 
 
