@@ -8,7 +8,7 @@ from rich.console import Console
 
 from graph.bottleneck import bottleneck
 
-from .common import add_model_args, model_and_shape, reporting_bad_input
+from .common import add_model_args, model_and_shape
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -18,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--min-channels", type=int, default=128,
                    help="k×k convs with at least this many input channels and no reduce get suggestions")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
-    p.set_defaults(func=reporting_bad_input(run))
+    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,7 +8,7 @@ import numpy as np
 
 import graph
 
-from .common import add_backend_arg, add_model_args, model_and_shape, pipeline_or_passes, reporting_bad_input
+from .common import add_backend_arg, add_model_args, model_and_shape, pipeline_or_passes
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -17,7 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_model_args(p)
     add_backend_arg(p, "kernel backend")
     p.add_argument("--passes", nargs="+", default=None, help="a pipeline name or a list of pass names")
-    p.set_defaults(func=reporting_bad_input(run))
+    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ from graph.passes import run_passes
 from graph.render import render, render_before_after, render_memory_plan
 from graph.summary import trace_shapes
 
-from .common import add_model_args, model_and_shape, pipeline_or_passes, reporting_bad_input
+from .common import add_model_args, model_and_shape, pipeline_or_passes
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="draw the traced graph and the graph after --passes (default pipeline: inference) side by side")
     p.add_argument("--memory", action="store_true",
                    help="draw the memory plan (arena offset vs step, one box per buffer) instead of the graph")
-    p.set_defaults(func=reporting_bad_input(run))
+    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
