@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -30,6 +31,7 @@ from engine.data import DataLoader
 from engine.primitive import Spec
 
 from .datasets import DatasetInfo, Splits, get_splits, make_transforms
+from .kernel_cache import KernelWatch
 from .models import get as zoo_get
 from .models import loss_with_aux, main_logits
 from .run_folder import (
@@ -339,20 +341,25 @@ class CompiledStep:
     def __init__(self, model: nn.Module, opt: Any, backend: str | None, memory_budget: float | None = None):
         self.model, self.opt, self.backend, self.memory_budget = model, opt, backend, memory_budget
         self.steps: dict[tuple, Any] = {}
-        self.compile_seconds = 0.0
+        self.compile_seconds = 0.0  # compiling step graphs and their first calls (numba JIT on a cold cache)
+        self.kernels_compiled = 0
 
     def __call__(self, x: engine.Tensor, y: engine.Tensor, timer: _Timer) -> tuple[engine.Tensor, engine.Tensor]:
         key = (x.shape, y.shape)
         step = self.steps.get(key)
-        if step is None:
-            t0 = time.perf_counter()
+        if step is not None:
+            loss, out = step(x, y)
+            timer.lap("step")
+            return loss, main_logits(out)
+        # a new shape: compile, and JIT its kernels in its first call (timed as compiling, not as a step)
+        with KernelWatch(self.backend, "the training step", sys.stdout) as watch:
             step = self.steps[key] = graph.compile_step(self.model, loss_with_aux, self.opt, x, y,
                                                         backend=self.backend, memory_budget=self.memory_budget,
                                                         return_outputs=True)
-            self.compile_seconds += time.perf_counter() - t0
-            timer.lap("compile")
-        loss, out = step(x, y)
-        timer.lap("step")
+            loss, out = step(x, y)
+        self.compile_seconds += watch.seconds
+        self.kernels_compiled += watch.compiled
+        timer.lap("compile")
         return loss, main_logits(out)
 
     @property
@@ -549,12 +556,16 @@ class _Run:
             print(f"epoch {epoch}: train loss {rec['train_loss']:.4f} acc {100 * rec['train_acc']:.2f}% | "
                   f"val loss {val['loss']:.4f} acc {100 * val['acc']:.2f}% | {train_s:.1f}s, "
                   f"{rec['images_per_s']:.0f} img/s, {rec['step_ms']:.1f} ms/step"
-                  + (f" (compiling the step: {compiled:.2f}s)" if compiled else ""))
+                  + (f" (compiling the step: {compiled:.2f}s{self.jit_note()})" if compiled else ""))
             self.save(epoch, val["acc"])
             if cfg.stop_after is not None and epoch >= cfg.stop_after:
                 print(f"stopping after epoch {epoch} (--stop-after)")
                 return {"history": self.history, "stopped": epoch}
         return self.finish(test_loader, time.perf_counter() - t_run, timer_total, steps_total)
+
+    def jit_note(self) -> str:
+        n = getattr(self.step, "kernels_compiled", 0)
+        return f", including JIT-compiling {n} numba kernel signatures" if n else ""
 
     def save(self, epoch: int, val_acc: float) -> None:
         from engine import io
@@ -594,6 +605,7 @@ class _Run:
                    "test": test, **more}
         if isinstance(self.step, CompiledStep):
             metrics["compile_seconds"] = self.step.compile_seconds
+            metrics["kernels_jit_compiled"] = self.step.kernels_compiled
         tmp = self.out / "metrics.json.tmp"
         tmp.write_text(json.dumps(_json_ready(metrics), indent=2))
         tmp.replace(self.out / "metrics.json")

@@ -105,3 +105,14 @@ def fraction(text: str) -> float:
     if not 0 <= x < 1:
         raise argparse.ArgumentTypeError(f"must be in [0, 1) (got {text})")
     return x
+
+
+def check_output_file(path: str, option: str = "--out") -> None:
+    """An output file goes into an existing folder: a typo must not create folders (at the filesystem root)."""
+    import os
+
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise FileNotFoundError(f"{option} {path}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise PermissionError(f"{option} {path}: folder {parent} is not writable")

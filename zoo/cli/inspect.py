@@ -18,7 +18,7 @@ from engine.data import load_image
 
 from ..datasets import load_test, make_transforms
 from ..training import load_trained
-from .common import add_backend_arg, use_backend_arg
+from .common import add_backend_arg, nonnegative_int, positive_int, use_backend_arg
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -29,12 +29,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs/inspect")
     p.add_argument("--layer", default=None, help="module name for feature maps / top activations "
                    "(default: the first Conv2d); e.g. conv2")
-    p.add_argument("--unit", type=int, default=0, help="channel of --layer whose top-activating images to find")
+    p.add_argument("--unit", type=nonnegative_int, default=0,
+                   help="channel of --layer whose top-activating images to find")
     p.add_argument("--image", default=None, help="image file for feature maps and saliency (default: a test image)")
-    p.add_argument("--index", type=int, default=0, help="test-set image index when --image is not given")
+    p.add_argument("--index", type=nonnegative_int, default=0, help="test-set image index when --image is not given")
     p.add_argument("--data-dir", default=None)
-    p.add_argument("--scan", type=int, default=2000, help="test images scanned for top activations")
-    p.add_argument("--count", type=int, default=16, help="how many top-activating images to show")
+    p.add_argument("--scan", type=positive_int, default=2000, help="test images scanned for top activations")
+    p.add_argument("--count", type=positive_int, default=16, help="how many top-activating images to show")
     add_backend_arg(p)
     p.set_defaults(func=run)
 
@@ -116,6 +117,8 @@ def run(args: argparse.Namespace) -> int:
         label = Path(args.image).name
     else:
         test_x, test_y = load_test(info, args.data_dir)
+        if args.index >= len(test_x):
+            raise ValueError(f"--index {args.index} out of range: the test set has {len(test_x)} images")
         raw = test_x[args.index:args.index + 1]
         label = f"test #{args.index} ({info.classes[test_y[args.index]]})"
     x = eval_tf(raw)
