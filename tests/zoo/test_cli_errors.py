@@ -104,7 +104,7 @@ def test_debug_shows_the_traceback(capsys):
         main(["compile", "nosuchnet", "--debug"])
 
 
-def test_predict_reports_an_unreadable_file_and_classifies_the_others(tiny, tmp_path, capsys):  # noqa: F811
+def test_predict_skips_an_unreadable_file_and_inspect_checks_its_options_first(tiny, tmp_path, capsys):  # noqa: F811
     assert main(["train", "tiny", *QUICK, "--epochs", "1", "--out", str(tmp_path / "run")]) == 0
     good = tmp_path / "bar.png"
     write_folder(tmp_path / "imgs", {"a": 1}, "x")
@@ -115,6 +115,12 @@ def test_predict_reports_an_unreadable_file_and_classifies_the_others(tiny, tmp_
                               "--image", str(tmp_path / "broken.png"), str(good)], capsys)
     assert code == 1 and out.startswith(f"{good}:") and len(out.splitlines()) == 4
     assert err.count("\n") == 1 and "broken.png" in err and "skipped" in err
+    # inspect checks --layer and --unit before it writes anything
+    for bad, said in ((["--unit", "99"], "--unit 99 out of range: conv1 has 8 channels"),
+                      (["--layer", "nope"], "--layer 'nope'")):
+        code, _, err = run_cli(["inspect", "tiny", "--checkpoint", str(tmp_path / "run" / "checkpoint.npz"),
+                                "--image", str(good), "--out", str(tmp_path / "insp"), *bad], capsys)
+        assert code == 2 and said in err and not (tmp_path / "insp").exists()
 
 
 # --- run folders --------------------------------------------------------------------------------------------------

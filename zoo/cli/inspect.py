@@ -103,13 +103,10 @@ def run(args: argparse.Namespace) -> int:
     model, info = load_trained(args.checkpoint, args.model)
     _, eval_tf = make_transforms(info)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     conv_name, conv = first_conv(model)
     layer = args.layer or conv_name
-
-    w = conv.weight.numpy()
-    filt = w[:, 0] if w.shape[1] != 3 else w
-    print("wrote", save_grid(filt, out / "filters.png", f"{conv_name}: {w.shape[0]} filters {w.shape[2]}x{w.shape[3]}"))
+    if layer not in dict(model.named_modules()):
+        raise ValueError(f"--layer {layer!r}: {args.model} has no such module (e.g. {conv_name})")
 
     test_x = test_y = None
     if args.image:
@@ -124,6 +121,13 @@ def run(args: argparse.Namespace) -> int:
     x = eval_tf(raw)
     with engine.no_grad():
         fmap, logits = capture(model, layer, engine.Tensor(x))
+    if fmap.ndim < 2 or not args.unit < fmap.shape[1]:  # checked before any file is written
+        raise ValueError(f"--unit {args.unit} out of range: {layer} has {fmap.shape[1] if fmap.ndim > 1 else 0} "
+                         "channels")
+    out.mkdir(parents=True, exist_ok=True)
+    w = conv.weight.numpy()
+    filt = w[:, 0] if w.shape[1] != 3 else w
+    print("wrote", save_grid(filt, out / "filters.png", f"{conv_name}: {w.shape[0]} filters {w.shape[2]}x{w.shape[3]}"))
     pred = int(logits.numpy()[0].argmax())
     print("wrote", save_grid(fmap[0], out / "feature_maps.png",
                              f"{layer} feature maps for {label}; predicted {info.classes[pred]}",
@@ -154,8 +158,6 @@ def run(args: argparse.Namespace) -> int:
     with engine.no_grad():
         for i in range(0, len(scan), 250):
             act, _ = capture(model, layer, engine.Tensor(eval_tf(scan[i:i + 250])))
-            if not 0 <= args.unit < act.shape[1]:
-                raise ValueError(f"--unit {args.unit} out of range: {layer} has {act.shape[1]} channels")
             a = act[:, args.unit]
             scores.append(a.reshape(len(a), -1).max(1))
     scores = np.concatenate(scores)
