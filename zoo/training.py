@@ -312,8 +312,6 @@ def _json_ready(obj: Any) -> Any:
 class EagerStep:
     """One training step op by op: forward, ``loss.backward()`` through eager autograd, ``optimizer.step()``."""
 
-    phases = ("data", "forward", "backward", "step", "other")
-
     def __init__(self, model: nn.Module, opt: Any):
         self.model, self.opt = model, opt
 
@@ -335,8 +333,6 @@ class CompiledStep:
     recompiling the full-batch graph back and forth every epoch (dropping it would change what is trained).
     Parameters, BatchNorm buffers and ``optimizer.state`` are updated in place, as eager steps update them.
     """
-
-    phases = ("data", "step", "other")
 
     def __init__(self, model: nn.Module, opt: Any, backend: str | None, memory_budget: float | None = None):
         self.model, self.opt, self.backend, self.memory_budget = model, opt, backend, memory_budget
@@ -387,8 +383,6 @@ class _Quiet:
 
 def progress_bar(loader: Any, desc: str, progress: bool = True) -> Any:
     """A tqdm bar on a terminal; nothing per batch when disabled or when stderr is a file or a pipe."""
-    import sys
-
     if not progress or not sys.stderr.isatty():
         return _Quiet(loader)
     from tqdm.auto import tqdm
@@ -623,10 +617,13 @@ def override_lr(opt: Any, sched: Any, old: float, new: float) -> None:
 
 
 def check_input_size(model: nn.Module, name: str, info: DatasetInfo) -> None:
-    """Run the model abstractly on one image of the dataset's size: a clear error when they do not fit."""
+    """Run the model abstractly (shapes only, eval mode: no dropout draw, no statistics) on a batch of the dataset's
+    images: a clear error when they do not fit."""
     from engine import autograd
 
-    shape = (1, info.channels, *info.size)
+    shape = (2, info.channels, *info.size)
+    was_training = model.training
+    model.eval()
     try:
         with autograd.no_grad(), autograd.abstract():
             model(engine.Tensor._make(None, Spec(shape, np.dtype(np.float32))))
@@ -634,6 +631,8 @@ def check_input_size(model: nn.Module, name: str, info: DatasetInfo) -> None:
         hint = " (resize them with --image-size H W)" if info.name == "folder" else ""
         raise ValueError(f"model {name!r} does not take {info.name} images of {info.size[0]}x{info.size[1]} "
                          f"with {info.channels} channel(s){hint}: {str(e).splitlines()[0]}") from e
+    finally:
+        model.train(was_training)
 
 
 # --- using a trained checkpoint -------------------------------------------------------------------------------
