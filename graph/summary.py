@@ -94,7 +94,7 @@ class SummaryRow:
     dropped_rows: int = 0  # max over the row's conv/pool nodes of input rows the stride leaves unused
     dropped_cols: int = 0
     dropped_data: bool = False  # some dropped rows/columns are real input, not just padding
-    repeated: bool = False  # a module called again: its parameters were counted at its first call
+    reused: bool = False  # a module called again: its parameters were counted at its first call
 
     @property
     def note(self) -> str:
@@ -102,8 +102,8 @@ class SummaryRow:
         if self.dropped_rows or self.dropped_cols:
             parts.append(f"stride drops {self.dropped_rows} input rows / {self.dropped_cols} columns"
                          + ("" if self.dropped_data else " (padding only)"))
-        if self.repeated:
-            parts.append("(recursive) params counted once")
+        if self.reused:
+            parts.append("reused module: params counted at its first call")
         return "; ".join(parts)
 
 
@@ -218,25 +218,20 @@ def module_groups(nodes: Iterable[Node], depth: int) -> list[tuple[str, list[Nod
     return out
 
 
-def _param_counter(model: Any, depth: int) -> Callable[[str, list[Node]], int]:
-    """``count(key, nodes)`` -> the parameters of a row, each parameter counted once (at its first row).
+def _param_counter() -> Callable[[list[Node]], int]:
+    """``count(nodes)`` -> the parameters a row's nodes read, each parameter counted once, at its first reader.
 
-    With a model: every parameter of the row's module (torchinfo's convention, so a module's row includes its
-    children). Without one: the ``param`` inputs the row's nodes read."""
-    modules = _modules(model)
+    A parameter belongs to the module whose forward reads it (a conv's weight to the conv, cut to the row's depth),
+    so a parent whose own forward only calls functional ops between its children owns none of its children's
+    parameters, and a reused module's parameters are counted at its first call."""
     seen: set[int] = set()
 
-    def count(key: str, nodes: list[Node]) -> int:
-        if model is None:
-            tensors = [v for n in nodes for v in n.inputs if v.kind == "param"]
-        else:
-            mod = modules.get(key) if key or depth == 0 else None
-            tensors = list(mod.parameters()) if mod is not None else []
+    def count(nodes: list[Node]) -> int:
         total = 0
-        for t in tensors:
-            if id(t) not in seen:
-                seen.add(id(t))
-                total += t.spec.size
+        for v in (v for n in nodes for v in n.inputs if v.kind == "param"):
+            if id(v) not in seen:
+                seen.add(id(v))
+                total += v.spec.size
         return total
 
     return count
@@ -250,7 +245,9 @@ def _modules(model: Any) -> dict[str, Any]:
 def summarize_graph(graph: Graph, model: Any = None, depth: int = 3) -> Summary:
     """Rows for an already-traced graph (``model`` supplies module class names and parameter counts)."""
     modules = _modules(model)
-    count_params = _param_counter(model, depth)
+    count_params = _param_counter()
+    paths = {n.module for n in graph.nodes}
+    parents = {p for p in paths if p and any(q.startswith(p + ".") for q in paths)}  # modules with children that ran
     rows: list[SummaryRow] = []
     seen_keys: set[str] = set()
     for key, nodes in module_groups(graph.nodes, depth):
@@ -266,21 +263,26 @@ def summarize_graph(graph: Graph, model: Any = None, depth: int = 3) -> Summary:
         ops = [n.op.name for n in nodes]
         mod = modules.get(key) if key or depth == 0 else None  # key "" at depth > 0: ops called by the root
         types = {n.meta.get("module_type") for n in nodes if n.module == key} - {None}
-        if mod is not None:
+        key_depth = len(key.split(".")) if key else 0
+        # ops a container's own forward calls between its children (a pool before a branch, the final concat):
+        # a functional row under it, not a second row of the container
+        own_ops = key_depth < depth and key in parents and all(n.module == key for n in nodes)
+        if mod is not None and not own_ops:
             name, layer = key, type(mod).__name__
-        elif model is None and key and len(types) == 1:  # graph only: the tracer recorded the module's type
+        elif model is None and key and len(types) == 1 and not own_ops:  # graph only: the tracer's module type
             name, layer = key, types.pop()
         else:
             uniq = list(dict.fromkeys(ops))
             name = f"{key + '.' if key else ''}({'+'.join(uniq)})"
             layer = "functional"
+            key_depth += 1 if key else 0
         rows.append(SummaryRow(
             name=name, layer=layer, output_shape=nodes[-1].outputs[0].shape,
-            params=count_params(key, nodes), macs=cost.macs, flops=cost.flops, activation_bytes=act,
-            depth=len(key.split(".")) if key else 0, ops=ops,
+            params=count_params(nodes), macs=cost.macs, flops=cost.flops, activation_bytes=act,
+            depth=key_depth, ops=ops,
             dropped_rows=max(r for r, _ in rows_cols), dropped_cols=max(c for _, c in rows_cols),
             dropped_data=dropped_data,
-            repeated=mod is not None and key in seen_keys))
+            reused=layer != "functional" and key in seen_keys))
         seen_keys.add(key)
     if hasattr(model, "parameters"):
         params = [p.spec for p in model.parameters()]

@@ -192,11 +192,19 @@ def select_classes(x: np.ndarray, y: np.ndarray, classes: list[int]) -> tuple[np
 
 
 def get_splits(name: str, data_dir: str | None = None, val_size: int | None = None, seed: int = 0,
-               limit_train: int | None = None, classes: list[int] | None = None) -> Splits:
+               limit_train: int | None = None, classes: list[int] | None = None,
+               image_size: tuple[int, int] | None = None) -> Splits:
     """Train/val/test datasets. val is carved from the training files by a seeded random split
     (default: 5000 images, at most a tenth); ``limit_train`` keeps the first N training samples;
-    ``classes`` keeps only those class indices (e.g. pretrain on 0-4, fine-tune on 5-9)."""
-    x, y, info = load_split(name, True, data_dir)
+    ``classes`` keeps only those class indices (e.g. pretrain on 0-4, fine-tune on 5-9); ``image_size`` (H, W)
+    resizes a folder dataset's images."""
+    info = get_info(name)
+    if image_size is not None:
+        if name != "folder":
+            raise ValueError(f"--image-size resizes folder datasets only; {name} images are "
+                             f"{info.size[0]}x{info.size[1]}")
+        info.size = tuple(image_size)
+    x, y, info = load_split(name, True, data_dir, info)
     xt, yt, info = load_split(name, False, data_dir, info)
     if classes:
         bad = [c for c in classes if not 0 <= c < info.num_classes]
@@ -210,7 +218,9 @@ def get_splits(name: str, data_dir: str | None = None, val_size: int | None = No
         info.mean = [float(m) for m in xf.mean(axis=(0, 2, 3))]
         info.std = [max(float(s), 1e-3) for s in xf.std(axis=(0, 2, 3))]
     full = TensorDataset(x, y)
-    n_val = min(5000, len(full) // 10) if val_size is None else int(val_size)
+    n_val = max(1, min(5000, len(full) // 10)) if val_size is None else int(val_size)
+    if not 0 < n_val < len(full):
+        raise ValueError(f"--val-size {n_val}: must be between 1 and {len(full) - 1} ({len(full)} training images)")
     train, val = random_split(full, [len(full) - n_val, n_val], seed=seed)
     if limit_train is not None and limit_train < len(train):
         train = Subset(full, train.indices[:limit_train])

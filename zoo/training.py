@@ -1,7 +1,8 @@
 """The training loop behind ``convgraph train`` / ``convgraph demo``.
 
-One epoch = shuffle (seeded per epoch) -> forward -> cross-entropy -> backward -> optimizer step, with a
-tqdm bar (loss, accuracy, images/s, ETA); then validation, a scheduler step, a checkpoint
+One epoch = shuffle (seeded per epoch) -> forward -> cross-entropy -> backward -> optimizer step, by default as
+one compiled graph per step (``graph.compile_step``; ``eager=True``: op by op through autograd), with a tqdm bar
+on a terminal (loss, accuracy, images/s, ETA); then validation, a scheduler step, a checkpoint
 (``checkpoint.npz``: model, optimizer, scheduler, epoch, RNG state, history) and ``metrics.json``. At the
 end: test accuracy, ``curves.png`` (loss/accuracy per epoch) and ``confusion.png``.
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -26,10 +28,21 @@ import engine.functional as F
 import graph
 from engine import nn
 from engine.data import DataLoader
+from engine.primitive import Spec
 
 from .datasets import DatasetInfo, Splits, get_splits, make_transforms
+from .kernel_cache import KernelWatch
 from .models import get as zoo_get
 from .models import loss_with_aux, main_logits
+from .run_folder import (
+    RunInterrupted,
+    best_so_far,
+    check_resume_config,
+    check_run_folder,
+    close_run_folder,
+    open_run_folder,
+    stored_config,
+)
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "adagrad", "rmsprop")
 SCHEDULERS = ("none", "step", "cosine", "plateau")
@@ -50,6 +63,10 @@ class TrainConfig:
     augment: bool = False
     backend: str | None = None  # None: the active backend (CONVGRAPH_BACKEND, else numba when installed)
     compile: bool = False
+    force: bool = False  # start a new run in a folder that holds one (best.npz is replaced only by a better model)
+    image_size: tuple[int, int] | None = None  # folder datasets: resize images to (H, W)
+    eager: bool = False  # training steps op by op through autograd instead of one graph.compile_step graph
+    memory_budget: float | None = None  # compile_step's: bytes, or a fraction <= 1 of the plan without recompute
     seed: int = 0
     out: str = "runs/train"
     resume: bool = False
@@ -292,28 +309,101 @@ def _json_ready(obj: Any) -> Any:
     return obj
 
 
-def train_one_epoch(model: nn.Module, loader: DataLoader, opt: Any, epoch: int, desc: str, progress: bool = True,
-                    ) -> dict[str, Any]:
-    """One pass over ``loader`` (shuffled as epoch ``epoch``) with a tqdm bar: loss, accuracy, images/s, ETA."""
+class EagerStep:
+    """One training step op by op: forward, ``loss.backward()`` through eager autograd, ``optimizer.step()``."""
+
+    def __init__(self, model: nn.Module, opt: Any):
+        self.model, self.opt = model, opt
+
+    def __call__(self, x: engine.Tensor, y: engine.Tensor, timer: _Timer) -> tuple[engine.Tensor, engine.Tensor]:
+        loss, logits = _loss_and_logits(self.model(x), y)
+        timer.lap("forward")
+        self.opt.zero_grad()
+        loss.backward()
+        timer.lap("backward")
+        self.opt.step()
+        timer.lap("step")
+        return loss, logits
+
+
+class CompiledStep:
+    """One training step as one graph (``graph.compile_step``: forward + loss + backward + optimizer update).
+
+    One compiled step per batch shape: the last, smaller batch of an epoch gets its own graph once instead of
+    recompiling the full-batch graph back and forth every epoch (dropping it would change what is trained).
+    Parameters, BatchNorm buffers and ``optimizer.state`` are updated in place, as eager steps update them.
+    """
+
+    def __init__(self, model: nn.Module, opt: Any, backend: str | None, memory_budget: float | None = None):
+        self.model, self.opt, self.backend, self.memory_budget = model, opt, backend, memory_budget
+        self.steps: dict[tuple, Any] = {}
+        self.compile_seconds = 0.0  # compiling step graphs and their first calls (numba JIT on a cold cache)
+        self.kernels_compiled = 0
+
+    def __call__(self, x: engine.Tensor, y: engine.Tensor, timer: _Timer) -> tuple[engine.Tensor, engine.Tensor]:
+        key = (x.shape, y.shape)
+        step = self.steps.get(key)
+        if step is not None:
+            loss, out = step(x, y)
+            timer.lap("step")
+            return loss, main_logits(out)
+        # a new shape: compile, and JIT its kernels in its first call (timed as compiling, not as a step)
+        with KernelWatch(self.backend, "the training step", sys.stdout) as watch:
+            step = self.steps[key] = graph.compile_step(self.model, loss_with_aux, self.opt, x, y,
+                                                        backend=self.backend, memory_budget=self.memory_budget,
+                                                        return_outputs=True)
+            loss, out = step(x, y)
+        self.compile_seconds += watch.seconds
+        self.kernels_compiled += watch.compiled
+        timer.lap("compile")
+        return loss, main_logits(out)
+
+    @property
+    def report(self) -> Any:
+        """The compile report of the first (full-batch) step graph."""
+        return next(iter(self.steps.values())).report if self.steps else None
+
+
+class _Quiet:
+    """The progress bar when stderr is not a terminal: a log gets the one summary line per epoch, not a redraw per
+    batch."""
+
+    def __init__(self, iterable: Any):
+        self.iterable = iterable
+
+    def __iter__(self) -> Any:
+        return iter(self.iterable)
+
+    def set_postfix(self, **_: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def progress_bar(loader: Any, desc: str, progress: bool = True) -> Any:
+    """A tqdm bar on a terminal; nothing per batch when disabled or when stderr is a file or a pipe."""
+    if not progress or not sys.stderr.isatty():
+        return _Quiet(loader)
     from tqdm.auto import tqdm
 
+    return tqdm(loader, desc=desc, unit="batch", dynamic_ncols=True, leave=True)
+
+
+def train_one_epoch(model: nn.Module, loader: DataLoader, step: EagerStep | CompiledStep, epoch: int, desc: str,
+                    progress: bool = True) -> dict[str, Any]:
+    """One pass over ``loader`` (shuffled as epoch ``epoch``) with a progress bar: loss, accuracy, images/s, ETA."""
     model.train()
     loader.set_epoch(epoch)
     timer = _Timer()
     t0 = time.perf_counter()
     seen = correct = 0
     loss_sum = 0.0
-    bar = tqdm(loader, desc=desc, unit="batch", disable=not progress, dynamic_ncols=True, leave=True)
+    bar = progress_bar(loader, desc, progress)
     timer.lap("other")
     for x, y in bar:
         timer.lap("data")  # waiting for the prefetch thread
-        loss, logits = _loss_and_logits(model(x), y)
-        timer.lap("forward")
-        opt.zero_grad()
-        loss.backward()
-        timer.lap("backward")
-        opt.step()
-        timer.lap("step")
+        loss, logits = step(x, y, timer)
         seen += len(y)
         loss_sum += float(loss.item()) * len(y)
         correct += int((logits.numpy().argmax(1) == y.numpy()).sum())
@@ -346,11 +436,13 @@ def _train(cfg: TrainConfig, splits: Splits | None) -> dict[str, Any]:
     from engine import io
 
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    check_run_folder(out, cfg.resume, cfg.force)
+    ckpt_path = out / "checkpoint.npz"
+    old_lr = check_resume_config(asdict(cfg), stored_config(out), ckpt_path) if cfg.resume else None
     engine.set_backend(cfg.backend)
     engine.manual_seed(cfg.seed)
     splits = splits or get_splits(cfg.dataset, cfg.data_dir, cfg.val_size, cfg.seed, cfg.limit_train,
-                                  cfg.classes)
+                                  cfg.classes, cfg.image_size)
     info: DatasetInfo = splits.info
     train_tf, eval_tf = make_transforms(info, cfg.augment)
     train_loader = DataLoader(splits.train, cfg.batch_size, shuffle=True, seed=cfg.seed, transform=train_tf,
@@ -359,6 +451,7 @@ def _train(cfg: TrainConfig, splits: Splits | None) -> dict[str, Any]:
     test_loader = DataLoader(splits.test, cfg.eval_batch_size, transform=eval_tf, prefetch=cfg.prefetch)
 
     model = build_model(cfg.model, info.num_classes, info.channels)
+    check_input_size(model, cfg.model, info)
     notes: list[str] = []
     trainable: list | None = None
     if cfg.finetune:
@@ -377,84 +470,165 @@ def _train(cfg: TrainConfig, splits: Splits | None) -> dict[str, Any]:
     n_train = sum(p.numel() for p in params)
 
     history: list[dict] = []
-    start_epoch, best_acc = 1, -1.0
-    ckpt_path = out / "checkpoint.npz"
+    inherited: list[str] = []  # the notes of the run a resumed run continues
+    start_epoch, best_acc = 1, best_so_far(out)
     if cfg.resume:
-        if not ckpt_path.is_file():
-            raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}")
         state = io.load_checkpoint(ckpt_path, model=model, optimizer=opt, scheduler=sched)
         extra = state.get("extra") or {}  # load_checkpoint also restored the engine RNG (dropout) state
         start_epoch = int(state["epoch"]) + 1
         history = list(extra.get("history", []))
         best_acc = float(extra.get("best_acc", -1.0))
+        inherited = [n for n in extra.get("notes", []) if n not in notes]
         notes.append(f"resumed from {ckpt_path} after epoch {start_epoch - 1}")
+        if old_lr is not None:
+            override_lr(opt, sched, old_lr, cfg.lr)
+            notes.append(f"--lr {cfg.lr:g} overrides the checkpoint's {old_lr:g} from epoch {start_epoch}")
+    elif best_acc >= 0:
+        notes.append(f"--force: best.npz (validation accuracy {100 * best_acc:.2f}%) is kept until this run beats it")
+    step: EagerStep | CompiledStep = EagerStep(model, opt)
+    if not cfg.eager:
+        step = CompiledStep(model, opt, cfg.backend, cfg.memory_budget)
+        budget = "" if cfg.memory_budget is None else f", memory budget {cfg.memory_budget:g}"
+        notes.append(f"training steps run through graph.compile_step on {cfg.backend}{budget} (--eager: op by op)")
     eval_model: Any = model
     if cfg.compile:
         eval_model = _CompiledEval(model, cfg.backend)
-        notes.append(f"validation/test run through graph.compile() on {cfg.backend} (training steps stay eager)")
+        notes.append(f"validation/test run through graph.compile() on {cfg.backend}")
+    created = open_run_folder(out)
     for n in notes:
         print(n)
+    notes = list(dict.fromkeys(inherited + notes))
+    run = _Run(cfg, out, info, model, opt, sched, step, eval_model, history, notes, best_acc, n_params, n_train)
+    try:
+        return run.epochs(start_epoch, train_loader, val_loader, test_loader)
+    except KeyboardInterrupt:
+        raise RunInterrupted(run.last_saved or start_epoch - 1) from None
+    finally:
+        close_run_folder(created)
 
-    t_run = time.perf_counter()
-    timer_total: dict[str, float] = {}
-    steps_total = 0
-    for epoch in range(start_epoch, cfg.epochs + 1):
-        stats = train_one_epoch(model, train_loader, opt, epoch, f"epoch {epoch}/{cfg.epochs}", cfg.progress)
-        timer, seen, train_s = stats["timer"], stats["seen"], stats["seconds"]
-        loss_sum, correct = stats["loss_sum"], stats["correct"]
-        steps = len(train_loader)
-        val = evaluate(eval_model, val_loader, info.num_classes)
-        lr = current_lr(opt)
-        if sched is not None:
-            sched.step(val["loss"]) if cfg.scheduler == "plateau" else sched.step()
-        rec = {"epoch": epoch, "train_loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1),
-               "val_loss": val["loss"], "val_acc": val["acc"], "lr": lr, "train_seconds": train_s,
-               "images_per_s": seen / train_s, "step_ms": 1000 * train_s / max(steps, 1),
-               "time_ms_per_step": {k: 1000 * v / max(steps, 1) for k, v in timer.total.items()}}
-        history.append(rec)
-        for k, v in timer.total.items():
-            timer_total[k] = timer_total.get(k, 0.0) + v
-        steps_total += steps
-        print(f"epoch {epoch}: train loss {rec['train_loss']:.4f} acc {100 * rec['train_acc']:.2f}% | "
-              f"val loss {val['loss']:.4f} acc {100 * val['acc']:.2f}% | {train_s:.1f}s, "
-              f"{rec['images_per_s']:.0f} img/s, {rec['step_ms']:.1f} ms/step")
-        best = val["acc"] > best_acc
-        best_acc = max(best_acc, val["acc"])
-        extra = {"model": cfg.model, "dataset": info.to_dict(), "history": history, "best_acc": best_acc,
-                 "config": asdict(cfg)}
-        io.save_checkpoint(ckpt_path, model=model, optimizer=opt, scheduler=sched, epoch=epoch,
-                           extra=_json_ready(extra))
+
+class _Run:
+    """The epochs of one training session and the files they write."""
+
+    def __init__(self, cfg: TrainConfig, out: Path, info: DatasetInfo, model: nn.Module, opt: Any, sched: Any,
+                 step: EagerStep | CompiledStep, eval_model: Any, history: list[dict], notes: list[str],
+                 best_acc: float, n_params: int, n_train: int):
+        self.cfg, self.out, self.info, self.model, self.opt, self.sched = cfg, out, info, model, opt, sched
+        self.step, self.eval_model, self.history, self.notes = step, eval_model, history, notes
+        self.best_acc, self.n_params, self.n_train = best_acc, n_params, n_train
+        self.last_saved = 0
+
+    def epochs(self, start_epoch: int, train_loader: DataLoader, val_loader: DataLoader, test_loader: DataLoader,
+               ) -> dict[str, Any]:
+        cfg, info = self.cfg, self.info
+        t_run = time.perf_counter()
+        timer_total: dict[str, float] = {}
+        steps_total = 0
+        for epoch in range(start_epoch, cfg.epochs + 1):
+            stats = train_one_epoch(self.model, train_loader, self.step, epoch, f"epoch {epoch}/{cfg.epochs}",
+                                    cfg.progress)
+            timer, seen, train_s = stats["timer"], stats["seen"], stats["seconds"]
+            steps = len(train_loader)
+            val = evaluate(self.eval_model, val_loader, info.num_classes)
+            lr = current_lr(self.opt)
+            if self.sched is not None:
+                self.sched.step(val["loss"]) if cfg.scheduler == "plateau" else self.sched.step()
+            rec = {"epoch": epoch, "train_loss": stats["loss_sum"] / max(seen, 1),
+                   "train_acc": stats["correct"] / max(seen, 1), "val_loss": val["loss"], "val_acc": val["acc"],
+                   "lr": lr, "train_seconds": train_s, "images_per_s": seen / train_s,
+                   "step_ms": 1000 * train_s / max(steps, 1),
+                   "time_ms_per_step": {k: 1000 * v / max(steps, 1) for k, v in timer.total.items()}}
+            self.history.append(rec)
+            for k, v in timer.total.items():
+                timer_total[k] = timer_total.get(k, 0.0) + v
+            steps_total += steps
+            compiled = timer.total.get("compile")
+            print(f"epoch {epoch}: train loss {rec['train_loss']:.4f} acc {100 * rec['train_acc']:.2f}% | "
+                  f"val loss {val['loss']:.4f} acc {100 * val['acc']:.2f}% | {train_s:.1f}s, "
+                  f"{rec['images_per_s']:.0f} img/s, {rec['step_ms']:.1f} ms/step"
+                  + (f" (compiling the step: {compiled:.2f}s{self.jit_note()})" if compiled else ""))
+            self.save(epoch, val["acc"])
+            if cfg.stop_after is not None and epoch >= cfg.stop_after:
+                print(f"stopping after epoch {epoch} (--stop-after)")
+                return {"history": self.history, "stopped": epoch}
+        return self.finish(test_loader, time.perf_counter() - t_run, timer_total, steps_total)
+
+    def jit_note(self) -> str:
+        n = getattr(self.step, "kernels_compiled", 0)
+        return f", including JIT-compiling {n} numba kernel signatures" if n else ""
+
+    def save(self, epoch: int, val_acc: float) -> None:
+        from engine import io
+
+        cfg = self.cfg
+        best = val_acc > self.best_acc
+        self.best_acc = max(self.best_acc, val_acc)
+        extra = _json_ready({"model": cfg.model, "dataset": self.info.to_dict(), "history": self.history,
+                             "best_acc": self.best_acc, "config": asdict(cfg), "notes": self.notes})
+        io.save_checkpoint(self.out / "checkpoint.npz", model=self.model, optimizer=self.opt, scheduler=self.sched,
+                           epoch=epoch, extra=extra)
         if best:
-            io.save_checkpoint(out / "best.npz", model=model, epoch=epoch, extra=_json_ready(extra))
-        _write_metrics(out, cfg, info, history, notes, n_params, n_train, test=None)
-        if cfg.stop_after is not None and epoch >= cfg.stop_after:
-            print(f"stopping after epoch {epoch} (--stop-after)")
-            return {"history": history, "stopped": epoch}
+            io.save_checkpoint(self.out / "best.npz", model=self.model, epoch=epoch, extra=extra)
+        self.write_metrics(test=None)
+        self.last_saved = epoch
 
-    test = evaluate(eval_model, test_loader, info.num_classes)
-    total_s = time.perf_counter() - t_run
-    print(f"test accuracy: {100 * test['acc']:.2f}% ({test['n']} images), loss {test['loss']:.4f}; "
-          f"training time {total_s:.1f}s")
-    breakdown = {k: 1000 * v / max(steps_total, 1) for k, v in timer_total.items()}
-    metrics = _write_metrics(out, cfg, info, history, notes, n_params, n_train,
-                             test={"loss": test["loss"], "acc": test["acc"], "n": test["n"],
-                                   "confusion": test["confusion"]},
-                             wall_seconds=total_s, time_ms_per_step=breakdown)
-    if cfg.plots and history:
-        plot_curves(history, out / "curves.png")
-        plot_confusion(test["confusion"], info.classes, out / "confusion.png",
-                       f"{cfg.model} on {info.name}: test accuracy {100 * test['acc']:.2f}%")
-    return metrics
+    def finish(self, test_loader: DataLoader, total_s: float, timer_total: dict[str, float], steps_total: int,
+               ) -> dict[str, Any]:
+        cfg, info = self.cfg, self.info
+        test = evaluate(self.eval_model, test_loader, info.num_classes)
+        print(f"test accuracy: {100 * test['acc']:.2f}% ({test['n']} images), loss {test['loss']:.4f}; "
+              f"training time {total_s:.1f}s")
+        breakdown = {k: 1000 * v / max(steps_total, 1) for k, v in timer_total.items()}
+        metrics = self.write_metrics(test={"loss": test["loss"], "acc": test["acc"], "n": test["n"],
+                                           "confusion": test["confusion"]},
+                                     wall_seconds=total_s, time_ms_per_step=breakdown)
+        if cfg.plots and self.history:
+            plot_curves(self.history, self.out / "curves.png")
+            plot_confusion(test["confusion"], info.classes, self.out / "confusion.png",
+                           f"{cfg.model} on {info.name}: test accuracy {100 * test['acc']:.2f}%")
+        return metrics
+
+    def write_metrics(self, test: dict | None, **more: Any) -> dict:
+        cfg = self.cfg
+        metrics = {"model": cfg.model, "dataset": self.info.to_dict(), "config": asdict(cfg), "notes": self.notes,
+                   "parameters": self.n_params, "trainable_parameters": self.n_train, "epochs": self.history,
+                   "test": test, **more}
+        if isinstance(self.step, CompiledStep):
+            metrics["compile_seconds"] = self.step.compile_seconds
+            metrics["kernels_jit_compiled"] = self.step.kernels_compiled
+        tmp = self.out / "metrics.json.tmp"
+        tmp.write_text(json.dumps(_json_ready(metrics), indent=2))
+        tmp.replace(self.out / "metrics.json")
+        return metrics
 
 
-def _write_metrics(out: Path, cfg: TrainConfig, info: DatasetInfo, history: list[dict], notes: list[str],
-                   n_params: int, n_train: int, test: dict | None, **more: Any) -> dict:
-    metrics = {"model": cfg.model, "dataset": info.to_dict(), "config": asdict(cfg), "notes": notes,
-               "parameters": n_params, "trainable_parameters": n_train, "epochs": history, "test": test, **more}
-    tmp = out / "metrics.json.tmp"
-    tmp.write_text(json.dumps(_json_ready(metrics), indent=2))
-    tmp.replace(out / "metrics.json")
-    return metrics
+def override_lr(opt: Any, sched: Any, old: float, new: float) -> None:
+    """``--lr`` on ``--resume``: scale every group's learning rate (and the scheduler's base) by new / old."""
+    for group in opt.param_groups:
+        group["lr"] = group["lr"] * new / old
+        if "initial_lr" in group:
+            group["initial_lr"] = group["initial_lr"] * new / old
+    if sched is not None and hasattr(sched, "base_lrs"):
+        sched.base_lrs = [b * new / old for b in sched.base_lrs]
+
+
+def check_input_size(model: nn.Module, name: str, info: DatasetInfo) -> None:
+    """Run the model abstractly (shapes only, eval mode: no dropout draw, no statistics) on a batch of the dataset's
+    images: a clear error when they do not fit."""
+    from engine import autograd
+
+    shape = (2, info.channels, *info.size)
+    was_training = model.training
+    model.eval()
+    try:
+        with autograd.no_grad(), autograd.abstract():
+            model(engine.Tensor._make(None, Spec(shape, np.dtype(np.float32))))
+    except ValueError as e:
+        hint = " (resize them with --image-size H W)" if info.name == "folder" else ""
+        raise ValueError(f"model {name!r} does not take {info.name} images of {info.size[0]}x{info.size[1]} "
+                         f"with {info.channels} channel(s){hint}: {str(e).splitlines()[0]}") from e
+    finally:
+        model.train(was_training)
 
 
 # --- using a trained checkpoint -------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import gzip
 import os
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -97,6 +98,21 @@ def read_cifar10(root: str | os.PathLike, train: bool = True) -> tuple[np.ndarra
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
+def _to_8bit(im: Any) -> Any:
+    """16-bit and float grayscale images scaled to 8 bits (Pillow's convert("L") clips them at 255 instead):
+    integer modes by their bit depth (65535 -> 255), float images from [0, 1]."""
+    from PIL import Image
+
+    if im.mode not in ("I", "I;16", "I;16B", "I;16L", "F"):
+        return im
+    a = np.asarray(im, dtype=np.float64)
+    if im.mode == "F":
+        scale = 255.0 if a.size and a.max() <= 1.0 else 1.0
+    else:  # "I" is how Pillow may open a 16-bit PNG too: wider than 8 bits means 16
+        scale = 255.0 / 65535.0 if im.mode.startswith("I;16") or (a.size and a.max() > 255) else 1.0
+    return Image.fromarray(np.clip(np.rint(a * scale), 0, 255).astype(np.uint8), "L")
+
+
 def load_image(path: str | os.PathLike, size: tuple[int, int] | None = None, channels: int = 3) -> np.ndarray:
     """One image file -> uint8 (C, H, W), converted to 1 (L) or 3 (RGB) channels, resized to size=(H, W)."""
     from PIL import Image, UnidentifiedImageError
@@ -105,7 +121,7 @@ def load_image(path: str | os.PathLike, size: tuple[int, int] | None = None, cha
         raise ValueError(f"load_image: channels must be 1 or 3, got {channels}")
     try:
         with Image.open(path) as im:
-            im = im.convert("L" if channels == 1 else "RGB")
+            im = _to_8bit(im).convert("L" if channels == 1 else "RGB")
             if size is not None and im.size != (size[1], size[0]):
                 im = im.resize((size[1], size[0]), Image.BILINEAR)
             arr = np.asarray(im, dtype=np.uint8)

@@ -7,6 +7,7 @@ keeps its identity (modules, other optimizers and the tape still refer to the sa
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -70,6 +71,9 @@ class Optimizer:
             if default is required and name not in group:
                 raise ValueError(f"parameter group didn't specify a value of required optimization parameter {name}")
             group.setdefault(name, default)
+        lr = group.get("lr")
+        if isinstance(lr, (int, float)) and not 0.0 <= lr < math.inf:  # NaN fails both comparisons
+            raise ValueError(f"Invalid learning rate: {lr} (must be a finite number >= 0)")
         seen = {id(p) for g in self.param_groups for p in g["params"]}
         if any(id(p) in seen for p in group["params"]) or len({id(p) for p in group["params"]}) != len(group["params"]):
             raise ValueError("some parameters appear in more than one parameter group")

@@ -273,3 +273,13 @@ def test_scheduler_state_dict_resumes(make):
     assert second.get_last_lr() == ref.get_last_lr()
     assert opt2.param_groups[0]["lr"] == ref_opt.param_groups[0]["lr"]
     assert not math.isnan(second.get_last_lr()[0])
+
+
+@pytest.mark.parametrize("cls", [optim.SGD, optim.Adam, optim.AdamW, optim.RMSprop, optim.Adagrad])
+@pytest.mark.parametrize("lr", [float("nan"), float("inf"), -1e-3])
+def test_optimizers_reject_nan_inf_and_negative_learning_rates(cls, lr):
+    p = engine.Tensor(np.zeros(2, np.float32), requires_grad=True)
+    with pytest.raises(ValueError, match="Invalid learning rate"):
+        cls([p], lr=lr)
+    with pytest.raises(ValueError, match="Invalid learning rate"):  # a parameter group's own lr too
+        optim.SGD([{"params": [p], "lr": lr}], lr=0.1)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import pytest
 
+import engine.functional as F
+from engine import nn
 from graph.summary import summary
 from zoo import models
 
@@ -210,3 +212,49 @@ def test_zoo_googlenet_matches_torchvision_total():
     conv1 = rows_by_name(s)["conv1"]
     # 7x7/2 pad 3 on 224: (224 + 6 - 7) / 2 is not an integer; the dropped row is padding, not image
     assert (conv1.dropped_rows, conv1.dropped_data) == (1, False) and "padding only" in conv1.note
+
+
+# --- parameter ownership ------------------------------------------------------------------------------------------
+class _Block(nn.Module):
+    """Inception-style: a child conv, a pool in the block's own forward, another child conv, a concat."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(2, 3, 1)  # 9 params
+        self.pool_proj = nn.Conv2d(2, 4, 1)  # 12 params
+
+    def forward(self, x):
+        return F.concat([self.a(x), self.pool_proj(F.avg_pool2d(x, 3, 1, 1))], 1)
+
+
+class _Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.block = _Block()
+        self.act = nn.ReLU()  # called twice
+        self.head = nn.Conv2d(7, 1, 1)  # 8 params
+
+    def forward(self, x):
+        return self.act(self.head(self.act(self.block(x))))
+
+
+def test_parameters_belong_to_the_module_that_reads_them_and_reuse_is_labelled():
+    s = summary(_Net(), (1, 2, 4, 4), depth=2, verbose=False)
+    got = [(r.name, r.layer, r.params, r.reused) for r in s]
+    assert got == [("block.a", "Conv2d", 9, False), ("block.(avg_pool2d)", "functional", 0, False),
+                   ("block.pool_proj", "Conv2d", 12, False), ("block.(concat)", "functional", 0, False),
+                   ("act", "ReLU", 0, False), ("head", "Conv2d", 8, False), ("act", "ReLU", 0, True)]
+    assert "reused" in s[-1].note and "recursive" not in str(s)
+    assert sum(r.params for r in s) == s.total_params == 29
+    top = summary(_Net(), (1, 2, 4, 4), depth=1, verbose=False)  # the block's call is one row with its children's
+    assert [(r.name, r.params) for r in top] == [("block", 21), ("act", 0), ("head", 8), ("act", 0)]
+
+
+def test_inception_v3_branch_convs_own_their_parameters():
+    s = summary(models.get("inception_v3"), (1, 3, 299, 299), depth=2, verbose=False)
+    names = [r.name for r in s]
+    assert names.count("Mixed_5b") == 0 and "Mixed_5b.(avg_pool2d)" in names
+    r = rows_by_name(s)
+    assert r["Mixed_5b.branch_pool"].params == 192 * 32 + 2 * 32  # 1x1 conv (no bias) + BN weight and bias
+    assert sum(x.params for x in s) == sum(p.size for n, p in models.get("inception_v3").named_parameters()
+                                          if not n.startswith("AuxLogits"))

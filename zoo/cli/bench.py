@@ -21,6 +21,7 @@ import numba
 
 from ..bench import models as bm
 from ..bench import report
+from .common import check_output_file, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,13 +34,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", metavar="FILE", help="also write the results to FILE")
     p.add_argument("--impls", default="numpy,numba,numba-compiled,torch",
                    help="comma list of numpy,numba,numba-compiled,torch ('numba' in the op table covers both)")
-    p.add_argument("--repeats", type=int, default=None, help="timed repeats per row (default 10, --quick 3)")
+    p.add_argument("--repeats", type=positive_int, default=None, help="timed repeats per row (default 10, --quick 3)")
     p.add_argument("--workloads", default=None, help="comma list of substrings selecting model workloads")
     p.add_argument("--ops", action=argparse.BooleanOptionalAction, default=True,
                    help="also run the op-level table (zoo/bench/report.py)")
     p.add_argument("--profile", action="store_true",
                    help="after timing, profile each engine impl per layer and per op (where the time goes)")
-    p.add_argument("--top", type=int, default=15, help="rows per --profile table")
+    p.add_argument("--top", type=positive_int, default=15, help="rows per --profile table")
     p.set_defaults(func=run)
 
 
@@ -106,6 +107,8 @@ def profile_tables(workloads: list, rows: list[dict], top: int) -> list[dict]:
 
 def run(args: argparse.Namespace) -> int:
     wls = bm.MODEL_WORKLOADS
+    if args.json:
+        check_output_file(args.json, "--json")
     if args.workloads:
         keys = [k.strip() for k in args.workloads.split(",") if k.strip()]
         wls = [w for w in wls if any(k in w.name for k in keys)]

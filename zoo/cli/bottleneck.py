@@ -8,17 +8,17 @@ from rich.console import Console
 
 from graph.bottleneck import bottleneck
 
-from .common import add_model_args, model_and_shape, reporting_bad_input
+from .common import add_model_args, model_and_shape, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("bottleneck", help="1x1 bottleneck analysis: reduce convs, savings, suggestions",
                               description=__doc__)
     add_model_args(p)
-    p.add_argument("--min-channels", type=int, default=128,
+    p.add_argument("--min-channels", type=positive_int, default=128,
                    help="k×k convs with at least this many input channels and no reduce get suggestions")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
-    p.set_defaults(func=reporting_bad_input(run))
+    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,11 +1,11 @@
-"""What the commands share: ``--backend``; for the graph commands (compile, summary, bottleneck, render) the model
-argument, ``--input-shape``, pass-list parsing and the one-line error for bad input."""
+"""What the commands share: ``--backend``; checked numeric option types; for the graph commands (compile, summary,
+bottleneck, render) the model argument, ``--input-shape`` and pass-list parsing; and the one-line error for bad
+input."""
 
 from __future__ import annotations
 
 import argparse
-import sys
-from collections.abc import Callable
+import math
 from typing import Any
 
 import engine
@@ -59,15 +59,60 @@ def pipeline_or_passes(passes: list[str] | None) -> str | list[str] | None:
     return passes
 
 
-def reporting_bad_input(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Bad input (an unknown model or pass, a shape the model rejects) ends in one line on stderr and exit code 2."""
+def _number(kind: type, text: str) -> Any:
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") \
+            from None
 
-    def wrapped(args: argparse.Namespace) -> int:
-        try:
-            return fn(args)
-        except (KeyError, ValueError) as e:
-            msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-            print(f"convgraph {args.command}: {msg}", file=sys.stderr)
-            return 2
 
-    return wrapped
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    n = _number(int, text)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1 (got {n})")
+    return n
+
+
+def nonnegative_int(text: str) -> int:
+    """An argparse type: an integer >= 0."""
+    n = _number(int, text)
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 (got {n})")
+    return n
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a finite number > 0 (NaN and inf are refused)."""
+    x = _number(float, text)
+    if not (math.isfinite(x) and x > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0 (got {text})")
+    return x
+
+
+def nonnegative_float(text: str) -> float:
+    """An argparse type: a finite number >= 0."""
+    x = _number(float, text)
+    if not (math.isfinite(x) and x >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0 (got {text})")
+    return x
+
+
+def fraction(text: str) -> float:
+    """An argparse type: a number in [0, 1)."""
+    x = _number(float, text)
+    if not 0 <= x < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1) (got {text})")
+    return x
+
+
+def check_output_file(path: str, option: str = "--out") -> None:
+    """An output file goes into an existing folder: a typo must not create folders (at the filesystem root)."""
+    import os
+
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise FileNotFoundError(f"{option} {path}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise PermissionError(f"{option} {path}: folder {parent} is not writable")

@@ -11,7 +11,7 @@ from engine.data import DataLoader
 
 from ..datasets import DATASET_NAMES, load_split, load_test, make_transforms
 from ..training import evaluate, load_trained, plot_confusion
-from .common import add_backend_arg, use_backend_arg
+from .common import add_backend_arg, positive_int, use_backend_arg
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", required=True, help="checkpoint.npz / best.npz written by convgraph train")
     p.add_argument("--dataset", default=None, choices=DATASET_NAMES, help="default: the checkpoint's dataset")
     p.add_argument("--data-dir", default=None)
-    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--batch-size", type=positive_int, default=500)
     add_backend_arg(p)
     p.add_argument("--out", default=None, help="also write confusion.png and eval.json here")
     p.set_defaults(func=run)

@@ -18,7 +18,7 @@ from engine.data import load_image
 
 from ..datasets import load_test, make_transforms
 from ..training import load_trained
-from .common import add_backend_arg, use_backend_arg
+from .common import add_backend_arg, nonnegative_int, positive_int, use_backend_arg
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -29,12 +29,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs/inspect")
     p.add_argument("--layer", default=None, help="module name for feature maps / top activations "
                    "(default: the first Conv2d); e.g. conv2")
-    p.add_argument("--unit", type=int, default=0, help="channel of --layer whose top-activating images to find")
+    p.add_argument("--unit", type=nonnegative_int, default=0,
+                   help="channel of --layer whose top-activating images to find")
     p.add_argument("--image", default=None, help="image file for feature maps and saliency (default: a test image)")
-    p.add_argument("--index", type=int, default=0, help="test-set image index when --image is not given")
+    p.add_argument("--index", type=nonnegative_int, default=0, help="test-set image index when --image is not given")
     p.add_argument("--data-dir", default=None)
-    p.add_argument("--scan", type=int, default=2000, help="test images scanned for top activations")
-    p.add_argument("--count", type=int, default=16, help="how many top-activating images to show")
+    p.add_argument("--scan", type=positive_int, default=2000, help="test images scanned for top activations")
+    p.add_argument("--count", type=positive_int, default=16, help="how many top-activating images to show")
     add_backend_arg(p)
     p.set_defaults(func=run)
 
@@ -102,13 +103,10 @@ def run(args: argparse.Namespace) -> int:
     model, info = load_trained(args.checkpoint, args.model)
     _, eval_tf = make_transforms(info)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     conv_name, conv = first_conv(model)
     layer = args.layer or conv_name
-
-    w = conv.weight.numpy()
-    filt = w[:, 0] if w.shape[1] != 3 else w
-    print("wrote", save_grid(filt, out / "filters.png", f"{conv_name}: {w.shape[0]} filters {w.shape[2]}x{w.shape[3]}"))
+    if layer not in dict(model.named_modules()):
+        raise ValueError(f"--layer {layer!r}: {args.model} has no such module (e.g. {conv_name})")
 
     test_x = test_y = None
     if args.image:
@@ -116,11 +114,20 @@ def run(args: argparse.Namespace) -> int:
         label = Path(args.image).name
     else:
         test_x, test_y = load_test(info, args.data_dir)
+        if args.index >= len(test_x):
+            raise ValueError(f"--index {args.index} out of range: the test set has {len(test_x)} images")
         raw = test_x[args.index:args.index + 1]
         label = f"test #{args.index} ({info.classes[test_y[args.index]]})"
     x = eval_tf(raw)
     with engine.no_grad():
         fmap, logits = capture(model, layer, engine.Tensor(x))
+    if fmap.ndim < 2 or not args.unit < fmap.shape[1]:  # checked before any file is written
+        raise ValueError(f"--unit {args.unit} out of range: {layer} has {fmap.shape[1] if fmap.ndim > 1 else 0} "
+                         "channels")
+    out.mkdir(parents=True, exist_ok=True)
+    w = conv.weight.numpy()
+    filt = w[:, 0] if w.shape[1] != 3 else w
+    print("wrote", save_grid(filt, out / "filters.png", f"{conv_name}: {w.shape[0]} filters {w.shape[2]}x{w.shape[3]}"))
     pred = int(logits.numpy()[0].argmax())
     print("wrote", save_grid(fmap[0], out / "feature_maps.png",
                              f"{layer} feature maps for {label}; predicted {info.classes[pred]}",
@@ -151,8 +158,6 @@ def run(args: argparse.Namespace) -> int:
     with engine.no_grad():
         for i in range(0, len(scan), 250):
             act, _ = capture(model, layer, engine.Tensor(eval_tf(scan[i:i + 250])))
-            if not 0 <= args.unit < act.shape[1]:
-                raise ValueError(f"--unit {args.unit} out of range: {layer} has {act.shape[1]} channels")
             a = act[:, args.unit]
             scores.append(a.reshape(len(a), -1).max(1))
     scores = np.concatenate(scores)

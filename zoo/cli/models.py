@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import argparse
 
+from .common import positive_int
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("models", help="list the zoo models", description=__doc__)
     p.add_argument("--params", action="store_true", help="build each model and count its parameters (slower)")
-    p.add_argument("--num-classes", type=int, default=None, help="with --params (default: each model's own)")
+    p.add_argument("--num-classes", type=positive_int, default=None, help="with --params (default: each model's own)")
     p.set_defaults(func=run)
 
 
