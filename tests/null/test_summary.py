@@ -256,5 +256,5 @@ def test_inception_v3_branch_convs_own_their_parameters():
     assert names.count("Mixed_5b") == 0 and "Mixed_5b.(avg_pool2d)" in names
     r = rows_by_name(s)
     assert r["Mixed_5b.branch_pool"].params == 192 * 32 + 2 * 32  # 1x1 conv (no bias) + BN weight and bias
-    assert sum(x.params for x in s) == sum(p.size for n, p in models.get("inception_v3").named_parameters()
+    assert sum(x.params for x in s) == sum(p.numel() for n, p in models.get("inception_v3").named_parameters()
                                           if not n.startswith("AuxLogits"))

@@ -70,7 +70,7 @@ def _run(name, opt_name, backend, dtype, mode):
     return m, losses
 
 
-def _check(name, opt_name, backend, dtype, tol):
+def _check(name, opt_name, backend, dtype, tol, atol=0.0):
     ref, ref_losses = _run(name, opt_name, backend, dtype, "eager")
     want = ref.state_dict()
     for mode in ("compile", "step"):
@@ -80,7 +80,7 @@ def _check(name, opt_name, backend, dtype, tol):
         for k, v in m.state_dict().items():
             a, b = np.asarray(v.data, np.float64), np.asarray(want[k].data, np.float64)
             scale = max(float(np.abs(b).max(initial=0.0)), 1e-30)
-            assert np.all(np.abs(a - b) <= tol * np.abs(b) + tol * scale), \
+            assert np.all(np.abs(a - b) <= tol * np.abs(b) + tol * scale + atol), \
                 f"{name} {opt_name} {mode}: {k} differs by {float(np.abs(a - b).max()):.3g} (scale {scale:.3g})"
 
 
@@ -95,4 +95,7 @@ def test_compiled_training_equals_eager_numpy_float64(name, opt_name):
 @pytest.mark.parametrize("opt_name", sorted(OPT))
 @pytest.mark.parametrize("name", NUMBA_MODELS)
 def test_compiled_training_equals_eager_numba_float32(name, opt_name):
-    _check(name, opt_name, "numba", np.float32, 1e-4)
+    # Adam divides by sqrt(v): a parameter whose gradient is rounding noise moves by up to lr per step either way,
+    # so float32 rounding differences between eager and compiled kernels show up at a fraction of lr (a wrong update
+    # rule moves every parameter by ~lr); SGD is held to rtol alone
+    _check(name, opt_name, "numba", np.float32, 1e-4, atol=0.25 * 1e-3 if opt_name == "adam" else 0.0)
