@@ -26,7 +26,8 @@ MODELS = zm.list_models() if ALL else ["lenet5", "convnetjs_cifar10", "resnet18_
 INPUT = {} if ALL else {("resnet18_cifar", np.float64): (3, 8, 8)}
 NUMBA_MODELS = zm.list_models() if ALL else ["lenet5", "convnetjs_cifar10", "resnet18_cifar"]
 AUX = ("googlenet", "googlenet_2014", "inception_v3")  # auxiliary heads need the full input size
-OPT = {"sgd": lambda ps: optim.SGD(ps, lr=0.05, momentum=0.9), "adam": lambda ps: optim.Adam(ps, lr=1e-3)}
+ADAM_LR = 1e-3
+OPT = {"sgd": lambda ps: optim.SGD(ps, lr=0.05, momentum=0.9), "adam": lambda ps: optim.Adam(ps, lr=ADAM_LR)}
 
 
 def _build(name: str, dtype):
@@ -70,7 +71,10 @@ def _run(name, opt_name, backend, dtype, mode):
     return m, losses
 
 
-def _check(name, opt_name, backend, dtype, tol, atol=0.0):
+def _check(name, opt_name, backend, dtype, tol, sign_noise=0.0):
+    """Compiled (compile() + eager optimizer, and compile_step) vs eager after 3 steps. ``sign_noise`` (Adam): an
+    element may also differ by 0.1 x lr, and this fraction of a tensor's elements by up to 2 x lr per step (see the
+    numba Adam test)."""
     ref, ref_losses = _run(name, opt_name, backend, dtype, "eager")
     want = ref.state_dict()
     for mode in ("compile", "step"):
@@ -80,8 +84,10 @@ def _check(name, opt_name, backend, dtype, tol, atol=0.0):
         for k, v in m.state_dict().items():
             a, b = np.asarray(v.data, np.float64), np.asarray(want[k].data, np.float64)
             scale = max(float(np.abs(b).max(initial=0.0)), 1e-30)
-            assert np.all(np.abs(a - b) <= tol * np.abs(b) + tol * scale + atol), \
-                f"{name} {opt_name} {mode}: {k} differs by {float(np.abs(a - b).max()):.3g} (scale {scale:.3g})"
+            bad = np.abs(a - b) > tol * np.abs(b) + tol * scale + (0.1 * ADAM_LR if sign_noise else 0.0)
+            assert (bad.mean() if bad.size else 0.0) <= sign_noise and np.all(np.abs(a - b)[bad] <= 2 * 3 * ADAM_LR), \
+                f"{name} {opt_name} {mode}: {k} differs by {float(np.abs(a - b).max()):.3g} (scale {scale:.3g}) " \
+                f"in {int(bad.sum())} of {bad.size} elements"
 
 
 NUMPY_CASES = [(m, o) for m in MODELS for o in sorted(OPT) if ALL or (m, o) != ("densenet121", "adam")]  # time
@@ -95,7 +101,9 @@ def test_compiled_training_equals_eager_numpy_float64(name, opt_name):
 @pytest.mark.parametrize("opt_name", sorted(OPT))
 @pytest.mark.parametrize("name", NUMBA_MODELS)
 def test_compiled_training_equals_eager_numba_float32(name, opt_name):
-    # Adam divides by sqrt(v): a parameter whose gradient is rounding noise moves by up to lr per step either way,
-    # so float32 rounding differences between eager and compiled kernels show up at a fraction of lr (a wrong update
-    # rule moves every parameter by ~lr); SGD is held to rtol alone
-    _check(name, opt_name, "numba", np.float32, 1e-4, atol=0.25 * 1e-3 if opt_name == "adam" else 0.0)
+    # Adam's first step moves every element by lr * sign(g): where a gradient is float32 rounding noise, eager and
+    # compiled kernels (other summation orders) may disagree on its sign, and that element ends up to 2 x lr per step
+    # apart; the others land within a small fraction of lr (parameters that started at 0 are themselves O(lr)). So
+    # up to 1% of a tensor's elements may differ by up to 2 x lr per step, the rest by 0.1 x lr + rtol; a wrong
+    # update rule moves all of them by ~lr.
+    _check(name, opt_name, "numba", np.float32, 1e-4, sign_noise=0.01 if opt_name == "adam" else 0.0)
