@@ -83,13 +83,15 @@ def are_deterministic_algorithms_enabled() -> bool:
 
 class Backend:
     """A kernel table. ``fallback`` names a backend whose kernels serve the primitives this one lacks;
-    ``context_type`` is the :class:`ExecutorContext` its executors keep."""
+    ``context_type`` is the :class:`ExecutorContext` its executors keep; ``jit``: its kernels compile on first use
+    (compile() then runs a new graph once, so its report's time includes the kernel compilation)."""
 
     def __init__(self, name: str, fallback: str | None = None,
-                 context_type: type[ExecutorContext] = ExecutorContext):
+                 context_type: type[ExecutorContext] = ExecutorContext, jit: bool = False):
         self.name = name
         self.fallback = fallback
         self.context_type = context_type
+        self.jit = jit
         self.kernels: dict[str, Kernel] = {}
 
     def register(self, *prim_names: str) -> Callable[[Kernel], Kernel]:

@@ -15,7 +15,7 @@ from engine.backend import Backend, register_backend
 from .conv.workspace import NumbaContext
 
 # executors keep a NumbaContext: their conv/GEMM workspace and the derived forms of their constant weights
-backend = register_backend(Backend("numba", context_type=NumbaContext))
+backend = register_backend(Backend("numba", context_type=NumbaContext, jit=True))
 
 from . import activation, elementwise, fused, linalg, loss, norm, optim, pool, random, reduce, shape  # noqa: E402,F401
 from .conv import drivers, notes  # noqa: E402,F401

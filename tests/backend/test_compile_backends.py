@@ -32,3 +32,27 @@ def test_plain_executor_matches_arena_executor(backend):
     a = graph.compile(m, x, backend=backend.name, arena=True)(x).data
     b = graph.compile(m, x, backend=backend.name, arena=False)(x).data
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_compile_report_time_includes_kernel_compilation_without_side_effects():
+    """On numba, compile() and compile_step run a new graph once on zeros, so the report's compile_s includes the
+    kernel JIT (kernels_s); that run writes nothing the caller owns and draws no random numbers."""
+    import engine.functional as F
+    import engine.optim as optim
+    from tests.null.graph_models import TinyResNet, inputs
+
+    engine.manual_seed(0)
+    m = TinyResNet(dropout=0.5)
+    m.train()
+    before = {k: v.data.copy() for k, v in m.state_dict().items()}
+    rng = engine.get_rng_state()
+    x, y = inputs((2, 3, 8, 8)), engine.tensor(np.array([0, 1]))
+    opt = optim.SGD(m.parameters(), lr=0.1, momentum=0.9)
+    step = graph.compile_step(m, F.cross_entropy, opt, x, y, backend="numba")
+    cm = graph.compile(m, x, backend="numba")
+    for r in (step.report, cm.report):
+        assert r["kernels_s"] > 0 and r["compile_s"] >= r["kernels_s"]
+    assert engine.get_rng_state() == rng
+    for k, v in m.state_dict().items():
+        np.testing.assert_array_equal(v.data, before[k], err_msg=k)
+    assert graph.compile(m, x, backend="numpy").report["kernels_s"] == 0.0
