@@ -11,7 +11,7 @@ import numpy as np
 from ..autograd import bind
 from ..primitive import SHAPE, Spec, fail, primitive, same_float_dtype
 from ..tensor import Tensor
-from ._util import lift
+from ._util import lift, result_type
 
 __all__ = ["reshape", "flatten", "transpose", "permute", "broadcast_to", "concat", "cat", "pad", "slice",
            "squeeze", "unsqueeze", "stack", "unbroadcast"]
@@ -162,9 +162,12 @@ def _concat_vjp(g: Tensor, y: Tensor, *xs: Tensor, axis: int) -> tuple[Tensor, .
 
 
 def concat(xs: list[Tensor] | tuple[Tensor, ...], dim: int = 0) -> Tensor:
+    """torch.cat: mixed dtypes promote as torch.result_type does (int64 with float32 -> float32)."""
     xs = [lift(x) for x in xs]
     if len(xs) == 1:
         return xs[0]
+    dtype = result_type(*xs)
+    xs = [x if x.dtype == dtype else x.astype(dtype) for x in xs]  # the Tensor method: astype lives above this module
     return bind(concat_p, *xs, axis=dim % xs[0].ndim)
 
 

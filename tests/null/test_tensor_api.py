@@ -456,3 +456,14 @@ def test_engine_tensor_copies_and_tensor_shares_like_torch_tensor_and_from_numpy
     assert a.tolist() == [0.0, 0.0]
     shared += 1
     assert a.tolist() == [1.0, 1.0]
+
+
+def test_cat_promotes_mixed_dtypes_as_torch():
+    a, b = np.array([1, 2], np.int64), np.array([0.5], np.float32)
+    got = engine.cat([engine.tensor(a), engine.tensor(b)])
+    want = torch.cat([torch.from_numpy(a), torch.from_numpy(b)])
+    assert got.dtype.name == str(want.dtype).removeprefix("torch.")
+    np.testing.assert_array_equal(got.numpy(), want.numpy())
+    x = engine.tensor(np.array([1.0, 2.0]), requires_grad=True)  # gradients flow through the promotion
+    engine.cat([x, engine.tensor(np.array([3], np.int64))]).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [1.0, 1.0])
