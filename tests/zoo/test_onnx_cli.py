@@ -144,3 +144,17 @@ def test_bench_without_onnxruntime_says_so(lenet, capsys, monkeypatch):
     assert code == 0, err
     assert "onnxruntime is not installed" in out and "[1, 1, 28, 28]" in out
     assert "numba-compiled" in out
+
+
+def test_bench_workloads_have_an_onnxruntime_row_for_inference_only():
+    pytest.importorskip("onnxruntime")
+    from zoo.bench import models as bm
+    from zoo.cli import bench as bench_cmd
+
+    wls = [bm.tiny(w) for w in bm.MODEL_WORKLOADS if w.model in ("lenet5", "resnet18")][:2]
+    assert {w.kind for w in wls} == {"train", "infer"}
+    res = bench_cmd.bench(["onnxruntime"], repeats=1, workloads=wls, ops=True, smoke=True)
+    (row,) = res["rows"]  # the training workload has no onnxruntime row
+    assert row["impl"] == "onnxruntime" and row["kind"] == "infer" and row["median_ms"] > 0
+    assert row["input"] == list(bm.TINY_INPUT["resnet18"])
+    assert "ops" in res  # the op table runs without an onnxruntime column

@@ -41,9 +41,9 @@ def compiled_runner(model: Any, x: np.ndarray, backend: str = "numba") -> tuple[
     return step, output
 
 
-def onnxruntime_runner(path: str, x: np.ndarray, threads: int) -> tuple[Callable[[], Any], Callable] | None:
-    """The same for an onnxruntime InferenceSession on ``path`` (session creation in the first call); None when
-    onnxruntime is not installed."""
+def onnxruntime_runner(path: str | bytes, x: np.ndarray, threads: int) -> tuple[Callable[[], Any], Callable] | None:
+    """The same for an onnxruntime InferenceSession on ``path`` (or a serialized model; session creation in the
+    first call); None when onnxruntime is not installed."""
     try:
         import onnxruntime as ort
     except ImportError:
@@ -55,7 +55,8 @@ def onnxruntime_runner(path: str, x: np.ndarray, threads: int) -> tuple[Callable
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1
-            sess = ort.InferenceSession(os.fspath(path), opts, providers=["CPUExecutionProvider"])
+            src = path if isinstance(path, bytes) else os.fspath(path)
+            sess = ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
             state["sess"], state["name"] = sess, sess.get_inputs()[0].name
         state["out"] = state["sess"].run(None, {state["name"]: x})
 

@@ -1,6 +1,7 @@
 """``convgraph bench``: in one run, time the model workloads (ResNet-18 224x224 inference batch 1 and 8, LeNet-5
 training step batch 64, ResNet-18 CIFAR training step batch 32) on the numpy reference (eager), numba eager,
-numba compiled (graph.compile, inference only) and PyTorch CPU when importable, then the op-level table
+numba compiled (graph.compile, inference only), onnxruntime (the exported zoo model, inference workloads only)
+and PyTorch CPU when importable, then the op-level table
 (zoo/bench/report.py) unless ``--no-ops``. ``--smoke`` runs every selected workload once at a tiny size
 (a check that the benchmark works, not a measurement). ``--model FILE.onnx`` instead times that file imported
 and compiled (numba) against onnxruntime running the same file (CPU execution provider, intra-op threads = numba's
@@ -34,8 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="each workload once at a tiny size (batch 2, small inputs), op table on tiny convs: checks "
                         "that the benchmark runs, in seconds; the numbers mean nothing")
     p.add_argument("--json", metavar="FILE", help="also write the results to FILE")
-    p.add_argument("--impls", default="numpy,numba,numba-compiled,torch",
-                   help="comma list of numpy,numba,numba-compiled,torch ('numba' in the op table covers both)")
+    p.add_argument("--impls", default="numpy,numba,numba-compiled,onnxruntime,torch",
+                   help="comma list of numpy,numba,numba-compiled,onnxruntime,torch ('numba' in the op table covers "
+                        "both; onnxruntime: inference workloads only, not in the op table)")
     p.add_argument("--repeats", type=positive_int, default=None, help="timed repeats per row (default 10, --quick 3)")
     p.add_argument("--workloads", default=None, help="comma list of substrings selecting model workloads")
     p.add_argument("--ops", action=argparse.BooleanOptionalAction, default=True,
@@ -74,7 +76,8 @@ def bench(impls: list[str], quick: bool = False, repeats: int | None = None, wor
            "rows": bm.run_models(impls, wls, repeats=repeats, skip=skip, log=log)}
     if ops:
         order = ["numpy", "numba", "torch"]
-        op_impls = sorted({"numba" if i.startswith("numba") else i for i in impls}, key=order.index)
+        op_impls = sorted({"numba" if i.startswith("numba") else i for i in impls if i != "onnxruntime"},
+                          key=order.index)
         res["ops"] = report.run(op_impls, quick, tiny_sizes=smoke)
     return res
 
@@ -100,7 +103,7 @@ def profile_tables(workloads: list, rows: list[dict], top: int) -> list[dict]:
     out = []
     by_name = {w.name: w for w in workloads}
     for r in rows:
-        if r["impl"] == "torch":
+        if r["impl"] in ("torch", "onnxruntime"):  # profiles are of the engine's own layers and ops
             continue
         prof = bm.profile_workload(r["impl"], by_name[r["workload"]])
         title = f"{r['workload']} / {r['impl']} (2 steps)"
