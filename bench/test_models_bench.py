@@ -1,8 +1,8 @@
 """Model-level pytest-benchmark suite: ResNet-18 224x224 inference batch 1 and 8 (eager and compiled), LeNet-5
 training step batch 64 and ResNet-18 CIFAR training step batch 32, on the numpy reference, numba eager, numba
 compiled, onnxruntime (inference only) and PyTorch (when installed). Definitions and runners live in
-zoo/bench/models.py (shared with ``convgraph bench``). With ``--benchmark-disable`` (the default addopts) each case runs once at a tiny size
-(batch 2, small input) as a smoke test.
+zoo/bench/models.py (shared with ``convgraph bench``). With ``--benchmark-disable`` (the default addopts) each
+case runs once at a tiny size (batch 2, small input) as a smoke test.
 
     .venv/bin/python -m pytest bench/test_models_bench.py --benchmark-enable --benchmark-columns=median,iqr,rounds
 """
