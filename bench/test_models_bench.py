@@ -1,8 +1,8 @@
 """Model-level pytest-benchmark suite: ResNet-18 224x224 inference batch 1 and 8 (eager and compiled), LeNet-5
 training step batch 64 and ResNet-18 CIFAR training step batch 32, on the numpy reference, numba eager, numba
-compiled (inference only) and PyTorch (when installed). Definitions and runners live in zoo/bench/models.py (shared
-with ``convgraph bench``). With ``--benchmark-disable`` (the default addopts) each case runs once at a tiny size
-(batch 2, small input) as a smoke test.
+compiled, onnxruntime (inference only) and PyTorch (when installed). Definitions and runners live in
+zoo/bench/models.py (shared with ``convgraph bench``). With ``--benchmark-disable`` (the default addopts) each
+case runs once at a tiny size (batch 2, small input) as a smoke test.
 
     .venv/bin/python -m pytest bench/test_models_bench.py --benchmark-enable --benchmark-columns=median,iqr,rounds
 """
@@ -13,13 +13,14 @@ import pytest
 
 from zoo.bench.models import IMPLS, MODEL_WORKLOADS, model_runner, tiny
 
-CASES = [(wl, impl) for wl in MODEL_WORKLOADS for impl in IMPLS]
+# onnxruntime runs the exported model: inference workloads only
+CASES = [(wl, impl) for wl in MODEL_WORKLOADS for impl in IMPLS if impl != "onnxruntime" or wl.kind == "infer"]
 
 
 @pytest.mark.parametrize("wl,impl", CASES, ids=[f"{w.name.replace(' ', '_')}-{i}" for w, i in CASES])
 def test_model(benchmark, wl, impl):
-    if impl == "torch":
-        pytest.importorskip("torch")
+    if impl in ("torch", "onnxruntime"):
+        pytest.importorskip(impl)
     if benchmark.disabled:
         wl = tiny(wl)
     fn = model_runner(impl, wl)

@@ -49,6 +49,7 @@ def files(tmp_path):
     """A folder with a corrupt checkpoint, a state file that is not a training checkpoint, an unreadable image and a
     run folder (a checkpoint file is enough for the refusal) -- the bad inputs of the walk below."""
     (tmp_path / "corrupt.npz").write_bytes(b"not a zip file")
+    (tmp_path / "corrupt.onnx").write_bytes(b"not a protobuf message")
     io.save({"w": np.zeros(3)}, tmp_path / "state.npz")
     (tmp_path / "broken.png").write_bytes(b"\x89PNG but not really")
     (tmp_path / "run").mkdir()
@@ -79,6 +80,9 @@ def bad_inputs(d: Path) -> dict[str, list[str]]:
         "bottleneck": ["bottleneck", "resnet18", "--input-shape", "3,x,7"],
         "render": ["render", "lenet5", "--out", str(d / "no" / "such" / "folder" / "g.svg")],
         "bench": ["bench", "--repeats", "0"],
+        "bench-model": ["bench", "--model", "lenet5"],  # --model takes an .onnx file
+        "import": ["import", str(d / "missing.onnx"), "--out", str(d / "ck.npz")],
+        "summary-onnx": ["summary", str(d / "corrupt.onnx")],
     }
 
 
@@ -88,7 +92,8 @@ def test_every_subcommand_reports_bad_input_in_one_line_and_changes_nothing(file
     monkeypatch.chdir(files)  # a default output folder (runs/...) would appear here
     cases = bad_inputs(files)
     covered = {argv[0] for argv in cases.values()}
-    assert covered == {c.__name__.rsplit(".", 1)[-1].replace("evaluate", "eval") for c in COMMANDS}
+    assert covered == {c.__name__.rsplit(".", 1)[-1].replace("evaluate", "eval").replace("import_onnx", "import")
+                       for c in COMMANDS}
     before = snapshot(files)
     for name, argv in cases.items():
         code, _, err = run_cli(argv, capsys)

@@ -10,6 +10,9 @@ Implementations:
 * ``numba``          engine eager on the numba backend
 * ``numba-compiled`` ``graph.compile(model, x, backend="numba")`` for inference (eval mode);
                      ``graph.compile_step(model, F.cross_entropy, opt, x, y, backend="numba")`` for training steps
+* ``onnxruntime``    inference only: the zoo model exported with ``graph.onnx.export`` and run by an onnxruntime
+                     InferenceSession (CPU execution provider, intra-op threads = numba's); the export and the
+                     session creation count into the first call
 * ``torch``          PyTorch CPU eager, same thread count as numba (``torch.no_grad()`` + ``eval()`` for inference),
                      timed in a child process with PyTorch's own OpenMP settings (:func:`torch_row_isolated`)
 
@@ -33,7 +36,7 @@ import numpy as np
 
 from .workloads import without_missing_torch
 
-IMPLS = ("numpy", "numba", "numba-compiled", "torch")
+IMPLS = ("numpy", "numba", "numba-compiled", "onnxruntime", "torch")
 RSS_METHOD = "resource.getrusage(RUSAGE_SELF).ru_maxrss: process high-water mark after the row"
 
 
@@ -306,7 +309,36 @@ def torch_model_runner(wl: ModelWorkload) -> Callable[[], None]:
     return infer
 
 
+def onnxruntime_model_runner(wl: ModelWorkload) -> Callable[[], None]:
+    """One inference step of ``wl``'s zoo model exported to ONNX and run by onnxruntime (the same seeded weights
+    and input as the engine rows); the export counts into the first call."""
+    if wl.kind != "infer":
+        raise ValueError(f"bench: onnxruntime runs inference workloads only (got {wl.name!r})")
+    import engine
+    import zoo
+
+    from .onnx_peer import numba_threads, onnxruntime_runner
+
+    engine.manual_seed(0)
+    model = zoo.get(wl.model, num_classes=wl.num_classes)
+    model.eval()
+    x, _ = _data(wl)
+    state: dict = {}
+
+    def infer() -> None:
+        if "step" not in state:
+            import graph.onnx as gx
+
+            proto = gx.export(model, x, check=False)
+            state["step"] = onnxruntime_runner(proto.SerializeToString(), x, numba_threads())[0]
+        state["step"]()
+
+    return infer
+
+
 def model_runner(impl: str, wl: ModelWorkload) -> Callable[[], None]:
+    if impl == "onnxruntime":
+        return onnxruntime_model_runner(wl)
     return torch_model_runner(wl) if impl == "torch" else engine_model_runner(impl, wl)
 
 
@@ -330,10 +362,18 @@ def time_workload(fn: Callable[[], None], repeats: int, warmup: int = 1) -> dict
 
 
 def available_impls(impls: list[str]) -> list[str]:
-    """``impls`` checked against :data:`IMPLS`, less ``torch`` when PyTorch is not installed."""
+    """``impls`` checked against :data:`IMPLS`, less ``torch`` when PyTorch is not installed and less
+    ``onnxruntime`` when onnxruntime or onnx (the export) is not."""
     unknown = [i for i in impls if i not in IMPLS]
     if unknown:
         raise ValueError(f"bench: unknown impl {unknown[0]!r}; choose from {', '.join(IMPLS)}")
+    if "onnxruntime" in impls:
+        try:
+            import onnx  # noqa: F401
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            print("# onnxruntime: onnxruntime or onnx not installed, skipped", file=sys.stderr)
+            impls = [i for i in impls if i != "onnxruntime"]
     return without_missing_torch(impls)
 
 
@@ -385,11 +425,12 @@ def torch_row_isolated(wl: ModelWorkload, repeats: int, warmup: int) -> dict:
 def run_models(impls: list[str], workloads: list[ModelWorkload] | None = None, repeats: int = 10, warmup: int = 1,
                skip: Callable[[ModelWorkload, str], bool] | None = None, log: Callable[[str], None] | None = None,
                ) -> list[dict]:
-    """Time every (workload, impl) pair in this process; one row per pair, with ``ratio_to_torch`` filled in."""
+    """Time every (workload, impl) pair in this process; one row per pair, with ``ratio_to_torch`` filled in.
+    onnxruntime has rows for the inference workloads only."""
     rows = []
     for wl in workloads if workloads is not None else MODEL_WORKLOADS:
         for impl in impls:
-            if skip is not None and skip(wl, impl):
+            if (skip is not None and skip(wl, impl)) or (impl == "onnxruntime" and wl.kind != "infer"):
                 continue
             if log:
                 log(f"{wl.name} / {impl} ...")

@@ -11,10 +11,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import bench, bottleneck, compile, demo, evaluate, inspect, models, predict, render, summary, train
+from . import bench, bottleneck, compile, demo, evaluate, import_onnx, inspect, models, predict, render, summary, train
 
 # the order of `convgraph --help`
-COMMANDS = [demo, train, evaluate, predict, inspect, models, compile, summary, bottleneck, render, bench]
+COMMANDS = [demo, train, evaluate, predict, inspect, models, import_onnx, compile, summary, bottleneck, render, bench]
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, KeyError, OSError)
 EXIT_USER_ERROR, EXIT_INTERRUPTED = 2, 130
 

@@ -1,8 +1,11 @@
 """``convgraph bench``: in one run, time the model workloads (ResNet-18 224x224 inference batch 1 and 8, LeNet-5
 training step batch 64, ResNet-18 CIFAR training step batch 32) on the numpy reference (eager), numba eager,
-numba compiled (graph.compile, inference only) and PyTorch CPU when importable, then the op-level table
+numba compiled (graph.compile, inference only), onnxruntime (the exported zoo model, inference workloads only)
+and PyTorch CPU when importable, then the op-level table
 (zoo/bench/report.py) unless ``--no-ops``. ``--smoke`` runs every selected workload once at a tiny size
-(a check that the benchmark works, not a measurement).
+(a check that the benchmark works, not a measurement). ``--model FILE.onnx`` instead times that file imported
+and compiled (numba) against onnxruntime running the same file (CPU execution provider, intra-op threads = numba's
+thread count) on the same input, median of ``--repeats``.
 
 Columns: median ms per step (after a separately timed first call, which holds JIT / graph compile, and one
 untimed warm-up call), first-call ms, ratio to PyTorch eager (< 1 is faster), images/s, and peak RSS MiB
@@ -21,7 +24,7 @@ import numba
 
 from ..bench import models as bm
 from ..bench import report
-from .common import check_output_file, positive_int
+from .common import check_output_file, is_onnx_path, model_and_shape, parse_shape, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -32,8 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="each workload once at a tiny size (batch 2, small inputs), op table on tiny convs: checks "
                         "that the benchmark runs, in seconds; the numbers mean nothing")
     p.add_argument("--json", metavar="FILE", help="also write the results to FILE")
-    p.add_argument("--impls", default="numpy,numba,numba-compiled,torch",
-                   help="comma list of numpy,numba,numba-compiled,torch ('numba' in the op table covers both)")
+    p.add_argument("--impls", default="numpy,numba,numba-compiled,onnxruntime,torch",
+                   help="comma list of numpy,numba,numba-compiled,onnxruntime,torch ('numba' in the op table covers "
+                        "both; onnxruntime: inference workloads only, not in the op table)")
     p.add_argument("--repeats", type=positive_int, default=None, help="timed repeats per row (default 10, --quick 3)")
     p.add_argument("--workloads", default=None, help="comma list of substrings selecting model workloads")
     p.add_argument("--ops", action=argparse.BooleanOptionalAction, default=True,
@@ -41,6 +45,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--profile", action="store_true",
                    help="after timing, profile each engine impl per layer and per op (where the time goes)")
     p.add_argument("--top", type=positive_int, default=15, help="rows per --profile table")
+    p.add_argument("--model", default=None, metavar="FILE.onnx",
+                   help="benchmark this .onnx file compiled (numba) against onnxruntime instead of the workloads")
+    p.add_argument("--input-shape", type=parse_shape, default=None,
+                   help="with --model: input shape (default: the file's declared one, batch 1 where symbolic)")
     p.set_defaults(func=run)
 
 
@@ -68,7 +76,8 @@ def bench(impls: list[str], quick: bool = False, repeats: int | None = None, wor
            "rows": bm.run_models(impls, wls, repeats=repeats, skip=skip, log=log)}
     if ops:
         order = ["numpy", "numba", "torch"]
-        op_impls = sorted({"numba" if i.startswith("numba") else i for i in impls}, key=order.index)
+        op_impls = sorted({"numba" if i.startswith("numba") else i for i in impls if i != "onnxruntime"},
+                          key=order.index)
         res["ops"] = report.run(op_impls, quick, tiny_sizes=smoke)
     return res
 
@@ -94,7 +103,7 @@ def profile_tables(workloads: list, rows: list[dict], top: int) -> list[dict]:
     out = []
     by_name = {w.name: w for w in workloads}
     for r in rows:
-        if r["impl"] == "torch":
+        if r["impl"] in ("torch", "onnxruntime"):  # profiles are of the engine's own layers and ops
             continue
         prof = bm.profile_workload(r["impl"], by_name[r["workload"]])
         title = f"{r['workload']} / {r['impl']} (2 steps)"
@@ -105,10 +114,46 @@ def profile_tables(workloads: list, rows: list[dict], top: int) -> list[dict]:
     return out
 
 
+def print_onnx_table(res: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"{res['model']} {res['input']}: NUMBA_NUM_THREADS = onnxruntime intra_op_num_threads = "
+                    f"{res['threads']}; max |diff| against the first row's output")
+    for col in ("impl", "median ms", "first call ms", "x onnxruntime", "images/s", "max |diff|"):
+        t.add_column(col, justify="left" if col == "impl" else "right")
+    for r in res["rows"]:
+        ratio = f"{r['ratio_to_onnxruntime']:.2f}" if r["ratio_to_onnxruntime"] is not None else "-"
+        t.add_row(r["impl"], f"{r['median_ms']:.2f}", f"{r['first_call_ms']:.0f}", ratio, f"{r['images_per_s']:.1f}",
+                  f"{r['max_abs_diff']:.2g}")
+    Console(width=140).print(t)
+
+
+def run_onnx(args: argparse.Namespace) -> int:
+    from ..bench.onnx_peer import ORT_MISSING, bench_onnx_file
+
+    if not is_onnx_path(args.model):
+        raise ValueError(f"--model {args.model}: expected a path ending in .onnx (zoo workloads are chosen with "
+                         "--workloads)")
+    model, shape = model_and_shape(args)
+    res = bench_onnx_file(args.model, model, shape, repeats=args.repeats or (3 if args.quick else 10),
+                          log=lambda s: print(f"# {s}", file=sys.stderr, flush=True))
+    if not res["onnxruntime"]:
+        print(f"# {ORT_MISSING}")
+    print_onnx_table(res)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(res, f, indent=1)
+        print(f"# wrote {args.json}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     wls = bm.MODEL_WORKLOADS
     if args.json:
         check_output_file(args.json, "--json")
+    if args.model is not None:
+        return run_onnx(args)
     if args.workloads:
         keys = [k.strip() for k in args.workloads.split(",") if k.strip()]
         wls = [w for w in wls if any(k in w.name for k in keys)]

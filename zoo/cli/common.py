@@ -40,13 +40,63 @@ def parse_shape(text: str) -> tuple[int, ...]:
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="zoo model name (see `convgraph models`)")
+    p.add_argument("model", help="zoo model name (see `convgraph models`) or a path to an .onnx file")
     p.add_argument("--input-shape", type=parse_shape, default=None,
-                   help="input shape, e.g. 3,224,224 or 1x3x224x224 (default: the model's usual input)")
+                   help="input shape, e.g. 3,224,224 or 1x3x224x224 (default: the model's usual input; for an "
+                        ".onnx file its declared input shape, batch 1 where symbolic)")
+
+
+def is_onnx_path(name: str) -> bool:
+    return name.lower().endswith(".onnx")
+
+
+def read_onnx(path: str) -> Any:
+    """The ModelProto of an .onnx file; a missing ``onnx`` extra or a file that is not ONNX is a one-line error."""
+    try:
+        import onnx
+    except ImportError:
+        raise ValueError(f"{path}: reading .onnx files needs the 'onnx' package: pip install 'convgraph[onnx]'") \
+            from None
+    from google.protobuf.message import DecodeError
+
+    try:
+        return onnx.load(path)
+    except DecodeError as e:
+        raise ValueError(f"{path}: not an ONNX model ({e})") from None
+
+
+def load_onnx(path: str, proto: Any = None) -> Any:
+    """``graph.onnx.load`` of ``path`` (or of its already read ``proto``) for the graph commands, which feed a
+    single image batch: a model whose runtime input count is not one is a one-line error."""
+    from graph import onnx as gx
+
+    model = gx.load(proto if proto is not None else read_onnx(path))
+    if len(model.input_names) != 1:
+        raise ValueError(f"{path}: the model has {len(model.input_names)} runtime inputs {model.input_names}; "
+                         "the graph commands take models with exactly one")
+    return model
+
+
+def onnx_input_shape(model: Any, path: str) -> tuple[int, ...]:
+    """The declared input shape of an imported model, batch 1 where the batch dim is symbolic; any other symbolic
+    dim needs ``--input-shape``."""
+    declared = model.input_shapes[0]
+    name = model.input_names[0]
+    if declared is None:
+        raise ValueError(f"{path}: input '{name}' declares no shape; give --input-shape")
+    dims = [1 if i == 0 and d is None else d for i, d in enumerate(declared)]
+    if None in dims:
+        shown = "x".join("?" if d is None else str(d) for d in declared)
+        raise ValueError(f"{path}: input '{name}' has symbolic dims ({shown}) beyond the batch; give --input-shape")
+    return tuple(dims)
 
 
 def model_and_shape(args: argparse.Namespace) -> tuple[Any, tuple[int, ...]]:
-    """The zoo model in eval mode and the user's input shape, else the one the model was designed for (batch 1)."""
+    """The model in eval mode (a zoo model by name, or an .onnx file imported with graph.onnx.load) and the
+    user's input shape, else the one the model was designed for (batch 1)."""
+    if is_onnx_path(args.model):
+        model = load_onnx(args.model)
+        return model, args.input_shape or onnx_input_shape(model, args.model)
     model = models.get(args.model)
     model.eval()
     return model, args.input_shape or (1,) + tuple(models.input_size(args.model))
