@@ -9,17 +9,23 @@ layouts in place and applies the epilogue per block) where it measured faster, e
 (``NotImplementedError: backend 'numba' has no kernel for ...``). Design notes: docs/numba_backend.md.
 """
 
-# Importing engine (first, below) sets the OpenMP wait policy numba's threading layer starts with: engine/_env.py.
-from engine.backend import Backend, register_backend
-
-from .conv.workspace import NumbaContext
-
-# executors keep a NumbaContext: their conv/GEMM workspace and the derived forms of their constant weights
-backend = register_backend(Backend("numba", context_type=NumbaContext, jit=True))
-
-from . import activation, elementwise, fused, linalg, loss, norm, optim, pool, random, reduce, shape  # noqa: E402,F401
-from .conv import drivers, notes  # noqa: E402,F401
-from .conv.select import choose_conv_algorithm  # noqa: E402,F401
+from .table import backend as backend  # first: the kernel table every module below registers into
 
 # isort: split
-from . import gelu, sample_norm  # noqa: E402,F401  (issue 13: kernels of the layers a PyTorch port needs)
+from . import (  # noqa: F401 - each module registers its kernels
+    activation,
+    elementwise,
+    fused,
+    gelu,
+    linalg,
+    loss,
+    norm,
+    optim,
+    pool,
+    random,
+    reduce,
+    sample_norm,
+    shape,
+)
+from .conv import drivers, notes  # noqa: F401
+from .conv.select import choose_conv_algorithm  # noqa: F401

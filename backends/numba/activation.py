@@ -14,8 +14,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from . import backend
 from ._layout import CHUNK
+from .table import backend
 
 _CW = 256  # columns per work item
 

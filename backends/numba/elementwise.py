@@ -13,8 +13,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from . import backend
 from ._layout import CHUNK, for_each_group
+from .table import backend
 
 # --- op codes (the vocabulary of the row functions below) ------------------------------------------------
 # unary

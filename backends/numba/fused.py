@@ -7,13 +7,13 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from . import backend
 from .conv.drivers import conv2d_forward
 from .conv.epilogue import HAS_RES, NO_ACT, Epilogue, epilogue_value
 from .conv.geometry import shape_of
 from .conv.notes import forward_note
 from .elementwise import ELU, LEAKY_RELU, UNARY
 from .linalg import product
+from .table import backend
 
 ACT_CODES = {"none": NO_ACT, "leaky_relu": LEAKY_RELU, "elu": ELU, **UNARY}
 _ALPHA_ATTR = {"leaky_relu": "negative_slope", "elu": "alpha"}

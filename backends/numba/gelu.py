@@ -15,9 +15,9 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload
 
-from . import backend
 from ._layout import CHUNK
 from .activation import _flat
+from .table import backend
 
 _RSQRT2 = 1.0 / math.sqrt(2.0)
 _RSQRT2PI = 1.0 / math.sqrt(2.0 * math.pi)

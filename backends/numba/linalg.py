@@ -7,9 +7,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from . import backend
 from .gemm import matmul as gemm_matmul
 from .gemm import supported as gemm_supported
+from .table import backend
 
 
 @njit(parallel=True, cache=True)

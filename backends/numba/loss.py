@@ -3,6 +3,6 @@ loss's log-softmax)."""
 
 from engine.ops.loss import class_coef_kernel
 
-from . import backend
+from .table import backend
 
 backend.register("class_coef")(class_coef_kernel)

@@ -9,7 +9,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from . import backend
+from .table import backend
 
 # fastmath "reassoc" (only): lets LLVM vectorize the float64 channel sums with several partial accumulators; a
 # strict left-to-right sum is one dependent add per element. (32, 64, 32x32) float32: forward 1.32 -> 0.30 ms,

@@ -3,6 +3,6 @@ per state array), shared with eager ``optimizer.step()`` so both round identical
 
 from engine.optim.update import update_kernel
 
-from . import backend
+from .table import backend
 
 backend.register("optimizer_update")(update_kernel)

@@ -21,7 +21,7 @@ import math
 import numpy as np
 from numba import get_num_threads, njit, prange
 
-from . import backend
+from .table import backend
 
 
 @njit(cache=True)

@@ -3,7 +3,7 @@ the reference backend, so masks do not depend on the backend); a small share of 
 
 from engine.ops.random import bernoulli_mask_kernel, rng_key_kernel
 
-from . import backend
+from .table import backend
 
 backend.register("rng_key")(rng_key_kernel)
 backend.register("bernoulli_mask")(bernoulli_mask_kernel)

@@ -14,9 +14,9 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from . import backend
 from ._layout import CHUNK
 from .elementwise import COPY, run_unary
+from .table import backend
 
 SUM, MAX, MIN = 0, 1, 2
 _B_BLOCK = 64

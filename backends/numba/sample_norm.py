@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import backend
 from .norm import bn_train, bn_train_grad
+from .table import backend
 
 
 def _view(a: np.ndarray) -> np.ndarray:

@@ -8,8 +8,8 @@ from numba import njit, prange
 
 from engine.ops.index import index_add_kernel, index_kernel
 
-from . import backend
 from .elementwise import COPY, run_unary
+from .table import backend
 
 
 @njit(parallel=True, cache=True)

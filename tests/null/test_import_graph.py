@@ -72,12 +72,7 @@ def _cycles(package: str) -> list[list[str]]:
     return [c for c in nx.simple_cycles(sub)]
 
 
-@pytest.mark.parametrize("package", [
-    "engine", "graph", "backends.numpy",
-    pytest.param("backends.numba", marks=pytest.mark.xfail(
-        strict=True, reason="issue 14: backends/numba's conv modules import each other through the package; "
-                            "the numba restructuring removes the cycles - then delete this mark")),
-])
+@pytest.mark.parametrize("package", ["engine", "graph", "backends.numpy", "backends.numba"])
 def test_no_import_cycles(package):
     cycles = _cycles(package)
     assert not cycles, f"{package} has import cycles: {sorted(cycles, key=len)[:5]}"

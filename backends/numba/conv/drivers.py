@@ -7,11 +7,11 @@ from typing import Any
 
 import numpy as np
 
-from .. import backend
 from ..elementwise import COPY, run_unary
 from ..gemm import gemm
 from ..gemm import supported as gemm_supported
 from ..shape import fill
+from ..table import backend
 from . import tables
 from .direct import (
     direct_forward,
