@@ -16,10 +16,11 @@ train/eval mode: a call with new shapes compiles again and says so through ``log
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -102,6 +103,23 @@ class _Compiled:
     def stale(self) -> Tensor | None:
         """A folded weight that changed since compiling, or None."""
         return next((t for t, ver in self.versions if t._version != ver), None)
+
+
+def compile_key(model: Any, specs: Sequence[Spec]) -> tuple:
+    """What a compilation is valid for: the input shapes and dtypes and the model's train/eval mode."""
+    return tuple((s.shape, s.dtype.str) for s in specs), bool(getattr(model, "training", False))
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Compilation allocates many small objects; collecting them mid-way only costs time."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def build_executor(g: Graph, backend: Backend, arena: bool, reorder: bool, writes: dict[int, Value] | None = None,
@@ -190,7 +208,7 @@ class CompiledModule:
 
     # --- compilation ---------------------------------------------------------------------------------------
     def _key(self, specs: Sequence[Spec]) -> tuple:
-        return tuple((s.shape, s.dtype.str) for s in specs), bool(getattr(self.model, "training", False))
+        return compile_key(self.model, specs)
 
     def compile_for(self, *example_inputs: Any) -> _Compiled:
         specs = [spec_of(x) for x in example_inputs]
@@ -207,14 +225,9 @@ class CompiledModule:
         elif self._cache:
             log.info("recompiling %s for new input shapes %s (compiled before for %s)", type(self.model).__name__,
                      [list(s.shape) for s in specs], [[list(s) for s, _ in k[0]] for k in self._cache])
-        gc_was_enabled = gc.isenabled()
-        gc.disable()  # compilation allocates many small objects; collecting them mid-way only costs time
-        try:
+        with gc_paused():
             training = key[1]
             compiled = self._compile_training(specs) if training else self._compile(specs, example_inputs)
-        finally:
-            if gc_was_enabled:
-                gc.enable()
         self._cache[key] = compiled
         self._last = compiled
         return compiled

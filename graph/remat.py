@@ -91,17 +91,21 @@ def recompute(graph: Graph, values: list[Value], anchors: set[int]) -> tuple[Gra
     g = graph.copy()
     vmap = {id(a): b for a, b in zip(graph.values(), g.values())}
     targets = [vmap[id(v)] for v in values]
-    anchor_ids = {id(vmap[a]) for a in (anchors) if a in vmap} | {id(vmap[id(v)]) for v in graph.inputs}
+    anchor_ids = {id(vmap[a]) for a in anchors if a in vmap}
     target_ids = {id(v) for v in targets}
     clones: dict[int, Value] = {}  # original value id -> its recomputed clone
     extra = 0
     names: list[str] = []
 
+    def kept(v: Value) -> bool:
+        """Saved anyway (read by the backward and not being recomputed): clones read it instead of recomputing."""
+        return id(v) not in target_ids and any(_phase(u) == "backward" for u in v.users)
+
     def clone_of(v: Value, before: Node) -> Value:
         nonlocal extra
         if id(v) in clones:
             return clones[id(v)]
-        if v.producer is None or id(v) in anchor_ids or (id(v) not in target_ids and _kept(v)):
+        if v.producer is None or id(v) in anchor_ids or kept(v):
             return v
         n = v.producer
         ins = [clone_of(x, before) for x in n.inputs]
@@ -113,10 +117,6 @@ def recompute(graph: Graph, values: list[Value], anchors: set[int]) -> tuple[Gra
             clones[id(o)] = co
         names.append(v.name)
         return clones[id(v)]
-
-    def _kept(v: Value) -> bool:
-        # a value that stays saved anyway (read by the backward and not being recomputed): reuse it
-        return any(_phase(u) == "backward" for u in v.users) and id(v) not in target_ids
 
     pos = {id(n): i for i, n in enumerate(g.nodes)}
     work = []

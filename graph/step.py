@@ -11,7 +11,6 @@ The learning rate is read from ``optimizer.param_groups`` on every call, so sche
 
 from __future__ import annotations
 
-import gc
 import time
 from collections.abc import Callable
 from typing import Any
@@ -26,7 +25,7 @@ from engine.optim.update import optimizer_update_p
 from engine.primitive import Spec
 from engine.tensor import Tensor
 
-from .compile import CompileReport, build_executor, make_report, spec_of, state_tensors
+from .compile import CompileReport, build_executor, compile_key, gc_paused, make_report, spec_of, state_tensors
 from .ir import Graph
 from .passes import run_passes
 from .remat import rematerialize, saved_bytes_by_op
@@ -60,6 +59,7 @@ class CompiledStep:
         self.passes, self.arena, self.reorder, self.return_outputs = passes, arena, reorder, return_outputs
         self.memory_budget = memory_budget
         self._key: tuple | None = None
+        self._opt_state: dict | None = None
         self.graph: Graph | None = None
 
     # --- compilation ---------------------------------------------------------------------------------------
@@ -138,18 +138,18 @@ class CompiledStep:
         self._opt_state = opt.state
 
     # --- calling -----------------------------------------------------------------------------------------
-    def __call__(self, *inputs: Any) -> Any:
+    def compile_for(self, *inputs: Any) -> None:
+        """Compile for these inputs' shapes and the model's mode, unless the current graph already fits (a new
+        ``optimizer.state`` dict, as ``load_state_dict`` makes, also recompiles: the graph reads its arrays)."""
         specs = [spec_of(x) for x in inputs]
-        key = (tuple((s.shape, s.dtype.str) for s in specs), bool(getattr(self.model, "training", False)))
+        key = compile_key(self.model, specs)
         if key != self._key or self.optimizer.state is not self._opt_state:
-            gc_was_enabled = gc.isenabled()
-            gc.disable()
-            try:
+            with gc_paused():
                 self._compile(specs)
-            finally:
-                if gc_was_enabled:
-                    gc.enable()
             self._key = key
+
+    def __call__(self, *inputs: Any) -> Any:
+        self.compile_for(*inputs)
         for arr, group in self._lr:
             arr[...] = group["lr"]
         state = [t._data for t in self._state]
@@ -193,9 +193,7 @@ def compile_step(model: Any, loss_fn: Callable[..., Tensor], optimizer: Optimize
     _check_budget(memory_budget)
     step = CompiledStep(model, loss_fn, optimizer, n_inputs, backend, passes, arena, reorder, return_outputs,
                         memory_budget)
-    step._compile([spec_of(x) for x in example_inputs])
-    step._key = (tuple((s.shape, s.dtype.str) for s in (spec_of(x) for x in example_inputs)),
-                 bool(getattr(model, "training", False)))
+    step.compile_for(*example_inputs)
     return step
 
 

@@ -88,8 +88,9 @@ class TracerWarning(UserWarning):
     """Python read a traced tensor's value; the control flow that depended on it is baked into the graph."""
 
 
-_ENGINE_DIRS = tuple(os.path.dirname(os.path.abspath(m.__file__)) + os.sep for m in (autograd,)) + \
-    (os.path.dirname(os.path.abspath(__file__)) + os.sep,)
+# frames in these packages are the engine's and the tracer's own, not the user's code
+_ENGINE_DIRS = (os.path.dirname(os.path.abspath(autograd.__file__)) + os.sep,
+                os.path.dirname(os.path.abspath(__file__)) + os.sep)
 
 
 def _user_frame() -> str:

@@ -21,21 +21,19 @@ import numpy as np
 
 from engine import autograd
 from engine.autograd import bind
-from engine.backend import active_backend
-from engine.primitive import OTHER, Cost, Spec, fail, primitive
+from engine.ops.call import call_graph_p
+from engine.primitive import Cost, Spec
 from engine.tensor import Tensor
 
 from .executor import Executor
 from .ir import Graph, Node, Value
 from .trace import trace
 
-call_graph_p = primitive("call_graph", OTHER, multiple_results=True)
-
 
 class GraphFunction:
-    """A graph with its executor, callable as one primitive. Its inputs are the graph's runtime inputs followed by
-    its params/buffers (in graph order); its outputs are the graph's outputs. ``vjp(gs, outs, inputs)``, when set,
-    gives the gradients of the inputs."""
+    """A graph with its executor, callable as one ``call_graph`` primitive (engine/ops/call.py). Its inputs are the
+    graph's runtime inputs followed by its params/buffers (in graph order); its outputs are the graph's outputs.
+    ``vjp(gs, outs, inputs)``, when set, gives the gradients of the inputs."""
 
     def __init__(self, graph: Graph, executor: Executor):
         self.graph = graph
@@ -47,39 +45,20 @@ class GraphFunction:
         self.vjp: Callable[[tuple, tuple, tuple], tuple] | None = None
 
     def __call__(self, *inputs: Tensor) -> tuple[Tensor, ...]:
-        b = active_backend()
-        if not b.has_kernel("call_graph"):
-            b.register("call_graph")(_call_graph_kernel)
         return bind(call_graph_p, *inputs, fn=self)
+
+    def run(self, arrays: Sequence[np.ndarray], out: Sequence[np.ndarray]) -> None:
+        """The kernel: runtime inputs, then the live params/buffers; outputs written into ``out``."""
+        self.executor.run(*arrays[:self.n_user], state=arrays[self.n_user:], outs=out)
+
+    def cost(self) -> Cost:
+        total = Cost()
+        for n in self.graph.nodes:
+            total = total + n.cost()
+        return total
 
     def __repr__(self) -> str:
         return f"GraphFunction({self.graph!r})"
-
-
-@call_graph_p.def_shape
-def _call_graph_shape(*specs: Spec, fn: GraphFunction) -> tuple[Spec, ...]:
-    if tuple(specs) != fn.in_specs:
-        fail("call_graph", "inputs must match the compiled graph's inputs", got=list(specs), expected=list(fn.in_specs))
-    return fn.out_specs
-
-
-@call_graph_p.def_vjp
-def _call_graph_vjp(gs: tuple, outs: tuple, *inputs: Tensor, fn: GraphFunction) -> tuple:
-    if fn.vjp is None:
-        raise RuntimeError("call_graph: this compiled graph has no backward graph (compiled in eval mode)")
-    return fn.vjp(gs, outs, inputs)
-
-
-@call_graph_p.def_cost
-def _call_graph_cost(ins: tuple[Spec, ...], outs: tuple[Spec, ...], fn: GraphFunction) -> Cost:
-    total = Cost()
-    for n in fn.graph.nodes:
-        total = total + n.cost()
-    return total
-
-
-def _call_graph_kernel(*arrays: np.ndarray, out: tuple[np.ndarray, ...], fn: GraphFunction) -> None:
-    fn.executor.run(*arrays[:fn.n_user], state=arrays[fn.n_user:], outs=out)
 
 
 # --- the joint graph -------------------------------------------------------------------------------------------
