@@ -17,6 +17,8 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
+import numpy as np
+
 Kernel = Callable[..., None]
 
 
@@ -82,9 +84,19 @@ def are_deterministic_algorithms_enabled() -> bool:
 
 
 class Backend:
-    """A kernel table. ``fallback`` names a backend whose kernels serve the primitives this one lacks;
-    ``context_type`` is the :class:`ExecutorContext` its executors keep; ``jit``: its kernels compile on first use
-    (compile() then runs a new graph once, so its report's time includes the kernel compilation)."""
+    """A kernel table plus the memory its kernels work on. ``fallback`` names a backend whose kernels serve the
+    primitives this one lacks; ``context_type`` is the :class:`ExecutorContext` its executors keep; ``jit``: its
+    kernels compile on first use (compile() then runs a new graph once, so its report's time includes the kernel
+    compilation).
+
+    Memory: every array a kernel of this backend reads or writes comes from :meth:`empty`, :meth:`from_host` or a
+    :meth:`view` of an :meth:`arena`; :meth:`to_host` brings one back as a numpy array. The host backends (numpy,
+    numba) keep plain numpy arrays, so these are allocations and identities; a device backend (cuda) overrides
+    them. ``device`` names where the arrays live ("cpu", "cuda"); ``alignment`` is the byte alignment of arena
+    offsets its kernels want."""
+
+    device: str = "cpu"
+    alignment: int = 64
 
     def __init__(self, name: str, fallback: str | None = None,
                  context_type: type[ExecutorContext] = ExecutorContext, jit: bool = False):
@@ -123,6 +135,39 @@ class Backend:
 
     def has_kernel(self, prim_name: str) -> bool:
         return prim_name in self.kernels
+
+    # -- memory (host implementations; a device backend overrides all of them) --
+
+    def empty(self, shape: Sequence[int], dtype: Any) -> Any:
+        """An uninitialised array of this backend's device."""
+        return np.empty(tuple(shape), dtype)
+
+    def from_host(self, array: np.ndarray) -> Any:
+        """``array`` on this backend's device (the host backends return it unchanged)."""
+        return np.asarray(array)
+
+    def to_host(self, array: Any) -> np.ndarray:
+        """A numpy array with the contents of ``array`` (the host backends return it unchanged)."""
+        return np.asarray(array)
+
+    def is_native(self, array: Any) -> bool:
+        """Whether ``array`` lives where this backend's kernels can read it."""
+        return isinstance(array, np.ndarray)
+
+    def arena(self, nbytes: int) -> Any:
+        """One byte buffer of at least ``nbytes``, whose start is aligned to :attr:`alignment`."""
+        raw = np.empty(max(int(nbytes), 1) + self.alignment, np.uint8)
+        start = -raw.ctypes.data % self.alignment
+        return raw[start:start + max(int(nbytes), 1)]
+
+    def view(self, arena: Any, offset: int, shape: Sequence[int], dtype: Any) -> Any:
+        """The array of ``shape`` and ``dtype`` that starts ``offset`` bytes into ``arena``."""
+        dtype = np.dtype(dtype)
+        n = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        return arena[offset:offset + n].view(dtype).reshape(tuple(shape))
+
+    def synchronize(self) -> None:
+        """Wait for every kernel launched so far (host kernels finish before they return)."""
 
     def __repr__(self) -> str:
         return f"Backend({self.name!r}, {len(self.kernels)} kernels)"
