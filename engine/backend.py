@@ -186,11 +186,13 @@ def get_backend(name: str | Backend) -> Backend:
         return name
     if name not in _BACKENDS:
         try:
-            importlib.import_module(f"backends.{name}")
+            module = importlib.import_module(f"backends.{name}")
         except ImportError as e:
             raise ValueError(f"unknown or unavailable backend {name!r}: {e}") from e
         if name not in _BACKENDS:
-            raise ValueError(f"module backends.{name} did not register a backend named {name!r}")
+            # a backend package that imports but cannot run here says why in UNAVAILABLE
+            why = getattr(module, "UNAVAILABLE", f"module backends.{name} did not register a backend named {name!r}")
+            raise ValueError(f"unavailable backend {name!r}: {why}")
     return _BACKENDS[name]
 
 

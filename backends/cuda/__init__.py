@@ -1,14 +1,18 @@
 """The numba.cuda backend: every primitive as a GPU kernel on device arrays (``DeviceNDArray``).
 
-It imports only where numba can launch kernels: on a CUDA GPU, or in numba's simulator (``NUMBA_ENABLE_CUDASIM=1``
-set before numba is first imported). Elsewhere importing it raises ImportError with one line that says why, which
-``engine.get_backend("cuda")`` turns into its "unavailable backend" error.
+The package always imports (so its kernels can be compiled to PTX on a machine without a GPU), but it registers
+the backend only where numba can launch kernels: on a CUDA GPU, or in numba's simulator (``NUMBA_ENABLE_CUDASIM=1``
+set before numba is first imported). Elsewhere ``engine.get_backend("cuda")`` fails with :data:`UNAVAILABLE`.
 """
 
 from numba import cuda
 
-if not cuda.is_available():
-    raise ImportError("the cuda backend needs a CUDA GPU and driver, or numba's simulator "
-                      "(set NUMBA_ENABLE_CUDASIM=1 before numba is imported)")
+from engine.backend import register_backend
 
-from .table import backend as backend  # noqa: E402
+from .table import backend as backend
+
+UNAVAILABLE = ("the cuda backend needs a CUDA GPU and driver, or numba's simulator "
+               "(set NUMBA_ENABLE_CUDASIM=1 before numba is imported)")
+
+if cuda.is_available():
+    register_backend(backend)
