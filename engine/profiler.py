@@ -96,6 +96,14 @@ def profile(model: Any = None) -> Iterator[Profile]:
         _active.remove(prof)
 
 
+def launcher(phase: str, module: Any, op: str) -> Any:
+    """The ``launch`` hook for :meth:`engine.Backend.run`: None (call the kernel directly) unless a profile is
+    running, else a function that times the kernel call as :func:`call` does."""
+    if not _active:
+        return None
+    return lambda fn, *args, **kwargs: call(phase, module, op, fn, *args, **kwargs)
+
+
 def call(phase: str, module: Any, op: str, fn: Any, /, *args: Any, **kwargs: Any) -> None:
     """``fn(*args, **kwargs)``; inside a :func:`profile` block, also timed into the innermost profile. The one
     hook every kernel call site uses (positional-only: kernel attrs may be named ``kernel``)."""

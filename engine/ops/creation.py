@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from ..backend import backend_for_device
 from ..random import generator
 from ..tensor import Tensor
 from .elementwise import astype, mul
@@ -48,7 +49,9 @@ def full(size: Any, fill_value: Any, dtype: Any = None, requires_grad: bool = Fa
 
 
 def full_like(x: Tensor, fill_value: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
-    return Tensor(np.full(x.shape, fill_value, x.dtype if dtype is None else dtype), requires_grad=requires_grad)
+    """On ``x``'s device, in ``x``'s dtype unless given."""
+    dtype = x.dtype if dtype is None else np.dtype(dtype)
+    return x.new_tensor(np.full(x.shape, fill_value, dtype), dtype).requires_grad_(requires_grad)
 
 
 def zeros_like(x: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
@@ -86,34 +89,58 @@ def clone(x: Tensor) -> Tensor:
     included)."""
     if x.requires_grad and x._data is not None:
         return mul(x, Tensor(np.ones((), x.dtype)))
+    if x._data is not None and not isinstance(x._data, np.ndarray):  # a device array: copied by its backend
+        return Tensor._make(mul(x, Tensor(np.ones((), x.dtype)))._data, x.spec)
     return Tensor._make(None if x._data is None else x._data.copy(), x.spec)
 
 
 def copy_to(x: Tensor, src: Any) -> Tensor:
     """``src`` broadcast to ``x``'s shape in ``x``'s dtype: the value ``x.copy_(src)`` writes."""
-    s = src if isinstance(src, Tensor) else Tensor(np.asarray(src))
+    s = src if isinstance(src, Tensor) else x.new_tensor(src, np.asarray(src).dtype)
     return astype(broadcast_to(s, x.shape), x.dtype)
 
 
-def _dtype_arg(v: Any) -> np.dtype | None:
-    """The dtype ``to()`` was asked for: from a Tensor, a dtype-like; None for the device "cpu"."""
-    if isinstance(v, Tensor):
-        return v.dtype
-    if isinstance(v, str) and v.split(":")[0] in ("cpu", "cuda", "mps", "meta"):
-        if v.split(":")[0] != "cpu":
-            raise ValueError(f"to: engine tensors live in host memory; device {v!r} is not supported (use 'cpu', "
-                             f"or a compiled module on a GPU backend)")
-        return None
-    return np.dtype(v)
+_DEVICES = ("cpu", "cuda", "mps", "meta")
+
+
+def _is_device(v: Any) -> bool:
+    from ..backend import _BACKENDS
+
+    return isinstance(v, str) and (v.split(":")[0] in _DEVICES or any(b.device == v for b in _BACKENDS.values()))
+
+
+def move(x: Tensor, device: str) -> Tensor:
+    """``x`` with its data on ``device`` (itself when it is there already). The copy is a new tensor that keeps
+    ``requires_grad`` but is not recorded on the tape: gradients do not flow back across devices."""
+    device = device.split(":")[0]
+    if device in ("mps", "meta"):
+        raise ValueError(f"to: device {device!r} is not supported (devices: 'cpu', 'cuda')")
+    if x.device == device or x._data is None:
+        return x
+    data = x.host()
+    if device != "cpu":
+        data = backend_for_device(device).from_host(data)
+    elif data is x._data:
+        data = data.copy()
+    return Tensor(data, requires_grad=x.requires_grad)
 
 
 def to(x: Tensor, *args: Any, dtype: Any = None, device: Any = None, copy: bool = False, **_: Any) -> Tensor:
-    """torch.Tensor.to with dtypes and the "cpu" device (``non_blocking`` and the like are accepted, ignored)."""
+    """torch.Tensor.to with dtypes and devices (``non_blocking`` and the like are accepted, ignored)."""
     want = None if dtype is None else np.dtype(dtype)
+    where = None
     for a in (device, *args):
-        d = None if a is None else _dtype_arg(a)
-        want = d if d is not None else want
+        if a is None:
+            continue
+        if isinstance(a, Tensor):
+            want, where = a.dtype, a.device
+        elif _is_device(a):
+            where = a
+        else:
+            want = np.dtype(a)
     out = x if want is None else astype(x, want)
+    if where is not None:
+        out = move(out, where)
     return clone(out) if copy and out is x else out
 
 
