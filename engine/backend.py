@@ -222,6 +222,14 @@ def get_backend(name: str | Backend) -> Backend:
     return _BACKENDS[name]
 
 
+_DEVICE_NAMES = ("cpu", "cuda", "mps", "meta")  # what PyTorch code passes to .to(); mps and meta are refused
+
+
+def is_device_name(v: Any) -> bool:
+    """Whether ``v`` names a device ("cpu", "cuda:0", a registered backend's device) rather than a dtype."""
+    return isinstance(v, str) and (v.split(":")[0] in _DEVICE_NAMES or any(b.device == v for b in _BACKENDS.values()))
+
+
 def device_of(array: Any) -> str | None:
     """The device an array lives on: "cpu" for numpy arrays, else the ``device`` of a registered backend that
     holds it natively; None for anything that is not an array of some backend."""

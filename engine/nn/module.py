@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..autograd import module_scope
-from ..backend import copy_into
+from ..backend import backend_for_device, copy_into, is_device_name
 from ..primitive import Spec
 from ..tensor import Tensor
 
@@ -68,9 +68,7 @@ def _move_in_place(t: Tensor, device: str) -> None:
     """Put ``t``'s data on ``device``, keeping the Tensor object (and bumping its version)."""
     if t._data is None or t.device == device:
         return
-    from ..ops.creation import move
-
-    t._data = move(t.detach(), device)._data
+    t._data = t.detach().to(device)._data
     t.bump_version()
 
 
@@ -319,11 +317,8 @@ class Module:
         """``to(dtype)`` casts floating-point parameters and buffers (e.g. float64 for gradient checks);
         ``to("cuda")`` / ``to("cpu")`` moves parameters, buffers and gradients to that device. Each Tensor keeps
         its identity, so optimizers holding it stay valid (their state follows on the next step)."""
-        from ..backend import backend_for_device
-        from ..ops.creation import _is_device
-
         for a in args:
-            if _is_device(a):
+            if is_device_name(a):
                 device = a
             else:
                 dtype = a

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import backend_for_device
+from ..backend import backend_for_device, is_device_name
 from ..random import generator
 from ..tensor import Tensor
 from .elementwise import astype, mul
@@ -100,15 +100,6 @@ def copy_to(x: Tensor, src: Any) -> Tensor:
     return astype(broadcast_to(s, x.shape), x.dtype)
 
 
-_DEVICES = ("cpu", "cuda", "mps", "meta")
-
-
-def _is_device(v: Any) -> bool:
-    from ..backend import _BACKENDS
-
-    return isinstance(v, str) and (v.split(":")[0] in _DEVICES or any(b.device == v for b in _BACKENDS.values()))
-
-
 def move(x: Tensor, device: str) -> Tensor:
     """``x`` with its data on ``device`` (itself when it is there already). The copy is a new tensor that keeps
     ``requires_grad`` but is not recorded on the tape: gradients do not flow back across devices."""
@@ -134,7 +125,7 @@ def to(x: Tensor, *args: Any, dtype: Any = None, device: Any = None, copy: bool 
             continue
         if isinstance(a, Tensor):
             want, where = a.dtype, a.device
-        elif _is_device(a):
+        elif is_device_name(a):
             where = a
         else:
             want = np.dtype(a)
