@@ -228,3 +228,28 @@ def test_set_backend_runs_device_tensors_there():
         y = (x * 2).relu()
     assert y.device == DEVICE
     _close(y, np.maximum(X * 2, 0))
+
+
+OPS_WITH_CONSTANTS = {  # ops that make host tables or defaults next to their input: they must follow its device
+    "cross_entropy_weighted": lambda x: F.cross_entropy(x.flatten(1)[:, :5], Tensor(Y).to(x.device),
+                                                        weight=Tensor(np.arange(1, 6, dtype=np.float32)).to(x.device)),
+    "binary_cross_entropy": lambda x: F.binary_cross_entropy(x.sigmoid(), (x > 0).float()),
+    "batch_norm_no_affine": lambda x: F.batch_norm(x, None, None, training=True),
+    "group_norm_single": lambda x: F.group_norm(x[:, :, :1, :1], 3),
+    "interpolate_bilinear": lambda x: F.interpolate(x, size=(5, 7), mode="bilinear"),
+    "weighted_avg_pool2d": lambda x: F.weighted_avg_pool2d(x, 3, 1, 1, 1.0),
+    "take_along_dim": lambda x: F.take_along_dim(x, Tensor(np.zeros((4, 3, 8, 1), np.int64)).to(x.device), 3),
+    "l1_weighted": lambda x: F.l1_loss(x, x * 0.5, weight=np.full(X.shape, 2.0, np.float32)),
+}
+
+
+@pytest.mark.parametrize("name", list(OPS_WITH_CONSTANTS))
+def test_ops_with_constants_follow_the_device(name):
+    fn = OPS_WITH_CONSTANTS[name]
+    ref = fn(Tensor(X, requires_grad=True))
+    x = Tensor(X).to(DEVICE).requires_grad_()
+    got = fn(x)
+    assert got.device == DEVICE
+    _close(got, ref, rtol=1e-5, atol=1e-6)
+    got.sum().backward()
+    assert x.grad.device == DEVICE
