@@ -185,7 +185,8 @@ class Backend:
         Returns the outputs as a tuple, also for single-result primitives."""
         if out_specs is None:
             out_specs = prim.abstract_eval(*(Spec(a.shape, a.dtype) for a in arrays), **attrs)
-        outs = tuple(self.empty(s.shape, s.dtype) for s in out_specs)
+        empty = self.empty
+        outs = tuple([empty(s.shape, s.dtype) for s in out_specs])
         if kernel is None:
             kernel = self.kernel(prim.name)
         out = outs if prim.multiple_results else outs[0]
@@ -269,8 +270,14 @@ def dispatch(op: str, arrays: Sequence[Any]) -> tuple[Backend, Sequence[Any]]:
     backend when it holds them all, else the backend of the device they are on. A 0-d host array (a Python
     scalar lifted to a tensor) goes to that device with them, as PyTorch lets CPU scalars mix with CUDA tensors;
     any other mix of devices is an error naming them."""
-    active = active_backend()
-    if all(active.is_native(a) for a in arrays):
+    active = _active if _active is not None else active_backend()
+    if active.device == "cpu":  # the common case, without a method call per input (subclasses take the long way)
+        for a in arrays:
+            if a.__class__ is not np.ndarray:
+                break
+        else:
+            return active, arrays
+    elif all(active.is_native(a) for a in arrays):
         return active, arrays
     devices = [device_of(a) for a in arrays]
     placed = {d for d, a in zip(devices, arrays) if not (d == "cpu" and a.ndim == 0)}

@@ -208,6 +208,9 @@ class Tensor(TensorMethods):
         """This tensor on the host (itself when it already is; a device tensor's copy is a new leaf)."""
         return self.to("cpu")
 
+    def cuda(self) -> Tensor:
+        return self.to("cuda")
+
     def item(self) -> float:
         _notify_read("item()", self)
         return self.host().item()

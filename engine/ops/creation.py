@@ -34,18 +34,26 @@ def _default_dtype(value: Any) -> np.dtype:
     return np.dtype(np.bool_) if kind == "b" else np.dtype(np.int64) if kind in "iu" else _FLOAT
 
 
-def zeros(*shape: Any, dtype: Any = "float32", requires_grad: bool = False) -> Tensor:
-    return Tensor(np.zeros(_shape(shape), dtype), requires_grad=requires_grad)
+def _made(data: np.ndarray, requires_grad: bool, device: str | None) -> Tensor:
+    """A new leaf of host-made ``data``, on ``device`` when one is given (as torch's ``device=`` argument)."""
+    if device is not None and device != "cpu":
+        data = backend_for_device(device).from_host(data)
+    return Tensor(data, requires_grad=requires_grad)
 
 
-def ones(*shape: Any, dtype: Any = "float32", requires_grad: bool = False) -> Tensor:
-    return Tensor(np.ones(_shape(shape), dtype), requires_grad=requires_grad)
+def zeros(*shape: Any, dtype: Any = "float32", requires_grad: bool = False, device: str | None = None) -> Tensor:
+    return _made(np.zeros(_shape(shape), dtype), requires_grad, device)
 
 
-def full(size: Any, fill_value: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+def ones(*shape: Any, dtype: Any = "float32", requires_grad: bool = False, device: str | None = None) -> Tensor:
+    return _made(np.ones(_shape(shape), dtype), requires_grad, device)
+
+
+def full(size: Any, fill_value: Any, dtype: Any = None, requires_grad: bool = False,
+         device: str | None = None) -> Tensor:
     """torch.full: the dtype follows ``fill_value`` (bool, int64 or float32) unless given."""
     dtype = _default_dtype(fill_value) if dtype is None else np.dtype(dtype)
-    return Tensor(np.full(_shape((size,)), fill_value, dtype), requires_grad=requires_grad)
+    return _made(np.full(_shape((size,)), fill_value, dtype), requires_grad, device)
 
 
 def full_like(x: Tensor, fill_value: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
@@ -62,14 +70,14 @@ def ones_like(x: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tens
     return full_like(x, 1, dtype, requires_grad)
 
 
-def rand(*shape: Any, dtype: Any = "float32", requires_grad: bool = False) -> Tensor:
-    """Uniform on [0, 1), from the engine's seedable generator."""
-    return Tensor(generator().random(_shape(shape)).astype(dtype), requires_grad=requires_grad)
+def rand(*shape: Any, dtype: Any = "float32", requires_grad: bool = False, device: str | None = None) -> Tensor:
+    """Uniform on [0, 1), from the engine's seedable generator (drawn on the host: the same numbers anywhere)."""
+    return _made(generator().random(_shape(shape)).astype(dtype), requires_grad, device)
 
 
-def randn(*shape: Any, dtype: Any = "float32", requires_grad: bool = False) -> Tensor:
-    """Standard normal, from the engine's seedable generator."""
-    return Tensor(generator().standard_normal(_shape(shape)).astype(dtype), requires_grad=requires_grad)
+def randn(*shape: Any, dtype: Any = "float32", requires_grad: bool = False, device: str | None = None) -> Tensor:
+    """Standard normal, from the engine's seedable generator (drawn on the host: the same numbers anywhere)."""
+    return _made(generator().standard_normal(_shape(shape)).astype(dtype), requires_grad, device)
 
 
 def arange(start: Any, end: Any = None, step: Any = 1, dtype: Any = None, requires_grad: bool = False) -> Tensor:

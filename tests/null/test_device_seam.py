@@ -253,3 +253,38 @@ def test_ops_with_constants_follow_the_device(name):
     _close(got, ref, rtol=1e-5, atol=1e-6)
     got.sum().backward()
     assert x.grad.device == DEVICE
+
+
+class _TwoHeads(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(6, 3), nn.Linear(6, 2)
+
+    def forward(self, x):
+        return self.a(x), self.b(x)
+
+
+def test_compiled_backward_with_an_unused_output_on_device():
+    grads = {}
+    xa = RNG.standard_normal((4, 6)).astype(np.float32)
+    for dev, be in (("cpu", "numpy"), (DEVICE, DEVICE)):
+        engine.manual_seed(0)
+        m = _TwoHeads().to(dev)
+        a, _ = graph.compile(m, xa, backend=be)(Tensor(xa).to(dev))  # b gets no cotangent: zeros on the device
+        (a * a).sum().backward()
+        grads[dev] = [p.grad.numpy() if p.grad is not None else None for p in m.parameters()]
+    for g_ref, g in zip(grads["cpu"], grads[DEVICE]):
+        assert (g_ref is None) == (g is None)
+        if g is not None:
+            _close(g, g_ref)
+    t = engine.tensor(Tensor(X).to(DEVICE))  # engine.tensor copies, on the tensor's device
+    assert t.device == DEVICE
+
+
+def test_creation_takes_a_device():
+    engine.manual_seed(3)
+    a = engine.randn(2, 3, device=DEVICE)
+    engine.manual_seed(3)
+    assert a.device == DEVICE and np.array_equal(a.numpy(), engine.randn(2, 3).numpy())
+    assert engine.zeros(2, device=DEVICE).device == DEVICE and engine.full((2,), 1.5, device=DEVICE).device == DEVICE
+    assert engine.ones(2, device="cpu").device == "cpu"
