@@ -666,4 +666,5 @@ def load_trained(checkpoint: str | Path, model_name: str | None = None) -> tuple
     model = build_model(model_name or stored, info.num_classes, info.channels)
     model.load_state_dict(ck["model"])
     model.eval()
+    model.to(engine.active_backend().device)  # --backend cuda: evaluated where the active backend's tensors live
     return model, info

@@ -56,3 +56,20 @@ def test_training_on_a_device_equals_numpy(tiny, tmp_path, eager):  # noqa: F811
         np.testing.assert_allclose(w_dev[k], w_ref[k], rtol=1e-4, atol=1e-6, err_msg=k)
     assert m_dev["test"]["acc"] == pytest.approx(m_ref["test"]["acc"], abs=0.02)
     assert m_dev["epochs"][0]["train_loss"] == pytest.approx(m_ref["epochs"][0]["train_loss"], rel=1e-4)
+
+
+def test_predict_runs_where_the_model_lives():
+    from zoo.cli.predict import predict
+    from zoo.datasets import DatasetInfo
+
+    from .test_training import TinyCNN
+
+    fake_backend()
+    model = TinyCNN(num_classes=3).eval()
+    info = DatasetInfo("x", 1, (28, 28), ["a", "b", "c"], [0.5], [0.5])
+    images = (np.random.default_rng(0).random((2, 1, 28, 28)) * 255).astype(np.uint8)
+    with engine.use_backend("numpy"):
+        ref = predict(model, info, images)
+        model.to(DEVICE)
+        assert training.model_device(model) == DEVICE
+        assert predict(model, info, images) == ref
