@@ -184,8 +184,9 @@ def bind(prim: Primitive, *inputs: Tensor, **attrs: Any) -> Any:
         outs = tuple(Tensor._make(None, s) for s in out_specs)
     else:
         backend, ins = dispatch(prim.name, tuple(t._data for t in inputs))
-        launch = _profiler.launcher(_phase[-1], _module_stack[-1] if _module_stack else None, prim.name) \
-            if _profiler._active else None
+        launch = None if not _profiler._active else _profiler.launcher(
+            _phase[-1], _module_stack[-1] if _module_stack else None, prim.name,
+            backend.synchronize if backend.device != "cpu" else None)
         arrays = backend.run(prim, ins, attrs, out_specs=out_specs, launch=launch)
         outs = tuple(Tensor._make(a, s) for a, s in zip(arrays, out_specs))
         if _anomaly:

@@ -344,8 +344,9 @@ class CompiledModule:
         """Run the eager model and the compiled one on ``inputs``; record and return the max differences."""
         from engine.autograd import no_grad
 
-        with no_grad():
-            eager = self.model(*(x if isinstance(x, Tensor) else Tensor(np.asarray(x)) for x in inputs))
+        with no_grad():  # the eager model runs where its parameters are: this backend's device
+            eager = self.model(*((x if isinstance(x, Tensor) else Tensor(np.asarray(x))).to(self.backend.device)
+                                 for x in inputs))
         got = self(*inputs)
         pairs = zip([eager] if isinstance(eager, Tensor) else eager, [got] if isinstance(got, Tensor) else got)
         abs_d = rel_d = 0.0

@@ -131,7 +131,7 @@ class Optimizer:
         grad = p.grad if p.grad.dtype == p.dtype else p.grad.astype(p.dtype)
         lr = backend.from_host(np.asarray(group["lr"], np.float64))
         hyper = tuple(sorted((n, v) for n, v in group.items() if n not in ("params", "lr")))
-        launch = _profiler.launcher("optimizer", "", f"{type(self).__name__} update")
+        launch = _profiler.launcher("optimizer", "", f"{type(self).__name__} update", backend.synchronize)
         new = backend.run(optimizer_update_p, (p.data, grad.data, *(state[n] for n in keys), lr, state["step"]),
                           dict(rule=type(self), hyper=hyper, keys=keys), launch=launch)
         p._data = new[0]

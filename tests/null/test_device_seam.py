@@ -174,7 +174,8 @@ def test_compiled_inference_on_device():
     fb = fake_backend()
     m = _model().eval()
     ref = graph.compile(m, X, backend="numpy")(X).numpy()
-    cm = graph.compile(m.to(DEVICE), X, backend=DEVICE)
+    cm = graph.compile(m.to(DEVICE), X, backend=DEVICE, check=True)
+    assert cm.report["check"]["max_abs_diff"] < 1e-5
     out = cm(X)  # host in, host out
     assert out.device == "cpu"
     _close(out, ref)
@@ -189,6 +190,7 @@ def test_compiled_inference_on_device():
     assert on_dev.device == DEVICE and cm.compiled.executor.transfer["h2d_bytes"] == 0
     assert isinstance(cm.compiled.executor.arena, FakeArray)
     assert graph.compile(_model().eval(), X, backend="numpy").report["transfer"] == {"h2d_bytes": 0, "d2h_bytes": 0}
+    _close(graph.compile(m, X, backend=DEVICE, arena=False)(X), ref)  # the plain executor allocates on the device
 
 
 def test_compiled_training_on_device():
@@ -220,6 +222,17 @@ def test_compiled_graph_refuses_host_parameters():
     opt = optim.SGD(m.parameters(), lr=0.1)
     with pytest.raises(RuntimeError, match="lives on cpu, the graph runs on backend 'fakedev'.*model.to"):
         graph.compile_step(m, F.cross_entropy, opt, X, Y, backend=DEVICE)(X, Y)
+
+
+def test_profiler_sees_device_kernels():
+    m = _model().to(DEVICE)
+    opt = optim.SGD(m.parameters(), lr=0.1)
+    x, y = _on(DEVICE, X, Y)
+    with engine.profile(m) as prof:
+        F.cross_entropy(m(x), y).backward()
+        opt.step()
+    ops = {r["op"] for r in prof.rows("op")}
+    assert {"conv2d", "batch_norm_train", "SGD update"} <= ops, ops
 
 
 def test_set_backend_runs_device_tensors_there():
