@@ -48,6 +48,10 @@ def tensor(data, dtype=None, requires_grad: bool = False) -> Tensor:
     import numpy as np
 
     if isinstance(data, Tensor):
+        if data.device != "cpu":  # a device tensor's copy stays on its device
+            out = data.detach().clone()
+            out = out if dtype is None else out.to(dtype)
+            return out.requires_grad_(requires_grad)
         data = data.data
     if isinstance(data, np.ndarray):
         data = data.copy()

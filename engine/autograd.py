@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from . import profiler as _profiler
-from .backend import active_backend
+from .backend import dispatch, to_host
 from .primitive import Primitive
 from .tensor import Node, Tensor, read_observers
 
@@ -139,7 +139,10 @@ def assign_state(target: Tensor, new: Tensor) -> None:
         return
     if new._data is None:  # shape-only evaluation outside a trace: nothing to write
         return
-    target.data = new._data.astype(target.dtype, copy=False)
+    if new.dtype != target.dtype:
+        with no_grad():
+            new = new.astype(target.dtype)
+    target.data = new._data
 
 
 @contextlib.contextmanager
@@ -180,11 +183,11 @@ def bind(prim: Primitive, *inputs: Tensor, **attrs: Any) -> Any:
     if _abstract or any(t._data is None for t in inputs):
         outs = tuple(Tensor._make(None, s) for s in out_specs)
     else:
-        arrays = tuple(np.empty(s.shape, s.dtype) for s in out_specs)
-        kernel = active_backend().kernel(prim.name)
-        out = arrays if prim.multiple_results else arrays[0]
-        _profiler.call(_phase[-1], _module_stack[-1] if _module_stack else None, prim.name, kernel,
-                       *(t._data for t in inputs), out=out, **attrs)
+        backend, ins = dispatch(prim.name, tuple(t._data for t in inputs))
+        launch = None if not _profiler._active else _profiler.launcher(
+            _phase[-1], _module_stack[-1] if _module_stack else None, prim.name,
+            backend.synchronize if backend.device != "cpu" else None)
+        arrays = backend.run(prim, ins, attrs, out_specs=out_specs, launch=launch)
         outs = tuple(Tensor._make(a, s) for a, s in zip(arrays, out_specs))
         if _anomaly:
             _check_finite(prim, outs, "forward")
@@ -204,8 +207,9 @@ def bind(prim: Primitive, *inputs: Tensor, **attrs: Any) -> Any:
 
 def _check_finite(prim: Primitive, outs: tuple[Tensor, ...], phase: str) -> None:
     for i, o in enumerate(outs):
-        if o._data is not None and o.dtype.kind == "f" and not np.all(np.isfinite(o._data)):
-            bad = int(np.size(o._data) - np.count_nonzero(np.isfinite(o._data)))
+        data = None if o._data is None or o.dtype.kind != "f" else to_host(o._data)  # a host-side check
+        if data is not None and not np.all(np.isfinite(data)):
+            bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
             raise AnomalyError(f"{prim.name} ({phase}) produced {bad} non-finite value(s) in output {i} "
                                f"of shape {list(o.shape)}")
 
@@ -251,8 +255,8 @@ def _seed(root: Tensor, grad: Tensor | np.ndarray | None, where: str) -> Tensor:
         if root.numel() != 1:
             raise RuntimeError(f"{where}: grad can be implicitly created only for scalar outputs, "
                                f"but the output has shape {list(root.shape)}; pass grad=")
-        return Tensor(np.ones(root.shape, root.dtype))
-    g0 = grad if isinstance(grad, Tensor) else Tensor(np.asarray(grad, dtype=root.dtype))
+        return root.new_tensor(np.ones(root.shape, root.dtype))
+    g0 = grad if isinstance(grad, Tensor) else root.new_tensor(np.asarray(grad, dtype=root.dtype))
     if g0.shape != root.shape:
         raise RuntimeError(f"{where}: grad shape {list(g0.shape)} does not match output shape {list(root.shape)}")
     return g0

@@ -19,6 +19,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from .primitive import Spec
+
 Kernel = Callable[..., None]
 
 
@@ -166,8 +168,33 @@ class Backend:
         n = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
         return arena[offset:offset + n].view(dtype).reshape(tuple(shape))
 
+    def copy_(self, dst: Any, src: Any) -> None:
+        """Write the contents of ``src`` (an array of this backend) into ``dst`` (one of the same shape)."""
+        np.copyto(dst, src)
+
     def synchronize(self) -> None:
         """Wait for every kernel launched so far (host kernels finish before they return)."""
+
+    # -- running a primitive: the one path from a shape rule to a kernel call --
+
+    def run(self, prim: Any, arrays: Sequence[Any], attrs: dict[str, Any], *, out_specs: Sequence[Spec] | None = None,
+            kernel: Kernel | None = None, launch: Callable[..., None] | None = None) -> tuple:
+        """Run primitive ``prim`` on this backend's ``arrays`` with ``attrs``: allocate its outputs (from
+        ``out_specs``, else its shape rule) with :meth:`empty` and call ``kernel`` (default: this backend's kernel
+        for ``prim``), through ``launch(kernel, *arrays, out=..., **attrs)`` when given (the profiler's hook).
+        Returns the outputs as a tuple, also for single-result primitives."""
+        if out_specs is None:
+            out_specs = prim.abstract_eval(*(Spec(a.shape, a.dtype) for a in arrays), **attrs)
+        empty = self.empty
+        outs = tuple([empty(s.shape, s.dtype) for s in out_specs])
+        if kernel is None:
+            kernel = self.kernel(prim.name)
+        out = outs if prim.multiple_results else outs[0]
+        if launch is None:
+            kernel(*arrays, out=out, **attrs)
+        else:
+            launch(kernel, *arrays, out=out, **attrs)
+        return outs
 
     def __repr__(self) -> str:
         return f"Backend({self.name!r}, {len(self.kernels)} kernels)"
@@ -194,6 +221,91 @@ def get_backend(name: str | Backend) -> Backend:
             why = getattr(module, "UNAVAILABLE", f"module backends.{name} did not register a backend named {name!r}")
             raise ValueError(f"unavailable backend {name!r}: {why}")
     return _BACKENDS[name]
+
+
+_DEVICE_NAMES = ("cpu", "cuda", "mps", "meta")  # what PyTorch code passes to .to(); mps and meta are refused
+
+
+def is_device_name(v: Any) -> bool:
+    """Whether ``v`` names a device ("cpu", "cuda:0", a registered backend's device) rather than a dtype."""
+    return isinstance(v, str) and (v.split(":")[0] in _DEVICE_NAMES or any(b.device == v for b in _BACKENDS.values()))
+
+
+def device_of(array: Any) -> str | None:
+    """The device an array lives on: "cpu" for numpy arrays, else the ``device`` of a registered backend that
+    holds it natively; None for anything that is not an array of some backend."""
+    if isinstance(array, np.ndarray):
+        return "cpu"
+    for b in _BACKENDS.values():
+        if b.device != "cpu" and b.is_native(array):
+            return b.device
+    return None
+
+
+def backend_for_device(device: str) -> Backend:
+    """The backend eager ops run on for arrays of ``device``: the active backend if it is that device's, else
+    the registered backend named like the device ("cuda"), else the first registered backend of that device."""
+    device = device.split(":")[0]
+    active = active_backend()
+    if active.device == device:
+        return active
+    if device == "cpu":
+        return get_backend(_default_backend_name())
+    if device in _BACKENDS and _BACKENDS[device].device == device:
+        return _BACKENDS[device]
+    for b in _BACKENDS.values():
+        if b.device == device:
+            return b
+    try:
+        b = get_backend(device)  # imports backends.<device> (cuda) on first use
+    except ValueError as e:
+        raise ValueError(f"device {device!r} is not available: {e}") from None
+    if b.device != device:
+        raise ValueError(f"unknown device {device!r} (backend {b.name!r} keeps its arrays on {b.device!r})")
+    return b
+
+
+def dispatch(op: str, arrays: Sequence[Any]) -> tuple[Backend, Sequence[Any]]:
+    """The backend an eager op runs on, and its input arrays as that backend's kernels read them: the active
+    backend when it holds them all, else the backend of the device they are on. A 0-d host array (a Python
+    scalar lifted to a tensor) goes to that device with them, as PyTorch lets CPU scalars mix with CUDA tensors;
+    any other mix of devices is an error naming them."""
+    active = _active if _active is not None else active_backend()
+    if active.device == "cpu":  # the common case, without a method call per input (subclasses take the long way)
+        for a in arrays:
+            if a.__class__ is not np.ndarray:
+                break
+        else:
+            return active, arrays
+    elif all(active.is_native(a) for a in arrays):
+        return active, arrays
+    devices = [device_of(a) for a in arrays]
+    placed = {d for d, a in zip(devices, arrays) if not (d == "cpu" and a.ndim == 0)}
+    if len(placed) > 1:
+        raise RuntimeError(f"{op}: expected all tensors on one device, got {' and '.join(sorted(placed))} "
+                           f"(move them with .to(device) first)")
+    be = backend_for_device(placed.pop() if placed else "cpu")
+    return be, tuple(a if d != "cpu" or be.device == "cpu" else be.from_host(a) for d, a in zip(devices, arrays))
+
+
+def copy_into(dst: Any, src: Any) -> None:
+    """Write array ``src`` into array ``dst`` in place (same shape, same device; a host ``src`` goes to a device
+    ``dst`` through its backend)."""
+    if isinstance(dst, np.ndarray):
+        np.copyto(dst, to_host(src))
+        return
+    be = backend_for_device(device_of(dst) or "cpu")
+    be.copy_(dst, src if be.is_native(src) else be.from_host(np.asarray(src)))
+
+
+def to_host(array: Any) -> np.ndarray:
+    """A numpy array with the contents of ``array``, wherever it lives (numpy arrays are returned as they are)."""
+    if isinstance(array, np.ndarray):
+        return array
+    dev = device_of(array)
+    if dev is None:
+        return np.asarray(array)
+    return backend_for_device(dev).to_host(array)
 
 
 def available_backends() -> list[str]:

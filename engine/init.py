@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 
+from .backend import copy_into
 from .random import generator
 from .tensor import Tensor
 
@@ -42,7 +43,10 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
 
 
 def _fill(tensor: Tensor, values: np.ndarray | float) -> Tensor:
-    tensor.data[...] = values
+    if isinstance(tensor.data, np.ndarray):
+        tensor.data[...] = values
+    else:  # a device tensor: the values are made on the host and copied in
+        copy_into(tensor.data, np.broadcast_to(np.asarray(values, tensor.dtype), tensor.shape))
     tensor.bump_version()
     return tensor
 

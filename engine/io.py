@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from .backend import device_of, to_host
 from .random import get_rng_state, set_rng_state
 from .tensor import Tensor
 
@@ -52,11 +53,13 @@ class _Encoder:
 
     def encode(self, v: Any, where: str) -> Any:
         if isinstance(v, Tensor):
-            return {"__tensor__": self._array(v.data, where)}
+            return {"__tensor__": self._array(v.host(), where)}  # a device tensor is written as its host copy
         if isinstance(v, np.ndarray):
             return {"__ndarray__": self._array(v, where)}
         if isinstance(v, np.generic):
             return {"__scalar__": self._array(np.asarray(v), where)}
+        if device_of(v) not in (None, "cpu"):  # a device array (optimizer state on a GPU): its host copy
+            return {"__ndarray__": self._array(to_host(v), where)}
         if v is None or isinstance(v, (bool, int, float, str)):
             return v
         if isinstance(v, tuple):
@@ -213,7 +216,7 @@ def load_checkpoint(path: str | os.PathLike, model: Any = None, optimizer: Any =
                 continue
             before = obj.state_dict()
             if name == "model":
-                before = {k: v.data.copy() for k, v in before.items()}
+                before = {k: v.host().copy() for k, v in before.items()}
                 obj.load_state_dict(state[name], strict=strict)
             else:
                 obj.load_state_dict(state[name])

@@ -96,6 +96,23 @@ def profile(model: Any = None) -> Iterator[Profile]:
         _active.remove(prof)
 
 
+def launcher(phase: str, module: Any, op: str, sync: Any = None) -> Any:
+    """The ``launch`` hook for :meth:`engine.Backend.run`: None (call the kernel directly) unless a profile is
+    running, else a function that times the kernel call as :func:`call` does. ``sync`` (a device backend's
+    ``synchronize``) is called before the clock stops: device kernels run asynchronously."""
+    if not _active:
+        return None
+
+    def launch(fn: Any, *args: Any, **kwargs: Any) -> None:
+        t0 = time.perf_counter()
+        fn(*args, **kwargs)
+        if sync is not None:
+            sync()
+        _active[-1].record(phase, module, op, time.perf_counter() - t0)
+
+    return launch
+
+
 def call(phase: str, module: Any, op: str, fn: Any, /, *args: Any, **kwargs: Any) -> None:
     """``fn(*args, **kwargs)``; inside a :func:`profile` block, also timed into the innermost profile. The one
     hook every kernel call site uses (positional-only: kernel attrs may be named ``kernel``)."""

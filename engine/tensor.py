@@ -1,4 +1,5 @@
-"""Eager Tensors: numpy arrays that run primitives through the active backend and record a tape."""
+"""Eager Tensors: arrays of a backend (numpy arrays on the host, device arrays on a GPU) that run primitives
+through the backend of their device and record a tape."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from .backend import backend_for_device, device_of, to_host
 from .primitive import Spec
 from .tensor_methods import TensorMethods
 
@@ -67,6 +69,9 @@ class Tensor(TensorMethods):
     def __init__(self, data: Any, dtype: Any = None, requires_grad: bool = False, name: str | None = None):
         if isinstance(data, Tensor):
             data = data._data
+        if not isinstance(data, np.ndarray) and device_of(data) not in (None, "cpu"):
+            self._init_device(data, dtype, requires_grad, name)  # a device backend's array: kept where it is
+            return
         arr = np.asarray(data)
         if dtype is not None:
             arr = arr.astype(dtype, copy=False)
@@ -83,6 +88,21 @@ class Tensor(TensorMethods):
         self.requires_grad = requires_grad
         self.grad: Tensor | None = None
         self._node: Node | None = None
+        self._index = 0
+        self.name = name
+        self._version = 0
+
+    def _init_device(self, data: Any, dtype: Any, requires_grad: bool, name: str | None) -> None:
+        if dtype is not None and np.dtype(dtype) != data.dtype:
+            raise TypeError(f"Tensor: cannot convert a {device_of(data)} array of dtype {data.dtype} to "
+                            f"{np.dtype(dtype)} while wrapping it; wrap it first, then call .to(dtype)")
+        if requires_grad and data.dtype.kind != "f":
+            raise TypeError(f"Tensor: only floating-point tensors can require grad (got dtype {data.dtype})")
+        self._data = data
+        self._spec = Spec(data.shape, data.dtype)
+        self.requires_grad = requires_grad
+        self.grad = None
+        self._node = None
         self._index = 0
         self.name = name
         self._version = 0
@@ -108,8 +128,8 @@ class Tensor(TensorMethods):
         return self._data
 
     @data.setter
-    def data(self, value: np.ndarray) -> None:
-        value = np.asarray(value)
+    def data(self, value: Any) -> None:
+        value = self._placed(value.data if isinstance(value, Tensor) else value)
         if value.shape != self._spec.shape or value.dtype != self._spec.dtype:
             raise ValueError(f"Tensor.data: new value {value.dtype}{list(value.shape)} must match {self._spec}")
         self._data = value
@@ -145,15 +165,58 @@ class Tensor(TensorMethods):
     def is_leaf(self) -> bool:
         return self._node is None
 
+    # --- device ----------------------------------------------------------------------------------------------
+    @property
+    def device(self) -> str:
+        """Where the data lives: "cpu", or the device of the backend whose array it is ("cuda")."""
+        if self._data is None or isinstance(self._data, np.ndarray):
+            return "cpu"
+        return device_of(self._data) or "cpu"
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.device == "cuda"
+
+    def _placed(self, value: Any) -> Any:
+        """``value`` as an array on this tensor's device (host arrays are uploaded to a device tensor's)."""
+        dev = self.device
+        if dev == "cpu":
+            return to_host(value) if not isinstance(value, np.ndarray) else value
+        if isinstance(value, np.ndarray) or device_of(value) is None:
+            return backend_for_device(dev).from_host(np.asarray(value))
+        if device_of(value) != dev:
+            raise RuntimeError(f"Tensor.data: cannot put a {device_of(value)} array into a tensor on {dev}")
+        return value
+
+    def new_tensor(self, data: Any, dtype: Any = None) -> Tensor:
+        """torch.Tensor.new_tensor: a constant Tensor of ``data`` on this tensor's device, in this tensor's dtype
+        unless ``dtype`` is given (how ops place the scalars and tables they make next to their inputs)."""
+        arr = np.asarray(data, dtype=self.dtype if dtype is None else dtype)
+        dev = self.device
+        return Tensor(arr if dev == "cpu" else backend_for_device(dev).from_host(arr))
+
+    def host(self) -> np.ndarray:
+        """The data as a numpy array: the array itself on the host, a copy of a device tensor's data."""
+        data = self.data
+        return data if isinstance(data, np.ndarray) else to_host(data)
+
     def numpy(self) -> np.ndarray:
-        return self.data
+        """The data as a numpy array (for a device tensor a host copy: writing it does not change the tensor)."""
+        return self.host()
+
+    def cpu(self) -> Tensor:
+        """This tensor on the host (itself when it already is; a device tensor's copy is a new leaf)."""
+        return self.to("cpu")
+
+    def cuda(self) -> Tensor:
+        return self.to("cuda")
 
     def item(self) -> float:
         _notify_read("item()", self)
-        return self.data.item()
+        return self.host().item()
 
     def tolist(self) -> Any:
-        return self.data.tolist()
+        return self.host().tolist()
 
     def detach(self) -> Tensor:
         return Tensor._make(self._data, self._spec)
@@ -171,33 +234,39 @@ class Tensor(TensorMethods):
         return self.shape[0]
 
     def __repr__(self) -> str:
-        body = np.array2string(self._data, precision=4, threshold=20) if self._data is not None else "<abstract>"
+        body = np.array2string(self.host(), precision=4, threshold=20) if self._data is not None else "<abstract>"
         extra = ", requires_grad=True" if self.requires_grad else ""
         if self._node is not None:
             extra = f", grad_fn={self._node.prim.name}"
+        dev = self.device if self._data is not None else "cpu"
+        if dev != "cpu":
+            extra = f", device='{dev}'" + extra
         return f"tensor({body}, dtype={self.dtype.name}{extra})"
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        if self._data is not None and not isinstance(self._data, np.ndarray):
+            raise TypeError(f"can't convert a tensor on device '{self.device}' to a numpy array implicitly; "
+                            f"use .numpy() or .cpu() to copy it to host memory first")
         return self.data if dtype is None else self.data.astype(dtype)
 
     def __bool__(self) -> bool:
         _notify_read("bool()", self)
-        return bool(self.data)
+        return bool(self.host())
 
     def __float__(self) -> float:
         _notify_read("float()", self)
-        return float(self.data)
+        return float(self.host())
 
     def __int__(self) -> int:
         _notify_read("int()", self)
-        return int(self.data)
+        return int(self.host())
 
     def __index__(self) -> int:
         _notify_read("__index__", self)
         if self.dtype.kind not in "iub" or self._spec.size != 1:
             raise TypeError(f"only integer tensors of a single element can be converted to an index "
                             f"(got {self.dtype.name}{list(self.shape)})")
-        return int(self.data)
+        return int(self.host())
 
     def __hash__(self) -> int:
         return id(self)

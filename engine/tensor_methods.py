@@ -325,16 +325,13 @@ class TensorMethods:
         return _F().astype(self, "bool")
 
     def to(self, *args: Any, **kwargs: Any) -> Tensor:
-        """torch.Tensor.to: ``to(dtype)``, ``to(other_tensor)`` (its dtype), ``to("cpu")``, ``to("cpu", dtype)``;
-        tensors live in host memory, so the device can only be "cpu"."""
+        """torch.Tensor.to: ``to(dtype)``, ``to(other_tensor)`` (its dtype and device), ``to("cuda")``,
+        ``to("cpu", dtype)``, ``to(device=...)``."""
         return _F().to(self, *args, **kwargs)
 
     def type(self, dtype: Any = None) -> Any:
         """With no argument the type name (``"engine.FloatTensor"``, as torch's); else :meth:`to` that dtype."""
         return _F().type_name(self) if dtype is None else _F().to(self, dtype)
-
-    def cpu(self) -> Tensor:
-        return self
 
     def clone(self) -> Tensor:
         """A copy with its own data; gradients flow back to this tensor, as torch.clone."""

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.backend import Backend, active_backend, get_backend
+from engine.backend import Backend, active_backend, device_of, get_backend
 from engine.primitive import Spec
 from engine.random import get_rng_state, set_rng_state
 from engine.tensor import Tensor
@@ -46,6 +46,8 @@ def spec_of(x: Any) -> Spec:
         return x
     if isinstance(x, Tensor):
         return x.spec
+    if not isinstance(x, np.ndarray) and device_of(x) is not None:  # a device array
+        return Spec(x.shape, x.dtype)
     arr = np.asarray(x)
     return Spec(arr.shape, np.float32 if arr.dtype == np.float64 and not isinstance(x, np.ndarray) else arr.dtype)
 
@@ -54,7 +56,8 @@ class CompileReport(dict):
     """The compile report (a dict; ``str()`` formats it). Keys: ``model``, ``backend``, ``training``,
     ``input_shapes``, ``passes`` (one row per pass: changed, nodes before/after, kernels, FLOPs, bytes, time),
     ``fold_errors`` (node -> max abs error of the folded subgraph), ``memory`` (naive / arena / lower bound /
-    fragmentation / kernel workspaces), ``stats`` (final kernels, MACs, FLOPs, bytes), ``kernels`` (node -> kernel
+    fragmentation / kernel workspaces), ``transfer`` (host<->device bytes per call, ``h2d_bytes`` / ``d2h_bytes``:
+    0 on a host backend), ``stats`` (final kernels, MACs, FLOPs, bytes), ``kernels`` (node -> kernel
     used, with its algorithm note in brackets), ``algorithms`` (node -> the backend's algorithm note, where it gives
     one), ``autotune``, timings (``trace_s``, ``passes_s``, ``plan_s``, ``compile_s``) and ``check`` when
     ``compile(check=True)``."""
@@ -78,6 +81,9 @@ class CompileReport(dict):
         lines.append(f"memory: naive {m['naive_bytes'] / mib:.2f} MiB, planned arena {m['arena_bytes'] / mib:.2f} MiB, "
                      f"lower bound {m['lower_bound_bytes'] / mib:.2f} MiB, fragmentation {m['fragmentation']:.1%}, "
                      f"kernel workspaces {m['workspace_bytes'] / mib:.2f} MiB")
+        t = self.get("transfer")
+        if t is not None:
+            lines.append(f"host<->device per call: {t['h2d_bytes']} bytes in, {t['d2h_bytes']} bytes out")
         s = self["stats"]
         lines.append(f"final: {s['kernels']} kernels, {s['macs'] / 1e9:.3f} GMACs = {s['flops'] / 1e9:.3f} GFLOPs")
         if self.get("algorithms"):  # the backend's per-node notes (conv: the chosen algorithm, measured or not)
@@ -125,7 +131,7 @@ def gc_paused() -> Iterator[None]:
 def build_executor(g: Graph, backend: Backend, arena: bool, reorder: bool, writes: dict[int, Value] | None = None,
                    autotune: bool = False) -> tuple[MemoryPlan | None, Executor]:
     """Plan memory (reordering the schedule when that lowers the peak) and build the executor that runs ``g``."""
-    plan = plan_memory(g, reorder=reorder) if arena else None
+    plan = plan_memory(g, reorder=reorder, alignment=max(64, backend.alignment)) if arena else None
     if plan is not None:
         g.nodes = list(plan.schedule)
         return plan, ArenaExecutor(g, plan, backend, writes, autotune=autotune)
@@ -142,7 +148,7 @@ def warm_up(executors: Sequence[Executor]) -> float:
     rng = get_rng_state()
     try:
         for ex in executors:
-            zeros = [np.zeros(v.shape, v.dtype) for v in ex.graph.user_inputs]
+            zeros = [ex.backend.from_host(np.zeros(v.shape, v.dtype)) for v in ex.graph.user_inputs]
             with np.errstate(all="ignore"):
                 try:
                     ex.run(*zeros)
@@ -174,7 +180,20 @@ def make_report(model: Any, backend: Backend, g: Graph, plan: MemoryPlan | None,
         fold_error_input="example input" if not g.meta.get("abstract") else "probe input (abstract trace)",
         memory=memory, stats=g.stats(), kernels={n: f"{d} [{a}]" if a else d for n, (d, a) in described.items()},
         algorithms={n: a for n, (_, a) in described.items() if a}, autotune=autotune,
+        transfer=transfer_per_call(backend, g),
         trace_s=t1 - t0, passes_s=t2 - t1, plan_s=t3 - t2, kernels_s=kernels_s, compile_s=t3 - t0 + kernels_s)
+
+
+def transfer_per_call(backend: Backend, g: Graph) -> dict[str, int]:
+    """Host <-> device bytes one call copies when the caller passes host arrays and wants host results: the user
+    inputs in and the model outputs out (random keys in too); 0 on a host backend, where nothing is copied. Folded
+    constants are uploaded once per compiled module, not per call; parameters of a training graph live on the
+    device already."""
+    if backend.device == "cpu":
+        return {"h2d_bytes": 0, "d2h_bytes": 0}
+    outs = g.outputs[:g.meta.get("n_outputs", len(g.outputs))]
+    return {"h2d_bytes": sum(v.nbytes for v in g.inputs if v.kind in ("input", "key")),
+            "d2h_bytes": sum(v.nbytes for v in outs)}
 
 
 def state_tensors(model: Any) -> dict[str, Tensor]:
@@ -304,12 +323,17 @@ class CompiledModule:
         compiled = self.compile_for(*inputs)
         if compiled.function is not None:
             return self._call_training(compiled, inputs)
-        outs = compiled.executor.run(*(x.data if isinstance(x, Tensor) else np.asarray(x) for x in inputs))
+        ex = compiled.executor
+        outs = ex.run(*(x.data if isinstance(x, Tensor) else x for x in inputs))
+        if self.backend.device != "cpu" and not any(self.backend.is_native(_data(x)) for x in inputs):
+            outs = ex.fetch(outs)  # host in, host out: the results are copied back once
         return _structure(compiled.graph, [Tensor(o) for o in outs])
 
     def _call_training(self, compiled: _Compiled, inputs: tuple) -> Any:
         fn = compiled.function
-        xs = [x if isinstance(x, Tensor) else Tensor(np.asarray(x)) for x in inputs]
+        xs = [x if isinstance(x, Tensor) else Tensor(x if device_of(x) else np.asarray(x)) for x in inputs]
+        if self.backend.device != "cpu":  # the call_graph primitive runs where the parameters are
+            xs = [x.to(self.backend.device) for x in xs]
         outs = fn(*xs, *compiled.state)
         n_out = fn.graph.meta["n_outputs"]
         for target, new in zip(compiled.state_targets, outs[n_out:]):
@@ -320,14 +344,15 @@ class CompiledModule:
         """Run the eager model and the compiled one on ``inputs``; record and return the max differences."""
         from engine.autograd import no_grad
 
-        with no_grad():
-            eager = self.model(*(x if isinstance(x, Tensor) else Tensor(np.asarray(x)) for x in inputs))
+        with no_grad():  # the eager model runs where its parameters are: this backend's device
+            eager = self.model(*((x if isinstance(x, Tensor) else Tensor(np.asarray(x))).to(self.backend.device)
+                                 for x in inputs))
         got = self(*inputs)
         pairs = zip([eager] if isinstance(eager, Tensor) else eager, [got] if isinstance(got, Tensor) else got)
         abs_d = rel_d = 0.0
         ok = True
         for e, c in pairs:
-            e64, c64 = e.data.astype(np.float64), c.data.astype(np.float64)
+            e64, c64 = e.host().astype(np.float64), c.host().astype(np.float64)
             d = np.abs(e64 - c64)
             scale = float(np.abs(e64).max(initial=0.0))
             abs_d = max(abs_d, float(d.max(initial=0.0)))
@@ -376,6 +401,10 @@ class CompiledModule:
     def __repr__(self) -> str:
         shapes = [[list(s) for s, _ in k[0]] for k in self._cache]
         return f"CompiledModule({type(self.model).__name__}, backend={self.backend.name!r}, compiled for {shapes})"
+
+
+def _data(x: Any) -> Any:
+    return x._data if isinstance(x, Tensor) else x
 
 
 def _structure(g: Graph, tensors: list[Tensor]) -> Any:

@@ -1,10 +1,15 @@
 """Run a Graph by calling a backend's kernels, node by node, in schedule order.
 
-- :class:`Executor` allocates each intermediate with ``np.empty`` and drops it after its last use.
-- :class:`ArenaExecutor` runs inside one planned arena (a :class:`graph.memory.MemoryPlan`): every intermediate
-  is a view into a single ``uint8`` buffer allocated once, at the offset the planner chose; graph outputs get
-  fresh arrays (they outlive the call). Nodes the plan marks in-place write over their dying input; a ``reshape``
-  planned in place is free (the bytes are already where they belong), so its kernel is skipped.
+- :class:`Executor` allocates each intermediate with the backend's ``empty`` and drops it after its last use.
+- :class:`ArenaExecutor` runs inside one planned arena (a :class:`graph.memory.MemoryPlan`): every
+  intermediate is a view (``backend.view``) into one byte buffer (``backend.arena``) allocated once, at the
+  offset the planner chose; graph outputs get fresh arrays (they outlive the call). Nodes the plan marks
+  in-place write over their dying input; a ``reshape`` planned in place is free (the bytes are already where
+  they belong), so its kernel is skipped.
+
+Memory belongs to the backend (engine/backend.py), so the same executor runs on a device: the graph's constants
+(host arrays in the IR) are uploaded once per executor, host inputs are copied in once per call (counted in
+``transfer``), and results stay on the device until the caller fetches them (:meth:`Executor.fetch`).
 
 Kernels are ``kernel(*inputs, out=..., **attrs)``. A primitive that a backend has no kernel for but that has a
 decomposition (the fused ones, engine/ops/fused.py) runs as that decomposition with *that backend's* kernels.
@@ -18,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from engine import profiler as _profiler
-from engine.backend import Backend, Step, get_backend
+from engine.backend import Backend, Step, device_of, get_backend, to_host
 from engine.random import next_key
 
 from .ir import Graph, Node, Value
@@ -36,8 +41,8 @@ def kernel_for(backend: Backend, node: Node) -> Kernel:
         raise NotImplementedError(f"{e} (needed by node {node.name}: {node.format()})") from None
 
 
-def _to_array(x: Any, v: Value) -> np.ndarray:
-    arr = x.data if hasattr(x, "_spec") else np.asarray(x)
+def _to_array(x: Any, v: Value) -> Any:
+    arr = x.data if hasattr(x, "_spec") else x if device_of(x) is not None else np.asarray(x)
     if arr.shape != v.shape or arr.dtype != v.dtype:
         raise ValueError(f"input %{v.name}: expected {v.spec!r}, got {arr.dtype}{list(arr.shape)}")
     return arr
@@ -58,7 +63,11 @@ class Executor:
         self.backend = get_backend(backend)
         self._kernels = [kernel_for(self.backend, n) for n in graph.nodes]
         # the backend's state for this executor (derived constants, kernel workspaces), entered around every run
-        consts = {id(v): v.data for v in graph.inputs if v.kind == "const" and v.data is not None}
+        # constants live on the backend's device for the executor's life: uploaded here, once
+        self._resident: dict[int, Any] = {id(v): self._place(v.data, count=False) for v in graph.inputs
+                                          if v.kind == "const" and v.data is not None}
+        self.transfer = {"h2d_bytes": 0, "d2h_bytes": 0}  # host <-> device copies of the last call
+        consts = self._resident
         self.context = self.backend.prepare(
             list(consts.values()), [Step(n.op.name, k, [consts.get(id(v), v.spec) for v in n.inputs],
                                          [o.spec for o in n.outputs], n.attrs)
@@ -95,19 +104,50 @@ class Executor:
             direct.append(ok)
         return direct
 
-    def _frozen_env(self) -> dict[int, np.ndarray]:
+    def _place(self, array: Any, count: bool = True) -> Any:
+        """``array`` where the backend's kernels read it (a host array is copied to a device backend)."""
+        if self.backend.is_native(array):
+            return array
+        if count:
+            self.transfer["h2d_bytes"] += array.nbytes
+        return self.backend.from_host(to_host(array))
+
+    def fetch(self, arrays: Sequence[Any]) -> list[np.ndarray]:
+        """Host copies of result arrays of the last call (the arrays themselves on a host backend)."""
+        out = []
+        for a in arrays:
+            if not isinstance(a, np.ndarray):
+                self.transfer["d2h_bytes"] += a.nbytes
+            out.append(self.backend.to_host(a))
+        return out
+
+    def _frozen_env(self, with_state: bool) -> dict[int, Any]:
         env = {}
         for v in self.graph.inputs:
             if v.kind == "key":  # a fresh random key per call, in input (= trace) order, as eager mode draws them
-                env[id(v)] = next_key()
-            elif v.kind != "input":
-                if v.data is None:
-                    raise ValueError(f"{v.kind} %{v.name} has no data (traced abstractly from an abstract tensor)")
-                env[id(v)] = v.data
+                env[id(v)] = self._place(next_key())
+            elif v.kind != "input" and not (with_state and v.kind in ("param", "buffer")):
+                a = self._resident.get(id(v))
+                if a is None:
+                    if v.data is None:
+                        raise ValueError(f"{v.kind} %{v.name} has no data (traced abstractly from an abstract tensor)")
+                    a = self._resident[id(v)] = self._place(v.data, count=False)  # uploaded once
+                env[id(v)] = a
         return env
 
-    def _allocate(self, node: Node) -> list[np.ndarray]:
-        return [self._target.get(id(o)) if id(o) in self._target else np.empty(o.shape, o.dtype)
+    def _state_array(self, v: Value, a: Any) -> Any:
+        """A live param/buffer/state array: on a device backend it must live there already (it is written in place),
+        except a scalar (the learning rate), which is copied in."""
+        if self.backend.is_native(a):
+            return a
+        if getattr(a, "ndim", 1) == 0:
+            return self._place(a)
+        raise RuntimeError(f"{v.kind} %{v.name} lives on {device_of(a)}, the graph runs on backend "
+                           f"{self.backend.name!r} ({self.backend.device}); move the model there first "
+                           f"(model.to({self.backend.device!r}))")
+
+    def _allocate(self, node: Node) -> list[Any]:
+        return [self._target.get(id(o)) if id(o) in self._target else self.backend.empty(o.shape, o.dtype)
                 for o in node.outputs]
 
     def run(self, *inputs: Any, state: Sequence[np.ndarray] | None = None,
@@ -121,12 +161,13 @@ class Executor:
         if len(inputs) != len(g.user_inputs):
             raise TypeError(f"graph takes {len(g.user_inputs)} inputs "
                             f"({', '.join(repr(v) for v in g.user_inputs)}), got {len(inputs)}")
-        env = self._frozen_env()
+        self.transfer = {"h2d_bytes": 0, "d2h_bytes": 0}
+        env = self._frozen_env(state is not None)
         for v, x in zip(g.user_inputs, inputs):
-            env[id(v)] = _to_array(x, v)
+            env[id(v)] = self._place(_to_array(x, v))
         if state is not None:
             for v, a in zip(self._state_inputs, state, strict=True):
-                env[id(v)] = a
+                env[id(v)] = self._state_array(v, a)
         self._target = {} if outs is None else \
             {id(v): a for v, a, d in zip(g.outputs, outs, self._direct) if d and a is not None}
         for i, (node, kernel) in enumerate(zip(g.nodes, self._kernels)):
@@ -149,7 +190,7 @@ class Executor:
         result = []
         for v, a in zip(g.outputs, outs):
             if a is not None and env[id(v)] is not a:
-                np.copyto(a, env[id(v)])
+                self.backend.copy_(a, env[id(v)])
             result.append(env[id(v)] if a is None else a)
         self._target = {}
         return result
@@ -168,15 +209,19 @@ class ArenaExecutor(Executor):
             raise ValueError("ArenaExecutor: the plan was made for another schedule; set graph.nodes = plan.schedule")
         super().__init__(graph, backend, writes, autotune=autotune)
         self.plan = plan
-        self.arena = np.empty(max(plan.arena_bytes, 1), np.uint8)
-        self.views: dict[int, np.ndarray] = {}
-        for v, off in plan.offsets.items():
-            self.views[id(v)] = self.arena[off:off + v.nbytes].view(v.dtype).reshape(v.shape)
+        b = self.backend
+        if plan.alignment % b.alignment:
+            raise ValueError(f"ArenaExecutor: the plan aligns buffers to {plan.alignment} bytes, backend {b.name!r} "
+                             f"needs a multiple of {b.alignment} (plan_memory(..., alignment={b.alignment}))")
+        self.arena = b.arena(plan.arena_bytes)
+        self.views: dict[int, Any] = {id(v): b.view(self.arena, off, v.shape, v.dtype)
+                                      for v, off in plan.offsets.items()}
         self._inplace_reshape = {id(n) for n in plan.inplace if n.op.name == "reshape"}
 
     def _allocate(self, node: Node) -> list[np.ndarray]:
         return [self.views[id(o)] if id(o) in self.views else
-                self._target[id(o)] if id(o) in self._target else np.empty(o.shape, o.dtype) for o in node.outputs]
+                self._target[id(o)] if id(o) in self._target else self.backend.empty(o.shape, o.dtype)
+                for o in node.outputs]
 
     def _skip(self, node: Node) -> bool:
         return id(node) in self._inplace_reshape
@@ -192,19 +237,20 @@ def evaluate_nodes(nodes: Sequence[Node], env: dict[int, np.ndarray], backend: s
     evaluate subgraphs at compile time (constant folding, fold-error measurement)."""
     b = get_backend(backend)
     for node in nodes:
-        args = [env[id(v)] for v in node.inputs]
-        outs = [np.empty(o.shape, o.dtype) for o in node.outputs]
-        kernel_for(b, node)(*args, out=tuple(outs) if node.op.multiple_results else outs[0], **node.attrs)
+        outs = run_node(b, node, [env[id(v)] for v in node.inputs])
         for o, a in zip(node.outputs, outs):
             env[id(o)] = a
+
+
+def run_node(backend: Backend, node: Node, arrays: Sequence[Any]) -> tuple:
+    """One node on ``backend``, outputs allocated by it (:meth:`engine.Backend.run`, with the node's kernel, which
+    may be a decomposition)."""
+    return backend.run(node.op, arrays, node.attrs, out_specs=[o.spec for o in node.outputs],
+                       kernel=kernel_for(backend, node))
 
 
 def eval_op(op: Any, *arrays: np.ndarray, backend: str | Backend = "numpy", **attrs: Any) -> Any:
     """Apply one primitive to arrays outside any graph (its shape rule gives the outputs); returns an array, or
     a tuple for multi-result primitives."""
-    from engine.primitive import Spec
-
-    specs = op.abstract_eval(*(Spec(a.shape, a.dtype) for a in arrays), **attrs)
-    outs = tuple(np.empty(s.shape, s.dtype) for s in specs)
-    get_backend(backend).kernel(op.name)(*arrays, out=outs if op.multiple_results else outs[0], **attrs)
+    outs = get_backend(backend).run(op, arrays, attrs)
     return outs if op.multiple_results else outs[0]

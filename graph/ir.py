@@ -29,6 +29,7 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
+from engine.backend import to_host
 from engine.primitive import Cost, Primitive, Spec, get_primitive
 
 INPUT_KINDS = ("input", "param", "buffer", "const", "key")
@@ -159,10 +160,12 @@ class Graph:
     # --- construction and mutation ---------------------------------------------------------------------
     def add_input(self, name: str, spec: Spec, kind: str = "input", data: np.ndarray | None = None) -> Value:
         """Append a graph input. ``kind`` is one of ``input | param | buffer | const``; non-``input`` kinds
-        carry their array in ``data`` (``None`` only for abstract consts)."""
+        carry their array in ``data`` (``None`` only for abstract consts). Graphs hold host arrays: a device
+        array (a parameter of a model moved to a GPU) is copied to the host here, so passes read numpy arrays and
+        an executor uploads what it needs once."""
         if kind not in INPUT_KINDS:
             raise ValueError(f"add_input: kind must be one of {INPUT_KINDS} (got {kind!r})")
-        v = Value(self.unique_name(name), spec, None, 0, kind, data)
+        v = Value(self.unique_name(name), spec, None, 0, kind, None if data is None else to_host(data))
         self.inputs.append(v)
         return v
 

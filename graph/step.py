@@ -19,7 +19,7 @@ import numpy as np
 
 from engine import autograd
 from engine.autograd import bind
-from engine.backend import Backend, active_backend, get_backend
+from engine.backend import Backend, active_backend, get_backend, to_host
 from engine.optim.optimizer import Optimizer
 from engine.optim.update import optimizer_update_p
 from engine.primitive import Spec
@@ -30,20 +30,6 @@ from .ir import Graph
 from .passes import run_passes
 from .remat import rematerialize, saved_bytes_by_op
 from .trace import trace
-
-
-def _state_arrays(optimizer: Optimizer, p: Tensor, group: dict[str, Any]) -> dict[str, Any]:
-    """The parameter's optimizer state, created as the compiled step needs it (every array present; the step
-    count as a 0-d float64 array that eager steps increment in place too)."""
-    state = optimizer.state.setdefault(p, {})
-    if not state:
-        type(optimizer).init_state(p.data, state, group)
-    elif "step" not in state:  # an optimizer whose eager steps keep no count (SGD): past its first step
-        type(optimizer).init_state(p.data, state, group)
-        state["step"] = 1
-    if not isinstance(state.get("step"), np.ndarray):
-        state["step"] = np.asarray(float(state.get("step", 0)), np.float64)
-    return state
 
 
 class CompiledStep:
@@ -82,8 +68,11 @@ class CompiledStep:
                 if id(p) not in named_params:
                     raise ValueError(f"compile_step: the optimizer holds a parameter {list(p.shape)} that is not a "
                                      f"parameter of {type(model).__name__}")
-                state = _state_arrays(opt, p, group)
-                keys = tuple(n for n, v in state.items() if n != "step" and isinstance(v, np.ndarray))
+                state = opt.array_state(p, opt.state.setdefault(p, {}), group)
+                for n, v in state.items():  # the state lives where the graph runs (it is written in place)
+                    if not self.backend.is_native(v):
+                        state[n] = self.backend.from_host(to_host(v))
+                keys = tuple(n for n in state if n != "step")
                 tensors = {}
                 for n in (*keys, "step"):
                     t = Tensor._make(state[n], Spec(state[n].shape, state[n].dtype))
@@ -155,7 +144,7 @@ class CompiledStep:
         state = [t._data for t in self._state]
         n_ret = self.graph.meta["n_outputs"]
         outs: list[np.ndarray | None] = [None] * n_ret + [t._data for t in self._targets]
-        got = self.executor.run(*(x.data if isinstance(x, Tensor) else np.asarray(x) for x in inputs),
+        got = self.executor.run(*(x.data if isinstance(x, Tensor) else x for x in inputs),
                                 state=state, outs=outs)
         for t in self._targets:  # written in place: tell compiled inference modules the weights moved
             t._version += 1

@@ -32,6 +32,7 @@ import numpy as np
 
 from engine import autograd
 from engine import random as _random
+from engine.backend import to_host
 from engine.ops.random import rng_key_p
 from engine.primitive import Primitive, Spec
 from engine.tensor import Tensor
@@ -122,7 +123,7 @@ def trace(model_or_fn: Callable[..., Any], *example_inputs: Any, abstract: bool 
         env[id(t)] = graph.add_input(name, t.spec, "input")
         alive.append(t)
         if keep_examples and t._data is not None:
-            env[id(t)].meta["example"] = t._data
+            env[id(t)].meta["example"] = to_host(t._data)
 
     def value_of(t: Tensor, prim_name: str) -> Value:
         v = env.get(id(t))
@@ -158,7 +159,7 @@ def trace(model_or_fn: Callable[..., Any], *example_inputs: Any, abstract: bool 
             env[id(t)] = v
             alive.append(t)
             if keep_examples and t._data is not None:
-                v.meta["example"] = t._data
+                v.meta["example"] = to_host(t._data)
 
     def on_state(target: Tensor, new: Tensor) -> None:
         alive.append(new)

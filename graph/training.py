@@ -181,7 +181,7 @@ def make_vjp(split: Split, backward_fn: GraphFunction) -> Callable[[tuple, tuple
     first_saved = split.n_out + split.n_state
 
     def vjp(gs: tuple, outs: tuple, inputs: tuple) -> tuple:
-        cts = [gs[i] if gs[i] is not None else Tensor(np.zeros(outs[i].shape, outs[i].dtype))
+        cts = [gs[i] if gs[i] is not None else outs[i].new_tensor(np.zeros(outs[i].shape, outs[i].dtype))
                for i in split.ct_outputs]
         grads = backward_fn(*cts, *outs[first_saved:], *(inputs[i] for i in split.primal_inputs))
         result: list[Any] = [None] * len(inputs)

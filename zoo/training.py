@@ -186,6 +186,12 @@ def current_lr(opt: Any) -> float:
     return float(opt.param_groups[0]["lr"])
 
 
+def model_device(model: Any) -> str:
+    """Where the model's parameters live ("cpu" for a model without any)."""
+    inner = getattr(model, "model", model)  # a compiled evaluation wrapper holds the model
+    return next((p.device for p in inner.parameters()), "cpu")
+
+
 # --- evaluation -----------------------------------------------------------------------------------------------
 def evaluate(model: Any, loader: DataLoader, num_classes: int) -> dict[str, Any]:
     """Mean loss, accuracy and the confusion matrix (rows = true class, columns = predicted)."""
@@ -193,8 +199,10 @@ def evaluate(model: Any, loader: DataLoader, num_classes: int) -> dict[str, Any]
     model.eval()
     total_loss, n = 0.0, 0
     confusion = np.zeros((num_classes, num_classes), np.int64)
+    device = model_device(model)
     with engine.no_grad():
         for x, y in loader:
+            x, y = x.to(device), y.to(device)
             logits = main_logits(model(x))
             total_loss += float(F.cross_entropy(logits, y, reduction="sum").item())
             pred = logits.numpy().argmax(1)
@@ -401,8 +409,10 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, step: EagerStep | Comp
     loss_sum = 0.0
     bar = progress_bar(loader, desc, progress)
     timer.lap("other")
+    device = model_device(model)
     for x, y in bar:
         timer.lap("data")  # waiting for the prefetch thread
+        x, y = x.to(device), y.to(device)  # a device run: the batch is copied in once
         loss, logits = step(x, y, timer)
         seen += len(y)
         loss_sum += float(loss.item()) * len(y)
@@ -463,6 +473,10 @@ def _train(cfg: TrainConfig, splits: Splits | None) -> dict[str, Any]:
     if cfg.train_last_only:
         trainable = freeze_all_but(model, classifier_parameter_names(model))
         notes.append("random features: conv filters stay at their random init, only Linear layers train")
+    device = engine.get_backend(cfg.backend).device
+    if device != "cpu":  # --device cuda: parameters, buffers and (below) every batch live on the GPU
+        model.to(device)
+        notes.append(f"tensors live on {device}")
     params = trainable if trainable is not None else list(model.parameters())
     opt = make_optimizer(cfg, params)
     sched = make_scheduler(cfg, opt)
@@ -652,4 +666,5 @@ def load_trained(checkpoint: str | Path, model_name: str | None = None) -> tuple
     model = build_model(model_name or stored, info.num_classes, info.channels)
     model.load_state_dict(ck["model"])
     model.eval()
+    model.to(engine.active_backend().device)  # --backend cuda: evaluated where the active backend's tensors live
     return model, info

@@ -30,7 +30,7 @@ class CudaBackend(Backend):
     def from_host(self, array: np.ndarray) -> Any:
         if _on_device(array):
             return array
-        return cuda.to_device(np.ascontiguousarray(array))
+        return cuda.to_device(np.asarray(array, order="C"))  # not ascontiguousarray: it makes 0-d arrays 1-d
 
     def to_host(self, array: Any) -> np.ndarray:
         if isinstance(array, np.ndarray):
@@ -48,6 +48,9 @@ class CudaBackend(Backend):
         dtype = np.dtype(dtype)
         n = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
         return arena[offset:offset + n].view(dtype).reshape(tuple(shape))
+
+    def copy_(self, dst: Any, src: Any) -> None:
+        dst.copy_to_device(src if _on_device(src) else np.asarray(src, order="C"))
 
     def synchronize(self) -> None:
         cuda.synchronize()

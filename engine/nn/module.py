@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..autograd import module_scope
+from ..backend import backend_for_device, copy_into, is_device_name
 from ..primitive import Spec
 from ..tensor import Tensor
 
@@ -59,7 +60,16 @@ def _addindent(s: str, n: int) -> str:
 
 
 def _as_array(value: Any) -> np.ndarray:
-    return value.data if isinstance(value, Tensor) else np.asarray(value)
+    """A state-dict value as a host array (checkpoints hold host copies; device tensors are copied here)."""
+    return value.host() if isinstance(value, Tensor) else np.asarray(value)
+
+
+def _move_in_place(t: Tensor, device: str) -> None:
+    """Put ``t``'s data on ``device``, keeping the Tensor object (and bumping its version)."""
+    if t._data is None or t.device == device:
+        return
+    t._data = t.detach().to(device)._data
+    t.bump_version()
 
 
 class Module:
@@ -294,7 +304,7 @@ class Module:
             if set_to_none:
                 p.grad = None
             else:
-                p.grad = Tensor(np.zeros_like(p.grad.data))
+                p.grad = p.grad.new_tensor(np.zeros(p.grad.shape, p.grad.dtype))
 
     def apply(self, fn: Callable[[Module], None]) -> Module:
         """Call ``fn`` on every child (recursively, children first) and then on this module."""
@@ -303,18 +313,43 @@ class Module:
         fn(self)
         return self
 
-    def to(self, dtype: Any) -> Module:
-        """Cast floating-point parameters and buffers to ``dtype`` (e.g. float64 for gradient checks)."""
-        dtype = np.dtype(dtype)
+    def to(self, *args: Any, dtype: Any = None, device: Any = None, **_: Any) -> Module:
+        """``to(dtype)`` casts floating-point parameters and buffers (e.g. float64 for gradient checks);
+        ``to("cuda")`` / ``to("cpu")`` moves parameters, buffers and gradients to that device. Each Tensor keeps
+        its identity, so optimizers holding it stay valid (their state follows on the next step)."""
+        for a in args:
+            if is_device_name(a):
+                device = a
+            else:
+                dtype = a
+        if dtype is not None:
+            self._cast(np.dtype(dtype))
+        if device is not None:
+            device = str(device).split(":")[0]
+            if device != "cpu":
+                backend_for_device(device)  # an unavailable device fails here, before anything moved
+            for t in list(self.parameters()) + list(self.buffers()):
+                _move_in_place(t, device)
+                if t.grad is not None:
+                    _move_in_place(t.grad, device)
+        return self
+
+    def cuda(self) -> Module:
+        return self.to("cuda")
+
+    def cpu(self) -> Module:
+        return self.to("cpu")
+
+    def _cast(self, dtype: np.dtype) -> None:
         if dtype.kind != "f":
             raise TypeError(f"Module.to: only floating point dtypes are supported (got {dtype})")
         for t in list(self.parameters()) + list(self.buffers()):
             if t.dtype.kind == "f" and t.dtype != dtype:
                 # the same Tensor object keeps its identity, so optimizers holding it stay valid
-                t._data = t.data.astype(dtype)
+                new = t.detach().astype(dtype)
+                t._data = new._data
                 t._spec = Spec(t._data.shape, dtype)
                 t.grad = None
-        return self
 
     def float(self) -> Module:
         return self.to(np.float32)
@@ -373,7 +408,7 @@ class Module:
         if errors:
             raise RuntimeError(f"Error(s) in loading state_dict for {self._get_name()}:\n\t" + "\n\t".join(errors))
         for target, value in updates:
-            target.data[...] = value
+            copy_into(target.data, value.astype(target.dtype, copy=False))  # onto the model's device
             target.bump_version()
         return IncompatibleKeys(missing, unexpected)
 

@@ -45,7 +45,7 @@ class _BatchNorm(Module):
         if self.track_running_stats:
             init.zeros_(self.running_mean)
             init.ones_(self.running_var)
-            self.num_batches_tracked.data[...] = 0
+            init.zeros_(self.num_batches_tracked)
 
     def reset_parameters(self) -> None:
         self.reset_running_stats()
@@ -76,7 +76,7 @@ class _BatchNorm(Module):
                     raise NotImplementedError(f"{type(self).__name__}(momentum=None): the cumulative average "
                                               f"depends on the batch count, which a compiled training graph does "
                                               f"not read in Python; use a float momentum")
-                factor = 1.0 / float(counted._data)
+                factor = 1.0 / float(counted.host())
         use_batch_stats = self.training or (self.running_mean is None and self.running_var is None)
         keep = not self.training or self.track_running_stats
         return F.batch_norm(x, self.running_mean if keep else None, self.running_var if keep else None,

@@ -62,11 +62,14 @@ def result_type(*operands: Any) -> np.dtype:
 
 
 def lift(x: Any, like: Tensor | None = None) -> Tensor:
-    """Python scalars and arrays become constant Tensors in ``like``'s dtype (as torch does for scalars)."""
+    """Python scalars and arrays become constant Tensors in ``like``'s dtype (as torch does for scalars), on its
+    device."""
     if isinstance(x, Tensor):
         return x
     if like is not None and (isinstance(x, (int, float, bool)) or np.ndim(x) == 0 or like.dtype.kind == "f"):
-        return Tensor(np.asarray(x, dtype=like.dtype))
+        return like.new_tensor(x)
+    if like is not None:
+        return like.new_tensor(x, np.asarray(x).dtype)
     return Tensor(x)
 
 

@@ -62,5 +62,5 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True, inplace: bool = Fa
         return x
     if p == 1.0:
         return x * 0.0
-    mask = bernoulli_mask(x.shape, 1.0 - p, x.dtype.name)
+    mask = bernoulli_mask(x.shape, 1.0 - p, x.dtype.name, x.device)
     return bind(dropout_p, x, mask, p=float(p))

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from ..backend import backend_for_device, is_device_name
 from ..random import generator
 from ..tensor import Tensor
 from .elementwise import astype, mul
@@ -33,22 +34,32 @@ def _default_dtype(value: Any) -> np.dtype:
     return np.dtype(np.bool_) if kind == "b" else np.dtype(np.int64) if kind in "iu" else _FLOAT
 
 
-def zeros(*shape: Any, dtype: Any = "float32", requires_grad: bool = False) -> Tensor:
-    return Tensor(np.zeros(_shape(shape), dtype), requires_grad=requires_grad)
+def _made(data: np.ndarray, requires_grad: bool, device: str | None) -> Tensor:
+    """A new leaf of host-made ``data``, on ``device`` when one is given (as torch's ``device=`` argument)."""
+    if device is not None and device != "cpu":
+        data = backend_for_device(device).from_host(data)
+    return Tensor(data, requires_grad=requires_grad)
 
 
-def ones(*shape: Any, dtype: Any = "float32", requires_grad: bool = False) -> Tensor:
-    return Tensor(np.ones(_shape(shape), dtype), requires_grad=requires_grad)
+def zeros(*shape: Any, dtype: Any = "float32", requires_grad: bool = False, device: str | None = None) -> Tensor:
+    return _made(np.zeros(_shape(shape), dtype), requires_grad, device)
 
 
-def full(size: Any, fill_value: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+def ones(*shape: Any, dtype: Any = "float32", requires_grad: bool = False, device: str | None = None) -> Tensor:
+    return _made(np.ones(_shape(shape), dtype), requires_grad, device)
+
+
+def full(size: Any, fill_value: Any, dtype: Any = None, requires_grad: bool = False,
+         device: str | None = None) -> Tensor:
     """torch.full: the dtype follows ``fill_value`` (bool, int64 or float32) unless given."""
     dtype = _default_dtype(fill_value) if dtype is None else np.dtype(dtype)
-    return Tensor(np.full(_shape((size,)), fill_value, dtype), requires_grad=requires_grad)
+    return _made(np.full(_shape((size,)), fill_value, dtype), requires_grad, device)
 
 
 def full_like(x: Tensor, fill_value: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
-    return Tensor(np.full(x.shape, fill_value, x.dtype if dtype is None else dtype), requires_grad=requires_grad)
+    """On ``x``'s device, in ``x``'s dtype unless given."""
+    dtype = x.dtype if dtype is None else np.dtype(dtype)
+    return x.new_tensor(np.full(x.shape, fill_value, dtype), dtype).requires_grad_(requires_grad)
 
 
 def zeros_like(x: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tensor:
@@ -59,14 +70,14 @@ def ones_like(x: Tensor, dtype: Any = None, requires_grad: bool = False) -> Tens
     return full_like(x, 1, dtype, requires_grad)
 
 
-def rand(*shape: Any, dtype: Any = "float32", requires_grad: bool = False) -> Tensor:
-    """Uniform on [0, 1), from the engine's seedable generator."""
-    return Tensor(generator().random(_shape(shape)).astype(dtype), requires_grad=requires_grad)
+def rand(*shape: Any, dtype: Any = "float32", requires_grad: bool = False, device: str | None = None) -> Tensor:
+    """Uniform on [0, 1), from the engine's seedable generator (drawn on the host: the same numbers anywhere)."""
+    return _made(generator().random(_shape(shape)).astype(dtype), requires_grad, device)
 
 
-def randn(*shape: Any, dtype: Any = "float32", requires_grad: bool = False) -> Tensor:
-    """Standard normal, from the engine's seedable generator."""
-    return Tensor(generator().standard_normal(_shape(shape)).astype(dtype), requires_grad=requires_grad)
+def randn(*shape: Any, dtype: Any = "float32", requires_grad: bool = False, device: str | None = None) -> Tensor:
+    """Standard normal, from the engine's seedable generator (drawn on the host: the same numbers anywhere)."""
+    return _made(generator().standard_normal(_shape(shape)).astype(dtype), requires_grad, device)
 
 
 def arange(start: Any, end: Any = None, step: Any = 1, dtype: Any = None, requires_grad: bool = False) -> Tensor:
@@ -86,34 +97,49 @@ def clone(x: Tensor) -> Tensor:
     included)."""
     if x.requires_grad and x._data is not None:
         return mul(x, Tensor(np.ones((), x.dtype)))
+    if x._data is not None and not isinstance(x._data, np.ndarray):  # a device array: copied by its backend
+        return Tensor._make(mul(x, Tensor(np.ones((), x.dtype)))._data, x.spec)
     return Tensor._make(None if x._data is None else x._data.copy(), x.spec)
 
 
 def copy_to(x: Tensor, src: Any) -> Tensor:
     """``src`` broadcast to ``x``'s shape in ``x``'s dtype: the value ``x.copy_(src)`` writes."""
-    s = src if isinstance(src, Tensor) else Tensor(np.asarray(src))
+    s = src if isinstance(src, Tensor) else x.new_tensor(src, np.asarray(src).dtype)
     return astype(broadcast_to(s, x.shape), x.dtype)
 
 
-def _dtype_arg(v: Any) -> np.dtype | None:
-    """The dtype ``to()`` was asked for: from a Tensor, a dtype-like; None for the device "cpu"."""
-    if isinstance(v, Tensor):
-        return v.dtype
-    if isinstance(v, str) and v.split(":")[0] in ("cpu", "cuda", "mps", "meta"):
-        if v.split(":")[0] != "cpu":
-            raise ValueError(f"to: engine tensors live in host memory; device {v!r} is not supported (use 'cpu', "
-                             f"or a compiled module on a GPU backend)")
-        return None
-    return np.dtype(v)
+def move(x: Tensor, device: str) -> Tensor:
+    """``x`` with its data on ``device`` (itself when it is there already). The copy is a new tensor that keeps
+    ``requires_grad`` but is not recorded on the tape: gradients do not flow back across devices."""
+    device = device.split(":")[0]
+    if device in ("mps", "meta"):
+        raise ValueError(f"to: device {device!r} is not supported (devices: 'cpu', 'cuda')")
+    if x.device == device or x._data is None:
+        return x
+    data = x.host()
+    if device != "cpu":
+        data = backend_for_device(device).from_host(data)
+    elif data is x._data:
+        data = data.copy()
+    return Tensor(data, requires_grad=x.requires_grad)
 
 
 def to(x: Tensor, *args: Any, dtype: Any = None, device: Any = None, copy: bool = False, **_: Any) -> Tensor:
-    """torch.Tensor.to with dtypes and the "cpu" device (``non_blocking`` and the like are accepted, ignored)."""
+    """torch.Tensor.to with dtypes and devices (``non_blocking`` and the like are accepted, ignored)."""
     want = None if dtype is None else np.dtype(dtype)
+    where = None
     for a in (device, *args):
-        d = None if a is None else _dtype_arg(a)
-        want = d if d is not None else want
+        if a is None:
+            continue
+        if isinstance(a, Tensor):
+            want, where = a.dtype, a.device
+        elif is_device_name(a):
+            where = a
+        else:
+            want = np.dtype(a)
     out = x if want is None else astype(x, want)
+    if where is not None:
+        out = move(out, where)
     return clone(out) if copy and out is x else out
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..autograd import bind, is_grad_enabled
+from ..backend import copy_into
 from ..primitive import SHAPE, Spec, broadcast_shapes, fail, primitive
 from ..tensor import Tensor
 from .shape import basic_getitem
@@ -123,7 +124,7 @@ def index_add_kernel(g: np.ndarray, *arrays: np.ndarray, out: np.ndarray, shape:
 
 # --- the index a user writes, as items + arrays ----------------------------------------------------------------
 def _index_array(i: Any) -> np.ndarray:
-    a = i._data if isinstance(i, Tensor) else np.asarray(i)
+    a = (None if i._data is None else i.host()) if isinstance(i, Tensor) else np.asarray(i)  # masks: host-side
     if a is None:
         raise IndexError("getitem: an index tensor has no data (shape-only tracing cannot index with its values)")
     if a.dtype.kind not in "iub":
@@ -187,7 +188,7 @@ def getitem(x: Tensor, index: Any) -> Tensor:
     items, arrays, general = _parse(x.ndim, index)
     if not general:
         return basic_getitem(x, index)
-    return bind(index_p, x, *(a if isinstance(a, Tensor) else Tensor(a) for a in arrays), items=items)
+    return bind(index_p, x, *(a if isinstance(a, Tensor) else x.new_tensor(a, a.dtype) for a in arrays), items=items)
 
 
 def take_along_dim(x: Tensor, indices: Tensor, dim: int) -> Tensor:
@@ -203,7 +204,8 @@ def take_along_dim(x: Tensor, indices: Tensor, dim: int) -> Tensor:
             fail("take_along_dim", f"indices must match the input on every axis but {d}", input=list(x.shape),
                  indices=list(indices.shape))
         items.append(("array", len(arrays)))
-        arrays.append(Tensor(np.arange(x.shape[ax]).reshape([-1 if k == ax else 1 for k in range(x.ndim)])))
+        arrays.append(x.new_tensor(np.arange(x.shape[ax]).reshape([-1 if k == ax else 1 for k in range(x.ndim)]),
+                                   np.int64))
     return bind(index_p, x, *arrays, items=tuple(items))
 
 
@@ -224,9 +226,15 @@ def setitem(x: Tensor, index: Any, value: Any) -> None:
                            f"engine.no_grad(), or build a new tensor (engine.where, engine.cat)")
     if x._data is None:
         raise RuntimeError(f"setitem: abstract tensor {x.spec} has no data to assign into")
+    if not isinstance(x._data, np.ndarray):  # a device tensor: written on a host copy, then copied back in place
+        host = Tensor(x.host().copy())
+        setitem(host, index, value.host() if isinstance(value, Tensor) else value)
+        copy_into(x._data, host._data)
+        x.bump_version()
+        return
     items, arrays, _ = _parse(x.ndim, index)
     arrays = tuple(a.numpy() if isinstance(a, Tensor) else a for a in arrays)
-    v = value._data if isinstance(value, Tensor) else value
+    v = value.host() if isinstance(value, Tensor) else value
     if not x._data.flags.writeable:
         x._data = x._data.copy()  # e.g. a broadcast view or a read-only file mapping
     ints, rest = _split(items, arrays)

@@ -17,7 +17,10 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from ..autograd import _observers, is_grad_enabled
+from ..backend import copy_into
 from ..tensor import Tensor
 from .elementwise import astype
 
@@ -52,9 +55,12 @@ def _write(x: Tensor, result: Tensor, op: str) -> Tensor:
     if value.shape != x.shape:
         raise RuntimeError(f"{op}: the result shape {list(value.shape)} does not match the tensor's "
                            f"{list(x.shape)} (an in-place op cannot broadcast the tensor it writes)")
-    if not x._data.flags.writeable:
-        x._data = x._data.copy()
-    x._data[...] = value
+    if not isinstance(x._data, np.ndarray):  # a device array: its backend copies
+        copy_into(x._data, value)
+    else:
+        if not x._data.flags.writeable:
+            x._data = x._data.copy()
+        x._data[...] = value
     x.bump_version()
     return x
 

@@ -46,7 +46,7 @@ def _reduce(loss: Tensor, reduction: str) -> Tensor:
 def _class_weights(op: str, weight: Any, c: int, like: Tensor) -> np.ndarray:
     if weight is None:
         return np.ones((c,), like.dtype)
-    w = np.asarray(weight.data if isinstance(weight, Tensor) else weight, dtype=like.dtype)
+    w = np.asarray(weight.host() if isinstance(weight, Tensor) else weight, dtype=like.dtype)  # becomes an attr
     if w.shape != (c,):
         fail(op, "weight must have shape (C,) with C = number of classes", weight=list(w.shape), C=c)
     return w
@@ -116,7 +116,7 @@ def class_coef_kernel(t: np.ndarray, out: tuple[np.ndarray, np.ndarray], **attrs
 def _nll_from_log_probs(op: str, logp: Tensor, target: Any, weight: Any, reduction: str, ignore_index: int,
                         label_smoothing: float = 0.0) -> Tensor:
     _check_reduction(op, reduction)
-    t = target if isinstance(target, Tensor) else Tensor(np.asarray(target))
+    t = target if isinstance(target, Tensor) else logp.new_tensor(target, np.asarray(target).dtype)
     _check_class_target_shape(op, logp, t)
     unbatched = logp.ndim == 1
     if unbatched:  # (C,) with a scalar target: treat as a batch of one
@@ -227,7 +227,7 @@ def l1_loss(input: Tensor, target: Any, reduction: str = "mean", weight: Any = N
     _check_reduction("l1_loss", reduction)
     loss = _weighted("l1_loss", _abs(input - _same_shape_target("l1_loss", input, target)), weight, same_shape=True)
     if weight is not None and reduction == "mean":
-        return _sum(loss) * (1.0 / float(np.sum(np.asarray(lift(weight, input).data, np.float64))))
+        return _sum(loss) * (1.0 / float(np.sum(lift(weight, input).host(), dtype=np.float64)))
     return _reduce(loss, reduction)
 
 
@@ -272,9 +272,10 @@ def binary_cross_entropy(input: Tensor, target: Any, weight: Any = None,  # noqa
     op = "binary_cross_entropy"
     _check_reduction(op, reduction)
     t = _same_shape_target(op, input, target)
-    if input._data is not None and input._data.size and not ((input._data >= 0) & (input._data <= 1)).all():
-        raise ValueError(f"{op}: all elements of input must be between 0 and 1 (got min {input._data.min():.4g}, "
-                         f"max {input._data.max():.4g}); for logits use binary_cross_entropy_with_logits")
+    x = None if input._data is None else input.host()  # a host-side check of the values
+    if x is not None and x.size and not ((x >= 0) & (x <= 1)).all():
+        raise ValueError(f"{op}: all elements of input must be between 0 and 1 (got min {x.min():.4g}, "
+                         f"max {x.max():.4g}); for logits use binary_cross_entropy_with_logits")
     with np.errstate(divide="ignore"):  # log(0) = -inf, then clamped to -100
         log_x = clamp(log(input), -100.0)
         log_1mx = clamp(log(1.0 - input), -100.0)

@@ -139,9 +139,9 @@ def _bn_infer_vjp(g: Tensor, y: Tensor, x: Tensor, w: Tensor, b: Tensor, mean: T
 # --- functional ------------------------------------------------------------------------------------------
 def _per_channel(t: Any, c: int, like: Tensor, fill: float) -> Tensor:
     if t is None:
-        return Tensor(np.full((c,), fill, like.dtype))
+        return like.new_tensor(np.full((c,), fill, like.dtype))
     if not isinstance(t, Tensor):
-        t = Tensor(np.asarray(t, dtype=like.dtype))
+        t = like.new_tensor(t)
     return t
 
 
@@ -152,7 +152,7 @@ def update_running(stat: Any, batch_value: Tensor, momentum: float, scale: float
         return
     if not isinstance(stat, Tensor):  # a bare array given as the running statistic: update it in place
         if batch_value._data is not None:
-            stat[...] = (1.0 - momentum) * stat + momentum * scale * batch_value._data.astype(stat.dtype)
+            stat[...] = (1.0 - momentum) * stat + momentum * scale * batch_value.host().astype(stat.dtype)
         return
     with no_grad():
         b = batch_value if batch_value.dtype == stat.dtype else astype(batch_value, stat.dtype.name)

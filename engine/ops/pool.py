@@ -385,7 +385,7 @@ def weighted_avg_pool2d(x: Tensor, kernel_size: int | tuple[int, int], stride: i
     stride = _stride("weighted_avg_pool2d", stride, kernel)
     c = x.shape[1]
     w = np.broadcast_to(gaussian_window(kernel, sigma), (c, 1) + kernel).astype(x.dtype)
-    return conv2d(x, Tensor(w), None, stride, as_tuple(padding, 2, "padding", "weighted_avg_pool2d"), 1, c)
+    return conv2d(x, x.new_tensor(w), None, stride, as_tuple(padding, 2, "padding", "weighted_avg_pool2d"), 1, c)
 
 
 def global_avg_pool2d(x: Tensor) -> Tensor:

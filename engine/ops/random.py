@@ -56,9 +56,12 @@ def rng_key() -> Tensor:
     return bind(rng_key_p)
 
 
-def bernoulli_mask(shape: tuple[int, ...], keep: float, dtype: str = "float32") -> Tensor:
-    """A {0, 1} mask of ``shape`` with P(1) = ``keep``, drawn from a fresh key."""
-    return bind(bernoulli_mask_p, rng_key(), shape=tuple(int(d) for d in shape), keep=float(keep),
+def bernoulli_mask(shape: tuple[int, ...], keep: float, dtype: str = "float32", device: str = "cpu") -> Tensor:
+    """A {0, 1} mask of ``shape`` with P(1) = ``keep``, drawn from a fresh key, made on ``device``."""
+    key = rng_key()
+    if device != "cpu":  # the key (drawn on the host) goes to the device, the mask is made there
+        key = key.to(device)
+    return bind(bernoulli_mask_p, key, shape=tuple(int(d) for d in shape), keep=float(keep),
                 dtype=np.dtype(dtype).name)
 
 

@@ -119,7 +119,7 @@ def _linear_matrix(n_in: int, n_out: int, scale: float | None, align_corners: bo
 
 def _along(x: Tensor, axis: int, m: np.ndarray) -> Tensor:
     """Apply the (out, in) matrix ``m`` along ``axis`` (the last or the second to last)."""
-    mt = Tensor(np.ascontiguousarray(m, dtype=x.dtype))
+    mt = x.new_tensor(np.ascontiguousarray(m, dtype=x.dtype))
     if axis == x.ndim - 1:
         return matmul(x, transpose(mt, 0, 1))
     return matmul(mt, x)

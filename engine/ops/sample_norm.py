@@ -83,7 +83,7 @@ def _normalize_rows(x: Tensor, rows: int, eps: float) -> tuple[Tensor, Tensor, T
     """``x`` normalized per row of its ``(rows, M)`` view; returns (y shaped like x, row means, row variances)."""
     m = x.numel() // rows if rows else 0
     if m <= 1:  # a row of one value normalizes to 0
-        zeros = Tensor(np.zeros((rows,), x.dtype))
+        zeros = x.new_tensor(np.zeros((rows,), x.dtype))
         return x * 0.0, reshape(x, (rows,)) if m == 1 else zeros, zeros
     y, mean, var = bind(row_norm_p, reshape(x, (rows, m)), eps=float(eps))
     return reshape(y, x.shape), mean, var

@@ -1,7 +1,9 @@
 """Optimizer base: parameter groups, per-parameter state, zero_grad and a resumable state_dict.
 
 Updates run under ``engine.no_grad`` and write numpy arrays in place (``param.data[...] = ...``), so a parameter
-keeps its identity (modules, other optimizers and the tape still refer to the same Tensor).
+keeps its identity (modules, other optimizers and the tape still refer to the same Tensor). A parameter on a device
+is updated by the ``optimizer_update`` primitive on that device's backend (its data and state are replaced by the
+primitive's outputs; the Tensor is the same).
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ import numpy as np
 
 from .. import profiler as _profiler
 from ..autograd import enable_grad, no_grad
+from ..backend import backend_for_device, device_of, to_host
 from ..tensor import Tensor
+from .update import optimizer_update_p
 
 
 class _Required:
@@ -87,7 +91,7 @@ class Optimizer:
                 if set_to_none:
                     p.grad = None
                 else:
-                    p.grad = Tensor(np.zeros_like(p.grad.data))
+                    p.grad = p.grad.new_tensor(np.zeros(p.grad.shape, p.grad.dtype))
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """One update of every parameter that has a gradient; ``closure`` re-evaluates and returns the loss."""
@@ -105,11 +109,48 @@ class Optimizer:
                         raise RuntimeError(f"{type(self).__name__}.step: gradient shape {list(grad.shape)} does "
                                            f"not match parameter shape {list(p.shape)}")
                     state = self.state.setdefault(p, {})
-                    grad = grad.astype(p.dtype, copy=False)
-                    _profiler.call("optimizer", "", f"{type(self).__name__} update", self._update, p, grad, state,
-                                   group)
+                    if isinstance(p.data, np.ndarray):
+                        _state_to_host(state)  # a model moved back from a device: its state follows
+                        grad = p.grad.host().astype(p.dtype, copy=False)
+                        _profiler.call("optimizer", "", f"{type(self).__name__} update", self._update, p, grad,
+                                       state, group)
+                    else:
+                        self._update_on_device(p, state, group)
                     p.bump_version()
         return loss
+
+    def _update_on_device(self, p: Tensor, state: dict[str, Any], group: dict[str, Any]) -> None:
+        """One step of a parameter whose data lives on a device: the ``optimizer_update`` primitive (the same
+        update as :meth:`update_arrays`) runs on that device's backend, and the state stays there."""
+        backend = backend_for_device(p.device)
+        self.array_state(p, state, group)
+        for k, v in state.items():
+            if isinstance(v, np.ndarray):
+                state[k] = backend.from_host(v)
+        keys = tuple(n for n in state if n != "step")
+        grad = p.grad if p.grad.dtype == p.dtype else p.grad.astype(p.dtype)
+        lr = backend.from_host(np.asarray(group["lr"], np.float64))
+        hyper = tuple(sorted((n, v) for n, v in group.items() if n not in ("params", "lr")))
+        launch = _profiler.launcher("optimizer", "", f"{type(self).__name__} update", backend.synchronize)
+        new = backend.run(optimizer_update_p, (p.data, grad.data, *(state[n] for n in keys), lr, state["step"]),
+                          dict(rule=type(self), hyper=hyper, keys=keys), launch=launch)
+        p._data = new[0]
+        state.update(zip((*keys, "step"), new[1:]))
+
+    def array_state(self, p: Tensor, state: dict[str, Any], group: dict[str, Any]) -> dict[str, Any]:
+        """Complete ``state`` (this optimizer's state of ``p``) as the ``optimizer_update`` primitive needs it:
+        every array present (as :meth:`init_state` makes them) and the step count a 0-d float64 array that the
+        update increments. Compiled steps and device steps read state this way; eager host steps keep theirs."""
+        like = np.zeros(p.shape, p.dtype)  # init_state reads only the shape and dtype
+        if not state:
+            self.init_state(like, state, group)
+        elif "step" not in state:  # an optimizer whose eager steps keep no count (SGD): past its first step
+            self.init_state(like, state, group)
+            state["step"] = 1
+        step = state.get("step", 0)
+        if not hasattr(step, "shape") or step.shape != ():
+            state["step"] = np.asarray(float(step), np.float64)
+        return state
 
     def _update(self, p: Tensor, grad: np.ndarray, state: dict[str, Any], group: dict[str, Any]) -> None:
         if not state:
@@ -159,7 +200,7 @@ class Optimizer:
             p = by_index[int(key)]
             entry = {}
             for k, v in saved.items():
-                v = _copy_value(v.data if isinstance(v, Tensor) else v)
+                v = _copy_value(v.host() if isinstance(v, Tensor) else v)
                 if isinstance(v, np.ndarray) and v.ndim > 0:
                     if v.shape != p.shape:
                         raise ValueError(f"{name}.load_state_dict: state '{k}' of parameter {key} has shape "
@@ -175,6 +216,15 @@ class Optimizer:
 
 
 def _copy_value(v: Any) -> Any:
+    """A host copy of a state value (device arrays are copied to the host: state dicts hold host arrays)."""
     if isinstance(v, np.ndarray):
         return v.copy()
+    if device_of(v) not in (None, "cpu"):
+        return to_host(v).copy()
     return copy.deepcopy(v)
+
+
+def _state_to_host(state: dict[str, Any]) -> None:
+    for k, v in state.items():
+        if not isinstance(v, (np.ndarray, int, float)) and device_of(v) not in (None, "cpu"):
+            state[k] = to_host(v)

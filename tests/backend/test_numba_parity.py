@@ -9,15 +9,21 @@ import numpy as np
 import pytest
 
 import engine
-from engine import Spec, get_primitive
+from engine import get_primitive
 
 
 def run_kernel(backend: str, prim: str, arrays, **attrs):
-    p = get_primitive(prim)
-    specs = p.abstract_eval(*(Spec(a.shape, a.dtype) for a in arrays), **attrs)
-    outs = tuple(np.full(s.shape, 7, s.dtype) for s in specs)  # junk: a kernel must overwrite all of out
-    engine.get_backend(backend).kernel(prim)(*arrays, out=outs if p.multiple_results else outs[0], **attrs)
-    return outs
+    """``prim`` on ``backend`` through Backend.run (outputs allocated from the shape rule), host arrays in and out;
+    the outputs are filled with junk before the kernel runs: a kernel must overwrite all of out."""
+    b = engine.get_backend(backend)
+
+    def junk_first(kernel, *ins, out, **kw):
+        for o in out if isinstance(out, tuple) else (out,):
+            b.copy_(o, b.from_host(np.full(o.shape, 7, o.dtype)))
+        kernel(*ins, out=out, **kw)
+
+    outs = b.run(get_primitive(prim), [b.from_host(a) for a in arrays], attrs, launch=junk_first)
+    return tuple(b.to_host(o) for o in outs)
 
 
 def compare(prim: str, arrays, rtol: float = 1e-5, atol: float = 1e-6, **attrs) -> None:

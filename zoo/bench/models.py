@@ -10,6 +10,8 @@ Implementations:
 * ``numba``          engine eager on the numba backend
 * ``numba-compiled`` ``graph.compile(model, x, backend="numba")`` for inference (eval mode);
                      ``graph.compile_step(model, F.cross_entropy, opt, x, y, backend="numba")`` for training steps
+* ``cuda``, ``cuda-compiled``  the same two on the cuda backend, model and batch on the GPU (every timed call
+                     ends with ``synchronize()``: kernel launches are asynchronous)
 * ``onnxruntime``    inference only: the zoo model exported with ``graph.onnx.export`` and run by an onnxruntime
                      InferenceSession (CPU execution provider, intra-op threads = numba's); the export and the
                      session creation count into the first call
@@ -36,7 +38,7 @@ import numpy as np
 
 from .workloads import without_missing_torch
 
-IMPLS = ("numpy", "numba", "numba-compiled", "onnxruntime", "torch")
+IMPLS = ("numpy", "numba", "numba-compiled", "cuda", "cuda-compiled", "onnxruntime", "torch")
 RSS_METHOD = "resource.getrusage(RUSAGE_SELF).ru_maxrss: process high-water mark after the row"
 
 
@@ -99,24 +101,27 @@ def engine_model_runner(impl: str, wl: ModelWorkload) -> Callable[[], None]:
     import zoo
 
     engine.manual_seed(0)
-    backend = "numba" if impl.startswith("numba") else impl
+    backend = impl.removesuffix("-compiled")
+    compiled_impl = impl.endswith("-compiled")
+    b = engine.get_backend(backend)
     with engine.use_backend(backend):
-        model = zoo.get(wl.model, num_classes=wl.num_classes)
+        model = zoo.get(wl.model, num_classes=wl.num_classes).to(b.device)
     xa, ya = _data(wl)
-    x, y = engine.tensor(xa), engine.tensor(ya)
+    x, y = engine.tensor(xa).to(b.device), engine.tensor(ya).to(b.device)
 
     if wl.kind == "train":
         model.train()
         opt = engine.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-        if impl == "numba-compiled":  # the whole step as one graph: graph.compile_step
+        if compiled_impl:  # the whole step as one graph: graph.compile_step
             import graph
 
             compiled: dict = {}
 
             def compiled_step() -> None:
                 if "step" not in compiled:  # graph compile counts into the first call
-                    compiled["step"] = graph.compile_step(model, F.cross_entropy, opt, x, y, backend="numba")
+                    compiled["step"] = graph.compile_step(model, F.cross_entropy, opt, x, y, backend=backend)
                 compiled["step"](x, y)
+                b.synchronize()
 
             compiled_step.model = model
             return compiled_step
@@ -127,20 +132,22 @@ def engine_model_runner(impl: str, wl: ModelWorkload) -> Callable[[], None]:
                 loss = F.cross_entropy(model(x), y)
                 loss.backward()
                 opt.step()
+            b.synchronize()
 
         step.model = model  # for profile_workload's layer names
         return step
 
     model.eval()
-    if impl == "numba-compiled":
+    if compiled_impl:
         import graph
 
         state: dict = {}
 
         def run_compiled() -> None:
             if "cm" not in state:  # graph compile counts into the first call
-                state["cm"] = graph.compile(model, x, backend="numba")
+                state["cm"] = graph.compile(model, x, backend=backend)
             state["cm"](x)
+            b.synchronize()
 
         run_compiled.model = model
         return run_compiled
@@ -148,6 +155,7 @@ def engine_model_runner(impl: str, wl: ModelWorkload) -> Callable[[], None]:
     def infer() -> None:
         with engine.use_backend(backend), engine.no_grad():
             model(x)
+        b.synchronize()
 
     infer.model = model
     return infer

@@ -22,9 +22,13 @@ import sys
 
 import numba
 
+import engine
+
 from ..bench import models as bm
 from ..bench import report
 from .common import check_output_file, is_onnx_path, model_and_shape, parse_shape, positive_int
+
+DEFAULT_IMPLS = {"cpu": "numpy,numba,numba-compiled,onnxruntime,torch", "cuda": "cuda,cuda-compiled"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,9 +39,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="each workload once at a tiny size (batch 2, small inputs), op table on tiny convs: checks "
                         "that the benchmark runs, in seconds; the numbers mean nothing")
     p.add_argument("--json", metavar="FILE", help="also write the results to FILE")
-    p.add_argument("--impls", default="numpy,numba,numba-compiled,onnxruntime,torch",
-                   help="comma list of numpy,numba,numba-compiled,onnxruntime,torch ('numba' in the op table covers "
-                        "both; onnxruntime: inference workloads only, not in the op table)")
+    p.add_argument("--impls", default=None,
+                   help="comma list of numpy,numba,numba-compiled,cuda,cuda-compiled,onnxruntime,torch (default "
+                        "numpy,numba,numba-compiled,onnxruntime,torch; with --device cuda: cuda,cuda-compiled; "
+                        "'numba' in the op table covers both; onnxruntime: inference workloads only; the op table "
+                        "is of host impls)")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                   help="cuda: benchmark the cuda backend (a CUDA GPU, or numba's simulator with "
+                        "NUMBA_ENABLE_CUDASIM=1)")
     p.add_argument("--repeats", type=positive_int, default=None, help="timed repeats per row (default 10, --quick 3)")
     p.add_argument("--workloads", default=None, help="comma list of substrings selecting model workloads")
     p.add_argument("--ops", action=argparse.BooleanOptionalAction, default=True,
@@ -76,8 +85,8 @@ def bench(impls: list[str], quick: bool = False, repeats: int | None = None, wor
            "rows": bm.run_models(impls, wls, repeats=repeats, skip=skip, log=log)}
     if ops:
         order = ["numpy", "numba", "torch"]
-        op_impls = sorted({"numba" if i.startswith("numba") else i for i in impls if i != "onnxruntime"},
-                          key=order.index)
+        op_impls = sorted({"numba" if i.startswith("numba") else i for i in impls
+                           if i != "onnxruntime" and not i.startswith("cuda")}, key=order.index)
         res["ops"] = report.run(op_impls, quick, tiny_sizes=smoke)
     return res
 
@@ -159,7 +168,10 @@ def run(args: argparse.Namespace) -> int:
         wls = [w for w in wls if any(k in w.name for k in keys)]
     if args.smoke:
         wls = [bm.tiny(w) for w in wls]
-    res = bench(args.impls.split(","), quick=args.quick, repeats=args.repeats, workloads=wls, ops=args.ops,
+    impls = args.impls or DEFAULT_IMPLS[args.device]
+    if args.device == "cuda" or any(i.startswith("cuda") for i in impls.split(",")):
+        engine.get_backend("cuda")  # without a GPU or the simulator: its one-line reason
+    res = bench(impls.split(","), quick=args.quick, repeats=args.repeats, workloads=wls, ops=args.ops,
                 log=lambda s: print(f"# {s}", file=sys.stderr, flush=True), smoke=args.smoke)
     if args.smoke:
         print("# --smoke: every workload at a tiny size (the names keep the full-size ones); these numbers measure "

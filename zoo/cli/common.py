@@ -1,6 +1,6 @@
-"""What the commands share: ``--backend``; checked numeric option types; for the graph commands (compile, summary,
-bottleneck, render) the model argument, ``--input-shape`` and pass-list parsing; and the one-line error for bad
-input."""
+"""What the commands share: ``--backend`` and ``--device``; checked numeric option types; for the graph commands
+(compile, summary, bottleneck, render) the model argument, ``--input-shape`` and pass-list parsing; and the
+one-line error for bad input."""
 
 from __future__ import annotations
 
@@ -21,10 +21,32 @@ def add_backend_arg(p: argparse.ArgumentParser, role: str = "eager backend") -> 
                         "else numba when installed)")
 
 
+def add_device_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default=None, choices=("cpu", "cuda"),
+                   help="where tensors live: cpu, or cuda (the cuda backend: a CUDA GPU, or numba's simulator with "
+                        "NUMBA_ENABLE_CUDASIM=1); --device cuda is --backend cuda")
+
+
+def backend_from_args(args: argparse.Namespace) -> str | None:
+    """``--backend`` and ``--device`` as one backend name (None: the active backend), checked to run here: an
+    unavailable backend (cuda without a GPU or the simulator) is a one-line ValueError."""
+    backend, device = args.backend, getattr(args, "device", None)
+    if device is not None:
+        if backend is not None and engine.get_backend(backend).device != device:
+            raise ValueError(f"--device {device} and --backend {backend} disagree: backend {backend!r} keeps its "
+                             f"tensors on {engine.get_backend(backend).device!r}")
+        if backend is None and device != "cpu":
+            backend = device
+    if backend is not None:
+        engine.get_backend(backend)
+    return backend
+
+
 def use_backend_arg(args: argparse.Namespace) -> None:
-    """Make ``--backend`` the active backend for eager ops; without it the active backend stays."""
-    if args.backend is not None:
-        engine.set_backend(args.backend)
+    """Make ``--backend`` (or ``--device``) the active backend for eager ops; without it the active backend stays."""
+    backend = backend_from_args(args)
+    if backend is not None:
+        engine.set_backend(backend)
 
 
 def parse_shape(text: str) -> tuple[int, ...]:

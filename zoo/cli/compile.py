@@ -13,7 +13,14 @@ import numpy as np
 import graph
 
 from ..kernel_cache import KernelWatch
-from .common import add_backend_arg, add_model_args, model_and_shape, pipeline_or_passes
+from .common import (
+    add_backend_arg,
+    add_device_arg,
+    add_model_args,
+    backend_from_args,
+    model_and_shape,
+    pipeline_or_passes,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,6 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               description=__doc__)
     add_model_args(p)
     add_backend_arg(p, "kernel backend")
+    add_device_arg(p)
     p.add_argument("--passes", nargs="+", default=None, help="a pipeline name or a list of pass names")
     p.set_defaults(func=run)
 
@@ -28,11 +36,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import engine
 
+    chosen = backend_from_args(args)
     model, shape = model_and_shape(args)
     x = np.zeros(shape, np.float32)
-    backend = args.backend or engine.active_backend().name
+    backend = chosen or engine.active_backend().name
+    model.to(engine.get_backend(backend).device)
     with KernelWatch(backend, args.model) as watch:
-        cm = graph.compile(model, x, backend=args.backend, passes=pipeline_or_passes(args.passes))
+        cm = graph.compile(model, x, backend=backend, passes=pipeline_or_passes(args.passes))
         cm(x)  # the first run JIT-compiles whatever kernels compiling did not
     print(cm.report)
     print(f"compile + first run: {watch}")

@@ -15,7 +15,7 @@ import engine.functional as F
 from engine.data import load_image
 
 from ..datasets import make_transforms
-from ..training import load_trained
+from ..training import load_trained, model_device
 from .common import add_backend_arg, positive_int, use_backend_arg
 
 
@@ -35,7 +35,8 @@ def predict(model, info, images: np.ndarray, topk: int = 3) -> list[list[tuple[s
     """uint8 (N, C, H, W) images -> for each, the top-k (class name, probability) pairs."""
     _, eval_tf = make_transforms(info)
     with engine.no_grad():
-        probs = F.softmax(model(engine.Tensor(eval_tf(images))), -1).numpy()
+        x = engine.Tensor(eval_tf(images)).to(model_device(model))
+        probs = F.softmax(model(x), -1).numpy()
     order = np.argsort(-probs, axis=1, kind="stable")[:, :topk]
     return [[(info.classes[k], float(p[k])) for k in row] for p, row in zip(probs, order)]
 

@@ -14,6 +14,8 @@ from ..run_folder import stored_config
 from ..training import OPTIMIZERS, SCHEDULERS, TrainConfig, train
 from .common import (
     add_backend_arg,
+    add_device_arg,
+    backend_from_args,
     fraction,
     nonnegative_float,
     nonnegative_int,
@@ -32,6 +34,7 @@ def add_data_args(p: argparse.ArgumentParser, default_dataset: str | None = "fas
                         "default fashion-mnist)")
     p.add_argument("--data-dir", default=None, help="where the dataset's files are (default: its standard place)")
     add_backend_arg(p, "backend of the training steps (and of --compile)")
+    add_device_arg(p)
 
 
 def memory_budget(text: str) -> float:
@@ -120,7 +123,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     size = tuple(args.image_size) if args.image_size else (tuple(stored["image_size"]) if stored.get("image_size")
                                                              else None)
     return TrainConfig(model=args.model, data_dir=args.data_dir, augment=args.augment or bool(stored.get("augment")),
-                       backend=args.backend, compile=args.compile, eager=args.eager, memory_budget=args.memory_budget,
+                       backend=backend_from_args(args), compile=args.compile, eager=args.eager,
+                       memory_budget=args.memory_budget,
                        out=out, resume=args.resume, force=args.force, image_size=size,
                        limit_train=args.limit_train if args.limit_train is not None else stored.get("limit_train"),
                        val_size=args.val_size if args.val_size is not None else stored.get("val_size"),

@@ -35,7 +35,7 @@ class StochasticDepth(nn.Module):
             return x
         survival = 1.0 - self.p
         # a mask from a random key (not a draw in Python), so compiled graphs draw a fresh one per call
-        keep = F.bernoulli_mask((x.shape[0],) + (1,) * (x.ndim - 1), survival, x.dtype.name)
+        keep = F.bernoulli_mask((x.shape[0],) + (1,) * (x.ndim - 1), survival, x.dtype.name, x.device)
         return x * (keep * (1.0 / survival)) if survival > 0 else x * keep
 
     def extra_repr(self) -> str:
