@@ -181,7 +181,8 @@ class Backend:
             kernel: Kernel | None = None, launch: Callable[..., None] | None = None) -> tuple:
         """Run primitive ``prim`` on this backend's ``arrays`` with ``attrs``: allocate its outputs (from
         ``out_specs``, else its shape rule) with :meth:`empty` and call ``kernel`` (default: this backend's kernel
-        for ``prim``), through ``launch(kernel, *arrays, out=..., **attrs)`` when given (the profiler's hook).
+        for ``prim``), through ``launch(kernel, *arrays, out=..., **attrs)`` when given (the profiler's hook; its
+        first parameter must be positional-only, as attrs may be named ``kernel``).
         Returns the outputs as a tuple, also for single-result primitives."""
         if out_specs is None:
             out_specs = prim.abstract_eval(*(Spec(a.shape, a.dtype) for a in arrays), **attrs)

@@ -103,7 +103,7 @@ def launcher(phase: str, module: Any, op: str, sync: Any = None) -> Any:
     if not _active:
         return None
 
-    def launch(fn: Any, *args: Any, **kwargs: Any) -> None:
+    def launch(fn: Any, /, *args: Any, **kwargs: Any) -> None:
         t0 = time.perf_counter()
         fn(*args, **kwargs)
         if sync is not None:

@@ -17,7 +17,7 @@ def run_kernel(backend: str, prim: str, arrays, **attrs):
     the outputs are filled with junk before the kernel runs: a kernel must overwrite all of out."""
     b = engine.get_backend(backend)
 
-    def junk_first(kernel, *ins, out, **kw):
+    def junk_first(kernel, /, *ins, out, **kw):
         for o in out if isinstance(out, tuple) else (out,):
             b.copy_(o, b.from_host(np.full(o.shape, 7, o.dtype)))
         kernel(*ins, out=out, **kw)
