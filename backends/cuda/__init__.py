@@ -9,6 +9,13 @@ from numba import cuda
 
 from engine.backend import register_backend
 
+from . import (  # noqa: F401 - each module registers its kernels
+    elementwise,
+    norm,
+    pool,
+    reduce,
+    softmax,
+)
 from .table import backend as backend
 
 UNAVAILABLE = ("the cuda backend needs a CUDA GPU and driver, or numba's simulator "

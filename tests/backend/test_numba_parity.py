@@ -1,6 +1,7 @@
 """numba kernels vs the numpy reference, kernel by kernel: elementwise, reductions, data movement, linalg,
-softmax. :func:`compare` runs one primitive's numpy and numba kernels on the same inputs and attrs (outputs
-allocated from the primitive's shape rule) and checks every output. The other test_numba_* files use it too.
+softmax. :func:`tests.helpers.compare` runs one primitive's numpy and numba kernels on the same inputs and attrs
+(outputs allocated from the primitive's shape rule) and checks every output. The other test_numba_* files use it
+too, and tests/cuda runs these cases again on the cuda backend (compare() checks ``helpers.PARITY_BACKEND``).
 """
 
 from __future__ import annotations
@@ -9,23 +10,9 @@ import numpy as np
 import pytest
 
 import engine
-from engine import Spec, get_primitive
+from tests.helpers import compare, run_kernel
 
-
-def run_kernel(backend: str, prim: str, arrays, **attrs):
-    p = get_primitive(prim)
-    specs = p.abstract_eval(*(Spec(a.shape, a.dtype) for a in arrays), **attrs)
-    outs = tuple(np.full(s.shape, 7, s.dtype) for s in specs)  # junk: a kernel must overwrite all of out
-    engine.get_backend(backend).kernel(prim)(*arrays, out=outs if p.multiple_results else outs[0], **attrs)
-    return outs
-
-
-def compare(prim: str, arrays, rtol: float = 1e-5, atol: float = 1e-6, **attrs) -> None:
-    ref = run_kernel("numpy", prim, arrays, **attrs)
-    got = run_kernel("numba", prim, arrays, **attrs)
-    for i, (r, g) in enumerate(zip(ref, got)):
-        assert g.shape == r.shape and g.dtype == r.dtype, f"{prim} output {i}: {g.dtype}{g.shape} vs {r.dtype}{r.shape}"
-        np.testing.assert_allclose(g, r, rtol=rtol, atol=atol, err_msg=f"{prim} output {i} attrs={attrs}")
+__all__ = ["compare", "run_kernel"]  # the other test_numba_* files import them from here
 
 
 def _rand(rng, shape, dtype=np.float32, positive=False):

@@ -1,0 +1,165 @@
+"""cuda kernels: elementwise math, activations and their gradients, comparisons, where, astype, dropout, and the
+strided copy every data-movement kernel is made of.
+
+One kernel per arity serves every op of that arity (the op is an int, see :mod:`.scalar`). Operands are 4-D views
+over the output's index space (:func:`.views.views4`: numpy broadcasting as stride-0 axes, any strides, any rank),
+and each thread walks the flat index space with a grid-stride loop, so any grid size gives the same result.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numba import cuda
+
+from . import scalar
+from .launch import grid
+from .table import backend
+from .views import views4
+
+
+@cuda.jit
+def copy4(x, out):
+    """out[i, j, k, l] = x[i, j, k, l], cast to out's dtype (astype, and every data-movement kernel)."""
+    nj, nk, nl = out.shape[1], out.shape[2], out.shape[3]
+    start, step = cuda.grid(1), cuda.gridsize(1)
+    for t in range(start, out.size, step):
+        i, r = t // (nj * nk * nl), t % (nj * nk * nl)
+        j, k, l = r // (nk * nl), (r // nl) % nk, r % nl
+        out[i, j, k, l] = x[i, j, k, l]
+
+
+@cuda.jit
+def map1(op, x, out, alpha, beta, flags):
+    nj, nk, nl = out.shape[1], out.shape[2], out.shape[3]
+    for t in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+        i, r = t // (nj * nk * nl), t % (nj * nk * nl)
+        j, k, l = r // (nk * nl), (r // nl) % nk, r % nl
+        out[i, j, k, l] = scalar.unary(op, x[i, j, k, l], alpha, beta, flags)
+
+
+@cuda.jit
+def map2(op, a, b, out, alpha, beta, flags):
+    nj, nk, nl = out.shape[1], out.shape[2], out.shape[3]
+    for t in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+        i, r = t // (nj * nk * nl), t % (nj * nk * nl)
+        j, k, l = r // (nk * nl), (r // nl) % nk, r % nl
+        out[i, j, k, l] = scalar.binary(op, a[i, j, k, l], b[i, j, k, l], alpha, beta, flags)
+
+
+@cuda.jit
+def compare2(op, a, b, out):
+    nj, nk, nl = out.shape[1], out.shape[2], out.shape[3]
+    for t in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+        i, r = t // (nj * nk * nl), t % (nj * nk * nl)
+        j, k, l = r // (nk * nl), (r // nl) % nk, r % nl
+        out[i, j, k, l] = scalar.compare(op, a[i, j, k, l], b[i, j, k, l])
+
+
+@cuda.jit
+def where3(c, a, b, out):
+    nj, nk, nl = out.shape[1], out.shape[2], out.shape[3]
+    for t in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+        i, r = t // (nj * nk * nl), t % (nj * nk * nl)
+        j, k, l = r // (nk * nl), (r // nl) % nk, r % nl
+        out[i, j, k, l] = a[i, j, k, l] if c[i, j, k, l] else b[i, j, k, l]
+
+
+def launch(kernel: Any, out: Any, operands: tuple, *scalars: Any, op: int | None = None) -> None:
+    """Run a 4-D elementwise ``kernel`` over ``out``'s index space (asynchronously): ``kernel(op?, *operands, out,
+    *scalars)`` once per operand group of :func:`.views.views4`."""
+    if out.size == 0:
+        return
+    head = () if op is None else (op,)
+    for *ins, o in views4(tuple(out.shape), (*operands, out)):
+        kernel[grid(o.size)](*head, *ins, o, *scalars)
+
+
+def copy(src: Any, dst: Any) -> None:
+    """dst[...] = src (src broadcast to dst's shape, any strides on both sides, cast to dst's dtype)."""
+    launch(copy4, dst, (src,))
+
+
+def _unary(op: int):
+    def kernel(x: Any, out: Any) -> None:
+        launch(map1, out, (x,), 0.0, 0.0, 0, op=op)
+
+    return kernel
+
+
+def _binary(op: int):
+    def kernel(a: Any, b: Any, out: Any) -> None:
+        launch(map2, out, (a, b), 0.0, 0.0, 0, op=op)
+
+    return kernel
+
+
+def _compare(op: int):
+    def kernel(a: Any, b: Any, out: Any) -> None:
+        launch(compare2, out, (a, b), op=op)
+
+    return kernel
+
+
+for _name, _op in scalar.UNARY.items():
+    backend.register(_name)(_unary(_op))
+for _name, _op in {**scalar.BINARY, **scalar.GRADS}.items():
+    backend.register(_name)(_binary(_op))
+for _name, _op in scalar.COMPARE.items():
+    backend.register(_name)(_compare(_op))
+
+
+@backend.register("leaky_relu")
+def leaky_relu(x: Any, out: Any, negative_slope: float) -> None:
+    launch(map1, out, (x,), float(negative_slope), 0.0, 0, op=scalar.LEAKY_RELU)
+
+
+@backend.register("elu")
+def elu(x: Any, out: Any, alpha: float) -> None:
+    launch(map1, out, (x,), float(alpha), 0.0, 0, op=scalar.ELU)
+
+
+def _bounds(min_: float | None, max_: float | None) -> tuple[float, float, int]:
+    flags = (0 if min_ is None else scalar.HAS_MIN) | (0 if max_ is None else scalar.HAS_MAX)
+    return float(0.0 if min_ is None else min_), float(0.0 if max_ is None else max_), flags
+
+
+@backend.register("clamp")
+def clamp(x: Any, out: Any, min: float | None, max: float | None) -> None:  # noqa: A002
+    # bounds are rounded to x's dtype first, as the reference casts them
+    t = np.dtype(x.dtype).type
+    launch(map1, out, (x,), *_bounds(None if min is None else t(min), None if max is None else t(max)),
+           op=scalar.CLAMP)
+
+
+@backend.register("leaky_relu_grad")
+def leaky_relu_grad(gy: Any, x: Any, out: Any, negative_slope: float) -> None:
+    launch(map2, out, (gy, x), float(np.dtype(x.dtype).type(negative_slope)), 0.0, 0, op=scalar.LEAKY_RELU_GRAD)
+
+
+@backend.register("elu_grad")
+def elu_grad(gy: Any, x: Any, out: Any, alpha: float) -> None:
+    launch(map2, out, (gy, x), float(np.dtype(x.dtype).type(alpha)), 0.0, 0, op=scalar.ELU_GRAD)
+
+
+@backend.register("clamp_grad")
+def clamp_grad(gy: Any, x: Any, out: Any, min: float | None, max: float | None) -> None:  # noqa: A002
+    t = np.dtype(x.dtype).type
+    launch(map2, out, (gy, x), *_bounds(None if min is None else t(min), None if max is None else t(max)),
+           op=scalar.CLAMP_GRAD)
+
+
+@backend.register("dropout")
+def dropout(x: Any, mask: Any, out: Any, p: float) -> None:
+    launch(map2, out, (x, mask), float(np.dtype(x.dtype).type(1.0 / (1.0 - p))), 0.0, 0, op=scalar.DROPOUT)
+
+
+@backend.register("where")
+def where(c: Any, a: Any, b: Any, out: Any) -> None:
+    launch(where3, out, (c, a, b))
+
+
+@backend.register("astype")
+def astype(x: Any, out: Any, dtype: str) -> None:
+    copy(x, out)
