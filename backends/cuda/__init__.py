@@ -10,10 +10,15 @@ from numba import cuda
 from engine.backend import register_backend
 
 from . import (  # noqa: F401 - each module registers its kernels
+    call,
     elementwise,
+    loss,
     norm,
+    optim,
     pool,
+    random,
     reduce,
+    shape,
     softmax,
 )
 from .table import backend as backend

@@ -16,7 +16,7 @@ from numba import cuda
 from . import scalar
 from .launch import grid
 from .table import backend
-from .views import views4
+from .views import is_c_contiguous, reshaped, views4
 
 
 @cuda.jit
@@ -79,6 +79,27 @@ def launch(kernel: Any, out: Any, operands: tuple, *scalars: Any, op: int | None
 def copy(src: Any, dst: Any) -> None:
     """dst[...] = src (src broadcast to dst's shape, any strides on both sides, cast to dst's dtype)."""
     launch(copy4, dst, (src,))
+
+
+def contiguous(x: Any) -> Any:
+    """``x`` itself when C-contiguous, else a C-contiguous device copy."""
+    if is_c_contiguous(x):
+        return x
+    out = backend.empty(x.shape, x.dtype)
+    copy(x, out)
+    return out
+
+
+@cuda.jit
+def fill1(out, value):
+    for t in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+        out[t] = value
+
+
+def fill(out: Any, value: Any) -> None:
+    """out[...] = value (a C-contiguous ``out``)."""
+    if out.size:
+        fill1[grid(out.size)](reshaped(out, (out.size,)), value)
 
 
 def _unary(op: int):

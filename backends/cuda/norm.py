@@ -12,9 +12,10 @@ from typing import Any
 import numpy as np
 from numba import cuda, float64
 
+from .elementwise import contiguous
 from .launch import BLOCK, grid, rows_grid
 from .table import backend
-from .tree import block_sum, contiguous
+from .tree import block_sum
 from .views import reshaped
 
 

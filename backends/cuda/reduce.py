@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 from numba import cuda, float64, int64
 
-from .elementwise import copy
+from .elementwise import contiguous, copy
 from .launch import BLOCK, rows_grid
 from .table import backend
-from .tree import MAX, MIN, SUM, abc_view, block_reduce, combine, contiguous
+from .tree import MAX, MIN, SUM, abc_view, block_reduce, combine
 from .views import is_c_contiguous, reshaped
 
 ARGMAX, ARGMIN = range(2)

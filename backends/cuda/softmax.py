@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 from numba import cuda, float64
 
-from .elementwise import copy
+from .elementwise import contiguous, copy
 from .launch import BLOCK, rows_grid
 from .table import backend
-from .tree import MAX, SUM, block_reduce, contiguous
+from .tree import MAX, SUM, block_reduce
 from .views import reshaped
 
 

@@ -15,10 +15,10 @@ from typing import Any
 
 from numba import cuda
 
-from .elementwise import copy
+from .elementwise import contiguous, copy
 from .launch import BLOCK
 from .table import backend
-from .views import is_c_contiguous, reshaped, transposed
+from .views import reshaped, transposed
 
 SUM, MAX, MIN = range(3)
 
@@ -55,15 +55,6 @@ def block_sum(sh, v):
 
 
 # --- host side ---------------------------------------------------------------------------------------------------
-def contiguous(x: Any) -> Any:
-    """``x`` itself when C-contiguous, else a C-contiguous device copy."""
-    if is_c_contiguous(x):
-        return x
-    out = backend.empty(x.shape, x.dtype)
-    copy(x, out)
-    return out
-
-
 def abc_view(x: Any, axes: Sequence[int]) -> Any:
     """``x`` as a 3-D (A, B, C) device array whose axes 0 and 2 hold the reduced elements of ``axes`` and axis 1 the
     kept ones in order: a view when the reduced axes of C-contiguous ``x`` sit before and after the kept ones (rows,
