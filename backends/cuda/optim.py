@@ -19,6 +19,11 @@ from .table import backend
 from .views import reshaped
 
 
+@cuda.jit(device=True)
+def _sqrt(v):
+    return math.sqrt(v) if v >= 0 else math.nan  # as np.sqrt (a centred RMSprop variance can round below 0)
+
+
 @cuda.jit
 def sgd1(p, g, buf, lr, step, p_out, buf_out, momentum, dampening, wd, nesterov, maximize):
     first = step[0] == 0
@@ -67,9 +72,9 @@ def rmsprop1(p, g, sq, ga, buf, lr, step, p_out, sq_out, ga_out, buf_out, alpha,
         if centered:
             a = ga[i] + (1 - alpha) * (d - ga[i])
             ga_out[i] = a
-            avg = math.sqrt(s - a * a) + eps
+            avg = _sqrt(s - a * a) + eps
         else:
-            avg = math.sqrt(s) + eps
+            avg = _sqrt(s) + eps
         if momentum > 0:
             b = buf[i] * momentum + d / avg
             buf_out[i] = b
