@@ -16,53 +16,42 @@ from numba import cuda
 from . import scalar
 from .launch import grid
 from .table import backend
-from .views import is_c_contiguous, reshaped, views4
+from .views import is_c_contiguous, reshaped, unravel4, views4
 
 
 @cuda.jit
 def copy4(x, out):
     """out[i, j, k, l] = x[i, j, k, l], cast to out's dtype (astype, and every data-movement kernel)."""
-    nj, nk, nl = out.shape[1], out.shape[2], out.shape[3]
-    start, step = cuda.grid(1), cuda.gridsize(1)
-    for t in range(start, out.size, step):
-        i, r = t // (nj * nk * nl), t % (nj * nk * nl)
-        j, k, l = r // (nk * nl), (r // nl) % nk, r % nl
+    for t in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+        i, j, k, l = unravel4(t, out.shape)
         out[i, j, k, l] = x[i, j, k, l]
 
 
 @cuda.jit
 def map1(op, x, out, alpha, beta, flags):
-    nj, nk, nl = out.shape[1], out.shape[2], out.shape[3]
     for t in range(cuda.grid(1), out.size, cuda.gridsize(1)):
-        i, r = t // (nj * nk * nl), t % (nj * nk * nl)
-        j, k, l = r // (nk * nl), (r // nl) % nk, r % nl
+        i, j, k, l = unravel4(t, out.shape)
         out[i, j, k, l] = scalar.unary(op, x[i, j, k, l], alpha, beta, flags)
 
 
 @cuda.jit
 def map2(op, a, b, out, alpha, beta, flags):
-    nj, nk, nl = out.shape[1], out.shape[2], out.shape[3]
     for t in range(cuda.grid(1), out.size, cuda.gridsize(1)):
-        i, r = t // (nj * nk * nl), t % (nj * nk * nl)
-        j, k, l = r // (nk * nl), (r // nl) % nk, r % nl
+        i, j, k, l = unravel4(t, out.shape)
         out[i, j, k, l] = scalar.binary(op, a[i, j, k, l], b[i, j, k, l], alpha, beta, flags)
 
 
 @cuda.jit
 def compare2(op, a, b, out):
-    nj, nk, nl = out.shape[1], out.shape[2], out.shape[3]
     for t in range(cuda.grid(1), out.size, cuda.gridsize(1)):
-        i, r = t // (nj * nk * nl), t % (nj * nk * nl)
-        j, k, l = r // (nk * nl), (r // nl) % nk, r % nl
+        i, j, k, l = unravel4(t, out.shape)
         out[i, j, k, l] = scalar.compare(op, a[i, j, k, l], b[i, j, k, l])
 
 
 @cuda.jit
 def where3(c, a, b, out):
-    nj, nk, nl = out.shape[1], out.shape[2], out.shape[3]
     for t in range(cuda.grid(1), out.size, cuda.gridsize(1)):
-        i, r = t // (nj * nk * nl), t % (nj * nk * nl)
-        j, k, l = r // (nk * nl), (r // nl) % nk, r % nl
+        i, j, k, l = unravel4(t, out.shape)
         out[i, j, k, l] = a[i, j, k, l] if c[i, j, k, l] else b[i, j, k, l]
 
 

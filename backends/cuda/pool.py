@@ -15,6 +15,7 @@ from numba import cuda
 
 from .launch import grid
 from .table import backend
+from .views import unravel4
 
 
 @cuda.jit(device=True)
@@ -43,9 +44,8 @@ def _argtap(x, n, c, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw):
 
 @cuda.jit
 def max_pool4(x, out, kh, kw, sh, sw, ph, pw, dh, dw):
-    nc, ho, wo = out.shape[1], out.shape[2], out.shape[3]
     for e in range(cuda.grid(1), out.size, cuda.gridsize(1)):
-        n, c, oh, ow = e // (nc * ho * wo), (e // (ho * wo)) % nc, (e // wo) % ho, e % wo
+        n, c, oh, ow = unravel4(e, out.shape)
         best = _tap(x, n, c, oh * sh - ph, ow * sw - pw)
         for t in range(1, kh * kw):
             v = _tap(x, n, c, oh * sh - ph + (t // kw) * dh, ow * sw - pw + (t % kw) * dw)
@@ -65,10 +65,9 @@ def _window(i, s, p, a, d, o):
 
 @cuda.jit
 def max_pool4_grad(gy, x, out, kh, kw, sh, sw, ph, pw, dh, dw):
-    nc, h, w = out.shape[1], out.shape[2], out.shape[3]
     ho, wo = gy.shape[2], gy.shape[3]
     for e in range(cuda.grid(1), out.size, cuda.gridsize(1)):
-        n, c, i, j = e // (nc * h * w), (e // (h * w)) % nc, (e // w) % h, e % w
+        n, c, i, j = unravel4(e, out.shape)
         acc = 0.0
         for t in range(kh * kw):
             oh = _window(i, sh, ph, t // kw, dh, ho)
@@ -92,10 +91,9 @@ def _avg_divisor(oh, ow, h, w, kh, kw, sh, sw, ph, pw, include_pad, divisor):
 
 @cuda.jit
 def avg_pool4(x, out, kh, kw, sh, sw, ph, pw, include_pad, divisor):
-    nc, ho, wo = out.shape[1], out.shape[2], out.shape[3]
     h, w = x.shape[2], x.shape[3]
     for e in range(cuda.grid(1), out.size, cuda.gridsize(1)):
-        n, c, oh, ow = e // (nc * ho * wo), (e // (ho * wo)) % nc, (e // wo) % ho, e % wo
+        n, c, oh, ow = unravel4(e, out.shape)
         acc = 0.0
         for t in range(kh * kw):
             i, j = oh * sh - ph + t // kw, ow * sw - pw + t % kw
@@ -106,10 +104,9 @@ def avg_pool4(x, out, kh, kw, sh, sw, ph, pw, include_pad, divisor):
 
 @cuda.jit
 def avg_pool4_grad(gy, out, kh, kw, sh, sw, ph, pw, include_pad, divisor):
-    nc, h, w = out.shape[1], out.shape[2], out.shape[3]
-    ho, wo = gy.shape[2], gy.shape[3]
+    h, w, ho, wo = out.shape[2], out.shape[3], gy.shape[2], gy.shape[3]
     for e in range(cuda.grid(1), out.size, cuda.gridsize(1)):
-        n, c, i, j = e // (nc * h * w), (e // (h * w)) % nc, (e // w) % h, e % w
+        n, c, i, j = unravel4(e, out.shape)
         acc = 0.0
         for t in range(kh * kw):
             oh = _window(i, sh, ph, t // kw, 1, ho)
@@ -163,10 +160,9 @@ def _hi(i, size, o):
 
 @cuda.jit
 def adaptive_pool4(x, out, is_max):
-    nc, ho, wo = out.shape[1], out.shape[2], out.shape[3]
-    h, w = x.shape[2], x.shape[3]
+    h, w, ho, wo = x.shape[2], x.shape[3], out.shape[2], out.shape[3]
     for e in range(cuda.grid(1), out.size, cuda.gridsize(1)):
-        n, c, oh, ow = e // (nc * ho * wo), (e // (ho * wo)) % nc, (e // wo) % ho, e % wo
+        n, c, oh, ow = unravel4(e, out.shape)
         h0, h1, w0, w1 = _lo(oh, h, ho), _hi(oh, h, ho), _lo(ow, w, wo), _hi(ow, w, wo)
         acc = x[n, c, h0, w0]
         if is_max:
@@ -196,10 +192,9 @@ def _adaptive_argmax(x, n, c, h0, h1, w0, w1):
 
 @cuda.jit
 def adaptive_pool4_grad(gy, x, out, is_max):
-    nc, h, w = out.shape[1], out.shape[2], out.shape[3]
-    ho, wo = gy.shape[2], gy.shape[3]
+    h, w, ho, wo = out.shape[2], out.shape[3], gy.shape[2], gy.shape[3]
     for e in range(cuda.grid(1), out.size, cuda.gridsize(1)):
-        n, c, i, j = e // (nc * h * w), (e // (h * w)) % nc, (e // w) % h, e % w
+        n, c, i, j = unravel4(e, out.shape)
         acc = 0.0
         for oh in range((i * ho) // h, min(ho, ((i + 1) * ho + h - 1) // h)):
             h0, h1 = _lo(oh, h, ho), _hi(oh, h, ho)

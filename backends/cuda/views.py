@@ -12,6 +12,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from numba import cuda
 from numpy.lib.stride_tricks import as_strided as _np_as_strided
 
 from ..strides import collapse
@@ -31,6 +32,13 @@ else:
     def as_strided(a: Any, shape: Sequence[int], strides: Sequence[int]) -> Any:
         """A view of ``a``'s buffer (from its first element) with ``shape`` and byte ``strides``."""
         return DeviceNDArray(tuple(shape), tuple(strides), a.dtype, gpu_data=a.gpu_data)
+
+
+@cuda.jit(device=True)
+def unravel4(t, shape):
+    """The 4-D index of flat (C-order) position ``t`` in an array of ``shape``."""
+    n1, n2, n3 = shape[1], shape[2], shape[3]
+    return t // (n1 * n2 * n3), (t // (n2 * n3)) % n1, (t // n3) % n2, t % n3
 
 
 def broadcast_strides(a: Any, shape: tuple[int, ...]) -> tuple[int, ...]:
