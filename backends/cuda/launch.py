@@ -16,8 +16,9 @@ SIM = bool(config.ENABLE_CUDASIM)
 
 THREADS = 32 if SIM else 256  # threads per block of an elementwise (grid-stride) launch
 MAX_BLOCKS = 2 if SIM else 65535  # a grid-stride loop covers the rest
-BLOCK = 32 if SIM else 256  # threads per block of a reduction tree (a power of two)
+BLOCK = 8 if SIM else 256  # threads per block of a reduction tree (a power of two)
 MAX_ROW_BLOCKS = 2 if SIM else 65535  # blocks of a row-per-block reduction; each block strides over rows
+SPLIT_BLOCKS = 8 if SIM else 512  # a reduction with fewer rows than this splits long rows over several blocks
 
 
 def grid(n: int) -> tuple[int, int]:

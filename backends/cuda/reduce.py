@@ -10,7 +10,7 @@ import numpy as np
 from numba import cuda, float64, int64
 
 from .elementwise import contiguous, copy
-from .launch import BLOCK, rows_grid
+from .launch import BLOCK, SPLIT_BLOCKS, rows_grid
 from .table import backend
 from .tree import MAX, MIN, SUM, abc_view, block_reduce, combine
 from .views import is_c_contiguous, reshaped
@@ -20,18 +20,21 @@ ARGMAX, ARGMIN = range(2)
 
 def _reduce3(acc):
     @cuda.jit
-    def reduce3(op, x, out, init):
-        """out[b] = op over x[:, b, :] (one block per b)."""
+    def reduce3(op, x, out, init, nseg):
+        """out[b * nseg + s] = op over segment s (of nseg equal runs) of x[:, b, :] in flat order; one block per
+        (b, s)."""
         sh = cuda.shared.array(BLOCK, acc)
         na, nb, nc = x.shape
         m = na * nc
-        for b in range(cuda.blockIdx.x, nb, cuda.gridDim.x):
+        seg = (m + nseg - 1) // nseg
+        for row in range(cuda.blockIdx.x, nb * nseg, cuda.gridDim.x):
+            b, lo = row // nseg, (row % nseg) * seg
             v = init
-            for e in range(cuda.threadIdx.x, m, BLOCK):
+            for e in range(lo + cuda.threadIdx.x, min(lo + seg, m), BLOCK):
                 v = combine(op, v, x[e // nc, b, e % nc])
             r = block_reduce(op, sh, v)
             if cuda.threadIdx.x == 0:
-                out[b] = r
+                out[row] = r
     return reduce3
 
 
@@ -107,11 +110,28 @@ def into_flat(out: Any, fn: Any) -> None:
     copy(tmp, out)
 
 
+def segments(rows: int, m: int) -> int:
+    """How many blocks share one of ``rows`` reductions of ``m`` elements: enough blocks for the device when the
+    rows are few and long (a whole-tensor sum would otherwise run on one block), each with >= 16 x BLOCK elements."""
+    return max(1, min(SPLIT_BLOCKS // max(rows, 1), m // (16 * BLOCK)))
+
+
 def reduce_axes(op: int, x: Any, out: Any, axes: tuple[int, ...]) -> None:
+    """Two stages when the rows are few and long: blocks reduce segments of a row into partials (kept at the
+    accumulator's precision), then one block per row reduces its partials. The segments depend only on the shape,
+    so the order of operations, and the result, stay fixed."""
     if out.size == 0:
         return
     x3 = abc_view(x, axes)
-    into_flat(out, lambda o1: _REDUCE3[_kind(x.dtype)][rows_grid(o1.size)](op, x3, o1, _init(op, x.dtype)))
+    kind, init = _kind(x.dtype), _init(op, x.dtype)
+    nseg = segments(out.size, x3.shape[0] * x3.shape[2])
+    if nseg == 1:
+        into_flat(out, lambda o1: _REDUCE3[kind][rows_grid(o1.size)](op, x3, o1, init, 1))
+        return
+    part = backend.empty((out.size * nseg,), np.float64 if kind == "f" else np.int64)
+    _REDUCE3[kind][rows_grid(part.size)](op, x3, part, init, nseg)
+    part3 = reshaped(part, (1, out.size, nseg))
+    into_flat(out, lambda o1: _REDUCE3[kind][rows_grid(o1.size)](op, part3, o1, init, 1))
 
 
 def _reduce_kernel(op: int):

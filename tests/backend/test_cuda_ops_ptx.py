@@ -31,7 +31,7 @@ def _cases():
             (elementwise.compare2, (i64, a4, a4, arr(types.bool_, 4))),
             (elementwise.where3, (arr(types.bool_, 4), a4, a4, a4)),
             (elementwise.fill1, (c1, dt)),
-            (reduce._REDUCE3["f"], (i64, a3, c1, f64)),
+            (reduce._REDUCE3["f"], (i64, a3, c1, f64, i64)),
             (reduce._ARG3["f"], (i64, a3, arr(i64, 1, "C"))),
             (softmax.softmax3, (a3, a3, b1)),
             (norm.norm3, (a3, c1, c1, a3, c1, c1, f64, b1)),
@@ -56,7 +56,7 @@ def _cases():
             (loss.denom1, (arr(i64, 2, "C"), c1, c1, i64)),
         ]
     out += [
-        (reduce._REDUCE3["i"], (i64, arr(i64, 3), arr(i64, 1, "C"), i64)),
+        (reduce._REDUCE3["i"], (i64, arr(i64, 3), arr(i64, 1, "C"), i64, i64)),
         (reduce._ARG3["i"], (i64, arr(i64, 3), arr(i64, 1, "C"))),
         (random.bernoulli1, (u64, u64, u64, u64, f64, arr(types.bool_, 1, "C"))),
         (optim.advance_step, (arr(f64, 1, "C"), arr(f64, 1, "C"))),

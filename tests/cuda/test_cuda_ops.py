@@ -174,3 +174,18 @@ def test_index_with_ints_slices_and_none(rng):
     compare("index", [x], items=items)
     g = rng.standard_normal((2, 1, 3)).astype(np.float32)
     compare("index_add", [g], shape=x.shape, items=items)
+
+
+@pytest.mark.parametrize("shape,axes", [((50, 60), (0, 1)), ((3, 4000), (1,)), ((2, 3, 500), (0, 2))])
+def test_few_long_rows_split_over_blocks(rng, shape, axes):
+    """Few outputs of many elements each: partial results of fixed segments, then one tree per output."""
+    from backends.cuda.launch import BLOCK
+    from backends.cuda.reduce import segments
+
+    rows = int(np.prod([d for a, d in enumerate(shape) if a not in axes]))
+    assert segments(rows, int(np.prod(shape)) // rows) > 1 and 16 * BLOCK < np.prod(shape)  # the split path
+    x = rng.standard_normal(shape).astype(np.float32)
+    x.reshape(-1)[-1] = 9.0  # the maximum sits in the last segment
+    for name in ("sum", "max", "min"):
+        compare(name, [x], rtol=1e-5, atol=1e-3, axes=axes, keepdims=False)
+    compare("sum", [rng.integers(-5, 5, size=shape)], axes=axes, keepdims=True)
