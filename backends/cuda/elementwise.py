@@ -27,18 +27,26 @@ def copy4(x, out):
         out[i, j, k, l] = x[i, j, k, l]
 
 
-@cuda.jit
-def map1(op, x, out, alpha, beta, flags):
-    for t in range(cuda.grid(1), out.size, cuda.gridsize(1)):
-        i, j, k, l = unravel4(t, out.shape)
-        out[i, j, k, l] = scalar.unary(op, x[i, j, k, l], alpha, beta, flags)
+def _map_kernels(unary: Any, binary: Any) -> tuple[Any, Any]:
+    """The unary and binary kernels computing with one floating type's scalar functions (:func:`.scalar.make`)."""
+
+    @cuda.jit
+    def map1(op, x, out, alpha, beta, flags):
+        for t in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+            i, j, k, l = unravel4(t, out.shape)
+            out[i, j, k, l] = unary(op, x[i, j, k, l], alpha, beta, flags)
+
+    @cuda.jit
+    def map2(op, a, b, out, alpha, beta, flags):
+        for t in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+            i, j, k, l = unravel4(t, out.shape)
+            out[i, j, k, l] = binary(op, a[i, j, k, l], b[i, j, k, l], alpha, beta, flags)
+
+    return map1, map2
 
 
-@cuda.jit
-def map2(op, a, b, out, alpha, beta, flags):
-    for t in range(cuda.grid(1), out.size, cuda.gridsize(1)):
-        i, j, k, l = unravel4(t, out.shape)
-        out[i, j, k, l] = scalar.binary(op, a[i, j, k, l], b[i, j, k, l], alpha, beta, flags)
+# float32 outputs compute in float32; float64, integer and bool outputs in float64
+MAPS = {np.float32: _map_kernels(*scalar.F32), np.float64: _map_kernels(*scalar.F64)}
 
 
 @cuda.jit
@@ -91,16 +99,16 @@ def fill(out: Any, value: Any) -> None:
         fill1[grid(out.size)](reshaped(out, (out.size,)), value)
 
 
-def _unary(op: int):
-    def kernel(x: Any, out: Any) -> None:
-        launch(map1, out, (x,), 0.0, 0.0, 0, op=op)
+def elementwise(op: int, out: Any, operands: tuple, alpha: float = 0.0, beta: float = 0.0, flags: int = 0) -> None:
+    """out = op(*operands) with the unary or binary kernel of out's floating type; alpha and beta are rounded to
+    that type first, as the reference casts its scalar attributes to the arrays' dtype."""
+    ft = np.float32 if np.dtype(out.dtype) == np.float32 else np.float64
+    launch(MAPS[ft][len(operands) - 1], out, operands, ft(alpha), ft(beta), flags, op=op)
 
-    return kernel
 
-
-def _binary(op: int):
-    def kernel(a: Any, b: Any, out: Any) -> None:
-        launch(map2, out, (a, b), 0.0, 0.0, 0, op=op)
+def _registered(op: int, arity: int):
+    def kernel(*arrays: Any, out: Any) -> None:
+        elementwise(op, out, arrays[:arity])
 
     return kernel
 
@@ -113,21 +121,21 @@ def _compare(op: int):
 
 
 for _name, _op in scalar.UNARY.items():
-    backend.register(_name)(_unary(_op))
+    backend.register(_name)(_registered(_op, 1))
 for _name, _op in {**scalar.BINARY, **scalar.GRADS}.items():
-    backend.register(_name)(_binary(_op))
+    backend.register(_name)(_registered(_op, 2))
 for _name, _op in scalar.COMPARE.items():
     backend.register(_name)(_compare(_op))
 
 
 @backend.register("leaky_relu")
 def leaky_relu(x: Any, out: Any, negative_slope: float) -> None:
-    launch(map1, out, (x,), float(negative_slope), 0.0, 0, op=scalar.LEAKY_RELU)
+    elementwise(scalar.LEAKY_RELU, out, (x,), negative_slope)
 
 
 @backend.register("elu")
 def elu(x: Any, out: Any, alpha: float) -> None:
-    launch(map1, out, (x,), float(alpha), 0.0, 0, op=scalar.ELU)
+    elementwise(scalar.ELU, out, (x,), alpha)
 
 
 def _bounds(min_: float | None, max_: float | None) -> tuple[float, float, int]:
@@ -137,32 +145,27 @@ def _bounds(min_: float | None, max_: float | None) -> tuple[float, float, int]:
 
 @backend.register("clamp")
 def clamp(x: Any, out: Any, min: float | None, max: float | None) -> None:  # noqa: A002
-    # bounds are rounded to x's dtype first, as the reference casts them
-    t = np.dtype(x.dtype).type
-    launch(map1, out, (x,), *_bounds(None if min is None else t(min), None if max is None else t(max)),
-           op=scalar.CLAMP)
+    elementwise(scalar.CLAMP, out, (x,), *_bounds(min, max))
 
 
 @backend.register("leaky_relu_grad")
 def leaky_relu_grad(gy: Any, x: Any, out: Any, negative_slope: float) -> None:
-    launch(map2, out, (gy, x), float(np.dtype(x.dtype).type(negative_slope)), 0.0, 0, op=scalar.LEAKY_RELU_GRAD)
+    elementwise(scalar.LEAKY_RELU_GRAD, out, (gy, x), negative_slope)
 
 
 @backend.register("elu_grad")
 def elu_grad(gy: Any, x: Any, out: Any, alpha: float) -> None:
-    launch(map2, out, (gy, x), float(np.dtype(x.dtype).type(alpha)), 0.0, 0, op=scalar.ELU_GRAD)
+    elementwise(scalar.ELU_GRAD, out, (gy, x), alpha)
 
 
 @backend.register("clamp_grad")
 def clamp_grad(gy: Any, x: Any, out: Any, min: float | None, max: float | None) -> None:  # noqa: A002
-    t = np.dtype(x.dtype).type
-    launch(map2, out, (gy, x), *_bounds(None if min is None else t(min), None if max is None else t(max)),
-           op=scalar.CLAMP_GRAD)
+    elementwise(scalar.CLAMP_GRAD, out, (gy, x), *_bounds(min, max))
 
 
 @backend.register("dropout")
 def dropout(x: Any, mask: Any, out: Any, p: float) -> None:
-    launch(map2, out, (x, mask), float(np.dtype(x.dtype).type(1.0 / (1.0 - p))), 0.0, 0, op=scalar.DROPOUT)
+    elementwise(scalar.DROPOUT, out, (x, mask), 1.0 / (1.0 - p))
 
 
 @backend.register("where")

@@ -6,6 +6,7 @@ branch returning two types) fail here by kernel name."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from numba import cuda, types
 
@@ -13,6 +14,10 @@ from backends.cuda import elementwise, loss, norm, optim, pool, random, reduce, 
 from backends.cuda.launch import BLOCK
 
 i64, f64, u64, b1 = types.int64, types.float64, types.uint64, types.boolean
+
+
+def _np(t):
+    return np.float32 if t == types.float32 else np.float64
 
 
 def arr(dtype, ndim, layout="A"):
@@ -26,8 +31,8 @@ def _cases():
         out += [
             (elementwise.copy4, (a4, arr(types.bool_, 4))),
             (elementwise.copy4, (arr(types.int64, 4), a4)),
-            (elementwise.map1, (i64, a4, a4, f64, f64, i64)),
-            (elementwise.map2, (i64, a4, a4, a4, f64, f64, i64)),
+            (elementwise.MAPS[_np(dt)][0], (i64, a4, a4, dt, dt, i64)),
+            (elementwise.MAPS[_np(dt)][1], (i64, a4, a4, a4, dt, dt, i64)),
             (elementwise.compare2, (i64, a4, a4, arr(types.bool_, 4))),
             (elementwise.where3, (arr(types.bool_, 4), a4, a4, a4)),
             (elementwise.fill1, (c1, dt)),
@@ -61,6 +66,8 @@ def _cases():
         (random.bernoulli1, (u64, u64, u64, u64, f64, arr(types.bool_, 1, "C"))),
         (optim.advance_step, (arr(f64, 1, "C"), arr(f64, 1, "C"))),
         (elementwise.fill1, (arr(i64, 1, "C"), i64)),
+        (elementwise.MAPS[np.float64][0], (i64, arr(i64, 4), arr(i64, 4), f64, f64, i64)),  # neg/abs of ints
+        (elementwise.MAPS[np.float64][1], (i64, arr(i64, 4), arr(types.float32, 4), arr(f64, 4), f64, f64, i64)),
     ]
     return [pytest.param(k, sig, id=f"{k.py_func.__name__}-{'-'.join(map(str, sig))}") for k, sig in out]
 
