@@ -189,3 +189,39 @@ def test_few_long_rows_split_over_blocks(rng, shape, axes):
     for name in ("sum", "max", "min"):
         compare(name, [x], rtol=1e-5, atol=1e-3, axes=axes, keepdims=False)
     compare("sum", [rng.integers(-5, 5, size=shape)], axes=axes, keepdims=True)
+
+
+def _chain(backend: str, x, w, b, t):
+    """A small training-like sequence of kernels whose arrays never leave the backend's device until the end."""
+    be = engine.get_backend(backend)
+
+    def run(prim, *ins, **attrs):
+        p = engine.get_primitive(prim)
+        specs = p.abstract_eval(*(engine.Spec(tuple(a.shape), a.dtype) for a in ins), **attrs)
+        outs = tuple(be.empty(s.shape, s.dtype) for s in specs)
+        be.kernel(prim)(*ins, out=outs if p.multiple_results else outs[0], **attrs)
+        return outs if p.multiple_results else outs[0]
+
+    x, w, b, t = (be.from_host(a) for a in (x, w, b, t))
+    y, mean, var = run("batch_norm_train", x, w, b, eps=1e-5)
+    h = run("max_pool2d", run("relu", y), kernel=(2, 2), stride=(2, 2), padding=(0, 0), dilation=(1, 1),
+            ceil_mode=False)
+    logits = run("sum", run("transpose", h, perm=(0, 2, 3, 1)), axes=(1, 2), keepdims=False)  # (N, C)
+    logp = run("log_softmax", logits, axis=1)
+    coef, denom = run("class_coef", t, classes=3, weight=(), ignore_index=-100, label_smoothing=0.1,
+                      dtype="float32", op="cross_entropy")
+    loss = run("div", run("neg", run("sum", run("mul", logp, coef), axes=(0, 1), keepdims=False)), denom)
+    g = run("mul", run("softmax", logits, axis=1), run("broadcast_to", denom, shape=(2, 3)))
+    gx, gw, gb = run("batch_norm_train_grad", run("broadcast_to", run("reshape", g, shape=(2, 3, 1, 1)),
+                                                   shape=(2, 3, 6, 6)), x, w, mean, var, eps=1e-5)
+    be.synchronize()
+    return [be.to_host(a) for a in (loss, gx, gw, gb, mean, var)]
+
+
+def test_kernels_chain_on_device(rng):
+    """Outputs of one cuda kernel feed the next as device arrays (as an executor hands them), against numpy."""
+    x = rng.standard_normal((2, 3, 6, 6)).astype(np.float32)
+    w, b = rng.standard_normal(3).astype(np.float32), rng.standard_normal(3).astype(np.float32)
+    t = np.array([2, 0])
+    for r, g in zip(_chain("numpy", x, w, b, t), _chain(CUDA, x, w, b, t)):
+        np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-5)
