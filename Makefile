@@ -20,8 +20,13 @@ setup: system-deps $(VENV)/.installed
 demo: setup
 	$(VENV)/bin/convgraph demo
 
+# two pytest processes: the suite, then tests/cuda on numba's CUDA simulator (it must be switched on before numba is
+# imported, so it cannot share the first process); both always run, and either one failing fails the target
 test: setup
-	$(PY) -m pytest -n 2 tests
+	@$(PY) -m pytest -n 2 tests; suite=$$?; \
+	NUMBA_ENABLE_CUDASIM=1 $(PY) -m pytest -n 2 tests/cuda; cuda=$$?; \
+	echo "make test: pytest tests exit $$suite, pytest tests/cuda (simulator) exit $$cuda"; \
+	[ $$suite -eq 0 ] && [ $$cuda -eq 0 ]
 
 bench: setup
 	$(VENV)/bin/convgraph bench --quick

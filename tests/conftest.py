@@ -32,6 +32,10 @@ def _backends() -> list[str]:
 
 BACKENDS = _backends()
 
+# tests/cuda runs in a process of its own (numba's simulator must be switched on before numba is first imported;
+# `make test` starts it): a plain `pytest tests` leaves it out
+collect_ignore = [] if "cuda" in BACKENDS else ["cuda"]
+
 
 @pytest.fixture(params=BACKENDS)
 def backend(request):

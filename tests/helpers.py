@@ -114,3 +114,36 @@ def compare_torch(ours: Callable[..., Tensor], theirs: Callable, arrays: Sequenc
         eg = np.zeros(e.shape, np.float32) if e.grad is None else e.grad.numpy()
         err = max_rel_err(eg, tg)
         assert err <= grad_tol, f"gradient of input {i}: max relative error {err:.3g} > {grad_tol}"
+
+
+# --- kernel parity: one primitive's kernel on a backend vs the numpy reference --------------------------------
+PARITY_BACKEND = "numba"  # the backend compare() checks; tests/cuda/conftest.py points it at "cuda"
+
+
+def run_kernel(backend: str, prim: str, arrays: Sequence[np.ndarray], **attrs: Any) -> tuple[np.ndarray, ...]:
+    """Run ``prim`` on ``backend`` through :meth:`engine.Backend.run` (outputs allocated from the primitive's shape
+    rule), with ``arrays`` copied to its device and the outputs filled with junk before the kernel runs (a kernel
+    must overwrite all of out); return the outputs on the host."""
+    be = engine.get_backend(backend)
+
+    def junk_first(kernel, /, *ins, out, **kw):
+        for o in out if isinstance(out, tuple) else (out,):
+            be.copy_(o, be.from_host(np.full(o.shape, 7, o.dtype)))
+        kernel(*ins, out=out, **kw)
+
+    outs = be.run(engine.get_primitive(prim), [be.from_host(np.asarray(a)) for a in arrays], attrs,
+                  launch=junk_first)
+    return tuple(be.to_host(o) for o in outs)
+
+
+def compare(prim: str, arrays: Sequence[np.ndarray], rtol: float = 1e-5, atol: float = 1e-6,
+            backend: str | None = None, **attrs: Any) -> None:
+    """``prim``'s kernel on ``backend`` (default :data:`PARITY_BACKEND`) against the numpy reference on the same
+    inputs and attrs: every output's dtype, shape and values."""
+    name = backend or PARITY_BACKEND
+    ref = run_kernel("numpy", prim, arrays, **attrs)
+    got = run_kernel(name, prim, arrays, **attrs)
+    for i, (r, g) in enumerate(zip(ref, got)):
+        assert g.shape == r.shape and g.dtype == r.dtype, \
+            f"{prim} on {name} output {i}: {g.dtype}{g.shape} vs {r.dtype}{r.shape}"
+        np.testing.assert_allclose(g, r, rtol=rtol, atol=atol, err_msg=f"{prim} on {name} output {i} attrs={attrs}")

@@ -9,6 +9,18 @@ from numba import cuda
 
 from engine.backend import register_backend
 
+from . import (  # noqa: F401 - each module registers its kernels
+    call,
+    elementwise,
+    loss,
+    norm,
+    optim,
+    pool,
+    random,
+    reduce,
+    shape,
+    softmax,
+)
 from .table import backend as backend
 
 UNAVAILABLE = ("the cuda backend needs a CUDA GPU and driver, or numba's simulator "

@@ -30,7 +30,9 @@ class CudaBackend(Backend):
     def from_host(self, array: np.ndarray) -> Any:
         if _on_device(array):
             return array
-        return cuda.to_device(np.asarray(array, order="C"))  # not ascontiguousarray: it makes 0-d arrays 1-d
+        array = np.asarray(array)
+        # not np.ascontiguousarray: it turns a 0-d array (a scalar input, a random key) into shape (1,)
+        return cuda.to_device(array if array.flags.c_contiguous else array.copy(order="C"))
 
     def to_host(self, array: Any) -> np.ndarray:
         if isinstance(array, np.ndarray):

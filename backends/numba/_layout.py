@@ -13,26 +13,10 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from ..strides import collapse as _collapse
+
 RANK = 4  # the rank every elementwise/data-movement kernel is compiled for
 CHUNK = 16384  # elements per parallel work item along the innermost axis
-
-
-def _collapse(shape: tuple[int, ...], strides: list[tuple[int, ...]]) -> tuple[list[int], list[list[int]]]:
-    """Drop size-1 axes and merge neighbours that are contiguous in every operand (outer == inner * size)."""
-    dims: list[int] = []
-    strs: list[list[int]] = [[] for _ in strides]
-    for ax, d in enumerate(shape):
-        if d == 1:
-            continue
-        if dims and all(s[-1] == st[ax] * d for s, st in zip(strs, strides)):
-            dims[-1] *= d
-            for s, st in zip(strs, strides):
-                s[-1] = st[ax]
-        else:
-            dims.append(d)
-            for s, st in zip(strs, strides):
-                s.append(st[ax])
-    return dims, strs
 
 
 def views4(shape: tuple[int, ...], arrays: Sequence[np.ndarray]) -> list[list[np.ndarray]]:

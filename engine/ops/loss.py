@@ -85,18 +85,24 @@ def _class_coef_shape(t: Spec, classes: int, weight: tuple, ignore_index: int, l
     return Spec(shape, dtype), Spec((), dtype)
 
 
-def class_coefficients(t: np.ndarray, classes: int, weight: tuple, ignore_index: int, label_smoothing: float,
-                       dtype: str, op: str) -> tuple[np.ndarray, np.ndarray]:
-    """``coef`` (class weight at the target class, zero at ignored positions, plus the label-smoothing spread;
-    layout (N, C, d1, ...)) and ``denom`` (the summed weights of the counted targets). Range errors name the op."""
-    dt = np.dtype(dtype)
-    t = t.reshape(1) if t.ndim == 0 else t
+def check_class_targets(t: np.ndarray, classes: int, ignore_index: int, op: str) -> np.ndarray:
+    """Where the targets count (not ``ignore_index``); an IndexError naming the op for a class out of range."""
     valid = t != ignore_index
     bad = valid & ((t < 0) | (t >= classes))
     if bad.any():
         v = int(t[bad].flat[0])
         raise IndexError(f"{op}: target class {v} is out of range for {classes} classes (valid: 0..{classes - 1}, "
                          f"or ignore_index={ignore_index})")
+    return valid
+
+
+def class_coefficients(t: np.ndarray, classes: int, weight: tuple, ignore_index: int, label_smoothing: float,
+                       dtype: str, op: str) -> tuple[np.ndarray, np.ndarray]:
+    """``coef`` (class weight at the target class, zero at ignored positions, plus the label-smoothing spread;
+    layout (N, C, d1, ...)) and ``denom`` (the summed weights of the counted targets). Range errors name the op."""
+    dt = np.dtype(dtype)
+    t = t.reshape(1) if t.ndim == 0 else t
+    valid = check_class_targets(t, classes, ignore_index, op)
     w = np.asarray(weight, dt) if weight else np.ones((classes,), dt)
     safe_t = np.where(valid, t, 0)
     w_t = np.where(valid, w[safe_t], 0).astype(dt)  # weight of each position's target class

@@ -1,6 +1,7 @@
 """numba kernels vs the numpy reference, kernel by kernel: elementwise, reductions, data movement, linalg,
-softmax. :func:`compare` runs one primitive's numpy and numba kernels on the same inputs and attrs (outputs
-allocated from the primitive's shape rule) and checks every output. The other test_numba_* files use it too.
+softmax. :func:`tests.helpers.compare` runs one primitive's numpy and numba kernels on the same inputs and attrs
+(outputs allocated from the primitive's shape rule) and checks every output. The other test_numba_* files use it
+too, and tests/cuda runs these cases again on the cuda backend (compare() checks ``helpers.PARITY_BACKEND``).
 """
 
 from __future__ import annotations
@@ -9,29 +10,9 @@ import numpy as np
 import pytest
 
 import engine
-from engine import get_primitive
+from tests.helpers import compare, run_kernel
 
-
-def run_kernel(backend: str, prim: str, arrays, **attrs):
-    """``prim`` on ``backend`` through Backend.run (outputs allocated from the shape rule), host arrays in and out;
-    the outputs are filled with junk before the kernel runs: a kernel must overwrite all of out."""
-    b = engine.get_backend(backend)
-
-    def junk_first(kernel, /, *ins, out, **kw):
-        for o in out if isinstance(out, tuple) else (out,):
-            b.copy_(o, b.from_host(np.full(o.shape, 7, o.dtype)))
-        kernel(*ins, out=out, **kw)
-
-    outs = b.run(get_primitive(prim), [b.from_host(a) for a in arrays], attrs, launch=junk_first)
-    return tuple(b.to_host(o) for o in outs)
-
-
-def compare(prim: str, arrays, rtol: float = 1e-5, atol: float = 1e-6, **attrs) -> None:
-    ref = run_kernel("numpy", prim, arrays, **attrs)
-    got = run_kernel("numba", prim, arrays, **attrs)
-    for i, (r, g) in enumerate(zip(ref, got)):
-        assert g.shape == r.shape and g.dtype == r.dtype, f"{prim} output {i}: {g.dtype}{g.shape} vs {r.dtype}{r.shape}"
-        np.testing.assert_allclose(g, r, rtol=rtol, atol=atol, err_msg=f"{prim} output {i} attrs={attrs}")
+__all__ = ["compare", "run_kernel"]  # the other test_numba_* files import them from here
 
 
 def _rand(rng, shape, dtype=np.float32, positive=False):
