@@ -110,6 +110,7 @@ def make_gemm_kernel(tile: Tile, dtype: Any, load_a, load_b, store, a_k_fast: bo
     ry, rx = bm // tm, bn // tn  # threads along m and n
     nt = tile.threads
     la, lb = bm * bk // nt, bn * bk // nt  # elements each thread stages per k step
+    a_cols, b_cols = bm + PAD, bn + PAD  # shared shapes must be compile-time constants
     nbt = from_dtype(np.dtype(dtype))
     zero = np.dtype(dtype).type(0)
 
@@ -133,9 +134,10 @@ def make_gemm_kernel(tile: Tile, dtype: Any, load_a, load_b, store, a_k_fast: bo
             rb[e] = load_b(B, geo, g, gk, gn) if gn < N and gk < K else zero
 
     def gemm(A, B, out, bias, res, geo, M, N, K, ksplit, flags, act, alpha):
-        a_s = cuda.shared.array((bk, bm + PAD), nbt)
-        b_s = cuda.shared.array((bk, bn + PAD), nbt)
+        a_s = cuda.shared.array((bk, a_cols), nbt)
+        b_s = cuda.shared.array((bk, b_cols), nbt)
         acc = cuda.local.array((tm, tn), nbt)
+        res_t = cuda.local.array((tm, tn), nbt)
         ra = cuda.local.array(la, nbt)
         rb = cuda.local.array(lb, nbt)
         fa = cuda.local.array(tm, nbt)
@@ -180,12 +182,17 @@ def make_gemm_kernel(tile: Tile, dtype: Any, load_a, load_b, store, a_k_fast: bo
                         acc[i, j] += fa[i] * fb[j]
             # Wait until every thread has read the tile before it is overwritten
             cuda.syncthreads()
+        # The store loop (index arithmetic, epilogue) is too big for LLVM to unroll, and one dynamic index would
+        # put acc in local memory for the whole main loop: hand the results over in a copy that is unrolled
+        for i in range(tm):
+            for j in range(tn):
+                res_t[i, j] = acc[i, j]
         for i in range(tm):
             m = m0 + ty + i * ry
             for j in range(tn):
                 n = n0 + tx + j * rx
                 if m < M and n < N:
-                    store(out, bias, res, geo, g, s, ksplit, m, n, acc[i, j], flags, act, alpha)
+                    store(out, bias, res, geo, g, s, ksplit, m, n, res_t[i, j], flags, act, alpha)
 
     return cuda.jit(gemm)
 
