@@ -23,7 +23,7 @@ class KernelConfig(NamedTuple):
     name: str  # "conv forward 128x128x8/8x8 float32"
     kernel: Any  # the numba.cuda dispatcher
     signature: tuple  # numba argument types
-    tiled: bool  # runs the shared tile loop (its accumulators must stay in registers)
+    stack_bytes: int  # the local memory it may use: the tile loop stages its tm x tn results (0 elsewhere)
 
 
 def _arr(dt: np.dtype, ndim: int) -> types.Array:
@@ -48,17 +48,37 @@ def production_kernels() -> Iterator[KernelConfig]:
     geo = types.UniTuple(i64, _CONV_GEO)
     for dt in DTYPES:
         for tile in TILES[dt.name].values():
+            staged = tile.tm * tile.tn * dt.itemsize
             for role in ROLES:
                 yield KernelConfig(f"conv {role} {tile.name} {dt.name}", conv_kernel(role, tile, dt),
-                                   _gemm_sig(dt, *_TILED[role]), True)
+                                   _gemm_sig(dt, *_TILED[role]), staged)
             for role in GEMM_ROLES:
                 yield KernelConfig(f"{role} {tile.name} {dt.name}", gemm_kernel(role, tile, dt),
-                                   _gemm_sig(dt, *_TILED[role]), True)
+                                   _gemm_sig(dt, *_TILED[role]), staged)
         a4, a1, a3 = _arr(dt, 4), _arr(dt, 1), _arr(dt, 3)
         yield KernelConfig(f"conv forward direct {dt.name}", direct_forward_kernel(dt),
-                           (a4, a4, a4, a1, a4, geo, i64, i64, from_dtype(dt)), False)
-        yield KernelConfig(f"conv input_grad direct {dt.name}", direct_input_grad_kernel(dt), (a4, a4, a4, geo), False)
+                           (a4, a4, a4, a1, a4, geo, i64, i64, from_dtype(dt)), 0)
+        yield KernelConfig(f"conv input_grad direct {dt.name}", direct_input_grad_kernel(dt), (a4, a4, a4, geo), 0)
         yield KernelConfig(f"conv weight_grad direct/{select.REDUCE_THREADS} {dt.name}",
-                           direct_weight_grad_kernel(select.REDUCE_THREADS, dt), (a4, a4, a4, geo), False)
-        yield KernelConfig(f"conv weight_grad split-K sum {dt.name}", _sum_splits_kernel(dt), (a3, _arr(dt, 2)),
-                           False)
+                           direct_weight_grad_kernel(select.REDUCE_THREADS, dt), (a4, a4, a4, geo), 0)
+        yield KernelConfig(f"conv weight_grad split-K sum {dt.name}", _sum_splits_kernel(dt), (a3, _arr(dt, 2)), 0)
+
+
+def resources_table(ccs: tuple[tuple[int, int], ...] = ((8, 0), (9, 0))) -> str:
+    """A markdown table of every configuration's ptxas resources per architecture (docs/cuda_backend.md)."""
+    from .ptx import compile_ptx, kernel_resources
+
+    archs = [f"sm_{a}{b}" for a, b in ccs]
+    rows = ["| kernel | " + " | ".join(f"{a} regs / spill st, ld / stack / smem" for a in archs) + " |",
+            "|---|" + "---|" * len(archs)]
+    for cfg in production_kernels():
+        cells = []
+        for cc, ptx in compile_ptx(cfg.kernel.py_func, cfg.signature, ccs).items():
+            r = kernel_resources(ptx, f"sm_{cc[0]}{cc[1]}")
+            cells.append(f"{r.registers} / {r.spill_stores}, {r.spill_loads} / {r.stack} B / {r.shared} B")
+        rows.append(f"| {cfg.name} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(resources_table())

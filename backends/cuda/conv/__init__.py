@@ -3,3 +3,4 @@ kernels for grouped / depthwise layers (:mod:`.direct`), one chosen per layer an
 :mod:`.drivers` (the registered kernels); :mod:`.notes` gives the compile report its per-node algorithm note."""
 
 from . import drivers as drivers
+from . import notes as notes

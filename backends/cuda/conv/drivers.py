@@ -19,14 +19,14 @@ from .igemm import conv_geo, conv_kernel, sum_splits
 from .select import Choice, choose, gemm_dims, weight_grad_splits
 
 
-def _out_hw(x_shape, w_shape, attrs: dict[str, Any]) -> tuple[int, int]:
+def out_hw(x_shape, w_shape, attrs: dict[str, Any]) -> tuple[int, int]:
     (_, _, h, w), (_, _, kh, kw) = x_shape, w_shape
     (sh, sw), ((pt, pb), (pl, pr)), (dh, dw) = attrs["stride"], attrs["padding"], attrs["dilation"]
     return (h + pt + pb - dh * (kh - 1) - 1) // sh + 1, (w + pl + pr - dw * (kw - 1) - 1) // sw + 1
 
 
 def _geo(x_shape, w_shape, attrs: dict[str, Any]) -> tuple[int, ...]:
-    return conv_geo(x_shape, w_shape, _out_hw(x_shape, w_shape, attrs), attrs["stride"], attrs["padding"],
+    return conv_geo(x_shape, w_shape, out_hw(x_shape, w_shape, attrs), attrs["stride"], attrs["padding"],
                     attrs["dilation"], attrs["groups"])
 
 
@@ -81,13 +81,13 @@ def run_weight_grad(algo: str, x, gy, out, attrs: dict[str, Any]) -> None:
         sum_splits(dest, out2)
 
 
-def _attrs(stride, padding, dilation, groups) -> dict[str, Any]:
+def conv_attrs(stride, padding, dilation, groups) -> dict[str, Any]:
     return {"stride": tuple(stride), "padding": tuple(tuple(p) for p in padding), "dilation": tuple(dilation),
             "groups": int(groups)}
 
 
 def forward_choice(x, w, attrs: dict[str, Any]) -> Choice:
-    hw = _out_hw(x.shape, w.shape, attrs)
+    hw = out_hw(x.shape, w.shape, attrs)
     out_shape = (x.shape[0], w.shape[0], *hw)
 
     def run(a: str) -> None:
@@ -112,7 +112,7 @@ def weight_grad_choice(x, gy, weight_shape, attrs: dict[str, Any]) -> Choice:
 
 @backend.register("conv2d")
 def conv2d(x, w, *b, out, stride, padding, dilation, groups: int) -> None:
-    attrs = _attrs(stride, padding, dilation, groups)
+    attrs = conv_attrs(stride, padding, dilation, groups)
     ep = Epilogue.of(out.dtype, b[0] if b else None)
     run_forward(forward_choice(x, w, attrs).algorithm, x, w, out, ep, attrs)
 
@@ -121,18 +121,18 @@ def conv2d(x, w, *b, out, stride, padding, dilation, groups: int) -> None:
 def fused_conv2d(*ins, out, stride, padding, dilation, groups: int, has_bias: bool, has_residual: bool,
                  activation: str, act_attrs: tuple = ()) -> None:
     x, w, b, r = split_inputs(ins, has_bias, has_residual)
-    attrs = _attrs(stride, padding, dilation, groups)
+    attrs = conv_attrs(stride, padding, dilation, groups)
     ep = Epilogue.of(out.dtype, b, r, activation, act_attrs)
     run_forward(forward_choice(x, w, attrs).algorithm, x, w, out, ep, attrs)
 
 
 @backend.register("conv2d_input_grad")
 def conv2d_input_grad(gy, w, out, input_shape, stride, padding, dilation, groups: int) -> None:
-    attrs = _attrs(stride, padding, dilation, groups)
+    attrs = conv_attrs(stride, padding, dilation, groups)
     run_input_grad(input_grad_choice(gy, w, input_shape, attrs).algorithm, gy, w, out, attrs)
 
 
 @backend.register("conv2d_weight_grad")
 def conv2d_weight_grad(x, gy, out, weight_shape, stride, padding, dilation, groups: int) -> None:
-    attrs = _attrs(stride, padding, dilation, groups)
+    attrs = conv_attrs(stride, padding, dilation, groups)
     run_weight_grad(weight_grad_choice(x, gy, weight_shape, attrs).algorithm, x, gy, out, attrs)
