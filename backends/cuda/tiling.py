@@ -69,7 +69,7 @@ class Tile:
         return -(-n // self.bn), -(-m // self.bm), z
 
 
-SMS = 132  # streaming multiprocessors of an H100 SXM: the heuristics aim for at least two blocks per SM
+SMS = 132  # streaming multiprocessors of an H100 SXM: the heuristics aim to give each of them work
 
 # the production tiles, by dtype: 128x128 with 8x8 accumulators per thread (256 threads; each k step does 64 FMAs
 # per 16 shared loads), and 64x64 with 4x4 for layers too small to give every SM two 128-tiles. float64 keeps to
@@ -89,14 +89,16 @@ def tiles(dtype: Any) -> dict[str, Tile]:
 
 
 def tile_order(m: int, n: int, z: int, dtype: Any) -> list[str]:
-    """Tile names for an M x N result in z groups, the heuristic's pick first: the largest tile that still gives
-    every SM two blocks (a larger tile reuses each loaded element more, but idle SMs cost more than that)."""
-    names = sorted(tiles(dtype), key=lambda t: -tiles(dtype)[t].bm * tiles(dtype)[t].bn)
-    for i, name in enumerate(names):
-        t = tiles(dtype)[name]
-        if -(-m // t.bm) * -(-n // t.bn) * z >= 2 * SMS or i == len(names) - 1:
-            return [name] + names[:i] + names[i + 1:]
-    return names
+    """Tile names for an M x N result in z groups, the heuristic's pick first: the largest tile that fills at least
+    3/4 of its rows and columns and still gives every SM a block (a larger tile reuses each loaded element more,
+    but idle SMs and empty tile rows cost more than that); else the smallest tile."""
+    by_size = sorted(tiles(dtype).items(), key=lambda kv: -kv[1].bm * kv[1].bn)
+    names = [name for name, _ in by_size]
+    for name, t in by_size:
+        gm, gn = -(-m // t.bm), -(-n // t.bn)
+        if m * n >= 0.75 * gm * t.bm * gn * t.bn and gm * gn * z >= SMS:
+            return [name] + [a for a in names if a != name]
+    return names[-1:] + names[:-1]
 
 
 def make_gemm_kernel(tile: Tile, dtype: Any, load_a, load_b, store, a_k_fast: bool, b_k_fast: bool):
