@@ -9,6 +9,8 @@ from numba import cuda
 
 from engine.backend import register_backend
 
+from . import conv as conv  # noqa: F401  (GEMM/conv kernel modules register into the table on import)
+from . import gemm as gemm  # noqa: F401
 from .table import backend as backend
 
 UNAVAILABLE = ("the cuda backend needs a CUDA GPU and driver, or numba's simulator "
