@@ -18,6 +18,7 @@ second kernel adds in a fixed order, so results never depend on scheduling).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -199,9 +200,27 @@ def make_gemm_kernel(tile: Tile, dtype: Any, load_a, load_b, store, a_k_fast: bo
     return cuda.jit(gemm)
 
 
+MAX_GRID_Z = 65535
+_SCRATCH: dict[str, Any] = {}
+
+
+def scratch(shape: tuple[int, ...], dtype: Any) -> Any:
+    """A device array for partial results, from one buffer per dtype that grows to the largest request and is
+    reused: kernels on the default stream run in launch order, so the next user waits for the previous one."""
+    dtype = np.dtype(dtype)
+    n = math.prod(shape)
+    buf = _SCRATCH.get(dtype.name)
+    if buf is None or buf.size < n:
+        buf = _SCRATCH[dtype.name] = cuda.device_array(n, dtype)
+    return buf[:n].reshape(shape)
+
+
 def launch(kernel, tile: Tile, z: int, A, B, out, bias, res, geo: tuple, M: int, N: int, K: int, ksplit: int = 1,
            flags: int = 0, act: int = 0, alpha: Any = 0.0) -> None:
     """Launch a :func:`make_gemm_kernel` kernel over an ``M x N`` result in ``z`` groups (asynchronous)."""
     if M <= 0 or N <= 0 or z <= 0:
         return
+    if z * ksplit > MAX_GRID_Z:
+        raise NotImplementedError(f"backend 'cuda': {z} GEMMs x {ksplit} K slices exceed the grid's z limit "
+                                  f"{MAX_GRID_Z} (batch of matmul, or conv groups)")
     kernel[tile.grid(M, N, z * ksplit), tile.block](A, B, out, bias, res, geo, M, N, K, ksplit, flags, act, alpha)

@@ -12,7 +12,7 @@ from engine.ops.fused import split_inputs
 
 from ..epilogue import Epilogue
 from ..table import backend
-from ..tiling import launch, tiles
+from ..tiling import launch, scratch, tiles
 from . import select
 from .direct import MAX_BLOCKS, blocks_for, direct_forward_kernel, direct_input_grad_kernel, direct_weight_grad_kernel
 from .igemm import conv_geo, conv_kernel, sum_splits
@@ -74,7 +74,7 @@ def run_weight_grad(algo: str, x, gy, out, attrs: dict[str, Any]) -> None:
     m, n, k = gemm_dims("weight_grad", x.shape, out.shape, gy.shape[2:], groups)
     ksplit = weight_grad_splits(tile, m, n, k, groups)
     out2 = out.reshape(out.shape[0], n)
-    dest = out2.reshape(1, out.shape[0], n) if ksplit == 1 else cuda.device_array((ksplit, out.shape[0], n), dt)
+    dest = out2.reshape(1, out.shape[0], n) if ksplit == 1 else scratch((ksplit, out.shape[0], n), dt)
     ep = Epilogue.of(dt)
     launch(conv_kernel("weight_grad", tile, dt), tile, groups, gy, x, dest, ep.bias, ep.res, geo, m, n, k, ksplit)
     if ksplit > 1:
@@ -86,27 +86,32 @@ def conv_attrs(stride, padding, dilation, groups) -> dict[str, Any]:
             "groups": int(groups)}
 
 
+def _scratch_run(run_role, shape, dtype):
+    """``run(algorithm)`` for measuring: runs the role into one output allocated on first use (not per timed run)."""
+    out: list = []
+
+    def run(algorithm: str) -> None:
+        if not out:
+            out.append(cuda.device_array(tuple(shape), dtype))
+        run_role(algorithm, out[0])
+
+    return run
+
+
 def forward_choice(x, w, attrs: dict[str, Any]) -> Choice:
     hw = out_hw(x.shape, w.shape, attrs)
-    out_shape = (x.shape[0], w.shape[0], *hw)
-
-    def run(a: str) -> None:
-        run_forward(a, x, w, cuda.device_array(out_shape, x.dtype), Epilogue.of(x.dtype), attrs)
-
+    run = _scratch_run(lambda a, o: run_forward(a, x, w, o, Epilogue.of(x.dtype), attrs),
+                       (x.shape[0], w.shape[0], *hw), x.dtype)
     return choose("forward", x.shape, w.shape, hw, attrs, x.dtype, run)
 
 
 def input_grad_choice(gy, w, input_shape, attrs: dict[str, Any]) -> Choice:
-    def run(a: str) -> None:
-        run_input_grad(a, gy, w, cuda.device_array(tuple(input_shape), gy.dtype), attrs)
-
+    run = _scratch_run(lambda a, o: run_input_grad(a, gy, w, o, attrs), input_shape, gy.dtype)
     return choose("input_grad", tuple(input_shape), w.shape, gy.shape[2:], attrs, gy.dtype, run)
 
 
 def weight_grad_choice(x, gy, weight_shape, attrs: dict[str, Any]) -> Choice:
-    def run(a: str) -> None:
-        run_weight_grad(a, x, gy, cuda.device_array(tuple(weight_shape), x.dtype), attrs)
-
+    run = _scratch_run(lambda a, o: run_weight_grad(a, x, gy, o, attrs), weight_shape, x.dtype)
     return choose("weight_grad", x.shape, tuple(weight_shape), gy.shape[2:], attrs, x.dtype, run)
 
 
