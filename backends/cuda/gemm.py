@@ -19,7 +19,7 @@ from engine.ops.fused import split_inputs
 
 from .epilogue import HAS_BIAS, HAS_RES, Epilogue, make_epilogue
 from .table import backend
-from .tiling import Tile, device_function, launch, make_gemm_kernel, tile_order, tiles
+from .tiling import Tile, device_function, launch, make_gemm_kernel, same_group, tile_order, tiles
 
 MAX_BATCH_DIMS = 4
 GEMM_ROLES = ("matmul", "linear")
@@ -57,29 +57,32 @@ def batch_geo(a_batch: tuple[int, ...], b_batch: tuple[int, ...], out_batch: tup
 
 @cache
 def _matmul_fns(dtype: np.dtype):
-    @device_function
-    def operand_batch(geo, g, first):
-        """Flattened batch index of an operand (strides at geo[first:first+4]) for output batch g."""
-        idx = 0
-        for d in range(MAX_BATCH_DIMS - 1, -1, -1):
-            c = g % geo[d]
-            g //= geo[d]
-            idx += c * geo[first + d]
-        return idx
+    def operand_batch(first):
+        @device_function
+        def batch(geo, g):
+            """Flattened batch index of an operand (strides at geo[first:first+4]) for output batch g."""
+            idx = 0
+            for d in range(MAX_BATCH_DIMS - 1, -1, -1):
+                c = g % geo[d]
+                g //= geo[d]
+                idx += c * geo[first + d]
+            return idx
+
+        return batch
 
     @device_function
-    def load_a(a, geo, g, m, k):
-        return a[operand_batch(geo, g, MAX_BATCH_DIMS), m, k]
+    def load_a(a, geo, ga, m, k):
+        return a[ga, m, k]
 
     @device_function
-    def load_b(b, geo, g, k, n):
-        return b[operand_batch(geo, g, 2 * MAX_BATCH_DIMS), k, n]
+    def load_b(b, geo, gb, k, n):
+        return b[gb, k, n]
 
     @device_function
     def store(out, bias, res, geo, g, s, ksplit, m, n, v, flags, act, alpha):
         out[g, m, n] = v
 
-    return load_a, load_b, store
+    return load_a, load_b, store, operand_batch(MAX_BATCH_DIMS), operand_batch(2 * MAX_BATCH_DIMS)
 
 
 @cache
@@ -101,7 +104,7 @@ def _linear_fns(dtype: np.dtype):
         rv = res[m, n] if flags & HAS_RES else zero
         out[m, n] = epilogue(v, bv, rv, flags, act, alpha)
 
-    return load_x, load_wt, store
+    return load_x, load_wt, store, same_group, same_group
 
 
 _ROLE_FNS = {"matmul": (_matmul_fns, True, False), "linear": (_linear_fns, True, True)}
@@ -111,7 +114,9 @@ _ROLE_FNS = {"matmul": (_matmul_fns, True, False), "linear": (_linear_fns, True,
 def gemm_kernel(role: str, tile: Tile, dtype: np.dtype):
     """The GEMM kernel of one role ("matmul" or "linear"), tile and dtype."""
     fns, a_k_fast, b_k_fast = _ROLE_FNS[role]
-    return make_gemm_kernel(tile, dtype, *fns(np.dtype(dtype)), a_k_fast=a_k_fast, b_k_fast=b_k_fast)
+    load_a, load_b, store, a_group, b_group = fns(np.dtype(dtype))
+    return make_gemm_kernel(tile, dtype, load_a, load_b, store, a_k_fast=a_k_fast, b_k_fast=b_k_fast,
+                            a_group=a_group, b_group=b_group)
 
 
 @backend.register("matmul")

@@ -38,8 +38,8 @@ def _gemm_sig(dt: np.dtype, a: int, b: int, out: int, res: int, geo: int) -> tup
 
 # (operand ndims a, b, out, residual, len(geo)) of each tiled role
 _CONV_GEO = 14
-_TILED = {"forward": (4, 4, 4, 4, _CONV_GEO), "input_grad": (4, 4, 4, 4, _CONV_GEO),
-          "weight_grad": (4, 4, 3, 4, _CONV_GEO), "matmul": (3, 3, 3, 2, 3 * MAX_BATCH_DIMS),
+_TILED = {"forward": (2, 4, 3, 3, _CONV_GEO), "input_grad": (3, 4, 3, 3, _CONV_GEO),
+          "weight_grad": (3, 4, 3, 3, _CONV_GEO), "matmul": (3, 3, 3, 2, 3 * MAX_BATCH_DIMS),
           "linear": (2, 2, 2, 2, 1)}
 
 

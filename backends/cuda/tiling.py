@@ -102,11 +102,19 @@ def tile_order(m: int, n: int, z: int, dtype: Any) -> list[str]:
     return names[-1:] + names[:-1]
 
 
-def make_gemm_kernel(tile: Tile, dtype: Any, load_a, load_b, store, a_k_fast: bool, b_k_fast: bool):
+@device_function
+def same_group(geo, g):
+    return g
+
+
+def make_gemm_kernel(tile: Tile, dtype: Any, load_a, load_b, store, a_k_fast: bool, b_k_fast: bool,
+                     a_group=same_group, b_group=same_group):
     """A ``cuda.jit`` kernel ``(A, B, out, bias, res, geo, M, N, K, ksplit, flags, act, alpha)`` for one role.
 
-    ``load_a(A, geo, g, m, k)`` / ``load_b(B, geo, g, k, n)`` return one element (they are only called in
-    bounds); ``store(out, bias, res, geo, g, s, ksplit, m, n, v, flags, act, alpha)`` writes one result.
+    ``load_a(A, geo, ga, m, k)`` / ``load_b(B, geo, gb, k, n)`` return one element (they are only called in
+    bounds), where ``ga = a_group(geo, g)`` and ``gb = b_group(geo, g)`` are computed once per block from the
+    group g (default: g itself; matmul maps it to each operand's broadcast batch index);
+    ``store(out, bias, res, geo, g, s, ksplit, m, n, v, flags, act, alpha)`` writes one result.
     ``a_k_fast`` / ``b_k_fast``: consecutive threads load consecutive k (the operand is contiguous along K) rather
     than consecutive rows/columns, so the global loads coalesce either way."""
     bm, bn, bk, tm, tn = tile.bm, tile.bn, tile.bk, tile.tm, tile.tn
@@ -118,7 +126,7 @@ def make_gemm_kernel(tile: Tile, dtype: Any, load_a, load_b, store, a_k_fast: bo
     zero = np.dtype(dtype).type(0)
 
     @device_function
-    def prefetch(A, B, geo, g, t, M, N, K, m0, n0, tid, ra, rb):
+    def prefetch(A, B, geo, ga, gb, t, M, N, K, m0, n0, tid, ra, rb):
         for e in range(la):
             f = tid + e * nt
             if a_k_fast:
@@ -126,7 +134,7 @@ def make_gemm_kernel(tile: Tile, dtype: Any, load_a, load_b, store, a_k_fast: bo
             else:
                 k, r = f // bm, f % bm
             gm, gk = m0 + r, t * bk + k
-            ra[e] = load_a(A, geo, g, gm, gk) if gm < M and gk < K else zero
+            ra[e] = load_a(A, geo, ga, gm, gk) if gm < M and gk < K else zero
         for e in range(lb):
             f = tid + e * nt
             if b_k_fast:
@@ -134,7 +142,7 @@ def make_gemm_kernel(tile: Tile, dtype: Any, load_a, load_b, store, a_k_fast: bo
             else:
                 k, c = f // bn, f % bn
             gn, gk = n0 + c, t * bk + k
-            rb[e] = load_b(B, geo, g, gk, gn) if gn < N and gk < K else zero
+            rb[e] = load_b(B, geo, gb, gk, gn) if gn < N and gk < K else zero
 
     def gemm(A, B, out, bias, res, geo, M, N, K, ksplit, flags, act, alpha):
         a_s = cuda.shared.array((bk, a_cols), nbt)
@@ -150,6 +158,7 @@ def make_gemm_kernel(tile: Tile, dtype: Any, load_a, load_b, store, a_k_fast: bo
         m0, n0 = cuda.blockIdx.y * bm, cuda.blockIdx.x * bn
         g = cuda.blockIdx.z // ksplit
         s = cuda.blockIdx.z - g * ksplit
+        ga, gb = a_group(geo, g), b_group(geo, g)
         per = (K + bk * ksplit - 1) // (bk * ksplit)  # k tiles per split
         t0 = s * per
         t1 = min((K + bk - 1) // bk, t0 + per)
@@ -157,7 +166,7 @@ def make_gemm_kernel(tile: Tile, dtype: Any, load_a, load_b, store, a_k_fast: bo
             for j in range(tn):
                 acc[i, j] = zero
         if t0 < t1:
-            prefetch(A, B, geo, g, t0, M, N, K, m0, n0, tid, ra, rb)
+            prefetch(A, B, geo, ga, gb, t0, M, N, K, m0, n0, tid, ra, rb)
         for t in range(t0, t1):
             for e in range(la):
                 f = tid + e * nt
@@ -174,7 +183,7 @@ def make_gemm_kernel(tile: Tile, dtype: Any, load_a, load_b, store, a_k_fast: bo
             # Wait until the whole tile is staged
             cuda.syncthreads()
             if t + 1 < t1:  # the next tile's global loads overlap this tile's FMAs
-                prefetch(A, B, geo, g, t + 1, M, N, K, m0, n0, tid, ra, rb)
+                prefetch(A, B, geo, ga, gb, t + 1, M, N, K, m0, n0, tid, ra, rb)
             for kk in range(bk):
                 for i in range(tm):
                     fa[i] = a_s[kk, ty + i * ry]

@@ -10,13 +10,19 @@ from numba import cuda
 
 from engine.ops.fused import split_inputs
 
-from ..epilogue import Epilogue
+from ..epilogue import HAS_RES, Epilogue
 from ..table import backend
 from ..tiling import launch, scratch, tiles
 from . import select
 from .direct import MAX_BLOCKS, blocks_for, direct_forward_kernel, direct_input_grad_kernel, direct_weight_grad_kernel
 from .igemm import conv_geo, conv_kernel, sum_splits
 from .select import Choice, choose, gemm_dims, weight_grad_splits
+
+
+def _planes(a):
+    """(N, C, H*W) view of a contiguous NCHW device array."""
+    n, c, h, w = a.shape
+    return a.reshape(n, c, h * w)
 
 
 def out_hw(x_shape, w_shape, attrs: dict[str, Any]) -> tuple[int, int]:
@@ -39,8 +45,9 @@ def run_forward(algo: str, x, w, out, ep: Epilogue, attrs: dict[str, Any]) -> No
         return
     tile = tiles(dt)[algo.removeprefix("igemm-")]
     m, n, k = gemm_dims("forward", x.shape, w.shape, out.shape[2:], attrs["groups"])
-    launch(conv_kernel("forward", tile, dt), tile, attrs["groups"], w, x, out, ep.bias, ep.res, geo, m, n, k,
-           1, ep.flags, ep.act, ep.alpha)
+    res3 = _planes(ep.res) if ep.flags & HAS_RES else Epilogue.of(dt, res_ndim=3).res
+    launch(conv_kernel("forward", tile, dt), tile, attrs["groups"], w.reshape(w.shape[0], k), x, _planes(out),
+           ep.bias, res3, geo, m, n, k, 1, ep.flags, ep.act, ep.alpha)
 
 
 def run_input_grad(algo: str, gy, w, out, attrs: dict[str, Any]) -> None:
@@ -51,8 +58,10 @@ def run_input_grad(algo: str, gy, w, out, attrs: dict[str, Any]) -> None:
         return
     tile = tiles(dt)[algo.removeprefix("igemm-")]
     m, n, k = gemm_dims("input_grad", out.shape, w.shape, gy.shape[2:], attrs["groups"])
-    ep = Epilogue.of(dt)
-    launch(conv_kernel("input_grad", tile, dt), tile, attrs["groups"], w, gy, out, ep.bias, ep.res, geo, m, n, k)
+    w3 = w.reshape(w.shape[0], w.shape[1], w.shape[2] * w.shape[3])
+    ep = Epilogue.of(dt, res_ndim=3)
+    launch(conv_kernel("input_grad", tile, dt), tile, attrs["groups"], w3, gy, _planes(out), ep.bias, ep.res, geo,
+           m, n, k)
 
 
 def weight_grad_split(algo: str, x_shape, w_shape, gy_hw, groups: int, dtype: Any) -> int:
@@ -75,8 +84,9 @@ def run_weight_grad(algo: str, x, gy, out, attrs: dict[str, Any]) -> None:
     ksplit = weight_grad_splits(tile, m, n, k, groups)
     out2 = out.reshape(out.shape[0], n)
     dest = out2.reshape(1, out.shape[0], n) if ksplit == 1 else scratch((ksplit, out.shape[0], n), dt)
-    ep = Epilogue.of(dt)
-    launch(conv_kernel("weight_grad", tile, dt), tile, groups, gy, x, dest, ep.bias, ep.res, geo, m, n, k, ksplit)
+    ep = Epilogue.of(dt, res_ndim=3)
+    launch(conv_kernel("weight_grad", tile, dt), tile, groups, _planes(gy), x, dest, ep.bias, ep.res, geo, m, n, k,
+           ksplit)
     if ksplit > 1:
         sum_splits(dest, out2)
 

@@ -12,7 +12,9 @@ output pixel ``(img, ho, wo)``:
   split along K into ``ksplit`` partial sums added in a fixed order by :func:`sum_splits` (deterministic).
 
 Pixels are the n (column) index of the forward and input-grad GEMMs, so a warp loads and stores consecutive
-pixels. ``geo = (sh, sw, pt, pl, dh, dw, kh, kw, C/g, O/g, H, W, Ho, Wo)``.
+pixels. Operands contiguous along a GEMM axis are passed as 2-D/3-D views (weight ``(O, C/g*kh*kw)``, output
+``(N, O, Ho*Wo)``, ...) so their loaders and stores divide less. ``geo = (sh, sw, pt, pl, dh, dw, kh, kw, C/g, O/g,
+H, W, Ho, Wo)``.
 """
 
 from __future__ import annotations
@@ -66,28 +68,22 @@ def _forward_fns(dtype: np.dtype):
     gather_x = _gather_x(dtype)
 
     @device_function
-    def load_w(w, geo, g, m, k):
-        kh, kw = geo[6], geo[7]
-        c = k // (kh * kw)
-        r = k - c * kh * kw
-        i = r // kw
-        return w[g * geo[9] + m, c, i, r - i * kw]
+    def load_w(w2, geo, g, m, k):
+        return w2[g * geo[9] + m, k]  # w2: (O, C/g*kh*kw), contiguous along k
 
     @device_function
     def load_x(x, geo, g, k, n):
         return gather_x(x, geo, g, k, n)
 
     @device_function
-    def store_y(out, bias, res, geo, g, s, ksplit, m, n, v, flags, act, alpha):
+    def store_y(out3, bias, res3, geo, g, s, ksplit, m, n, v, flags, act, alpha):
         hw = geo[12] * geo[13]
         img = n // hw
         p = n - img * hw
-        ho = p // geo[13]
-        wo = p - ho * geo[13]
         o = g * geo[9] + m
         bv = bias[o] if flags & HAS_BIAS else zero
-        rv = res[img, o, ho, wo] if flags & HAS_RES else zero
-        out[img, o, ho, wo] = epilogue(v, bv, rv, flags, act, alpha)
+        rv = res3[img, o, p] if flags & HAS_RES else zero
+        out3[img, o, p] = epilogue(v, bv, rv, flags, act, alpha)  # out3, res3: (N, O, Ho*Wo)
 
     return load_w, load_x, store_y
 
@@ -97,12 +93,10 @@ def _input_grad_fns(dtype: np.dtype):
     zero = dtype.type(0)
 
     @device_function
-    def load_wt(w, geo, g, m, k):
+    def load_wt(w3, geo, g, m, k):
         kk = geo[6] * geo[7]
         o = k // kk
-        r = k - o * kk
-        i = r // geo[7]
-        return w[g * geo[9] + o, m, i, r - i * geo[7]]
+        return w3[g * geo[9] + o, m, k - o * kk]  # w3: (O, C/g, kh*kw)
 
     @device_function
     def load_gy(gy, geo, g, k, n):
@@ -127,12 +121,10 @@ def _input_grad_fns(dtype: np.dtype):
         return gy[img, g * geo[9] + o, ho, wo]
 
     @device_function
-    def store_gx(out, bias, res, geo, g, s, ksplit, m, n, v, flags, act, alpha):
+    def store_gx(out3, bias, res, geo, g, s, ksplit, m, n, v, flags, act, alpha):
         hw = geo[10] * geo[11]
         img = n // hw
-        p = n - img * hw
-        h = p // geo[11]
-        out[img, g * geo[8] + m, h, p - h * geo[11]] = v
+        out3[img, g * geo[8] + m, n - img * hw] = v  # out3: (N, C, H*W)
 
     return load_wt, load_gy, store_gx
 
@@ -142,12 +134,10 @@ def _weight_grad_fns(dtype: np.dtype):
     gather_x = _gather_x(dtype)
 
     @device_function
-    def load_gy(gy, geo, g, m, k):
+    def load_gy(gy3, geo, g, m, k):
         hw = geo[12] * geo[13]
         img = k // hw
-        p = k - img * hw
-        ho = p // geo[13]
-        return gy[img, g * geo[9] + m, ho, p - ho * geo[13]]
+        return gy3[img, g * geo[9] + m, k - img * hw]  # gy3: (N, O, Ho*Wo)
 
     @device_function
     def load_x(x, geo, g, k, n):
