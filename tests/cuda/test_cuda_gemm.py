@@ -11,6 +11,7 @@ if not cuda.is_available():
     pytest.skip("needs a GPU or NUMBA_ENABLE_CUDASIM=1 set before numba is imported", allow_module_level=True)
 
 from backends.cuda import gemm  # noqa: E402
+from backends.cuda.tiling import Tile  # noqa: E402
 from backends.numpy.table import backend as ref  # noqa: E402
 from tests.cuda.small_tiles import use_small_tiles  # noqa: E402
 
@@ -75,3 +76,10 @@ def test_batch_geo_merges_axes_and_limits_them() -> None:
     assert gemm.batch_geo((4, 5), (4, 5), (4, 5)) == (1, 1, 1, 20) + (0, 0, 0, 1) + (0, 0, 0, 1)
     with pytest.raises(NotImplementedError, match="matmul: batch shapes"):
         gemm.batch_geo((2, 1, 2, 1, 2), (1, 2, 1, 2, 1), (2, 2, 2, 2, 2))
+
+
+def test_tile_rejects_shapes_its_threads_cannot_stage() -> None:
+    with pytest.raises(ValueError, match="tm must divide bm"):
+        Tile(8, 8, 4, 3, 2)
+    with pytest.raises(ValueError, match="threads must divide bm\\*bk and bn\\*bk"):
+        Tile(8, 8, 1, 1, 1)  # 64 threads, 8 elements per staged tile
