@@ -75,7 +75,7 @@ def _matmul_fns(dtype: np.dtype):
         return a[ga, m, k]
 
     @device_function
-    def load_b(b, geo, gb, k, n):
+    def load_b(b, geo, gb, k, n, c1, c2):
         return b[gb, k, n]
 
     @device_function
@@ -95,7 +95,7 @@ def _linear_fns(dtype: np.dtype):
         return x[m, k]
 
     @device_function
-    def load_wt(w, geo, g, k, n):
+    def load_wt(w, geo, g, k, n, c1, c2):
         return w[n, k]
 
     @device_function

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from numba import config, cuda
+from numba import config, cuda, int64
 from numba.np.numpy_support import from_dtype
 
 PAD = 4
@@ -107,14 +107,21 @@ def same_group(geo, g):
     return g
 
 
+@device_function
+def column_index(geo, gb, n):
+    return n, 0, 0
+
+
 def make_gemm_kernel(tile: Tile, dtype: Any, load_a, load_b, store, a_k_fast: bool, b_k_fast: bool,
-                     a_group=same_group, b_group=same_group):
+                     a_group=same_group, b_group=same_group, b_column=column_index):
     """A ``cuda.jit`` kernel ``(A, B, out, bias, res, geo, M, N, K, ksplit, flags, act, alpha)`` for one role.
 
-    ``load_a(A, geo, ga, m, k)`` / ``load_b(B, geo, gb, k, n)`` return one element (they are only called in
-    bounds), where ``ga = a_group(geo, g)`` and ``gb = b_group(geo, g)`` are computed once per block from the
-    group g (default: g itself; matmul maps it to each operand's broadcast batch index);
-    ``store(out, bias, res, geo, g, s, ksplit, m, n, v, flags, act, alpha)`` writes one result.
+    ``load_a(A, geo, ga, m, k)`` / ``load_b(B, geo, gb, k, c0, c1, c2)`` return one element (they are only called
+    in bounds), where ``ga = a_group(geo, g)`` and ``gb = b_group(geo, g)`` are computed once per block from the
+    group g (default: g itself; matmul maps it to each operand's broadcast batch index), and
+    ``(c0, c1, c2) = b_column(geo, gb, n)`` once per block for each column n a thread loads (each thread loads the
+    same columns at every k step: a conv decomposes its pixel or tap there instead of per element; default
+    ``(n, 0, 0)``). ``store(out, bias, res, geo, g, s, ksplit, m, n, v, flags, act, alpha)`` writes one result.
     ``a_k_fast`` / ``b_k_fast``: consecutive threads load consecutive k (the operand is contiguous along K) rather
     than consecutive rows/columns, so the global loads coalesce either way."""
     bm, bn, bk, tm, tn = tile.bm, tile.bn, tile.bk, tile.tm, tile.tn
@@ -126,7 +133,7 @@ def make_gemm_kernel(tile: Tile, dtype: Any, load_a, load_b, store, a_k_fast: bo
     zero = np.dtype(dtype).type(0)
 
     @device_function
-    def prefetch(A, B, geo, ga, gb, t, M, N, K, m0, n0, tid, ra, rb):
+    def prefetch(A, B, geo, ga, gb, t, M, N, K, m0, n0, tid, ra, rb, cols):
         for e in range(la):
             f = tid + e * nt
             if a_k_fast:
@@ -142,7 +149,7 @@ def make_gemm_kernel(tile: Tile, dtype: Any, load_a, load_b, store, a_k_fast: bo
             else:
                 k, c = f // bn, f % bn
             gn, gk = n0 + c, t * bk + k
-            rb[e] = load_b(B, geo, gb, gk, gn) if gn < N and gk < K else zero
+            rb[e] = load_b(B, geo, gb, gk, cols[e, 0], cols[e, 1], cols[e, 2]) if gn < N and gk < K else zero
 
     def gemm(A, B, out, bias, res, geo, M, N, K, ksplit, flags, act, alpha):
         a_s = cuda.shared.array((bk, a_cols), nbt)
@@ -151,6 +158,7 @@ def make_gemm_kernel(tile: Tile, dtype: Any, load_a, load_b, store, a_k_fast: bo
         res_t = cuda.local.array((tm, tn), nbt)
         ra = cuda.local.array(la, nbt)
         rb = cuda.local.array(lb, nbt)
+        cols = cuda.local.array((lb, 3), int64)
         fa = cuda.local.array(tm, nbt)
         fb = cuda.local.array(tn, nbt)
         tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
@@ -165,8 +173,13 @@ def make_gemm_kernel(tile: Tile, dtype: Any, load_a, load_b, store, a_k_fast: bo
         for i in range(tm):
             for j in range(tn):
                 acc[i, j] = zero
+        for e in range(lb):
+            f = tid + e * nt
+            gn = n0 + (f // bk if b_k_fast else f % bn)
+            c0, c1, c2 = b_column(geo, gb, gn if gn < N else 0)
+            cols[e, 0], cols[e, 1], cols[e, 2] = c0, c1, c2
         if t0 < t1:
-            prefetch(A, B, geo, ga, gb, t0, M, N, K, m0, n0, tid, ra, rb)
+            prefetch(A, B, geo, ga, gb, t0, M, N, K, m0, n0, tid, ra, rb, cols)
         for t in range(t0, t1):
             for e in range(la):
                 f = tid + e * nt
@@ -183,7 +196,7 @@ def make_gemm_kernel(tile: Tile, dtype: Any, load_a, load_b, store, a_k_fast: bo
             # Wait until the whole tile is staged
             cuda.syncthreads()
             if t + 1 < t1:  # the next tile's global loads overlap this tile's FMAs
-                prefetch(A, B, geo, ga, gb, t + 1, M, N, K, m0, n0, tid, ra, rb)
+                prefetch(A, B, geo, ga, gb, t + 1, M, N, K, m0, n0, tid, ra, rb, cols)
             for kk in range(bk):
                 for i in range(tm):
                     fa[i] = a_s[kk, ty + i * ry]

@@ -13,7 +13,9 @@ output pixel ``(img, ho, wo)``:
 
 Pixels are the n (column) index of the forward and input-grad GEMMs, so a warp loads and stores consecutive
 pixels. Operands contiguous along a GEMM axis are passed as 2-D/3-D views (weight ``(O, C/g*kh*kw)``, output
-``(N, O, Ho*Wo)``, ...) so their loaders and stores divide less. ``geo = (sh, sw, pt, pl, dh, dw, kh, kw, C/g, O/g,
+``(N, O, Ho*Wo)``, ...) so their loaders and stores divide less, and each B column's part of the gather (the
+output pixel's patch origin, the input pixel, the weight tap) is decomposed once per block (``b_column``), not per
+k step. ``geo = (sh, sw, pt, pl, dh, dw, kh, kw, C/g, O/g,
 H, W, Ho, Wo)``.
 """
 
@@ -37,43 +39,57 @@ def conv_geo(x_shape, w_shape, out_hw, stride, padding, dilation, groups: int) -
 
 
 @cache
-def _gather_x(dtype: np.dtype):
+def _x_at(dtype: np.dtype):
     zero = dtype.type(0)
 
     @device_function
-    def gather_x(x, geo, g, tap, pix):
-        """x[img, g*C/g + c, ho*sh - pt + i*dh, wo*sw - pl + j*dw] (zero in the padding)."""
-        kh, kw, cg, ho_n, wo_n = geo[6], geo[7], geo[8], geo[12], geo[13]
-        c = tap // (kh * kw)
-        r = tap - c * kh * kw
-        i = r // kw
-        j = r - i * kw
-        img = pix // (ho_n * wo_n)
-        p = pix - img * ho_n * wo_n
-        ho = p // wo_n
-        wo = p - ho * wo_n
-        h = ho * geo[0] - geo[2] + i * geo[4]
-        w = wo * geo[1] - geo[3] + j * geo[5]
+    def x_at(x, geo, img, ci, h, w):
+        """x[img, ci, h, w], zero in the padding."""
         if h >= 0 and h < geo[10] and w >= 0 and w < geo[11]:
-            return x[img, g * cg + c, h, w]
+            return x[img, ci, h, w]
         return zero
 
-    return gather_x
+    return x_at
+
+
+@device_function
+def _pixel_origin(geo, n):
+    """(img, ho*sh - pt, wo*sw - pl) of output pixel n: where its patch starts in x."""
+    hw = geo[12] * geo[13]
+    img = n // hw
+    p = n - img * hw
+    ho = p // geo[13]
+    return img, ho * geo[0] - geo[2], (p - ho * geo[13]) * geo[1] - geo[3]
+
+
+@device_function
+def _tap_offset(geo, tap):
+    """(c, i*dh, j*dw) of weight tap (c, i, j) within a group."""
+    kk = geo[6] * geo[7]
+    c = tap // kk
+    r = tap - c * kk
+    i = r // geo[7]
+    return c, i * geo[4], (r - i * geo[7]) * geo[5]
 
 
 @cache
 def _forward_fns(dtype: np.dtype):
     zero = dtype.type(0)
     epilogue = make_epilogue(dtype)
-    gather_x = _gather_x(dtype)
+    x_at = _x_at(dtype)
 
     @device_function
     def load_w(w2, geo, g, m, k):
         return w2[g * geo[9] + m, k]  # w2: (O, C/g*kh*kw), contiguous along k
 
     @device_function
-    def load_x(x, geo, g, k, n):
-        return gather_x(x, geo, g, k, n)
+    def pixel(geo, g, n):
+        return _pixel_origin(geo, n)
+
+    @device_function
+    def load_x(x, geo, g, k, img, h0, w0):
+        c, di, dj = _tap_offset(geo, k)
+        return x_at(x, geo, img, g * geo[8] + c, h0 + di, w0 + dj)
 
     @device_function
     def store_y(out3, bias, res3, geo, g, s, ksplit, m, n, v, flags, act, alpha):
@@ -85,7 +101,7 @@ def _forward_fns(dtype: np.dtype):
         rv = res3[img, o, p] if flags & HAS_RES else zero
         out3[img, o, p] = epilogue(v, bv, rv, flags, act, alpha)  # out3, res3: (N, O, Ho*Wo)
 
-    return load_w, load_x, store_y
+    return load_w, load_x, store_y, pixel
 
 
 @cache
@@ -99,19 +115,22 @@ def _input_grad_fns(dtype: np.dtype):
         return w3[g * geo[9] + o, m, k - o * kk]  # w3: (O, C/g, kh*kw)
 
     @device_function
-    def load_gy(gy, geo, g, k, n):
-        kh, kw = geo[6], geo[7]
-        o = k // (kh * kw)
-        r = k - o * kh * kw
-        i = r // kw
-        j = r - i * kw
+    def input_pixel(geo, g, n):
+        """(img, h + pt, w + pl) of input pixel n."""
         hw = geo[10] * geo[11]
         img = n // hw
         p = n - img * hw
         h = p // geo[11]
-        w = p - h * geo[11]
-        th = h + geo[2] - i * geo[4]  # = ho * sh where this tap of that output pixel read (h, w)
-        tw = w + geo[3] - j * geo[5]
+        return img, h + geo[2], p - h * geo[11] + geo[3]
+
+    @device_function
+    def load_gy(gy, geo, g, k, img, hp, wp):
+        kk = geo[6] * geo[7]
+        o = k // kk
+        r = k - o * kk
+        i = r // geo[7]
+        th = hp - i * geo[4]  # = ho * sh where this tap of that output pixel read the input pixel
+        tw = wp - (r - i * geo[7]) * geo[5]
         if th < 0 or tw < 0:
             return zero
         ho = th // geo[0]
@@ -126,12 +145,12 @@ def _input_grad_fns(dtype: np.dtype):
         img = n // hw
         out3[img, g * geo[8] + m, n - img * hw] = v  # out3: (N, C, H*W)
 
-    return load_wt, load_gy, store_gx
+    return load_wt, load_gy, store_gx, input_pixel
 
 
 @cache
 def _weight_grad_fns(dtype: np.dtype):
-    gather_x = _gather_x(dtype)
+    x_at = _x_at(dtype)
 
     @device_function
     def load_gy(gy3, geo, g, m, k):
@@ -140,14 +159,19 @@ def _weight_grad_fns(dtype: np.dtype):
         return gy3[img, g * geo[9] + m, k - img * hw]  # gy3: (N, O, Ho*Wo)
 
     @device_function
-    def load_x(x, geo, g, k, n):
-        return gather_x(x, geo, g, n, k)
+    def tap(geo, g, n):
+        return _tap_offset(geo, n)
+
+    @device_function
+    def load_x(x, geo, g, k, c, di, dj):
+        img, h0, w0 = _pixel_origin(geo, k)
+        return x_at(x, geo, img, g * geo[8] + c, h0 + di, w0 + dj)
 
     @device_function
     def store_partial(out, bias, res, geo, g, s, ksplit, m, n, v, flags, act, alpha):
         out[s, g * geo[9] + m, n] = v  # out: (ksplit, O, C/g*kh*kw); ksplit 1 is gw itself
 
-    return load_gy, load_x, store_partial
+    return load_gy, load_x, store_partial, tap
 
 
 _ROLE_FNS = {"forward": (_forward_fns, True, False), "input_grad": (_input_grad_fns, True, False),
@@ -158,7 +182,9 @@ _ROLE_FNS = {"forward": (_forward_fns, True, False), "input_grad": (_input_grad_
 def conv_kernel(role: str, tile: Tile, dtype: np.dtype):
     """The implicit-GEMM kernel of one role, tile and dtype (compiled on first launch)."""
     fns, a_k_fast, b_k_fast = _ROLE_FNS[role]
-    return make_gemm_kernel(tile, dtype, *fns(np.dtype(dtype)), a_k_fast=a_k_fast, b_k_fast=b_k_fast)
+    load_a, load_b, store, b_column = fns(np.dtype(dtype))
+    return make_gemm_kernel(tile, dtype, load_a, load_b, store, a_k_fast=a_k_fast, b_k_fast=b_k_fast,
+                            b_column=b_column)
 
 
 @cache
