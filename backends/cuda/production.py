@@ -24,6 +24,7 @@ class KernelConfig(NamedTuple):
     kernel: Any  # the numba.cuda dispatcher
     signature: tuple  # numba argument types
     stack_bytes: int  # the local memory it may use: the tile loop stages its tm x tn results (0 elsewhere)
+    max_registers: int  # per thread: 128 keeps two 256-thread blocks of the small float32 tile on an SM
 
 
 def _arr(dt: np.dtype, ndim: int) -> types.Array:
@@ -49,19 +50,20 @@ def production_kernels() -> Iterator[KernelConfig]:
     for dt in DTYPES:
         for tile in TILES[dt.name].values():
             staged = tile.tm * tile.tn * dt.itemsize
+            regs = 65536 // (2 * tile.threads) if dt == np.float32 and tile.bm * tile.bn <= 64 * 64 else 255
             for role in ROLES:
                 yield KernelConfig(f"conv {role} {tile.name} {dt.name}", conv_kernel(role, tile, dt),
-                                   _gemm_sig(dt, *_TILED[role]), staged)
+                                   _gemm_sig(dt, *_TILED[role]), staged, regs)
             for role in GEMM_ROLES:
                 yield KernelConfig(f"{role} {tile.name} {dt.name}", gemm_kernel(role, tile, dt),
-                                   _gemm_sig(dt, *_TILED[role]), staged)
+                                   _gemm_sig(dt, *_TILED[role]), staged, regs)
         a4, a1, a3 = _arr(dt, 4), _arr(dt, 1), _arr(dt, 3)
         yield KernelConfig(f"conv forward direct {dt.name}", direct_forward_kernel(dt),
-                           (a4, a4, a4, a1, a4, geo, i64, i64, from_dtype(dt)), 0)
-        yield KernelConfig(f"conv input_grad direct {dt.name}", direct_input_grad_kernel(dt), (a4, a4, a4, geo), 0)
+                           (a4, a4, a4, a1, a4, geo, i64, i64, from_dtype(dt)), 0, 255)
+        yield KernelConfig(f"conv input_grad direct {dt.name}", direct_input_grad_kernel(dt), (a4, a4, a4, geo), 0, 255)
         yield KernelConfig(f"conv weight_grad direct/{select.REDUCE_THREADS} {dt.name}",
-                           direct_weight_grad_kernel(select.REDUCE_THREADS, dt), (a4, a4, a4, geo), 0)
-        yield KernelConfig(f"conv weight_grad split-K sum {dt.name}", _sum_splits_kernel(dt), (a3, _arr(dt, 2)), 0)
+                           direct_weight_grad_kernel(select.REDUCE_THREADS, dt), (a4, a4, a4, geo), 0, 255)
+        yield KernelConfig(f"conv weight_grad split-K sum {dt.name}", _sum_splits_kernel(dt), (a3, _arr(dt, 2)), 0, 255)
 
 
 def resources_table(ccs: tuple[tuple[int, int], ...] = ((8, 0), (9, 0))) -> str:

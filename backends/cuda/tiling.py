@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from numba import config, cuda, int64
+from numba import config, cuda, int32
 from numba.np.numpy_support import from_dtype
 
 PAD = 4
@@ -158,7 +158,7 @@ def make_gemm_kernel(tile: Tile, dtype: Any, load_a, load_b, store, a_k_fast: bo
         res_t = cuda.local.array((tm, tn), nbt)
         ra = cuda.local.array(la, nbt)
         rb = cuda.local.array(lb, nbt)
-        cols = cuda.local.array((lb, 3), int64)
+        cols = cuda.local.array((lb, 3), int32)  # int32: 12 registers for the 4 columns of a 256-thread tile
         fa = cuda.local.array(tm, nbt)
         fb = cuda.local.array(tn, nbt)
         tx, ty = cuda.threadIdx.x, cuda.threadIdx.y

@@ -1,5 +1,6 @@
 """Every production GEMM / conv kernel configuration of the cuda backend compiles to PTX for sm_80 and sm_90 (the
-simulator does not type-check kernels), and ptxas finds no spill and no local memory beyond the staged result tile.
+simulator does not type-check kernels), and ptxas finds no spill, no local memory beyond the staged result tile,
+and no more registers than the tile's occupancy allows (the small float32 tile: two 256-thread blocks per SM).
 
 Runs in the normal test process: compilation needs NVVM (numba-cuda[cu13]), not a GPU. ptxas comes from nvJitLink
 of the same CUDA release (backends/cuda/ptx.py); where no assembler accepts the PTX the resource check is skipped.
@@ -40,6 +41,8 @@ def test_kernel_compiles_without_spills(name: str) -> None:
         except ResourcesUnavailable as e:
             pytest.skip(f"no assembler for PTX ISA {ptx_isa(ptx)}: {e}")
         assert not r.spills, f"{name} on {arch} spills registers: {r}"
+        assert r.registers <= cfg.max_registers, f"{name} on {arch}: {r.registers} registers per thread, more " \
+                                                 f"than the {cfg.max_registers} its occupancy needs: {r}"
         assert r.stack <= cfg.stack_bytes, f"{name} on {arch} uses {r.stack} B of local memory, expected " \
                                            f"<= {cfg.stack_bytes} B (the accumulators left registers?): {r}"
 
