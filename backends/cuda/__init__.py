@@ -11,7 +11,9 @@ from engine.backend import register_backend
 
 from . import (  # noqa: F401 - each module registers its kernels
     call,
+    conv,
     elementwise,
+    gemm,
     loss,
     norm,
     optim,

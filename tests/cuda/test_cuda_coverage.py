@@ -4,28 +4,14 @@ missing one fails by name."""
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 
 import engine
 
-# written by the cuda GEMM/convolution work (backends/cuda/gemm.py, conv*.py); until that lands on this branch
-# their absence is expected, after it they are checked like every other primitive (fused_conv2d / fused_linear pass
-# meanwhile through their decomposition into these)
-_GEMM_CONV = {"conv2d", "conv2d_input_grad", "conv2d_weight_grad", "linear", "matmul"}
-_GEMM_CONV_PENDING = importlib.util.find_spec("backends.cuda.gemm") is None
 
-
-def _reference_primitives() -> list:
+def _reference_primitives() -> list[str]:
     ref = engine.get_backend("numpy")
-    out = []
-    for name in sorted(n for n in engine.PRIMITIVES if ref.has_kernel(n)):
-        marks = ()
-        if name in _GEMM_CONV and _GEMM_CONV_PENDING:
-            marks = pytest.mark.xfail(strict=True, reason="cuda GEMM/conv kernels are not on this branch yet")
-        out.append(pytest.param(name, marks=marks, id=name))
-    return out
+    return sorted(n for n in engine.PRIMITIVES if ref.has_kernel(n))
 
 
 @pytest.mark.parametrize("name", _reference_primitives())
