@@ -29,7 +29,7 @@ import engine.nn as nn
 from engine.autograd import module_scope
 from engine.tensor import Tensor
 
-from . import ops_nn, ops_tensor  # noqa: F401 - they fill CONVERTERS
+from . import ops_nn, ops_resize, ops_tensor  # noqa: F401 - they fill CONVERTERS
 from .errors import OnnxImportError
 from .fold import RANDOM_OPS, Folder
 from .node import CONVERTERS, OnnxNode

@@ -119,6 +119,43 @@ def test_nearest_upsampling_by_integer_factors():
     _check(_model("Resize", X.shape, extra={"roi": np.zeros(0, np.float32), "scales": scales}, mode="nearest"), X)
 
 
+RESIZES = [  # (attributes, scales or sizes): onnxruntime is an independent oracle for the reference's matrices
+    (dict(mode="linear"), [1, 1, 1.7, 0.6]),
+    (dict(mode="linear", coordinate_transformation_mode="align_corners"), [1, 1, 2, 1.5]),
+    (dict(mode="linear", coordinate_transformation_mode="pytorch_half_pixel"), (2, 3, 1, 7)),
+    (dict(mode="cubic", cubic_coeff_a=-0.5, exclude_outside=1), [1, 1, 1.5, 0.8]),
+    (dict(mode="cubic", coordinate_transformation_mode="asymmetric"), (2, 3, 13, 4)),
+    (dict(mode="nearest", nearest_mode="round_prefer_ceil", coordinate_transformation_mode="asymmetric"),
+     [1, 1, 1.5, 0.6]),
+    (dict(mode="nearest", nearest_mode="ceil", coordinate_transformation_mode="half_pixel"), (2, 3, 4, 23)),
+    (dict(mode="linear", antialias=1), [1, 1, 0.5, 0.6]),
+]
+
+
+@pytest.mark.parametrize("attrs,target", RESIZES)
+def test_resize_modes_match_onnxruntime(attrs, target):
+    extra = {"roi": np.zeros(0, np.float32)}
+    if isinstance(target, tuple):
+        extra.update(scales=np.zeros(0, np.float32), sizes=np.array(target, np.int64))
+    else:
+        extra["scales"] = np.array(target, np.float32)
+    _check(_model("Resize", X.shape, extra=extra, **attrs), X, compiled=True)
+
+
+def test_tf_crop_and_resize_extrapolates_outside_the_roi():
+    extra = {"roi": np.array([0, 0, -0.3, 0.2, 1, 1, 0.9, 1.4], np.float32), "scales": np.zeros(0, np.float32),
+             "sizes": np.array([2, 3, 5, 6], np.int64)}
+    _check(_model("Resize", X.shape, extra=extra, mode="linear", coordinate_transformation_mode="tf_crop_and_resize",
+                  extrapolation_value=7.5), X)
+
+
+@pytest.mark.parametrize("mode", ["edge", "reflect", "wrap"])
+def test_pad_modes_with_negative_pads(mode):
+    # a negative pad crops first, then the border mode pads from what is left (onnxruntime does the same)
+    pads = np.array([0, 1, 2, -3, 0, 0, 3, 2], np.int64)
+    _check(_model("Pad", X.shape, extra={"p": pads}, mode=mode), X, compiled=True)
+
+
 def test_train_mode_batch_norm_updates_running_statistics_onnx_momentum():
     c = X.shape[1]
     extra = {"s": np.ones(c, np.float32), "b": np.zeros(c, np.float32), "m": np.zeros(c, np.float32),
