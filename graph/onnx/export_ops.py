@@ -22,9 +22,12 @@ from .errors import OnnxExportError
 class Builder:
     """Collects ONNX nodes and initializers with unique names."""
 
-    def __init__(self, graph: Graph, opset: int):
+    def __init__(self, graph: Graph, opset: int, overrides: dict[int, dict[str, Any]] | None = None,
+                 bn_momentum: dict[str, float] | None = None):
         self.graph = graph
         self.opset = opset
+        self.overrides = overrides or {}  # per node id: batch-independent attribute values (graph/onnx/dynamic.py)
+        self.bn_momentum = bn_momentum or {}  # per batch_norm_infer node name: ONNX momentum of its module
         self.nodes: list[NodeProto] = []
         self.initializers: list[TensorProto] = []
         self._used: set[str] = set()
@@ -44,6 +47,10 @@ class Builder:
 
     def ints(self, values: Any, hint: str) -> str:
         return self.const(np.asarray(values, dtype=np.int64).reshape(-1), hint)
+
+    def attr(self, node: Node, key: str) -> Any:
+        """``node.attrs[key]``, or the value that does not bake the batch size in (dynamic-batch export)."""
+        return self.overrides.get(id(node), {}).get(key, node.attrs[key])
 
     def add(self, op: str, inputs: list[str], node: Node, out: str | None = None, **attrs: Any) -> str:
         out = out or self.unique(f"{node.name}.{op}")
@@ -143,7 +150,7 @@ def _argmax(b: Builder, node: Node, ins: list[str], out: str) -> None:
 # --- data movement ----------------------------------------------------------------------------------------------
 @rule("reshape")
 def _reshape(b: Builder, node: Node, ins: list[str], out: str) -> None:
-    b.add("Reshape", [ins[0], b.ints(node.attrs["shape"], f"{node.name}.shape")], node, out)
+    b.add("Reshape", [ins[0], b.ints(b.attr(node, "shape"), f"{node.name}.shape")], node, out)
 
 
 @rule("transpose")
@@ -153,7 +160,7 @@ def _transpose(b: Builder, node: Node, ins: list[str], out: str) -> None:
 
 @rule("broadcast_to")
 def _expand(b: Builder, node: Node, ins: list[str], out: str) -> None:
-    b.add("Expand", [ins[0], b.ints(node.attrs["shape"], f"{node.name}.shape")], node, out)
+    b.add("Expand", [ins[0], b.ints(b.attr(node, "shape"), f"{node.name}.shape")], node, out)
 
 
 @rule("concat")
@@ -175,7 +182,7 @@ def _pad(b: Builder, node: Node, ins: list[str], out: str) -> None:
 @rule("slice")
 def _slice(b: Builder, node: Node, ins: list[str], out: str) -> None:
     a = node.attrs
-    args = [ins[0], b.ints(a["starts"], f"{node.name}.starts"), b.ints(a["stops"], f"{node.name}.ends"),
+    args = [ins[0], b.ints(a["starts"], f"{node.name}.starts"), b.ints(b.attr(node, "stops"), f"{node.name}.ends"),
             b.ints(range(len(a["starts"])), f"{node.name}.axes"), b.ints(a["steps"], f"{node.name}.steps")]
     b.add("Slice", args, node, out)
 
@@ -254,7 +261,9 @@ def _adaptive_pool(b: Builder, node: Node, ins: list[str], out: str) -> None:
 
 @rule("batch_norm_infer")
 def _batch_norm(b: Builder, node: Node, ins: list[str], out: str) -> None:
-    b.add("BatchNormalization", ins, node, out, epsilon=float(node.attrs["eps"]))
+    momentum = b.bn_momentum.get(node.name)  # ONNX's default (0.9) where the graph does not say
+    extra = {} if momentum is None else {"momentum": momentum}
+    b.add("BatchNormalization", ins, node, out, epsilon=float(node.attrs["eps"]), **extra)
 
 
 def _linear(b: Builder, node: Node, x: str, w: str, bias: str | None, out: str) -> None:

@@ -6,7 +6,11 @@
   lowered back to Conv/Gemm + Add + activation); a :class:`graph.CompiledModule` exports its compiled graph.
 - Every primitive needs an export rule (graph/onnx/export_ops.py); a graph holding one without a rule (a gradient
   primitive, an optimizer update, a training-only op) is an :class:`OnnxExportError` naming the primitives and nodes.
-- Shapes are static: the model takes exactly the example inputs' shapes.
+- The batch dimension is dynamic (``dim_param "N"``) where the graph allows it (graph/onnx/dynamic.py: the graph is
+  traced again at batch + 1 and the batch-dependent attributes rewritten); ``dynamic_batch=True`` makes a graph that
+  does not allow it an error saying why, ``False`` keeps every shape static. Other dims are always static.
+- BatchNormalization carries the momentum of the module that made it (ONNX's ``1 - torch momentum``), so an
+  exported model imported and trained updates its running statistics as the original does.
 """
 
 from __future__ import annotations
@@ -18,10 +22,11 @@ from typing import Any
 import onnx
 from onnx import ModelProto, helper
 
-from ..compile import CompiledModule
+from ..compile import CompiledModule, spec_of
 from ..ir import Graph, Value
 from ..passes import run_passes
 from ..trace import trace
+from .dynamic import DynamicBatch, compare, twin_inputs
 from .errors import OnnxExportError
 from .export_ops import EXPORTERS, Builder
 
@@ -47,12 +52,44 @@ def _graph_of(model: Any, inputs: Sequence[Any], fused: bool) -> tuple[Graph, st
     return g, type(model).__name__
 
 
-def _value_info(name: str, v: Value) -> onnx.ValueInfoProto:
-    return helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(v.dtype), list(v.shape))
+def _bn_momentum(model: Any, g: Graph) -> dict[str, float]:
+    """ONNX momentum (``1 - torch momentum``) of each batch_norm_infer node's module, where it has a float one."""
+    root = model.model if isinstance(model, CompiledModule) else model
+    out = {}
+    for node in g.find("batch_norm_infer"):
+        try:
+            mod = root.get_submodule(node.module) if node.module else root
+        except (AttributeError, KeyError):
+            continue
+        m = getattr(mod, "momentum", None)
+        if isinstance(m, (int, float)) and not isinstance(m, bool):
+            out[node.name] = 1.0 - float(m)
+    return out
+
+
+def _dynamic(model: Any, g: Graph, inputs: tuple[Any, ...], fused: bool, want: bool | None) -> DynamicBatch | None:
+    """The dynamic-batch view of ``g`` (None: static), from a second trace at batch + 1."""
+    if want is False:
+        return None
+    twin = twin_inputs(inputs, spec_of)
+    try:
+        if twin is None:
+            raise ValueError("the example inputs do not share a leading batch dimension")
+        return compare(g, _graph_of(model, twin, fused)[0], spec_of(inputs[0]).shape[0])
+    except ValueError as e:
+        if want:
+            raise OnnxExportError(f"export: dynamic_batch=True, but the batch size cannot be dynamic: {e}") from None
+        return None
+
+
+def _value_info(name: str, v: Value, dyn: DynamicBatch | None) -> onnx.ValueInfoProto:
+    shape = dyn.shape(v) if dyn is not None else list(v.shape)
+    return helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(v.dtype), shape)
 
 
 def graph_to_onnx(g: Graph, opset: int = 18, name: str = "convgraph", input_names: Sequence[str] | None = None,
-                  output_names: Sequence[str] | None = None) -> ModelProto:
+                  output_names: Sequence[str] | None = None, dynamic: DynamicBatch | None = None,
+                  bn_momentum: dict[str, float] | None = None) -> ModelProto:
     """Translate a traced graph into an ONNX model (see the module docstring)."""
     missing = sorted({(n.op.name, n.name) for n in g.nodes if n.op.name not in EXPORTERS})
     if missing:
@@ -61,14 +98,14 @@ def graph_to_onnx(g: Graph, opset: int = 18, name: str = "convgraph", input_name
                               f"{[n for _, n in missing][:8]}); export an eval-mode inference graph")
     if any(v.kind == "key" for v in g.inputs):
         raise OnnxExportError("export: the graph draws random keys (dropout in train mode); export in eval mode")
-    b = Builder(g, opset)
+    b = Builder(g, opset, dynamic.overrides if dynamic else None, bn_momentum)
     names: dict[int, str] = {}
     graph_inputs = []
     runtime = [v for v in g.inputs if v.kind == "input"]
     in_names = list(input_names) if input_names else [v.name for v in runtime]
     for v, n in zip(runtime, in_names):
         names[id(v)] = b.unique(n)
-        graph_inputs.append(_value_info(names[id(v)], v))
+        graph_inputs.append(_value_info(names[id(v)], v, dynamic))
     for v in g.inputs:
         if v.kind != "input":
             names[id(v)] = b.const(v.data, v.name)
@@ -92,22 +129,25 @@ def graph_to_onnx(g: Graph, opset: int = 18, name: str = "convgraph", input_name
             b.nodes.append(helper.make_node("Identity", [src], [dst], name=b.unique(f"{dst}/Identity")))
             src = dst
         used.add(src)
-        graph_outputs.append(_value_info(src, v))
+        graph_outputs.append(_value_info(src, v, dynamic))
     og = helper.make_graph(b.nodes, name, graph_inputs, graph_outputs, b.initializers)
     return helper.make_model(og, opset_imports=[helper.make_opsetid("", opset)], producer_name="convgraph")
 
 
 def export(model_or_compiled: Any, example_inputs: Any, path: str | os.PathLike | None = None, opset: int = 18, *,
            fused: bool = False, input_names: Sequence[str] | None = None,
-           output_names: Sequence[str] | None = None, check: bool = True) -> ModelProto:
+           output_names: Sequence[str] | None = None, check: bool = True,
+           dynamic_batch: bool | None = None) -> ModelProto:
     """Export a model (or a CompiledModule) as ONNX; writes ``path`` when given and returns the ModelProto.
-    ``check`` runs ``onnx.checker.check_model`` on the result."""
+    ``check`` runs ``onnx.checker.check_model`` on the result. ``dynamic_batch``: None (default) makes the batch
+    dimension dynamic where the graph allows it, True requires it (an error says why not), False keeps it static."""
     newest = onnx.defs.onnx_opset_version()
     if not MIN_OPSET <= opset <= newest:
         raise OnnxExportError(f"export: opset must be in [{MIN_OPSET}, {newest}] (got {opset})")
     inputs = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
     g, name = _graph_of(model_or_compiled, inputs, fused)
-    model = graph_to_onnx(g, opset, name, input_names, output_names)
+    dyn = _dynamic(model_or_compiled, g, inputs, fused, dynamic_batch)
+    model = graph_to_onnx(g, opset, name, input_names, output_names, dyn, _bn_momentum(model_or_compiled, g))
     if check:
         onnx.checker.check_model(model)
     if path is not None:
