@@ -113,6 +113,9 @@ def compare(g: Graph, twin: Graph, batch: int) -> DynamicBatch:
         varying = {i for i, (p, q) in enumerate(zip(v.shape, w.shape)) if p != q}
         if varying and v.kind != "input":
             raise ValueError(f"the {v.kind} {v.name!r} has a batch-sized shape {list(v.shape)}")
+        if v.kind == "const" and not varying and not np.array_equal(v.data, w.data):
+            raise ValueError(f"the constant {v.name!r} depends on the batch size (e.g. an unbiased variance's "
+                             f"n / (n - 1))")
         if varying:
             dyn.dims[id(v)] = varying
     for node, other in zip(g.nodes, twin.nodes):

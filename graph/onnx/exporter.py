@@ -2,6 +2,9 @@
 
 - A model is traced in eval mode (as torch.onnx.export does by default) on shape-only inputs, so exporting costs no
   kernel time; parameters and buffers become initializers under their state-dict names (``layer1.0.conv1.weight``).
+- ``training=True`` traces train mode instead: BatchNorm normalizes by batch statistics (exported as ReduceMean /
+  Sub / Div, the batch mean and biased variance feeding the traced running-statistics update), and the updated
+  buffers are extra outputs ``<buffer>.updated`` after the model's. A train-mode Dropout draws random keys: an error.
 - ``fused=True`` exports the inference pipeline's graph (BatchNorm folded into convolutions, epilogues fused, then
   lowered back to Conv/Gemm + Add + activation); a :class:`graph.CompiledModule` exports its compiled graph.
 - Every primitive needs an export rule (graph/onnx/export_ops.py); a graph holding one without a rule (a gradient
@@ -33,20 +36,25 @@ from .export_ops import EXPORTERS, Builder
 MIN_OPSET = 13  # Softmax/ReduceSum/Split/Squeeze semantics of opset 13 are what the rules write
 
 
-def _graph_of(model: Any, inputs: Sequence[Any], fused: bool) -> tuple[Graph, str]:
+def _graph_of(model: Any, inputs: Sequence[Any], fused: bool, training: bool = False) -> tuple[Graph, str]:
     if isinstance(model, CompiledModule):
+        if training:
+            raise OnnxExportError("export: training=True traces the model itself; pass the model, not its "
+                                  "CompiledModule")
         compiled = model.compile_for(*inputs)
         if compiled.graph.meta.get("training"):
             raise OnnxExportError("export: the compiled module is in train mode; call .eval() on its model first")
         return compiled.graph, type(model.model).__name__
     was = bool(getattr(model, "training", False))
-    if hasattr(model, "eval"):
-        model.eval()
+    if hasattr(model, "train"):
+        model.train(training)
     try:
         g = trace(model, *inputs, abstract=True)
     finally:
-        if was and hasattr(model, "train"):
-            model.train(True)
+        if hasattr(model, "train"):
+            model.train(was)
+    if fused and training:
+        raise OnnxExportError("export: fused=True runs the inference passes; it cannot be combined with training=True")
     if fused:
         g, _ = run_passes(g, "inference")
     return g, type(model).__name__
@@ -67,7 +75,8 @@ def _bn_momentum(model: Any, g: Graph) -> dict[str, float]:
     return out
 
 
-def _dynamic(model: Any, g: Graph, inputs: tuple[Any, ...], fused: bool, want: bool | None) -> DynamicBatch | None:
+def _dynamic(model: Any, g: Graph, inputs: tuple[Any, ...], fused: bool, training: bool,
+             want: bool | None) -> DynamicBatch | None:
     """The dynamic-batch view of ``g`` (None: static), from a second trace at batch + 1."""
     if want is False:
         return None
@@ -75,7 +84,7 @@ def _dynamic(model: Any, g: Graph, inputs: tuple[Any, ...], fused: bool, want: b
     try:
         if twin is None:
             raise ValueError("the example inputs do not share a leading batch dimension")
-        return compare(g, _graph_of(model, twin, fused)[0], spec_of(inputs[0]).shape[0])
+        return compare(g, _graph_of(model, twin, fused, training)[0], spec_of(inputs[0]).shape[0])
     except ValueError as e:
         if want:
             raise OnnxExportError(f"export: dynamic_batch=True, but the batch size cannot be dynamic: {e}") from None
@@ -89,7 +98,7 @@ def _value_info(name: str, v: Value, dyn: DynamicBatch | None) -> onnx.ValueInfo
 
 def graph_to_onnx(g: Graph, opset: int = 18, name: str = "convgraph", input_names: Sequence[str] | None = None,
                   output_names: Sequence[str] | None = None, dynamic: DynamicBatch | None = None,
-                  bn_momentum: dict[str, float] | None = None) -> ModelProto:
+                  bn_momentum: dict[str, float] | None = None, training: bool = False) -> ModelProto:
     """Translate a traced graph into an ONNX model (see the module docstring)."""
     missing = sorted({(n.op.name, n.name) for n in g.nodes if n.op.name not in EXPORTERS})
     if missing:
@@ -99,7 +108,7 @@ def graph_to_onnx(g: Graph, opset: int = 18, name: str = "convgraph", input_name
     if any(v.kind == "key" for v in g.inputs):
         raise OnnxExportError("export: the graph draws random keys (dropout in train mode); export in eval mode")
     b = Builder(g, opset, dynamic.overrides if dynamic else None, bn_momentum)
-    names: dict[int, str] = {}
+    names = b.names
     graph_inputs = []
     runtime = [v for v in g.inputs if v.kind == "input"]
     in_names = list(input_names) if input_names else [v.name for v in runtime]
@@ -109,9 +118,11 @@ def graph_to_onnx(g: Graph, opset: int = 18, name: str = "convgraph", input_name
     for v in g.inputs:
         if v.kind != "input":
             names[id(v)] = b.const(v.data, v.name)
-    outs = [o for o in g.outputs[:g.meta.get("n_outputs", len(g.outputs))]]
-    out_names = list(output_names) if output_names else (["output"] if len(outs) == 1 else
-                                                         [f"output_{i}" for i in range(len(outs))])
+    n_model = g.meta.get("n_outputs", len(g.outputs))
+    outs = list(g.outputs) if training else g.outputs[:n_model]  # training: the updated buffers follow
+    out_names = list(output_names) if output_names else (["output"] if n_model == 1 else
+                                                         [f"output_{i}" for i in range(n_model)])
+    out_names += [f"{s}.updated" for s in g.meta.get("state_outputs", [])][:len(outs) - len(out_names)]
     final: dict[int, str] = {}
     for v, n in zip(outs, out_names):
         if v.producer is None or id(v) in final:  # an input passed straight through needs a node of its own
@@ -137,17 +148,19 @@ def graph_to_onnx(g: Graph, opset: int = 18, name: str = "convgraph", input_name
 def export(model_or_compiled: Any, example_inputs: Any, path: str | os.PathLike | None = None, opset: int = 18, *,
            fused: bool = False, input_names: Sequence[str] | None = None,
            output_names: Sequence[str] | None = None, check: bool = True,
-           dynamic_batch: bool | None = None) -> ModelProto:
+           dynamic_batch: bool | None = None, training: bool = False) -> ModelProto:
     """Export a model (or a CompiledModule) as ONNX; writes ``path`` when given and returns the ModelProto.
     ``check`` runs ``onnx.checker.check_model`` on the result. ``dynamic_batch``: None (default) makes the batch
-    dimension dynamic where the graph allows it, True requires it (an error says why not), False keeps it static."""
+    dimension dynamic where the graph allows it, True requires it (an error says why not), False keeps it static.
+    ``training=True`` exports the train-mode graph (batch statistics; the updated buffers as extra outputs)."""
     newest = onnx.defs.onnx_opset_version()
     if not MIN_OPSET <= opset <= newest:
         raise OnnxExportError(f"export: opset must be in [{MIN_OPSET}, {newest}] (got {opset})")
     inputs = tuple(example_inputs) if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
-    g, name = _graph_of(model_or_compiled, inputs, fused)
-    dyn = _dynamic(model_or_compiled, g, inputs, fused, dynamic_batch)
-    model = graph_to_onnx(g, opset, name, input_names, output_names, dyn, _bn_momentum(model_or_compiled, g))
+    g, name = _graph_of(model_or_compiled, inputs, fused, training)
+    dyn = _dynamic(model_or_compiled, g, inputs, fused, training, dynamic_batch)
+    model = graph_to_onnx(g, opset, name, input_names, output_names, dyn, _bn_momentum(model_or_compiled, g),
+                          training)
     if check:
         onnx.checker.check_model(model)
     if path is not None:

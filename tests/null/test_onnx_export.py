@@ -243,3 +243,40 @@ def test_batch_norm_momentum_round_trips():
     np.testing.assert_allclose(back.state_dict()["1.running_mean"].numpy(), model[1].running_mean.numpy(),
                                rtol=1e-5, atol=1e-7)
     assert np.abs(model[1].running_mean.numpy()).max() > 1e-3
+
+
+class _Norms(nn.Module):
+    """BatchNorm (train mode), LayerNorm and GELU: the row_norm / batch_norm_train / gelu export rules."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.bn = nn.BatchNorm2d(4, momentum=0.2)
+        self.w = nn.Parameter(np.linspace(0.5, 1.5, 16).astype(np.float32))
+
+    def forward(self, x):
+        y = self.bn(self.conv(x))
+        return F.gelu(F.layer_norm(F.reshape(y, (y.shape[0], 4, 16)), 16, self.w)), F.gelu(y, approximate="tanh")
+
+
+@pytest.mark.parametrize("opset", [18, 20])
+def test_training_mode_export_matches_onnxruntime_and_updates_buffers(opset):
+    engine.manual_seed(0)
+    m = _Norms()
+    x = np.random.default_rng(4).standard_normal((3, 3, 6, 6)).astype(np.float32) * 2 + 1
+    proto = gx.export(m.train(), x, opset=opset, training=True)
+    onnx.checker.check_model(proto, full_check=True)
+    assert m.training  # the mode is restored
+    outs = {o.name: v for o, v in zip(proto.graph.output, _ort(proto, x))}
+    assert ("Gelu" in {n.op_type for n in proto.graph.node}) == (opset >= 20)
+    refs = [r.numpy() for r in m(engine.Tensor(x))]  # updates the module's buffers
+    _close(outs["output_0"], refs[0])
+    _close(outs["output_1"], refs[1])
+    _close(outs["bn.running_mean.updated"], m.bn.running_mean.numpy(), 1e-5)
+    _close(outs["bn.running_var.updated"], m.bn.running_var.numpy(), 1e-5)
+    # the unbiased-variance factor n / (n - 1) is a batch-sized constant: training graphs keep a static batch
+    with pytest.raises(gx.OnnxExportError, match="depends on the batch size"):
+        gx.export(m, x, training=True, dynamic_batch=True)
+    eval_proto = gx.export(m.eval(), x, opset=opset)  # eval: LayerNorm + GELU with a dynamic batch
+    xb = np.concatenate([x, x[:1]])
+    _close(_ort(eval_proto, xb)[0], m(engine.Tensor(xb))[0].numpy())

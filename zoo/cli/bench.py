@@ -39,7 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="comma list of numpy,numba,numba-compiled,onnxruntime,torch ('numba' in the op table covers "
                         "both; onnxruntime: inference workloads only, not in the op table)")
     p.add_argument("--repeats", type=positive_int, default=None, help="timed repeats per row (default 10, --quick 3)")
-    p.add_argument("--workloads", default=None, help="comma list of substrings selecting model workloads")
+    p.add_argument("--workloads", default=None, help="comma list of substrings selecting model workloads (also "
+                   "the opt-in ones: 'resnet50 224 infer b1')")
     p.add_argument("--ops", action=argparse.BooleanOptionalAction, default=True,
                    help="also run the op-level table (zoo/bench/report.py)")
     p.add_argument("--profile", action="store_true",
@@ -156,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
         return run_onnx(args)
     if args.workloads:
         keys = [k.strip() for k in args.workloads.split(",") if k.strip()]
-        wls = [w for w in wls if any(k in w.name for k in keys)]
+        wls = [w for w in wls + bm.EXTRA_WORKLOADS if any(k in w.name for k in keys)]
     if args.smoke:
         wls = [bm.tiny(w) for w in wls]
     res = bench(args.impls.split(","), quick=args.quick, repeats=args.repeats, workloads=wls, ops=args.ops,
