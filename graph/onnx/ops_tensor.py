@@ -37,7 +37,11 @@ _BINARY = {"Add": F.add, "Sub": F.sub, "Mul": F.mul, "Div": F.div}
 
 @converter("Add", "Sub", "Mul", "Div")
 def binary(n: OnnxNode) -> Tensor:
-    return _BINARY[n.op](*_pair(n))
+    a, b = _pair(n)
+    if n.op == "Div" and a.dtype.kind in "iub" and b.dtype.kind in "iub":
+        raise n.unsupported(f"integer Div ({a.dtype.name} / {b.dtype.name}: ONNX truncates, the engine's div is a "
+                            f"floating-point division)")
+    return _BINARY[n.op](a, b)
 
 
 @converter("Pow")

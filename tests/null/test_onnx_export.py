@@ -243,6 +243,9 @@ def test_batch_norm_momentum_round_trips():
     np.testing.assert_allclose(back.state_dict()["1.running_mean"].numpy(), model[1].running_mean.numpy(),
                                rtol=1e-5, atol=1e-7)
     assert np.abs(model[1].running_mean.numpy()).max() > 1e-3
+    again = gx.export(back.eval(), x)  # the imported holder keeps the momentum for the next export
+    bn = next(n for n in again.graph.node if n.op_type == "BatchNormalization")
+    assert [round(a.f, 6) for a in bn.attribute if a.name == "momentum"] == [0.7]
 
 
 class _Norms(nn.Module):
