@@ -149,6 +149,12 @@ def run_onnx(args: argparse.Namespace) -> int:
     return 0
 
 
+def select_workloads(spec: str) -> list:
+    """The workloads (default and opt-in) whose names contain one of the comma-separated substrings."""
+    keys = [k.strip() for k in spec.split(",") if k.strip()]
+    return [w for w in bm.MODEL_WORKLOADS + bm.EXTRA_WORKLOADS if any(k in w.name for k in keys)]
+
+
 def run(args: argparse.Namespace) -> int:
     wls = bm.MODEL_WORKLOADS
     if args.json:
@@ -156,8 +162,7 @@ def run(args: argparse.Namespace) -> int:
     if args.model is not None:
         return run_onnx(args)
     if args.workloads:
-        keys = [k.strip() for k in args.workloads.split(",") if k.strip()]
-        wls = [w for w in wls + bm.EXTRA_WORKLOADS if any(k in w.name for k in keys)]
+        wls = select_workloads(args.workloads)
     if args.smoke:
         wls = [bm.tiny(w) for w in wls]
     res = bench(args.impls.split(","), quick=args.quick, repeats=args.repeats, workloads=wls, ops=args.ops,
