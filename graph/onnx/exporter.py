@@ -37,6 +37,8 @@ MIN_OPSET = 13  # Softmax/ReduceSum/Split/Squeeze semantics of opset 13 are what
 
 
 def _graph_of(model: Any, inputs: Sequence[Any], fused: bool, training: bool = False) -> tuple[Graph, str]:
+    if fused and training:
+        raise OnnxExportError("export: fused=True runs the inference passes; it cannot be combined with training=True")
     if isinstance(model, CompiledModule):
         if training:
             raise OnnxExportError("export: training=True traces the model itself; pass the model, not its "
@@ -53,8 +55,6 @@ def _graph_of(model: Any, inputs: Sequence[Any], fused: bool, training: bool = F
     finally:
         if hasattr(model, "train"):
             model.train(was)
-    if fused and training:
-        raise OnnxExportError("export: fused=True runs the inference passes; it cannot be combined with training=True")
     if fused:
         g, _ = run_passes(g, "inference")
     return g, type(model).__name__
@@ -100,13 +100,13 @@ def graph_to_onnx(g: Graph, opset: int = 18, name: str = "convgraph", input_name
                   output_names: Sequence[str] | None = None, dynamic: DynamicBatch | None = None,
                   bn_momentum: dict[str, float] | None = None, training: bool = False) -> ModelProto:
     """Translate a traced graph into an ONNX model (see the module docstring)."""
+    if any(v.kind == "key" for v in g.inputs):
+        raise OnnxExportError("export: the graph draws random keys (dropout in train mode); export in eval mode")
     missing = sorted({(n.op.name, n.name) for n in g.nodes if n.op.name not in EXPORTERS})
     if missing:
         prims = sorted({p for p, _ in missing})
         raise OnnxExportError(f"export: no ONNX mapping for primitive(s) {prims} (nodes "
                               f"{[n for _, n in missing][:8]}); export an eval-mode inference graph")
-    if any(v.kind == "key" for v in g.inputs):
-        raise OnnxExportError("export: the graph draws random keys (dropout in train mode); export in eval mode")
     b = Builder(g, opset, dynamic.overrides if dynamic else None, bn_momentum)
     names = b.names
     graph_inputs = []

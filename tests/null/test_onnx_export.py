@@ -283,3 +283,14 @@ def test_training_mode_export_matches_onnxruntime_and_updates_buffers(opset):
     eval_proto = gx.export(m.eval(), x, opset=opset)  # eval: LayerNorm + GELU with a dynamic batch
     xb = np.concatenate([x, x[:1]])
     _close(_ort(eval_proto, xb)[0], m(engine.Tensor(xb))[0].numpy())
+
+
+def test_training_export_of_inference_graphs_is_a_clear_error():
+    m = zm.get("lenet5")
+    x = np.ones((2, 1, 28, 28), np.float32)
+    with pytest.raises(gx.OnnxExportError, match="fused=True .* training=True"):
+        gx.export(m, x, fused=True, training=True)
+    with pytest.raises(gx.OnnxExportError, match="training=True .* not its CompiledModule"):
+        gx.export(graph.compile(m.eval(), x), x, training=True)
+    with pytest.raises(gx.OnnxExportError, match="random keys"):  # LeNet-5's train-mode dropout
+        gx.export(m, x, training=True)
