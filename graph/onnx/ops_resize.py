@@ -33,22 +33,37 @@ _ATTRS = ("mode", "coordinate_transformation_mode", "nearest_mode", "cubic_coeff
 
 
 @functools.lru_cache(maxsize=256)
-def axis_matrix(n_in: int, n_out: int, scale: float | None, roi: tuple[float, float] | None,
+def axis_matrix(n_in: int, n_out: int, request: tuple, roi: tuple[float, float] | None,
                 attrs: tuple[tuple[str, object], ...]) -> tuple[np.ndarray, np.ndarray]:
-    """The (n_out, n_in) float64 matrix of a one-axis Resize (``scale`` given: ONNX's scales input, else sizes) and
-    the mask of output positions that take ``extrapolation_value`` (tf_crop_and_resize outside the roi)."""
-    inputs = ["X", "roi" if roi is not None else "", "scales" if scale is not None else ""]
+    """The (n_out, n_in) float64 matrix of a one-axis Resize and the mask of output positions that take
+    ``extrapolation_value`` (tf_crop_and_resize outside the roi). ``request`` says how the node sized the axis:
+    ``("scale", s)`` (ONNX's scales input), ``("size",)`` (sizes), or ``("aspect", policy, size, n_w, size_w)``
+    (sizes with keep_aspect_ratio_policy, whose common scale comes from the winning axis w: the identity then
+    gets a third axis of w's size, and the reference's rows, constant along it, are read at its first output)."""
+    inputs = ["X", "roi" if roi is not None else "", "scales" if request[0] == "scale" else ""]
     inits = [helper.make_tensor("roi", TensorProto.FLOAT, [4], [roi[0], 0.0, roi[1], 1.0])] if roi else []
-    if scale is not None:
-        inits.append(helper.make_tensor("scales", TensorProto.FLOAT, [2], [scale, 1.0]))
-    else:
+    x = np.eye(n_in)
+    extra = {}
+    if request[0] == "scale":
+        inits.append(helper.make_tensor("scales", TensorProto.FLOAT, [2], [request[1], 1.0]))
+    elif request[0] == "size":
         inputs.append("sizes")
         inits.append(helper.make_tensor("sizes", TensorProto.INT64, [2], [n_out, n_in]))
-    node = helper.make_node("Resize", inputs, ["Y"], extrapolation_value=float("nan"), **dict(attrs))
-    g = helper.make_graph([node], "axis", [helper.make_tensor_value_info("X", TensorProto.DOUBLE, [n_in, n_in])],
+    else:
+        _, policy, size, n_w, size_w = request
+        inputs.append("sizes")
+        inits.append(helper.make_tensor("sizes", TensorProto.INT64, [2], [size, size_w]))
+        x = np.broadcast_to(np.eye(n_in)[:, :, None], (n_in, n_in, n_w))
+        extra = dict(axes=[1, 2], keep_aspect_ratio_policy=policy)
+    node = helper.make_node("Resize", inputs, ["Y"], extrapolation_value=float("nan"), **dict(attrs), **extra)
+    g = helper.make_graph([node], "axis", [helper.make_tensor_value_info("X", TensorProto.DOUBLE, list(x.shape))],
                           [helper.make_tensor_value_info("Y", TensorProto.DOUBLE, None)], inits)
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", _REF_OPSET)])
-    m = np.asarray(ReferenceEvaluator(model).run(None, {"X": np.eye(n_in)})[0], np.float64)
+    m = np.asarray(ReferenceEvaluator(model).run(None, {"X": np.ascontiguousarray(x)})[0], np.float64)
+    if m.ndim == 3:  # (basis j, output o, w's first output): M[o, j]
+        m = m[:, :, 0].T
+    if m.shape != (n_out, n_in):
+        raise ValueError(f"the reference gives {m.shape[0]} outputs, the node's size rule {n_out}")
     outside = np.isnan(m).any(axis=1)
     m[outside] = 0.0
     return m, outside
@@ -84,8 +99,8 @@ def _apply(x: Tensor, axis: int, m: np.ndarray) -> Tensor:
 
 
 def _plan(n: OnnxNode, x: Tensor) -> tuple[list[tuple[int, int, float | None]], dict, list | None]:
-    """Per resized axis (axis, output size, scale or None when sizes are given), the reference attributes and the
-    roi (tf_crop_and_resize), from the node's opset-specific inputs and attributes."""
+    """Per resized axis (axis, output size, coordinate scale or None, request for :func:`axis_matrix`), the
+    reference attributes and the roi (tf_crop_and_resize), from the node's opset-specific inputs and attributes."""
     r = x.ndim
     roi = None
     if n.op == "Upsample" or n.opset < 11:
@@ -120,16 +135,14 @@ def _plan(n: OnnxNode, x: Tensor) -> tuple[list[tuple[int, int, float | None]], 
     if sizes is not None and policy != "stretch":
         ratios = [s / x.shape[a] for s, a in zip(sizes, axes)]
         common = min(ratios) if policy == "not_larger" else max(ratios)
-        for a in axes:  # one scale for every axis, sizes rounded half up (the spec's formula)
-            out = int(common * x.shape[a] + 0.5)
-            if math.floor(common * x.shape[a]) != out:
-                raise n.unsupported(f"keep_aspect_ratio_policy {policy!r} where the rounded size {out} of axis {a} "
-                                    f"is not floor(scale * size)")
-            plan.append((a, out, common))
+        w = ratios.index(common)  # the axis whose ratio is the common scale
+        for a, size in zip(axes, sizes):  # one scale for every axis, sizes rounded half up (the spec's formula)
+            plan.append((a, int(common * x.shape[a] + 0.5), common,
+                         ("aspect", policy, size, x.shape[axes[w]], sizes[w])))
     elif sizes is not None:
-        plan = [(a, s, None) for a, s in zip(axes, sizes)]
+        plan = [(a, s, None, ("size",)) for a, s in zip(axes, sizes)]
     else:
-        plan = [(a, math.floor(x.shape[a] * s), s) for a, s in zip(axes, scales)]
+        plan = [(a, math.floor(x.shape[a] * s), s, ("scale", s)) for a, s in zip(axes, scales)]
     return plan, attrs, roi
 
 
@@ -142,7 +155,7 @@ def resize(n: OnnxNode) -> Tensor:
     extrapolation = float(n.attr("extrapolation_value", 0.0))
     key = tuple(sorted(attrs.items()))
     naxes = len(plan)
-    for i, (axis, out, scale) in enumerate(plan):
+    for i, (axis, out, scale, request) in enumerate(plan):
         n_in = x.shape[axis]
         box = None if roi is None else (roi[i], roi[naxes + i])
         if out == n_in and scale in (None, 1.0) and box in (None, (0.0, 1.0)):
@@ -150,7 +163,7 @@ def resize(n: OnnxNode) -> Tensor:
         if out < 1 or n_in < 1:
             raise n.fail(f"axis {axis}: output size {out} from input size {n_in} (both must be >= 1)")
         try:
-            m, outside = axis_matrix(n_in, out, scale, box, key)
+            m, outside = axis_matrix(n_in, out, request, box, key)
         except Exception as e:  # the reference rejects the attribute combination: say which and why
             raise n.unsupported(f"attributes {dict(key)} ({type(e).__name__}: {e})") from e
         x = _apply(x, axis, m)

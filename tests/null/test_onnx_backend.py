@@ -44,9 +44,6 @@ EXCLUDE = {
         "and neg are float-only (a clear error naming the node)",
     r"empty_set_bool": "reducing an empty axis of a bool tensor (a clear error)",
     r"^test_identity_(opt|sequence)": "optional and sequence types",
-    r"^test_resize_downsample_sizes_nearest_not_smaller$":
-        "keep_aspect_ratio_policy where the spec's rounded size (round(0.75 * 2) = 2) is not floor(scale * size): "
-        "the one-axis reference Resize that gives the interpolation matrix cannot produce it (a clear error)",
     r"^test_training_dropout(_default)?(_mask)?$":
         "training-mode Dropout with ratio > 0 is random: the mask cannot equal the reference's",
     # data/pytorch-converted and pytorch-operator

@@ -29,7 +29,7 @@ def _model(op: str, x_shape: tuple[int, ...], opset: int = 18, extra: dict | Non
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
 
 
-def _check(model, x: np.ndarray, compiled: bool = False, oracle: str = "onnxruntime") -> None:
+def _check(model, x: np.ndarray, compiled: bool = False, oracle: str = "onnxruntime", atol: float = 1e-6) -> None:
     if oracle == "onnxruntime":
         ref = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     else:
@@ -37,7 +37,7 @@ def _check(model, x: np.ndarray, compiled: bool = False, oracle: str = "onnxrunt
     m = gx.load(model)
     got = np.asarray(graph.compile(m, x)(x)) if compiled else m(x).numpy()
     assert got.shape == ref.shape
-    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=atol)
 
 
 X = np.random.default_rng(0).standard_normal((2, 3, 9, 10)).astype(np.float32)
@@ -129,6 +129,8 @@ RESIZES = [  # (attributes, scales or sizes): onnxruntime is an independent orac
      [1, 1, 1.5, 0.6]),
     (dict(mode="nearest", nearest_mode="ceil", coordinate_transformation_mode="half_pixel"), (2, 3, 4, 23)),
     (dict(mode="linear", antialias=1), [1, 1, 0.5, 0.6]),
+    (dict(mode="linear", axes=[2, 3], keep_aspect_ratio_policy="not_larger"), (5, 7)),  # 9x10 -> 5x6
+    (dict(mode="nearest", axes=[3, 2], keep_aspect_ratio_policy="not_smaller"), (4, 7)),  # 9x10 -> 7x8
 ]
 
 
@@ -139,7 +141,8 @@ def test_resize_modes_match_onnxruntime(attrs, target):
         extra.update(scales=np.zeros(0, np.float32), sizes=np.array(target, np.int64))
     else:
         extra["scales"] = np.array(target, np.float32)
-    _check(_model("Resize", X.shape, extra=extra, **attrs), X, compiled=True)
+    # onnxruntime computes source coordinates in float32 (the reference in float64): ~2e-6 apart for 5/9
+    _check(_model("Resize", X.shape, extra=extra, **attrs), X, compiled=True, atol=1e-5)
 
 
 def test_tf_crop_and_resize_extrapolates_outside_the_roi():
