@@ -6,8 +6,12 @@ like a zoo model); ``export`` writes any model or compiled module as a standard 
     model = gx.load("resnet50.onnx")           # an nn.Module in eval mode
     gx.export(model, x, "resnet50.onnx")        # unfused primitives, parameter names kept
     gx.export(model, x, "fused.onnx", fused=True)  # the compiled (BN-folded, epilogue-fused) graph
+    gx.export(model, x, "train.onnx", training=True)  # batch statistics; updated buffers as extra outputs
 
-The ``onnx`` package does the format and ``onnx.reference`` folds constant subgraphs; both are the optional extra
+Exports have a dynamic batch dimension where the graph allows it (``dynamic_batch``).
+
+The ``onnx`` package does the format and ``onnx.reference`` folds constant subgraphs and gives Resize its
+interpolation matrices; both are the optional extra
 ``convgraph[onnx]`` (``onnxruntime`` is only a test oracle). See docs/onnx.md for the supported ops.
 """
 

@@ -22,11 +22,15 @@ from .errors import OnnxExportError
 class Builder:
     """Collects ONNX nodes and initializers with unique names."""
 
-    def __init__(self, graph: Graph, opset: int):
+    def __init__(self, graph: Graph, opset: int, overrides: dict[int, dict[str, Any]] | None = None,
+                 bn_momentum: dict[str, float] | None = None):
         self.graph = graph
         self.opset = opset
+        self.overrides = overrides or {}  # per node id: batch-independent attribute values (graph/onnx/dynamic.py)
+        self.bn_momentum = bn_momentum or {}  # per batch_norm_infer node name: ONNX momentum of its module
         self.nodes: list[NodeProto] = []
         self.initializers: list[TensorProto] = []
+        self.names: dict[int, str] = {}  # value id -> its ONNX name (a rule's extra outputs are named here)
         self._used: set[str] = set()
 
     def unique(self, base: str) -> str:
@@ -44,6 +48,10 @@ class Builder:
 
     def ints(self, values: Any, hint: str) -> str:
         return self.const(np.asarray(values, dtype=np.int64).reshape(-1), hint)
+
+    def attr(self, node: Node, key: str) -> Any:
+        """``node.attrs[key]``, or the value that does not bake the batch size in (dynamic-batch export)."""
+        return self.overrides.get(id(node), {}).get(key, node.attrs[key])
 
     def add(self, op: str, inputs: list[str], node: Node, out: str | None = None, **attrs: Any) -> str:
         out = out or self.unique(f"{node.name}.{op}")
@@ -143,7 +151,7 @@ def _argmax(b: Builder, node: Node, ins: list[str], out: str) -> None:
 # --- data movement ----------------------------------------------------------------------------------------------
 @rule("reshape")
 def _reshape(b: Builder, node: Node, ins: list[str], out: str) -> None:
-    b.add("Reshape", [ins[0], b.ints(node.attrs["shape"], f"{node.name}.shape")], node, out)
+    b.add("Reshape", [ins[0], b.ints(b.attr(node, "shape"), f"{node.name}.shape")], node, out)
 
 
 @rule("transpose")
@@ -153,7 +161,7 @@ def _transpose(b: Builder, node: Node, ins: list[str], out: str) -> None:
 
 @rule("broadcast_to")
 def _expand(b: Builder, node: Node, ins: list[str], out: str) -> None:
-    b.add("Expand", [ins[0], b.ints(node.attrs["shape"], f"{node.name}.shape")], node, out)
+    b.add("Expand", [ins[0], b.ints(b.attr(node, "shape"), f"{node.name}.shape")], node, out)
 
 
 @rule("concat")
@@ -175,7 +183,7 @@ def _pad(b: Builder, node: Node, ins: list[str], out: str) -> None:
 @rule("slice")
 def _slice(b: Builder, node: Node, ins: list[str], out: str) -> None:
     a = node.attrs
-    args = [ins[0], b.ints(a["starts"], f"{node.name}.starts"), b.ints(a["stops"], f"{node.name}.ends"),
+    args = [ins[0], b.ints(a["starts"], f"{node.name}.starts"), b.ints(b.attr(node, "stops"), f"{node.name}.ends"),
             b.ints(range(len(a["starts"])), f"{node.name}.axes"), b.ints(a["steps"], f"{node.name}.steps")]
     b.add("Slice", args, node, out)
 
@@ -252,9 +260,60 @@ def _adaptive_pool(b: Builder, node: Node, ins: list[str], out: str) -> None:
             x = b.add("Concat", parts, node, out if axis == 3 else None, axis=axis)
 
 
+def _moments(b: Builder, node: Node, x: str, axes: list[int], eps: float, y: str | None) -> tuple[str, str, str]:
+    """Normalize ``x`` by its mean and biased variance over ``axes`` (kept as 1s): (y, mean, var)."""
+    ax = b.ints(axes, f"{node.name}.axes")
+    mean = b.add("ReduceMean", [x, ax], node, keepdims=1) if b.opset >= 18 else \
+        b.add("ReduceMean", [x], node, axes=axes, keepdims=1)
+    d = b.add("Sub", [x, mean], node)
+    sq = b.add("Mul", [d, d], node)
+    var = b.add("ReduceMean", [sq, ax], node, keepdims=1) if b.opset >= 18 else \
+        b.add("ReduceMean", [sq], node, axes=axes, keepdims=1)
+    std = b.add("Sqrt", [b.add("Add", [var, b.const(eps, f"{node.name}.eps", node.inputs[0].dtype)], node)], node)
+    return b.add("Div", [d, std], node, y), mean, var
+
+
+def _stat(b: Builder, node: Node, stat: str, i: int) -> None:
+    """A kept-dims statistic as the node's 1-D output ``i`` ((R,) or (C,); -1, as R may follow the batch)."""
+    b.add("Reshape", [stat, b.ints([-1], f"{node.name}.stat_shape")], node, b.names[id(node.outputs[i])])
+
+
+@rule("row_norm")
+def _row_norm(b: Builder, node: Node, ins: list[str], out: str) -> None:
+    _, mean, var = _moments(b, node, ins[0], [1], float(node.attrs["eps"]), out)
+    _stat(b, node, mean, 1)
+    _stat(b, node, var, 2)
+
+
+@rule("batch_norm_train")
+def _batch_norm_train(b: Builder, node: Node, ins: list[str], out: str) -> None:
+    """Training-mode BatchNorm: batch statistics over all axes but the channels, then the affine map; the batch mean
+    and biased variance are its other outputs (the traced graph updates the running buffers from them)."""
+    x = node.inputs[0]
+    y, mean, var = _moments(b, node, ins[0], [a for a in range(x.ndim) if a != 1], float(node.attrs["eps"]), None)
+    shape = b.ints([1, -1] + [1] * (x.ndim - 2), f"{node.name}.channel_shape")
+    y = b.add("Mul", [y, b.add("Reshape", [ins[1], shape], node)], node)
+    b.add("Add", [y, b.add("Reshape", [ins[2], shape], node)], node, out)
+    _stat(b, node, mean, 1)
+    _stat(b, node, var, 2)
+
+
+@rule("gelu")
+def _gelu(b: Builder, node: Node, ins: list[str], out: str) -> None:
+    if b.opset >= 20:
+        b.add("Gelu", ins, node, out)
+        return
+    dt = node.inputs[0].dtype  # x * (1 + erf(x / sqrt 2)) / 2
+    erf = b.add("Erf", [b.add("Mul", [ins[0], b.const(2 ** -0.5, f"{node.name}.rsqrt2", dt)], node)], node)
+    half = b.add("Mul", [ins[0], b.const(0.5, f"{node.name}.half", dt)], node)
+    b.add("Mul", [half, b.add("Add", [erf, b.const(1.0, f"{node.name}.one", dt)], node)], node, out)
+
+
 @rule("batch_norm_infer")
 def _batch_norm(b: Builder, node: Node, ins: list[str], out: str) -> None:
-    b.add("BatchNormalization", ins, node, out, epsilon=float(node.attrs["eps"]))
+    momentum = b.bn_momentum.get(node.name)  # ONNX's default (0.9) where the graph does not say
+    extra = {} if momentum is None else {"momentum": momentum}
+    b.add("BatchNormalization", ins, node, out, epsilon=float(node.attrs["eps"]), **extra)
 
 
 def _linear(b: Builder, node: Node, x: str, w: str, bias: str | None, out: str) -> None:

@@ -27,9 +27,10 @@ from onnx import ModelProto, numpy_helper
 
 import engine.nn as nn
 from engine.autograd import module_scope
+from engine.primitive import ShapeError
 from engine.tensor import Tensor
 
-from . import ops_nn, ops_tensor  # noqa: F401 - they fill CONVERTERS
+from . import ops_nn, ops_resize, ops_tensor  # noqa: F401 - they fill CONVERTERS
 from .errors import OnnxImportError
 from .fold import RANDOM_OPS, Folder
 from .node import CONVERTERS, OnnxNode
@@ -142,6 +143,10 @@ class OnnxModule(nn.Module):
         # attributes it to "layer1.0.conv1" and summary/render group it like the layer of a zoo model
         self._scopes = [next((self._state[i].rpartition(".")[0] for i in n.input if "." in self._state.get(i, "")),
                              "") for n in self._nodes]
+        for node, scope in zip(self._nodes, self._scopes):
+            if node.op_type == "BatchNormalization" and scope:  # torch's convention, as a BatchNorm layer holds it
+                m = next((a.f for a in node.attribute if a.name == "momentum"), 0.9)
+                self.get_submodule(scope).momentum = 1.0 - float(m)
         self._shape_cache: dict[tuple, dict[str, np.ndarray]] = {}
         self.eval()
 
@@ -252,7 +257,10 @@ class OnnxModule(nn.Module):
                 continue
             ins = [env[n] if n else None for n in node.input]
             with module_scope(self.get_submodule(scope)) if scope else contextlib.nullcontext():
-                outs = CONVERTERS[node.op_type].fn(OnnxNode(node, nname, self.opset, ins, self.training))
+                try:
+                    outs = CONVERTERS[node.op_type].fn(OnnxNode(node, nname, self.opset, ins, self.training))
+                except ShapeError as e:  # an engine primitive's constraint: say which ONNX node met it
+                    raise OnnxImportError(f"{node.op_type} node '{nname}' (opset {self.opset}): {e}") from e
             outs = outs if isinstance(outs, (tuple, list)) else (outs,)
             for i, o in enumerate(node.output):
                 if not o:

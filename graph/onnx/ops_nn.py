@@ -12,6 +12,7 @@ import numpy as np
 import engine.functional as F
 from engine.autograd import bind
 from engine.ops.norm import batch_norm_train_p
+from engine.ops.sample_norm import row_norm_p
 from engine.tensor import Tensor
 
 from .node import OnnxNode, converter
@@ -280,6 +281,50 @@ def instance_norm(n: OnnxNode) -> Tensor:
     return y * _per_channel(scale, x.ndim) + _per_channel(bias, x.ndim)
 
 
+def _rows_normalized(x: Tensor, rows: int, eps: float) -> tuple[Tensor, Tensor, Tensor]:
+    """``x`` normalized per row of its (rows, M) view by the engine's ``row_norm`` primitive (the one layer_norm
+    and group_norm use); returns y shaped like x and the row means and biased variances. One-value rows
+    normalize to 0, as ONNX's formula gives."""
+    m = x.numel() // rows if rows else 0
+    if m < 2:
+        return x * 0.0, F.reshape(x, (rows,)), Tensor(np.zeros((rows,), x.dtype))
+    y, mean, var = bind(row_norm_p, F.reshape(x, (rows, m)), eps=eps)
+    return F.reshape(y, x.shape), mean, var
+
+
+@converter("LayerNormalization")
+def layer_norm(n: OnnxNode) -> Tensor | tuple[Tensor, ...]:
+    """Normalize over the axes from ``axis`` on; the optional Mean and InvStdDev outputs keep those axes as 1."""
+    x = n.tensor(0)
+    scale, bias = n.tensor(1, like=x), (n.tensor(2, like=x) if n.has(2) else None)
+    axis = n.axis(int(n.attr("axis", -1)), x.ndim)
+    eps = float(n.attr("epsilon", 1e-5))
+    y, mean, var = _rows_normalized(x, math.prod(x.shape[:axis]), eps)
+    y = y * scale if bias is None else y * scale + bias
+    if n.n_outputs == 1:
+        return y
+    stat = x.shape[:axis] + (1,) * (x.ndim - axis)
+    return y, F.reshape(mean, stat), F.reshape(1.0 / F.sqrt(var + eps), stat)
+
+
+@converter("GroupNormalization")
+def group_norm(n: OnnxNode) -> Tensor:
+    """Opset 21: per-channel scale and bias; opset 18: one per group (each repeated over its channels)."""
+    x = n.tensor(0)
+    scale, bias = n.tensor(1, like=x), n.tensor(2, like=x)
+    groups, c = int(n.attr("num_groups")), x.shape[1]
+    if groups < 1 or c % groups:
+        raise n.fail(f"num_groups must divide the {c} channels (got num_groups={groups})")
+    y, _, _ = _rows_normalized(x, x.shape[0] * groups, float(n.attr("epsilon", 1e-5)))
+    want = c if n.opset >= 21 else groups
+    if scale.shape != (want,) or bias.shape != (want,):
+        raise n.fail(f"scale and bias must have shape [{want}] (got {list(scale.shape)} and {list(bias.shape)})")
+    if n.opset < 21:
+        scale, bias = (F.reshape(F.broadcast_to(F.reshape(t, (groups, 1)), (groups, c // groups)), (c,))
+                       for t in (scale, bias))
+    return y * _per_channel(scale, x.ndim) + _per_channel(bias, x.ndim)
+
+
 @converter("LRN")
 def lrn(n: OnnxNode) -> Tensor:
     """ONNX's channel window is [c - floor((size-1)/2), c + ceil((size-1)/2)] (PyTorch's differs for even sizes)."""
@@ -332,6 +377,14 @@ def _hard_sigmoid(x: Tensor, alpha: float, beta: float) -> Tensor:
 
 def _softplus(x: Tensor) -> Tensor:
     return F.relu(x) + F.log(F.exp(-F.abs(x)) + 1.0)  # log(1 + e^x) without overflow
+
+
+@converter("Gelu")
+def gelu(n: OnnxNode) -> Tensor:
+    approximate = n.attr("approximate", "none")
+    if approximate not in ("none", "tanh"):
+        raise n.fail(f"approximate must be 'none' or 'tanh' (got {approximate!r})")
+    return F.gelu(n.tensor(0), approximate)
 
 
 @converter("Relu", "Sigmoid", "Tanh", "Softplus", "Softsign", "HardSwish", "Mish")

@@ -1,5 +1,5 @@
 """Import converters for elementwise math (numpy broadcasting), comparisons, casts, reductions and data movement
-(Reshape, Flatten, Transpose, Squeeze/Unsqueeze, Concat, Split, Slice, Pad, Gather, Expand, Tile, Resize)."""
+(Reshape, Flatten, Transpose, Squeeze/Unsqueeze, Concat, Split, Slice, Pad, Gather, Expand, Tile)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import numpy as np
 from onnx import helper
 
 import engine.functional as F
+from engine.ops.resample import pad_modes
+from engine.ops.shape import constant_pad
 from engine.tensor import Tensor
 
 from .node import OnnxNode, converter
@@ -35,7 +37,11 @@ _BINARY = {"Add": F.add, "Sub": F.sub, "Mul": F.mul, "Div": F.div}
 
 @converter("Add", "Sub", "Mul", "Div")
 def binary(n: OnnxNode) -> Tensor:
-    return _BINARY[n.op](*_pair(n))
+    a, b = _pair(n)
+    if n.op == "Div" and a.dtype.kind in "iub" and b.dtype.kind in "iub":
+        raise n.unsupported(f"integer Div ({a.dtype.name} / {b.dtype.name}: ONNX truncates, the engine's div is a "
+                            f"floating-point division)")
+    return _BINARY[n.op](a, b)
 
 
 @converter("Pow")
@@ -298,12 +304,16 @@ def tile(n: OnnxNode) -> Tensor:
     return x
 
 
+_PAD_MODES = {"edge": "replicate", "reflect": "reflect", "wrap": "circular"}  # ONNX name -> engine pad_modes name
+
+
 @converter("Pad", static=(1, 2, 3))
 def pad(n: OnnxNode) -> Tensor:
+    """Negative pads crop first (ONNX crops before it pads), then the positive pads are added by ``mode``."""
     x = n.tensor(0)
     mode = n.attr("mode", "constant")
-    if mode != "constant":
-        raise n.unsupported(f"mode {mode!r} (only 'constant')")
+    if mode != "constant" and mode not in _PAD_MODES:
+        raise n.fail(f"mode must be constant, edge, reflect or wrap (got {mode!r})")
     if n.opset < 11:
         pads, value, axes = n.ints("pads"), float(n.attr("value", 0.0)), None
     else:
@@ -317,48 +327,16 @@ def pad(n: OnnxNode) -> Tensor:
     pairs = [(0, 0)] * x.ndim
     for i, a in enumerate(axes):
         pairs[a] = (pads[i], pads[i + len(axes)])
-    grow = [p for a in reversed(range(x.ndim)) for p in (max(pairs[a][0], 0), max(pairs[a][1], 0))]
-    y = F.pad(x, tuple(grow), value=value)
-    crop = tuple(builtins.slice(-min(b, 0), d - (-min(e, 0))) for (b, e), d in zip(pairs, y.shape))
-    return F.getitem(y, crop) if any(min(p) < 0 for p in pairs) else y
-
-
-# nearest-neighbour resampling by integer factors is a broadcast: exact in these coordinate / rounding modes
-_EXACT_NEAREST = {("asymmetric", "floor"), ("half_pixel", "round_prefer_floor"), ("half_pixel", "round_prefer_ceil"),
-                  ("pytorch_half_pixel", "round_prefer_floor"), ("pytorch_half_pixel", "round_prefer_ceil")}
-
-
-@converter("Resize", "Upsample", static=(1, 2, 3))
-def resize(n: OnnxNode) -> Tensor:
-    x = n.tensor(0)
-    mode = n.attr("mode", "nearest")
-    if n.op == "Upsample":
-        scales = n.attr("scales") if n.opset < 9 else n.static(1, "scales")
-        ctm, rounding = "asymmetric", "floor"
-    else:
-        if n.attr("axes") is not None:
-            raise n.unsupported("the axes attribute")
-        scales = n.static(1, "scales") if n.opset < 11 else n.static(2, "scales")
-        sizes = n.static(3, "sizes") if n.opset >= 11 else None
-        if sizes is not None and np.size(sizes):
-            scales = np.asarray(sizes, np.float64) / np.asarray(x.shape, np.float64)
-        ctm = n.attr("coordinate_transformation_mode", "asymmetric" if n.opset < 11 else "half_pixel")
-        rounding = n.attr("nearest_mode", "round_prefer_floor") if n.opset >= 11 else "floor"
-    scales = [float(s) for s in np.asarray(scales).reshape(-1)]
-    if mode != "nearest" or any(s < 1 or s != int(s) for s in scales) or (
-            any(s > 1 for s in scales) and (ctm, rounding) not in _EXACT_NEAREST):
-        raise n.unsupported(f"mode {mode!r} with scales {scales}, coordinate_transformation_mode {ctm!r}, "
-                            f"nearest_mode {rounding!r} (only nearest upsampling by integer factors in "
-                            f"asymmetric/floor or half_pixel modes)")
-    if len(scales) != x.ndim:
-        raise n.fail(f"scales must give one factor per axis (got {scales} for rank {x.ndim})")
-    for a, s in enumerate(scales):
-        if s > 1:
-            s = int(s)
-            shape = x.shape
-            y = F.broadcast_to(F.reshape(x, shape[:a + 1] + (1,) + shape[a + 1:]), shape[:a + 1] + (s,) + shape[a + 1:])
-            x = F.reshape(y, shape[:a] + (shape[a] * s,) + shape[a + 1:])
-    return x
+    if any(min(p) < 0 for p in pairs):
+        x = F.getitem(x, tuple(builtins.slice(-min(b, 0), d - (-min(e, 0))) for (b, e), d in zip(pairs, x.shape)))
+    grow = tuple((max(b, 0), max(e, 0)) for b, e in pairs)
+    if mode == "constant":
+        return constant_pad(x, grow, value)
+    if mode == "reflect" and any(max(p) >= d for p, d in zip(grow, x.shape)):
+        raise n.fail(f"reflect pads must be smaller than the padded axis (pads {list(grow)}, shape {list(x.shape)})")
+    if mode == "wrap" and any(max(p) > d for p, d in zip(grow, x.shape)):
+        raise n.unsupported(f"wrap pads larger than the padded axis (pads {list(grow)}, shape {list(x.shape)})")
+    return pad_modes(x, grow, _PAD_MODES[mode])
 
 
 @converter("ConstantOfShape", static=(0,))

@@ -196,3 +196,101 @@ def test_imported_model_trains_through_compile_like_the_original():
     assert all(p.grad is not None for p in back.parameters())
     _close(y.numpy(), model.train()(x).numpy(), 1e-5)
     np.testing.assert_allclose(back.bn1.running_mean.numpy(), model.bn1.running_mean.numpy(), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", ["lenet5", "googlenet_2014", "resnet18", "efficientnet_b0"])
+def test_exported_batch_is_dynamic_and_runs_at_another_batch_size(name, fast_init):  # noqa: F811
+    # exported at batch 2, run by onnxruntime at batch 3: Reshape/Flatten targets use -1, not the traced batch
+    engine.manual_seed(0)
+    model = zm.get(name, num_classes=7).eval()
+    size = zm.small_input_size(name)
+    proto = gx.export(model, engine.randn(2, *size), dynamic_batch=True)
+    onnx.checker.check_model(proto, full_check=True)
+    assert [d.dim_param for d in proto.graph.input[0].type.tensor_type.shape.dim][0] == "N"
+    assert proto.graph.output[0].type.tensor_type.shape.dim[0].dim_param == "N"
+    x = engine.randn(3, *size)
+    with engine.no_grad():
+        ref = model(x).numpy()
+    _close(_ort(proto, x.numpy())[0], ref)
+
+
+class _BatchConstant(nn.Module):
+    def forward(self, x):
+        return x + engine.Tensor(np.arange(x.shape[0], dtype=np.float32).reshape(-1, 1))
+
+
+def test_a_batch_sized_constant_keeps_the_batch_static():
+    x = np.ones((2, 3), np.float32)
+    with pytest.raises(gx.OnnxExportError, match=r"dynamic_batch=True.*const.*batch-sized shape \[2, 1\]"):
+        gx.export(_BatchConstant(), x, dynamic_batch=True)
+    proto = gx.export(_BatchConstant(), x)  # the default falls back to the traced batch
+    assert [d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim] == [2, 3]
+    proto = gx.export(zm.get("lenet5"), np.ones((2, 1, 28, 28), np.float32), dynamic_batch=False)
+    assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_value == 2
+
+
+def test_batch_norm_momentum_round_trips():
+    # torch momentum 0.3 is ONNX momentum 0.7; the imported model's train step updates its running mean by it
+    engine.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4, momentum=0.3)).eval()
+    x = engine.randn(4, 3, 6, 6)
+    proto = gx.export(model, x)
+    bn = next(n for n in proto.graph.node if n.op_type == "BatchNormalization")
+    assert [round(a.f, 6) for a in bn.attribute if a.name == "momentum"] == [0.7]
+    back = gx.load(proto).train()
+    back(x)
+    model.train()(x)
+    np.testing.assert_allclose(back.state_dict()["1.running_mean"].numpy(), model[1].running_mean.numpy(),
+                               rtol=1e-5, atol=1e-7)
+    assert np.abs(model[1].running_mean.numpy()).max() > 1e-3
+    again = gx.export(back.eval(), x)  # the imported holder keeps the momentum for the next export
+    bn = next(n for n in again.graph.node if n.op_type == "BatchNormalization")
+    assert [round(a.f, 6) for a in bn.attribute if a.name == "momentum"] == [0.7]
+
+
+class _Norms(nn.Module):
+    """BatchNorm (train mode), LayerNorm and GELU: the row_norm / batch_norm_train / gelu export rules."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.bn = nn.BatchNorm2d(4, momentum=0.2)
+        self.w = nn.Parameter(np.linspace(0.5, 1.5, 16).astype(np.float32))
+
+    def forward(self, x):
+        y = self.bn(self.conv(x))
+        return F.gelu(F.layer_norm(F.reshape(y, (y.shape[0], 4, 16)), 16, self.w)), F.gelu(y, approximate="tanh")
+
+
+@pytest.mark.parametrize("opset", [18, 20])
+def test_training_mode_export_matches_onnxruntime_and_updates_buffers(opset):
+    engine.manual_seed(0)
+    m = _Norms()
+    x = np.random.default_rng(4).standard_normal((3, 3, 6, 6)).astype(np.float32) * 2 + 1
+    proto = gx.export(m.train(), x, opset=opset, training=True)
+    onnx.checker.check_model(proto, full_check=True)
+    assert m.training  # the mode is restored
+    outs = {o.name: v for o, v in zip(proto.graph.output, _ort(proto, x))}
+    assert ("Gelu" in {n.op_type for n in proto.graph.node}) == (opset >= 20)
+    refs = [r.numpy() for r in m(engine.Tensor(x))]  # updates the module's buffers
+    _close(outs["output_0"], refs[0])
+    _close(outs["output_1"], refs[1])
+    _close(outs["bn.running_mean.updated"], m.bn.running_mean.numpy(), 1e-5)
+    _close(outs["bn.running_var.updated"], m.bn.running_var.numpy(), 1e-5)
+    # the unbiased-variance factor n / (n - 1) is a batch-sized constant: training graphs keep a static batch
+    with pytest.raises(gx.OnnxExportError, match="depends on the batch size"):
+        gx.export(m, x, training=True, dynamic_batch=True)
+    eval_proto = gx.export(m.eval(), x, opset=opset)  # eval: LayerNorm + GELU with a dynamic batch
+    xb = np.concatenate([x, x[:1]])
+    _close(_ort(eval_proto, xb)[0], m(engine.Tensor(xb))[0].numpy())
+
+
+def test_training_export_of_inference_graphs_is_a_clear_error():
+    m = zm.get("lenet5")
+    x = np.ones((2, 1, 28, 28), np.float32)
+    with pytest.raises(gx.OnnxExportError, match="fused=True .* training=True"):
+        gx.export(m, x, fused=True, training=True)
+    with pytest.raises(gx.OnnxExportError, match="training=True .* not its CompiledModule"):
+        gx.export(graph.compile(m.eval(), x), x, training=True)
+    with pytest.raises(gx.OnnxExportError, match="random keys"):  # LeNet-5's train-mode dropout
+        gx.export(m, x, training=True)

@@ -29,7 +29,7 @@ def _model(op: str, x_shape: tuple[int, ...], opset: int = 18, extra: dict | Non
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
 
 
-def _check(model, x: np.ndarray, compiled: bool = False, oracle: str = "onnxruntime") -> None:
+def _check(model, x: np.ndarray, compiled: bool = False, oracle: str = "onnxruntime", atol: float = 1e-6) -> None:
     if oracle == "onnxruntime":
         ref = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     else:
@@ -37,7 +37,7 @@ def _check(model, x: np.ndarray, compiled: bool = False, oracle: str = "onnxrunt
     m = gx.load(model)
     got = np.asarray(graph.compile(m, x)(x)) if compiled else m(x).numpy()
     assert got.shape == ref.shape
-    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=atol)
 
 
 X = np.random.default_rng(0).standard_normal((2, 3, 9, 10)).astype(np.float32)
@@ -117,6 +117,46 @@ def test_gather_constant_indices_and_pad_negative():
 def test_nearest_upsampling_by_integer_factors():
     scales = np.array([1, 1, 2, 3], np.float32)
     _check(_model("Resize", X.shape, extra={"roi": np.zeros(0, np.float32), "scales": scales}, mode="nearest"), X)
+
+
+RESIZES = [  # (attributes, scales or sizes): onnxruntime is an independent oracle for the reference's matrices
+    (dict(mode="linear"), [1, 1, 1.7, 0.6]),
+    (dict(mode="linear", coordinate_transformation_mode="align_corners"), [1, 1, 2, 1.5]),
+    (dict(mode="linear", coordinate_transformation_mode="pytorch_half_pixel"), (2, 3, 1, 7)),
+    (dict(mode="cubic", cubic_coeff_a=-0.5, exclude_outside=1), [1, 1, 1.5, 0.8]),
+    (dict(mode="cubic", coordinate_transformation_mode="asymmetric"), (2, 3, 13, 4)),
+    (dict(mode="nearest", nearest_mode="round_prefer_ceil", coordinate_transformation_mode="asymmetric"),
+     [1, 1, 1.5, 0.6]),
+    (dict(mode="nearest", nearest_mode="ceil", coordinate_transformation_mode="half_pixel"), (2, 3, 4, 23)),
+    (dict(mode="linear", antialias=1), [1, 1, 0.5, 0.6]),
+    (dict(mode="linear", axes=[2, 3], keep_aspect_ratio_policy="not_larger"), (5, 7)),  # 9x10 -> 5x6
+    (dict(mode="nearest", axes=[3, 2], keep_aspect_ratio_policy="not_smaller"), (4, 7)),  # 9x10 -> 7x8
+]
+
+
+@pytest.mark.parametrize("attrs,target", RESIZES)
+def test_resize_modes_match_onnxruntime(attrs, target):
+    extra = {"roi": np.zeros(0, np.float32)}
+    if isinstance(target, tuple):
+        extra.update(scales=np.zeros(0, np.float32), sizes=np.array(target, np.int64))
+    else:
+        extra["scales"] = np.array(target, np.float32)
+    # onnxruntime computes source coordinates in float32 (the reference in float64): ~2e-6 apart for 5/9
+    _check(_model("Resize", X.shape, extra=extra, **attrs), X, compiled=True, atol=1e-5)
+
+
+def test_tf_crop_and_resize_extrapolates_outside_the_roi():
+    extra = {"roi": np.array([0, 0, -0.3, 0.2, 1, 1, 0.9, 1.4], np.float32), "scales": np.zeros(0, np.float32),
+             "sizes": np.array([2, 3, 5, 6], np.int64)}
+    _check(_model("Resize", X.shape, extra=extra, mode="linear", coordinate_transformation_mode="tf_crop_and_resize",
+                  extrapolation_value=7.5), X)
+
+
+@pytest.mark.parametrize("mode", ["edge", "reflect", "wrap"])
+def test_pad_modes_with_negative_pads(mode):
+    # a negative pad crops first, then the border mode pads from what is left (onnxruntime does the same)
+    pads = np.array([0, 1, 2, -3, 0, 0, 3, 2], np.int64)
+    _check(_model("Pad", X.shape, extra={"p": pads}, mode=mode), X, compiled=True)
 
 
 def test_train_mode_batch_norm_updates_running_statistics_onnx_momentum():

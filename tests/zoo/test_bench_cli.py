@@ -27,6 +27,13 @@ def test_parser_has_bench():
     assert args.func is bench_cmd.run
 
 
+def test_opt_in_resnet50_workload_is_selected_by_name_only():
+    assert all(w.model != "resnet50" for w in bm.MODEL_WORKLOADS)  # not in the default run
+    assert [(w.model, w.batch) for w in bench_cmd.select_workloads("resnet50 224 infer b1,resnet18 224 infer b8")] \
+        == [("resnet18", 8), ("resnet50", 1)]
+    assert bm.tiny(bench_cmd.select_workloads("resnet50")[0]).input == (3, 32, 32)
+
+
 def test_bench_core_rows(tmp_path):
     res = bench_cmd.bench(["numpy"], quick=True, repeats=1, workloads=_tiny(), ops=False)
     assert res["units"]["median_ms"] == "ms" and res["units"]["peak_rss_mib"] == "MiB"

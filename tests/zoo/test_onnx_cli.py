@@ -113,7 +113,7 @@ def test_import_saves_parameters_as_checkpoint(lenet, capsys, tmp_path):
     for p in fresh.parameters():
         p.data[...] = 0
     state = io.load_checkpoint(ck, model=fresh)
-    assert state["extra"]["input_shapes"] == [[1, 1, 28, 28]]
+    assert state["extra"]["input_shapes"] == [[-1, 1, 28, 28]]  # export makes the batch dynamic: -1 = symbolic
     want = model.state_dict()
     got = fresh.state_dict()
     assert sorted(got) == sorted(want)

@@ -64,8 +64,14 @@ MODEL_WORKLOADS = [
 ]
 
 
+# Opt-in workloads: only run when ``--workloads`` names them (ResNet-50 is the issue-15 onnxruntime comparison).
+EXTRA_WORKLOADS = [
+    ModelWorkload("resnet50 224 infer b1", "resnet50", "infer", 1, (3, 224, 224), 1000),
+]
+
+
 # Inputs of the tiny variants (smoke runs): the smallest each model accepts without changing its layers.
-TINY_INPUT = {"resnet18": (3, 32, 32), "resnet18_cifar": (3, 8, 8), "lenet5": (1, 28, 28)}
+TINY_INPUT = {"resnet18": (3, 32, 32), "resnet18_cifar": (3, 8, 8), "lenet5": (1, 28, 28), "resnet50": (3, 32, 32)}
 
 
 def tiny(wl: ModelWorkload) -> ModelWorkload:

@@ -48,7 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="cuda: benchmark the cuda backend (a CUDA GPU, or numba's simulator with "
                         "NUMBA_ENABLE_CUDASIM=1)")
     p.add_argument("--repeats", type=positive_int, default=None, help="timed repeats per row (default 10, --quick 3)")
-    p.add_argument("--workloads", default=None, help="comma list of substrings selecting model workloads")
+    p.add_argument("--workloads", default=None, help="comma list of substrings selecting model workloads (also "
+                   "the opt-in ones: 'resnet50 224 infer b1')")
     p.add_argument("--ops", action=argparse.BooleanOptionalAction, default=True,
                    help="also run the op-level table (zoo/bench/report.py)")
     p.add_argument("--profile", action="store_true",
@@ -157,6 +158,12 @@ def run_onnx(args: argparse.Namespace) -> int:
     return 0
 
 
+def select_workloads(spec: str) -> list:
+    """The workloads (default and opt-in) whose names contain one of the comma-separated substrings."""
+    keys = [k.strip() for k in spec.split(",") if k.strip()]
+    return [w for w in bm.MODEL_WORKLOADS + bm.EXTRA_WORKLOADS if any(k in w.name for k in keys)]
+
+
 def run(args: argparse.Namespace) -> int:
     wls = bm.MODEL_WORKLOADS
     if args.json:
@@ -164,8 +171,7 @@ def run(args: argparse.Namespace) -> int:
     if args.model is not None:
         return run_onnx(args)
     if args.workloads:
-        keys = [k.strip() for k in args.workloads.split(",") if k.strip()]
-        wls = [w for w in wls if any(k in w.name for k in keys)]
+        wls = select_workloads(args.workloads)
     if args.smoke:
         wls = [bm.tiny(w) for w in wls]
     impls = args.impls or DEFAULT_IMPLS[args.device]
