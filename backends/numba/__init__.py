@@ -29,4 +29,5 @@ from . import (  # noqa: F401 - each module registers its kernels
     shape,
 )
 from .conv import drivers, notes  # noqa: F401
+from . import blocked  # noqa: F401 - after conv: its kernels share conv's workspace
 from .conv.select import choose_conv_algorithm  # noqa: F401

@@ -1,0 +1,241 @@
+"""``blocked_conv2d`` on the numba backend: a direct convolution on channel-blocked (NCHWc) values.
+
+Dense layers (groups = 1): every output pixel row of MR pixels x NV output blocks is one register tile
+(:mod:`.tile`) over the reduction (input block, kernel row, kernel column, input lane), reading the zero-padded
+blocked input through offset tables (any kernel size, stride and dilation; a 1x1 layer without padding reads the
+input in place: a GEMM on the blocked layout), the weights packed once per constant as (group of NV output blocks,
+K, NV*VL) panels. The epilogue (bias = folded BN, residual, ReLU / clamp) runs on the accumulators before the
+store; other activations run in place on the output right after. prange items are (image, output-block group,
+group of pixel tiles), so batch 1 keeps every thread busy. Depthwise layers (groups = C = O) are a vector FMA per
+tap over the VL lanes.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from engine.ops.blocked import blocked_conv2d_p, blocks
+from engine.ops.fused import split_inputs
+
+from ..conv.geometry import geom
+from ..conv.workspace import current_workspace, derived
+from ..gemm import AVX512, VL
+from ..table import backend
+from .tile import make_blocked_tile
+
+MR = 10 if AVX512 else 5  # output pixels per tile: MR*NV accumulators + NV weight vectors + a broadcast
+NV = 2
+KC = 512  # reduction steps per K block: a (KC, NV*VL) weight panel (64 KiB) stays in L2 across the tiles
+GROUP = 4  # pixel tiles per prange item
+_tile2 = make_blocked_tile(MR, 2)
+_tile1 = make_blocked_tile(MR, 1)
+
+_ACT_CLAMP = {"none": (-np.inf, np.inf), "relu": (0.0, np.inf)}
+
+
+@njit(cache=True, inline="always")
+def _call(nv, kc, a, rows, taps, b, bks, c, ldv, res, bias, first, last, has_res, lo, hi):
+    if nv == 2:
+        _tile2(kc, a, rows, taps, b, bks, c, ldv, res, bias, first, last, has_res, lo, hi)
+    else:
+        _tile1(kc, a, rows, taps, b, bks, c, ldv, res, bias, first, last, has_res, lo, hi)
+
+
+@njit(parallel=True, cache=True)
+def _conv_dense(xp, rows, taps, wpk, bias, res, out, has_res, lo, hi, sbuf):
+    """out[n, ob, p, :] = clamp(sum_k A(p, k) B(k, ob) + bias + res) for out (N, OB, P, VL); xp (N, L) the padded
+    blocked images, rows (P padded to whole tiles) / taps the offset tables, wpk (G, K, NV*VL) the packed weights,
+    sbuf[thread] scratch for the last, partial pixel tile (its C and residual)."""
+    nn, ob, npix, _ = out.shape
+    ng = wpk.shape[0]
+    k = taps.shape[0]
+    bks = wpk.shape[2]
+    nrt = (npix + MR - 1) // MR
+    nchunk = (nrt + GROUP - 1) // GROUP
+    ldv = npix * VL
+    lo32, hi32 = np.float32(lo), np.float32(hi)
+    r_addr, t_addr = rows.ctypes.data, taps.ctypes.data
+    for t in prange(nn * ng * nchunk):
+        n = t // (ng * nchunk)
+        g = (t // nchunk) % ng
+        ch = t % nchunk
+        nv = 2 if 2 * g + 1 < ob else 1
+        x_addr = xp[n].ctypes.data
+        c_base = out[n, 2 * g].ctypes.data
+        res_base = res[n, 2 * g].ctypes.data if has_res else c_base
+        b_base = wpk[g].ctypes.data
+        bias_addr = bias[2 * g * VL:].ctypes.data
+        s = sbuf[numba.get_thread_id()]
+        sc, sr = s[:NV * MR * VL], s[NV * MR * VL:]
+        sc_addr, sr_addr = sc.ctypes.data, sr.ctypes.data
+        rt0, rt1 = ch * GROUP, min(nrt, (ch + 1) * GROUP)
+        for k0 in range(0, k, KC):
+            kc = min(KC, k - k0)
+            first, last = k0 == 0, k0 + kc >= k
+            for rt in range(rt0, rt1):
+                p0 = rt * MR
+                if p0 + MR <= npix:
+                    _call(nv, kc, x_addr, r_addr + p0 * 8, t_addr + k0 * 8, b_base + k0 * bks * 4, bks,
+                          c_base + p0 * VL * 4, ldv, res_base + p0 * VL * 4, bias_addr, first, last, has_res,
+                          lo32, hi32)
+                else:  # the partial tile runs on scratch (its sums stay there across K blocks), copied out at the end
+                    valid = npix - p0
+                    if last and has_res:
+                        for v in range(nv):
+                            for r in range(valid):
+                                for q in range(VL):
+                                    sr[(v * MR + r) * VL + q] = res[n, 2 * g + v, p0 + r, q]
+                    _call(nv, kc, x_addr, r_addr + p0 * 8, t_addr + k0 * 8, b_base + k0 * bks * 4, bks, sc_addr,
+                          MR * VL, sr_addr, bias_addr, first, last, has_res, lo32, hi32)
+                    if last:
+                        for v in range(nv):
+                            for r in range(valid):
+                                for q in range(VL):
+                                    out[n, 2 * g + v, p0 + r, q] = sc[(v * MR + r) * VL + q]
+
+
+@njit(parallel=True, cache=True, fastmath=True)
+def _conv_depthwise(xp, wpk, bias, res, out, has_res, lo, hi, sh, sw, dh, dw):
+    """Depthwise: out[n, cb, y, x, :] = clamp(bias + sum_ij xp[n, cb, y*sh + i*dh, x*sw + j*dw, :] * w[cb, i, j, :]
+    + res), one VL-lane vector FMA per tap; xp (N, CB, Hp, Wp, VL) padded."""
+    nn, ncb, oh, ow, _ = out.shape
+    kh, kw = wpk.shape[1], wpk.shape[2]
+    lo32, hi32 = np.float32(lo), np.float32(hi)
+    for t in prange(nn * ncb * oh):
+        n = t // (ncb * oh)
+        cb = (t // oh) % ncb
+        y = t % oh
+        acc = np.empty(VL, np.float32)
+        for x in range(ow):
+            for q in range(VL):
+                acc[q] = bias[cb * VL + q]
+            for i in range(kh):
+                row = xp[n, cb, y * sh + i * dh]
+                for j in range(kw):
+                    src = row[x * sw + j * dw]
+                    wv = wpk[cb, i, j]
+                    for q in range(VL):
+                        acc[q] += src[q] * wv[q]
+            dst = out[n, cb, y, x]
+            if has_res:
+                rv = res[n, cb, y, x]
+                for q in range(VL):
+                    acc[q] += rv[q]
+            for q in range(VL):
+                dst[q] = min(max(acc[q], lo32), hi32)
+
+
+@njit(parallel=True, cache=True)
+def pad_blocked(x, xp, pt, pl):
+    """xp (N, CB, Hp, Wp, VL) = x (N, CB, H, W, VL) at (pt, pl), zeros around."""
+    nn, ncb, h, w, nl = x.shape
+    hp, wp = xp.shape[2], xp.shape[3]
+    for t in prange(nn * ncb):
+        n, cb = t // ncb, t % ncb
+        for a in range(hp):
+            for b in range(wp):
+                ia, ib = a - pt, b - pl
+                if 0 <= ia < h and 0 <= ib < w:
+                    for q in range(nl):
+                        xp[n, cb, a, b, q] = x[n, cb, ia, ib, q]
+                else:
+                    for q in range(nl):
+                        xp[n, cb, a, b, q] = 0.0
+
+
+def pack_dense(w: np.ndarray) -> np.ndarray:
+    """w (O, C, kh, kw) -> (G, K, NV*VL) panels: [g, ((icb*kh + i)*kw + j)*VL + lane, v*VL + q] =
+    w[(g*NV + v)*VL + q, icb*VL + lane, i, j], zeros past O and C."""
+    o, c, kh, kw = w.shape
+    ng = blocks(blocks(o, VL), NV)
+    icb = blocks(c, VL)
+    full = np.zeros((ng * NV * VL, icb * VL, kh, kw), np.float32)
+    full[:o, :c] = w
+    packed = full.reshape(ng, NV * VL, icb, VL, kh, kw).transpose(0, 2, 4, 5, 3, 1)
+    return np.ascontiguousarray(packed.reshape(ng, icb * kh * kw * VL, NV * VL))
+
+
+def pack_depthwise(w: np.ndarray) -> np.ndarray:
+    """w (C, 1, kh, kw) -> (CB, kh, kw, VL), zeros past C."""
+    c, _, kh, kw = w.shape
+    cb = blocks(c, VL)
+    full = np.zeros((cb * VL, kh, kw), np.float32)
+    full[:c] = w[:, 0]
+    return np.ascontiguousarray(full.reshape(cb, VL, kh, kw).transpose(0, 2, 3, 1))
+
+
+_TABLES: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def offset_tables(icb: int, hp: int, wp: int, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int, oh: int,
+                  ow: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, taps) in elements of one padded blocked image: rows[y*ow + x] = (y*sh*wp + x*sw)*VL (padded with 0
+    to whole MR tiles), taps[((c*kh + i)*kw + j)*VL + q] = ((c*hp + i*dh)*wp + j*dw)*VL + q; cached by geometry."""
+    key = (icb, hp, wp, kh, kw, sh, sw, dh, dw, oh, ow)
+    hit = _TABLES.get(key)
+    if hit is None:
+        pix = ((np.arange(oh)[:, None] * (sh * wp) + np.arange(ow)[None, :] * sw) * VL).ravel()
+        rows = np.zeros(blocks(pix.size, MR) * MR, np.int64)
+        rows[:pix.size] = pix
+        taps = ((np.arange(icb)[:, None, None, None] * (hp * wp) + np.arange(kh)[None, :, None, None] * (dh * wp)
+                 + np.arange(kw)[None, None, :, None] * dw) * VL + np.arange(VL)[None, None, None, :]).ravel()
+        if len(_TABLES) >= 256:
+            _TABLES.clear()
+        hit = _TABLES[key] = (rows, taps.astype(np.int64))
+    return hit
+
+
+def _padded(x: np.ndarray, pt: int, pb: int, pl: int, pr: int) -> np.ndarray:
+    if pt == pb == pl == pr == 0:
+        return x
+    n, cb, h, w, nl = x.shape
+    xp = current_workspace().get("blocked_xpad", (n, cb, h + pt + pb, w + pl + pr, nl), x.dtype)
+    pad_blocked(x, xp, pt, pl)
+    return xp
+
+
+def _packed(w: np.ndarray, form: str, pack) -> np.ndarray:
+    got = derived(w, form, pack)
+    return got if got is not None else pack(w)
+
+
+@backend.register("blocked_conv2d")
+def blocked_conv2d(*ins: np.ndarray, out: np.ndarray, stride, padding, dilation, groups: int, has_bias: bool,
+                   has_residual: bool, activation: str, act_attrs: tuple = ()) -> None:
+    x, w, b, r = split_inputs(ins, has_bias, has_residual)
+    if out.dtype != np.float32 or x.shape[4] != VL or not x.flags.c_contiguous:
+        fallback = blocked_conv2d_p.decomposed_kernel(backend.kernel)
+        fallback(*ins, out=out, stride=stride, padding=padding, dilation=dilation, groups=groups,
+                 has_bias=has_bias, has_residual=has_residual, activation=activation, act_attrs=act_attrs)
+        return
+    sh, sw, pt, pl, dh, dw = geom(stride, padding, dilation)
+    pb, pr = padding[0][1], padding[1][1]
+    n, ob, oh, ow, _ = out.shape
+    o = w.shape[0]
+    lo, hi = _ACT_CLAMP.get(activation, (-np.inf, np.inf))
+    res = np.ascontiguousarray(r) if r is not None else out
+    xp = _padded(x, pt, pb, pl, pr)
+    kh, kw = w.shape[2:]
+    if groups == 1:
+        ng = blocks(ob, NV)
+        bias = np.zeros(ng * NV * VL, np.float32)
+        if b is not None:
+            bias[:o] = b
+        wpk = _packed(w, "blocked_dense", pack_dense)
+        rows, taps = offset_tables(x.shape[1], xp.shape[2], xp.shape[3], kh, kw, sh, sw, dh, dw, oh, ow)
+        sbuf = current_workspace().per_thread("blocked_tile", 2 * NV * MR * VL)
+        _conv_dense(xp.reshape(n, -1), rows, taps, wpk, bias, res.reshape(n, ob, oh * ow, VL),
+                    out.reshape(n, ob, oh * ow, VL), r is not None, lo, hi, sbuf)
+    else:
+        bias = np.zeros(ob * VL, np.float32)
+        if b is not None:
+            bias[:o] = b
+        wpk = _packed(w, "blocked_depthwise", pack_depthwise)
+        _conv_depthwise(xp, wpk, bias, res, out, r is not None, lo, hi, sh, sw, dh, dw)
+    if activation not in _ACT_CLAMP:
+        backend.kernel(activation)(out, out=out, **dict(act_attrs))
+
+
+blocked_conv2d.algorithm = lambda specs, groups, **attrs: "blocked-direct" if groups == 1 else "blocked-depthwise"

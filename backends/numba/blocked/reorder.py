@@ -1,0 +1,131 @@
+"""numba kernels of the reorders between NCHW and the blocked layout, and of the pools on blocked values."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from engine.ops.blocked import blocked_pool_p
+
+from ..table import backend
+
+
+@njit(parallel=True, cache=True)
+def _to_blocked(x, out):
+    nn, c, h, w = x.shape
+    ncb, nl = out.shape[1], out.shape[4]
+    for t in prange(nn * ncb * h):
+        n, cb, y = t // (ncb * h), (t // h) % ncb, t % h
+        for q in range(nl):
+            k = cb * nl + q
+            if k < c:
+                row = x[n, k, y]
+                for z in range(w):
+                    out[n, cb, y, z, q] = row[z]
+            else:
+                for z in range(w):
+                    out[n, cb, y, z, q] = 0.0
+
+
+@njit(parallel=True, cache=True)
+def _from_blocked(x, out):
+    nn, c, h, w = out.shape
+    nl = x.shape[4]
+    for t in prange(nn * c * h):
+        n, k, y = t // (c * h), (t // h) % c, t % h
+        cb, q = k // nl, k % nl
+        row = out[n, k, y]
+        for z in range(w):
+            row[z] = x[n, cb, y, z, q]
+
+
+@backend.register("to_blocked")
+def to_blocked(x: np.ndarray, out: np.ndarray, block: int) -> None:
+    _to_blocked(x, out)
+
+
+@backend.register("from_blocked")
+def from_blocked(x: np.ndarray, out: np.ndarray, channels: int) -> None:
+    _from_blocked(x, out)
+
+
+@njit(parallel=True, cache=True, fastmath=True)
+def _max_pool(x, out, kh, kw, sh, sw, pt, pl, dh, dw):
+    nn, ncb, h, w, nl = x.shape
+    _, _, oh, ow, _ = out.shape
+    for t in prange(nn * ncb * oh):
+        n, cb, y = t // (ncb * oh), (t // oh) % ncb, t % oh
+        acc = np.empty(nl, x.dtype)
+        for z in range(ow):
+            for q in range(nl):
+                acc[q] = -np.inf
+            for i in range(kh):
+                a = y * sh - pt + i * dh
+                if a < 0 or a >= h:
+                    continue
+                for j in range(kw):
+                    b = z * sw - pl + j * dw
+                    if b < 0 or b >= w:
+                        continue
+                    src = x[n, cb, a, b]
+                    for q in range(nl):
+                        acc[q] = max(acc[q], src[q])
+            dst = out[n, cb, y, z]
+            for q in range(nl):
+                dst[q] = acc[q]
+
+
+@njit(parallel=True, cache=True, fastmath=True)
+def _avg_pool(x, out, kh, kw, sh, sw, scale):
+    """Unpadded windows that fit: out = scale * the window sum."""
+    nn, ncb, h, w, nl = x.shape
+    _, _, oh, ow, _ = out.shape
+    for t in prange(nn * ncb * oh):
+        n, cb, y = t // (ncb * oh), (t // oh) % ncb, t % oh
+        acc = np.empty(nl, x.dtype)
+        for z in range(ow):
+            for q in range(nl):
+                acc[q] = 0.0
+            for i in range(kh):
+                for j in range(kw):
+                    src = x[n, cb, y * sh + i, z * sw + j]
+                    for q in range(nl):
+                        acc[q] += src[q]
+            dst = out[n, cb, y, z]
+            for q in range(nl):
+                dst[q] = acc[q] * scale
+
+
+@njit(parallel=True, cache=True, fastmath=True)
+def _global_avg(x, out):
+    nn, ncb, h, w, nl = x.shape
+    for t in prange(nn * ncb):
+        n, cb = t // ncb, t % ncb
+        acc = np.zeros(nl, np.float64)
+        for a in range(h):
+            for b in range(w):
+                src = x[n, cb, a, b]
+                for q in range(nl):
+                    acc[q] += src[q]
+        for q in range(nl):
+            out[n, cb, 0, 0, q] = acc[q] / (h * w)
+
+
+@backend.register("blocked_pool")
+def blocked_pool(x: np.ndarray, out: np.ndarray, op: str, op_attrs: tuple, channels: int) -> None:
+    a = dict(op_attrs)
+    x = np.ascontiguousarray(x)
+    if op == "max_pool2d":
+        (kh, kw), (sh, sw), (pt, pl), (dh, dw) = a["kernel"], a["stride"], a["padding"], a["dilation"]
+        _max_pool(x, out, kh, kw, sh, sw, pt, pl, dh, dw)
+        return
+    if op == "adaptive_avg_pool2d" and tuple(a["output_size"]) == (1, 1):
+        _global_avg(x, out)
+        return
+    if op == "avg_pool2d" and tuple(a["padding"]) == (0, 0):
+        (kh, kw), (sh, sw) = a["kernel"], a["stride"]
+        n, cb, oh, ow, _ = out.shape
+        if (oh - 1) * sh + kh <= x.shape[2] and (ow - 1) * sw + kw <= x.shape[3]:  # every window inside
+            _avg_pool(x, out, kh, kw, sh, sw, 1.0 / (a["divisor"] or kh * kw))
+            return
+    blocked_pool_p.decomposed_kernel(backend.kernel)(x, out=out, op=op, op_attrs=op_attrs, channels=channels)
