@@ -13,10 +13,11 @@ import zoo
 from engine.autograd import no_grad
 from engine.tensor import Tensor
 from graph.passes import channel_block
+from tests.null.graph_models import randomize_bn
 
 
 def _model(name: str):
-    m = zoo.get(name)
+    m = randomize_bn(zoo.get(name))  # non-trivial statistics: a wrong blocked BN must show
     m.eval()
     x = np.random.default_rng(0).standard_normal((2,) + zoo.models.small_input_size(name)).astype(np.float32)
     return m, x
