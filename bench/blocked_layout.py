@@ -5,6 +5,7 @@ Prints per workload the median ms of each row (rounds interleaved) and the ratio
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import tempfile
@@ -43,7 +44,7 @@ def main() -> None:
         x = np.random.default_rng(0).standard_normal((batch,) + zoo.models.input_size(name)).astype(np.float32)
         rows = {"nchw": graph.compile(model, x, backend="numba", layout="nchw"),
                 "blocked": graph.compile(model, x, backend="numba", layout="blocked")}
-        fns = {k: (lambda cm=cm: cm(x)) for k, cm in rows.items()}
+        fns = {k: functools.partial(cm, x) for k, cm in rows.items()}
         ref = rows["nchw"](x).data
         diff = float(np.abs(rows["blocked"](x).data - ref).max() / np.abs(ref).max())
         if args.ort:
@@ -58,7 +59,7 @@ def main() -> None:
             so.inter_op_num_threads = 1
             sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
             iname = sess.get_inputs()[0].name
-            fns["onnxruntime"] = lambda: sess.run(None, {iname: x})
+            fns["onnxruntime"] = functools.partial(sess.run, None, {iname: x})
         for f in fns.values():
             f()
         times = {k: [] for k in fns}

@@ -13,7 +13,8 @@ the channel axis:
 - ``from_blocked(x; channels)``: back to (N, channels, H, W);
 - ``blocked_conv2d(x, w, [b], [residual]; <fused_conv2d's attrs>)`` = ``fused_conv2d`` with x, residual and the
   output blocked; ``w`` / ``b`` stay in their usual (O, C/groups, kh, kw) / (O,) forms (a backend derives its own
-  packed form of a constant weight once); groups is 1 or depthwise (groups = C = O);
+  packed form of a constant weight once); groups is 1 or depthwise (groups = C = O); ``activation`` may also be
+  ``"clamp"`` (``act_attrs`` its min / max: ReLU6 as an epilogue);
 - ``blocked_pool(x; op, op_attrs, channels)``: a per-channel window op (``max_pool2d``, ``avg_pool2d``,
   ``adaptive_avg_pool2d``, ``adaptive_max_pool2d``; ``op_attrs`` its attrs as sorted (name, value) pairs) on a
   blocked value.
@@ -96,8 +97,8 @@ def _blocked_conv2d_shape(*ins: Spec, stride, padding, dilation, groups: int, ha
              in_channels=xc, out_channels=w.shape[0])
     y = PRIMITIVES["fused_conv2d"].shape_rule(
         *([unblock_spec(x, xc), w] + ([b] if b is not None else [])), stride=stride, padding=padding,
-        dilation=dilation, groups=groups, has_bias=has_bias, has_residual=False, activation=activation,
-        act_attrs=act_attrs)
+        dilation=dilation, groups=groups, has_bias=has_bias, has_residual=False,
+        activation="none" if activation == "clamp" else activation, act_attrs=act_attrs)
     out = block_spec(y, block)
     if r is not None and r != out:
         fail("blocked_conv2d", "residual must have the blocked output's shape and dtype", residual=r, output=out)
@@ -165,14 +166,18 @@ def _from_blocked_decompose(kernel: Any, x: np.ndarray, *, out: np.ndarray, chan
 
 @blocked_conv2d_p.def_decompose
 def _blocked_conv2d_decompose(kernel: Any, *ins: np.ndarray, out: np.ndarray, has_bias: bool, has_residual: bool,
-                              groups: int, **attrs: Any) -> None:
+                              groups: int, activation: str, act_attrs: tuple = (), **attrs: Any) -> None:
     x, w, b, r = split_inputs(ins, has_bias, has_residual)
     block = x.shape[4]
     xu = _apply(kernel, "from_blocked", x, channels=w.shape[1] * groups)
     args = [xu, w] + ([b] if b is not None else [])
     if r is not None:
         args.append(_apply(kernel, "from_blocked", r, channels=w.shape[0]))
-    y = _apply(kernel, "fused_conv2d", *args, has_bias=has_bias, has_residual=has_residual, groups=groups, **attrs)
+    clamp = activation == "clamp"
+    y = _apply(kernel, "fused_conv2d", *args, has_bias=has_bias, has_residual=has_residual, groups=groups,
+               activation="none" if clamp else activation, act_attrs=() if clamp else act_attrs, **attrs)
+    if clamp:
+        _apply(kernel, "clamp", y, out=y, **dict(act_attrs))
     _apply(kernel, "to_blocked", y, out=out, block=block)
 
 

@@ -75,6 +75,14 @@ def _kind(node: Node, block: int) -> str | None:
     return None
 
 
+def _sole_clamp(g: Graph, y: Value) -> Node | None:
+    """The clamp node that alone reads ``y`` (not a graph output), if any."""
+    if len(y.users) != 1 or g.is_output(y):
+        return None
+    user = next(iter(y.users))
+    return user if user.op.name == "clamp" and len(user.inputs) == 1 else None
+
+
 def _blocked_const(data: np.ndarray, c: int, block: int) -> np.ndarray:
     """A per-channel constant of c channels as (1, Cb, 1, 1, block), pad lanes zero."""
     cb = blocks(c, block)
@@ -90,6 +98,7 @@ class _Rewriter:
         self.g, self.block = graph, block
         self.blocked: dict[int, Value] = {}  # id(NCHW value) -> its blocked twin
         self.channels: dict[int, int] = {}  # id(blocked value) -> channel count
+        self.erased: set[Node] = set()  # nodes absorbed into an earlier blocked node
 
     def to_blocked(self, v: Value, before: Node) -> Value:
         got = self.blocked.get(id(v))
@@ -117,6 +126,13 @@ class _Rewriter:
             new_ins = [self.to_blocked(ins[0], node)] + list(ins[1:])
             if attrs["has_residual"]:
                 new_ins[-1] = self.to_blocked(new_ins[-1], node)
+            clamp = _sole_clamp(g, y) if attrs["activation"] == "none" else None
+            if clamp is not None:  # ReLU6 and other clamps: applied on the accumulators too
+                attrs.update(activation="clamp", act_attrs=tuple(sorted(clamp.attrs.items())))
+                meta["fused"] = list(meta.get("fused", [node.op.name])) + ["clamp"]
+                g.replace_all_uses(clamp.outputs[0], y)
+                g.erase_node(clamp)
+                self.erased.add(clamp)
             out = g.create_node("blocked_conv2d", new_ins, attrs, name=node.name, meta=meta, before=node)
         elif kind == "pool":
             out = g.create_node("blocked_pool", [self.to_blocked(ins[0], node)],
@@ -193,7 +209,7 @@ def layout(graph: Graph) -> PassResult:
         return PassResult(graph, False)
     rw = _Rewriter(graph, int(block))
     for node in list(graph.nodes):
-        kind = _kind(node, rw.block)
+        kind = None if node in rw.erased else _kind(node, rw.block)
         if kind is None or (kind != "conv" and not _is_blocked_input(rw, node)):
             continue
         rw.emit(node, kind)

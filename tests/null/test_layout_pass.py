@@ -56,8 +56,8 @@ def test_non_multiple_channels_padded_and_never_leak():
     assert shapes == {(2, 2, 24, 24, 16), (2, 4, 8, 8, 16)}
     _assert_close(cm(x).data, _eager(m, x))
     # the reorder into blocks zeroes the pad lanes; a conv's ReLU epilogue keeps them zero
-    from graph.executor import eval_op
     from engine.primitive import get_primitive
+    from graph.executor import eval_op
 
     xb = eval_op(get_primitive("to_blocked"), np.ones((1, 20, 3, 3), np.float32), block=16)
     assert xb.shape == (1, 2, 3, 3, 16) and np.all(xb[:, 1, ..., 4:] == 0) and np.all(xb[:, 1, ..., :4] == 1)

@@ -99,62 +99,77 @@ def _conv_dense(xp, rows, taps, wpk, bias, res, out, has_res, lo, hi, sbuf):
 @njit(parallel=True, cache=True, fastmath=True)
 def _conv_depthwise(xp, wpk, bias, res, out, has_res, lo, hi, sh, sw, dh, dw):
     """Depthwise: out[n, cb, y, x, :] = clamp(bias + sum_ij xp[n, cb, y*sh + i*dh, x*sw + j*dw, :] * w[cb, i, j, :]
-    + res), one VL-lane vector FMA per tap; xp (N, CB, Hp, Wp, VL) padded."""
-    nn, ncb, oh, ow, _ = out.shape
+    + res); xp (N, CB, Hp, Wp, VL) padded. Per output row, every tap is one streaming FMA over the row's
+    ow*VL values (unit stride when sw = 1), accumulated in the output row while it sits in L1."""
+    nn, ncb, oh, ow, nl = out.shape
+    hp, wp = xp.shape[2], xp.shape[3]
     kh, kw = wpk.shape[1], wpk.shape[2]
     lo32, hi32 = np.float32(lo), np.float32(hi)
+    xf, of, rf, wf = xp.reshape(-1), out.reshape(-1), res.reshape(-1), wpk.reshape(-1)
     for t in prange(nn * ncb * oh):
         n = t // (ncb * oh)
         cb = (t // oh) % ncb
         y = t % oh
-        acc = np.empty(VL, np.float32)
+        ob = ((n * ncb + cb) * oh + y) * ow * nl
         for x in range(ow):
-            for q in range(VL):
-                acc[q] = bias[cb * VL + q]
-            for i in range(kh):
-                row = xp[n, cb, y * sh + i * dh]
-                for j in range(kw):
-                    src = row[x * sw + j * dw]
-                    wv = wpk[cb, i, j]
-                    for q in range(VL):
-                        acc[q] += src[q] * wv[q]
-            dst = out[n, cb, y, x]
-            if has_res:
-                rv = res[n, cb, y, x]
-                for q in range(VL):
-                    acc[q] += rv[q]
-            for q in range(VL):
-                dst[q] = min(max(acc[q], lo32), hi32)
+            for q in range(nl):
+                of[ob + x * nl + q] = bias[cb * nl + q]
+        for i in range(kh):
+            xb = ((n * ncb + cb) * hp + y * sh + i * dh) * wp * nl
+            for j in range(kw):
+                wo = ((cb * kh + i) * kw + j) * nl
+                xo = xb + j * dw * nl
+                for x in range(ow):
+                    xs = xo + x * sw * nl
+                    for q in range(nl):
+                        of[ob + x * nl + q] += xf[xs + q] * wf[wo + q]
+        for e in range(ob, ob + ow * nl):
+            v = of[e] + rf[e] if has_res else of[e]
+            of[e] = min(max(v, lo32), hi32)
 
 
 @njit(parallel=True, cache=True)
 def pad_blocked(x, xp, pt, pl):
-    """xp (N, CB, Hp, Wp, VL) = x (N, CB, H, W, VL) at (pt, pl), zeros around."""
+    """xp (N, CB, Hp, Wp, VL) = x (N, CB, H, W, VL) at (pt, pl), zeros around (row by row, flat)."""
     nn, ncb, h, w, nl = x.shape
     hp, wp = xp.shape[2], xp.shape[3]
-    for t in prange(nn * ncb):
-        n, cb = t // ncb, t % ncb
-        for a in range(hp):
-            for b in range(wp):
-                ia, ib = a - pt, b - pl
-                if 0 <= ia < h and 0 <= ib < w:
-                    for q in range(nl):
-                        xp[n, cb, a, b, q] = x[n, cb, ia, ib, q]
-                else:
-                    for q in range(nl):
-                        xp[n, cb, a, b, q] = 0.0
+    xf, pf = x.reshape(-1), xp.reshape(-1)
+    for t in prange(nn * ncb * hp):
+        a = t % hp
+        plane = t // hp
+        dst = t * wp * nl
+        ia = a - pt
+        if ia < 0 or ia >= h:
+            for e in range(wp * nl):
+                pf[dst + e] = 0.0
+            continue
+        for e in range(pl * nl):
+            pf[dst + e] = 0.0
+        src = (plane * h + ia) * w * nl
+        for e in range(w * nl):
+            pf[dst + pl * nl + e] = xf[src + e]
+        for e in range((pl + w) * nl, wp * nl):
+            pf[dst + e] = 0.0
+
+
+def _valid_lanes(c: int, kh: int, kw: int) -> np.ndarray:
+    """Which reduction indices ((icb*kh + i)*kw + j)*VL + lane hold a real input channel: the pad lanes of the
+    last input block are left out of the reduction (the 3-channel stem reduces over 3 lanes, not 16)."""
+    icb = blocks(c, VL)
+    lane = np.arange(icb)[:, None, None, None] * VL + np.arange(VL)[None, None, None, :]
+    return np.broadcast_to(lane < c, (icb, kh, kw, VL)).ravel()
 
 
 def pack_dense(w: np.ndarray) -> np.ndarray:
-    """w (O, C, kh, kw) -> (G, K, NV*VL) panels: [g, ((icb*kh + i)*kw + j)*VL + lane, v*VL + q] =
-    w[(g*NV + v)*VL + q, icb*VL + lane, i, j], zeros past O and C."""
+    """w (O, C, kh, kw) -> (G, K, NV*VL) panels: [g, kk, v*VL + q] = w[(g*NV + v)*VL + q, icb*VL + lane, i, j] for
+    the valid reduction indices kk = ((icb*kh + i)*kw + j)*VL + lane (:func:`_valid_lanes`), zeros past O."""
     o, c, kh, kw = w.shape
     ng = blocks(blocks(o, VL), NV)
     icb = blocks(c, VL)
     full = np.zeros((ng * NV * VL, icb * VL, kh, kw), np.float32)
     full[:o, :c] = w
     packed = full.reshape(ng, NV * VL, icb, VL, kh, kw).transpose(0, 2, 4, 5, 3, 1)
-    return np.ascontiguousarray(packed.reshape(ng, icb * kh * kw * VL, NV * VL))
+    return np.ascontiguousarray(packed.reshape(ng, icb * kh * kw * VL, NV * VL)[:, _valid_lanes(c, kh, kw)])
 
 
 def pack_depthwise(w: np.ndarray) -> np.ndarray:
@@ -169,11 +184,13 @@ def pack_depthwise(w: np.ndarray) -> np.ndarray:
 _TABLES: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
 
 
-def offset_tables(icb: int, hp: int, wp: int, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int, oh: int,
+def offset_tables(c: int, hp: int, wp: int, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int, oh: int,
                   ow: int) -> tuple[np.ndarray, np.ndarray]:
-    """(rows, taps) in elements of one padded blocked image: rows[y*ow + x] = (y*sh*wp + x*sw)*VL (padded with 0
-    to whole MR tiles), taps[((c*kh + i)*kw + j)*VL + q] = ((c*hp + i*dh)*wp + j*dw)*VL + q; cached by geometry."""
-    key = (icb, hp, wp, kh, kw, sh, sw, dh, dw, oh, ow)
+    """(rows, taps) in elements of one padded blocked image of c channels: rows[y*ow + x] = (y*sh*wp + x*sw)*VL
+    (padded with 0 to whole MR tiles), taps[((b*kh + i)*kw + j)*VL + q] = ((b*hp + i*dh)*wp + j*dw)*VL + q for the
+    valid lanes (:func:`_valid_lanes`, the order of :func:`pack_dense`); cached by geometry."""
+    key = (c, hp, wp, kh, kw, sh, sw, dh, dw, oh, ow)
+    icb = blocks(c, VL)
     hit = _TABLES.get(key)
     if hit is None:
         pix = ((np.arange(oh)[:, None] * (sh * wp) + np.arange(ow)[None, :] * sw) * VL).ravel()
@@ -183,7 +200,7 @@ def offset_tables(icb: int, hp: int, wp: int, kh: int, kw: int, sh: int, sw: int
                  + np.arange(kw)[None, None, :, None] * dw) * VL + np.arange(VL)[None, None, None, :]).ravel()
         if len(_TABLES) >= 256:
             _TABLES.clear()
-        hit = _TABLES[key] = (rows, taps.astype(np.int64))
+        hit = _TABLES[key] = (rows, taps[_valid_lanes(c, kh, kw)].astype(np.int64))
     return hit
 
 
@@ -215,6 +232,10 @@ def blocked_conv2d(*ins: np.ndarray, out: np.ndarray, stride, padding, dilation,
     n, ob, oh, ow, _ = out.shape
     o = w.shape[0]
     lo, hi = _ACT_CLAMP.get(activation, (-np.inf, np.inf))
+    if activation == "clamp":
+        a = dict(act_attrs)
+        lo = -np.inf if a.get("min") is None else a["min"]
+        hi = np.inf if a.get("max") is None else a["max"]
     res = np.ascontiguousarray(r) if r is not None else out
     xp = _padded(x, pt, pb, pl, pr)
     kh, kw = w.shape[2:]
@@ -224,7 +245,7 @@ def blocked_conv2d(*ins: np.ndarray, out: np.ndarray, stride, padding, dilation,
         if b is not None:
             bias[:o] = b
         wpk = _packed(w, "blocked_dense", pack_dense)
-        rows, taps = offset_tables(x.shape[1], xp.shape[2], xp.shape[3], kh, kw, sh, sw, dh, dw, oh, ow)
+        rows, taps = offset_tables(w.shape[1], xp.shape[2], xp.shape[3], kh, kw, sh, sw, dh, dw, oh, ow)
         sbuf = current_workspace().per_thread("blocked_tile", 2 * NV * MR * VL)
         _conv_dense(xp.reshape(n, -1), rows, taps, wpk, bias, res.reshape(n, ob, oh * ow, VL),
                     out.reshape(n, ob, oh * ow, VL), r is not None, lo, hi, sbuf)
@@ -234,7 +255,7 @@ def blocked_conv2d(*ins: np.ndarray, out: np.ndarray, stride, padding, dilation,
             bias[:o] = b
         wpk = _packed(w, "blocked_depthwise", pack_depthwise)
         _conv_depthwise(xp, wpk, bias, res, out, r is not None, lo, hi, sh, sw, dh, dw)
-    if activation not in _ACT_CLAMP:
+    if activation not in _ACT_CLAMP and activation != "clamp":
         backend.kernel(activation)(out, out=out, **dict(act_attrs))
 
 
