@@ -14,6 +14,7 @@ from .table import backend as backend  # first: the kernel table every module be
 # isort: split
 from . import (  # noqa: F401 - each module registers its kernels
     activation,
+    blocked,
     call,
     elementwise,
     fused,
@@ -29,5 +30,4 @@ from . import (  # noqa: F401 - each module registers its kernels
     shape,
 )
 from .conv import drivers, notes  # noqa: F401
-from . import blocked  # noqa: F401 - after conv: its kernels share conv's workspace
 from .conv.select import choose_conv_algorithm  # noqa: F401
