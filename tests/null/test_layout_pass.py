@@ -13,6 +13,7 @@ import zoo
 from engine.autograd import no_grad
 from engine.tensor import Tensor
 from graph.passes import channel_block
+from graph.render import to_dot
 from tests.null.graph_models import randomize_bn
 
 
@@ -43,6 +44,8 @@ def test_resnet18_blocked_structure_and_report():
     assert ops["to_blocked"] == 1 and ops["from_blocked"] == 1
     lay = cm.report["layout"]
     assert lay["block"] == 16 and len(lay["reorders"]) == 2 and "layout: NCHW16c" in str(cm.report)
+    src = to_dot(cm.graph).source  # the rendered graph shows each value's layout and the reorders
+    assert "layout NCHW16c" in src and "reorder → NCHW16c" in src and "reorder → NCHW<" in src
     blocked = [v for v in cm.plan.offsets if len(v.shape) == 5]  # the planner plans the blocked buffers
     assert blocked and all(v.shape[-1] == 16 for v in blocked)
     _assert_close(cm(x).data, _eager(m, x))
