@@ -31,6 +31,8 @@ KC = 512  # reduction steps per K block: a (KC, NV*VL) weight panel (64 KiB) sta
 GROUP = 4  # pixel tiles per prange item
 _tile2 = make_blocked_tile(MR, 2)
 _tile1 = make_blocked_tile(MR, 1)
+MRD = 12 if AVX512 else 6  # depthwise tile: output pixels (accumulators) of one channel block
+_dw_tile = make_blocked_tile(MRD, 1, depthwise=True)
 
 _ACT_CLAMP = {"none": (-np.inf, np.inf), "relu": (0.0, np.inf)}
 
@@ -96,36 +98,44 @@ def _conv_dense(xp, rows, taps, wpk, bias, res, out, has_res, lo, hi, sbuf):
                                     out[n, 2 * g + v, p0 + r, q] = sc[(v * MR + r) * VL + q]
 
 
-@njit(parallel=True, cache=True, fastmath=True)
-def _conv_depthwise(xp, wpk, bias, res, out, has_res, lo, hi, sh, sw, dh, dw):
-    """Depthwise: out[n, cb, y, x, :] = clamp(bias + sum_ij xp[n, cb, y*sh + i*dh, x*sw + j*dw, :] * w[cb, i, j, :]
-    + res); xp (N, CB, Hp, Wp, VL) padded. Per output row, every tap is one streaming FMA over the row's
-    ow*VL values (unit stride when sw = 1), accumulated in the output row while it sits in L1."""
-    nn, ncb, oh, ow, nl = out.shape
-    hp, wp = xp.shape[2], xp.shape[3]
-    kh, kw = wpk.shape[1], wpk.shape[2]
+@njit(parallel=True, cache=True)
+def _conv_depthwise(xp, rows, taps, wpk, bias, res, out, has_res, lo, hi, sbuf):
+    """Depthwise: out[n, cb, p, :] = clamp(bias + sum_t xp[n, cb, rows[p] + taps[t] : +VL] * w[cb, t, :] + res)
+    for out (N, CB, P, VL), xp (N, CB, L) padded planes, wpk (CB, kh*kw, VL); tiles of MRD output pixels, each
+    tap one vector FMA per pixel with the accumulators in registers."""
+    nn, ncb, npix, _ = out.shape
+    k = taps.shape[0]
+    nrt = (npix + MRD - 1) // MRD
+    nchunk = (nrt + GROUP - 1) // GROUP
     lo32, hi32 = np.float32(lo), np.float32(hi)
-    xf, of, rf, wf = xp.reshape(-1), out.reshape(-1), res.reshape(-1), wpk.reshape(-1)
-    for t in prange(nn * ncb * oh):
-        n = t // (ncb * oh)
-        cb = (t // oh) % ncb
-        y = t % oh
-        ob = ((n * ncb + cb) * oh + y) * ow * nl
-        for x in range(ow):
-            for q in range(nl):
-                of[ob + x * nl + q] = bias[cb * nl + q]
-        for i in range(kh):
-            xb = ((n * ncb + cb) * hp + y * sh + i * dh) * wp * nl
-            for j in range(kw):
-                wo = ((cb * kh + i) * kw + j) * nl
-                xo = xb + j * dw * nl
-                for x in range(ow):
-                    xs = xo + x * sw * nl
-                    for q in range(nl):
-                        of[ob + x * nl + q] += xf[xs + q] * wf[wo + q]
-        for e in range(ob, ob + ow * nl):
-            v = of[e] + rf[e] if has_res else of[e]
-            of[e] = min(max(v, lo32), hi32)
+    r_addr, t_addr = rows.ctypes.data, taps.ctypes.data
+    for t in prange(nn * ncb * nchunk):
+        n = t // (ncb * nchunk)
+        cb = (t // nchunk) % ncb
+        ch = t % nchunk
+        x_addr = xp[n, cb].ctypes.data
+        c_base = out[n, cb].ctypes.data
+        res_base = res[n, cb].ctypes.data if has_res else c_base
+        b_base = wpk[cb].ctypes.data
+        bias_addr = bias[cb * VL:].ctypes.data
+        s = sbuf[numba.get_thread_id()]
+        sc, sr = s[:MRD * VL], s[MRD * VL:2 * MRD * VL]
+        for rt in range(ch * GROUP, min(nrt, (ch + 1) * GROUP)):
+            p0 = rt * MRD
+            if p0 + MRD <= npix:
+                _dw_tile(k, x_addr, r_addr + p0 * 8, t_addr, b_base, VL, c_base + p0 * VL * 4, 0,
+                         res_base + p0 * VL * 4, bias_addr, True, True, has_res, lo32, hi32)
+            else:
+                valid = npix - p0
+                if has_res:
+                    for r in range(valid):
+                        for q in range(VL):
+                            sr[r * VL + q] = res[n, cb, p0 + r, q]
+                _dw_tile(k, x_addr, r_addr + p0 * 8, t_addr, b_base, VL, sc.ctypes.data, 0, sr.ctypes.data,
+                         bias_addr, True, True, has_res, lo32, hi32)
+                for r in range(valid):
+                    for q in range(VL):
+                        out[n, cb, p0 + r, q] = sc[r * VL + q]
 
 
 @njit(parallel=True, cache=True)
@@ -173,29 +183,34 @@ def pack_dense(w: np.ndarray) -> np.ndarray:
 
 
 def pack_depthwise(w: np.ndarray) -> np.ndarray:
-    """w (C, 1, kh, kw) -> (CB, kh, kw, VL), zeros past C."""
+    """w (C, 1, kh, kw) -> (CB, kh*kw, VL), zeros past C."""
     c, _, kh, kw = w.shape
     cb = blocks(c, VL)
     full = np.zeros((cb * VL, kh, kw), np.float32)
     full[:c] = w[:, 0]
-    return np.ascontiguousarray(full.reshape(cb, VL, kh, kw).transpose(0, 2, 3, 1))
+    return np.ascontiguousarray(full.reshape(cb, VL, kh * kw).transpose(0, 2, 1))
 
 
 _TABLES: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
 
 
 def offset_tables(c: int, hp: int, wp: int, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int, oh: int,
-                  ow: int) -> tuple[np.ndarray, np.ndarray]:
+                  ow: int, mr: int = MR) -> tuple[np.ndarray, np.ndarray]:
     """(rows, taps) in elements of one padded blocked image of c channels: rows[y*ow + x] = (y*sh*wp + x*sw)*VL
     (padded with 0 to whole MR tiles), taps[((b*kh + i)*kw + j)*VL + q] = ((b*hp + i*dh)*wp + j*dw)*VL + q for the
-    valid lanes (:func:`_valid_lanes`, the order of :func:`pack_dense`); cached by geometry."""
-    key = (c, hp, wp, kh, kw, sh, sw, dh, dw, oh, ow)
+    valid lanes (:func:`_valid_lanes`, the order of :func:`pack_dense`); cached by geometry. ``c = 0``: the
+    depthwise form, taps[i*kw + j] = (i*dh*wp + j*dw)*VL within one plane; rows padded to whole ``mr`` tiles."""
+    key = (c, hp, wp, kh, kw, sh, sw, dh, dw, oh, ow, mr)
     icb = blocks(c, VL)
     hit = _TABLES.get(key)
     if hit is None:
         pix = ((np.arange(oh)[:, None] * (sh * wp) + np.arange(ow)[None, :] * sw) * VL).ravel()
-        rows = np.zeros(blocks(pix.size, MR) * MR, np.int64)
+        rows = np.zeros(blocks(pix.size, mr) * mr, np.int64)
         rows[:pix.size] = pix
+        if c == 0:
+            taps = ((np.arange(kh)[:, None] * (dh * wp) + np.arange(kw)[None, :] * dw) * VL).ravel()
+            hit = _TABLES[key] = (rows, taps.astype(np.int64))
+            return hit
         taps = ((np.arange(icb)[:, None, None, None] * (hp * wp) + np.arange(kh)[None, :, None, None] * (dh * wp)
                  + np.arange(kw)[None, None, :, None] * dw) * VL + np.arange(VL)[None, None, None, :]).ravel()
         if len(_TABLES) >= 256:
@@ -254,7 +269,10 @@ def blocked_conv2d(*ins: np.ndarray, out: np.ndarray, stride, padding, dilation,
         if b is not None:
             bias[:o] = b
         wpk = _packed(w, "blocked_depthwise", pack_depthwise)
-        _conv_depthwise(xp, wpk, bias, res, out, r is not None, lo, hi, sh, sw, dh, dw)
+        rows, taps = offset_tables(0, xp.shape[2], xp.shape[3], kh, kw, sh, sw, dh, dw, oh, ow, MRD)
+        sbuf = current_workspace().per_thread("blocked_tile", 2 * NV * MR * VL)
+        _conv_depthwise(xp.reshape(n, ob, -1), rows, taps, wpk, bias, res.reshape(n, ob, oh * ow, VL),
+                        out.reshape(n, ob, oh * ow, VL), r is not None, lo, hi, sbuf)
     if activation not in _ACT_CLAMP and activation != "clamp":
         backend.kernel(activation)(out, out=out, **dict(act_attrs))
 

@@ -3,7 +3,7 @@ epilogue (bias, residual, clamp) applied while the accumulators are still in reg
 
 Layouts (all float32, addresses in bytes, offsets in elements):
 
-- A (the input): A(r, kk) = a[rows[r] + taps[kk]]: ``rows`` (MR int64) the offsets of the tile's output pixels'
+- A (the input): A(r, kk) = a[rows[r] + taps[kk]] (depthwise: the VL-vector there): ``rows`` (MR int64) the offsets of the tile's output pixels'
   first taps in the padded blocked image, ``taps`` (k int64) the offsets of the reduction index (input block,
   kernel row, kernel column, input lane). One broadcast load per (r, kk).
 - B (the packed weights): B[kk*bks + v*VL + q]: VL output lanes of block v at reduction index kk.
@@ -24,7 +24,12 @@ from numba.extending import intrinsic
 from ..gemm import VL
 
 
-def make_blocked_tile(mr: int, nv: int):
+def make_blocked_tile(mr: int, nv: int, depthwise: bool = False):
+    """The mr x nv tile. ``depthwise``: A(r, kk) is the VL-lane vector at a[rows[r] + taps[kk]] (each lane its own
+    channel) instead of a broadcast scalar, and nv must be 1: a depthwise layer's tile over mr output pixels of one
+    channel block."""
+    assert not depthwise or nv == 1
+
     @intrinsic
     def tile(typingctx, k, a, rows, taps, b, bks, c, ldv, res, bias, first, last, has_res, lo, hi):
         sig = types.void(types.intp, types.uintp, types.uintp, types.uintp, types.uintp, types.intp, types.uintp,
@@ -77,7 +82,8 @@ def make_blocked_tile(mr: int, nv: int):
             ko = builder.load(builder.gep(kt, [kk]))
             new = []
             for r in range(mr):
-                s = bcast(builder.load(builder.gep(rowp[r], [ko])))
+                src = builder.gep(rowp[r], [ko])
+                s = builder.load(builder.bitcast(src, vptr), align=4) if depthwise else bcast(builder.load(src))
                 new.append([builder.call(fma, [s, bv[v], acc[r][v]]) for v in range(nv)])
             kn = builder.add(kk, ir.Constant(i64, 1))
             end = builder.block
