@@ -15,6 +15,9 @@ the channel axis:
   output blocked; ``w`` / ``b`` stay in their usual (O, C/groups, kh, kw) / (O,) forms (a backend derives its own
   packed form of a constant weight once); groups is 1 or depthwise (groups = C = O); ``activation`` may also be
   ``"clamp"`` (``act_attrs`` its min / max: ReLU6 as an epilogue);
+- ``blocked_scale_shift(x, scale, shift; activation, act_attrs)`` = ``act(x * scale + shift)`` with per-channel
+  (1, Cb, 1, 1, c) scale and shift: an inference BatchNorm that no conv absorbs (DenseNet's BN after a concat) with
+  the ReLU / clamp that follows it, one pass instead of three;
 - ``blocked_pool(x; op, op_attrs, channels)``: a per-channel window op (``max_pool2d``, ``avg_pool2d``,
   ``adaptive_avg_pool2d``, ``adaptive_max_pool2d``; ``op_attrs`` its attrs as sorted (name, value) pairs) on a
   blocked value.
@@ -39,6 +42,7 @@ to_blocked_p = primitive("to_blocked", SHAPE)
 from_blocked_p = primitive("from_blocked", SHAPE)
 blocked_conv2d_p = primitive("blocked_conv2d", FUSED)
 blocked_pool_p = primitive("blocked_pool", POOL)
+blocked_scale_shift_p = primitive("blocked_scale_shift", FUSED)
 
 POOL_OPS = ("max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d")
 
@@ -134,6 +138,25 @@ def _blocked_pool_cost(ins: tuple[Spec, ...], outs: tuple[Spec, ...], op: str, o
                                **_op_attrs(op, op_attrs))
 
 
+@blocked_scale_shift_p.def_shape
+def _blocked_scale_shift_shape(x: Spec, scale: Spec, shift: Spec, activation: str, act_attrs: tuple = ()) -> Spec:
+    _check_blocked("blocked_scale_shift", x)
+    want = (1, x.shape[1], 1, 1, x.shape[4])
+    if scale.shape != want or shift.shape != want or not scale.dtype == shift.dtype == x.dtype:
+        fail("blocked_scale_shift", f"scale and shift must be {want} of the input's dtype", scale=scale, shift=shift,
+             input=x)
+    if activation != "none" and activation not in PRIMITIVES:
+        fail("blocked_scale_shift", "activation must be 'none' or a unary elementwise primitive", activation=activation)
+    return x
+
+
+@blocked_scale_shift_p.def_cost
+def _blocked_scale_shift_cost(ins: tuple[Spec, ...], outs: tuple[Spec, ...], activation: str,
+                              act_attrs: tuple = ()) -> Cost:
+    act = PRIMITIVES[activation].flops_per_element if activation != "none" else 0
+    return Cost(0, outs[0].size * (2 + act), sum(s.nbytes for s in ins), outs[0].nbytes)
+
+
 # --- decompositions: unblock, run the NCHW primitive, block again (temporaries are host arrays) -----------------
 def _apply(lookup: Any, name: str, /, *ins: np.ndarray, out: np.ndarray | None = None, **attrs: Any) -> np.ndarray:
     if out is None:
@@ -187,3 +210,12 @@ def _blocked_pool_decompose(kernel: Any, x: np.ndarray, *, out: np.ndarray, op: 
     xu = _apply(kernel, "from_blocked", x, channels=channels)
     y = _apply(kernel, op, xu, **dict(op_attrs))
     _apply(kernel, "to_blocked", y, out=out, block=x.shape[4])
+
+
+@blocked_scale_shift_p.def_decompose
+def _blocked_scale_shift_decompose(kernel: Any, x: np.ndarray, scale: np.ndarray, shift: np.ndarray, *,
+                                   out: np.ndarray, activation: str, act_attrs: tuple = ()) -> None:
+    _apply(kernel, "mul", x, scale, out=out)
+    _apply(kernel, "add", out, shift, out=out)
+    if activation != "none":
+        _apply(kernel, activation, out, out=out, **dict(act_attrs))

@@ -144,9 +144,16 @@ class _Rewriter:
             shift = bias.data.astype(np.float64) - mean.data.astype(np.float64) * scale
             s = self.const(w, c, scale.astype(x.dtype))
             t = self.const(bias, c, shift.astype(x.dtype))
-            m = g.create_node("mul", [self.to_blocked(x, node), s], name=f"{node.name}.scale", meta=meta,
-                              before=node)
-            out = g.create_node("add", [m.outputs[0], t], name=node.name, meta=meta, before=node)
+            act, act_attrs = "none", ()
+            user = next(iter(y.users)) if len(y.users) == 1 and not g.is_output(y) else None
+            if user is not None and user.op.name in ("relu", "clamp") and len(user.inputs) == 1:
+                act, act_attrs = user.op.name, tuple(sorted(user.attrs.items()))
+                meta["fused"] = ["batch_norm_infer", user.op.name]
+                g.replace_all_uses(user.outputs[0], y)
+                g.erase_node(user)
+                self.erased.add(user)
+            out = g.create_node("blocked_scale_shift", [self.to_blocked(x, node), s, t],
+                                {"activation": act, "act_attrs": act_attrs}, name=node.name, meta=meta, before=node)
         elif kind in ("unary", "binary"):
             new_ins = []
             for v in ins:
@@ -194,7 +201,7 @@ def _is_blocked_input(rw: _Rewriter, node: Node) -> bool:
 def layout(graph: Graph) -> PassResult:
     """Give convolutions (``conv2d`` / ``fused_conv2d`` with groups 1 or depthwise, frozen weights) blocked inputs
     and outputs, and run every per-channel op whose input is already blocked (max/avg/adaptive pools, frozen
-    ``batch_norm_infer`` as a blocked scale and shift, ReLU-family and other finite-preserving elementwise ops,
+    ``batch_norm_infer`` as one blocked scale-and-shift pass with the ReLU / clamp that alone reads it, ReLU-family and other finite-preserving elementwise ops,
     add/sub/mul of blocked values and per-channel constants, concat along channels where every input but the
     last fills whole blocks) on blocked values too. Reorders (``to_blocked`` / ``from_blocked``) remain only where
     an NCHW value meets a blocked op (the graph inputs) and where a blocked value meets an op that needs NCHW

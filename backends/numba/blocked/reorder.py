@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from engine.ops.blocked import blocked_pool_p
+from engine.ops.blocked import blocked_pool_p, blocked_scale_shift_p
 
 from ..table import backend
 
@@ -129,3 +129,32 @@ def blocked_pool(x: np.ndarray, out: np.ndarray, op: str, op_attrs: tuple, chann
             _avg_pool(x, out, kh, kw, sh, sw, 1.0 / (a["divisor"] or kh * kw))
             return
     blocked_pool_p.decomposed_kernel(backend.kernel)(x, out=out, op=op, op_attrs=op_attrs, channels=channels)
+
+
+@njit(parallel=True, cache=True, fastmath=True)
+def _scale_shift(x, scale, shift, out, lo, hi):
+    """out = clamp(x * scale + shift, lo, hi) per lane, for (N, CB, P, VL) arrays and (CB, VL) scale / shift."""
+    nn, ncb, npix, nl = x.shape
+    lo32, hi32 = np.float32(lo), np.float32(hi)
+    for t in prange(nn * ncb):
+        n, cb = t // ncb, t % ncb
+        s, b = scale[cb], shift[cb]
+        for p in range(npix):
+            src, dst = x[n, cb, p], out[n, cb, p]
+            for q in range(nl):
+                dst[q] = min(max(src[q] * s[q] + b[q], lo32), hi32)
+
+
+@backend.register("blocked_scale_shift")
+def blocked_scale_shift(x: np.ndarray, scale: np.ndarray, shift: np.ndarray, out: np.ndarray, activation: str,
+                        act_attrs: tuple = ()) -> None:
+    a = dict(act_attrs)
+    if activation in ("none", "relu", "clamp") and x.flags.c_contiguous and x.dtype == np.float32:
+        lo = 0.0 if activation == "relu" else (a.get("min") if a.get("min") is not None else -np.inf)
+        hi = a.get("max") if activation == "clamp" and a.get("max") is not None else np.inf
+        n, cb, h, w, nl = x.shape
+        _scale_shift(x.reshape(n, cb, h * w, nl), scale.reshape(cb, nl), shift.reshape(cb, nl),
+                     out.reshape(n, cb, h * w, nl), lo if activation != "none" else -np.inf, hi)
+        return
+    blocked_scale_shift_p.decomposed_kernel(backend.kernel)(x, scale, shift, out=out, activation=activation,
+                                                            act_attrs=act_attrs)
