@@ -201,7 +201,8 @@ def _is_blocked_input(rw: _Rewriter, node: Node) -> bool:
 def layout(graph: Graph) -> PassResult:
     """Give convolutions (``conv2d`` / ``fused_conv2d`` with groups 1 or depthwise, frozen weights) blocked inputs
     and outputs, and run every per-channel op whose input is already blocked (max/avg/adaptive pools, frozen
-    ``batch_norm_infer`` as one blocked scale-and-shift pass with the ReLU / clamp that alone reads it, ReLU-family and other finite-preserving elementwise ops,
+    ``batch_norm_infer`` as one blocked scale-and-shift pass with the ReLU / clamp that alone reads it,
+    ReLU-family and other finite-preserving elementwise ops,
     add/sub/mul of blocked values and per-channel constants, concat along channels where every input but the
     last fills whole blocks) on blocked values too. Reorders (``to_blocked`` / ``from_blocked``) remain only where
     an NCHW value meets a blocked op (the graph inputs) and where a blocked value meets an op that needs NCHW

@@ -3,9 +3,9 @@ epilogue (bias, residual, clamp) applied while the accumulators are still in reg
 
 Layouts (all float32, addresses in bytes, offsets in elements):
 
-- A (the input): A(r, kk) = a[rows[r] + taps[kk]] (depthwise: the VL-vector there): ``rows`` (MR int64) the offsets of the tile's output pixels'
-  first taps in the padded blocked image, ``taps`` (k int64) the offsets of the reduction index (input block,
-  kernel row, kernel column, input lane). One broadcast load per (r, kk).
+- A (the input): A(r, kk) = a[rows[r] + taps[kk]] (depthwise: the VL-vector there): ``rows`` (MR int64) the
+  offsets of the tile's output pixels' first taps in the padded blocked image, ``taps`` (k int64) the offsets of
+  the reduction index (input block, kernel row, kernel column, input lane). One broadcast load per (r, kk).
 - B (the packed weights): B[kk*bks + v*VL + q]: VL output lanes of block v at reduction index kk.
 - C (the output, blocked): C[r*VL + v*ldv + q] (ldv: the distance of two output blocks, H*W*VL in place);
   residual the same layout at ``res``.
