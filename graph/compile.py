@@ -33,7 +33,7 @@ from engine.tensor import Tensor
 from .executor import ArenaExecutor, Executor, kernel_for
 from .ir import Graph, Value
 from .memory import MemoryPlan, plan_memory
-from .passes import channel_block, run_passes
+from .passes import channel_block, layout_mode, run_passes
 from .remat import rematerialize, saved_bytes_by_op
 from .trace import drop_examples, trace
 from .training import GraphFunction, make_vjp, split_joint, trace_joint
@@ -80,7 +80,9 @@ class CompileReport(dict):
                      f"lower bound {m['lower_bound_bytes'] / mib:.2f} MiB, fragmentation {m['fragmentation']:.1%}, "
                      f"kernel workspaces {m['workspace_bytes'] / mib:.2f} MiB")
         s = self["stats"]
-        if self.get("layout"):
+        if self.get("layout", {}).get("declined"):
+            lines.append(f"layout: NCHW (blocked layout declined: {self['layout']['declined']})")
+        elif self.get("layout"):
             lay = self["layout"]
             lines.append(f"layout: NCHW{lay['block']}c on {lay['blocked_nodes']} nodes, {len(lay['reorders'])} "
                          f"reorders" + "".join(f"\n  {r}" for r in lay["reorders"]))
@@ -257,6 +259,7 @@ class CompiledModule:
         block = channel_block(self.backend, self.layout)
         if block:
             g.meta["channel_block"] = block
+            g.meta["channel_block_auto"] = layout_mode(self.layout) == "auto"
         g, rows = run_passes(g, self.passes)
         drop_examples(g)
         t2 = time.perf_counter()

@@ -22,7 +22,7 @@ from .cse import cse
 from .dce import dce
 from .fold_bn import fold_bn
 from .fuse_epilogue import fuse_epilogue, fuse_epilogue_joint
-from .layout import channel_block, layout
+from .layout import channel_block, layout, layout_mode
 from .lower_1x1 import lower_1x1
 from .registry import PASSES, GraphPass, Pass, PassResult, check_pipeline, graph_pass, pass_name
 from .remove_dropout import remove_dropout, remove_identities
@@ -101,4 +101,4 @@ def run_passes(graph: Graph, passes: str | Sequence[str | Pass] | None = None, *
 
 __all__ = ["PassResult", "PASSES", "PIPELINES", "GraphPass", "graph_pass", "check_pipeline", "pipeline", "run_passes",
            "resolve", "constant_fold", "cse", "dce", "fold_bn", "fuse_epilogue", "lower_1x1", "remove_dropout",
-           "remove_identities", "fuse_epilogue_joint", "layout", "channel_block"]
+           "remove_identities", "fuse_epilogue_joint", "layout", "channel_block", "layout_mode"]

@@ -196,6 +196,23 @@ def _is_blocked_input(rw: _Rewriter, node: Node) -> bool:
                for v in node.inputs)
 
 
+# layout="auto" declines a graph whose blocked convolutions would do more than this much padded work (MAC-weighted
+# ratio of padded to real output channels): LeNet-5's 20 and 50 channels in blocks of 16 would be 1.33x
+AUTO_MAX_WASTE = 1.2
+
+
+def padding_waste(graph: Graph, block: int) -> float | None:
+    """MAC-weighted padded / real output channels over the float32 convolutions the pass would block (None: none)."""
+    real = padded = 0
+    for n in graph.nodes:
+        if n.op.name in ("conv2d", "fused_conv2d") and _conv_ok(n) and n.outputs[0].dtype == np.float32:
+            o = n.outputs[0].shape[1]
+            macs = n.cost().macs
+            real += macs
+            padded += macs * blocks(o, block) * block / o
+    return padded / real if real else None
+
+
 @graph_pass("layout", after=("fuse_epilogue",), modes=("inference",),
             why="the blocked primitives have no vjp rule; training keeps NCHW")
 def layout(graph: Graph) -> PassResult:
@@ -209,13 +226,23 @@ def layout(graph: Graph) -> PassResult:
     (flatten, linear, reductions, graph outputs); each ``from_blocked`` sits just before its first reader.
 
     Needs ``graph.meta["channel_block"]`` (the block ``c``, e.g. 16 floats for AVX-512); without it the graph is
-    left alone. Run after fuse_epilogue (the fused convolutions carry their epilogue into ``blocked_conv2d``).
+    left alone. With ``graph.meta["channel_block_auto"]`` (``layout="auto"``) it also leaves alone graphs without
+    float32 convolutions and graphs whose pad lanes would add more than ``AUTO_MAX_WASTE - 1`` to the
+    convolutions' multiply-adds (the report's ``layout.declined`` says so). Run after fuse_epilogue (the fused
+    convolutions carry their epilogue into ``blocked_conv2d``).
     Records ``graph.meta["layout"]``: the block, the blocked node count and the reorders that remain.
     """
     block = graph.meta.get("channel_block")
     if not block:
         return PassResult(graph, False)
     rw = _Rewriter(graph, int(block))
+    if graph.meta.get("channel_block_auto"):
+        waste = padding_waste(graph, rw.block)
+        if waste is None or waste > AUTO_MAX_WASTE:
+            graph.meta["layout"] = {"block": rw.block, "blocked_nodes": 0, "reorders": [],
+                                    "declined": "no float32 convolution" if waste is None else
+                                    f"pad lanes would add {waste - 1:.0%} to the convolutions' work"}
+            return PassResult(graph, False)
     for node in list(graph.nodes):
         kind = None if node in rw.erased else _kind(node, rw.block)
         if kind is None or (kind != "conv" and not _is_blocked_input(rw, node)):
@@ -241,11 +268,8 @@ def layout_summary(graph: Graph) -> dict[str, Any]:
 LAYOUTS = ("auto", "blocked", "nchw")
 
 
-def channel_block(backend: Any, layout: str | int | None = None) -> int | None:
-    """The block the layout pass uses when compiling for ``backend`` (None: keep NCHW). ``layout``: ``"auto"``
-    (the backend's ``channel_block`` where it sets ``blocked_by_default``), ``"blocked"`` (the backend's block,
-    16 where it names none: the numpy reference runs blocked graphs by decomposition), ``"nchw"``, or an int block
-    (tests). None reads ``CONVGRAPH_LAYOUT`` (default ``auto``)."""
+def layout_mode(layout: str | int | None = None) -> str | int:
+    """``layout`` checked, or ``CONVGRAPH_LAYOUT`` (default ``auto``) when None: a mode of ``LAYOUTS`` or a block."""
     import os
 
     source = "compile(layout=...)"
@@ -258,6 +282,17 @@ def channel_block(backend: Any, layout: str | int | None = None) -> int | None:
     mode = str(layout).strip().lower()
     if mode not in LAYOUTS:
         raise ValueError(f"{source}: layout must be one of {LAYOUTS} or a block size (got {layout!r})")
+    return mode
+
+
+def channel_block(backend: Any, layout: str | int | None = None) -> int | None:
+    """The block the layout pass uses when compiling for ``backend`` (None: keep NCHW). ``layout``: ``"auto"``
+    (the backend's ``channel_block`` where it sets ``blocked_by_default``), ``"blocked"`` (the backend's block,
+    16 where it names none: the numpy reference runs blocked graphs by decomposition), ``"nchw"``, or an int block
+    (tests). None reads ``CONVGRAPH_LAYOUT`` (default ``auto``)."""
+    mode = layout_mode(layout)
+    if isinstance(mode, int):
+        return mode
     native = getattr(backend, "channel_block", None)
     if mode == "nchw":
         return None

@@ -7,4 +7,4 @@ from ..table import backend
 from . import conv, reorder  # noqa: F401 - each module registers its kernels
 
 backend.channel_block = VL
-backend.blocked_by_default = False
+backend.blocked_by_default = True
