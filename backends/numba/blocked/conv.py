@@ -46,7 +46,7 @@ def _call(nv, kc, a, rows, taps, b, bks, c, ldv, res, bias, first, last, has_res
 
 
 @njit(parallel=True, cache=True)
-def _conv_dense(xp, rows, taps, wpk, bias, res, out, has_res, lo, hi, sbuf):
+def _conv_dense(xp, rows, taps, wpk, bias, res, out, has_res, lo, hi, sbuf, group, kc_max):
     """out[n, ob, p, :] = clamp(sum_k A(p, k) B(k, ob) + bias + res) for out (N, OB, P, VL); xp (N, L) the padded
     blocked images, rows (P padded to whole tiles) / taps the offset tables, wpk (G, K, NV*VL) the packed weights,
     sbuf[thread] scratch for the last, partial pixel tile (its C and residual)."""
@@ -55,13 +55,15 @@ def _conv_dense(xp, rows, taps, wpk, bias, res, out, has_res, lo, hi, sbuf):
     k = taps.shape[0]
     bks = wpk.shape[2]
     nrt = (npix + MR - 1) // MR
-    nchunk = (nrt + GROUP - 1) // GROUP
+    nchunk = (nrt + group - 1) // group
     ldv = npix * VL
     lo32, hi32 = np.float32(lo), np.float32(hi)
     r_addr, t_addr = rows.ctypes.data, taps.ctypes.data
+    # images inside output-block groups: consecutive items (one thread under static scheduling) reuse a group's
+    # weight panel from L2 across images instead of streaming every panel once per image
     for t in prange(nn * ng * nchunk):
-        n = t // (ng * nchunk)
-        g = (t // nchunk) % ng
+        g = t // (nn * nchunk)
+        n = (t // nchunk) % nn
         ch = t % nchunk
         nv = 2 if 2 * g + 1 < ob else 1
         x_addr = xp[n].ctypes.data
@@ -72,9 +74,11 @@ def _conv_dense(xp, rows, taps, wpk, bias, res, out, has_res, lo, hi, sbuf):
         s = sbuf[numba.get_thread_id()]
         sc, sr = s[:NV * MR * VL], s[NV * MR * VL:]
         sc_addr, sr_addr = sc.ctypes.data, sr.ctypes.data
-        rt0, rt1 = ch * GROUP, min(nrt, (ch + 1) * GROUP)
-        for k0 in range(0, k, KC):
-            kc = min(KC, k - k0)
+        rt0, rt1 = ch * group, min(nrt, (ch + 1) * group)
+        nkb = (k + kc_max - 1) // kc_max
+        kstep = (k + nkb - 1) // nkb  # equal K blocks: no short last block
+        for k0 in range(0, k, kstep):
+            kc = min(kstep, k - k0)
             first, last = k0 == 0, k0 + kc >= k
             for rt in range(rt0, rt1):
                 p0 = rt * MR
@@ -262,8 +266,12 @@ def blocked_conv2d(*ins: np.ndarray, out: np.ndarray, stride, padding, dilation,
         wpk = _packed(w, "blocked_dense", pack_dense)
         rows, taps = offset_tables(w.shape[1], xp.shape[2], xp.shape[3], kh, kw, sh, sw, dh, dw, oh, ow)
         sbuf = current_workspace().per_thread("blocked_tile", 2 * NV * MR * VL)
+        ntiles = blocks(oh * ow, MR)
+        # pixel tiles per prange item: GROUP, or every tile of the image where images x groups alone give enough
+        # items (deep layers at batch 1: each weight panel is then read once)
+        group = min(ntiles, 16) if n * ng >= 16 else GROUP
         _conv_dense(xp.reshape(n, -1), rows, taps, wpk, bias, res.reshape(n, ob, oh * ow, VL),
-                    out.reshape(n, ob, oh * ow, VL), r is not None, lo, hi, sbuf)
+                    out.reshape(n, ob, oh * ow, VL), r is not None, lo, hi, sbuf, group, KC)
     else:
         bias = np.zeros(ob * VL, np.float32)
         if b is not None:
