@@ -35,6 +35,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--reps", type=int, default=3, help="calls per round (the round keeps the fastest)")
     ap.add_argument("--ort", action=argparse.BooleanOptionalAction, default=True)
+    ap.add_argument("--profile", action="store_true", help="also profile the blocked model by op")
     args = ap.parse_args()
     threads = int(os.environ.get("NUMBA_NUM_THREADS", os.cpu_count() or 1))
     for key in args.workloads.split(","):
@@ -72,6 +73,23 @@ def main() -> None:
             line += ", " + ", ".join(f"{k}/ort {med[k] / med['onnxruntime']:.2f}" for k in rows)
         print(f"{key} ({name} b{batch}, {threads} threads): {line}; blocked vs nchw max rel diff {diff:.1e}",
               flush=True)
+        if args.profile:
+            _profile(rows["blocked"], x)
+
+
+def _profile(cm, x: np.ndarray, calls: int = 3) -> None:
+    import engine
+
+    with engine.profile() as prof:
+        for _ in range(calls):
+            cm(x)
+    by_op: dict[str, float] = {}
+    for (_, _, _, op), (_, sec) in prof.stats.items():
+        by_op[op] = by_op.get(op, 0.0) + sec
+    wall = prof.wall_s
+    shares = ", ".join(f"{op} {t / wall:.1%}" for op, t in sorted(by_op.items(), key=lambda kv: -kv[1]))
+    print(f"  blocked profile: {wall / calls * 1e3:.1f} ms per call, {len(cm.graph.nodes)} nodes; {shares}, "
+          f"outside kernels {(wall - sum(by_op.values())) / wall:.1%}", flush=True)
 
 
 if __name__ == "__main__":
