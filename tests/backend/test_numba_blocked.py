@@ -139,3 +139,16 @@ def test_auto_layout_blocks_resnet_and_declines_lenet():
     cm = graph.compile(lenet, rng.standard_normal((1, 1, 28, 28)).astype(np.float32), backend="numba")
     assert not cm.graph.find("blocked_conv2d") and "pad lanes would add 33%" in cm.report["layout"]["declined"]
     assert "blocked layout declined" in str(cm.report)
+
+
+def test_onnx_export_of_a_blocked_compiled_module_names_the_way_out():
+    pytest.importorskip("onnx")
+    from graph.onnx import export
+    from graph.onnx.errors import OnnxExportError
+
+    m = zoo.get("resnet18")
+    m.eval()
+    x = np.zeros((1, 3, 32, 32), np.float32)
+    with pytest.raises(OnnxExportError, match="channel-blocked values.*layout='nchw'"):
+        export(graph.compile(m, x, backend="numba"), x)
+    export(graph.compile(m, x, backend="numba", layout="nchw"), x)  # the NCHW graph exports

@@ -22,6 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_model_args(p)
     add_backend_arg(p, "kernel backend")
     p.add_argument("--passes", nargs="+", default=None, help="a pipeline name or a list of pass names")
+    p.add_argument("--layout", default=None, help="auto (default: CONVGRAPH_LAYOUT), blocked or nchw: the activation "
+                   "layout of the compiled graph (graph/passes/layout.py)")
     p.set_defaults(func=run)
 
 
@@ -32,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     x = np.zeros(shape, np.float32)
     backend = args.backend or engine.active_backend().name
     with KernelWatch(backend, args.model) as watch:
-        cm = graph.compile(model, x, backend=args.backend, passes=pipeline_or_passes(args.passes))
+        cm = graph.compile(model, x, backend=args.backend, passes=pipeline_or_passes(args.passes), layout=args.layout)
         cm(x)  # the first run JIT-compiles whatever kernels compiling did not
     print(cm.report)
     print(f"compile + first run: {watch}")
