@@ -9,6 +9,19 @@ from engine.ops.blocked import blocked_pool_p, blocked_scale_shift_p
 
 from ..table import backend
 
+# Below SERIAL_ELEMENTS a kernel runs its loop without threads: a parallel launch costs more than it saves (and
+# much more when other processes hold the cores: 0.42 vs 0.15 ms for a 125k-float pass on the loaded 2-core VM).
+SERIAL_ELEMENTS = 1 << 18
+
+
+def _serial(kernel):
+    """The same loop as ``kernel`` (a parallel njit function) compiled without threads."""
+    return njit(cache=True, fastmath=True)(kernel.py_func)
+
+
+def _pick(parallel, serial, size: int):
+    return serial if size <= SERIAL_ELEMENTS else parallel
+
 
 @njit(parallel=True, cache=True)
 def _to_blocked(x, out):
@@ -39,14 +52,17 @@ def _from_blocked(x, out):
             row[z] = x[n, cb, y, z, q]
 
 
+_to_blocked_serial, _from_blocked_serial = _serial(_to_blocked), _serial(_from_blocked)
+
+
 @backend.register("to_blocked")
 def to_blocked(x: np.ndarray, out: np.ndarray, block: int) -> None:
-    _to_blocked(x, out)
+    _pick(_to_blocked, _to_blocked_serial, out.size)(x, out)
 
 
 @backend.register("from_blocked")
 def from_blocked(x: np.ndarray, out: np.ndarray, channels: int) -> None:
-    _from_blocked(x, out)
+    _pick(_from_blocked, _from_blocked_serial, x.size)(x, out)
 
 
 @njit(parallel=True, cache=True, fastmath=True)
@@ -111,22 +127,25 @@ def _global_avg(x, out):
             out[n, cb, 0, 0, q] = acc[q] / (h * w)
 
 
+_max_pool_serial, _avg_pool_serial, _global_avg_serial = _serial(_max_pool), _serial(_avg_pool), _serial(_global_avg)
+
+
 @backend.register("blocked_pool")
 def blocked_pool(x: np.ndarray, out: np.ndarray, op: str, op_attrs: tuple, channels: int) -> None:
     a = dict(op_attrs)
     x = np.ascontiguousarray(x)
     if op == "max_pool2d":
         (kh, kw), (sh, sw), (pt, pl), (dh, dw) = a["kernel"], a["stride"], a["padding"], a["dilation"]
-        _max_pool(x, out, kh, kw, sh, sw, pt, pl, dh, dw)
+        _pick(_max_pool, _max_pool_serial, x.size)(x, out, kh, kw, sh, sw, pt, pl, dh, dw)
         return
     if op == "adaptive_avg_pool2d" and tuple(a["output_size"]) == (1, 1):
-        _global_avg(x, out)
+        _pick(_global_avg, _global_avg_serial, x.size)(x, out)
         return
     if op == "avg_pool2d" and tuple(a["padding"]) == (0, 0):
         (kh, kw), (sh, sw) = a["kernel"], a["stride"]
         n, cb, oh, ow, _ = out.shape
         if (oh - 1) * sh + kh <= x.shape[2] and (ow - 1) * sw + kw <= x.shape[3]:  # every window inside
-            _avg_pool(x, out, kh, kw, sh, sw, 1.0 / (a["divisor"] or kh * kw))
+            _pick(_avg_pool, _avg_pool_serial, x.size)(x, out, kh, kw, sh, sw, 1.0 / (a["divisor"] or kh * kw))
             return
     blocked_pool_p.decomposed_kernel(backend.kernel)(x, out=out, op=op, op_attrs=op_attrs, channels=channels)
 
@@ -145,10 +164,7 @@ def _scale_shift(x, scale, shift, out, lo, hi):
                 dst[p + q] = min(max(src[p + q] * s[q] + b[q], lo32), hi32)
 
 
-# the same loop without threads: below SERIAL_ELEMENTS a parallel launch costs more than it saves (and much more
-# when other processes hold the cores: 0.42 vs 0.15 ms at 125k floats on the loaded 2-core VM)
-_scale_shift_serial = njit(cache=True, fastmath=True)(_scale_shift.py_func)
-SERIAL_ELEMENTS = 1 << 18
+_scale_shift_serial = _serial(_scale_shift)
 
 
 @backend.register("blocked_scale_shift")
@@ -159,7 +175,7 @@ def blocked_scale_shift(x: np.ndarray, scale: np.ndarray, shift: np.ndarray, out
         lo = 0.0 if activation == "relu" else (a.get("min") if a.get("min") is not None else -np.inf)
         hi = a.get("max") if activation == "clamp" and a.get("max") is not None else np.inf
         n, cb, h, w, nl = x.shape
-        run = _scale_shift_serial if x.size <= SERIAL_ELEMENTS else _scale_shift
+        run = _pick(_scale_shift, _scale_shift_serial, x.size)
         run(x.reshape(n * cb, h * w * nl), scale.reshape(cb, nl), shift.reshape(cb, nl),
             out.reshape(n * cb, h * w * nl), lo if activation != "none" else -np.inf, hi)
         return
