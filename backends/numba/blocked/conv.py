@@ -102,29 +102,55 @@ def _conv_dense(xp, rows, taps, wpk, bias, res, out, has_res, lo, hi, sbuf, grou
                                     out[n, 2 * g + v, p0 + r, q] = sc[(v * MR + r) * VL + q]
 
 
+@njit(cache=True)
+def _pad_plane(src, dst, h, w, hp, wp, pt, pl, nl):
+    """dst (hp*wp*nl, flat) = the flat (h, w, nl) plane src at (pt, pl), zeros around."""
+    for a in range(hp):
+        base = a * wp * nl
+        ia = a - pt
+        if ia < 0 or ia >= h:
+            for e in range(wp * nl):
+                dst[base + e] = 0.0
+            continue
+        for e in range(pl * nl):
+            dst[base + e] = 0.0
+        s0 = ia * w * nl
+        for e in range(w * nl):
+            dst[base + pl * nl + e] = src[s0 + e]
+        for e in range((pl + w) * nl, wp * nl):
+            dst[base + e] = 0.0
+
+
 @njit(parallel=True, cache=True)
-def _conv_depthwise(xp, rows, taps, wpk, bias, res, out, has_res, lo, hi, sbuf):
-    """Depthwise: out[n, cb, p, :] = clamp(bias + sum_t xp[n, cb, rows[p] + taps[t] : +VL] * w[cb, t, :] + res)
-    for out (N, CB, P, VL), xp (N, CB, L) padded planes, wpk (CB, kh*kw, VL); tiles of MRD output pixels, each
-    tap one vector FMA per pixel with the accumulators in registers."""
+def _conv_depthwise(x, rows, taps, wpk, bias, res, out, has_res, lo, hi, sbuf, pbuf, pt, pl, hp, wp):
+    """Depthwise: out[n, cb, p, :] = clamp(bias + sum_t xp[rows[p] + taps[t] : +VL] * w[cb, t, :] + res) for out
+    (N, CB, P, VL), x (N, CB, H, W, VL), wpk (CB, kh*kw, VL). One prange item per (image, channel
+    block): its plane is zero-padded to hp x wp into the thread's pbuf row (in cache, no separate padding pass),
+    then tiles of MRD output pixels run with one vector FMA per tap and pixel, accumulators in registers."""
     nn, ncb, npix, _ = out.shape
     k = taps.shape[0]
     nrt = (npix + MRD - 1) // MRD
-    nchunk = (nrt + GROUP - 1) // GROUP
     lo32, hi32 = np.float32(lo), np.float32(hi)
     r_addr, t_addr = rows.ctypes.data, taps.ctypes.data
-    for t in prange(nn * ncb * nchunk):
-        n = t // (ncb * nchunk)
-        cb = (t // nchunk) % ncb
-        ch = t % nchunk
-        x_addr = xp[n, cb].ctypes.data
+    h, w = x.shape[2], x.shape[3]
+    padded = hp != h or wp != w
+    for t in prange(nn * ncb):
+        n = t // ncb
+        cb = t % ncb
+        tid = numba.get_thread_id()
+        if padded:
+            xq = pbuf[tid]
+            _pad_plane(x[n, cb].reshape(-1), xq, h, w, hp, wp, pt, pl, VL)
+            x_addr = xq.ctypes.data
+        else:
+            x_addr = x[n, cb].ctypes.data
         c_base = out[n, cb].ctypes.data
         res_base = res[n, cb].ctypes.data if has_res else c_base
         b_base = wpk[cb].ctypes.data
         bias_addr = bias[cb * VL:].ctypes.data
-        s = sbuf[numba.get_thread_id()]
+        s = sbuf[tid]
         sc, sr = s[:MRD * VL], s[MRD * VL:2 * MRD * VL]
-        for rt in range(ch * GROUP, min(nrt, (ch + 1) * GROUP)):
+        for rt in range(nrt):
             p0 = rt * MRD
             if p0 + MRD <= npix:
                 _dw_tile(k, x_addr, r_addr + p0 * 8, t_addr, b_base, VL, c_base + p0 * VL * 4, 0,
@@ -256,9 +282,9 @@ def blocked_conv2d(*ins: np.ndarray, out: np.ndarray, stride, padding, dilation,
         lo = -np.inf if a.get("min") is None else a["min"]
         hi = np.inf if a.get("max") is None else a["max"]
     res = np.ascontiguousarray(r) if r is not None else out
-    xp = _padded(x, pt, pb, pl, pr)
     kh, kw = w.shape[2:]
     if groups == 1:
+        xp = _padded(x, pt, pb, pl, pr)
         ng = blocks(ob, NV)
         bias = np.zeros(ng * NV * VL, np.float32)
         if b is not None:
@@ -277,10 +303,13 @@ def blocked_conv2d(*ins: np.ndarray, out: np.ndarray, stride, padding, dilation,
         if b is not None:
             bias[:o] = b
         wpk = _packed(w, "blocked_depthwise", pack_depthwise)
-        rows, taps = offset_tables(0, xp.shape[2], xp.shape[3], kh, kw, sh, sw, dh, dw, oh, ow, MRD)
-        sbuf = current_workspace().per_thread("blocked_tile", 2 * NV * MR * VL)
-        _conv_depthwise(xp.reshape(n, ob, -1), rows, taps, wpk, bias, res.reshape(n, ob, oh * ow, VL),
-                        out.reshape(n, ob, oh * ow, VL), r is not None, lo, hi, sbuf)
+        hp, wp = x.shape[2] + pt + pb, x.shape[3] + pl + pr
+        rows, taps = offset_tables(0, hp, wp, kh, kw, sh, sw, dh, dw, oh, ow, MRD)
+        ws = current_workspace()
+        sbuf = ws.per_thread("blocked_tile", 2 * NV * MR * VL)
+        pbuf = ws.per_thread("blocked_dwpad", hp * wp * VL)
+        _conv_depthwise(np.ascontiguousarray(x), rows, taps, wpk, bias, res.reshape(n, ob, oh * ow, VL),
+                        out.reshape(n, ob, oh * ow, VL), r is not None, lo, hi, sbuf, pbuf, pt, pl, hp, wp)
     if activation not in _ACT_CLAMP and activation != "clamp":
         backend.kernel(activation)(out, out=out, **dict(act_attrs))
 
