@@ -33,7 +33,7 @@ from engine.tensor import Tensor
 from .executor import ArenaExecutor, Executor, kernel_for
 from .ir import Graph, Value
 from .memory import MemoryPlan, plan_memory
-from .passes import run_passes
+from .passes import channel_block, layout_mode, run_passes
 from .remat import rematerialize, saved_bytes_by_op
 from .trace import drop_examples, trace
 from .training import GraphFunction, make_vjp, split_joint, trace_joint
@@ -55,7 +55,8 @@ def spec_of(x: Any) -> Spec:
 class CompileReport(dict):
     """The compile report (a dict; ``str()`` formats it). Keys: ``model``, ``backend``, ``training``,
     ``input_shapes``, ``passes`` (one row per pass: changed, nodes before/after, kernels, FLOPs, bytes, time),
-    ``fold_errors`` (node -> max abs error of the folded subgraph), ``memory`` (naive / arena / lower bound /
+    ``fold_errors`` (node -> max abs error of the folded subgraph), ``layout`` (the layout pass: block, blocked nodes,
+    every reorder that remains; empty when the graph stayed NCHW), ``memory`` (naive / arena / lower bound /
     fragmentation / kernel workspaces), ``transfer`` (host<->device bytes per call, ``h2d_bytes`` / ``d2h_bytes``:
     0 on a host backend), ``stats`` (final kernels, MACs, FLOPs, bytes), ``kernels`` (node -> kernel
     used, with its algorithm note in brackets), ``algorithms`` (node -> the backend's algorithm note, where it gives
@@ -85,6 +86,12 @@ class CompileReport(dict):
         if t is not None:
             lines.append(f"host<->device per call: {t['h2d_bytes']} bytes in, {t['d2h_bytes']} bytes out")
         s = self["stats"]
+        if self.get("layout", {}).get("declined"):
+            lines.append(f"layout: NCHW (blocked layout declined: {self['layout']['declined']})")
+        elif self.get("layout"):
+            lay = self["layout"]
+            lines.append(f"layout: NCHW{lay['block']}c on {lay['blocked_nodes']} nodes, {len(lay['reorders'])} "
+                         f"reorders" + "".join(f"\n  {r}" for r in lay["reorders"]))
         lines.append(f"final: {s['kernels']} kernels, {s['macs'] / 1e9:.3f} GMACs = {s['flops'] / 1e9:.3f} GFLOPs")
         if self.get("algorithms"):  # the backend's per-node notes (conv: the chosen algorithm, measured or not)
             lines.append("algorithms:")
@@ -177,6 +184,7 @@ def make_report(model: Any, backend: Backend, g: Graph, plan: MemoryPlan | None,
     return CompileReport(
         model=type(model).__name__, backend=backend.name, training=bool(g.meta.get("training")),
         input_shapes=[list(s.shape) for s in specs], passes=rows, fold_errors=dict(g.meta.get("fold_errors", {})),
+        layout=dict(g.meta.get("layout", {})),
         fold_error_input="example input" if not g.meta.get("abstract") else "probe input (abstract trace)",
         memory=memory, stats=g.stats(), kernels={n: f"{d} [{a}]" if a else d for n, (d, a) in described.items()},
         algorithms={n: a for n, (_, a) in described.items() if a}, autotune=autotune,
@@ -213,8 +221,9 @@ class CompiledModule:
 
     def __init__(self, model: Any, backend: str | Backend | None = None, passes: Any = None, *, arena: bool = True,
                  reorder: bool = True, abstract: bool = True, memory_budget: int | float | None = None,
-                 autotune: bool = False):
+                 autotune: bool = False, layout: str | int | None = None):
         self.model = model
+        self.layout = layout
         self.memory_budget = memory_budget
         self.backend = active_backend() if backend is None else get_backend(backend)
         self.passes = passes
@@ -266,6 +275,10 @@ class CompiledModule:
         g.meta.setdefault("frozen", not g.meta["training"])
         g.verify()
         t1 = time.perf_counter()
+        block = channel_block(self.backend, self.layout)
+        if block:
+            g.meta["channel_block"] = block
+            g.meta["channel_block_auto"] = layout_mode(self.layout) == "auto"
         g, rows = run_passes(g, self.passes)
         drop_examples(g)
         t2 = time.perf_counter()
@@ -439,7 +452,8 @@ def _describe_kernel(backend: Backend, node: Any) -> tuple[str, str | None]:
 
 def compile(model: Any, *example_inputs: Any, backend: str | Backend | None = None, passes: Any = None,  # noqa: A001
             arena: bool = True, reorder: bool = True, abstract: bool = True, check: bool = False,
-            memory_budget: int | float | None = None, autotune: bool = False) -> CompiledModule:
+            memory_budget: int | float | None = None, autotune: bool = False,
+            layout: str | int | None = None) -> CompiledModule:
     """Compile ``model`` for ``example_inputs`` (Tensors, arrays or :class:`engine.Spec`).
 
     ``backend``: the kernel backend, by default the active one (``engine.active_backend()``, as in eager mode:
@@ -450,10 +464,11 @@ def compile(model: Any, *example_inputs: Any, backend: str | Backend | None = No
     ``memory_budget`` (train mode: bytes, or a fraction <= 1 of the plan without recomputation): recompute forward
     values in the backward until the planned peak of the whole step fits (graph/remat.py). ``autotune``: the
     backend may time candidate algorithms per shape (numba conv) instead of using its heuristic; the report shows
-    the measurements.
+    the measurements. ``layout`` (eval mode): ``"auto"`` (channel-blocked values where the backend runs them by
+    default), ``"blocked"``, ``"nchw"`` or a block size; None reads ``CONVGRAPH_LAYOUT`` (graph/passes/layout.py).
     """
     cm = CompiledModule(model, backend, passes, arena=arena, reorder=reorder, abstract=abstract,
-                        memory_budget=memory_budget, autotune=autotune)
+                        memory_budget=memory_budget, autotune=autotune, layout=layout)
     cm.compile_for(*example_inputs)
     if check:
         cm.check(*example_inputs)

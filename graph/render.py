@@ -52,6 +52,10 @@ def _node_label(node: Node) -> str:
     if node.module:
         lines.append(f'<FONT POINT-SIZE="9">{html.escape(node.module)}</FONT>')
     lines.append(html.escape(" · ".join(_shape(o.shape) for o in node.outputs)))
+    layout = _layout(node.outputs[0]) if node.outputs else None
+    if layout is not None:  # the layout pass's work: blocked values and the reorders that remain
+        what = f"reorder → {layout}" if prim.name in ("to_blocked", "from_blocked") else f"layout {layout}"
+        lines.append(f'<FONT POINT-SIZE="9" COLOR="#1f5fbf">{html.escape(what)}</FONT>')
     cost = node.cost()
     params = _node_params(node)
     facts = []
@@ -175,8 +179,18 @@ def _add_op(dot: Any, node: Node, prefix: str) -> None:
              color=color, penwidth=width)
 
 
+def _layout(v: Value) -> str | None:
+    """A value's layout where the layout pass chose one (``NCHW16c`` for blocked values, ``NCHW`` after a
+    reorder back), else None."""
+    p = v.producer
+    if p is None or "layout" not in p.meta:
+        return None
+    return "NCHW" if p.op.name == "from_blocked" else f"NCHW{v.shape[-1]}c"
+
+
 def _edge_label(v: Value) -> str:
-    return f"{_shape(v.shape)}\n{fmt_bytes(v.nbytes)}"
+    layout = _layout(v)
+    return f"{_shape(v.shape)}\n{fmt_bytes(v.nbytes)}" + (f"\n{layout}" if layout else "")
 
 
 def _digraph(name: str):

@@ -14,6 +14,7 @@ from .table import backend as backend  # first: the kernel table every module be
 # isort: split
 from . import (  # noqa: F401 - each module registers its kernels
     activation,
+    blocked,
     call,
     elementwise,
     fused,

@@ -51,8 +51,16 @@ def broadcast_to(x: np.ndarray, out: np.ndarray, shape: tuple[int, ...]) -> None
     copy(x, out)  # run_unary broadcasts x to out.shape with zero strides
 
 
+_CONCAT_SERIAL_BYTES = 8 << 20
+
+
 @backend.register("concat")
 def concat(*xs: np.ndarray, out: np.ndarray, axis: int) -> None:
+    if len(xs) > 2 and out.nbytes <= _CONCAT_SERIAL_BYTES:
+        # many small inputs (DenseNet's concat of every earlier feature map): one serial copy beats one parallel
+        # launch per input, whose start and join dominate at these sizes
+        np.concatenate(xs, axis=axis, out=out)
+        return
     start = 0
     for x in xs:  # one parallel copy per input tensor
         idx = (slice(None),) * axis + (slice(start, start + x.shape[axis]),)

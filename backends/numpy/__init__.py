@@ -5,6 +5,7 @@ Each kernel has the signature ``kernel(*inputs, out, **attrs)`` and writes its r
 
 from . import (  # noqa: F401 - each module registers its kernels
     activation,
+    blocked,
     call,
     conv,
     elementwise,

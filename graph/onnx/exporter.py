@@ -46,6 +46,10 @@ def _graph_of(model: Any, inputs: Sequence[Any], fused: bool, training: bool = F
         compiled = model.compile_for(*inputs)
         if compiled.graph.meta.get("training"):
             raise OnnxExportError("export: the compiled module is in train mode; call .eval() on its model first")
+        if compiled.graph.meta.get("layout", {}).get("blocked_nodes"):
+            raise OnnxExportError("export: the compiled graph runs on channel-blocked values (the layout pass), "
+                                  "which ONNX has no operators for; export the model itself (fused=True for the "
+                                  "fused graph) or compile it with layout='nchw'")
         return compiled.graph, type(model.model).__name__
     was = bool(getattr(model, "training", False))
     if hasattr(model, "train"):

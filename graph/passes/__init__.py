@@ -22,6 +22,7 @@ from .cse import cse
 from .dce import dce
 from .fold_bn import fold_bn
 from .fuse_epilogue import fuse_epilogue, fuse_epilogue_joint
+from .layout import channel_block, layout, layout_mode
 from .lower_1x1 import lower_1x1
 from .registry import PASSES, GraphPass, Pass, PassResult, check_pipeline, graph_pass, pass_name
 from .remove_dropout import remove_dropout, remove_identities
@@ -55,10 +56,11 @@ def resolve(passes: str | Sequence[str | Pass] | None, training: bool = False) -
 
 PIPELINES: dict[str, list[str]] = {
     # eval-mode inference: clean up, fold BN into convs, then fuse conv/linear epilogues
-    "inference": pipeline("remove_dropout", "dce", "cse", "constant_fold", "fold_bn", "fuse_epilogue", "dce"),
+    "inference": pipeline("remove_dropout", "dce", "cse", "constant_fold", "fold_bn", "fuse_epilogue", "layout",
+                          "dce"),
     # as above, but 1x1 stride-1 convs become matmuls before fusion (they then stay unfused)
     "inference_lower_1x1": pipeline("remove_dropout", "dce", "cse", "constant_fold", "fold_bn", "lower_1x1",
-                                    "fuse_epilogue", "dce"),
+                                    "fuse_epilogue", "layout", "dce"),
     # training-mode graphs: only rewrites that keep batch statistics and dropout
     "training": pipeline("remove_identities", "dce", "cse"),
     # joint forward+backward graphs (compile() in train mode, compile_step): the backward is explicit nodes, so
@@ -99,4 +101,4 @@ def run_passes(graph: Graph, passes: str | Sequence[str | Pass] | None = None, *
 
 __all__ = ["PassResult", "PASSES", "PIPELINES", "GraphPass", "graph_pass", "check_pipeline", "pipeline", "run_passes",
            "resolve", "constant_fold", "cse", "dce", "fold_bn", "fuse_epilogue", "lower_1x1", "remove_dropout",
-           "remove_identities", "fuse_epilogue_joint"]
+           "remove_identities", "fuse_epilogue_joint", "layout", "channel_block", "layout_mode"]

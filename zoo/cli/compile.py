@@ -30,6 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_backend_arg(p, "kernel backend")
     add_device_arg(p)
     p.add_argument("--passes", nargs="+", default=None, help="a pipeline name or a list of pass names")
+    p.add_argument("--layout", default=None, help="auto (default: CONVGRAPH_LAYOUT), blocked or nchw: the activation "
+                   "layout of the compiled graph (graph/passes/layout.py)")
     p.set_defaults(func=run)
 
 
@@ -42,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     backend = chosen or engine.active_backend().name
     model.to(engine.get_backend(backend).device)
     with KernelWatch(backend, args.model) as watch:
-        cm = graph.compile(model, x, backend=backend, passes=pipeline_or_passes(args.passes))
+        cm = graph.compile(model, x, backend=backend, passes=pipeline_or_passes(args.passes), layout=args.layout)
         cm(x)  # the first run JIT-compiles whatever kernels compiling did not
     print(cm.report)
     print(f"compile + first run: {watch}")

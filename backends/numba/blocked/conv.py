@@ -1,0 +1,317 @@
+"""``blocked_conv2d`` on the numba backend: a direct convolution on channel-blocked (NCHWc) values.
+
+Dense layers (groups = 1): every output pixel row of MR pixels x NV output blocks is one register tile
+(:mod:`.tile`) over the reduction (input block, kernel row, kernel column, input lane), reading the zero-padded
+blocked input through offset tables (any kernel size, stride and dilation; a 1x1 layer without padding reads the
+input in place: a GEMM on the blocked layout), the weights packed once per constant as (group of NV output blocks,
+K, NV*VL) panels. The epilogue (bias = folded BN, residual, ReLU / clamp) runs on the accumulators before the
+store; other activations run in place on the output right after. prange items are (image, output-block group,
+group of pixel tiles), so batch 1 keeps every thread busy. Depthwise layers (groups = C = O) are a vector FMA per
+tap over the VL lanes.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from engine.ops.blocked import blocked_conv2d_p, blocks
+from engine.ops.fused import split_inputs
+
+from ..conv.geometry import geom
+from ..conv.workspace import current_workspace, derived
+from ..gemm import AVX512, VL
+from ..table import backend
+from .tile import make_blocked_tile
+
+MR = 10 if AVX512 else 5  # output pixels per tile: MR*NV accumulators + NV weight vectors + a broadcast
+NV = 2
+KC = 512  # reduction steps per K block: a (KC, NV*VL) weight panel (64 KiB) stays in L2 across the tiles
+GROUP = 4  # pixel tiles per prange item
+_tile2 = make_blocked_tile(MR, 2)
+_tile1 = make_blocked_tile(MR, 1)
+MRD = 12 if AVX512 else 6  # depthwise tile: output pixels (accumulators) of one channel block
+_dw_tile = make_blocked_tile(MRD, 1, depthwise=True)
+
+_ACT_CLAMP = {"none": (-np.inf, np.inf), "relu": (0.0, np.inf)}
+
+
+@njit(cache=True, inline="always")
+def _call(nv, kc, a, rows, taps, b, bks, c, ldv, res, bias, first, last, has_res, lo, hi):
+    if nv == 2:
+        _tile2(kc, a, rows, taps, b, bks, c, ldv, res, bias, first, last, has_res, lo, hi)
+    else:
+        _tile1(kc, a, rows, taps, b, bks, c, ldv, res, bias, first, last, has_res, lo, hi)
+
+
+@njit(parallel=True, cache=True)
+def _conv_dense(xp, rows, taps, wpk, bias, res, out, has_res, lo, hi, sbuf, group, kc_max):
+    """out[n, ob, p, :] = clamp(sum_k A(p, k) B(k, ob) + bias + res) for out (N, OB, P, VL); xp (N, L) the padded
+    blocked images, rows (P padded to whole tiles) / taps the offset tables, wpk (G, K, NV*VL) the packed weights,
+    sbuf[thread] scratch for the last, partial pixel tile (its C and residual)."""
+    nn, ob, npix, _ = out.shape
+    ng = wpk.shape[0]
+    k = taps.shape[0]
+    bks = wpk.shape[2]
+    nrt = (npix + MR - 1) // MR
+    nchunk = (nrt + group - 1) // group
+    ldv = npix * VL
+    lo32, hi32 = np.float32(lo), np.float32(hi)
+    r_addr, t_addr = rows.ctypes.data, taps.ctypes.data
+    # images inside output-block groups: consecutive items (one thread under static scheduling) reuse a group's
+    # weight panel from L2 across images instead of streaming every panel once per image
+    for t in prange(nn * ng * nchunk):
+        g = t // (nn * nchunk)
+        n = (t // nchunk) % nn
+        ch = t % nchunk
+        nv = 2 if 2 * g + 1 < ob else 1
+        x_addr = xp[n].ctypes.data
+        c_base = out[n, 2 * g].ctypes.data
+        res_base = res[n, 2 * g].ctypes.data if has_res else c_base
+        b_base = wpk[g].ctypes.data
+        bias_addr = bias[2 * g * VL:].ctypes.data
+        s = sbuf[numba.get_thread_id()]
+        sc, sr = s[:NV * MR * VL], s[NV * MR * VL:]
+        sc_addr, sr_addr = sc.ctypes.data, sr.ctypes.data
+        rt0, rt1 = ch * group, min(nrt, (ch + 1) * group)
+        nkb = (k + kc_max - 1) // kc_max
+        kstep = (k + nkb - 1) // nkb  # equal K blocks: no short last block
+        for k0 in range(0, k, kstep):
+            kc = min(kstep, k - k0)
+            first, last = k0 == 0, k0 + kc >= k
+            for rt in range(rt0, rt1):
+                p0 = rt * MR
+                if p0 + MR <= npix:
+                    _call(nv, kc, x_addr, r_addr + p0 * 8, t_addr + k0 * 8, b_base + k0 * bks * 4, bks,
+                          c_base + p0 * VL * 4, ldv, res_base + p0 * VL * 4, bias_addr, first, last, has_res,
+                          lo32, hi32)
+                else:  # the partial tile runs on scratch (its sums stay there across K blocks), copied out at the end
+                    valid = npix - p0
+                    if last and has_res:
+                        for v in range(nv):
+                            for r in range(valid):
+                                for q in range(VL):
+                                    sr[(v * MR + r) * VL + q] = res[n, 2 * g + v, p0 + r, q]
+                    _call(nv, kc, x_addr, r_addr + p0 * 8, t_addr + k0 * 8, b_base + k0 * bks * 4, bks, sc_addr,
+                          MR * VL, sr_addr, bias_addr, first, last, has_res, lo32, hi32)
+                    if last:
+                        for v in range(nv):
+                            for r in range(valid):
+                                for q in range(VL):
+                                    out[n, 2 * g + v, p0 + r, q] = sc[(v * MR + r) * VL + q]
+
+
+@njit(cache=True)
+def _pad_plane(src, dst, h, w, hp, wp, pt, pl, nl):
+    """dst (hp*wp*nl, flat) = the flat (h, w, nl) plane src at (pt, pl), zeros around."""
+    for a in range(hp):
+        base = a * wp * nl
+        ia = a - pt
+        if ia < 0 or ia >= h:
+            for e in range(wp * nl):
+                dst[base + e] = 0.0
+            continue
+        for e in range(pl * nl):
+            dst[base + e] = 0.0
+        s0 = ia * w * nl
+        for e in range(w * nl):
+            dst[base + pl * nl + e] = src[s0 + e]
+        for e in range((pl + w) * nl, wp * nl):
+            dst[base + e] = 0.0
+
+
+@njit(parallel=True, cache=True)
+def _conv_depthwise(x, rows, taps, wpk, bias, res, out, has_res, lo, hi, sbuf, pbuf, pt, pl, hp, wp):
+    """Depthwise: out[n, cb, p, :] = clamp(bias + sum_t xp[rows[p] + taps[t] : +VL] * w[cb, t, :] + res) for out
+    (N, CB, P, VL), x (N, CB, H, W, VL), wpk (CB, kh*kw, VL). One prange item per (image, channel
+    block): its plane is zero-padded to hp x wp into the thread's pbuf row (in cache, no separate padding pass),
+    then tiles of MRD output pixels run with one vector FMA per tap and pixel, accumulators in registers."""
+    nn, ncb, npix, _ = out.shape
+    k = taps.shape[0]
+    nrt = (npix + MRD - 1) // MRD
+    lo32, hi32 = np.float32(lo), np.float32(hi)
+    r_addr, t_addr = rows.ctypes.data, taps.ctypes.data
+    h, w = x.shape[2], x.shape[3]
+    padded = hp != h or wp != w
+    for t in prange(nn * ncb):
+        n = t // ncb
+        cb = t % ncb
+        tid = numba.get_thread_id()
+        if padded:
+            xq = pbuf[tid]
+            _pad_plane(x[n, cb].reshape(-1), xq, h, w, hp, wp, pt, pl, VL)
+            x_addr = xq.ctypes.data
+        else:
+            x_addr = x[n, cb].ctypes.data
+        c_base = out[n, cb].ctypes.data
+        res_base = res[n, cb].ctypes.data if has_res else c_base
+        b_base = wpk[cb].ctypes.data
+        bias_addr = bias[cb * VL:].ctypes.data
+        s = sbuf[tid]
+        sc, sr = s[:MRD * VL], s[MRD * VL:2 * MRD * VL]
+        for rt in range(nrt):
+            p0 = rt * MRD
+            if p0 + MRD <= npix:
+                _dw_tile(k, x_addr, r_addr + p0 * 8, t_addr, b_base, VL, c_base + p0 * VL * 4, 0,
+                         res_base + p0 * VL * 4, bias_addr, True, True, has_res, lo32, hi32)
+            else:
+                valid = npix - p0
+                if has_res:
+                    for r in range(valid):
+                        for q in range(VL):
+                            sr[r * VL + q] = res[n, cb, p0 + r, q]
+                _dw_tile(k, x_addr, r_addr + p0 * 8, t_addr, b_base, VL, sc.ctypes.data, 0, sr.ctypes.data,
+                         bias_addr, True, True, has_res, lo32, hi32)
+                for r in range(valid):
+                    for q in range(VL):
+                        out[n, cb, p0 + r, q] = sc[r * VL + q]
+
+
+@njit(parallel=True, cache=True)
+def pad_blocked(x, xp, pt, pl):
+    """xp (N, CB, Hp, Wp, VL) = x (N, CB, H, W, VL) at (pt, pl), zeros around (row by row, flat)."""
+    nn, ncb, h, w, nl = x.shape
+    hp, wp = xp.shape[2], xp.shape[3]
+    xf, pf = x.reshape(-1), xp.reshape(-1)
+    for t in prange(nn * ncb * hp):
+        a = t % hp
+        plane = t // hp
+        dst = t * wp * nl
+        ia = a - pt
+        if ia < 0 or ia >= h:
+            for e in range(wp * nl):
+                pf[dst + e] = 0.0
+            continue
+        for e in range(pl * nl):
+            pf[dst + e] = 0.0
+        src = (plane * h + ia) * w * nl
+        for e in range(w * nl):
+            pf[dst + pl * nl + e] = xf[src + e]
+        for e in range((pl + w) * nl, wp * nl):
+            pf[dst + e] = 0.0
+
+
+def _valid_lanes(c: int, kh: int, kw: int) -> np.ndarray:
+    """Which reduction indices ((icb*kh + i)*kw + j)*VL + lane hold a real input channel: the pad lanes of the
+    last input block are left out of the reduction (the 3-channel stem reduces over 3 lanes, not 16)."""
+    icb = blocks(c, VL)
+    lane = np.arange(icb)[:, None, None, None] * VL + np.arange(VL)[None, None, None, :]
+    return np.broadcast_to(lane < c, (icb, kh, kw, VL)).ravel()
+
+
+def pack_dense(w: np.ndarray) -> np.ndarray:
+    """w (O, C, kh, kw) -> (G, K, NV*VL) panels: [g, kk, v*VL + q] = w[(g*NV + v)*VL + q, icb*VL + lane, i, j] for
+    the valid reduction indices kk = ((icb*kh + i)*kw + j)*VL + lane (:func:`_valid_lanes`), zeros past O."""
+    o, c, kh, kw = w.shape
+    ng = blocks(blocks(o, VL), NV)
+    icb = blocks(c, VL)
+    full = np.zeros((ng * NV * VL, icb * VL, kh, kw), np.float32)
+    full[:o, :c] = w
+    packed = full.reshape(ng, NV * VL, icb, VL, kh, kw).transpose(0, 2, 4, 5, 3, 1)
+    return np.ascontiguousarray(packed.reshape(ng, icb * kh * kw * VL, NV * VL)[:, _valid_lanes(c, kh, kw)])
+
+
+def pack_depthwise(w: np.ndarray) -> np.ndarray:
+    """w (C, 1, kh, kw) -> (CB, kh*kw, VL), zeros past C."""
+    c, _, kh, kw = w.shape
+    cb = blocks(c, VL)
+    full = np.zeros((cb * VL, kh, kw), np.float32)
+    full[:c] = w[:, 0]
+    return np.ascontiguousarray(full.reshape(cb, VL, kh * kw).transpose(0, 2, 1))
+
+
+_TABLES: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def offset_tables(c: int, hp: int, wp: int, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int, oh: int,
+                  ow: int, mr: int = MR) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, taps) in elements of one padded blocked image of c channels: rows[y*ow + x] = (y*sh*wp + x*sw)*VL
+    (padded with 0 to whole MR tiles), taps[((b*kh + i)*kw + j)*VL + q] = ((b*hp + i*dh)*wp + j*dw)*VL + q for the
+    valid lanes (:func:`_valid_lanes`, the order of :func:`pack_dense`); cached by geometry. ``c = 0``: the
+    depthwise form, taps[i*kw + j] = (i*dh*wp + j*dw)*VL within one plane; rows padded to whole ``mr`` tiles."""
+    key = (c, hp, wp, kh, kw, sh, sw, dh, dw, oh, ow, mr)
+    icb = blocks(c, VL)
+    hit = _TABLES.get(key)
+    if hit is None:
+        pix = ((np.arange(oh)[:, None] * (sh * wp) + np.arange(ow)[None, :] * sw) * VL).ravel()
+        rows = np.zeros(blocks(pix.size, mr) * mr, np.int64)
+        rows[:pix.size] = pix
+        if c == 0:
+            taps = ((np.arange(kh)[:, None] * (dh * wp) + np.arange(kw)[None, :] * dw) * VL).ravel()
+            hit = _TABLES[key] = (rows, taps.astype(np.int64))
+            return hit
+        taps = ((np.arange(icb)[:, None, None, None] * (hp * wp) + np.arange(kh)[None, :, None, None] * (dh * wp)
+                 + np.arange(kw)[None, None, :, None] * dw) * VL + np.arange(VL)[None, None, None, :]).ravel()
+        if len(_TABLES) >= 256:
+            _TABLES.clear()
+        hit = _TABLES[key] = (rows, taps[_valid_lanes(c, kh, kw)].astype(np.int64))
+    return hit
+
+
+def _padded(x: np.ndarray, pt: int, pb: int, pl: int, pr: int) -> np.ndarray:
+    if pt == pb == pl == pr == 0:
+        return x
+    n, cb, h, w, nl = x.shape
+    xp = current_workspace().get("blocked_xpad", (n, cb, h + pt + pb, w + pl + pr, nl), x.dtype)
+    pad_blocked(x, xp, pt, pl)
+    return xp
+
+
+def _packed(w: np.ndarray, form: str, pack) -> np.ndarray:
+    got = derived(w, form, pack)
+    return got if got is not None else pack(w)
+
+
+@backend.register("blocked_conv2d")
+def blocked_conv2d(*ins: np.ndarray, out: np.ndarray, stride, padding, dilation, groups: int, has_bias: bool,
+                   has_residual: bool, activation: str, act_attrs: tuple = ()) -> None:
+    x, w, b, r = split_inputs(ins, has_bias, has_residual)
+    if out.dtype != np.float32 or x.shape[4] != VL or not x.flags.c_contiguous:
+        fallback = blocked_conv2d_p.decomposed_kernel(backend.kernel)
+        fallback(*ins, out=out, stride=stride, padding=padding, dilation=dilation, groups=groups,
+                 has_bias=has_bias, has_residual=has_residual, activation=activation, act_attrs=act_attrs)
+        return
+    sh, sw, pt, pl, dh, dw = geom(stride, padding, dilation)
+    pb, pr = padding[0][1], padding[1][1]
+    n, ob, oh, ow, _ = out.shape
+    o = w.shape[0]
+    lo, hi = _ACT_CLAMP.get(activation, (-np.inf, np.inf))
+    if activation == "clamp":
+        a = dict(act_attrs)
+        lo = -np.inf if a.get("min") is None else a["min"]
+        hi = np.inf if a.get("max") is None else a["max"]
+    res = np.ascontiguousarray(r) if r is not None else out
+    kh, kw = w.shape[2:]
+    if groups == 1:
+        xp = _padded(x, pt, pb, pl, pr)
+        ng = blocks(ob, NV)
+        bias = np.zeros(ng * NV * VL, np.float32)
+        if b is not None:
+            bias[:o] = b
+        wpk = _packed(w, "blocked_dense", pack_dense)
+        rows, taps = offset_tables(w.shape[1], xp.shape[2], xp.shape[3], kh, kw, sh, sw, dh, dw, oh, ow)
+        sbuf = current_workspace().per_thread("blocked_tile", 2 * NV * MR * VL)
+        ntiles = blocks(oh * ow, MR)
+        # pixel tiles per prange item: GROUP, or every tile of the image where images x groups alone give enough
+        # items (deep layers at batch 1: each weight panel is then read once)
+        group = min(ntiles, 16) if n * ng >= 16 else GROUP
+        _conv_dense(xp.reshape(n, -1), rows, taps, wpk, bias, res.reshape(n, ob, oh * ow, VL),
+                    out.reshape(n, ob, oh * ow, VL), r is not None, lo, hi, sbuf, group, KC)
+    else:
+        bias = np.zeros(ob * VL, np.float32)
+        if b is not None:
+            bias[:o] = b
+        wpk = _packed(w, "blocked_depthwise", pack_depthwise)
+        hp, wp = x.shape[2] + pt + pb, x.shape[3] + pl + pr
+        rows, taps = offset_tables(0, hp, wp, kh, kw, sh, sw, dh, dw, oh, ow, MRD)
+        ws = current_workspace()
+        sbuf = ws.per_thread("blocked_tile", 2 * NV * MR * VL)
+        pbuf = ws.per_thread("blocked_dwpad", hp * wp * VL)
+        _conv_depthwise(np.ascontiguousarray(x), rows, taps, wpk, bias, res.reshape(n, ob, oh * ow, VL),
+                        out.reshape(n, ob, oh * ow, VL), r is not None, lo, hi, sbuf, pbuf, pt, pl, hp, wp)
+    if activation not in _ACT_CLAMP and activation != "clamp":
+        backend.kernel(activation)(out, out=out, **dict(act_attrs))
+
+
+blocked_conv2d.algorithm = lambda specs, groups, **attrs: "blocked-direct" if groups == 1 else "blocked-depthwise"

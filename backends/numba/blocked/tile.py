@@ -1,0 +1,115 @@
+"""The register tile of the blocked convolution: MR output pixels x NV output-channel blocks of VL lanes, the
+epilogue (bias, residual, clamp) applied while the accumulators are still in registers.
+
+Layouts (all float32, addresses in bytes, offsets in elements):
+
+- A (the input): A(r, kk) = a[rows[r] + taps[kk]] (depthwise: the VL-vector there): ``rows`` (MR int64) the
+  offsets of the tile's output pixels' first taps in the padded blocked image, ``taps`` (k int64) the offsets of
+  the reduction index (input block, kernel row, kernel column, input lane). One broadcast load per (r, kk).
+- B (the packed weights): B[kk*bks + v*VL + q]: VL output lanes of block v at reduction index kk.
+- C (the output, blocked): C[r*VL + v*ldv + q] (ldv: the distance of two output blocks, H*W*VL in place);
+  residual the same layout at ``res``.
+
+``first``: start from zero (else from C, the partial sums of an earlier K block); ``last``: add the bias vector
+(``bias``, NV*VL floats) and, with ``has_res``, the residual, then clamp to [lo, hi] (ReLU: [0, inf), ReLU6:
+[0, 6], none: (-inf, inf)) before the store.
+"""
+
+from __future__ import annotations
+
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
+
+from ..gemm import VL
+
+
+def make_blocked_tile(mr: int, nv: int, depthwise: bool = False):
+    """The mr x nv tile. ``depthwise``: A(r, kk) is the VL-lane vector at a[rows[r] + taps[kk]] (each lane its own
+    channel) instead of a broadcast scalar, and nv must be 1: a depthwise layer's tile over mr output pixels of one
+    channel block."""
+    assert not depthwise or nv == 1
+
+    @intrinsic
+    def tile(typingctx, k, a, rows, taps, b, bks, c, ldv, res, bias, first, last, has_res, lo, hi):
+        sig = types.void(types.intp, types.uintp, types.uintp, types.uintp, types.uintp, types.intp, types.uintp,
+                         types.intp, types.uintp, types.uintp, types.boolean, types.boolean, types.boolean,
+                         types.float32, types.float32)
+
+        def codegen(context, builder, signature, args):
+            k, a, rows, taps, b, bks, c, ldv, res, bias, first, last, has_res, lo, hi = args
+            f32, i64, i32 = ir.FloatType(), ir.IntType(64), ir.IntType(32)
+            fptr = ir.PointerType(f32)
+            vty = ir.VectorType(f32, VL)
+            vptr = ir.PointerType(vty)
+            mod = builder.module
+
+            def intr(name: str, n: int):
+                full = f"llvm.{name}.v{VL}f32"
+                return mod.globals.get(full) or ir.Function(mod, ir.FunctionType(vty, [vty] * n), name=full)
+
+            fma, vmax, vmin = intr("fma", 3), intr("maxnum", 2), intr("minnum", 2)
+            ap, bp, cp, rp, biasp = (builder.inttoptr(v, fptr) for v in (a, b, c, res, bias))
+            rt, kt = (builder.inttoptr(v, ir.PointerType(i64)) for v in (rows, taps))
+            rowp = [builder.gep(ap, [builder.load(builder.gep(rt, [ir.Constant(i64, r)]))]) for r in range(mr)]
+            zero = ir.Constant(vty, [0.0] * VL)
+            splat = ir.Constant(ir.VectorType(i32, VL), [0] * VL)
+
+            def bcast(s):
+                sv = builder.insert_element(ir.Constant(vty, ir.Undefined), s, ir.Constant(i32, 0))
+                return builder.shuffle_vector(sv, sv, splat)
+
+            def caddr(base, r, v):
+                off = builder.add(ir.Constant(i64, r * VL), builder.mul(ldv, ir.Constant(i64, v)))
+                return builder.bitcast(builder.gep(base, [off]), vptr)
+
+            init = [[builder.select(first, zero, builder.load(caddr(cp, r, v), align=4)) for v in range(nv)]
+                    for r in range(mr)]
+            pre = builder.block
+            loop = builder.append_basic_block("btile.loop")
+            done = builder.append_basic_block("btile.done")
+            builder.branch(loop)
+            builder.position_at_end(loop)
+            kk = builder.phi(i64)
+            kk.add_incoming(ir.Constant(i64, 0), pre)
+            acc = [[builder.phi(vty) for _ in range(nv)] for _ in range(mr)]
+            for r in range(mr):
+                for v in range(nv):
+                    acc[r][v].add_incoming(init[r][v], pre)
+            brow = builder.gep(bp, [builder.mul(kk, bks)])
+            bv = [builder.load(builder.bitcast(builder.gep(brow, [ir.Constant(i64, v * VL)]), vptr), align=4)
+                  for v in range(nv)]
+            ko = builder.load(builder.gep(kt, [kk]))
+            new = []
+            for r in range(mr):
+                src = builder.gep(rowp[r], [ko])
+                s = builder.load(builder.bitcast(src, vptr), align=4) if depthwise else bcast(builder.load(src))
+                new.append([builder.call(fma, [s, bv[v], acc[r][v]]) for v in range(nv)])
+            kn = builder.add(kk, ir.Constant(i64, 1))
+            end = builder.block
+            kk.add_incoming(kn, end)
+            for r in range(mr):
+                for v in range(nv):
+                    acc[r][v].add_incoming(new[r][v], end)
+            br = builder.cbranch(builder.icmp_signed("<", kn, k), loop, done)
+            off = mod.add_metadata([ir.MetaDataString(mod, "llvm.loop.unroll.disable")])
+            loop_id = mod.add_metadata([off, off])
+            loop_id.operands = (loop_id, off)
+            br.set_metadata("llvm.loop", loop_id)
+            builder.position_at_end(done)
+            lov, hiv = bcast(lo), bcast(hi)
+            bvec = [builder.load(builder.bitcast(builder.gep(biasp, [ir.Constant(i64, v * VL)]), vptr), align=4)
+                    for v in range(nv)]
+            for r in range(mr):
+                for v in range(nv):
+                    y = new[r][v]
+                    e = builder.fadd(y, bvec[v])
+                    rv = builder.select(has_res, builder.load(caddr(rp, r, v), align=4), zero)
+                    e = builder.fadd(e, rv)
+                    e = builder.call(vmin, [builder.call(vmax, [e, lov]), hiv])
+                    builder.store(builder.select(last, e, y), caddr(cp, r, v), align=4)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return tile

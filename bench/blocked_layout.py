@@ -1,0 +1,96 @@
+"""Compiled inference with the NCHW and the channel-blocked layout against onnxruntime, same process, same
+threads: ``python bench/blocked_layout.py [--workloads r18b8,r50b1,mnv2b1,dn121b1] [--rounds 5] [--ort]``.
+Prints per workload the median ms of each row (rounds interleaved) and the ratios to onnxruntime."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import statistics
+import tempfile
+import time
+
+import numpy as np
+
+import graph
+import zoo
+
+WORKLOADS = {"r18b8": ("resnet18", 8), "r50b1": ("resnet50", 1), "mnv2b1": ("mobilenet_v2", 1),
+             "dn121b1": ("densenet121", 1), "r18b1": ("resnet18", 1)}
+
+
+def _time(fn, reps: int) -> float:
+    ts = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return min(ts)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--workloads", default="r18b8,r50b1,mnv2b1,dn121b1")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--reps", type=int, default=3, help="calls per round (the round keeps the fastest)")
+    ap.add_argument("--ort", action=argparse.BooleanOptionalAction, default=True)
+    ap.add_argument("--profile", action="store_true", help="also profile the blocked model by op")
+    args = ap.parse_args()
+    threads = int(os.environ.get("NUMBA_NUM_THREADS", os.cpu_count() or 1))
+    for key in args.workloads.split(","):
+        name, batch = WORKLOADS[key]
+        model = zoo.get(name)
+        model.eval()
+        x = np.random.default_rng(0).standard_normal((batch,) + zoo.models.input_size(name)).astype(np.float32)
+        rows = {"nchw": graph.compile(model, x, backend="numba", layout="nchw"),
+                "blocked": graph.compile(model, x, backend="numba", layout="blocked")}
+        fns = {k: functools.partial(cm, x) for k, cm in rows.items()}
+        ref = rows["nchw"](x).data
+        diff = float(np.abs(rows["blocked"](x).data - ref).max() / np.abs(ref).max())
+        if args.ort:
+            import onnxruntime as ort
+
+            from graph.onnx import export
+
+            path = os.path.join(tempfile.mkdtemp(), f"{name}.onnx")
+            export(model, x, path)
+            so = ort.SessionOptions()
+            so.intra_op_num_threads = threads
+            so.inter_op_num_threads = 1
+            sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+            iname = sess.get_inputs()[0].name
+            fns["onnxruntime"] = functools.partial(sess.run, None, {iname: x})
+        for f in fns.values():
+            f()
+        times = {k: [] for k in fns}
+        for _ in range(args.rounds):
+            for k, f in fns.items():
+                times[k].append(_time(f, args.reps))
+        med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
+        line = ", ".join(f"{k} {v:.1f} ms" for k, v in med.items())
+        if "onnxruntime" in med:
+            line += ", " + ", ".join(f"{k}/ort {med[k] / med['onnxruntime']:.2f}" for k in rows)
+        print(f"{key} ({name} b{batch}, {threads} threads): {line}; blocked vs nchw max rel diff {diff:.1e}",
+              flush=True)
+        if args.profile:
+            _profile(rows["blocked"], x)
+
+
+def _profile(cm, x: np.ndarray, calls: int = 3) -> None:
+    import engine
+
+    with engine.profile() as prof:
+        for _ in range(calls):
+            cm(x)
+    by_op: dict[str, float] = {}
+    for (_, _, _, op), (_, sec) in prof.stats.items():
+        by_op[op] = by_op.get(op, 0.0) + sec
+    wall = prof.wall_s
+    shares = ", ".join(f"{op} {t / wall:.1%}" for op, t in sorted(by_op.items(), key=lambda kv: -kv[1]))
+    print(f"  blocked profile: {wall / calls * 1e3:.1f} ms per call, {len(cm.graph.nodes)} nodes; {shares}, "
+          f"outside kernels {(wall - sum(by_op.values())) / wall:.1%}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

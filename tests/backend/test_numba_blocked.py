@@ -1,0 +1,154 @@
+"""numba kernels of the channel-blocked primitives (backends/numba/blocked/) against the numpy reference: the
+direct convolution over kernel sizes, strides, dilations, padding, depthwise, residual and activations (channel
+counts that are not multiples of the block included), the pools, the reorders, the vector FMAs of the register
+tile, and whole zoo models compiled with the layout pass against eager numpy."""
+
+from __future__ import annotations
+
+import re
+
+import numba
+import numpy as np
+import pytest
+
+import backends.numba  # noqa: F401 - registers the kernels
+import engine
+import graph
+import zoo
+from backends.numba.blocked import conv as bconv
+from backends.numba.gemm import AVX512, VL
+from engine import Spec
+from engine.autograd import no_grad
+from engine.backend import get_backend
+from engine.primitive import PRIMITIVES
+from engine.tensor import Tensor
+from tests.null.graph_models import randomize_bn
+
+NB, NP = get_backend("numba"), get_backend("numpy")
+
+
+def _run(b, name, *ins, **attrs):
+    spec = PRIMITIVES[name].abstract_eval(*(Spec(a.shape, a.dtype) for a in ins), **attrs)[0]
+    out = np.empty(spec.shape, spec.dtype)
+    b.kernel(name)(*ins, out=out, **attrs)
+    return out
+
+
+# (C, O, H, k, stride, pad, dilation, groups, residual, activation, act_attrs)
+CONVS = [
+    (3, 64, 17, 7, 2, 3, 1, 1, False, "relu", ()),  # stem: 3 of 16 lanes reduced
+    (64, 64, 14, 3, 1, 1, 1, 1, True, "relu", ()),
+    (20, 50, 12, 5, 1, 0, 1, 1, False, "none", ()),  # LeNet conv2: pad lanes in and out
+    (256, 40, 7, 1, 1, 0, 1, 1, False, "sigmoid", ()),  # act(0) != 0 in the pad lanes: must not leak
+    (64, 128, 9, 1, 2, 0, 1, 1, True, "none", ()),  # strided 1x1 shortcut
+    (32, 32, 11, 3, 1, 2, 2, 1, False, "relu", ()),  # dilation
+    (600, 48, 5, 3, 1, 1, 1, 1, False, "clamp", (("max", 6.0), ("min", 0.0))),  # K over several K blocks
+    (40, 40, 9, 3, 2, 1, 1, 40, False, "clamp", (("max", 6.0), ("min", 0.0))),  # depthwise, strided
+    (96, 96, 8, 3, 1, 1, 1, 96, True, "none", ()),
+]
+
+
+@pytest.mark.parametrize("case", CONVS, ids=lambda c: "x".join(map(str, c[:8])) + f"-{c[9]}")
+def test_blocked_conv_matches_reference(case, rng):
+    c, o, h, k, s, p, d, g, res, act, act_attrs = case
+    x = rng.standard_normal((2, c, h, h), dtype=np.float32)
+    w = rng.standard_normal((o, c // g, k, k), dtype=np.float32)
+    b = rng.standard_normal(o, dtype=np.float32)
+    attrs = dict(stride=(s, s), padding=((p, p), (p, p)), dilation=(d, d), groups=g, has_bias=True,
+                 has_residual=res, activation=act, act_attrs=act_attrs)
+    ref_attrs = dict(attrs, has_residual=False, activation="none", act_attrs=())
+    y0 = _run(NP, "fused_conv2d", x, w, b, **ref_attrs)
+    r = rng.standard_normal(y0.shape, dtype=np.float32) if res else None
+    xb, rb = _run(NB, "to_blocked", x, block=VL), _run(NB, "to_blocked", r, block=VL) if res else None
+    got = _run(NB, "blocked_conv2d", *([xb, w, b] + ([rb] if res else [])), **attrs)
+    # the reference: the decomposition on numpy kernels (unblock, fused conv, clamp, block)
+    keep = _run(NP, "from_blocked", _run(NP, "blocked_conv2d", *([xb, w, b] + ([rb] if res else [])), **attrs),
+                channels=o)
+    if act == "clamp":
+        assert keep.min() == 0.0 and keep.max() == 6.0  # the clamp bites on both sides
+    np.testing.assert_allclose(_run(NB, "from_blocked", got, channels=o), keep, rtol=1e-4,
+                               atol=1e-4 * np.abs(keep).max())
+
+
+def test_reorders_roundtrip_and_zero_pad_lanes(rng):
+    x = rng.standard_normal((2, 21, 5, 6), dtype=np.float32)
+    xb = _run(NB, "to_blocked", x, block=VL)
+    np.testing.assert_array_equal(xb, _run(NP, "to_blocked", x, block=VL))
+    assert np.all(xb[:, 1, ..., 21 - VL:] == 0)
+    np.testing.assert_array_equal(_run(NB, "from_blocked", xb, channels=21), x)
+
+
+POOLS = [("max_pool2d", dict(kernel=(3, 3), stride=(2, 2), padding=(1, 1), dilation=(1, 1), ceil_mode=False)),
+         ("max_pool2d", dict(kernel=(3, 3), stride=(2, 2), padding=(0, 0), dilation=(1, 1), ceil_mode=True)),
+         ("avg_pool2d", dict(kernel=(2, 2), stride=(2, 2), padding=(0, 0), ceil_mode=False, count_include_pad=True,
+                             divisor=0)),
+         ("avg_pool2d", dict(kernel=(3, 3), stride=(2, 2), padding=(1, 1), ceil_mode=True, count_include_pad=False,
+                             divisor=0)),  # the decomposition on numba kernels
+         ("adaptive_avg_pool2d", dict(output_size=(1, 1))), ("adaptive_avg_pool2d", dict(output_size=(3, 2)))]
+
+
+@pytest.mark.parametrize("op,attrs", POOLS)
+def test_blocked_pools(op, attrs, rng):
+    x = rng.standard_normal((2, 40, 13, 13), dtype=np.float32)
+    got = _run(NB, "blocked_pool", _run(NB, "to_blocked", x, block=VL), op=op, op_attrs=tuple(sorted(attrs.items())),
+               channels=40)
+    np.testing.assert_allclose(_run(NB, "from_blocked", got, channels=40), _run(NP, op, x, **attrs), rtol=1e-5,
+                               atol=1e-6)
+
+
+@pytest.mark.skipif(not AVX512, reason="the vector width checked is AVX-512's")
+def test_register_tile_is_vector_fma():
+    x = np.ones((1, 1, 4, 4, VL), np.float32)
+    out = np.empty((1, 1, 4, 4, VL), np.float32)
+    NB.kernel("blocked_conv2d")(x, np.ones((16, 16, 1, 1), np.float32), out=out, stride=(1, 1),
+                                padding=((0, 0), (0, 0)), dilation=(1, 1), groups=1, has_bias=False,
+                                has_residual=False, activation="none", act_attrs=())
+    sig = bconv._conv_dense.signatures[0]
+    fresh = numba.njit(bconv._conv_dense.py_func)  # not from the cache (cached code cannot be inspected)
+    fresh.compile(sig)
+    asm = fresh.inspect_asm(sig)
+    assert len(re.findall(r"vfmadd\w*\s+[^\n]*zmm", asm)) >= 2 * bconv.MR  # the 2-block and 1-block tiles
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2", "densenet121", "lenet5"])
+def test_compiled_blocked_equals_eager_numpy(name):
+    m = randomize_bn(zoo.get(name))
+    m.eval()
+    x = np.random.default_rng(0).standard_normal((2,) + zoo.models.small_input_size(name)).astype(np.float32)
+    with engine.use_backend("numpy"), no_grad():
+        ref = m(Tensor(x)).data
+    cm = graph.compile(m, x, backend="numba", layout="blocked")
+    assert cm.graph.find("blocked_conv2d")
+    assert any("blocked-direct" in k for k in cm.report["kernels"].values())
+    got = cm(x).data
+    scale = np.abs(ref).max()
+    assert np.all(np.abs(got - ref) <= 1e-4 * np.abs(ref) + 1e-4 * scale), np.abs(got - ref).max() / scale
+
+
+def test_auto_layout_blocks_resnet_and_declines_lenet():
+    """The default (``auto``) on numba: ResNet-18's channel counts are block multiples, so it runs blocked with one
+    reorder in and one out; LeNet-5's 20 / 50 channels would add 33% padded work, so it stays NCHW and the
+    report says why."""
+    rng = np.random.default_rng(0)
+    r18 = zoo.get("resnet18")
+    r18.eval()
+    cm = graph.compile(r18, rng.standard_normal((1, 3, 32, 32)).astype(np.float32), backend="numba")
+    assert len(cm.graph.find("blocked_conv2d")) == 20 and len(cm.report["layout"]["reorders"]) == 2
+    lenet = zoo.get("lenet5")
+    lenet.eval()
+    cm = graph.compile(lenet, rng.standard_normal((1, 1, 28, 28)).astype(np.float32), backend="numba")
+    assert not cm.graph.find("blocked_conv2d") and "pad lanes would add 33%" in cm.report["layout"]["declined"]
+    assert "blocked layout declined" in str(cm.report)
+
+
+def test_onnx_export_of_a_blocked_compiled_module_names_the_way_out():
+    pytest.importorskip("onnx")
+    from graph.onnx import export
+    from graph.onnx.errors import OnnxExportError
+
+    m = zoo.get("resnet18")
+    m.eval()
+    x = np.zeros((1, 3, 32, 32), np.float32)
+    with pytest.raises(OnnxExportError, match="channel-blocked values.*layout='nchw'"):
+        export(graph.compile(m, x, backend="numba"), x)
+    export(graph.compile(m, x, backend="numba", layout="nchw"), x)  # the NCHW graph exports

@@ -1,0 +1,105 @@
+"""The layout pass (graph/passes/layout.py) on the numpy reference: structure of blocked graphs, pad lanes, the
+compile option / environment variable, and compiled == eager with blocked values (the reference runs the blocked
+primitives by their decomposition)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import engine
+import graph
+import zoo
+from engine.autograd import no_grad
+from engine.tensor import Tensor
+from graph.passes import channel_block
+from graph.render import to_dot
+from tests.null.graph_models import randomize_bn
+
+
+def _model(name: str):
+    m = randomize_bn(zoo.get(name))  # non-trivial statistics: a wrong blocked BN must show
+    m.eval()
+    x = np.random.default_rng(0).standard_normal((2,) + zoo.models.small_input_size(name)).astype(np.float32)
+    return m, x
+
+
+def _eager(m, x: np.ndarray) -> np.ndarray:
+    with engine.use_backend("numpy"), no_grad():
+        return m(Tensor(x)).data
+
+
+def _assert_close(got: np.ndarray, ref: np.ndarray, rtol: float = 1e-4) -> None:
+    scale = np.abs(ref).max()
+    assert np.all(np.abs(got - ref) <= rtol * np.abs(ref) + rtol * scale), np.abs(got - ref).max() / scale
+
+
+def test_resnet18_blocked_structure_and_report():
+    m, x = _model("resnet18")
+    cm = graph.compile(m, x, backend="numpy", layout=16)
+    ops = cm.graph.op_counts()
+    assert "conv2d" not in ops and "fused_conv2d" not in ops
+    assert ops["blocked_conv2d"] == 20 and ops["blocked_pool"] == 2  # the max pool and the global average pool
+    # one reorder in (the image), one out (before flatten + linear): none between layers
+    assert ops["to_blocked"] == 1 and ops["from_blocked"] == 1
+    lay = cm.report["layout"]
+    assert lay["block"] == 16 and len(lay["reorders"]) == 2 and "layout: NCHW16c" in str(cm.report)
+    src = to_dot(cm.graph).source  # the rendered graph shows each value's layout and the reorders
+    assert "layout NCHW16c" in src and "reorder → NCHW16c" in src and "reorder → NCHW<" in src
+    blocked = [v for v in cm.plan.offsets if len(v.shape) == 5]  # the planner plans the blocked buffers
+    assert blocked and all(v.shape[-1] == 16 for v in blocked)
+    _assert_close(cm(x).data, _eager(m, x))
+
+
+def test_non_multiple_channels_padded_and_never_leak():
+    """LeNet-5 has 20 and 50 channels: with blocks of 16 they are 2 and 4 blocks with 12 / 14 pad lanes."""
+    m, x = _model("lenet5")
+    cm = graph.compile(m, x, backend="numpy", layout=16)
+    shapes = {tuple(n.outputs[0].shape) for n in cm.graph.find("blocked_conv2d")}
+    assert shapes == {(2, 2, 24, 24, 16), (2, 4, 8, 8, 16)}
+    _assert_close(cm(x).data, _eager(m, x))
+    # the reorder into blocks zeroes the pad lanes; a conv's ReLU epilogue keeps them zero
+    from engine.primitive import get_primitive
+    from graph.executor import eval_op
+
+    xb = eval_op(get_primitive("to_blocked"), np.ones((1, 20, 3, 3), np.float32), block=16)
+    assert xb.shape == (1, 2, 3, 3, 16) and np.all(xb[:, 1, ..., 4:] == 0) and np.all(xb[:, 1, ..., :4] == 1)
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2", "densenet121", "googlenet"])
+def test_compiled_blocked_equals_eager(name):
+    m, x = _model(name)
+    cm = graph.compile(m, x, backend="numpy", layout=16)
+    assert cm.graph.find("blocked_conv2d")
+    _assert_close(cm(x).data, _eager(m, x))
+
+
+def test_odd_block_and_concat_of_non_multiples():
+    """GoogLeNet's inception concats (64 + 128 + 32 + 32 ...) with a block of 5: concats whose inputs do not fill
+    whole blocks stay NCHW behind reorders, and the result is unchanged."""
+    m, x = _model("googlenet")
+    cm = graph.compile(m, x, backend="numpy", layout=5)
+    assert cm.graph.find("blocked_conv2d") and cm.graph.find("concat")
+    _assert_close(cm(x).data, _eager(m, x))
+
+
+def test_layout_off_by_default_and_option_values(monkeypatch):
+    m, x = _model("resnet18")
+    cm = graph.compile(m, x, backend="numpy")
+    assert not cm.graph.find("blocked_conv2d") and not cm.report["layout"]
+    monkeypatch.setenv("CONVGRAPH_LAYOUT", "blocked")
+    assert channel_block(engine.get_backend("numpy")) == 16
+    monkeypatch.setenv("CONVGRAPH_LAYOUT", "nchw")
+    assert channel_block(engine.get_backend("numpy")) is None
+    monkeypatch.setenv("CONVGRAPH_LAYOUT", "nhwc")
+    with pytest.raises(ValueError, match="CONVGRAPH_LAYOUT: layout must be one of"):
+        channel_block(engine.get_backend("numpy"))
+    with pytest.raises(ValueError, match=r"compile\(layout=...\): a block must be an int >= 1"):
+        channel_block(engine.get_backend("numpy"), 0)
+
+
+def test_training_keeps_nchw():
+    m, x = _model("resnet18")
+    m.train()
+    cm = graph.compile(m, x, backend="numpy", layout=16)
+    assert not any(n.op.name.startswith(("blocked", "to_blocked")) for n in cm.graph.nodes)
