@@ -198,6 +198,26 @@ def nonzero4(x, out):
             out[i, j, k, m] = x[i, j, k, m] != 0
 
 
+@njit(cache=True, error_model="numpy")
+def _unary_row_into(op, x, alpha):
+    """x = f_op(x) over one row: one array, so no runtime alias check to fail (passing x as both the input and
+    the output of :func:`_unary_row` runs its unvectorized fallback)."""
+    n = x.shape[0]
+    if op == RELU:
+        for i in range(n):
+            v = x[i]
+            x[i] = v if not v <= 0 else 0
+    elif op == NEG:
+        for i in range(n):
+            x[i] = -x[i]
+    elif op == EXP:
+        for i in range(n):
+            x[i] = np.exp(x[i])
+    elif op != COPY:
+        for i in range(n):
+            x[i] = unary_scalar(op, x[i], alpha)
+
+
 @njit(parallel=True, cache=True, error_model="numpy")
 def unary_inplace4(op, x, alpha):
     """x = f_op(x) in place (x a 4-D view)."""
@@ -206,8 +226,7 @@ def unary_inplace4(op, x, alpha):
     for t in prange(ni * nj * nk * nch):
         r, q = t // nch, t % nch
         i, j, k = r // (nj * nk), (r // nk) % nj, r % nk
-        row = x[i, j, k, q * CHUNK:min(nl, q * CHUNK + CHUNK)]
-        _unary_row(op, row, row, alpha)  # one array: no alias check to fail
+        _unary_row_into(op, x[i, j, k, q * CHUNK:min(nl, q * CHUNK + CHUNK)], alpha)
 
 
 @njit(cache=True, error_model="numpy")
