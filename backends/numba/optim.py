@@ -49,7 +49,7 @@ sgd_update_serial = serial_twin(sgd_update)
 def _sgd_call(p: np.ndarray, g: np.ndarray, *rest: np.ndarray, out: tuple[np.ndarray, ...], rule: type,
               hyper: tuple, keys: tuple[str, ...]) -> Callable[[], None] | None:
     """The fused SGD update as a call on these arrays, or None where it does not apply (another optimizer, mixed
-    dtypes, strided or separate output arrays: the shared kernel handles those)."""
+    dtypes, strided arrays: the shared kernel handles those)."""
     if not (isinstance(rule, type) and issubclass(rule, SGD) and rule.update_arrays is SGD.update_arrays):
         return None
     h = dict(hyper)
@@ -57,19 +57,21 @@ def _sgd_call(p: np.ndarray, g: np.ndarray, *rest: np.ndarray, out: tuple[np.nda
     arrays = (p, g, p_out, *rest[:len(keys)], *state_out)
     if p.dtype.kind != "f" or any(a.dtype != p.dtype or not a.flags.c_contiguous for a in arrays):
         return None
-    if p_out is not p or any(s is not d for s, d in zip(rest[:len(keys)], state_out)):
-        return None
     has_buf = h["momentum"] != 0
     if has_buf != (keys == ("momentum_buffer",)):
         return None
+    # outputs that are not the inputs' own arrays (the executor writes them back later): update copies
+    copies = [(src, dst) for src, dst in zip((p, *rest[:len(keys)]), (p_out, *state_out)) if src is not dst]
     t = p.dtype.type
-    flat = p.reshape(-1), g.reshape(-1), (state_out[0] if has_buf else p).reshape(-1)
+    flat = p_out.reshape(-1), g.reshape(-1), (state_out[0] if has_buf else p_out).reshape(-1)
     fn = by_size(sgd_update, sgd_update_serial, p.size)
     momentum, c, wd = t(h["momentum"]), t(1 - h["dampening"]), t(h["weight_decay"])
     nesterov, maximize = bool(h["nesterov"]), bool(h["maximize"])
     lr_in, step_in = rest[-2], rest[-1]
 
     def call() -> None:  # the learning rate and the step count are read when the update runs
+        for src, dst in copies:
+            np.copyto(dst, src)
         first = bool(step_in == 0)
         step_out[...] = step_in + 1
         fn(*flat, t(float(lr_in)), momentum, c, wd, nesterov, maximize, has_buf, first)

@@ -71,3 +71,23 @@ def test_other_optimizers_fall_back_to_the_shared_update():
         k(arr[0], g, *arr[1:3], lr, arr[3], out=tuple(arr), rule=Adam, hyper=hyper, keys=keys)
     for a, b in zip(*arrays):
         np.testing.assert_array_equal(a, b)
+
+
+def test_fused_sgd_into_separate_output_arrays_leaves_its_inputs():
+    """An output the executor writes back later (a later node still reads the parameter): the update goes to the
+    output arrays, the inputs keep their values."""
+    rng = np.random.default_rng(2)
+    n = 50
+    hyper = tuple(sorted(dict(momentum=0.9, dampening=0.0, weight_decay=0.0, nesterov=False, maximize=False).items()))
+    keys = ("momentum_buffer",)
+    p, buf, step = rng.standard_normal(n).astype(np.float32), rng.standard_normal(n).astype(np.float32), np.ones(())
+    g, lr = rng.standard_normal(n).astype(np.float32), np.asarray(0.1)
+    ref = [p.copy(), buf.copy(), step.copy()]
+    update_kernel(ref[0], g, ref[1], lr, ref[2], out=tuple(ref), rule=SGD, hyper=hyper, keys=keys)
+    before = [p.copy(), buf.copy(), step.copy()]
+    out = (np.empty_like(p), np.empty_like(buf), np.empty(()))
+    numba_be.kernel("optimizer_update")(p, g, buf, lr, step, out=out, rule=SGD, hyper=hyper, keys=keys)
+    for a, b in zip(out, ref):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip((p, buf, step), before):
+        np.testing.assert_array_equal(a, b)
