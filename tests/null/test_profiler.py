@@ -95,7 +95,7 @@ def _kernel_nodes(compiled) -> int:
 
 def test_compiled_runs_report_the_executor_time_outside_kernels_per_node():
     engine.manual_seed(0)
-    m, (x, y) = Net(), _data()
+    m, (x, _) = Net(), _data()
     m.eval()
     cm = graph.compile(m, x, backend="numpy")
     cm(x)  # outside any profile: recorded nowhere
