@@ -1,10 +1,14 @@
 """Compiled training vs eager on the numba backend: step time (median ms) and compile time of the training graph.
 
-    .venv/bin/python bench/compiled_training.py [--steps N] [--models lenet5,resnet18_cifar]
+    .venv/bin/python bench/compiled_training.py [--steps N] [--models lenet5,resnet18_cifar] [--torch]
+        [--clock wall|thread] [--rounds R]
 
 Each row: eager numba step (zero_grad, forward, loss, backward, SGD-momentum step), compile() + eager optimizer,
-and compile_step, on the same model and batch in one process. Also the time to build a ResNet-50 training graph
-(trace + autodiff + passes + plan, kernels excluded).
+and compile_step, on the same model and batch in one process (``--torch``: and PyTorch's eager step of the same
+workload, bench's definition, with numba's thread count). ``--rounds R`` repeats the rows R times, interleaved,
+and reports medians and the median of the per-round ratios. ``--clock thread`` times the main thread's CPU time:
+with ``NUMBA_NUM_THREADS=1`` every kernel (and PyTorch's one thread) runs there, so a loaded machine does not
+inflate it. Also the time to build a ResNet-50 training graph (trace + autodiff + passes + plan, kernels excluded).
 """
 
 from __future__ import annotations
@@ -25,17 +29,29 @@ from engine import Spec, Tensor
 BATCH = {"lenet5": 64, "resnet18_cifar": 32}
 
 
+CLOCKS = {"wall": time.perf_counter, "thread": time.thread_time}
+_clock = [time.perf_counter]
+
+
 def _time(fn, steps: int) -> float:
+    clock = _clock[0]
     fn()  # JIT, compile, first touch
     ts = []
     for _ in range(steps):
-        t0 = time.perf_counter()
+        t0 = clock()
         fn()
-        ts.append(time.perf_counter() - t0)
+        ts.append(clock() - t0)
     return statistics.median(ts) * 1e3
 
 
-def row(name: str, steps: int) -> dict:
+def _torch_step(name: str):
+    from zoo.bench.models import MODEL_WORKLOADS, torch_model_runner
+
+    wl = next(w for w in MODEL_WORKLOADS if w.model == name and w.kind == "train")
+    return torch_model_runner(wl.scaled(batch=BATCH[name]))
+
+
+def row(name: str, steps: int, torch: bool = False) -> dict:
     engine.set_backend("numba")
     engine.manual_seed(0)
     m = zm.get(name, **({"num_classes": 10} if zm.spec(name).default_num_classes != 10 else {}))
@@ -56,6 +72,9 @@ def row(name: str, steps: int) -> dict:
     out["compile_fwd_ms"] = _time(lambda: eager(cm), steps)
     out["compile_step_ms"] = _time(lambda: step(x, y), steps)
     out["step_over_eager"] = out["compile_step_ms"] / out["eager_ms"]
+    if torch:
+        out["torch_ms"] = _time(_torch_step(name), steps)
+        out["step_over_torch"] = out["compile_step_ms"] / out["torch_ms"]
     return out
 
 
@@ -77,12 +96,25 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--models", default="lenet5,resnet18_cifar")
     ap.add_argument("--no-compile-time", action="store_true")
+    ap.add_argument("--torch", action="store_true", help="also PyTorch's eager step (same threads)")
+    ap.add_argument("--clock", choices=sorted(CLOCKS), default="wall")
+    ap.add_argument("--rounds", type=int, default=1)
     a = ap.parse_args()
+    _clock[0] = CLOCKS[a.clock]
     for name in a.models.split(","):
-        r = row(name, a.steps)
-        print(f"{r['model']} b{r['batch']}: eager {r['eager_ms']:.1f} ms, compile()+eager opt "
-              f"{r['compile_fwd_ms']:.1f} ms, compile_step {r['compile_step_ms']:.1f} ms "
-              f"({r['step_over_eager']:.2f}x eager)", flush=True)
+        rounds = []
+        for _ in range(a.rounds):
+            r = row(name, a.steps, a.torch)
+            rounds.append(r)
+            print(f"{r['model']} b{r['batch']}: eager {r['eager_ms']:.2f} ms, compile()+eager opt "
+                  f"{r['compile_fwd_ms']:.2f} ms, compile_step {r['compile_step_ms']:.2f} ms "
+                  f"({r['step_over_eager']:.2f}x eager" + (f", torch {r['torch_ms']:.2f} ms, "
+                  f"{r['step_over_torch']:.2f}x torch)" if a.torch else ")"), flush=True)
+        if a.rounds > 1:
+            med = {k: statistics.median(r[k] for r in rounds) for k in rounds[0] if k.endswith(("_ms", "_over_eager",
+                                                                                                   "_over_torch"))}
+            print(f"{name} medians of {a.rounds} rounds ({a.clock} clock): " +
+                  ", ".join(f"{k} {v:.2f}" for k, v in med.items()), flush=True)
     if not a.no_compile_time:
         print(f"ResNet-50 b16 224^2 training graph (trace+autodiff+passes+plan): {resnet50_graph_time():.2f} s")
 

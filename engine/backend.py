@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import importlib
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -199,6 +200,20 @@ class Backend:
 
     def __repr__(self) -> str:
         return f"Backend({self.name!r}, {len(self.kernels)} kernels)"
+
+
+def specialize(kernel: Kernel, inputs: Sequence[Any], out: Any, attrs: dict[str, Any]) -> Callable[[], None]:
+    """``kernel(*inputs, out=out, **attrs)`` as a zero-argument call, for an executor that calls it again and again
+    on these same arrays (an arena's views). A kernel may offer ``kernel.specialize(*inputs, out=..., **attrs)``,
+    which does once the work that depends only on the arrays' shapes, strides, dtypes and identity (never their
+    contents, which change between calls): operand views, algorithm choice, argument tuples for its compiled
+    loops. It returns the call, or None where it has nothing to save; then the call is a plain partial."""
+    special = getattr(kernel, "specialize", None)
+    if special is not None:
+        call = special(*inputs, out=out, **attrs)
+        if call is not None:
+            return call
+    return functools.partial(kernel, *inputs, out=out, **attrs)
 
 
 _BACKENDS: dict[str, Backend] = {}

@@ -9,6 +9,11 @@ the layer whose forward made the node); a compiled graph's executor records ever
 from ``node.meta["module"]``). Everything inside the block that is not a kernel call (Python dispatch, tape
 bookkeeping, allocation, the optimizer's Python loop) is the ``(outside kernels)`` row: block wall time minus
 the sum of kernel times.
+
+A graph executor also records each run: its nodes, its wall time and the time its kernel calls took, so
+:meth:`Profile.graph_overhead` gives the executor's own cost per node (slots, outputs, the loop: everything of a
+compiled run that is not a kernel call). A kernel call's time includes that kernel's Python wrapper and its numba
+dispatch (bench/executor_overhead.py measures those separately).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ class Profile:
     names: dict[int, str] = field(default_factory=dict)  # id(module) -> dotted path
     stats: dict[tuple[str, str, str, str], list] = field(default_factory=lambda: defaultdict(lambda: [0, 0.0]))
     wall_s: float = 0.0
+    graph_runs: list = field(default_factory=lambda: [0, 0, 0.0, 0.0])  # runs, node calls, wall s, kernel s
 
     def record(self, phase: str, module: Any, op: str, seconds: float) -> None:
         if isinstance(module, tuple):  # (dotted path, type name): what a graph node's meta holds
@@ -42,6 +48,21 @@ class Profile:
         s = self.stats[(phase, layer, ltype, op)]
         s[0] += 1
         s[1] += seconds
+
+    def record_graph_run(self, nodes: int, wall_s: float, kernel_s: float) -> None:
+        """One executor run: ``nodes`` kernel calls taking ``kernel_s`` of its ``wall_s``."""
+        r = self.graph_runs
+        r[0] += 1
+        r[1] += nodes
+        r[2] += wall_s
+        r[3] += kernel_s
+
+    def graph_overhead(self) -> dict[str, float]:
+        """The compiled graphs' runs in this block: ``runs``, ``nodes`` (kernel calls), ``wall_ms``, ``kernel_ms``,
+        ``outside_ms`` (executor time that was not a kernel call) and ``outside_us_per_node``."""
+        runs, nodes, wall, kern = self.graph_runs
+        return {"runs": runs, "nodes": nodes, "wall_ms": wall * 1e3, "kernel_ms": kern * 1e3,
+                "outside_ms": (wall - kern) * 1e3, "outside_us_per_node": (wall - kern) / max(nodes, 1) * 1e6}
 
     @property
     def kernel_s(self) -> float:
@@ -75,6 +96,11 @@ class Profile:
         for r in rows[:top]:
             t.add_row(*(str(r[c]) for c in cols), str(r["calls"]), f"{r['ms']:.2f}", f"{r['pct']:.1f}")
         Console(width=160).print(t)
+        if self.graph_runs[0]:
+            g = self.graph_overhead()
+            Console(width=160).print(f"compiled graphs: {g['runs']} runs, {g['nodes']} kernel calls, "
+                                     f"{g['wall_ms']:.2f} ms in the executor, {g['outside_ms']:.2f} ms of it outside "
+                                     f"kernels = {g['outside_us_per_node']:.1f} us per node")
 
 
 _active: list[Profile] = []  # running profiles, innermost last
@@ -94,6 +120,16 @@ def profile(model: Any = None) -> Iterator[Profile]:
     finally:
         prof.wall_s += time.perf_counter() - t0
         _active.remove(prof)
+
+
+def current() -> Profile | None:
+    """The innermost running profile, or None."""
+    return _active[-1] if _active else None
+
+
+def active() -> bool:
+    """Whether a :func:`profile` block is running (callers that loop over many kernels check once)."""
+    return bool(_active)
 
 
 def launcher(phase: str, module: Any, op: str, sync: Any = None) -> Any:

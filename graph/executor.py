@@ -1,15 +1,10 @@
 """Run a Graph by calling a backend's kernels, node by node, in schedule order.
 
 - :class:`Executor` allocates each intermediate with the backend's ``empty`` and drops it after its last use.
-- :class:`ArenaExecutor` runs inside one planned arena (a :class:`graph.memory.MemoryPlan`): every
-  intermediate is a view (``backend.view``) into one byte buffer (``backend.arena``) allocated once, at the
-  offset the planner chose; graph outputs get fresh arrays (they outlive the call). Nodes the plan marks
-  in-place write over their dying input; a ``reshape`` planned in place is free (the bytes are already where
-  they belong), so its kernel is skipped.
-
-Memory belongs to the backend (engine/backend.py), so the same executor runs on a device: the graph's constants
-(host arrays in the IR) are uploaded once per executor, host inputs are copied in once per call (counted in
-``transfer``), and results stay on the device until the caller fetches them (:meth:`Executor.fetch`).
+- :class:`ArenaExecutor` runs inside one planned arena (a :class:`graph.memory.MemoryPlan`): every intermediate
+  is a view into a single byte buffer (the backend's ``arena``) allocated once, at the offset the planner chose;
+  graph outputs get fresh arrays (they outlive the call). Nodes the plan marks in-place write over their dying
+  input; a ``reshape`` planned in place is free (the bytes are already where they belong), so its kernel is skipped.
 
 Kernels are ``kernel(*inputs, out=..., **attrs)``. A primitive that a backend has no kernel for but that has a
 decomposition (the fused ones, engine/ops/fused.py) runs as that decomposition with *that backend's* kernels.
@@ -17,13 +12,14 @@ decomposition (the fused ones, engine/ops/fused.py) runs as that decomposition w
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from engine import profiler as _profiler
-from engine.backend import Backend, Step, device_of, get_backend, to_host
+from engine.backend import Backend, Step, device_of, get_backend, specialize, to_host
 from engine.random import next_key
 
 from .ir import Graph, Node, Value
@@ -55,54 +51,101 @@ class Executor:
     the live model, not the arrays captured when tracing); ``run(..., outs=arrays)`` writes the graph outputs into
     the caller's arrays, straight from the producing kernel where that is safe. ``writes={output index: input}``
     declares outputs whose target is that input's own array (in-place updates of parameters, optimizer state and
-    running statistics), so the write happens only after the input's last reader."""
+    running statistics), so the write happens only after the input's last reader.
+
+    The per-node work is done once, when the executor is built: every value has a slot in one list and every node
+    is a zero-argument call with its kernel, slots and attrs bound, so a run is one loop over those calls with no
+    per-node dict, kwargs or profiler work. One executor runs one call at a time."""
 
     def __init__(self, graph: Graph, backend: str | Backend = "numpy", writes: dict[int, Value] | None = None, *,
                  autotune: bool = False):
         self.graph = graph
         self.backend = get_backend(backend)
         self._kernels = [kernel_for(self.backend, n) for n in graph.nodes]
-        # the backend's state for this executor (derived constants, kernel workspaces), entered around every run
-        # constants live on the backend's device for the executor's life: uploaded here, once
+        self.transfer = {"h2d_bytes": 0, "d2h_bytes": 0}  # host <-> device copies of the last call
+        # constants (and, for graphs run without state=, params/buffers) live on the backend's device for the
+        # executor's life: uploaded once (constants here, the others on first use)
         self._resident: dict[int, Any] = {id(v): self._place(v.data, count=False) for v in graph.inputs
                                           if v.kind == "const" and v.data is not None}
-        self.transfer = {"h2d_bytes": 0, "d2h_bytes": 0}  # host <-> device copies of the last call
         consts = self._resident
+        # the backend's state for this executor (derived constants, kernel workspaces), entered around every run
         self.context = self.backend.prepare(
             list(consts.values()), [Step(n.op.name, k, [consts.get(id(v), v.spec) for v in n.inputs],
                                          [o.spec for o in n.outputs], n.attrs)
                                     for n, k in zip(graph.nodes, self._kernels)], autotune=autotune)
-        # last schedule position reading each value, so intermediates are dropped as soon as they die
-        last: dict[int, int] = {}
-        for i, n in enumerate(graph.nodes):
-            for v in n.inputs:
-                last[id(v)] = i
-        keep = {id(v) for v in graph.outputs}
-        self._free_after: list[list[Value]] = [[] for _ in graph.nodes]
-        for i, n in enumerate(graph.nodes):
-            for v in n.outputs:
-                if id(v) not in keep:
-                    self._free_after[last.get(id(v), i)].append(v)
         self._state_inputs = [v for v in graph.inputs if v.kind in ("param", "buffer")]
         self._direct = self._direct_outputs(writes or {})
-        self._target: dict[int, np.ndarray] = {}
+        self._build()
 
-    def _direct_outputs(self, writes: dict[int, Value]) -> list[bool]:
-        """Per graph output: may its producer write straight into the caller's target array? Not for graph
-        inputs passed through, repeated outputs, or an output whose target is the array of input ``writes[i]``
-        while a later node still reads that input (it would see the new value)."""
-        pos = {id(n): i for i, n in enumerate(self.graph.nodes)}
-        seen: set[int] = set()
-        direct = []
-        for i, v in enumerate(self.graph.outputs):
-            ok = v.producer is not None and id(v) not in seen
-            seen.add(id(v))
-            src = writes.get(i)
-            if ok and src is not None:
-                at = pos[id(v.producer)]
-                ok = all(pos[id(u)] <= at for u in src.users)
-            direct.append(ok)
-        return direct
+    # --- construction: one slot per value, one call per node ------------------------------------------------
+    def _build(self) -> None:
+        g = self.graph
+        slot: dict[int, int] = {}
+        for v in [*g.inputs, *(o for n in g.nodes for o in n.outputs)]:
+            slot.setdefault(id(v), len(slot))
+        self._slot = slot
+        self._vals: list[Any] = [None] * len(slot)  # this run's arrays, by slot
+        for v in g.inputs:
+            if v.kind == "const":
+                self._vals[slot[id(v)]] = self._resident.get(id(v))
+        self._user_inputs = g.user_inputs
+        self._user_slots = [slot[id(v)] for v in self._user_inputs]
+        self._key_slots = [slot[id(v)] for v in g.inputs if v.kind == "key"]
+        self._state_slots = [slot[id(v)] for v in self._state_inputs]
+        self._unfilled = [v for v in g.inputs if v.kind == "const" and v.data is None]
+        self._allocated: list[int] = []
+        self._out_slots = [slot[id(v)] for v in g.outputs]
+        # graph outputs a node writes get the caller's target (outs=, where direct) or a fresh array, at run start
+        produced = {id(o) for n in g.nodes for o in n.outputs}
+        self._fresh: list[tuple[int, int, Value]] = []  # (slot, output index, value)
+        for j, v in enumerate(g.outputs):
+            if id(v) in produced and slot[id(v)] not in {s for s, _, _ in self._fresh} and not self._is_static(v):
+                self._fresh.append((slot[id(v)], j, v))
+        fresh = {s for s, _, _ in self._fresh}
+        # per-run intermediates (not static, not graph outputs) are dropped after their last reader
+        last: dict[int, Node] = {}
+        for n in g.nodes:
+            for v in n.inputs:
+                last[id(v)] = n
+        dead_after: dict[int, list[int]] = {}
+        for n in g.nodes:
+            for o in n.outputs:
+                if slot[id(o)] not in fresh and not self._is_static(o):
+                    dead_after.setdefault(id(last.get(id(o), n)), []).append(slot[id(o)])
+        self._nodes: list[Node] = []  # the nodes that call a kernel, in schedule order
+        self._node_kernels: list[Kernel] = []
+        self._calls: list[Callable[[], None]] = []
+        for node, kernel in zip(g.nodes, self._kernels):
+            if self._skip(node):
+                continue
+            self._nodes.append(node)
+            self._node_kernels.append(kernel)
+            allocate = [o for o in node.outputs if slot[id(o)] not in fresh and not self._is_static(o)]
+            self._calls.append(self._plain_call(node, kernel, allocate, dead_after.get(id(node), [])))
+        self._profile_keys = [(n.meta.get("module", ""), n.meta.get("module_type", "")) for n in self._nodes]
+
+    def _plain_call(self, node: Node, kernel: Kernel, allocate: Sequence[Value], free: Sequence[int]
+                    ) -> Callable[[], None]:
+        """``kernel(*inputs, out=..., **attrs)`` on this run's slots; allocates the outputs in ``allocate`` and
+        drops the slots in ``free`` (intermediates read for the last time) after the call."""
+        vals, attrs, slot = self._vals, node.attrs, self._slot
+        ins = tuple(slot[id(v)] for v in node.inputs)
+        outs = tuple(slot[id(o)] for o in node.outputs)
+        alloc = [(slot[id(o)], o) for o in allocate]
+        multiple = node.op.multiple_results
+
+        def call() -> None:
+            for s, o in alloc:
+                vals[s] = self._empty(o)
+            out = tuple(vals[s] for s in outs) if multiple else vals[outs[0]]
+            kernel(*[vals[s] for s in ins], out=out, **attrs)
+            for s in free:
+                vals[s] = None
+
+        return call
+
+    def _empty(self, v: Value) -> Any:
+        return self.backend.empty(v.shape, v.dtype)
 
     def _place(self, array: Any, count: bool = True) -> Any:
         """``array`` where the backend's kernels read it (a host array is copied to a device backend)."""
@@ -121,20 +164,6 @@ class Executor:
             out.append(self.backend.to_host(a))
         return out
 
-    def _frozen_env(self, with_state: bool) -> dict[int, Any]:
-        env = {}
-        for v in self.graph.inputs:
-            if v.kind == "key":  # a fresh random key per call, in input (= trace) order, as eager mode draws them
-                env[id(v)] = self._place(next_key())
-            elif v.kind != "input" and not (with_state and v.kind in ("param", "buffer")):
-                a = self._resident.get(id(v))
-                if a is None:
-                    if v.data is None:
-                        raise ValueError(f"{v.kind} %{v.name} has no data (traced abstractly from an abstract tensor)")
-                    a = self._resident[id(v)] = self._place(v.data, count=False)  # uploaded once
-                env[id(v)] = a
-        return env
-
     def _state_array(self, v: Value, a: Any) -> Any:
         """A live param/buffer/state array: on a device backend it must live there already (it is written in place),
         except a scalar (the learning rate), which is copied in."""
@@ -146,10 +175,31 @@ class Executor:
                            f"{self.backend.name!r} ({self.backend.device}); move the model there first "
                            f"(model.to({self.backend.device!r}))")
 
-    def _allocate(self, node: Node) -> list[Any]:
-        return [self._target.get(id(o)) if id(o) in self._target else self.backend.empty(o.shape, o.dtype)
-                for o in node.outputs]
+    def _is_static(self, v: Value) -> bool:
+        """Whether ``v``'s array is fixed when the executor is built (an arena view)."""
+        return False
 
+    def _skip(self, node: Node) -> bool:
+        return False
+
+    def _direct_outputs(self, writes: dict[int, Value]) -> list[bool]:
+        """Per graph output: may its producer write straight into the caller's target array? Not for graph
+        inputs passed through, repeated outputs, or an output whose target is the array of input ``writes[i]``
+        while a later node still reads that input (it would see the new value)."""
+        pos = {id(n): i for i, n in enumerate(self.graph.nodes)}
+        seen: set[int] = set()
+        direct = []
+        for i, v in enumerate(self.graph.outputs):
+            ok = v.producer is not None and id(v) not in seen
+            seen.add(id(v))
+            src = writes.get(i)
+            if ok and src is not None:
+                at = pos[id(v.producer)]
+                ok = all(pos[id(u)] <= at for u in src.users)
+            direct.append(ok)
+        return direct
+
+    # --- running --------------------------------------------------------------------------------------------
     def run(self, *inputs: Any, state: Sequence[np.ndarray] | None = None,
             outs: Sequence[np.ndarray | None] | None = None) -> list[np.ndarray]:
         with self.context:
@@ -157,59 +207,116 @@ class Executor:
 
     def _run(self, inputs: Sequence[Any], state: Sequence[np.ndarray] | None,
              outs: Sequence[np.ndarray | None] | None) -> list[np.ndarray]:
-        g = self.graph
-        if len(inputs) != len(g.user_inputs):
-            raise TypeError(f"graph takes {len(g.user_inputs)} inputs "
-                            f"({', '.join(repr(v) for v in g.user_inputs)}), got {len(inputs)}")
-        self.transfer = {"h2d_bytes": 0, "d2h_bytes": 0}
-        env = self._frozen_env(state is not None)
-        for v, x in zip(g.user_inputs, inputs):
-            env[id(v)] = self._place(_to_array(x, v))
-        if state is not None:
-            for v, a in zip(self._state_inputs, state, strict=True):
-                env[id(v)] = self._state_array(v, a)
-        self._target = {} if outs is None else \
-            {id(v): a for v, a, d in zip(g.outputs, outs, self._direct) if d and a is not None}
-        for i, (node, kernel) in enumerate(zip(g.nodes, self._kernels)):
-            args = [env[id(v)] for v in node.inputs]
-            arrays = self._allocate(node)
-            if not self._skip(node):
-                out = tuple(arrays) if node.op.multiple_results else arrays[0]
-                try:
-                    _profiler.call("graph", (node.meta.get("module", ""), node.meta.get("module_type", "")),
-                                   node.op.name, kernel, *args, out=out, **node.attrs)
-                except Exception as e:
-                    e.add_note(f"while running node {node.name}: {node.format()}")
-                    raise
-            for o, a in zip(node.outputs, arrays):
-                env[id(o)] = a
-            for v in self._free_after[i]:
-                env.pop(id(v), None)
-        if outs is None:
-            return [env[id(v)] for v in g.outputs]
-        result = []
-        for v, a in zip(g.outputs, outs):
-            if a is not None and env[id(v)] is not a:
-                self.backend.copy_(a, env[id(v)])
-            result.append(env[id(v)] if a is None else a)
-        self._target = {}
+        prof = _profiler.current()
+        if prof is not None:
+            return self._run_profiled(prof, inputs, state, outs)
+        self._load(inputs, state, outs)
+        i = 0
+        try:
+            for i, call in enumerate(self._calls):  # noqa: B007 - i names the failing node
+                call()
+        except Exception as e:
+            self._failed(e, i)
+        return self._results(outs)
+
+    def _run_profiled(self, prof: _profiler.Profile, inputs: Sequence[Any], state: Sequence[np.ndarray] | None,
+                      outs: Sequence[np.ndarray | None] | None) -> list[np.ndarray]:
+        """:meth:`_run`, timing every kernel call, and the run as a whole, into ``prof``."""
+        clock = time.perf_counter
+        t_run = clock()
+        self._load(inputs, state, outs)
+        times = []
+        i = 0
+        try:
+            for i, call in enumerate(self._calls):  # noqa: B007
+                t0 = clock()
+                call()
+                times.append(clock() - t0)
+        except Exception as e:
+            self._failed(e, i)
+        result = self._results(outs)
+        prof.record_graph_run(len(times), clock() - t_run, sum(times))
+        for node, key, dt in zip(self._nodes, self._profile_keys, times):
+            prof.record("graph", key, node.op.name, dt)
         return result
 
-    def _skip(self, node: Node) -> bool:
-        return False
+    def _failed(self, e: Exception, i: int) -> None:
+        node = self._nodes[i]
+        e.add_note(f"while running node {node.name}: {node.format()}")
+        self._release()
+        raise e
+
+    def _load(self, inputs: Sequence[Any], state: Sequence[np.ndarray] | None,
+              outs: Sequence[np.ndarray | None] | None) -> None:
+        """Fill this run's slots: user inputs, fresh random keys, params/buffers, graph outputs."""
+        vals, user = self._vals, self._user_inputs
+        if len(inputs) != len(user):
+            raise TypeError(f"graph takes {len(user)} inputs ({', '.join(repr(v) for v in user)}), got {len(inputs)}")
+        for v in self._unfilled:
+            raise ValueError(f"{v.kind} %{v.name} has no data (traced abstractly from an abstract tensor)")
+        self.transfer = {"h2d_bytes": 0, "d2h_bytes": 0}
+        for s, v, x in zip(self._user_slots, user, inputs):
+            vals[s] = self._place(_to_array(x, v))
+        for s in self._key_slots:  # a fresh random key per call, in input (= trace) order, as eager mode draws them
+            vals[s] = self._place(next_key())
+        if state is None:
+            resident = self._resident
+            for s, v in zip(self._state_slots, self._state_inputs):
+                a = resident.get(id(v))
+                if a is None:
+                    if v.data is None:
+                        raise ValueError(f"{v.kind} %{v.name} has no data (traced abstractly from an abstract tensor)")
+                    a = resident[id(v)] = self._place(v.data, count=False)  # uploaded once
+                vals[s] = a
+        else:
+            if len(state) != len(self._state_slots):
+                raise ValueError(f"state: the graph reads {len(self._state_slots)} params/buffers, got {len(state)}")
+            for s, v, a in zip(self._state_slots, self._state_inputs, state):
+                vals[s] = self._state_array(v, a)
+        self._allocated = []  # the fresh outputs of this run (slots), the caller's once it returns
+        for s, j, v in self._fresh:
+            target = outs[j] if outs is not None and self._direct[j] else None
+            if target is None:
+                target = self._empty(v)
+                self._allocated.append(s)
+            vals[s] = target
+
+    def _results(self, outs: Sequence[np.ndarray | None] | None) -> list[np.ndarray]:
+        got = [self._vals[s] for s in self._out_slots]
+        self._release()
+        if outs is None:
+            return got
+        result = []
+        for a, arr in zip(outs, got):
+            if a is not None and arr is not a:
+                self.backend.copy_(a, arr)
+            result.append(arr if a is None else a)
+        return result
+
+    def _release(self) -> None:
+        """Drop this run's references to arrays the caller owns or gets (inputs, keys, outputs, intermediates)."""
+        vals = self._vals
+        for s in (*self._user_slots, *self._key_slots, *self._state_slots):
+            vals[s] = None
+        for s, _, _ in self._fresh:
+            vals[s] = None
 
 
 class ArenaExecutor(Executor):
     """Run inside one arena laid out by ``plan`` (see :func:`graph.memory.plan_memory`). The arena is
-    allocated once and reused by every call, so one ArenaExecutor must not run two calls concurrently."""
+    allocated once and reused by every call, so one ArenaExecutor must not run two calls concurrently.
+
+    Intermediates never move, so a node whose arrays are all arena views, constants, params/buffers or output
+    targets calls its kernel *specialized* to them (:func:`engine.backend.specialize`: made on its first run,
+    kept while those arrays stay the same objects); nodes reading a user input or a random key, or writing a
+    fresh output array, call the plain kernel."""
 
     def __init__(self, graph: Graph, plan: Any, backend: str | Backend = "numpy",
                  writes: dict[int, Value] | None = None, *, autotune: bool = False):
         if [id(n) for n in plan.schedule] != [id(n) for n in graph.nodes]:
             raise ValueError("ArenaExecutor: the plan was made for another schedule; set graph.nodes = plan.schedule")
-        super().__init__(graph, backend, writes, autotune=autotune)
         self.plan = plan
-        b = self.backend
+        b = get_backend(backend)
         if plan.alignment % b.alignment:
             raise ValueError(f"ArenaExecutor: the plan aligns buffers to {plan.alignment} bytes, backend {b.name!r} "
                              f"needs a multiple of {b.alignment} (plan_memory(..., alignment={b.alignment}))")
@@ -217,14 +324,66 @@ class ArenaExecutor(Executor):
         self.views: dict[int, Any] = {id(v): b.view(self.arena, off, v.shape, v.dtype)
                                       for v, off in plan.offsets.items()}
         self._inplace_reshape = {id(n) for n in plan.inplace if n.op.name == "reshape"}
+        super().__init__(graph, backend, writes, autotune=autotune)
 
-    def _allocate(self, node: Node) -> list[np.ndarray]:
-        return [self.views[id(o)] if id(o) in self.views else
-                self._target[id(o)] if id(o) in self._target else self.backend.empty(o.shape, o.dtype)
-                for o in node.outputs]
+    def _is_static(self, v: Value) -> bool:
+        return id(v) in self.views
 
     def _skip(self, node: Node) -> bool:
         return id(node) in self._inplace_reshape
+
+    def _build(self) -> None:
+        super()._build()
+        slot, vals = self._slot, self._vals
+        for n in self.graph.nodes:
+            for o in n.outputs:
+                if id(o) in self.views:
+                    vals[slot[id(o)]] = self.views[id(o)]
+        static = {slot[id(v)] for v in self.graph.inputs if v.kind == "const"} | \
+            {slot[i] for i in self.views if i in slot}
+        # slots filled before the first node runs and kept, or checked, from run to run
+        checked = set(self._state_slots) | {s for s, _, _ in self._fresh}
+        self._users: dict[int, list[int]] = {}  # checked slot -> positions of the specialized calls using it
+        self._specializers: dict[int, Callable[[], None]] = {}
+        for i, node in enumerate(self._nodes):
+            used = {slot[id(v)] for v in (*node.inputs, *node.outputs)}
+            if used <= static | checked:
+                for s in used & checked:
+                    self._users.setdefault(s, []).append(i)
+                self._calls[i] = self._specializers[i] = self._specializer(i)
+        self._bound: dict[int, Any] = {}  # checked slot -> the array its calls are specialized to
+
+    def _specializer(self, i: int) -> Callable[[], None]:
+        """A call that specializes node ``i``'s kernel to this run's arrays, puts it in its place and runs it."""
+        node, kernel, vals, calls = self._nodes[i], self._node_kernels[i], self._vals, self._calls
+        ins = tuple(self._slot[id(v)] for v in node.inputs)
+        outs = tuple(self._slot[id(o)] for o in node.outputs)
+        multiple, attrs = node.op.multiple_results, node.attrs
+
+        def specialize_and_call() -> None:
+            out = tuple(vals[s] for s in outs) if multiple else vals[outs[0]]
+            call = specialize(kernel, [vals[s] for s in ins], out, attrs)
+            calls[i] = call
+            call()
+
+        return specialize_and_call
+
+    def _load(self, inputs: Sequence[Any], state: Sequence[np.ndarray] | None,
+              outs: Sequence[np.ndarray | None] | None) -> None:
+        super()._load(inputs, state, outs)
+        vals, bound = self._vals, self._bound
+        for s, users in self._users.items():  # re-specialize the calls whose param, state or output array moved
+            if bound.get(s) is not vals[s]:
+                bound[s] = vals[s]
+                for i in users:
+                    self._calls[i] = self._specializers[i]
+
+    def _release(self) -> None:
+        super()._release()
+        for s in self._allocated:  # a fresh output is the caller's now: no call may keep it
+            if self._bound.pop(s, None) is not None:
+                for i in self._users[s]:
+                    self._calls[i] = self._specializers[i]
 
 
 def run_graph(graph: Graph, *inputs: Any, backend: str | Backend = "numpy") -> list[np.ndarray]:

@@ -6,17 +6,69 @@ This module moves no data: it only builds views with :func:`numpy.lib.stride_tri
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
+import types
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
+from numba import njit
 from numpy.lib.stride_tricks import as_strided
 
 from ..strides import collapse as _collapse
 
 RANK = 4  # the rank every elementwise/data-movement kernel is compiled for
 CHUNK = 16384  # elements per parallel work item along the innermost axis
+# Below this many elements a kernel with a serial twin runs on the calling thread: waking numba's workers costs
+# ~2 us on idle cores, and up to milliseconds when the cores are busy with other work (a shared machine, a data
+# loader), while a serial pass over 64k floats takes ~8 us.
+SERIAL_BELOW = 1 << 16
+
+
+def serial_twin(kernel: Any) -> Any:
+    """``kernel`` (an ``@njit(parallel=True)`` function) compiled without threads, its ``prange`` a plain range:
+    the same loop body, so both round identically. Its own name keeps its on-disk cache apart."""
+    py = kernel.py_func
+    twin = types.FunctionType(py.__code__, py.__globals__, f"{py.__name__}_serial", py.__defaults__, py.__closure__)
+    twin.__qualname__ = f"{py.__qualname__}_serial"
+    twin.__doc__ = py.__doc__
+    options = {k: v for k, v in kernel.targetoptions.items() if k not in ("parallel", "nopython")}
+    return njit(cache=True, **options)(twin)
+
+
+def by_size(kernel: Any, twin: Any, n: int) -> Any:
+    """The parallel kernel, or its serial twin for fewer than :data:`SERIAL_BELOW` elements of work."""
+    return twin if n < SERIAL_BELOW else kernel
+
+
+def same_storage(a: np.ndarray, b: np.ndarray) -> bool:
+    """``a`` and ``b`` are the same C-contiguous elements (an executor's in-place plan), not just overlapping."""
+    return a.shape == b.shape and a.flags.c_contiguous and b.flags.c_contiguous and \
+        a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+
+
+def nothing() -> None:
+    pass
+
+
+def grouped_call(shape: tuple[int, ...], arrays: Sequence[np.ndarray], fn: Callable[..., None], lead: tuple = (),
+                 tail: tuple = ()) -> Callable[[], None]:
+    """A zero-argument call of ``fn(*lead, *views4, *tail)`` per operand group (see :func:`views4`): what a
+    kernel's ``specialize`` returns. The views alias ``arrays`` (never copies), so the call sees their contents
+    at the time it runs."""
+    if 0 in tuple(shape):
+        return nothing
+    calls = [functools.partial(fn, *lead, *group, *tail) for group in views4(shape, arrays)]
+    if len(calls) == 1:
+        return calls[0]
+
+    def run_groups() -> None:
+        for c in calls:
+            c()
+
+    return run_groups
 
 
 def views4(shape: tuple[int, ...], arrays: Sequence[np.ndarray]) -> list[list[np.ndarray]]:

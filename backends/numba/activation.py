@@ -9,12 +9,14 @@ measured 25-30% slower for relu_grad and sigmoid_grad on 2M float32 (LLVM did no
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 
 import numpy as np
 from numba import njit, prange
 
-from ._layout import CHUNK
+from ._layout import CHUNK, by_size, nothing, same_storage, serial_twin
 from .table import backend
 
 _CW = 256  # columns per work item
@@ -42,13 +44,16 @@ def softmax_akc(x, out, log):
                 out[a, k, c] = d - math.log(s[c - c0]) if log else math.exp(d) / s[c - c0]
 
 
+softmax_akc_serial = serial_twin(softmax_akc)
+
+
 def _run(x: np.ndarray, out: np.ndarray, axis: int, log: bool) -> None:
     if out.size == 0:
         return
     x = np.ascontiguousarray(x)
     sh = x.shape
     shape3 = (math.prod(sh[:axis]), sh[axis], math.prod(sh[axis + 1:]))
-    softmax_akc(x.reshape(shape3), out.reshape(shape3), log)
+    by_size(softmax_akc, softmax_akc_serial, x.size)(x.reshape(shape3), out.reshape(shape3), log)
 
 
 @backend.register("softmax")
@@ -187,9 +192,38 @@ def clamp_grad_flat(g, x, out, lo, hi):
             oc[i] = gc[i] if (v >= lo) & (v <= hi) else z  # NaN x: 0
 
 
+@njit(parallel=True, cache=True, error_model="numpy")
+def clamp_into(x, lo, hi):
+    """clamp_flat with ``out`` = ``x`` (the planner's in-place form; see relu_grad_into_g)."""
+    n = x.shape[0]
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        xc = x[c * CHUNK:min(n, (c + 1) * CHUNK)]
+        for i in range(xc.shape[0]):
+            v = xc[i]
+            v = lo if v < lo else v
+            xc[i] = hi if v > hi else v
+
+
+# the serial twins of the hot flat kernels, for small arrays (see _layout.SERIAL_BELOW)
+_SERIAL = {fn: serial_twin(fn) for fn in (clamp_flat, clamp_into, relu_grad_flat, relu_grad_into_g, relu_grad_into_y)}
+
+
+def _flat_call(fn, out: np.ndarray, *arrays: np.ndarray, scalars: tuple = ()) -> Callable[[], None] | None:
+    """``fn(*flat operands, *scalars)`` as a call when ``out`` and every operand are C-contiguous (flat views,
+    never copies), else None; the serial twin of ``fn`` where it has one and the array is small."""
+    if out.size == 0:
+        return nothing
+    if not (out.flags.c_contiguous and all(a.flags.c_contiguous for a in arrays)):
+        return None
+    fn = by_size(fn, _SERIAL.get(fn, fn), out.size)
+    return functools.partial(fn, *(a.reshape(-1) for a in arrays), *scalars)
+
+
 def _flat(fn, out: np.ndarray, *arrays: np.ndarray, scalars: tuple = ()) -> None:
     """Run ``fn(*flat inputs, flat out, *scalars)`` on C-contiguous 1-D views (copies only for strided operands)."""
-    if out.size == 0:
+    call = _flat_call(fn, out, *arrays, out, scalars=scalars)
+    if call is not None:
+        call()
         return
     ins = [np.ascontiguousarray(a).reshape(-1) for a in arrays]
     dst = out if out.flags.c_contiguous else np.empty(out.shape, out.dtype)
@@ -203,25 +237,43 @@ def _bounds(dtype: np.dtype, lo: float | None, hi: float | None) -> tuple:
     return t(-np.inf if lo is None else lo), t(np.inf if hi is None else hi)
 
 
+def _clamp_call(x: np.ndarray, out: np.ndarray, min: float | None, max: float | None  # noqa: A002
+                ) -> Callable[[], None] | None:
+    if same_storage(out, x):
+        return _flat_call(clamp_into, out, out, scalars=_bounds(out.dtype, min, max))
+    return _flat_call(clamp_flat, out, x, out, scalars=_bounds(out.dtype, min, max))
+
+
 @backend.register("clamp")
 def clamp(x: np.ndarray, out: np.ndarray, min: float | None, max: float | None) -> None:  # noqa: A002
-    _flat(clamp_flat, out, x, scalars=_bounds(out.dtype, min, max))
+    call = _clamp_call(x, out, min, max)
+    if call is None:
+        _flat(clamp_flat, out, x, scalars=_bounds(out.dtype, min, max))
+    else:
+        call()
 
 
-def same_storage(a: np.ndarray, b: np.ndarray) -> bool:
-    """``a`` and ``b`` are the same C-contiguous elements (an executor's in-place plan), not just overlapping."""
-    return a.shape == b.shape and a.flags.c_contiguous and b.flags.c_contiguous and \
-        a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+clamp.specialize = _clamp_call
+
+
+def _relu_grad_call(gy: np.ndarray, y: np.ndarray, out: np.ndarray) -> Callable[[], None] | None:
+    if out.size and same_storage(out, gy):
+        return _flat_call(relu_grad_into_g, out, out, y)
+    if out.size and same_storage(out, y):
+        return _flat_call(relu_grad_into_y, out, gy, out)
+    return _flat_call(relu_grad_flat, out, gy, y, out)
 
 
 @backend.register("relu_grad")
 def relu_grad(gy: np.ndarray, y: np.ndarray, out: np.ndarray) -> None:
-    if out.size and same_storage(out, gy) and y.flags.c_contiguous:
-        relu_grad_into_g(out.reshape(-1), y.reshape(-1))
-    elif out.size and same_storage(out, y) and gy.flags.c_contiguous:
-        relu_grad_into_y(gy.reshape(-1), out.reshape(-1))
-    else:
+    call = _relu_grad_call(gy, y, out)
+    if call is None:
         _flat(relu_grad_flat, out, gy, y)
+    else:
+        call()
+
+
+relu_grad.specialize = _relu_grad_call
 
 
 @backend.register("leaky_relu_grad")

@@ -4,16 +4,23 @@ One compiled kernel per arity serves every op of that arity: the op is a small i
 per-row ``if`` chain is hoisted out of the inner loop) and the operands are 4-D views over one index space
 (:mod:`._layout`), which covers numpy broadcasting, strided inputs and any rank. Work items are
 (row, chunk-of-row) pairs, so a flat contiguous array is split across threads as well.
+
+Unary and binary ops run on the calling thread below :data:`._layout.SERIAL_BELOW` elements (serial twins), and
+in place (``out`` the storage of an operand, as the memory planner makes it) through loops that write the
+operand they read: with ``out`` aliasing an input, LLVM's runtime alias check fails and the general loop runs
+unvectorized, 2-3x slower. Their kernels offer ``specialize`` (:func:`engine.backend.specialize`): the operand
+views and the loop are chosen once for an executor's fixed arrays.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 from numba import njit, prange
 
-from ._layout import CHUNK, for_each_group
+from ._layout import CHUNK, by_size, for_each_group, grouped_call, same_storage, serial_twin
 from .table import backend
 
 # --- op codes (the vocabulary of the row functions below) ------------------------------------------------
@@ -191,23 +198,137 @@ def nonzero4(x, out):
             out[i, j, k, m] = x[i, j, k, m] != 0
 
 
+@njit(cache=True, error_model="numpy")
+def _unary_row_into(op, x, alpha):
+    """x = f_op(x) over one row: one array, so no runtime alias check to fail (passing x as both the input and
+    the output of :func:`_unary_row` runs its unvectorized fallback)."""
+    n = x.shape[0]
+    if op == RELU:
+        for i in range(n):
+            v = x[i]
+            x[i] = v if not v <= 0 else 0
+    elif op == NEG:
+        for i in range(n):
+            x[i] = -x[i]
+    elif op == EXP:
+        for i in range(n):
+            x[i] = np.exp(x[i])
+    elif op != COPY:
+        for i in range(n):
+            x[i] = unary_scalar(op, x[i], alpha)
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def unary_inplace4(op, x, alpha):
+    """x = f_op(x) in place (x a 4-D view)."""
+    ni, nj, nk, nl = x.shape
+    nch = (nl + CHUNK - 1) // CHUNK
+    for t in prange(ni * nj * nk * nch):
+        r, q = t // nch, t % nch
+        i, j, k = r // (nj * nk), (r // nk) % nj, r % nk
+        _unary_row_into(op, x[i, j, k, q * CHUNK:min(nl, q * CHUNK + CHUNK)], alpha)
+
+
+@njit(cache=True, error_model="numpy")
+def _binary_row_into_a(op, a, b):
+    """a = a op b: the in-place rows of the common ops, each one loop over one written array."""
+    n = a.shape[0]
+    if op == ADD:
+        for i in range(n):
+            a[i] += b[i]
+    elif op == MUL:
+        for i in range(n):
+            a[i] *= b[i]
+    elif op == SUB:
+        for i in range(n):
+            a[i] -= b[i]
+    else:
+        _binary_row(op, a, b, a)
+
+
+@njit(cache=True, error_model="numpy")
+def _binary_row_into_b(op, a, b):
+    """b = a op b."""
+    n = b.shape[0]
+    if op == ADD:
+        for i in range(n):
+            b[i] += a[i]
+    elif op == MUL:
+        for i in range(n):
+            b[i] *= a[i]
+    elif op == SUB:
+        for i in range(n):
+            b[i] = a[i] - b[i]
+    else:
+        _binary_row(op, a, b, b)
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def binary_into_a4(op, a, b):
+    ni, nj, nk, nl = a.shape
+    nch = (nl + CHUNK - 1) // CHUNK
+    for t in prange(ni * nj * nk * nch):
+        r, q = t // nch, t % nch
+        i, j, k = r // (nj * nk), (r // nk) % nj, r % nk
+        l0 = q * CHUNK
+        l1 = min(nl, l0 + CHUNK)
+        _binary_row_into_a(op, a[i, j, k, l0:l1], b[i, j, k, l0:l1])
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def binary_into_b4(op, a, b):
+    ni, nj, nk, nl = b.shape
+    nch = (nl + CHUNK - 1) // CHUNK
+    for t in prange(ni * nj * nk * nch):
+        r, q = t // nch, t % nch
+        i, j, k = r // (nj * nk), (r // nk) % nj, r % nk
+        l0 = q * CHUNK
+        l1 = min(nl, l0 + CHUNK)
+        _binary_row_into_b(op, a[i, j, k, l0:l1], b[i, j, k, l0:l1])
+
+
+unary4_serial, binary4_serial = serial_twin(unary4), serial_twin(binary4)
+unary_inplace4_serial = serial_twin(unary_inplace4)
+binary_into_a4_serial, binary_into_b4_serial = serial_twin(binary_into_a4), serial_twin(binary_into_b4)
+
+
 # --- host-side wrappers: the registered kernels -------------------------------------------------------------
+def unary_call(op: int, x: np.ndarray, out: np.ndarray, alpha: float = 0.0) -> Callable[[], None]:
+    """The call computing ``out = f_op(x)`` (``x`` broadcast to ``out.shape``), in place where ``out`` is
+    ``x``'s storage."""
+    if same_storage(out, x):
+        return grouped_call(out.shape, (out,), by_size(unary_inplace4, unary_inplace4_serial, out.size), (op,),
+                            (alpha,))
+    return grouped_call(out.shape, (x, out), by_size(unary4, unary4_serial, out.size), (op,), (alpha,))
+
+
+def binary_call(op: int, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> Callable[[], None]:
+    """The call computing ``out = a op b`` (broadcasting), in place where ``out`` is ``a``'s or ``b``'s storage."""
+    if same_storage(out, a):
+        return grouped_call(out.shape, (a, b), by_size(binary_into_a4, binary_into_a4_serial, out.size), (op,))
+    if same_storage(out, b):
+        return grouped_call(out.shape, (a, b), by_size(binary_into_b4, binary_into_b4_serial, out.size), (op,))
+    return grouped_call(out.shape, (a, b, out), by_size(binary4, binary4_serial, out.size), (op,))
+
+
 def run_unary(op: int, x: np.ndarray, out: np.ndarray, alpha: float = 0.0) -> None:
     """Apply unary op ``op`` to ``x`` (broadcast to ``out.shape``) into ``out``; COPY is a strided copy."""
-    for_each_group(out.shape, (x, out), lambda x4, o4: unary4(op, x4, o4, alpha))
+    unary_call(op, x, out, alpha)()
 
 
 def _unary_kernel(op: int):
     def kernel(x: np.ndarray, out: np.ndarray) -> None:
-        run_unary(op, x, out)
+        unary_call(op, x, out)()
 
+    kernel.specialize = lambda x, out: unary_call(op, x, out)
     return kernel
 
 
 def _binary_kernel(op: int):
     def kernel(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
-        for_each_group(out.shape, (a, b, out), lambda a4, b4, o4: binary4(op, a4, b4, o4))
+        binary_call(op, a, b, out)()
 
+    kernel.specialize = lambda a, b, out: binary_call(op, a, b, out)
     return kernel
 
 

@@ -4,11 +4,13 @@ the same pass that leaves the conv/GEMM output (see :class:`.conv.epilogue.Epilo
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from numba import njit, prange
 
-from .conv.drivers import conv2d_forward
-from .conv.epilogue import HAS_RES, NO_ACT, Epilogue, epilogue_value
+from .conv.drivers import conv2d_forward, forward_call
+from .conv.epilogue import HAS_RES, NO_ACT, Epilogue, epilogue_keeps_references, epilogue_value
 from .conv.geometry import shape_of
 from .conv.notes import forward_note
 from .elementwise import ELU, LEAKY_RELU, UNARY
@@ -40,6 +42,19 @@ def fused_conv2d(*ins: np.ndarray, out: np.ndarray, stride, padding, dilation, g
     x, w, b, r = _split(ins, has_bias, has_residual)
     conv2d_forward(x, w, out, epilogue_from_attrs(out.dtype, b, r, activation, act_attrs), stride, padding,
                    dilation, groups)
+
+
+def _specialize_fused_conv2d(*ins: np.ndarray, out: np.ndarray, stride, padding, dilation, groups: int,
+                             has_bias: bool, has_residual: bool, activation: str, act_attrs: tuple = ()
+                             ) -> Callable[[], None] | None:
+    x, w, b, r = _split(ins, has_bias, has_residual)
+    if not epilogue_keeps_references(out.dtype, b):
+        return None
+    return forward_call(x, w, out, epilogue_from_attrs(out.dtype, b, r, activation, act_attrs), stride, padding,
+                        dilation, groups)
+
+
+fused_conv2d.specialize = _specialize_fused_conv2d
 
 
 def _fused_note(specs, activation: str = "none", has_bias: bool = False, has_residual: bool = False,

@@ -4,7 +4,9 @@ Input ``(N, C, *spatial)`` is viewed as ``(N, C, L)``."""
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 
 import numpy as np
 from numba import njit, prange
@@ -81,20 +83,45 @@ def _ncl(a: np.ndarray) -> np.ndarray:
     return a.reshape(a.shape[0], a.shape[1], -1)
 
 
+def _calls_on_views(*arrays: np.ndarray) -> bool:
+    """Whether (N, C, L) reshapes of these arrays are views (then a specialized call may keep them)."""
+    return all(a.flags.c_contiguous for a in arrays)
+
+
+def _bn_train_call(x, w, b, out, eps) -> Callable[[], None]:
+    y, mean, var = out
+    return functools.partial(bn_train, _ncl(x), w, b, y.reshape(_ncl(x).shape), mean, var, float(eps))
+
+
+def _bn_train_grad_call(gy, x, w, mean, var, out, eps) -> Callable[[], None]:
+    gx, gw, gb = out
+    x3 = _ncl(x)
+    return functools.partial(bn_train_grad, _ncl(gy), x3, w, mean, var, gx.reshape(x3.shape), gw, gb, float(eps))
+
+
+def _bn_infer_call(x, w, b, mean, var, out, eps) -> Callable[[], None]:
+    x3 = _ncl(x)
+    return functools.partial(bn_infer, x3, w, b, mean, var, out.reshape(x3.shape), float(eps))
+
+
 @backend.register("batch_norm_train")
 def batch_norm_train(x, w, b, out, eps) -> None:
-    y, mean, var = out
-    bn_train(_ncl(x), w, b, y.reshape(_ncl(x).shape), mean, var, float(eps))
+    _bn_train_call(x, w, b, out, eps)()
 
 
 @backend.register("batch_norm_train_grad")
 def batch_norm_train_grad(gy, x, w, mean, var, out, eps) -> None:
-    gx, gw, gb = out
-    x3 = _ncl(x)
-    bn_train_grad(_ncl(gy), x3, w, mean, var, gx.reshape(x3.shape), gw, gb, float(eps))
+    _bn_train_grad_call(gy, x, w, mean, var, out, eps)()
 
 
 @backend.register("batch_norm_infer")
 def batch_norm_infer(x, w, b, mean, var, out, eps) -> None:
-    x3 = _ncl(x)
-    bn_infer(x3, w, b, mean, var, out.reshape(x3.shape), float(eps))
+    _bn_infer_call(x, w, b, mean, var, out, eps)()
+
+
+batch_norm_train.specialize = lambda x, w, b, out, eps: (
+    _bn_train_call(x, w, b, out, eps) if _calls_on_views(x, *out, w, b) else None)
+batch_norm_train_grad.specialize = lambda gy, x, w, mean, var, out, eps: (
+    _bn_train_grad_call(gy, x, w, mean, var, out, eps) if _calls_on_views(gy, x, *out, w, mean, var) else None)
+batch_norm_infer.specialize = lambda x, w, b, mean, var, out, eps: (
+    _bn_infer_call(x, w, b, mean, var, out, eps) if _calls_on_views(x, out, w, b, mean, var) else None)

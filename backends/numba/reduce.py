@@ -14,7 +14,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ._layout import CHUNK
+from ._layout import CHUNK, by_size, serial_twin
 from .elementwise import COPY, run_unary
 from .table import backend
 
@@ -111,6 +111,10 @@ def argmax_akc(x, out, largest):
         out[a, c] = arg
 
 
+# the work split depends on the shape only, never on threads: the serial twins give the same sums
+reduce_abc_serial, sum_rows_b_serial = serial_twin(reduce_abc), serial_twin(sum_rows_b)
+
+
 def _contiguous(x: np.ndarray) -> np.ndarray:
     if x.flags.c_contiguous:
         return x
@@ -138,7 +142,11 @@ def _reduce(op: int, x: np.ndarray, out: np.ndarray, axes: tuple[int, ...]) -> N
     if out.size == 0:
         return
     x3 = as_abc(x, axes)
-    kernel = sum_rows_b if op == SUM and x3.shape[1] >= 16 else (lambda a, o: reduce_abc(op, a, o))
+    if op == SUM and x3.shape[1] >= 16:
+        kernel = by_size(sum_rows_b, sum_rows_b_serial, x3.size)
+    else:
+        rk = by_size(reduce_abc, reduce_abc_serial, x3.size)
+        kernel = lambda a, o: rk(op, a, o)  # noqa: E731
     if out.flags.c_contiguous:
         kernel(x3, out.reshape(-1))
         return

@@ -85,3 +85,46 @@ def test_compiled_graph_nodes_are_recorded_per_module():
     layers = {layer for (_p, layer, _t, _op) in prof.stats}
     assert phases == {"graph"}
     assert {"conv", "fc"} <= layers
+
+
+def _kernel_nodes(compiled) -> int:
+    """Nodes that call a kernel: all but the reshapes the memory plan makes free aliases."""
+    plan = compiled.plan
+    return sum(1 for n in compiled.graph.nodes if not (n in plan.inplace and n.op.name == "reshape"))
+
+
+def test_compiled_runs_report_the_executor_time_outside_kernels_per_node():
+    engine.manual_seed(0)
+    m, (x, _) = Net(), _data()
+    m.eval()
+    cm = graph.compile(m, x, backend="numpy")
+    cm(x)  # outside any profile: recorded nowhere
+    with engine.profile(m) as prof:
+        for _ in range(3):
+            cm(x)
+    g = prof.graph_overhead()
+    nodes = _kernel_nodes(cm.compiled)
+    assert g["runs"] == 3 and g["nodes"] == 3 * nodes
+    # the kernel calls of the runs are exactly the graph-phase rows, each node once per run
+    graph_stats = [(n, s) for (p, *_rest), (n, s) in prof.stats.items() if p == "graph"]
+    assert sum(n for n, _ in graph_stats) == g["nodes"]
+    assert g["kernel_ms"] == pytest.approx(sum(s for _, s in graph_stats) * 1e3)
+    assert 0 < g["kernel_ms"] < g["wall_ms"] <= prof.wall_s * 1e3
+    assert g["outside_ms"] == pytest.approx(g["wall_ms"] - g["kernel_ms"])
+    assert g["outside_us_per_node"] == pytest.approx(g["outside_ms"] * 1e3 / g["nodes"])
+
+
+def test_compiled_training_step_runs_are_reported_and_eager_blocks_have_none():
+    engine.manual_seed(0)
+    m, (x, y) = Net(), _data()
+    opt = engine.optim.SGD(m.parameters(), lr=0.1, momentum=0.9)
+    step = graph.compile_step(m, F.cross_entropy, opt, x, y, backend="numpy")
+    with engine.profile(m) as prof:
+        step(x, y)
+        step(x, y)
+    g = prof.graph_overhead()
+    assert g["runs"] == 2 and g["nodes"] == 2 * _kernel_nodes(step)
+    assert {p for (p, *_rest) in prof.stats} == {"graph"}
+    with engine.profile(m) as eager:
+        F.cross_entropy(m(x), y).backward()
+    assert eager.graph_overhead()["runs"] == 0 and eager.graph_overhead()["nodes"] == 0

@@ -73,4 +73,5 @@ def test_profile_tables_attribute_time_to_layers(capsys):
     assert {r["phase"] for r in infer["by_op"]} >= {"forward"}
     assert any(r["layer"] == "conv1" and r["op"] == "conv2d" for r in train["by_layer"])
     assert all(p["wall_ms"] > 0 for p in profiles)
+    assert all(p["graph_overhead"]["runs"] == 0 for p in profiles)  # eager rows run no compiled graph
     assert "profile by layer" in capsys.readouterr().out

@@ -120,7 +120,7 @@ def profile_tables(workloads: list, rows: list[dict], top: int) -> list[dict]:
         prof.print("layer", top=top, title=title)
         prof.print("op", top=top, title=title)
         out.append({"workload": r["workload"], "impl": r["impl"], "steps": 2, "wall_ms": prof.wall_s * 1e3,
-                    "by_layer": prof.rows("layer"), "by_op": prof.rows("op")})
+                    "by_layer": prof.rows("layer"), "by_op": prof.rows("op"), "graph_overhead": prof.graph_overhead()})
     return out
 
 

@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from .._layout import nothing
 from ..elementwise import COPY, run_unary
 from ..gemm import gemm
 from ..gemm import supported as gemm_supported
@@ -21,7 +24,7 @@ from .direct import (
     direct_weight_grad_s1,
     pad_planes,
 )
-from .epilogue import NO_ACT, Epilogue, unpack_epilogue, unpack_pixel_major
+from .epilogue import NO_ACT, Epilogue, epilogue_keeps_references, unpack_epilogue, unpack_pixel_major
 from .geometry import conv_attrs, geom, is_pointwise, table_geom
 from .im2col import col2im, im2col_matrix, pack_gy
 from .select import choose, gemm_pixel_major
@@ -39,12 +42,19 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, out: np.ndarray, ep: Epilogue, 
                    groups: int, algorithm: str | None = None) -> None:
     """out = epilogue(conv2d(x, w)); the driver behind conv2d and fused_conv2d. ``algorithm``: one of
     :func:`.select.candidates` (``"im2col"`` = the heuristic GEMM orientation); None: the selected one."""
+    forward_call(x, w, out, ep, stride, padding, dilation, groups, algorithm)()
+
+
+def forward_call(x: np.ndarray, w: np.ndarray, out: np.ndarray, ep: Epilogue, stride, padding, dilation,
+                 groups: int, algorithm: str | None = None) -> Callable[[], None]:
+    """:func:`conv2d_forward` as a call on these arrays, its attrs and algorithm chosen once (what the conv
+    kernels' ``specialize`` returns; an executor's arena keeps the arrays, and the choice depends on shapes only)."""
     if out.size == 0:
-        return
+        return nothing
     attrs = conv_attrs(stride, padding, dilation, groups)
     algo = _select("forward", x.shape, w.shape, attrs, out.dtype,
                    lambda a: run_forward(a, x, w, np.empty_like(out), ep, attrs), algorithm)
-    run_forward(algo, x, w, out, ep, attrs)
+    return functools.partial(run_forward, algo, x, w, out, ep, attrs)
 
 
 def run_forward(algo: str, x: np.ndarray, w: np.ndarray, out: np.ndarray, ep: Epilogue, attrs: dict[str, Any]
@@ -94,6 +104,16 @@ def run_forward(algo: str, x: np.ndarray, w: np.ndarray, out: np.ndarray, ep: Ep
 def conv2d(x: np.ndarray, w: np.ndarray, *b: np.ndarray, out: np.ndarray, stride, padding, dilation,
            groups: int) -> None:
     conv2d_forward(x, w, out, Epilogue(out.dtype, bias=b[0] if b else None), stride, padding, dilation, groups)
+
+
+def _specialize_conv2d(x: np.ndarray, w: np.ndarray, *b: np.ndarray, out: np.ndarray, stride, padding, dilation,
+                       groups: int) -> Callable[[], None] | None:
+    if not epilogue_keeps_references(out.dtype, *b):
+        return None
+    return forward_call(x, w, out, Epilogue(out.dtype, bias=b[0] if b else None), stride, padding, dilation, groups)
+
+
+conv2d.specialize = _specialize_conv2d
 
 
 @backend.register("conv2d_input_grad")

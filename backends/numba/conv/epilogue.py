@@ -97,6 +97,12 @@ def unpack_pixel_major(y2, out, flags, bias, scale, res, act, alpha):
 
 
 
+def epilogue_keeps_references(dtype: np.dtype, *per_channel: np.ndarray | None) -> bool:
+    """Whether an :class:`Epilogue` holds these bias/scale arrays themselves (C-contiguous, of ``dtype``) rather
+    than copies: then one made once still sees their current values (a specialized kernel call)."""
+    return all(a is None or (a.flags.c_contiguous and a.dtype == dtype) for a in per_channel)
+
+
 class Epilogue:
     """What the conv/GEMM output pass applies: ``act(y * scale + bias + residual)`` (each part optional)."""
 
