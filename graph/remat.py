@@ -7,13 +7,19 @@ reader, and backward readers read the clone. Clones run the same primitives with
 inputs, so gradients are bit for bit those of the unrewritten graph; random ops recompute the same mask from the
 same key input.
 
-Policy (``rematerialize``):
+Policy (``rematerialize``), on the graph in its peak-lowering schedule (clones go before their first reader in
+that order):
 1. Cheap ops first: conv and matmul outputs stay saved (anchors); everything else the backward reads (batch-norm
    outputs, activations, pooling, adds, reshapes) is recomputed from them, largest first, until the planned peak
    fits (a binary search over how many candidates, so the planner runs ~log2(n) times).
-2. Segment checkpoints (Chen et al. 2016) when that is not enough: keep only every k-th articulation point of
-   the forward graph (k ~ sqrt(#points)) and recompute everything else, convolutions included, from them.
-A budget below what the most aggressive plan reaches is an error that names the smallest feasible budget.
+2. Cheap ops and the cheapest convolutions: block boundaries (articulation points of the forward graph) stay
+   saved, every other cheap value is recomputed, and conv / matmul outputs are recomputed in order of bytes freed
+   per FLOP (1x1 convs with few input channels and full-resolution convs first), fewest that fit. Each
+   recomputation stays inside its block, so its clones live only during that block's backward.
+3. Segment checkpoints (Chen et al. 2016): keep only every k-th articulation point of the forward graph
+   (k ~ sqrt(#points)) and recompute everything else, convolutions included, from them.
+Of 2 and 3 the fitting rewrite with the fewest extra FLOPs wins. A budget below what the most aggressive plan
+reaches is an error that names the smallest feasible budget.
 """
 
 from __future__ import annotations
@@ -44,7 +50,7 @@ class BudgetError(ValueError):
 @dataclass
 class RematResult:
     graph: Graph
-    policy: str  # "none" | "cheap" | "segments"
+    policy: str  # "none" | "cheap" | "cheap+convs" | "segments"
     peak_before: int
     peak_after: int
     budget: int
@@ -162,7 +168,12 @@ def _articulation_values(graph: Graph) -> list[Value]:
 def rematerialize(graph: Graph, budget: int | float) -> RematResult:
     """Rewrite ``graph`` (a training graph with forward/backward phases) so its planned peak fits ``budget``
     (bytes, or a fraction of the peak with no recomputation when <= 1). See the module docstring."""
-    base = planned_peak(graph)
+    plan = plan_memory(graph, reorder=True)
+    base = plan.arena_bytes
+    if plan.reordered:  # clones go before their first reader in this order: start from the peak-lowering one
+        index = {id(n): i for i, n in enumerate(graph.nodes)}
+        graph = graph.copy()
+        graph.nodes = [graph.nodes[index[id(n)]] for n in plan.schedule]
     limit = int(budget * base) if isinstance(budget, float) and budget <= 1.0 else int(budget)
     if limit >= base:
         return RematResult(graph, "none", base, base, limit)
@@ -176,33 +187,59 @@ def rematerialize(graph: Graph, budget: int | float) -> RematResult:
 
     best = attempt(len(cheap)) if cheap else (graph, [], 0, base)
     if best[3] <= limit:  # fewest recomputations that fit: binary search on the prefix length
-        lo, hi = 0, len(cheap)
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            trial = attempt(mid)
-            if trial[3] <= limit:
-                hi, best = mid, trial
-            else:
-                lo = mid
-        g, names, extra, peak = best
+        g, names, extra, peak = _fewest(attempt, len(cheap), limit, best)
         return RematResult(g, "cheap", base, peak, limit, names, extra)
-    # segment checkpoints: keep every k-th articulation point, recompute the rest of the forward
-    points = _articulation_values(graph)
     smallest = best[3]
-    fits = []
+    fits: list[tuple[int, int, Graph, list[str], str]] = []
+    # 2. block boundaries (articulation points) kept, every other cheap value recomputed, plus the expensive
+    # values that free the most bytes per recomputed FLOP (a 1x1 conv with few input channels, a conv at full
+    # resolution), fewest that fit. Keeping the boundaries bounds every recomputation to its block: a recomputed
+    # block output would recompute the residual chain back to the stem, and its clones would stay live meanwhile.
+    points = _articulation_values(graph)
+    bounds = {id(v) for v in points}
+    inner = [v for v in cheap if id(v) not in bounds]
+    costly = sorted((v for v in saved if v.producer.op.kind in _NEVER),
+                    key=lambda v: -v.nbytes / max(v.producer.cost().flops, 1))
+
+    def attempt_costly(k: int) -> tuple[Graph, list[str], int, int]:
+        dropped = {id(v) for v in costly[:k]}
+        g, names, extra = recompute(graph, inner + costly[:k], (anchors - dropped) | bounds)
+        return g, names, extra, planned_peak(g)
+
+    if costly:
+        most = attempt_costly(len(costly))
+        smallest = min(smallest, most[3])
+        if most[3] <= limit:
+            g, names, extra, peak = _fewest(attempt_costly, len(costly), limit, most)
+            fits.append((extra, peak, g, names, "cheap+convs"))
+    # 3. segment checkpoints: keep every k-th articulation point, recompute the rest of the forward
     for k in _segment_strides(len(points)):  # sqrt(n) first; the fitting stride with the fewest extra FLOPs wins
         keep = {id(v) for v in points[k - 1::k]}
         g, names, extra = recompute(graph, [v for v in saved if id(v) not in keep], keep)
         peak = planned_peak(g)
         smallest = min(smallest, peak)
         if peak <= limit:
-            fits.append((extra, peak, g, names))
+            fits.append((extra, peak, g, names, "segments"))
     if fits:
-        extra, peak, g, names = min(fits, key=lambda f: (f[0], f[1]))
-        return RematResult(g, "segments", base, peak, limit, names, extra)
+        extra, peak, g, names, policy = min(fits, key=lambda f: (f[0], f[1]))
+        return RematResult(g, policy, base, peak, limit, names, extra)
     raise BudgetError(f"memory_budget: {limit:,} bytes cannot be met; the smallest feasible planned peak is "
                       f"{smallest:,} bytes ({smallest / base:.2f} of the {base:,} bytes planned without "
                       f"recomputation)", smallest, base)
+
+
+def _fewest(attempt: Any, n: int, limit: int, fit: tuple) -> tuple:
+    """The shortest prefix length k in [1, n] whose ``attempt(k)`` fits ``limit`` (binary search; ``fit`` is
+    ``attempt(n)``, which does)."""
+    lo, hi = 0, n
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        trial = attempt(mid)
+        if trial[3] <= limit:
+            hi, fit = mid, trial
+        else:
+            lo = mid
+    return fit
 
 
 def _segment_strides(n: int) -> list[int]:
