@@ -35,7 +35,8 @@ from engine.primitive import CONV, FUSED, MATMUL
 from .ir import Graph, Node, Value
 from .memory import plan_memory
 
-_NEVER = (CONV, MATMUL, FUSED)  # expensive: recomputed only by segment checkpoints
+_NEVER = (CONV, MATMUL, FUSED)  # expensive: never recomputed by the cheap policy
+_BOUND_STRIDES = (1, 2, 3)  # cheap+convs keeps every 1st, 2nd or 3rd articulation point (each tried)
 
 
 class BudgetError(ValueError):
@@ -187,31 +188,38 @@ def rematerialize(graph: Graph, budget: int | float) -> RematResult:
 
     best = attempt(len(cheap)) if cheap else (graph, [], 0, base)
     if best[3] <= limit:  # fewest recomputations that fit: binary search on the prefix length
-        g, names, extra, peak = _fewest(attempt, len(cheap), limit, best)
+        g, names, extra, peak = _fewest(attempt, 0, len(cheap), limit, best)
         return RematResult(g, "cheap", base, peak, limit, names, extra)
     smallest = best[3]
     fits: list[tuple[int, int, Graph, list[str], str]] = []
-    # 2. block boundaries (articulation points) kept, every other cheap value recomputed, plus the expensive
-    # values that free the most bytes per recomputed FLOP (a 1x1 conv with few input channels, a conv at full
-    # resolution), fewest that fit. Keeping the boundaries bounds every recomputation to its block: a recomputed
-    # block output would recompute the residual chain back to the stem, and its clones would stay live meanwhile.
+    # 2. block boundaries (every 1st, 2nd or 3rd articulation point) kept, every other cheap value recomputed,
+    # plus the expensive values that free the most bytes per recomputed FLOP (a 1x1 conv with few input channels,
+    # a conv at full resolution), fewest that fit. Kept boundaries bound every recomputation to a block or two:
+    # a recomputed block output would recompute the residual chain back to the stem, its clones live meanwhile.
     points = _articulation_values(graph)
-    bounds = {id(v) for v in points}
-    inner = [v for v in cheap if id(v) not in bounds]
     costly = sorted((v for v in saved if v.producer.op.kind in _NEVER),
                     key=lambda v: -v.nbytes / max(v.producer.cost().flops, 1))
+    for stride in _BOUND_STRIDES:
+        bounds = {id(v) for v in points[stride - 1::stride]}
+        inner = [v for v in cheap if id(v) not in bounds]
 
-    def attempt_costly(k: int) -> tuple[Graph, list[str], int, int]:
-        dropped = {id(v) for v in costly[:k]}
-        g, names, extra = recompute(graph, inner + costly[:k], (anchors - dropped) | bounds)
-        return g, names, extra, planned_peak(g)
+        def attempt_costly(k: int, inner: list[Value] = inner, bounds: set[int] = bounds) -> tuple:
+            dropped = {id(v) for v in costly[:k]}
+            g, names, extra = recompute(graph, inner + costly[:k], (anchors - dropped) | bounds)
+            return g, names, extra, planned_peak(g)
 
-    if costly:
-        most = attempt_costly(len(costly))
-        smallest = min(smallest, most[3])
-        if most[3] <= limit:
-            g, names, extra, peak = _fewest(attempt_costly, len(costly), limit, most)
-            fits.append((extra, peak, g, names, "cheap+convs"))
+        # the peak need not fall monotonically with k (a recomputed DenseNet feature map is read by every later
+        # concatenation: recomputing it early keeps its clone, and what it was made from, live longer), so look
+        # at nine points of the curve first and search between the first that fits and the one before
+        lo = 0
+        for k in sorted({round(len(costly) * i / 8) for i in range(9)}):
+            trial = attempt_costly(k)
+            smallest = min(smallest, trial[3])
+            if trial[3] <= limit:
+                g, names, extra, peak = _fewest(attempt_costly, lo, k, limit, trial) if k else trial
+                fits.append((extra, peak, g, names, "cheap+convs"))
+                break
+            lo = k
     # 3. segment checkpoints: keep every k-th articulation point, recompute the rest of the forward
     for k in _segment_strides(len(points)):  # sqrt(n) first; the fitting stride with the fewest extra FLOPs wins
         keep = {id(v) for v in points[k - 1::k]}
@@ -228,10 +236,9 @@ def rematerialize(graph: Graph, budget: int | float) -> RematResult:
                       f"recomputation)", smallest, base)
 
 
-def _fewest(attempt: Any, n: int, limit: int, fit: tuple) -> tuple:
-    """The shortest prefix length k in [1, n] whose ``attempt(k)`` fits ``limit`` (binary search; ``fit`` is
-    ``attempt(n)``, which does)."""
-    lo, hi = 0, n
+def _fewest(attempt: Any, lo: int, hi: int, limit: int, fit: tuple) -> tuple:
+    """``attempt(k)`` for the smallest k in (lo, hi] found to fit ``limit`` by binary search (``fit`` is
+    ``attempt(hi)``, which fits)."""
     while hi - lo > 1:
         mid = (lo + hi) // 2
         trial = attempt(mid)

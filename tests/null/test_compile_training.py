@@ -14,6 +14,7 @@ import engine.functional as F
 import engine.nn as nn
 import engine.optim as optim
 import graph
+import graph.remat as remat
 from engine import Tensor
 
 
@@ -248,8 +249,10 @@ def _budget_run(budget):
     return m, step, losses
 
 
-@pytest.mark.parametrize("budget,policy", [(0.9, "cheap"), (0.5, "cheap+convs"), (0.4, "segments")])
-def test_memory_budget_recomputes_and_gradients_stay_bit_identical(budget, policy):
+@pytest.mark.parametrize("budget,policy", [(0.9, "cheap"), (0.45, "cheap+convs"), (0.4, "segments")])
+def test_memory_budget_recomputes_and_gradients_stay_bit_identical(budget, policy, monkeypatch):
+    if policy == "segments":  # the fallback: here cheap+convs would fit too, and with fewer extra FLOPs
+        monkeypatch.setattr(remat, "_BOUND_STRIDES", ())
     m0, s0, l0 = _budget_run(None)
     m1, s1, l1 = _budget_run(budget)
     assert s1.report["remat"]["policy"] == policy
