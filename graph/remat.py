@@ -12,10 +12,10 @@ that order):
 1. Cheap ops first: conv and matmul outputs stay saved (anchors); everything else the backward reads (batch-norm
    outputs, activations, pooling, adds, reshapes) is recomputed from them, largest first, until the planned peak
    fits (a binary search over how many candidates, so the planner runs ~log2(n) times).
-2. Cheap ops and the cheapest convolutions: block boundaries (articulation points of the forward graph) stay
-   saved, every other cheap value is recomputed, and conv / matmul outputs are recomputed in order of bytes freed
-   per FLOP (1x1 convs with few input channels and full-resolution convs first), fewest that fit. Each
-   recomputation stays inside its block, so its clones live only during that block's backward.
+2. Cheap ops and the cheapest convolutions: block boundaries (every 1st, 2nd or 3rd articulation point of the
+   forward graph) stay saved, every other cheap value is recomputed, and conv / matmul outputs are recomputed in
+   order of bytes freed per FLOP (1x1 convs with few input channels and full-resolution convs first), fewest
+   that fit. Each recomputation stays inside a block or two, so its clones live only during that backward.
 3. Segment checkpoints (Chen et al. 2016): keep only every k-th articulation point of the forward graph
    (k ~ sqrt(#points)) and recompute everything else, convolutions included, from them.
 Of 2 and 3 the fitting rewrite with the fewest extra FLOPs wins. A budget below what the most aggressive plan
