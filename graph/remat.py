@@ -92,9 +92,11 @@ def planned_peak(graph: Graph) -> int:
     return plan_memory(graph, reorder=True).arena_bytes
 
 
-def recompute(graph: Graph, values: list[Value], anchors: set[int]) -> tuple[Graph, list[str], int]:
+def recompute(graph: Graph, values: list[Value], anchors: set[int], verify: bool = True
+              ) -> tuple[Graph, list[str], int]:
     """A copy of ``graph`` where the backward reads a recomputed clone of each of ``values`` (cloning producers
-    back to ``anchors`` / graph inputs). Returns the graph, the recomputed value names and the FLOPs added."""
+    back to ``anchors`` / graph inputs). Returns the graph, the recomputed value names and the FLOPs added.
+    ``verify=False`` skips the structural check (the search verifies only the rewrite it returns)."""
     g = graph.copy()
     vmap = {id(a): b for a, b in zip(graph.values(), g.values())}
     targets = [vmap[id(v)] for v in values]
@@ -139,7 +141,8 @@ def recompute(graph: Graph, values: list[Value], anchors: set[int]) -> tuple[Gra
             for i, x in enumerate(u.inputs):
                 if x is v:
                     g.set_input(u, i, c)
-    g.verify()
+    if verify:
+        g.verify()
     return g, names, extra
 
 
@@ -183,12 +186,13 @@ def rematerialize(graph: Graph, budget: int | float) -> RematResult:
     anchors = {id(v) for v in saved if v.producer.op.kind in _NEVER}
 
     def attempt(k: int) -> tuple[Graph, list[str], int, int]:
-        g, names, extra = recompute(graph, cheap[:k], anchors)
+        g, names, extra = recompute(graph, cheap[:k], anchors, verify=False)
         return g, names, extra, planned_peak(g)
 
     best = attempt(len(cheap)) if cheap else (graph, [], 0, base)
     if best[3] <= limit:  # fewest recomputations that fit: binary search on the prefix length
         g, names, extra, peak = _fewest(attempt, 0, len(cheap), limit, best)
+        g.verify()
         return RematResult(g, "cheap", base, peak, limit, names, extra)
     smallest = best[3]
     fits: list[tuple[int, int, Graph, list[str], str]] = []
@@ -205,7 +209,7 @@ def rematerialize(graph: Graph, budget: int | float) -> RematResult:
 
         def attempt_costly(k: int, inner: list[Value] = inner, bounds: set[int] = bounds) -> tuple:
             dropped = {id(v) for v in costly[:k]}
-            g, names, extra = recompute(graph, inner + costly[:k], (anchors - dropped) | bounds)
+            g, names, extra = recompute(graph, inner + costly[:k], (anchors - dropped) | bounds, verify=False)
             return g, names, extra, planned_peak(g)
 
         # the peak need not fall monotonically with k (a recomputed DenseNet feature map is read by every later
@@ -223,13 +227,14 @@ def rematerialize(graph: Graph, budget: int | float) -> RematResult:
     # 3. segment checkpoints: keep every k-th articulation point, recompute the rest of the forward
     for k in _segment_strides(len(points)):  # sqrt(n) first; the fitting stride with the fewest extra FLOPs wins
         keep = {id(v) for v in points[k - 1::k]}
-        g, names, extra = recompute(graph, [v for v in saved if id(v) not in keep], keep)
+        g, names, extra = recompute(graph, [v for v in saved if id(v) not in keep], keep, verify=False)
         peak = planned_peak(g)
         smallest = min(smallest, peak)
         if peak <= limit:
             fits.append((extra, peak, g, names, "segments"))
     if fits:
         extra, peak, g, names, policy = min(fits, key=lambda f: (f[0], f[1]))
+        g.verify()
         return RematResult(g, policy, base, peak, limit, names, extra)
     raise BudgetError(f"memory_budget: {limit:,} bytes cannot be met; the smallest feasible planned peak is "
                       f"{smallest:,} bytes ({smallest / base:.2f} of the {base:,} bytes planned without "
