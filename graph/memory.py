@@ -15,8 +15,11 @@ The four numbers reported (bytes, sizes rounded up to ``alignment``):
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from engine.primitive import ELEMENTWISE
 
@@ -107,29 +110,46 @@ def greedy_schedule(graph: Graph) -> list[Node]:
     for n in graph.nodes:
         for v in n.inputs:
             readers.setdefault(id(v), set()).add(n)
-    pending = {n: sum(1 for v in {id(v): v for v in n.inputs}.values() if v.producer is not None)
-               for n in graph.nodes}
-    ready = {n for n, k in pending.items() if k == 0}
+    distinct = {n: list({id(v): v for v in n.inputs}.values()) for n in graph.nodes}
+    pending = {n: sum(1 for v in distinct[n] if v.producer is not None) for n in graph.nodes}
     remaining = {k: len(s) for k, s in readers.items()}
+    alloc = {n: sum(o.nbytes for o in n.outputs if id(o) in inter) for n in graph.nodes}
+    done: set[Node] = set()
     order: list[Node] = []
 
     def score(n: Node) -> tuple[int, int]:
-        alloc = sum(o.nbytes for o in n.outputs if id(o) in inter)
-        freed = sum(v.nbytes for v in {id(v): v for v in n.inputs}.values()
-                    if id(v) in inter and remaining[id(v)] == 1)
-        return alloc - freed, index[n]
+        freed = sum(v.nbytes for v in distinct[n] if id(v) in inter and remaining[id(v)] == 1)
+        return alloc[n] - freed, index[n]
 
-    while ready:
-        n = min(ready, key=score)
-        ready.remove(n)
+    # a heap of (score, index, node) with stale entries skipped: a ready node's score only changes when one of
+    # its inputs drops to a single remaining reader (then it is pushed again with the new score)
+    current: dict[Node, tuple[int, int]] = {}
+    heap: list[tuple[int, int, Node]] = []
+
+    def push(n: Node) -> None:
+        current[n] = score(n)
+        heapq.heappush(heap, (*current[n], n))
+
+    for n in graph.nodes:
+        if pending[n] == 0:
+            push(n)
+    while heap:
+        sc, i, n = heapq.heappop(heap)
+        if n in done or current[n] != (sc, i):
+            continue
+        done.add(n)
         order.append(n)
-        for v in {id(v): v for v in n.inputs}.values():
+        for v in distinct[n]:
             remaining[id(v)] -= 1
+            if remaining[id(v)] == 1:
+                u = next(r for r in readers[id(v)] if r not in done)
+                if u in current:
+                    push(u)
         for o in n.outputs:
             for u in readers.get(id(o), ()):
-                pending[u] -= sum(1 for v in {id(v): v for v in u.inputs}.values() if v is o)
+                pending[u] -= sum(1 for v in distinct[u] if v is o)
                 if pending[u] == 0:
-                    ready.add(u)
+                    push(u)
     if len(order) != len(graph.nodes):
         raise ValueError("greedy_schedule: the graph has a cycle or a node reading an undefined value; "
                          "run graph.verify()")
@@ -204,18 +224,23 @@ def plan_memory(graph: Graph, *, reorder: bool = True, inplace: bool = True, ali
 
 def _best_fit(buffers: list[Buffer]) -> int:
     """Place buffers biggest first; each goes to the smallest gap between buffers live at the same time that
-    fits it, else on top of them. Returns the arena size."""
-    placed: list[Buffer] = []
+    fits it (the lowest such gap on ties), else on top of them. Returns the arena size."""
+    n = len(buffers)
+    start, end = np.empty(n, np.int64), np.empty(n, np.int64)
+    offset, size = np.empty(n, np.int64), np.empty(n, np.int64)
     top = 0
-    for b in sorted(buffers, key=lambda b: (-b.size, b.start)):
-        live = sorted((p for p in placed if p.start <= b.end and b.start <= p.end), key=lambda p: p.offset)
-        best, best_gap, cursor = None, None, 0
-        for p in live:
-            gap = p.offset - cursor
-            if gap >= b.size and (best_gap is None or gap < best_gap):
-                best, best_gap = cursor, gap
-            cursor = max(cursor, p.offset + p.size)
-        b.offset = best if best is not None else cursor
-        placed.append(b)
+    for k, b in enumerate(sorted(buffers, key=lambda b: (-b.size, b.start))):
+        live = np.flatnonzero((start[:k] <= b.end) & (end[:k] >= b.start))
+        cursor = 0
+        if live.size:
+            order = live[np.argsort(offset[live], kind="stable")]
+            lo, hi = offset[order], offset[order] + size[order]
+            # the gap before each live buffer: from the highest end below it (or 0) to its offset
+            below = np.concatenate(([0], np.maximum.accumulate(hi)[:-1]))
+            gaps = lo - below
+            fit = np.flatnonzero(gaps >= b.size)
+            cursor = int(below[fit[np.argmin(gaps[fit])]]) if fit.size else max(int(hi.max()), 0)
+        b.offset = cursor
+        start[k], end[k], offset[k], size[k] = b.start, b.end, b.offset, b.size
         top = max(top, b.offset + b.size)
     return top

@@ -7,13 +7,19 @@ reader, and backward readers read the clone. Clones run the same primitives with
 inputs, so gradients are bit for bit those of the unrewritten graph; random ops recompute the same mask from the
 same key input.
 
-Policy (``rematerialize``):
+Policy (``rematerialize``), on the graph in its peak-lowering schedule (clones go before their first reader in
+that order):
 1. Cheap ops first: conv and matmul outputs stay saved (anchors); everything else the backward reads (batch-norm
    outputs, activations, pooling, adds, reshapes) is recomputed from them, largest first, until the planned peak
    fits (a binary search over how many candidates, so the planner runs ~log2(n) times).
-2. Segment checkpoints (Chen et al. 2016) when that is not enough: keep only every k-th articulation point of
-   the forward graph (k ~ sqrt(#points)) and recompute everything else, convolutions included, from them.
-A budget below what the most aggressive plan reaches is an error that names the smallest feasible budget.
+2. Cheap ops and the cheapest convolutions: block boundaries (every 1st, 2nd or 3rd articulation point of the
+   forward graph) stay saved, every other cheap value is recomputed, and conv / matmul outputs are recomputed in
+   order of bytes freed per FLOP (1x1 convs with few input channels and full-resolution convs first), fewest
+   that fit. Each recomputation stays inside a block or two, so its clones live only during that backward.
+3. Segment checkpoints (Chen et al. 2016): keep only every k-th articulation point of the forward graph
+   (k ~ sqrt(#points)) and recompute everything else, convolutions included, from them.
+Of 2 and 3 the fitting rewrite with the fewest extra FLOPs wins. A budget below what the most aggressive plan
+reaches is an error that names the smallest feasible budget.
 """
 
 from __future__ import annotations
@@ -29,7 +35,8 @@ from engine.primitive import CONV, FUSED, MATMUL
 from .ir import Graph, Node, Value
 from .memory import plan_memory
 
-_NEVER = (CONV, MATMUL, FUSED)  # expensive: recomputed only by segment checkpoints
+_NEVER = (CONV, MATMUL, FUSED)  # expensive: never recomputed by the cheap policy
+_BOUND_STRIDES = (1, 2, 3)  # cheap+convs keeps every 1st, 2nd or 3rd articulation point (each tried)
 
 
 class BudgetError(ValueError):
@@ -44,7 +51,7 @@ class BudgetError(ValueError):
 @dataclass
 class RematResult:
     graph: Graph
-    policy: str  # "none" | "cheap" | "segments"
+    policy: str  # "none" | "cheap" | "cheap+convs" | "segments"
     peak_before: int
     peak_after: int
     budget: int
@@ -85,9 +92,11 @@ def planned_peak(graph: Graph) -> int:
     return plan_memory(graph, reorder=True).arena_bytes
 
 
-def recompute(graph: Graph, values: list[Value], anchors: set[int]) -> tuple[Graph, list[str], int]:
+def recompute(graph: Graph, values: list[Value], anchors: set[int], verify: bool = True
+              ) -> tuple[Graph, list[str], int]:
     """A copy of ``graph`` where the backward reads a recomputed clone of each of ``values`` (cloning producers
-    back to ``anchors`` / graph inputs). Returns the graph, the recomputed value names and the FLOPs added."""
+    back to ``anchors`` / graph inputs). Returns the graph, the recomputed value names and the FLOPs added.
+    ``verify=False`` skips the structural check (the search verifies only the rewrite it returns)."""
     g = graph.copy()
     vmap = {id(a): b for a, b in zip(graph.values(), g.values())}
     targets = [vmap[id(v)] for v in values]
@@ -132,7 +141,8 @@ def recompute(graph: Graph, values: list[Value], anchors: set[int]) -> tuple[Gra
             for i, x in enumerate(u.inputs):
                 if x is v:
                     g.set_input(u, i, c)
-    g.verify()
+    if verify:
+        g.verify()
     return g, names, extra
 
 
@@ -162,7 +172,12 @@ def _articulation_values(graph: Graph) -> list[Value]:
 def rematerialize(graph: Graph, budget: int | float) -> RematResult:
     """Rewrite ``graph`` (a training graph with forward/backward phases) so its planned peak fits ``budget``
     (bytes, or a fraction of the peak with no recomputation when <= 1). See the module docstring."""
-    base = planned_peak(graph)
+    plan = plan_memory(graph, reorder=True)
+    base = plan.arena_bytes
+    if plan.reordered:  # clones go before their first reader in this order: start from the peak-lowering one
+        index = {id(n): i for i, n in enumerate(graph.nodes)}
+        graph = graph.copy()
+        graph.nodes = [graph.nodes[index[id(n)]] for n in plan.schedule]
     limit = int(budget * base) if isinstance(budget, float) and budget <= 1.0 else int(budget)
     if limit >= base:
         return RematResult(graph, "none", base, base, limit)
@@ -171,38 +186,72 @@ def rematerialize(graph: Graph, budget: int | float) -> RematResult:
     anchors = {id(v) for v in saved if v.producer.op.kind in _NEVER}
 
     def attempt(k: int) -> tuple[Graph, list[str], int, int]:
-        g, names, extra = recompute(graph, cheap[:k], anchors)
+        g, names, extra = recompute(graph, cheap[:k], anchors, verify=False)
         return g, names, extra, planned_peak(g)
 
     best = attempt(len(cheap)) if cheap else (graph, [], 0, base)
     if best[3] <= limit:  # fewest recomputations that fit: binary search on the prefix length
-        lo, hi = 0, len(cheap)
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            trial = attempt(mid)
-            if trial[3] <= limit:
-                hi, best = mid, trial
-            else:
-                lo = mid
-        g, names, extra, peak = best
+        g, names, extra, peak = _fewest(attempt, 0, len(cheap), limit, best)
+        g.verify()
         return RematResult(g, "cheap", base, peak, limit, names, extra)
-    # segment checkpoints: keep every k-th articulation point, recompute the rest of the forward
-    points = _articulation_values(graph)
     smallest = best[3]
-    fits = []
+    fits: list[tuple[int, int, Graph, list[str], str]] = []
+    # 2. block boundaries (every 1st, 2nd or 3rd articulation point) kept, every other cheap value recomputed,
+    # plus the expensive values that free the most bytes per recomputed FLOP (a 1x1 conv with few input channels,
+    # a conv at full resolution), fewest that fit. Kept boundaries bound every recomputation to a block or two:
+    # a recomputed block output would recompute the residual chain back to the stem, its clones live meanwhile.
+    points = _articulation_values(graph)
+    costly = sorted((v for v in saved if v.producer.op.kind in _NEVER),
+                    key=lambda v: -v.nbytes / max(v.producer.cost().flops, 1))
+    for stride in _BOUND_STRIDES:
+        bounds = {id(v) for v in points[stride - 1::stride]}
+        inner = [v for v in cheap if id(v) not in bounds]
+
+        def attempt_costly(k: int, inner: list[Value] = inner, bounds: set[int] = bounds) -> tuple:
+            dropped = {id(v) for v in costly[:k]}
+            g, names, extra = recompute(graph, inner + costly[:k], (anchors - dropped) | bounds, verify=False)
+            return g, names, extra, planned_peak(g)
+
+        # the peak need not fall monotonically with k (a recomputed DenseNet feature map is read by every later
+        # concatenation: recomputing it early keeps its clone, and what it was made from, live longer), so look
+        # at nine points of the curve first and search between the first that fits and the one before
+        lo = 0
+        for k in sorted({round(len(costly) * i / 8) for i in range(9)}):
+            trial = attempt_costly(k)
+            smallest = min(smallest, trial[3])
+            if trial[3] <= limit:
+                g, names, extra, peak = _fewest(attempt_costly, lo, k, limit, trial) if k else trial
+                fits.append((extra, peak, g, names, "cheap+convs"))
+                break
+            lo = k
+    # 3. segment checkpoints: keep every k-th articulation point, recompute the rest of the forward
     for k in _segment_strides(len(points)):  # sqrt(n) first; the fitting stride with the fewest extra FLOPs wins
         keep = {id(v) for v in points[k - 1::k]}
-        g, names, extra = recompute(graph, [v for v in saved if id(v) not in keep], keep)
+        g, names, extra = recompute(graph, [v for v in saved if id(v) not in keep], keep, verify=False)
         peak = planned_peak(g)
         smallest = min(smallest, peak)
         if peak <= limit:
-            fits.append((extra, peak, g, names))
+            fits.append((extra, peak, g, names, "segments"))
     if fits:
-        extra, peak, g, names = min(fits, key=lambda f: (f[0], f[1]))
-        return RematResult(g, "segments", base, peak, limit, names, extra)
+        extra, peak, g, names, policy = min(fits, key=lambda f: (f[0], f[1]))
+        g.verify()
+        return RematResult(g, policy, base, peak, limit, names, extra)
     raise BudgetError(f"memory_budget: {limit:,} bytes cannot be met; the smallest feasible planned peak is "
                       f"{smallest:,} bytes ({smallest / base:.2f} of the {base:,} bytes planned without "
                       f"recomputation)", smallest, base)
+
+
+def _fewest(attempt: Any, lo: int, hi: int, limit: int, fit: tuple) -> tuple:
+    """``attempt(k)`` for the smallest k in (lo, hi] found to fit ``limit`` by binary search (``fit`` is
+    ``attempt(hi)``, which fits)."""
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        trial = attempt(mid)
+        if trial[3] <= limit:
+            hi, fit = mid, trial
+        else:
+            lo = mid
+    return fit
 
 
 def _segment_strides(n: int) -> list[int]:

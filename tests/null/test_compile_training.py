@@ -14,6 +14,7 @@ import engine.functional as F
 import engine.nn as nn
 import engine.optim as optim
 import graph
+import graph.remat as remat
 from engine import Tensor
 
 
@@ -248,10 +249,15 @@ def _budget_run(budget):
     return m, step, losses
 
 
-@pytest.mark.parametrize("budget", [0.7, 0.45])
-def test_memory_budget_recomputes_and_gradients_stay_bit_identical(budget):
+@pytest.mark.parametrize("budget,policy", [(0.9, "cheap"), (0.45, "cheap+convs"), (0.4, "segments")])
+def test_memory_budget_recomputes_and_gradients_stay_bit_identical(budget, policy, monkeypatch):
+    if policy == "segments":  # the fallback: here cheap+convs would fit too, and with fewer extra FLOPs
+        monkeypatch.setattr(remat, "_BOUND_STRIDES", ())
     m0, s0, l0 = _budget_run(None)
     m1, s1, l1 = _budget_run(budget)
+    assert s1.report["remat"]["policy"] == policy
+    recomputed_kinds = {n.op.kind for n in s1.graph.nodes if n.meta.get("recomputed")}
+    assert ("conv" in recomputed_kinds) == (policy != "cheap")
     assert l1 == l0  # bit for bit
     for (k, a), b in zip(m0.state_dict().items(), m1.state_dict().values()):
         np.testing.assert_array_equal(b.data, a.data, err_msg=k)

@@ -2,6 +2,7 @@
 feasible budget) against PyTorch eager's peak RSS growth over the same step, each measured in its own process.
 
     .venv/bin/python -m zoo.bench.training_memory [--workloads resnet50,resnet18_cifar,densenet121] [--steps 3]
+    .venv/bin/python -m zoo.bench.training_memory --interleave ROUNDS [--workloads ...]   # step-time ratios only
 
 For each workload and budget a child process builds the model on the numba backend, compiles the step
 (``graph.compile_step``, SGD with momentum), runs one warm-up step (JIT, first touch), resets the kernel's peak-RSS
@@ -134,14 +135,71 @@ def smallest_budget(workload: str) -> int:
     raise AssertionError("a 1-byte budget cannot be feasible")
 
 
+def interleaved_times(workload: str, budgets: list[float | None], rounds: int = 5) -> dict:
+    """Step times of the compiled step under each budget, measured in one process with the calls interleaved
+    (one step of each budget per round, the order rotating), so a loaded machine slows all of them alike.
+    Returns the median ms per budget and the median over rounds of each budget's time / the first budget's."""
+    import statistics
+    import time
+
+    import numpy as np
+
+    import engine
+    import engine.functional as F
+    import graph
+    import zoo
+
+    engine.set_backend("numba")
+    engine.manual_seed(0)
+    model_name, batch, inp, classes = WORKLOADS[workload]
+    m = zoo.get(model_name, num_classes=classes)
+    m.train()
+    opt = engine.optim.SGD(m.parameters(), lr=0.01, momentum=0.9)
+    rng = np.random.default_rng(0)
+    x = engine.tensor(rng.standard_normal((batch, *inp), dtype=np.float32))
+    y = engine.tensor(rng.integers(0, classes, batch).astype(np.int64))
+    steps = [graph.compile_step(m, F.cross_entropy, opt, x, y, backend="numba", memory_budget=b) for b in budgets]
+    for s in steps:
+        s(x, y)
+    ts: list[list[float]] = [[] for _ in steps]
+    cpu: list[list[float]] = [[] for _ in steps]  # process CPU time, all threads: less sensitive to other jobs
+    for r in range(rounds):
+        for i in [(r + j) % len(steps) for j in range(len(steps))]:
+            t0, c0 = time.perf_counter(), time.process_time()
+            steps[i](x, y)
+            ts[i].append(time.perf_counter() - t0)
+            cpu[i].append(time.process_time() - c0)
+    return {"budgets": budgets, "ms": [statistics.median(t) * 1e3 for t in ts],
+            "ratio": [statistics.median(a / b for a, b in zip(t, ts[0])) for t in ts],
+            "cpu_ratio": [statistics.median(a / b for a, b in zip(t, cpu[0])) for t in cpu],
+            "planned_bytes": [s.report["memory"]["arena_bytes"] for s in steps],
+            "policy": [(s.report.get("remat") or {}).get("policy", "none") for s in steps]}
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workloads", default=",".join(WORKLOADS))
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--json", help="write the rows here")
+    ap.add_argument("--interleave", type=int, metavar="ROUNDS",
+                    help="instead: step times of no budget, 0.5 and the smallest feasible budget, interleaved in "
+                         "one process for ROUNDS rounds (time ratios on a busy machine)")
     a = ap.parse_args(argv)
     mib = 2**20
     rows = []
+    if a.interleave:
+        for w in a.workloads.split(","):
+            r = interleaved_times(w, [None, 0.5, smallest_budget(w) + 1], a.interleave)
+            rows.append({"workload": w, **r})
+            print(f"{w}: " + "; ".join(f"budget {b if b is None or b <= 1 else 'smallest'}: {p} "
+                                        f"{n / mib:.0f} MiB, {ms:.0f} ms, {q:.3f}x (CPU time {c:.3f}x)"
+                                        for b, p, n, ms, q, c in zip(r["budgets"], r["policy"], r["planned_bytes"],
+                                                                     r["ms"], r["ratio"], r["cpu_ratio"])),
+                  flush=True)
+        if a.json:
+            with open(a.json, "w") as f:
+                json.dump(rows, f, indent=1)
+        return
     for w in a.workloads.split(","):
         torch_row = measure("torch", w, steps=a.steps)
         eager = measure("eager", w, steps=a.steps)
