@@ -152,3 +152,25 @@ def test_onnx_export_of_a_blocked_compiled_module_names_the_way_out():
     with pytest.raises(OnnxExportError, match="channel-blocked values.*layout='nchw'"):
         export(graph.compile(m, x, backend="numba"), x)
     export(graph.compile(m, x, backend="numba", layout="nchw"), x)  # the NCHW graph exports
+
+
+def test_serial_and_parallel_convs_agree_and_specialized_calls_see_new_inputs(monkeypatch):
+    """MobileNetV2-like blocks compiled with every blocked conv on its parallel kernel and with every one on its
+    serial twin (the work threshold at 0 / at infinity): the same loops, so the same bits, and both equal eager
+    numpy; the specialized calls read the input's current values on each run."""
+    from tests.null.test_layout_pass import _inverted_residuals
+
+    m, x = _inverted_residuals()
+    with engine.use_backend("numpy"), no_grad():
+        refs = [m(Tensor(v)).data for v in (x, -x)]
+    got = {}
+    for name, below in (("parallel", 0), ("serial", 1 << 62)):
+        monkeypatch.setattr(bconv, "SERIAL_MACS", below)
+        cm = graph.compile(m, x, backend="numba", layout="blocked")
+        assert "clamp" not in cm.graph.op_counts()
+        got[name] = [cm(v).data.copy() for v in (x, -x)]
+        for g, ref in zip(got[name], refs):
+            scale = np.abs(ref).max()
+            assert np.all(np.abs(g - ref) <= 1e-4 * np.abs(ref) + 1e-4 * scale), np.abs(g - ref).max() / scale
+    for p, s in zip(got["parallel"], got["serial"]):
+        np.testing.assert_array_equal(p, s)
