@@ -4,7 +4,8 @@ specialized conv calls, against onnxruntime, in one process with rounds interlea
 
 Rows: ``before`` (every blocked conv on its parallel kernel, set up on every call: ``SERIAL_MACS = 0`` and no
 ``specialize``, as before the serial twins), ``after`` (the defaults), ``onnxruntime`` (2 intra-op threads or
-NUMBA_NUM_THREADS). Prints medians of the rounds (each the best of ``--reps`` calls) and ratios to onnxruntime;
+NUMBA_NUM_THREADS). Prints medians of the rounds (each the best of ``--reps`` calls; the rows' order rotates from
+round to round) and ratios to onnxruntime;
 ``--profile`` adds the ``after`` model's slowest nodes."""
 
 from __future__ import annotations
@@ -73,9 +74,10 @@ def main() -> None:
     for f in fns.values():
         f()
     times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(args.rounds):
-        for k, f in fns.items():
-            times[k].append(_time(f, args.reps))
+    order = list(fns)
+    for r in range(args.rounds):  # the order rotates: the row after onnxruntime meets its still-spinning threads
+        for k in order[r % len(order):] + order[:r % len(order)]:
+            times[k].append(_time(fns[k], args.reps))
     med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
     print(f"{args.model} b{args.batch}, {threads} threads, load {os.getloadavg()[0]:.1f}: "
           + ", ".join(f"{k} {v:.2f} ms" for k, v in med.items())
