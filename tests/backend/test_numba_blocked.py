@@ -97,7 +97,8 @@ def test_blocked_pools(op, attrs, rng):
 
 
 @pytest.mark.skipif(not AVX512, reason="the vector width checked is AVX-512's")
-def test_register_tile_is_vector_fma():
+def test_register_tile_is_vector_fma(monkeypatch):
+    monkeypatch.setattr(bconv, "SERIAL_MACS", 0)  # the parallel kernel, whatever the layer's size
     x = np.ones((1, 1, 4, 4, VL), np.float32)
     out = np.empty((1, 1, 4, 4, VL), np.float32)
     NB.kernel("blocked_conv2d")(x, np.ones((16, 16, 1, 1), np.float32), out=out, stride=(1, 1),

@@ -282,10 +282,11 @@ def _pad_bias(b: np.ndarray, size: int) -> np.ndarray:
 
 
 # Below this many multiply-adds a convolution runs on the calling thread (its serial twin: the same loop, so the
-# same sums). 8M MACs is ~0.15 ms on one core: a parallel region saves at most half of that, and costs a wake-up and
+# same sums). 16M MACs is ~0.3 ms on one core: a parallel region saves at most half of that, and costs a wake-up and
 # a barrier that are microseconds on idle cores but up to milliseconds when other processes hold them (the barrier
-# waits for the descheduled thread). MobileNetV2's depthwise layers and its 1x1 layers at 14x14 and 7x7 fall below.
-SERIAL_MACS = 1 << 23
+# waits for a descheduled thread; a region after serial work also finds the workers asleep). All of MobileNetV2
+# but its 112x112 expansion and its last 1x1 falls below; ResNets keep all but their smallest 1x1 layers parallel.
+SERIAL_MACS = 1 << 24
 
 
 def _conv_call(ins: tuple, out: np.ndarray, stride, padding, dilation, groups: int, has_bias: bool,
