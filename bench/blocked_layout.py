@@ -1,6 +1,7 @@
 """Compiled inference with the NCHW and the channel-blocked layout against onnxruntime, same process, same
 threads: ``python bench/blocked_layout.py [--workloads r18b8,r50b1,mnv2b1,dn121b1] [--rounds 5] [--ort]``.
-Prints per workload the median ms of each row (rounds interleaved) and the ratios to onnxruntime."""
+Prints per workload the median ms of each row (rounds interleaved, the rows' order rotating) and the ratios to
+onnxruntime."""
 
 from __future__ import annotations
 
@@ -64,9 +65,10 @@ def main() -> None:
         for f in fns.values():
             f()
         times = {k: [] for k in fns}
-        for _ in range(args.rounds):
-            for k, f in fns.items():
-                times[k].append(_time(f, args.reps))
+        order = list(fns)
+        for r in range(args.rounds):  # rotated: the row after onnxruntime meets its still-spinning threads
+            for k in order[r % len(order):] + order[:r % len(order)]:
+                times[k].append(_time(fns[k], args.reps))
         med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
         line = ", ".join(f"{k} {v:.1f} ms" for k, v in med.items())
         if "onnxruntime" in med:

@@ -60,15 +60,19 @@ def grouped_call(shape: tuple[int, ...], arrays: Sequence[np.ndarray], fn: Calla
     at the time it runs."""
     if 0 in tuple(shape):
         return nothing
-    calls = [functools.partial(fn, *lead, *group, *tail) for group in views4(shape, arrays)]
+    return in_order([functools.partial(fn, *lead, *group, *tail) for group in views4(shape, arrays)])
+
+
+def in_order(calls: Sequence[Callable[[], None]]) -> Callable[[], None]:
+    """One zero-argument call that runs ``calls`` one after the other (the call itself where there is one)."""
     if len(calls) == 1:
         return calls[0]
 
-    def run_groups() -> None:
+    def run_all() -> None:
         for c in calls:
             c()
 
-    return run_groups
+    return run_all
 
 
 def views4(shape: tuple[int, ...], arrays: Sequence[np.ndarray]) -> list[list[np.ndarray]]:

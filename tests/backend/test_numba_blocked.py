@@ -97,7 +97,8 @@ def test_blocked_pools(op, attrs, rng):
 
 
 @pytest.mark.skipif(not AVX512, reason="the vector width checked is AVX-512's")
-def test_register_tile_is_vector_fma():
+def test_register_tile_is_vector_fma(monkeypatch):
+    monkeypatch.setattr(bconv, "SERIAL_MACS", 0)  # the parallel kernel, whatever the layer's size
     x = np.ones((1, 1, 4, 4, VL), np.float32)
     out = np.empty((1, 1, 4, 4, VL), np.float32)
     NB.kernel("blocked_conv2d")(x, np.ones((16, 16, 1, 1), np.float32), out=out, stride=(1, 1),
@@ -152,3 +153,25 @@ def test_onnx_export_of_a_blocked_compiled_module_names_the_way_out():
     with pytest.raises(OnnxExportError, match="channel-blocked values.*layout='nchw'"):
         export(graph.compile(m, x, backend="numba"), x)
     export(graph.compile(m, x, backend="numba", layout="nchw"), x)  # the NCHW graph exports
+
+
+def test_serial_and_parallel_convs_agree_and_specialized_calls_see_new_inputs(monkeypatch):
+    """MobileNetV2-like blocks compiled with every blocked conv on its parallel kernel and with every one on its
+    serial twin (the work threshold at 0 / at infinity): the same loops, so the same bits, and both equal eager
+    numpy; the specialized calls read the input's current values on each run."""
+    from tests.null.test_layout_pass import _inverted_residuals
+
+    m, x = _inverted_residuals()
+    with engine.use_backend("numpy"), no_grad():
+        refs = [m(Tensor(v)).data for v in (x, -x)]
+    got = {}
+    for name, below in (("parallel", 0), ("serial", 1 << 62)):
+        monkeypatch.setattr(bconv, "SERIAL_MACS", below)
+        cm = graph.compile(m, x, backend="numba", layout="blocked")
+        assert "clamp" not in cm.graph.op_counts()
+        got[name] = [cm(v).data.copy() for v in (x, -x)]
+        for g, ref in zip(got[name], refs):
+            scale = np.abs(ref).max()
+            assert np.all(np.abs(g - ref) <= 1e-4 * np.abs(ref) + 1e-4 * scale), np.abs(g - ref).max() / scale
+    for p, s in zip(got["parallel"], got["serial"]):
+        np.testing.assert_array_equal(p, s)

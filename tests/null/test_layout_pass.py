@@ -103,3 +103,28 @@ def test_training_keeps_nchw():
     m.train()
     cm = graph.compile(m, x, backend="numpy", layout=16)
     assert not any(n.op.name.startswith(("blocked", "to_blocked")) for n in cm.graph.nodes)
+
+
+def _inverted_residuals():
+    """Two MobileNetV2 blocks (expand 1x1 + BN + ReLU6, depthwise 3x3 + BN + ReLU6, project 1x1 + BN, the first
+    with its residual add), channel counts that are not block multiples (20, 120 hidden, 36)."""
+    from engine import nn
+    from zoo.models.mobilenet import InvertedResidual
+
+    m = randomize_bn(nn.Sequential(InvertedResidual(20, 20, 1, 6), InvertedResidual(20, 36, 2, 6)))
+    m.eval()
+    return m, np.random.default_rng(1).standard_normal((1, 20, 9, 9)).astype(np.float32) * 3
+
+
+def test_relu6_clamps_fused_into_blocked_convs():
+    """Every ReLU6 (a sole-user ``clamp`` after a conv whose BN was folded) becomes the blocked conv's epilogue:
+    no clamp node and no reorder remains between the blocks, and the epilogue clamps on both sides."""
+    m, x = _inverted_residuals()
+    cm = graph.compile(m, x, backend="numpy", layout=16)
+    ops = cm.graph.op_counts()
+    assert "clamp" not in ops and ops["blocked_conv2d"] == 6 and ops["to_blocked"] == 1
+    clamped = [n for n in cm.graph.find("blocked_conv2d") if n.attrs["activation"] == "clamp"]
+    assert len(clamped) == 4 and all(dict(n.attrs["act_attrs"]) == {"min": 0.0, "max": 6.0} for n in clamped)
+    assert all(n.meta["fused"][-1] == "clamp" for n in clamped)
+    ref = _eager(m, x)
+    _assert_close(cm(x).data, ref)

@@ -12,6 +12,9 @@ tap over the VL lanes.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import numba
 import numpy as np
 from numba import njit, prange
@@ -19,6 +22,7 @@ from numba import njit, prange
 from engine.ops.blocked import blocked_conv2d_p, blocks
 from engine.ops.fused import split_inputs
 
+from .._layout import by_size, in_order, serial_twin
 from ..conv.geometry import geom
 from ..conv.workspace import current_workspace, derived
 from ..gemm import AVX512, VL
@@ -192,6 +196,10 @@ def pad_blocked(x, xp, pt, pl):
             pf[dst + e] = 0.0
 
 
+_conv_dense_serial, _conv_depthwise_serial = serial_twin(_conv_dense), serial_twin(_conv_depthwise)
+_pad_blocked_serial = serial_twin(pad_blocked)
+
+
 def _valid_lanes(c: int, kh: int, kw: int) -> np.ndarray:
     """Which reduction indices ((icb*kh + i)*kw + j)*VL + lane hold a real input channel: the pad lanes of the
     last input block are left out of the reduction (the 3-channel stem reduces over 3 lanes, not 16)."""
@@ -249,69 +257,115 @@ def offset_tables(c: int, hp: int, wp: int, kh: int, kw: int, sh: int, sw: int, 
     return hit
 
 
-def _padded(x: np.ndarray, pt: int, pb: int, pl: int, pr: int) -> np.ndarray:
-    if pt == pb == pl == pr == 0:
-        return x
-    n, cb, h, w, nl = x.shape
-    xp = current_workspace().get("blocked_xpad", (n, cb, h + pt + pb, w + pl + pr, nl), x.dtype)
-    pad_blocked(x, xp, pt, pl)
-    return xp
-
-
 def _packed(w: np.ndarray, form: str, pack) -> np.ndarray:
     got = derived(w, form, pack)
     return got if got is not None else pack(w)
 
 
-@backend.register("blocked_conv2d")
-def blocked_conv2d(*ins: np.ndarray, out: np.ndarray, stride, padding, dilation, groups: int, has_bias: bool,
-                   has_residual: bool, activation: str, act_attrs: tuple = ()) -> None:
+def _bias_filler(b: np.ndarray | None, size: int):
+    """(bias, fill): the bias padded with zeros to ``size`` lanes, and a call that refreshes it from ``b`` before
+    each run (None where the running executor keeps a padded copy of the constant ``b``, or there is no bias)."""
+    if b is None:
+        return np.zeros(size, np.float32), None
+    pad = functools.partial(_pad_bias, size=size)
+    got = derived(b, f"blocked_bias{size}", pad)
+    if got is not None:
+        return got, None
+    bias = pad(b)
+    return bias, functools.partial(np.copyto, bias[:b.size], b)
+
+
+def _pad_bias(b: np.ndarray, size: int) -> np.ndarray:
+    bias = np.zeros(size, np.float32)
+    bias[:b.size] = b
+    return bias
+
+
+# Below this many multiply-adds a convolution runs on the calling thread (its serial twin: the same loop, so the
+# same sums). 16M MACs is ~0.3 ms on one core: a parallel region saves at most half of that, and costs a wake-up and
+# a barrier that are microseconds on idle cores but up to milliseconds when other processes hold them (the barrier
+# waits for a descheduled thread; a region after serial work also finds the workers asleep). All of MobileNetV2
+# but its 112x112 expansion and its last 1x1 falls below; ResNets keep all but their smallest 1x1 layers parallel.
+SERIAL_MACS = 1 << 24
+
+
+def _conv_call(ins: tuple, out: np.ndarray, stride, padding, dilation, groups: int, has_bias: bool,
+               has_residual: bool, activation: str, act_attrs: tuple) -> Callable[[], None] | None:
+    """``blocked_conv2d`` on these arrays as a zero-argument call: the packed weights, padded bias, offset tables,
+    scratch and kernel (parallel or serial by work) chosen once; the call pads the input and runs the kernel.
+    None where the numba kernels do not apply (the decomposition runs)."""
     x, w, b, r = split_inputs(ins, has_bias, has_residual)
-    if out.dtype != np.float32 or x.shape[4] != VL or not x.flags.c_contiguous:
-        fallback = blocked_conv2d_p.decomposed_kernel(backend.kernel)
-        fallback(*ins, out=out, stride=stride, padding=padding, dilation=dilation, groups=groups,
-                 has_bias=has_bias, has_residual=has_residual, activation=activation, act_attrs=act_attrs)
-        return
+    if out.dtype != np.float32 or x.shape[4] != VL or not x.flags.c_contiguous or not out.flags.c_contiguous:
+        return None
     sh, sw, pt, pl, dh, dw = geom(stride, padding, dilation)
     pb, pr = padding[0][1], padding[1][1]
     n, ob, oh, ow, _ = out.shape
-    o = w.shape[0]
     lo, hi = _ACT_CLAMP.get(activation, (-np.inf, np.inf))
     if activation == "clamp":
         a = dict(act_attrs)
         lo = -np.inf if a.get("min") is None else a["min"]
         hi = np.inf if a.get("max") is None else a["max"]
-    res = np.ascontiguousarray(r) if r is not None else out
     kh, kw = w.shape[2:]
+    ws = current_workspace()
+    steps: list[Callable[[], None]] = []
+    res = out if r is None else r
+    if not res.flags.c_contiguous:  # copied on every call: the call must see the residual's current values
+        res = np.empty(r.shape, r.dtype)
+        steps.append(functools.partial(np.copyto, res, r))
+    out4, res4 = out.reshape(n, ob, oh * ow, VL), res.reshape(n, ob, oh * ow, VL)
     if groups == 1:
-        xp = _padded(x, pt, pb, pl, pr)
+        hp, wp = x.shape[2] + pt + pb, x.shape[3] + pl + pr
+        xp = x
+        if (hp, wp) != x.shape[2:4]:
+            xp = ws.get("blocked_xpad", (n, x.shape[1], hp, wp, VL), x.dtype)
+            steps.append(functools.partial(by_size(pad_blocked, _pad_blocked_serial, xp.size), x, xp, pt, pl))
         ng = blocks(ob, NV)
-        bias = np.zeros(ng * NV * VL, np.float32)
-        if b is not None:
-            bias[:o] = b
+        bias, fill = _bias_filler(b, ng * NV * VL)
         wpk = _packed(w, "blocked_dense", pack_dense)
-        rows, taps = offset_tables(w.shape[1], xp.shape[2], xp.shape[3], kh, kw, sh, sw, dh, dw, oh, ow)
-        sbuf = current_workspace().per_thread("blocked_tile", 2 * NV * MR * VL)
+        rows, taps = offset_tables(w.shape[1], hp, wp, kh, kw, sh, sw, dh, dw, oh, ow)
+        sbuf = ws.per_thread("blocked_tile", 2 * NV * MR * VL)
         ntiles = blocks(oh * ow, MR)
         # pixel tiles per prange item: GROUP, or every tile of the image where images x groups alone give enough
         # items (deep layers at batch 1: each weight panel is then read once)
         group = min(ntiles, 16) if n * ng >= 16 else GROUP
-        _conv_dense(xp.reshape(n, -1), rows, taps, wpk, bias, res.reshape(n, ob, oh * ow, VL),
-                    out.reshape(n, ob, oh * ow, VL), r is not None, lo, hi, sbuf, group, KC)
+        kernel = _conv_dense if n * oh * ow * ob * VL * taps.size >= SERIAL_MACS else _conv_dense_serial
+        steps.append(functools.partial(kernel, xp.reshape(n, -1), rows, taps, wpk, bias, res4, out4,
+                                       r is not None, lo, hi, sbuf, group, KC))
     else:
-        bias = np.zeros(ob * VL, np.float32)
-        if b is not None:
-            bias[:o] = b
+        bias, fill = _bias_filler(b, ob * VL)
         wpk = _packed(w, "blocked_depthwise", pack_depthwise)
         hp, wp = x.shape[2] + pt + pb, x.shape[3] + pl + pr
         rows, taps = offset_tables(0, hp, wp, kh, kw, sh, sw, dh, dw, oh, ow, MRD)
-        ws = current_workspace()
         sbuf = ws.per_thread("blocked_tile", 2 * NV * MR * VL)
         pbuf = ws.per_thread("blocked_dwpad", hp * wp * VL)
-        _conv_depthwise(np.ascontiguousarray(x), rows, taps, wpk, bias, res.reshape(n, ob, oh * ow, VL),
-                        out.reshape(n, ob, oh * ow, VL), r is not None, lo, hi, sbuf, pbuf, pt, pl, hp, wp)
+        kernel = _conv_depthwise if n * oh * ow * ob * VL * kh * kw >= SERIAL_MACS else _conv_depthwise_serial
+        steps.append(functools.partial(kernel, x, rows, taps, wpk, bias, res4, out4, r is not None, lo, hi, sbuf,
+                                       pbuf, pt, pl, hp, wp))
+    if fill is not None:
+        steps.insert(0, fill)
     if activation not in _ACT_CLAMP and activation != "clamp":
-        backend.kernel(activation)(out, out=out, **dict(act_attrs))
+        steps.append(functools.partial(backend.kernel(activation), out, out=out, **dict(act_attrs)))
+    return in_order(steps)
+
+
+@backend.register("blocked_conv2d")
+def blocked_conv2d(*ins: np.ndarray, out: np.ndarray, stride, padding, dilation, groups: int, has_bias: bool,
+                   has_residual: bool, activation: str, act_attrs: tuple = ()) -> None:
+    call = _conv_call(ins, out, stride, padding, dilation, groups, has_bias, has_residual, activation, act_attrs)
+    if call is None:
+        fallback = blocked_conv2d_p.decomposed_kernel(backend.kernel)
+        fallback(*ins, out=out, stride=stride, padding=padding, dilation=dilation, groups=groups,
+                 has_bias=has_bias, has_residual=has_residual, activation=activation, act_attrs=act_attrs)
+        return
+    call()
+
+
+def _specialize(*ins: np.ndarray, out: np.ndarray, stride, padding, dilation, groups: int, has_bias: bool,
+                has_residual: bool, activation: str, act_attrs: tuple = ()) -> Callable[[], None] | None:
+    return _conv_call(ins, out, stride, padding, dilation, groups, has_bias, has_residual, activation, act_attrs)
+
+
+blocked_conv2d.specialize = _specialize
 
 
 blocked_conv2d.algorithm = lambda specs, groups, **attrs: "blocked-direct" if groups == 1 else "blocked-depthwise"
