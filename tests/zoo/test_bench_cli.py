@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 import engine
+import zoo
 from zoo.bench import models as bm
 from zoo.cli import bench as bench_cmd
 from zoo.cli import build_parser
@@ -75,3 +77,69 @@ def test_profile_tables_attribute_time_to_layers(capsys):
     assert all(p["wall_ms"] > 0 for p in profiles)
     assert all(p["graph_overhead"]["runs"] == 0 for p in profiles)  # eager rows run no compiled graph
     assert "profile by layer" in capsys.readouterr().out
+
+
+def test_opt_in_issue16_workloads_are_selected_and_shrink():
+    wls = bench_cmd.select_workloads("mobilenet_v2 224 infer b1,densenet121 224 infer b1")
+    assert [(w.model, w.batch, w.kind) for w in wls] == [("mobilenet_v2", 1, "infer"), ("densenet121", 1, "infer")]
+    assert all(bm.tiny(w).input == (3, 32, 32) for w in wls)
+
+
+def test_torch_peer_models_match_the_zoo_architectures():
+    torch_models = bm._torch_models()
+    for name in ("mobilenet_v2", "densenet121"):
+        ours = sum(p.data.size for p in zoo.get(name, num_classes=10).parameters())
+        assert sum(p.numel() for p in torch_models[name](10).parameters()) == ours, name
+
+
+# torch-compile: the structure (eval, no_grad, freezing on while compiling and restored, threads, compile timed
+# apart, one compile) is checked with a recording dynamo backend instead of inductor, whose C++ compile takes
+# 15-40 s even for a tiny model on this machine; the real inductor row runs in `convgraph bench` only.
+@pytest.fixture
+def torch_state():
+    torch = pytest.importorskip("torch")
+    import torch._inductor.config as inductor_config
+
+    n, frozen = torch.get_num_threads(), inductor_config.freezing
+    yield torch, inductor_config
+    torch.set_num_threads(n)
+    assert inductor_config.freezing == frozen  # the runner restored it
+
+
+def test_torch_compile_runner_compiles_once_frozen_without_grad(torch_state):
+    import numba
+
+    torch, inductor_config = torch_state
+    seen = []
+
+    def recording(gm, example_inputs):
+        seen.append((inductor_config.freezing, torch.is_grad_enabled(), torch.get_num_threads()))
+        return gm.forward
+
+    wl = bm.tiny(bench_cmd.select_workloads("mobilenet_v2")[0])
+    fn = bm.torch_compile_model_runner(wl, backend=recording)
+    assert fn.compile_ms is None
+    t = bm.time_workload(fn, repeats=2, warmup=1)
+    assert seen == [(True, False, numba.config.NUMBA_NUM_THREADS)]  # compiled once, in the first call
+    assert not inductor_config.freezing and not fn.model.training
+    assert 0 < fn.compile_ms and t["repeats"] == 2 and t["median_ms"] > 0
+
+
+def test_torch_compile_failure_is_a_one_line_skip(torch_state, monkeypatch, capsys):
+    _, inductor_config = torch_state
+
+    def no_compiler(gm, example_inputs):
+        raise RuntimeError("no C++ compiler found\nsecond line")
+
+    wl = bm.tiny(bench_cmd.select_workloads("resnet50")[0])
+    with pytest.raises(bm.TorchCompileUnavailable, match=r"^torch-compile: no_compiler could not compile resnet50 "
+                       r"224 infer b1 here \(.*no C\+\+ compiler found\); row skipped$"):
+        bm.torch_compile_model_runner(wl, backend=no_compiler)()
+    assert not inductor_config.freezing
+    with pytest.raises(ValueError, match="torch-compile runs inference workloads only"):
+        bm.torch_compile_model_runner(_tiny()[0])
+
+    # run_models leaves the row out and says why on one line (and runs no torch-compile row for training)
+    monkeypatch.setattr(bm, "torch_row_isolated", lambda *a: {"skipped": "torch-compile: reason; row skipped"})
+    assert bm.run_models(["torch-compile"], _tiny() + [wl], repeats=1) == []
+    assert capsys.readouterr().err == "# torch-compile: reason; row skipped\n"

@@ -34,7 +34,9 @@ def test_every_model_workload_runs_on_every_engine_impl():
     assert all(r["repeats"] == 1 and r["median_ms"] > 0 and r["batch"] == 2 for r in res["rows"])
 
 
-@pytest.mark.parametrize("wl", bm.MODEL_WORKLOADS, ids=lambda w: w.name.replace(" ", "_"))
+# the opt-in workloads too: their PyTorch models are the torch and torch-compile peers' (torch-compile itself is
+# left out here, its inductor compile takes tens of seconds: tests/zoo/test_bench_cli.py runs its code path)
+@pytest.mark.parametrize("wl", bm.MODEL_WORKLOADS + bm.EXTRA_WORKLOADS, ids=lambda w: w.name.replace(" ", "_"))
 def test_every_model_workload_runs_on_torch(wl, torch_threads):
     step = bm.model_runner("torch", bm.tiny(wl))
     step()

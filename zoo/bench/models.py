@@ -17,6 +17,10 @@ Implementations:
                      session creation count into the first call
 * ``torch``          PyTorch CPU eager, same thread count as numba (``torch.no_grad()`` + ``eval()`` for inference),
                      timed in a child process with PyTorch's own OpenMP settings (:func:`torch_row_isolated`)
+* ``torch-compile``  inference only: the ``torch`` row's model under ``torch.compile`` (inductor) with
+                     ``torch._inductor.config.freezing`` on, same threads, in a child process like ``torch``; the
+                     compile is the first call (``first_call_ms``) and is also reported as ``compile_ms``. Where
+                     inductor cannot compile (no C++ compiler, ...) the row is skipped with a one-line reason
 
 Timing: the first call (JIT compile, graph compile, first-touch) is timed on its own and reported as
 ``first_call_ms``; then ``warmup`` untimed calls, then the median of ``repeats`` timed calls.
@@ -38,7 +42,9 @@ import numpy as np
 
 from .workloads import without_missing_torch
 
-IMPLS = ("numpy", "numba", "numba-compiled", "cuda", "cuda-compiled", "onnxruntime", "torch")
+IMPLS = ("numpy", "numba", "numba-compiled", "cuda", "cuda-compiled", "onnxruntime", "torch", "torch-compile")
+INFER_ONLY = ("onnxruntime", "torch-compile")  # peers that run inference workloads only
+PEER_IMPLS = ("onnxruntime", "torch", "torch-compile")  # not the engine: no engine profile, no op-table row
 RSS_METHOD = "resource.getrusage(RUSAGE_SELF).ru_maxrss: process high-water mark after the row"
 
 
@@ -64,14 +70,18 @@ MODEL_WORKLOADS = [
 ]
 
 
-# Opt-in workloads: only run when ``--workloads`` names them (ResNet-50 is the issue-15 onnxruntime comparison).
+# Opt-in workloads: only run when ``--workloads`` names them (ResNet-50 is the issue-15 onnxruntime comparison;
+# with ResNet-18 batch 8 these are issue 16's four peer rows).
 EXTRA_WORKLOADS = [
     ModelWorkload("resnet50 224 infer b1", "resnet50", "infer", 1, (3, 224, 224), 1000),
+    ModelWorkload("mobilenet_v2 224 infer b1", "mobilenet_v2", "infer", 1, (3, 224, 224), 1000),
+    ModelWorkload("densenet121 224 infer b1", "densenet121", "infer", 1, (3, 224, 224), 1000),
 ]
 
 
 # Inputs of the tiny variants (smoke runs): the smallest each model accepts without changing its layers.
-TINY_INPUT = {"resnet18": (3, 32, 32), "resnet18_cifar": (3, 8, 8), "lenet5": (1, 28, 28), "resnet50": (3, 32, 32)}
+TINY_INPUT = {"resnet18": (3, 32, 32), "resnet18_cifar": (3, 8, 8), "lenet5": (1, 28, 28), "resnet50": (3, 32, 32),
+              "mobilenet_v2": (3, 32, 32), "densenet121": (3, 32, 32)}
 
 
 def tiny(wl: ModelWorkload) -> ModelWorkload:
@@ -289,12 +299,45 @@ def _torch_models():
                     x = self.transitions[i](x)
             return self.fc(tF.adaptive_avg_pool2d(tF.relu(self.norm(x)), 1).flatten(1))
 
+    def conv_bn_relu6(cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1) -> tnn.Sequential:
+        return tnn.Sequential(tnn.Conv2d(cin, cout, k, stride, (k - 1) // 2, groups=groups, bias=False),
+                              tnn.BatchNorm2d(cout), tnn.ReLU6())
+
+    class InvertedResidual(tnn.Module):
+        def __init__(self, cin: int, cout: int, stride: int, t: int):
+            super().__init__()
+            hidden = cin * t
+            layers = [conv_bn_relu6(cin, hidden, 1)] if t != 1 else []
+            layers += [conv_bn_relu6(hidden, hidden, 3, stride, groups=hidden),
+                       tnn.Conv2d(hidden, cout, 1, bias=False), tnn.BatchNorm2d(cout)]
+            self.conv, self.residual = tnn.Sequential(*layers), stride == 1 and cin == cout
+
+        def forward(self, x):
+            return x + self.conv(x) if self.residual else self.conv(x)
+
+    class MobileNetV2(tnn.Module):  # width 1.0: zoo.mobilenet_v2 (torchvision) channel counts
+        def __init__(self, num_classes: int):
+            super().__init__()
+            features, cin = [conv_bn_relu6(3, 32, 3, 2)], 32
+            for t, c, n, s in ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
+                               (6, 160, 3, 2), (6, 320, 1, 1)):
+                for i in range(n):
+                    features.append(InvertedResidual(cin, c, s if i == 0 else 1, t))
+                    cin = c
+            features.append(conv_bn_relu6(cin, 1280, 1))
+            self.features = tnn.Sequential(*features)
+            self.classifier = tnn.Sequential(tnn.Dropout(0.2), tnn.Linear(1280, num_classes))
+
+        def forward(self, x):
+            return self.classifier(tF.adaptive_avg_pool2d(self.features(x), 1).flatten(1))
+
     return {"lenet5": lambda n: LeNet5(n), "resnet18": lambda n: ResNet18(n, cifar=False),
             "resnet18_cifar": lambda n: ResNet18(n, cifar=True), "resnet50": lambda n: ResNet50(n),
-            "densenet121": lambda n: DenseNet121(n)}
+            "densenet121": lambda n: DenseNet121(n), "mobilenet_v2": lambda n: MobileNetV2(n)}
 
 
-def torch_model_runner(wl: ModelWorkload) -> Callable[[], None]:
+def _torch_model_and_data(wl: ModelWorkload):
+    """The seeded PyTorch model of ``wl`` and its input / target tensors, with PyTorch on numba's thread count."""
     import numba
     import torch
 
@@ -302,7 +345,13 @@ def torch_model_runner(wl: ModelWorkload) -> Callable[[], None]:
     torch.manual_seed(0)
     model = _torch_models()[wl.model](wl.num_classes)
     xa, ya = _data(wl)
-    x, y = torch.from_numpy(xa), torch.from_numpy(ya)
+    return model, torch.from_numpy(xa), torch.from_numpy(ya)
+
+
+def torch_model_runner(wl: ModelWorkload) -> Callable[[], None]:
+    import torch
+
+    model, x, y = _torch_model_and_data(wl)
     if wl.kind == "train":
         model.train()
         opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
@@ -320,6 +369,54 @@ def torch_model_runner(wl: ModelWorkload) -> Callable[[], None]:
         with torch.no_grad():
             model(x)
 
+    return infer
+
+
+class TorchCompileUnavailable(RuntimeError):
+    """torch.compile could not compile the model on this machine (its row is skipped, not failed)."""
+
+
+def torch_compile_model_runner(wl: ModelWorkload, backend: str | Callable = "inductor") -> Callable[[], None]:
+    """One inference step of the ``torch`` row's model under ``torch.compile(model, backend=backend)`` with
+    ``torch._inductor.config.freezing`` on (weights folded into the compiled graph as constants), restored after
+    the compile. The first call compiles and records its time as ``compile_ms`` on the returned callable; a
+    compile that fails raises :class:`TorchCompileUnavailable` with a one-line reason. ``backend`` is
+    ``"inductor"`` for the row; tests pass a recording backend (dynamo only, no C++ compile: an inductor compile
+    takes tens of seconds even for a tiny model) to run this code cheaply."""
+    if wl.kind != "infer":
+        raise ValueError(f"bench: torch-compile runs inference workloads only (got {wl.name!r})")
+    import torch
+    import torch._inductor.config as inductor_config
+
+    model, x, _ = _torch_model_and_data(wl)
+    model.eval()
+    state: dict = {}
+
+    def infer() -> None:
+        if "compiled" not in state:
+            frozen = inductor_config.freezing
+            inductor_config.freezing = True
+            t0 = time.perf_counter()
+            try:
+                with torch.no_grad():
+                    compiled = torch.compile(model, backend=backend)
+                    compiled(x)  # dynamo traces and inductor compiles on the first call
+            except Exception as e:  # inductor's failures (no C++ compiler, ...) are many types: all skip the row
+                while (getattr(e, "inner_exception", None) or e.__cause__) is not None:  # dynamo wraps the cause
+                    e = getattr(e, "inner_exception", None) or e.__cause__
+                reason = (str(e).strip().splitlines() or [""])[0][:200]
+                name = backend if isinstance(backend, str) else getattr(backend, "__name__", "backend")
+                raise TorchCompileUnavailable(f"torch-compile: {name} could not compile {wl.name} here "
+                                              f"({type(e).__name__}: {reason}); row skipped") from None
+            finally:
+                inductor_config.freezing = frozen
+            state["compiled"] = compiled
+            infer.compile_ms = (time.perf_counter() - t0) * 1e3
+            return
+        with torch.no_grad():
+            state["compiled"](x)
+
+    infer.compile_ms, infer.model = None, model
     return infer
 
 
@@ -353,6 +450,8 @@ def onnxruntime_model_runner(wl: ModelWorkload) -> Callable[[], None]:
 def model_runner(impl: str, wl: ModelWorkload) -> Callable[[], None]:
     if impl == "onnxruntime":
         return onnxruntime_model_runner(wl)
+    if impl == "torch-compile":
+        return torch_compile_model_runner(wl)
     return torch_model_runner(wl) if impl == "torch" else engine_model_runner(impl, wl)
 
 
@@ -407,19 +506,25 @@ def profile_workload(impl: str, wl: ModelWorkload, steps: int = 2):
 _TORCH_CHILD = r"""
 import json, sys
 sys.path.insert(0, {root!r})
-from zoo.bench.models import ModelWorkload, peak_rss_mib, time_workload, torch_model_runner
+from zoo.bench.models import ModelWorkload, TorchCompileUnavailable, model_runner, peak_rss_mib, time_workload
 wl = ModelWorkload(*json.loads({wl!r}))
-t = time_workload(torch_model_runner(wl), {repeats}, {warmup})
-print(json.dumps(dict(t, peak_rss_mib=peak_rss_mib(own=True))))
+fn = model_runner({impl!r}, wl)
+try:
+    t = time_workload(fn, {repeats}, {warmup})
+except TorchCompileUnavailable as e:
+    print(json.dumps({{"skipped": str(e)}}))
+else:
+    extra = {{"compile_ms": fn.compile_ms}} if hasattr(fn, "compile_ms") else {{}}
+    print(json.dumps(dict(t, peak_rss_mib=peak_rss_mib(own=True), **extra)))
 """
 
 
-def torch_row_isolated(wl: ModelWorkload, repeats: int, warmup: int) -> dict:
-    """Time a PyTorch row in a child process with PyTorch's own OpenMP defaults: the engine sets
-    ``OMP_WAIT_POLICY``/``GOMP_SPINCOUNT`` for its numba kernels (``engine.ENV_SET``), and in one process they
-    also apply to PyTorch's OpenMP runtime (it ran 10-35% faster or slower depending on the setting), and the two
-    runtimes' worker threads compete for the 2 cores. Returns :func:`time_workload`'s dict plus the child's
-    ``peak_rss_mib``."""
+def torch_row_isolated(wl: ModelWorkload, repeats: int, warmup: int, impl: str = "torch") -> dict:
+    """Time a PyTorch row (``impl``: ``torch`` or ``torch-compile``) in a child process with PyTorch's own OpenMP
+    defaults: the engine sets ``OMP_WAIT_POLICY``/``GOMP_SPINCOUNT`` for its numba kernels (``engine.ENV_SET``),
+    and in one process they also apply to PyTorch's OpenMP runtime (it ran 10-35% faster or slower depending on
+    the setting), and the two runtimes' worker threads compete for the 2 cores. Returns :func:`time_workload`'s
+    dict plus the child's ``peak_rss_mib`` (and ``compile_ms`` for torch-compile), or ``{"skipped": reason}``."""
     import dataclasses
     import json
     import os
@@ -431,7 +536,8 @@ def torch_row_isolated(wl: ModelWorkload, repeats: int, warmup: int) -> dict:
     import zoo
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(zoo.__file__)))  # where this process imports zoo from
-    code = _TORCH_CHILD.format(root=root, wl=json.dumps(dataclasses.astuple(wl)), repeats=repeats, warmup=warmup)
+    code = _TORCH_CHILD.format(root=root, wl=json.dumps(dataclasses.astuple(wl)), impl=impl, repeats=repeats,
+                               warmup=warmup)
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -439,17 +545,21 @@ def torch_row_isolated(wl: ModelWorkload, repeats: int, warmup: int) -> dict:
 def run_models(impls: list[str], workloads: list[ModelWorkload] | None = None, repeats: int = 10, warmup: int = 1,
                skip: Callable[[ModelWorkload, str], bool] | None = None, log: Callable[[str], None] | None = None,
                ) -> list[dict]:
-    """Time every (workload, impl) pair in this process; one row per pair, with ``ratio_to_torch`` filled in.
-    onnxruntime has rows for the inference workloads only."""
+    """Time every (workload, impl) pair in this process (the PyTorch rows in a child each); one row per pair, with
+    ``ratio_to_torch`` filled in. onnxruntime and torch-compile have rows for the inference workloads only; a
+    torch-compile row that cannot compile here is left out with its one-line reason on stderr."""
     rows = []
     for wl in workloads if workloads is not None else MODEL_WORKLOADS:
         for impl in impls:
-            if (skip is not None and skip(wl, impl)) or (impl == "onnxruntime" and wl.kind != "infer"):
+            if (skip is not None and skip(wl, impl)) or (impl in INFER_ONLY and wl.kind != "infer"):
                 continue
             if log:
                 log(f"{wl.name} / {impl} ...")
-            if impl == "torch":
-                t = torch_row_isolated(wl, repeats, warmup)
+            if impl in ("torch", "torch-compile"):
+                t = torch_row_isolated(wl, repeats, warmup, impl)
+                if "skipped" in t:
+                    print(f"# {t['skipped']}", file=sys.stderr)
+                    continue
             else:
                 fn = model_runner(impl, wl)
                 t = dict(time_workload(fn, repeats, warmup), peak_rss_mib=peak_rss_mib())

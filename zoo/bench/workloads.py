@@ -62,13 +62,14 @@ def tiny(wl: ConvWorkload) -> ConvWorkload:
 
 
 def without_missing_torch(impls: list[str]) -> list[str]:
-    """``impls`` less ``torch`` when PyTorch (an optional reference, not a dependency) is not installed."""
-    if "torch" in impls:
+    """``impls`` less ``torch`` and ``torch-compile`` when PyTorch (an optional reference, not a dependency) is not
+    installed."""
+    if any(i.startswith("torch") for i in impls):
         try:
             import torch  # noqa: F401
         except ImportError:
             print("# torch: not installed, skipped", file=sys.stderr)
-            return [i for i in impls if i != "torch"]
+            return [i for i in impls if not i.startswith("torch")]
     return impls
 
 

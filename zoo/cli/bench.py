@@ -1,7 +1,8 @@
 """``convgraph bench``: in one run, time the model workloads (ResNet-18 224x224 inference batch 1 and 8, LeNet-5
 training step batch 64, ResNet-18 CIFAR training step batch 32) on the numpy reference (eager), numba eager,
 numba compiled (graph.compile, inference only), onnxruntime (the exported zoo model, inference workloads only)
-and PyTorch CPU when importable, then the op-level table
+and PyTorch CPU when importable (eager; ``torch-compile``, opt-in: torch.compile with inductor freezing, inference
+workloads only, its compile reported as ``compile_ms``), then the op-level table
 (zoo/bench/report.py) unless ``--no-ops``. ``--smoke`` runs every selected workload once at a tiny size
 (a check that the benchmark works, not a measurement). ``--model FILE.onnx`` instead times that file imported
 and compiled (numba) against onnxruntime running the same file (CPU execution provider, intra-op threads = numba's
@@ -40,16 +41,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "that the benchmark runs, in seconds; the numbers mean nothing")
     p.add_argument("--json", metavar="FILE", help="also write the results to FILE")
     p.add_argument("--impls", default=None,
-                   help="comma list of numpy,numba,numba-compiled,cuda,cuda-compiled,onnxruntime,torch (default "
-                        "numpy,numba,numba-compiled,onnxruntime,torch; with --device cuda: cuda,cuda-compiled; "
-                        "'numba' in the op table covers both; onnxruntime: inference workloads only; the op table "
-                        "is of host impls)")
+                   help="comma list of numpy,numba,numba-compiled,cuda,cuda-compiled,onnxruntime,torch,"
+                        "torch-compile (default numpy,numba,numba-compiled,onnxruntime,torch; with --device cuda: "
+                        "cuda,cuda-compiled; 'numba' in the op table covers both; onnxruntime and torch-compile "
+                        "(inductor compile: tens of seconds to minutes per model): inference workloads only; the "
+                        "op table is of host impls)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
                    help="cuda: benchmark the cuda backend (a CUDA GPU, or numba's simulator with "
                         "NUMBA_ENABLE_CUDASIM=1)")
     p.add_argument("--repeats", type=positive_int, default=None, help="timed repeats per row (default 10, --quick 3)")
     p.add_argument("--workloads", default=None, help="comma list of substrings selecting model workloads (also "
-                   "the opt-in ones: 'resnet50 224 infer b1')")
+                   "the opt-in ones: 'resnet50 224 infer b1', 'mobilenet_v2 224 infer b1', "
+                   "'densenet121 224 infer b1')")
     p.add_argument("--ops", action=argparse.BooleanOptionalAction, default=True,
                    help="also run the op-level table (zoo/bench/report.py)")
     p.add_argument("--profile", action="store_true",
@@ -87,7 +90,7 @@ def bench(impls: list[str], quick: bool = False, repeats: int | None = None, wor
     if ops:
         order = ["numpy", "numba", "torch"]
         op_impls = sorted({"numba" if i.startswith("numba") else i for i in impls
-                           if i != "onnxruntime" and not i.startswith("cuda")}, key=order.index)
+                           if i in order or i == "numba-compiled"}, key=order.index)
         res["ops"] = report.run(op_impls, quick, tiny_sizes=smoke)
     return res
 
@@ -113,7 +116,7 @@ def profile_tables(workloads: list, rows: list[dict], top: int) -> list[dict]:
     out = []
     by_name = {w.name: w for w in workloads}
     for r in rows:
-        if r["impl"] in ("torch", "onnxruntime"):  # profiles are of the engine's own layers and ops
+        if r["impl"] in bm.PEER_IMPLS:  # profiles are of the engine's own layers and ops
             continue
         prof = bm.profile_workload(r["impl"], by_name[r["workload"]])
         title = f"{r['workload']} / {r['impl']} (2 steps)"
