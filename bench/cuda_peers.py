@@ -44,7 +44,7 @@ class Sizes:
 
 FULL = Sizes(4096, 32, 224, ((64, 56, 1), (128, 56, 2), (128, 28, 1), (256, 28, 2), (256, 14, 1), (512, 14, 2),
                              (512, 7, 1)), 64)
-TINY = Sizes(16, 2, 32, ((4, 6, 1), (4, 6, 2)), 4)  # batch 2: training BatchNorm needs 2 values at 1x1
+TINY = Sizes(16, 2, 16, ((4, 6, 1), (4, 6, 2)), 4)  # batch 2: training BatchNorm needs 2 values at 1x1
 
 
 @dataclass
