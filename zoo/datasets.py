@@ -193,9 +193,10 @@ def select_classes(x: np.ndarray, y: np.ndarray, classes: list[int]) -> tuple[np
 
 def get_splits(name: str, data_dir: str | None = None, val_size: int | None = None, seed: int = 0,
                limit_train: int | None = None, classes: list[int] | None = None,
-               image_size: tuple[int, int] | None = None) -> Splits:
+               image_size: tuple[int, int] | None = None, limit_test: int | None = None) -> Splits:
     """Train/val/test datasets. val is carved from the training files by a seeded random split
-    (default: 5000 images, at most a tenth); ``limit_train`` keeps the first N training samples;
+    (default: 5000 images, at most a tenth); ``limit_train`` keeps the first N training samples (and at most a
+    quarter as many validation samples); ``limit_test`` the first N test samples;
     ``classes`` keeps only those class indices (e.g. pretrain on 0-4, fine-tune on 5-9); ``image_size`` (H, W)
     resizes a folder dataset's images."""
     info = get_info(name)
@@ -225,6 +226,8 @@ def get_splits(name: str, data_dir: str | None = None, val_size: int | None = No
     if limit_train is not None and limit_train < len(train):
         train = Subset(full, train.indices[:limit_train])
         val = Subset(full, val.indices[:max(1, min(len(val.indices), limit_train // 4))])
+    if limit_test is not None:
+        xt, yt = xt[:limit_test], yt[:limit_test]
     return Splits(train, val, TensorDataset(xt, yt), info)
 
 

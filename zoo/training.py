@@ -71,6 +71,7 @@ class TrainConfig:
     out: str = "runs/train"
     resume: bool = False
     limit_train: int | None = None
+    limit_test: int | None = None  # evaluate on the first N test images only (quick runs, simulator tests)
     val_size: int | None = None
     train_last_only: bool = False
     finetune: str | None = None
@@ -452,7 +453,7 @@ def _train(cfg: TrainConfig, splits: Splits | None) -> dict[str, Any]:
     engine.set_backend(cfg.backend)
     engine.manual_seed(cfg.seed)
     splits = splits or get_splits(cfg.dataset, cfg.data_dir, cfg.val_size, cfg.seed, cfg.limit_train,
-                                  cfg.classes, cfg.image_size)
+                                  cfg.classes, cfg.image_size, cfg.limit_test)
     info: DatasetInfo = splits.info
     train_tf, eval_tf = make_transforms(info, cfg.augment)
     train_loader = DataLoader(splits.train, cfg.batch_size, shuffle=True, seed=cfg.seed, transform=train_tf,

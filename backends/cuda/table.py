@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from numba import cuda
+from numba import config, cuda
 
 from engine.backend import Backend
 
@@ -59,4 +59,6 @@ class CudaBackend(Backend):
 
 
 # registered by the package's __init__ only where kernels can launch
-backend = CudaBackend("cuda", jit=True)
+# jit: kernels compile on first launch, so compile() runs a graph once to do it there; the simulator compiles
+# nothing, and that run would only double the cost of every compiled graph
+backend = CudaBackend("cuda", jit=not config.ENABLE_CUDASIM)

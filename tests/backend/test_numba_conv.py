@@ -420,6 +420,19 @@ def test_unknown_policy_from_the_environment_fails_at_the_first_conv(rng, monkey
         run_kernel("numba", "conv2d", [x, w], **_attrs())
 
 
+def test_the_shared_variable_accepts_cuda_names_as_the_heuristic(monkeypatch):
+    """CONVGRAPH_CONV_ALGO is read by numba and cuda: a cuda algorithm means numba's heuristic, a name no backend
+    has is an error that names the backend and lists every valid name; set_conv_policy takes numba's own only."""
+    monkeypatch.setattr(conv_select, "_policy", ["igemm-64x64"])
+    assert conv_select.conv_policy() == "heuristic"
+    monkeypatch.setattr(conv_select, "_policy", ["igemm-32x32"])
+    with pytest.raises(ValueError, match=r"CONVGRAPH_CONV_ALGO: unknown policy 'igemm-32x32' \(read by backend "
+                                         r"'numba'\).*numba: direct, gemm-tables.*cuda: igemm-128x128"):
+        conv_select.conv_policy()
+    with pytest.raises(ValueError, match="'igemm-64x64' is a cuda algorithm, not one of backend 'numba'"):
+        conv_select.set_conv_policy("igemm-64x64")
+
+
 @pytest.mark.parametrize("algo", ["im2col-channel", "im2col-pixel", "gemm_1x1"])
 def test_forward_recomputes_im2col_for_new_data_in_the_same_buffer(rng, algo):
     """A compiled graph runs every call on the same arena buffers, and callers may refill one input array: the

@@ -173,6 +173,13 @@ def test_policy_forced_measured_and_deterministic(small, monkeypatch) -> None:
     assert drivers.forward_choice(dx, dw, attrs) is choice  # cached per shape
     with pytest.raises(ValueError, match="unknown policy 'fastest'"):
         select.set_conv_policy("fastest")
+    with pytest.raises(ValueError, match="'winograd-f4' is a numba algorithm, not one of backend 'cuda'"):
+        select.set_conv_policy("winograd-f4")
+    monkeypatch.setattr(select, "_policy", [None])
+    monkeypatch.setenv("CONVGRAPH_CONV_ALGO", "winograd-f6")  # no backend's name: an error, not the heuristic
+    with pytest.raises(ValueError, match=r"CONVGRAPH_CONV_ALGO: unknown policy 'winograd-f6' \(read by backend "
+                                         r"'cuda'\).*cuda: igemm-128x128, igemm-64x64, direct"):
+        drivers.forward_choice(dx, dw, attrs)
     select.clear_cache()
 
 

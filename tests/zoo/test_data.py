@@ -41,7 +41,10 @@ def test_splits_are_disjoint_seeded_and_limited():
     assert not set(s.train.indices) & set(s.val.indices)
     np.testing.assert_array_equal(D.get_splits("bars", seed=1).val.indices, s.val.indices)
     small = D.get_splits("bars", seed=1, limit_train=100)
-    assert len(small.train) == 100 and len(small.val) == 25
+    assert len(small.train) == 100 and len(small.val) == 25 and len(small.test) == 1000
+    few = D.get_splits("bars", seed=1, limit_test=7)
+    assert len(few.test) == 7 and len(few.train) == 3600
+    np.testing.assert_array_equal(few.test[6][0], s.test[6][0])  # the first N test images
     assert s.info.num_classes == 4
 
 

@@ -145,6 +145,20 @@ def test_num_classes_changes_only_the_head(no_init):
     assert _count(a) - _count(b) == 990 * (2048 + 1)
 
 
+def test_resnet_width_narrows_every_stage_and_keeps_the_layout(no_init):
+    """width=8 is ResNet-18 at an eighth of the channels (the simulator tests use it): the same modules, every
+    conv's channels divided by 8 (the stem's input channels stay 3)."""
+    full, narrow = zm.get("resnet18"), zm.get("resnet18", width=8)
+    convs = {n: m.weight.shape for n, m in full.named_modules() if isinstance(m, nn.Conv2d)}
+    narrow_convs = {n: m.weight.shape for n, m in narrow.named_modules() if isinstance(m, nn.Conv2d)}
+    assert narrow_convs.keys() == convs.keys()
+    for n, (o, c, kh, kw) in convs.items():
+        assert narrow_convs[n] == (o // 8, c if n == "conv1" else c // 8, kh, kw), n
+    assert narrow.fc.weight.shape == (1000, 64)
+    with pytest.raises(ValueError, match="ResNet: width .* must be a positive int, got 0"):
+        zm.get("resnet18", width=0)
+
+
 # --- forward on small inputs ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", zm.list_models())
 def test_forward_small_input(name, fast_init):

@@ -77,6 +77,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="start a new run in an OUT that holds one (best.npz is replaced only by a better model)")
     p.add_argument("--limit-train", type=positive_int, default=None, metavar="N",
                    help="train on the first N images only")
+    p.add_argument("--limit-test", type=positive_int, default=None, metavar="N",
+                   help="evaluate on the first N test images only")
     p.add_argument("--val-size", type=positive_int, default=None,
                    help="validation images held out of the training files")
     p.add_argument("--image-size", type=image_size, nargs=2, default=None, metavar=("H", "W"),
@@ -127,6 +129,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
                        memory_budget=args.memory_budget,
                        out=out, resume=args.resume, force=args.force, image_size=size,
                        limit_train=args.limit_train if args.limit_train is not None else stored.get("limit_train"),
+                       limit_test=args.limit_test if args.limit_test is not None else stored.get("limit_test"),
                        val_size=args.val_size if args.val_size is not None else stored.get("val_size"),
                        train_last_only=args.train_last_only or bool(stored.get("train_last_only")),
                        finetune=args.finetune or stored.get("finetune"),

@@ -69,25 +69,29 @@ class Bottleneck(nn.Module):
 
 class ResNet(nn.Module):
     def __init__(self, block: type[BasicBlock] | type[Bottleneck], layers: list[int], num_classes: int = 1000,
-                 zero_init_residual: bool = False, stem: str = "imagenet", in_channels: int = 3):
+                 zero_init_residual: bool = False, stem: str = "imagenet", in_channels: int = 3, width: int = 64):
         super().__init__()
         if stem not in ("imagenet", "cifar"):
             raise ValueError(f"ResNet: stem must be 'imagenet' or 'cifar', got {stem!r}")
-        self.inplanes = 64
+        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+            raise ValueError(f"ResNet: width (channels of the stem and the first stage) must be a positive int, "
+                             f"got {width!r}")
+        # width 64 is the published network; a narrower one (same depth and layout) keeps simulator tests small
+        self.inplanes = w = width
         if stem == "imagenet":  # 7x7/2 conv + 3x3/2 max pool: 224 -> 56
-            self.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+            self.conv1 = nn.Conv2d(in_channels, w, kernel_size=7, stride=2, padding=3, bias=False)
             self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         else:  # 3x3/1 conv, no pooling: 32 -> 32
-            self.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
+            self.conv1 = nn.Conv2d(in_channels, w, kernel_size=3, stride=1, padding=1, bias=False)
             self.maxpool = nn.Identity()
-        self.bn1 = nn.BatchNorm2d(64)
+        self.bn1 = nn.BatchNorm2d(w)
         self.relu = nn.ReLU(inplace=True)
-        self.layer1 = self._make_layer(block, 64, layers[0])
-        self.layer2 = self._make_layer(block, 128, layers[1], stride=2)
-        self.layer3 = self._make_layer(block, 256, layers[2], stride=2)
-        self.layer4 = self._make_layer(block, 512, layers[3], stride=2)
+        self.layer1 = self._make_layer(block, w, layers[0])
+        self.layer2 = self._make_layer(block, 2 * w, layers[1], stride=2)
+        self.layer3 = self._make_layer(block, 4 * w, layers[2], stride=2)
+        self.layer4 = self._make_layer(block, 8 * w, layers[3], stride=2)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-        self.fc = nn.Linear(512 * block.expansion, num_classes)
+        self.fc = nn.Linear(8 * w * block.expansion, num_classes)
 
         for m in self.modules():
             init_conv_bn_(m)

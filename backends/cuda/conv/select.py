@@ -9,7 +9,8 @@ Policy (``CONVGRAPH_CONV_ALGO``, :func:`set_conv_policy`, or ``compile(..., auto
 ``"heuristic"`` (default; never measures, so results never depend on timing), ``"measure"`` (each candidate runs
 once untimed, then :data:`MEASURE_REPEATS` times between ``cuda.synchronize()`` calls; the fastest is cached for
 the process; ``engine.use_deterministic_algorithms(True)`` turns measuring off), or an algorithm name (forced where
-it applies). A name of another backend's algorithm (the variable is shared with numba) means the heuristic here.
+it applies). A name of another backend's algorithm (the variable is shared with numba) means the heuristic here;
+a name no backend has is an error (backends/conv_policy.py).
 Weight gradients of the implicit GEMM also pick a split of K (:func:`weight_grad_splits`); the split sums are added
 in a fixed order, so it changes speed, not results run to run.
 """
@@ -27,6 +28,8 @@ from numba import cuda
 
 from engine.backend import are_deterministic_algorithms_enabled, current_context
 
+from ... import conv_policy as conv_policy_names
+from ...conv_policy import check_policy
 from ..tiling import SMS, Tile, tile_order
 
 MEASURE_REPEATS = 3
@@ -34,25 +37,23 @@ DIRECT_THREADS = 256  # threads per block of the direct kernels
 REDUCE_THREADS = 128  # threads per block (one weight element) of the direct weight gradient
 MIN_GEMM_ROWS = 16  # per-group GEMM rows (O/g forward, C/g input grad) below which a grouped layer runs direct
 
-ALGORITHMS = ("igemm-128x128", "igemm-64x64", "direct")
-POLICIES = ("heuristic", "measure", *ALGORITHMS)
+ALGORITHMS = conv_policy_names.ALGORITHMS["cuda"]
+POLICIES = (*conv_policy_names.MODES, *ALGORITHMS)
 
 _policy: list[str | None] = [None]  # None: read CONVGRAPH_CONV_ALGO
 
 
 def set_conv_policy(policy: str) -> str:
     """Set the cuda conv policy (see module docstring); returns the previous one."""
-    if policy not in POLICIES:
-        raise ValueError(f"cuda conv algorithm policy: unknown policy {policy!r}; expected one of {POLICIES}")
+    check_policy(policy, "cuda", "cuda conv algorithm policy")
     prev = conv_policy()
     _policy[0] = policy
     return prev
 
 
 def conv_policy() -> str:
-    policy = _policy[0] or os.environ.get("CONVGRAPH_CONV_ALGO", "heuristic")
-    if policy not in POLICIES:
-        policy = "heuristic"  # another backend's algorithm name
+    policy = _policy[0] or check_policy(os.environ.get("CONVGRAPH_CONV_ALGO", "heuristic"), "cuda",
+                                        "CONVGRAPH_CONV_ALGO", shared=True)
     ctx = current_context()
     if policy == "heuristic" and ctx is not None and ctx.autotune:
         policy = "measure"

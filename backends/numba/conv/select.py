@@ -11,12 +11,12 @@ Policy (``CONVGRAPH_CONV_ALGO``, :func:`set_conv_policy`, or ``compile(..., auto
   ``compile(..., autotune=True)`` turns this on for one compiled module. ``engine.use_deterministic_algorithms(True)``
   turns measuring off everywhere (the heuristic runs instead).
 - an algorithm name (one of :data:`ALGORITHMS`): forced wherever it can run (a candidate, or :func:`forcible`),
-  else the heuristic (tests, benches).
+  else the heuristic (tests, benches). In the variable, the cuda backend's names mean the heuristic here.
 
-Any other name is an error. Why measure at all: the winner depends on shape and machine state. On the 2-core
-Zen 5 test machine LeNet conv1 (1->20 5x5 on 28x28, batch 64, forward) measured gemm-tables 0.36 ms, direct
-0.83 ms; at batch 2 direct won (0.79 vs 1.01 ms); on ResNet-18's 3x3 layers gemm-tables and Winograd F(2x2) /
-F(4x4) trade places by shape and role.
+Any other name is an error (backends/conv_policy.py). Why measure at all: the winner depends on shape and machine
+state. On the 2-core Zen 5 test machine LeNet conv1 (1->20 5x5 on 28x28, batch 64, forward) measured gemm-tables
+0.36 ms, direct 0.83 ms; at batch 2 direct won (0.79 vs 1.01 ms); on ResNet-18's 3x3 layers gemm-tables and
+Winograd F(2x2) / F(4x4) trade places by shape and role.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import numpy as np
 
 from engine.backend import are_deterministic_algorithms_enabled
 
+from ... import conv_policy as conv_policy_names
 from .geometry import out_hw, shape_of
 from .winograd.tiles import winograd_applicable, winograd_weight_grad_tile
 from .workspace import autotuning, throwaway
@@ -39,16 +40,12 @@ ROLES = ("forward", "input_grad", "weight_grad")
 MEASURE_REPEATS = 3  # timed runs per candidate; the minimum counts (robust to another process's bursts)
 DIRECT_MAX_TAPS = 32  # C/g * kh * kw at or below which a groups=1 layer also tries the direct kernel
 
-ALGORITHMS = ("direct", "gemm-tables", "gemm_1x1", "gemm_1x1-nchw", "im2col", "im2col-pixel", "im2col-channel",
-              "winograd-f2", "winograd-f4")
-POLICIES = ("heuristic", "measure", *ALGORITHMS)
+ALGORITHMS = conv_policy_names.ALGORITHMS["numba"]
+POLICIES = (*conv_policy_names.MODES, *ALGORITHMS)
 
 
-def check_policy(policy: str, source: str = "conv algorithm policy") -> str:
-    if policy not in POLICIES:
-        raise ValueError(f"{source}: unknown policy {policy!r}; expected 'heuristic', 'measure' or an algorithm "
-                         f"name ({', '.join(ALGORITHMS)})")
-    return policy
+def check_policy(policy: str, source: str = "conv algorithm policy", shared: bool = False) -> str:
+    return conv_policy_names.check_policy(policy, "numba", source, shared)
 
 
 # checked where it is read (conv_policy), not at import: an import error would make the backend look unavailable
@@ -65,7 +62,7 @@ def set_conv_policy(policy: str) -> str:
 def conv_policy() -> str:
     """The policy in force here: the process's, ``"measure"`` inside a module compiled with ``autotune=True``
     (unless an algorithm is forced), ``"heuristic"`` instead of ``"measure"`` under deterministic algorithms."""
-    policy = check_policy(_policy[0], "CONVGRAPH_CONV_ALGO")
+    policy = check_policy(_policy[0], "CONVGRAPH_CONV_ALGO", shared=True)
     if policy == "heuristic" and autotuning():
         policy = "measure"
     if policy == "measure" and are_deterministic_algorithms_enabled():

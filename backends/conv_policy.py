@@ -1,0 +1,38 @@
+"""``CONVGRAPH_CONV_ALGO``: one variable for every backend that chooses among conv algorithms (numba, cuda).
+
+Its value is ``heuristic``, ``measure`` or an algorithm name of any of these backends. A backend forces its own
+algorithm names; it reads another backend's name as its heuristic, so one setting can pin the CPU algorithm of a
+run that also uses the GPU (and the other way round). A name that no backend has is an error naming the backend
+that read it and every valid name. The names live here, as data, so each backend knows the others' without
+importing them.
+"""
+
+from __future__ import annotations
+
+ALGORITHMS: dict[str, tuple[str, ...]] = {
+    "numba": ("direct", "gemm-tables", "gemm_1x1", "gemm_1x1-nchw", "im2col", "im2col-pixel", "im2col-channel",
+              "winograd-f2", "winograd-f4"),
+    "cuda": ("igemm-128x128", "igemm-64x64", "direct"),
+}
+MODES = ("heuristic", "measure")
+
+
+def _expected() -> str:
+    names = "; ".join(f"{b}: {', '.join(a)}" for b, a in ALGORITHMS.items())
+    return f"expected 'heuristic', 'measure' or an algorithm name ({names})"
+
+
+def check_policy(policy: str, backend: str, source: str = "conv algorithm policy", shared: bool = False) -> str:
+    """The policy ``backend`` applies for ``policy``. ``shared`` (the environment variable): another backend's
+    algorithm name means this backend's heuristic; otherwise (a backend's own ``set_conv_policy``) only this
+    backend's names are accepted."""
+    own = ALGORITHMS[backend]
+    if policy in MODES or policy in own:
+        return policy
+    others = [b for b, names in ALGORITHMS.items() if b != backend and policy in names]
+    if shared and others:
+        return "heuristic"
+    if others:
+        raise ValueError(f"{source}: {policy!r} is a {others[0]} algorithm, not one of backend {backend!r}; "
+                         f"expected 'heuristic', 'measure' or one of {', '.join(own)}")
+    raise ValueError(f"{source}: unknown policy {policy!r} (read by backend {backend!r}); {_expected()}")
