@@ -9,6 +9,11 @@ importing them.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from engine.backend import are_deterministic_algorithms_enabled
+
 ALGORITHMS: dict[str, tuple[str, ...]] = {
     "numba": ("direct", "gemm-tables", "gemm_1x1", "gemm_1x1-nchw", "im2col", "im2col-pixel", "im2col-channel",
               "winograd-f2", "winograd-f4"),
@@ -36,3 +41,30 @@ def check_policy(policy: str, backend: str, source: str = "conv algorithm policy
         raise ValueError(f"{source}: {policy!r} is a {others[0]} algorithm, not one of backend {backend!r}; "
                          f"expected 'heuristic', 'measure' or one of {', '.join(own)}")
     raise ValueError(f"{source}: unknown policy {policy!r} (read by backend {backend!r}); {_expected()}")
+
+
+def in_force(policy: str, autotune: bool) -> str:
+    """The mode a checked ``policy`` means here: ``"measure"`` for the heuristic inside a module compiled with
+    ``autotune=True``, ``"heuristic"`` for ``"measure"`` under deterministic algorithms; a forced name stays."""
+    if policy == "heuristic" and autotune:
+        policy = "measure"
+    if policy == "measure" and are_deterministic_algorithms_enabled():
+        policy = "heuristic"
+    return policy
+
+
+@dataclass
+class Choice:
+    """One convolution's algorithm and how it was chosen; :meth:`describe` is the compile report's note."""
+
+    algorithm: str
+    how: str  # "measured", "heuristic", "only", "forced"
+    times_ms: dict[str, float] = field(default_factory=dict)
+    ms_digits: ClassVar[int] = 2  # decimals of the measured times in the note
+
+    def describe(self) -> str:
+        if self.how == "measured":
+            ts = ", ".join(f"{a} {t:.{self.ms_digits}f} ms"
+                           for a, t in sorted(self.times_ms.items(), key=lambda kv: kv[1]))
+            return f"{self.algorithm} (measured: {ts})"
+        return f"{self.algorithm} ({self.how})"

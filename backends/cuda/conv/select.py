@@ -20,13 +20,12 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from numba import cuda
 
-from engine.backend import are_deterministic_algorithms_enabled, current_context
+from engine.backend import current_context
 
 from ... import conv_policy as conv_policy_names
 from ...conv_policy import check_policy
@@ -55,11 +54,7 @@ def conv_policy() -> str:
     policy = _policy[0] or check_policy(os.environ.get("CONVGRAPH_CONV_ALGO", "heuristic"), "cuda",
                                         "CONVGRAPH_CONV_ALGO", shared=True)
     ctx = current_context()
-    if policy == "heuristic" and ctx is not None and ctx.autotune:
-        policy = "measure"
-    if policy == "measure" and are_deterministic_algorithms_enabled():
-        policy = "heuristic"
-    return policy
+    return conv_policy_names.in_force(policy, ctx is not None and ctx.autotune)
 
 
 def gemm_dims(role: str, x_shape, w_shape, out_hw, groups: int) -> tuple[int, int, int]:
@@ -90,17 +85,9 @@ def weight_grad_splits(tile: Tile, m: int, n: int, k: int, groups: int) -> int:
     return max(1, min(-(-2 * SMS // blocks), ktiles // 32, 64))
 
 
-@dataclass
-class Choice:
-    algorithm: str
-    how: str  # "measured", "heuristic", "only", "forced"
-    times_ms: dict[str, float] = field(default_factory=dict)
 
-    def describe(self) -> str:
-        if self.how == "measured":
-            ts = ", ".join(f"{a} {t:.3f} ms" for a, t in sorted(self.times_ms.items(), key=lambda kv: kv[1]))
-            return f"{self.algorithm} (measured: {ts})"
-        return f"{self.algorithm} ({self.how})"
+class Choice(conv_policy_names.Choice):
+    ms_digits = 3
 
 
 _CACHE: dict[tuple, Choice] = {}

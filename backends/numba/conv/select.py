@@ -24,14 +24,12 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from engine.backend import are_deterministic_algorithms_enabled
-
 from ... import conv_policy as conv_policy_names
+from ...conv_policy import Choice as Choice
 from .geometry import out_hw, shape_of
 from .winograd.tiles import winograd_applicable, winograd_weight_grad_tile
 from .workspace import autotuning, throwaway
@@ -62,25 +60,9 @@ def set_conv_policy(policy: str) -> str:
 def conv_policy() -> str:
     """The policy in force here: the process's, ``"measure"`` inside a module compiled with ``autotune=True``
     (unless an algorithm is forced), ``"heuristic"`` instead of ``"measure"`` under deterministic algorithms."""
-    policy = check_policy(_policy[0], "CONVGRAPH_CONV_ALGO", shared=True)
-    if policy == "heuristic" and autotuning():
-        policy = "measure"
-    if policy == "measure" and are_deterministic_algorithms_enabled():
-        policy = "heuristic"
-    return policy
+    return conv_policy_names.in_force(check_policy(_policy[0], "CONVGRAPH_CONV_ALGO", shared=True), autotuning())
 
 
-@dataclass
-class Choice:
-    algorithm: str
-    how: str  # "measured", "heuristic", "only", "forced"
-    times_ms: dict[str, float] = field(default_factory=dict)
-
-    def describe(self) -> str:
-        if self.how == "measured":
-            ts = ", ".join(f"{a} {t:.2f} ms" for a, t in sorted(self.times_ms.items(), key=lambda kv: kv[1]))
-            return f"{self.algorithm} (measured: {ts})"
-        return f"{self.algorithm} ({self.how})"
 
 
 _CACHE: dict[tuple, Choice] = {}
