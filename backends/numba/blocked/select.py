@@ -12,22 +12,19 @@ from ..conv.select import _best_ms, conv_policy
 from ..conv.workspace import throwaway
 
 DIRECT, WINOGRAD = "blocked-direct", "blocked-winograd-f2"
-# Winograd from this many channels on both sides: below, the GEMMs' reduction (C) is too short for the transforms'
-# cost (every tile's 16 V and M vectors go through memory) to be repaid
-WINOGRAD_MIN_CHANNELS = 32
-
 _CACHE: dict[tuple, Choice] = {}
 
 
 def candidates(x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride, dilation) -> list[str]:
-    """The algorithms that can run this dense blocked layer, the heuristic's pick first: Winograd for 3x3 stride 1
-    layers with at least :data:`WINOGRAD_MIN_CHANNELS` input and output channels."""
-    o, c, kh, kw = w_shape
+    """The algorithms that can run this dense blocked layer, the heuristic's pick first: Winograd wherever it
+    applies (3x3, stride 1, dilation 1). Measured on one core (2-core Zen 4, bias + ReLU, ms direct vs Winograd):
+    ResNet-18 batch 8 56x56x64 18.8 vs 9.3, 28x28x128 17.9 vs 10.7, 14x14x256 17.5 vs 8.5, 7x7x512 17.2 vs 11.0;
+    ResNet-50 batch 1 56x56x64 2.28 vs 1.13 .. 7x7x512 2.23 vs 1.92; small layers (3 -> 64 channels at 32x32,
+    8 -> 8, 16 -> 32, 64 -> 64 at 4x4) 0.57-0.91x: no shape measured where the direct kernel wins."""
+    kh, kw = w_shape[2:]
     if (kh, kw) != (3, 3) or tuple(stride) != (1, 1) or tuple(dilation) != (1, 1):
         return [DIRECT]
-    if min(c, o) >= WINOGRAD_MIN_CHANNELS:
-        return [WINOGRAD, DIRECT]
-    return [DIRECT, WINOGRAD]
+    return [WINOGRAD, DIRECT]
 
 
 def _key(x_shape, w_shape, stride, padding, dilation) -> tuple:

@@ -38,10 +38,6 @@ _G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.
 NPOS = 16  # positions of the 4x4 transformed tile
 
 
-def winograd_applicable(w_shape: tuple[int, ...], stride, dilation, groups: int) -> bool:
-    return groups == 1 and tuple(w_shape[2:]) == (3, 3) and tuple(stride) == (1, 1) and tuple(dilation) == (1, 1)
-
-
 def pack_winograd(w: np.ndarray) -> np.ndarray:
     """w (O, C, 3, 3) -> (16, G, C, NV*VL): per position xi = 4i + j the :func:`.conv.pack_dense` panels of
     U[:, :, i, j], U = G w G^T (computed in float64)."""
@@ -53,8 +49,9 @@ _TABLES: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
 
 
 def gemm_tables(c: int, spad: int) -> tuple[np.ndarray, np.ndarray]:
-    """(rows, taps) of the multiply stage on a V buffer of ``spad`` tiles: rows[s] = s*VL, taps[kk] = cb*spad*VL +
-    lane for the valid (channel block, lane) reduction indices (the order of :func:`pack_winograd`)."""
+    """(rows, taps) of the multiply stage on a V buffer with a tile stride of ``spad`` tiles: rows[s] = s*VL,
+    taps[kk] = cb*spad*VL + lane for the valid (channel block, lane) reduction indices (the order of
+    :func:`pack_winograd`)."""
     hit = _TABLES.get((c, spad))
     if hit is None:
         rows = np.arange(spad, dtype=np.int64) * VL
@@ -63,49 +60,67 @@ def gemm_tables(c: int, spad: int) -> tuple[np.ndarray, np.ndarray]:
     return hit
 
 
-@njit(parallel=True, cache=True)
-def _winograd_f2(x, upk, rows, taps, bias, res, out, has_res, lo, hi, vbuf, mbuf, pbuf, ssz, ocg, pt, pl):
-    """out (N, OB, OH, OW, VL) = clamp(conv3x3(x) + bias + res) for x (N, CB, H, W, VL), upk (16, G, K, NV*VL) the
-    packed U, rows / taps from :func:`gemm_tables` for strips of ``ssz`` tiles, vbuf / mbuf / pbuf per-thread
-    V (16*CB*spad*VL), M (16*NV*spad*VL) and patch (20*VL) scratch, ``ocg`` output-block groups per item."""
+@njit(cache=True, inline="always")
+def _transform_tiles(x, p, t0, ns, th, tw, pt, pl, v_addr, vt, vx):
+    """V[xi][c][s] (at v_addr, tile stride vt*VL, position stride vx) for tiles t0 .. t0 + ns - 1, all blocks c;
+    ``p`` holds a border tile's zero-padded patch."""
     nn, ncb, h, w, _ = x.shape
+    xf = x.reshape(-1)
+    x_addr, p_addr = x.ctypes.data, p.ctypes.data
+    for s in range(ns):
+        n, r = (t0 + s) // (th * tw), (t0 + s) % (th * tw)
+        y0, x0 = 2 * (r // tw) - pt, 2 * (r % tw) - pl
+        inside = y0 >= 0 and y0 + 4 <= h and x0 >= 0 and x0 + 4 <= w
+        for c in range(ncb):
+            d_addr = v_addr + (c * vt + s) * VL * 4
+            if inside:
+                input_tile(x_addr + (((n * ncb + c) * h + y0) * w + x0) * VL * 4, w * VL, d_addr, vx)
+            else:  # a border tile: its patch with zeros outside the image
+                for i in range(4):
+                    for j in range(4):
+                        yy, xx = y0 + i, x0 + j
+                        ok = yy >= 0 and yy < h and xx >= 0 and xx < w
+                        src = (((n * ncb + c) * h + yy) * w + xx) * VL
+                        for q in range(VL):
+                            p[(4 * i + j) * VL + q] = xf[src + q] if ok else np.float32(0.0)
+                input_tile(p_addr, 4 * VL, d_addr, vx)
+
+
+@njit(parallel=True, cache=True)
+def _winograd_f2(x, upk, rows, taps, bias, res, out, has_res, lo, hi, vbuf, mbuf, pbuf, ssz, spad, vt, ocg, pt, pl,
+                 shared):
+    """out (N, OB, OH, OW, VL) = clamp(conv3x3(x) + bias + res) for x (N, CB, H, W, VL), upk (16, G, K, NV*VL) the
+    packed U, rows / taps from :func:`gemm_tables` for V's tile stride ``vt``, items of ``ssz`` tiles (``spad``: whole
+    MR tiles) x ``ocg`` output-block groups; mbuf / pbuf per-thread M (16*NV*spad*VL) and patch (16*VL) scratch.
+    ``shared``: vbuf[0] holds V of every tile (16*CB*vt*VL), transformed once before the items; else vbuf[thread]
+    the item's strip (vt = spad)."""
+    nn, ncb = x.shape[0], x.shape[1]
     ob, oh, ow = out.shape[1], out.shape[2], out.shape[3]
     ng, k, bks = upk.shape[1], upk.shape[2], upk.shape[3]
-    spad = rows.shape[0]
     th, tw = (oh + 1) // 2, (ow + 1) // 2
     ntile = nn * th * tw
     nstrip = (ntile + ssz - 1) // ssz
     nchunk = (ng + ocg - 1) // ocg
-    xf = x.reshape(-1)
     lo32, hi32 = np.float32(lo), np.float32(hi)
     r_addr, t_addr = rows.ctypes.data, taps.ctypes.data
-    x_addr, o_addr, res_addr = x.ctypes.data, out.ctypes.data, res.ctypes.data
-    vx = ncb * spad * VL  # V's stride between positions
+    o_addr, res_addr = out.ctypes.data, res.ctypes.data
+    vx = ncb * vt * VL  # V's stride between positions
     mx = NV * spad * VL  # M's
+    if shared:
+        for st in prange(nstrip):
+            _transform_tiles(x, pbuf[numba.get_thread_id()], st * ssz, min(ntile, st * ssz + ssz) - st * ssz, th, tw,
+                             pt, pl, vbuf[0].ctypes.data + st * ssz * VL * 4, vt, vx)
     for it in prange(nchunk * nstrip):
         chunk, strip = it // nstrip, it % nstrip  # a thread's consecutive items share the chunk's U panels
         t0 = strip * ssz
         ns = min(ntile, t0 + ssz) - t0
         tid = numba.get_thread_id()
-        v, m, p = vbuf[tid], mbuf[tid], pbuf[tid]
-        v_addr, m_addr, p_addr = v.ctypes.data, m.ctypes.data, p.ctypes.data
-        for s in range(ns):
-            n, r = (t0 + s) // (th * tw), (t0 + s) % (th * tw)
-            y0, x0 = 2 * (r // tw) - pt, 2 * (r % tw) - pl
-            inside = y0 >= 0 and y0 + 4 <= h and x0 >= 0 and x0 + 4 <= w
-            for c in range(ncb):
-                d_addr = v_addr + (c * spad + s) * VL * 4
-                if inside:
-                    input_tile(x_addr + (((n * ncb + c) * h + y0) * w + x0) * VL * 4, w * VL, d_addr, vx)
-                else:  # a border tile: its patch with zeros outside the image
-                    for i in range(4):
-                        for j in range(4):
-                            yy, xx = y0 + i, x0 + j
-                            ok = yy >= 0 and yy < h and xx >= 0 and xx < w
-                            src = (((n * ncb + c) * h + yy) * w + xx) * VL
-                            for q in range(VL):
-                                p[(4 * i + j) * VL + q] = xf[src + q] if ok else np.float32(0.0)
-                    input_tile(p_addr, 4 * VL, d_addr, vx)
+        m_addr = mbuf[tid].ctypes.data
+        if shared:
+            v_addr = vbuf[0].ctypes.data + t0 * VL * 4
+        else:
+            v_addr = vbuf[tid].ctypes.data
+            _transform_tiles(x, pbuf[tid], t0, ns, th, tw, pt, pl, v_addr, vt, vx)
         for g in range(chunk * ocg, min(ng, (chunk + 1) * ocg)):
             nv = 2 if 2 * g + 1 < ob else 1
             bias_addr = bias.ctypes.data + 2 * g * VL * 4
@@ -114,35 +129,37 @@ def _winograd_f2(x, upk, rows, taps, bias, res, out, has_res, lo, hi, vbuf, mbuf
                 b_addr = upk[xi, g].ctypes.data
                 for rt in range(0, ns, MR):
                     c_addr = m_addr + (xi * mx + rt * VL) * 4
-                    _call(nv, k, a_addr, r_addr + rt * 8, t_addr, b_addr, bks, c_addr, spad * VL, c_addr, bias_addr,
-                          True, False, False, lo32, hi32)
+                    _call(nv, k, a_addr, r_addr + rt * 8, t_addr, b_addr, bks, c_addr, spad * VL, c_addr,
+                          bias_addr, True, False, False, lo32, hi32)
             for vv in range(nv):
                 o = 2 * g + vv
                 for s in range(ns):
                     n, r = (t0 + s) // (th * tw), (t0 + s) % (th * tw)
                     oy, ox = 2 * (r // tw), 2 * (r % tw)
                     dst = ((((n * ob + o) * oh + oy) * ow + ox) * VL) * 4
-                    output_tile(m_addr + (vv * spad + s) * VL * 4, mx, bias_addr + vv * VL * 4, o_addr + dst, ow * VL,
-                                min(2, oh - oy), min(2, ow - ox), res_addr + dst, has_res, lo32, hi32)
+                    output_tile(m_addr + (vv * spad + s) * VL * 4, mx, bias_addr + vv * VL * 4, o_addr + dst,
+                                ow * VL, min(2, oh - oy), min(2, ow - ox), res_addr + dst, has_res, lo32, hi32)
+
 
 _winograd_f2_serial = serial_twin(_winograd_f2)
 L2_BYTES = 1 << 19  # half of Zen 4's L2: a layer whose U is at most this stays in each core's L2
 STRIP, LONG_STRIP = 40, 160  # tiles per strip: U in L2 / U streamed once per strip (its reuse), V and M in L3
 
 
-def strip_plan(c: int, o: int, ntile: int, threads: int) -> tuple[int, int]:
-    """(tiles per strip, output-block groups per chunk). Chunks: as many groups as keep their U panels (64*C bytes
-    per output channel) within :data:`L2_BYTES`, at least one. Strips: :data:`STRIP` tiles where the whole U fits
-    there, else :data:`LONG_STRIP` (each strip streams the U panels once: on 512 -> 512 channels at 7x7, batch 8,
-    160-tile strips ran 13 ms on one core where 40-tile ones took 17); whole MR tiles, and shorter where that
-    leaves fewer than two items per thread."""
+def strip_plan(c: int, o: int, ntile: int, threads: int) -> tuple[int, int, bool]:
+    """(tiles per strip, output-block groups per chunk, shared V). Where the whole U (64*C*O bytes) fits in
+    :data:`L2_BYTES`, each item transforms its own :data:`STRIP` tiles and runs every output group. Else V is
+    transformed once for all tiles (shared), chunks hold as many groups as keep their U panels within
+    :data:`L2_BYTES`, and strips are :data:`LONG_STRIP` tiles (each streams its chunk's U once: on 512 -> 512
+    channels at 7x7, batch 8, 160-tile strips ran 13 ms on one core where 40-tile ones took 17). Strips are shortened
+    (whole MR tiles) where they would leave fewer than two items per thread."""
     ng = blocks(blocks(o, VL), NV)
-    ocg = max(1, min(ng, L2_BYTES // (64 * c * NV * VL)))
-    ssz = STRIP if 64 * c * o <= L2_BYTES else LONG_STRIP
-    ssz = min(ssz, blocks(ntile, MR) * MR)
+    shared = 64 * c * o > L2_BYTES
+    ocg = max(1, min(ng, L2_BYTES // (64 * c * NV * VL))) if shared else ng
+    ssz = min(LONG_STRIP if shared else STRIP, blocks(ntile, MR) * MR)
     while ssz > MR and blocks(ng, ocg) * blocks(ntile, ssz) < 2 * threads:
         ssz -= MR
-    return ssz, ocg
+    return ssz, ocg, shared
 
 
 def winograd_step(x: np.ndarray, wpk: np.ndarray, c: int, bias: np.ndarray, res: np.ndarray, out: np.ndarray,
@@ -153,13 +170,15 @@ def winograd_step(x: np.ndarray, wpk: np.ndarray, c: int, bias: np.ndarray, res:
     oh, ow = out.shape[2:4]
     ntile = n * blocks(oh, 2) * blocks(ow, 2)
     threads = 1 if serial else numba.get_num_threads()
-    ssz, ocg = strip_plan(c, wpk.shape[1] * NV * VL, ntile, threads)
+    ssz, ocg, shared = strip_plan(c, wpk.shape[1] * NV * VL, ntile, threads)
     spad = blocks(ssz, MR) * MR
-    rows, taps = gemm_tables(c, spad)
+    vt = ntile + MR if shared else spad  # a strip's last register tile may read MR - 1 tiles past its end
+    rows, taps = gemm_tables(c, vt)
     ws = current_workspace()
-    vbuf = ws.per_thread("blocked_wino_v", NPOS * cb * spad * VL)
+    vbuf = ws.get("blocked_wino_v", (1, NPOS * cb * vt * VL), np.float32) if shared else \
+        ws.per_thread("blocked_wino_v", NPOS * cb * vt * VL)
     mbuf = ws.per_thread("blocked_wino_m", NPOS * NV * spad * VL)
-    pbuf = ws.per_thread("blocked_wino_patch", 20 * VL)
+    pbuf = ws.per_thread("blocked_wino_patch", NPOS * VL)
     kernel = _winograd_f2_serial if serial else _winograd_f2
     return functools.partial(kernel, x, wpk, rows, taps, bias, res, out, has_res, lo, hi, vbuf, mbuf, pbuf, ssz,
-                             ocg, pt, pl)
+                             spad, vt, ocg, pt, pl, shared)
