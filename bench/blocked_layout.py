@@ -1,16 +1,19 @@
 """Compiled inference with the NCHW and the channel-blocked layout against onnxruntime, same process, same
-threads: ``python bench/blocked_layout.py [--workloads r18b8,r50b1,mnv2b1,dn121b1] [--rounds 5] [--ort]``.
+threads: ``python bench/blocked_layout.py [--workloads r18b8,r50b1,mnv2b1,dn121b1] [--rounds 5] [--ort]
+[--direct-row]``.
 Prints per workload the median ms of each row (rounds interleaved, the rows' order rotating) and the ratios to
 onnxruntime."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import os
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -37,6 +40,8 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3, help="calls per round (the round keeps the fastest)")
     ap.add_argument("--ort", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--profile", action="store_true", help="also profile the blocked model by op")
+    ap.add_argument("--direct-row", action="store_true",
+                    help="also the blocked model with every dense conv on the direct kernel (no Winograd)")
     args = ap.parse_args()
     threads = int(os.environ.get("NUMBA_NUM_THREADS", os.cpu_count() or 1))
     for key in args.workloads.split(","):
@@ -46,7 +51,12 @@ def main() -> None:
         x = np.random.default_rng(0).standard_normal((batch,) + zoo.models.input_size(name)).astype(np.float32)
         rows = {"nchw": graph.compile(model, x, backend="numba", layout="nchw"),
                 "blocked": graph.compile(model, x, backend="numba", layout="blocked")}
+        if args.direct_row:
+            with _policy("blocked-direct"):
+                rows["blocked-direct"] = graph.compile(model, x, backend="numba", layout="blocked")
         fns = {k: functools.partial(cm, x) for k, cm in rows.items()}
+        if args.direct_row:
+            fns["blocked-direct"] = functools.partial(_call_with_policy, "blocked-direct", rows["blocked-direct"], x)
         ref = rows["nchw"](x).data
         diff = float(np.abs(rows["blocked"](x).data - ref).max() / np.abs(ref).max())
         if args.ort:
@@ -77,6 +87,22 @@ def main() -> None:
               flush=True)
         if args.profile:
             _profile(rows["blocked"], x)
+
+
+@contextlib.contextmanager
+def _policy(name: str) -> Iterator[None]:
+    from backends.numba.conv.select import set_conv_policy
+
+    prev = set_conv_policy(name)
+    try:
+        yield
+    finally:
+        set_conv_policy(prev)
+
+
+def _call_with_policy(name: str, cm, x: np.ndarray):
+    with _policy(name):  # a call that specializes again chooses under the same policy
+        return cm(x)
 
 
 def _profile(cm, x: np.ndarray, calls: int = 3) -> None:
