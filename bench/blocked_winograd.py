@@ -1,8 +1,9 @@
 """Per-layer timing of the blocked 3x3 stride-1 convolutions: the direct register-tiled kernel against Winograd
-F(2x2, 3x3) (backends/numba/blocked/winograd.py) on the same blocked arrays, bias + ReLU epilogue, in one process,
-rounds interleaved with the order rotated, inside an executor context (weights packed / transformed once):
-``python bench/blocked_winograd.py [--rounds 5] [--only R18]``. GFLOP/s count the direct convolution's 2 x MACs for
-both (Winograd's "effective" rate); ``cpu`` is the calling thread's CPU time, meaningful with NUMBA_NUM_THREADS=1."""
+F(2x2, 3x3) and F(4x4, 3x3) (backends/numba/blocked/winograd.py) on the same blocked arrays, bias + ReLU epilogue,
+in one process, rounds interleaved with the order rotated, inside an executor context (weights packed / transformed
+once): ``python bench/blocked_winograd.py [--rounds 5] [--only R18]``. GFLOP/s count the direct convolution's
+2 x MACs for all (Winograd's "effective" rate); ``cpu`` is the calling thread's CPU time, meaningful with
+NUMBA_NUM_THREADS=1."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import backends.numba  # noqa: F401 - registers the kernels
 from backends.numba.blocked import conv as bconv
 from engine.backend import get_backend
 
-ALGOS = ("blocked-direct", "blocked-winograd-f2")
+ALGOS = ("blocked-direct", "blocked-winograd-f2", "blocked-winograd-f4")
 # name, (N, C, H, W), O: the 3x3 stride-1 layers of ResNet-18 / -34 at batch 8 and ResNet-50 at batch 1
 LAYERS = [
     ("R18 b8 64->64 56", (8, 64, 56, 56), 64),
@@ -65,17 +66,16 @@ def main() -> None:
             for a in ALGOS:
                 calls[a]()
             for r in range(args.rounds):
-                for a in ALGOS[r % 2:] + ALGOS[:r % 2]:
+                for a in ALGOS[r % len(ALGOS):] + ALGOS[:r % len(ALGOS)]:
                     wall[a].append(_best(calls[a], time.perf_counter))
                     cpu[a].append(_best(calls[a], time.thread_time))
         flops = 2 * n * h * w * o * c * 9
         med = {a: statistics.median(v) for a, v in wall.items()}
         cmed = {a: statistics.median(v) for a, v in cpu.items()}
-        d, wg = ALGOS
-        print(f"{name:22s} direct {med[d] * 1e3:7.2f} ms ({flops / med[d] / 1e9:5.0f} GFLOP/s, cpu "
-              f"{cmed[d] * 1e3:7.2f})  winograd {med[wg] * 1e3:7.2f} ms ({flops / med[wg] / 1e9:5.0f} GFLOP/s, "
-              f"cpu {cmed[wg] * 1e3:7.2f})  wino/direct {med[wg] / med[d]:.2f}", flush=True)
-
+        d = ALGOS[0]
+        cols = "  ".join(f"{a.removeprefix('blocked-')} {med[a] * 1e3:7.2f} ms ({flops / med[a] / 1e9:4.0f} GFLOP/s, "
+                         f"cpu {cmed[a] * 1e3:6.2f}, x{med[a] / med[d]:.2f})" for a in ALGOS)
+        print(f"{name:20s} {cols}", flush=True)
 
 if __name__ == "__main__":
     main()

@@ -131,3 +131,23 @@ def test_compiled_resnet18_runs_winograd_and_equals_eager(policy):
     direct = graph.compile(m, x, backend="numba", layout="blocked")
     assert not any("winograd" in str(v) for v in direct.report["kernels"].values())
     np.testing.assert_allclose(direct(x).data, got, rtol=1e-4, atol=1e-4 * scale)
+
+
+@pytest.mark.parametrize("n,c,o,h,w", [(2, 20, 40, 9, 7), (1, 160, 144, 6, 5)])
+def test_blocked_winograd_f4_when_forced(n, c, o, h, w, rng, policy):
+    """F(4x4) (forced only): partial 4x4 tiles, pad lanes, residual + ReLU, both V modes; its float32 error is
+    larger than F(2x2)'s, so the reference is float64 and the bound 1e-4 of the output's scale."""
+    policy("blocked-winograd-f4")
+    x = rng.standard_normal((n, c, h, w), dtype=np.float32)
+    wt = (rng.standard_normal((o, c, 3, 3)) * np.sqrt(2 / (9 * c))).astype(np.float32)
+    b = rng.standard_normal(o, dtype=np.float32)
+    r = _run(NB, "to_blocked", rng.standard_normal((n, o, h, w), dtype=np.float32), block=VL)
+    xb = _run(NB, "to_blocked", x, block=VL)
+    attrs = dict(stride=(1, 1), padding=((1, 1), (1, 1)), dilation=(1, 1), groups=1, has_bias=True,
+                 has_residual=True, activation="relu", act_attrs=())
+    assert bselect.choose(xb.shape, wt.shape, (1, 1), attrs["padding"], (1, 1)).describe() == \
+        "blocked-winograd-f4 (forced)"
+    got = _run(NB, "from_blocked", _run(NB, "blocked_conv2d", xb, wt, b, r, **attrs), channels=o)
+    ref = _run(NP, "from_blocked", _run(NP, "blocked_conv2d", *(a.astype(np.float64) for a in (xb, wt, b, r)),
+                                        **attrs), channels=o)
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())

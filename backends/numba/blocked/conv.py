@@ -27,7 +27,7 @@ from ..conv.geometry import geom, shape_of
 from ..conv.workspace import current_workspace, derived
 from ..gemm import AVX512, VL
 from ..table import backend
-from .select import WINOGRAD
+from .select import WINOGRADS
 from .select import choose as choose_blocked
 from .tile import make_blocked_tile
 
@@ -323,11 +323,12 @@ def _conv_call(ins: tuple, out: np.ndarray, stride, padding, dilation, groups: i
                        activation, act_attrs, algo)()
 
         algorithm = choose_blocked(x.shape, w.shape, stride, padding, dilation, run).algorithm
-    if groups == 1 and algorithm == WINOGRAD:
+    if groups == 1 and algorithm in WINOGRADS:
         from .winograd import pack_winograd, winograd_step  # it builds on this module's tile and packing
         ng = blocks(ob, NV)
         bias, fill = _bias_filler(b, ng * NV * VL)
-        wpk = _packed(w, "blocked_winograd_f2", pack_winograd)
+        m = WINOGRADS[algorithm]
+        wpk = _packed(w, f"blocked_winograd_f{m}", functools.partial(pack_winograd, m=m))
         serial = n * oh * ow * ob * VL * w.shape[1] * 9 < SERIAL_MACS
         steps.append(winograd_step(x, wpk, w.shape[1], bias, res, out, r is not None, pt, pl, lo, hi, serial))
     elif groups == 1:

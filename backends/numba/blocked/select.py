@@ -1,7 +1,12 @@
 """Which algorithm a dense ``blocked_conv2d`` runs: ``blocked-direct`` (the register-tiled direct kernel) or
 ``blocked-winograd-f2`` (:mod:`.winograd`, 3x3 stride 1 dilation 1 only). The policy is the conv policy of the
 numba backend (:func:`..conv.select.conv_policy`): the heuristic by default, both measured per shape under
-``"measure"`` (``CONVGRAPH_CONV_ALGO=measure`` or ``compile(..., autotune=True)``), or a forced name."""
+``"measure"`` (``CONVGRAPH_CONV_ALGO=measure`` or ``compile(..., autotune=True)``), or a forced name.
+
+``blocked-winograd-f4`` (F(4x4, 3x3): 2.25 multiplies per output where F(2x2) does 4) runs only where forced: its
+transforms (coefficients up to 8 and 1/24) leave float32 errors of up to 7e-5 relative on 256- and 512-channel
+layers with He-initialized weights (F(2x2): 6e-6, direct: 1e-5), too close to the rtol 1e-4 that compiled results
+promise against eager ones to be a default or a timing's pick."""
 
 from __future__ import annotations
 
@@ -12,6 +17,8 @@ from ..conv.select import _best_ms, conv_policy
 from ..conv.workspace import throwaway
 
 DIRECT, WINOGRAD = "blocked-direct", "blocked-winograd-f2"
+WINOGRAD4 = "blocked-winograd-f4"  # forced only (CONVGRAPH_CONV_ALGO): see the module docstring
+WINOGRADS = {WINOGRAD: 2, WINOGRAD4: 4}  # name -> output tile size m of F(m x m, 3x3)
 _CACHE: dict[tuple, Choice] = {}
 
 
@@ -39,7 +46,7 @@ def choose(x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride, padding, 
     policy = conv_policy()
     if len(cands) == 1:
         return Choice(cands[0], "only")
-    if policy in cands:
+    if policy in cands or (policy == WINOGRAD4 and WINOGRAD in cands):
         return Choice(policy, "forced")
     key = _key(x_shape, w_shape, stride, padding, dilation)
     hit = _CACHE.get(key)
