@@ -22,16 +22,24 @@ WINOGRADS = {WINOGRAD: 2, WINOGRAD4: 4}  # name -> output tile size m of F(m x m
 _CACHE: dict[tuple, Choice] = {}
 
 
-def candidates(x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride, dilation) -> list[str]:
-    """The algorithms that can run this dense blocked layer, the heuristic's pick first: Winograd wherever it
-    applies (3x3, stride 1, dilation 1). Measured on one core (2-core Zen 4, bias + ReLU, ms direct vs Winograd):
-    ResNet-18 batch 8 56x56x64 18.8 vs 9.3, 28x28x128 17.9 vs 10.7, 14x14x256 17.5 vs 8.5, 7x7x512 17.2 vs 11.0;
-    ResNet-50 batch 1 56x56x64 2.28 vs 1.13 .. 7x7x512 2.23 vs 1.92; small layers (3 -> 64 channels at 32x32,
-    8 -> 8, 16 -> 32, 64 -> 64 at 4x4) 0.57-0.91x: no shape measured where the direct kernel wins."""
+# Winograd from this many 2x2 output tiles per layer: below, the transformed weights (16/9 of the direct kernel's
+# bytes) are streamed for too little work (CPU ms on one core, direct vs Winograd, 512 -> 512 channels at batch 1:
+# 2x2 output (1 tile) 0.51 vs 1.00, 4x4 (4) 1.08 vs 1.20, 6x6 (9) 1.91 vs 1.14; batch 2 at 4x4 (8) 1.88 vs 1.25)
+MIN_TILES = 8
+
+
+def candidates(x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride, padding, dilation) -> list[str]:
+    """The algorithms that can run this dense blocked layer, the heuristic's pick first: Winograd where it applies
+    (3x3, stride 1, dilation 1) on at least :data:`MIN_TILES` tiles. Measured on one core (2-core Zen 4, bias +
+    ReLU, CPU ms direct vs Winograd): ResNet-18 batch 8 56x56x64 18.8 vs 9.3, 28x28x128 17.9 vs 10.7, 14x14x256
+    17.5 vs 8.5, 7x7x512 17.2 vs 11.0; ResNet-50 batch 1 56x56x64 2.28 vs 1.13 .. 7x7x512 2.23 vs 1.92; small
+    layers (3 -> 64 channels at 32x32, 8 -> 8, 16 -> 32, 64 -> 64 at 4x4) 0.57-0.91x."""
     kh, kw = w_shape[2:]
     if (kh, kw) != (3, 3) or tuple(stride) != (1, 1) or tuple(dilation) != (1, 1):
         return [DIRECT]
-    return [WINOGRAD, DIRECT]
+    (pt, pb), (pl, pr) = padding
+    tiles = x_shape[0] * -(-(x_shape[2] + pt + pb - 2) // 2) * -(-(x_shape[3] + pl + pr - 2) // 2)
+    return [WINOGRAD, DIRECT] if tiles >= MIN_TILES else [DIRECT, WINOGRAD]
 
 
 def _key(x_shape, w_shape, stride, padding, dilation) -> tuple:
@@ -42,7 +50,7 @@ def choose(x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride, padding, 
            run: Callable[[str], None] | None = None) -> Choice:
     """The algorithm under the current policy; ``run(algorithm)`` runs the layer into scratch memory (needed only
     to measure: the best of 3 timed runs after an untimed one, cached per shape for the process)."""
-    cands = candidates(x_shape, w_shape, stride, dilation)
+    cands = candidates(x_shape, w_shape, stride, padding, dilation)
     policy = conv_policy()
     if len(cands) == 1:
         return Choice(cands[0], "only")
