@@ -32,16 +32,23 @@ from .._layout import serial_twin
 from ..conv.winograd.math import G2, G4
 from ..conv.workspace import current_workspace
 from ..gemm import VL
-from .conv import MR, NV, _call, _valid_lanes, pack_dense
+from .conv import MR, NV, _call, _valid_lanes
 from .transforms import input_tile2, input_tile4, output_tile2, output_tile4
 
 
 def pack_winograd(w: np.ndarray, m: int = 2) -> np.ndarray:
-    """w (O, C, 3, 3) -> (a*a, G, C, NV*VL): per position xi = a*i + j the :func:`.conv.pack_dense` panels of
-    U[:, :, i, j], U = G w G^T (computed in float64) for F(m x m, 3x3), a = m + 2."""
+    """w (O, C, 3, 3) -> (a*a, G, C, NV*VL): per position xi = a*i + j the panels :func:`.conv.pack_dense` makes of
+    the 1x1 kernel U[:, :, i, j], U = G w G^T (computed in float64) for F(m x m, 3x3), a = m + 2."""
     g = G2 if m == 2 else G4
-    u = np.einsum("ik,ockl,jl->ijoc", g, w.astype(np.float64), g).astype(np.float32)
-    return np.stack([pack_dense(u[i, j][:, :, None, None]) for i in range(m + 2) for j in range(m + 2)])
+    a, (o, c) = m + 2, w.shape[:2]
+    taps = np.ascontiguousarray(w.transpose(2, 3, 0, 1), np.float64).reshape(3, -1)  # (3, 3*O*C)
+    gw = (g @ taps).reshape(a, 3, -1)
+    u = np.stack([g @ gw[i] for i in range(a)])  # (a, a, O*C): G w G^T, as a few long GEMMs
+    ng = blocks(blocks(o, VL), NV)
+    full = np.zeros((a * a, ng * NV * VL, c), np.float32)
+    full[:, :o] = u.reshape(a * a, o, c)
+    # a 1x1 layer's pack_dense panels per position: [xi, g, c, j] = U[xi, g*NV*VL + j, c] (every lane of C valid)
+    return np.ascontiguousarray(full.reshape(a * a, ng, NV * VL, c).transpose(0, 1, 3, 2))
 
 
 _TABLES: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
