@@ -65,3 +65,7 @@ def choose(x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride, padding, 
             times = {a: _best_ms(run, a) for a in cands}
         hit = _CACHE[key] = Choice(min(times, key=times.get), "measured", times)
     return hit
+
+
+def clear_cache() -> None:
+    _CACHE.clear()

@@ -173,14 +173,15 @@ def strip_plan(c: int, o: int, ntile: int, threads: int, npos: int = 16) -> tupl
     output group. Else V is transformed once for all tiles (shared), chunks hold as many groups as keep their U
     panels within :data:`L2_BYTES`, and strips are :data:`LONG_STRIP` tiles (each streams its chunk's U once: on
     512 -> 512 channels at 7x7, batch 8, F(2x2) with 160-tile strips ran 13 ms on one core where 40-tile ones took
-    17). Strips are shortened (whole MR tiles) where they would leave fewer than two items per thread."""
+    17). Strips are shortened (whole MR tiles) where they would leave fewer than two items per thread, then evened
+    out (196 tiles: two strips of 100, not 160 + 36)."""
     ng = blocks(blocks(o, VL), NV)
     shared = 4 * npos * c * o > L2_BYTES
     ocg = max(1, min(ng, L2_BYTES // (4 * npos * c * NV * VL))) if shared else ng
     ssz = min(LONG_STRIP if shared else STRIP, blocks(ntile, MR) * MR)
     while ssz > MR and blocks(ng, ocg) * blocks(ntile, ssz) < 2 * threads:
         ssz -= MR
-    return ssz, ocg, shared
+    return blocks(blocks(ntile, blocks(ntile, ssz)), MR) * MR, ocg, shared  # strips of equal length
 
 
 def winograd_step(x: np.ndarray, wpk: np.ndarray, c: int, bias: np.ndarray, res: np.ndarray, out: np.ndarray,
