@@ -1,16 +1,19 @@
 """Compiled inference with the NCHW and the channel-blocked layout against onnxruntime, same process, same
-threads: ``python bench/blocked_layout.py [--workloads r18b8,r50b1,mnv2b1,dn121b1] [--rounds 5] [--ort]``.
+threads: ``python bench/blocked_layout.py [--workloads r18b8,r50b1,mnv2b1,dn121b1] [--rounds 5] [--ort]
+[--direct-row] [--cpu-time]``.
 Prints per workload the median ms of each row (rounds interleaved, the rows' order rotating) and the ratios to
 onnxruntime."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import os
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -21,12 +24,12 @@ WORKLOADS = {"r18b8": ("resnet18", 8), "r50b1": ("resnet50", 1), "mnv2b1": ("mob
              "dn121b1": ("densenet121", 1), "r18b1": ("resnet18", 1)}
 
 
-def _time(fn, reps: int) -> float:
+def _time(fn, reps: int, clock=time.perf_counter) -> float:
     ts = []
     for _ in range(reps):
-        t0 = time.perf_counter()
+        t0 = clock()
         fn()
-        ts.append(time.perf_counter() - t0)
+        ts.append(clock() - t0)
     return min(ts)
 
 
@@ -37,6 +40,11 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3, help="calls per round (the round keeps the fastest)")
     ap.add_argument("--ort", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--profile", action="store_true", help="also profile the blocked model by op")
+    ap.add_argument("--cpu-time", action="store_true",
+                    help="time the calling thread's CPU time (with NUMBA_NUM_THREADS=1, where onnxruntime also runs "
+                         "on the calling thread: a comparison other processes' load barely moves)")
+    ap.add_argument("--direct-row", action="store_true",
+                    help="also the blocked model with every dense conv on the direct kernel (no Winograd)")
     args = ap.parse_args()
     threads = int(os.environ.get("NUMBA_NUM_THREADS", os.cpu_count() or 1))
     for key in args.workloads.split(","):
@@ -46,7 +54,12 @@ def main() -> None:
         x = np.random.default_rng(0).standard_normal((batch,) + zoo.models.input_size(name)).astype(np.float32)
         rows = {"nchw": graph.compile(model, x, backend="numba", layout="nchw"),
                 "blocked": graph.compile(model, x, backend="numba", layout="blocked")}
+        if args.direct_row:
+            with _policy("blocked-direct"):
+                rows["blocked-direct"] = graph.compile(model, x, backend="numba", layout="blocked")
         fns = {k: functools.partial(cm, x) for k, cm in rows.items()}
+        if args.direct_row:
+            fns["blocked-direct"] = functools.partial(_call_with_policy, "blocked-direct", rows["blocked-direct"], x)
         ref = rows["nchw"](x).data
         diff = float(np.abs(rows["blocked"](x).data - ref).max() / np.abs(ref).max())
         if args.ort:
@@ -68,7 +81,7 @@ def main() -> None:
         order = list(fns)
         for r in range(args.rounds):  # rotated: the row after onnxruntime meets its still-spinning threads
             for k in order[r % len(order):] + order[:r % len(order)]:
-                times[k].append(_time(fns[k], args.reps))
+                times[k].append(_time(fns[k], args.reps, time.thread_time if args.cpu_time else time.perf_counter))
         med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
         line = ", ".join(f"{k} {v:.1f} ms" for k, v in med.items())
         if "onnxruntime" in med:
@@ -77,6 +90,22 @@ def main() -> None:
               flush=True)
         if args.profile:
             _profile(rows["blocked"], x)
+
+
+@contextlib.contextmanager
+def _policy(name: str) -> Iterator[None]:
+    from backends.numba.conv.select import set_conv_policy
+
+    prev = set_conv_policy(name)
+    try:
+        yield
+    finally:
+        set_conv_policy(prev)
+
+
+def _call_with_policy(name: str, cm, x: np.ndarray):
+    with _policy(name):  # a call that specializes again chooses under the same policy
+        return cm(x)
 
 
 def _profile(cm, x: np.ndarray, calls: int = 3) -> None:

@@ -23,10 +23,12 @@ from engine.ops.blocked import blocked_conv2d_p, blocks
 from engine.ops.fused import split_inputs
 
 from .._layout import by_size, in_order, serial_twin
-from ..conv.geometry import geom
+from ..conv.geometry import geom, shape_of
 from ..conv.workspace import current_workspace, derived
 from ..gemm import AVX512, VL
 from ..table import backend
+from .select import WINOGRADS
+from .select import choose as choose_blocked
 from .tile import make_blocked_tile
 
 MR = 10 if AVX512 else 5  # output pixels per tile: MR*NV accumulators + NV weight vectors + a broadcast
@@ -290,10 +292,12 @@ SERIAL_MACS = 1 << 24
 
 
 def _conv_call(ins: tuple, out: np.ndarray, stride, padding, dilation, groups: int, has_bias: bool,
-               has_residual: bool, activation: str, act_attrs: tuple) -> Callable[[], None] | None:
-    """``blocked_conv2d`` on these arrays as a zero-argument call: the packed weights, padded bias, offset tables,
-    scratch and kernel (parallel or serial by work) chosen once; the call pads the input and runs the kernel.
-    None where the numba kernels do not apply (the decomposition runs)."""
+               has_residual: bool, activation: str, act_attrs: tuple, algorithm: str | None = None
+               ) -> Callable[[], None] | None:
+    """``blocked_conv2d`` on these arrays as a zero-argument call: the algorithm (dense layers, :mod:`.select`;
+    None: by the policy), packed weights, padded bias, offset tables, scratch and kernel (parallel or serial by
+    work) chosen once; the call pads the input and runs the kernel. None where the numba kernels do not apply (the
+    decomposition runs)."""
     x, w, b, r = split_inputs(ins, has_bias, has_residual)
     if out.dtype != np.float32 or x.shape[4] != VL or not x.flags.c_contiguous or not out.flags.c_contiguous:
         return None
@@ -313,7 +317,21 @@ def _conv_call(ins: tuple, out: np.ndarray, stride, padding, dilation, groups: i
         res = np.empty(r.shape, r.dtype)
         steps.append(functools.partial(np.copyto, res, r))
     out4, res4 = out.reshape(n, ob, oh * ow, VL), res.reshape(n, ob, oh * ow, VL)
-    if groups == 1:
+    if groups == 1 and algorithm is None:
+        def run(algo: str) -> None:  # measuring: this layer with ``algo`` into a scratch output
+            _conv_call(ins, np.empty_like(out), stride, padding, dilation, groups, has_bias, has_residual,
+                       activation, act_attrs, algo)()
+
+        algorithm = choose_blocked(x.shape, w.shape, stride, padding, dilation, run).algorithm
+    if groups == 1 and algorithm in WINOGRADS:
+        from .winograd import pack_winograd, winograd_step  # it builds on this module's tile and packing
+        ng = blocks(ob, NV)
+        bias, fill = _bias_filler(b, ng * NV * VL)
+        m = WINOGRADS[algorithm]
+        wpk = _packed(w, f"blocked_winograd_f{m}", functools.partial(pack_winograd, m=m))
+        serial = n * oh * ow * ob * VL * w.shape[1] * 9 < SERIAL_MACS
+        steps.append(winograd_step(x, wpk, w.shape[1], bias, res, out, r is not None, pt, pl, lo, hi, serial))
+    elif groups == 1:
         hp, wp = x.shape[2] + pt + pb, x.shape[3] + pl + pr
         xp = x
         if (hp, wp) != x.shape[2:4]:
@@ -368,4 +386,10 @@ def _specialize(*ins: np.ndarray, out: np.ndarray, stride, padding, dilation, gr
 blocked_conv2d.specialize = _specialize
 
 
-blocked_conv2d.algorithm = lambda specs, groups, **attrs: "blocked-direct" if groups == 1 else "blocked-depthwise"
+def _note(specs, groups: int, stride, padding, dilation, **attrs) -> str:
+    if groups != 1:
+        return "blocked-depthwise"
+    return choose_blocked(shape_of(specs[0]), shape_of(specs[1]), stride, padding, dilation).describe()
+
+
+blocked_conv2d.algorithm = _note

@@ -1,0 +1,159 @@
+"""Winograd F(2x2, 3x3) on the blocked layout (backends/numba/blocked/winograd.py) against the numpy reference, and
+the blocked direct / Winograd choice (backends/numba/blocked/select.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import backends.numba  # noqa: F401 - registers the kernels
+import engine
+import graph
+import zoo
+from backends.numba.blocked import select as bselect
+from backends.numba.blocked import winograd as bwino
+from backends.numba.conv import select as conv_select
+from backends.numba.gemm import VL
+from engine import Spec
+from engine.autograd import no_grad
+from engine.backend import get_backend
+from engine.primitive import PRIMITIVES
+from engine.tensor import Tensor
+from tests.null.graph_models import randomize_bn
+
+NB, NP = get_backend("numba"), get_backend("numpy")
+
+
+def _run(b, name, *ins, **attrs):
+    spec = PRIMITIVES[name].abstract_eval(*(Spec(a.shape, a.dtype) for a in ins), **attrs)[0]
+    out = np.full(spec.shape, np.nan, spec.dtype)  # every element, pad lanes included, must be written
+    b.kernel(name)(*ins, out=out, **attrs)
+    return out
+
+
+@pytest.fixture
+def policy():
+    def set_to(name: str) -> None:
+        conv_select.set_conv_policy(name)
+
+    prev = conv_select.set_conv_policy("heuristic")
+    yield set_to
+    conv_select.set_conv_policy(prev)
+
+
+# (N, C, O, H, W, padding, residual, activation, act_attrs): odd sizes (partial 2x2 tiles), channels that are not
+# block multiples on both sides, batch 1 and 2, every epilogue
+CASES = [
+    (1, 64, 64, 14, 14, ((1, 1), (1, 1)), True, "relu", ()),
+    (2, 20, 40, 9, 7, ((1, 1), (1, 1)), False, "none", ()),
+    (2, 48, 33, 5, 11, ((1, 1), (1, 1)), True, "relu", ()),
+    (1, 3, 24, 13, 6, ((0, 2), (1, 0)), True, "clamp", (("max", 6.0), ("min", 0.0))),  # uneven padding
+    (2, 17, 18, 6, 6, ((0, 0), (0, 0)), False, "sigmoid", ()),  # act(0) != 0 in the pad lanes
+    (1, 160, 144, 5, 5, ((1, 1), (1, 1)), True, "none", ()),  # U past L2: V transformed once, shared
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "x".join(map(str, c[:5])) + f"-{c[7]}")
+@pytest.mark.parametrize("serial", [False, True])
+def test_blocked_winograd_matches_reference(case, serial, rng, policy, monkeypatch):
+    n, c, o, h, w, pad, res, act, act_attrs = case
+    monkeypatch.setattr(bselect, "conv_policy", lambda: "heuristic")  # the heuristic picks Winograd (checked)
+    from backends.numba.blocked import conv as bconv
+
+    monkeypatch.setattr(bconv, "SERIAL_MACS", 1 << 62 if serial else 0)
+    x = rng.standard_normal((n, c, h, w), dtype=np.float32)
+    wt = rng.standard_normal((o, c, 3, 3), dtype=np.float32)
+    b = rng.standard_normal(o, dtype=np.float32)
+    attrs = dict(stride=(1, 1), padding=pad, dilation=(1, 1), groups=1, has_bias=True, has_residual=res,
+                 activation=act, act_attrs=act_attrs)
+    xb = _run(NB, "to_blocked", x, block=VL)
+    xb[:, -1, :, :, c % VL or VL:] = np.nan  # pad lanes are never read (their weights are not even multiplied)
+    ins = [xb, wt, b]
+    if res:
+        oh, ow = h + sum(pad[0]) - 2, w + sum(pad[1]) - 2
+        ins.append(_run(NB, "to_blocked", rng.standard_normal((n, o, oh, ow), dtype=np.float32), block=VL))
+    assert bselect.choose(xb.shape, wt.shape, (1, 1), pad, (1, 1)).algorithm == "blocked-winograd-f2"
+    got = _run(NB, "from_blocked", _run(NB, "blocked_conv2d", *ins, **attrs), channels=o)
+    # the reference: the decomposition on numpy kernels (unblock, fused conv, clamp, block)
+    ref = _run(NP, "from_blocked", _run(NP, "blocked_conv2d", *ins, **attrs), channels=o)
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5 * np.abs(ref).max())
+
+
+def test_kernel_transform_is_exact_on_a_delta():
+    """U = G w G^T: with w = 1 at one tap, F(2x2) reproduces the shifted input exactly (coefficients +-1/2)."""
+    w = np.zeros((16, 16, 3, 3), np.float32)
+    w[3, 5, 2, 0] = 1.0
+    u = bwino.pack_winograd(w)
+    assert u.shape == (16, 1, 16, 2 * VL)
+    x = np.arange(2 * 16 * 6 * 6, dtype=np.float32).reshape(2, 16, 6, 6)
+    got = _run(NB, "blocked_conv2d", _run(NB, "to_blocked", x, block=VL), w, stride=(1, 1),
+               padding=((1, 1), (1, 1)), dilation=(1, 1), groups=1, has_bias=False, has_residual=False,
+               activation="none", act_attrs=())
+    want = np.zeros((2, 6, 6), np.float32)
+    want[:, :5, 1:] = x[:, 5, 1:, :5]  # out[y, x] = in[y + 1, x - 1]
+    np.testing.assert_array_equal(got[:, 0, :, :, 3], want)
+
+
+def test_heuristic_and_policy(policy):
+    x, w = (1, 4, 14, 14, VL), (64, 64, 3, 3)
+    same = ((1, 1), (1, 1))
+    assert bselect.candidates(x, w, (1, 1), same, (1, 1)) == ["blocked-winograd-f2", "blocked-direct"]
+    assert bselect.candidates(x, w, (2, 2), same, (1, 1)) == ["blocked-direct"]  # strided
+    assert bselect.candidates(x, w, (1, 1), same, (2, 2)) == ["blocked-direct"]  # dilated
+    assert bselect.candidates(x, (64, 64, 1, 1), (1, 1), same, (1, 1)) == ["blocked-direct"]
+    # too few tiles: 2 images of 4x4 output (8 tiles) run Winograd, one of 5x5 (9 tiles) too, one of 4x4 does not
+    assert bselect.candidates((2, 4, 4, 4, VL), w, (1, 1), same, (1, 1))[0] == "blocked-winograd-f2"
+    assert bselect.candidates((1, 4, 5, 5, VL), w, (1, 1), same, (1, 1))[0] == "blocked-winograd-f2"
+    assert bselect.candidates((1, 4, 4, 4, VL), w, (1, 1), same, (1, 1))[0] == "blocked-direct"
+    assert bselect.choose(x, w, (1, 1), same, (1, 1)).describe() == "blocked-winograd-f2 (heuristic)"
+    policy("blocked-direct")
+    assert bselect.choose(x, w, (1, 1), same, (1, 1)).describe() == "blocked-direct (forced)"
+    policy("winograd-f4")  # an NCHW algorithm: the heuristic here
+    assert bselect.choose(x, w, (1, 1), same, (1, 1)).describe() == "blocked-winograd-f2 (heuristic)"
+    assert bselect.choose(x, w, (2, 2), same, (1, 1)).describe() == "blocked-direct (only)"
+    policy("measure")
+    times = {"blocked-winograd-f2": 2.0, "blocked-direct": 1.0}
+    ran = []
+    got = bselect.choose(x, (64, 64, 3, 3), (1, 1), ((1, 0), (0, 1)), (1, 1),
+                         lambda a: (ran.append(a), __import__("time").sleep(times[a] * 1e-3)))
+    assert got.algorithm == "blocked-direct" and got.how == "measured" and set(ran) == set(times)
+
+
+def test_compiled_resnet18_runs_winograd_and_equals_eager(policy):
+    m = randomize_bn(zoo.get("resnet18"))
+    m.eval()
+    x = np.random.default_rng(0).standard_normal((1, 3, 40, 40)).astype(np.float32)
+    with engine.use_backend("numpy"), no_grad():
+        ref = m(Tensor(x)).data
+    cm = graph.compile(m, x, backend="numba", layout="blocked")
+    notes = [str(v) for v in cm.report["kernels"].values() if "blocked_conv2d" in str(v)]
+    # the 3x3 stride-1 layers of the first two stages (10x10, 5x5 outputs; the second stage's first conv has stride
+    # 2): 4 + 3; the last two stages' 3x3 and 2x2 outputs are under 8 tiles: direct
+    assert sum("blocked-winograd-f2 (heuristic)" in v for v in notes) == 7
+    got = cm(x).data
+    scale = np.abs(ref).max()
+    assert np.all(np.abs(got - ref) <= 1e-4 * np.abs(ref) + 1e-4 * scale), np.abs(got - ref).max() / scale
+    policy("blocked-direct")
+    direct = graph.compile(m, x, backend="numba", layout="blocked")
+    assert not any("winograd" in str(v) for v in direct.report["kernels"].values())
+    np.testing.assert_allclose(direct(x).data, got, rtol=1e-4, atol=1e-4 * scale)
+
+
+@pytest.mark.parametrize("n,c,o,h,w", [(2, 20, 40, 9, 7), (1, 160, 144, 6, 5)])
+def test_blocked_winograd_f4_when_forced(n, c, o, h, w, rng, policy):
+    """F(4x4) (forced only): partial 4x4 tiles, pad lanes, residual + ReLU, both V modes; its float32 error is
+    larger than F(2x2)'s, so the reference is float64 and the bound 1e-4 of the output's scale."""
+    policy("blocked-winograd-f4")
+    x = rng.standard_normal((n, c, h, w), dtype=np.float32)
+    wt = (rng.standard_normal((o, c, 3, 3)) * np.sqrt(2 / (9 * c))).astype(np.float32)
+    b = rng.standard_normal(o, dtype=np.float32)
+    r = _run(NB, "to_blocked", rng.standard_normal((n, o, h, w), dtype=np.float32), block=VL)
+    xb = _run(NB, "to_blocked", x, block=VL)
+    attrs = dict(stride=(1, 1), padding=((1, 1), (1, 1)), dilation=(1, 1), groups=1, has_bias=True,
+                 has_residual=True, activation="relu", act_attrs=())
+    assert bselect.choose(xb.shape, wt.shape, (1, 1), attrs["padding"], (1, 1)).describe() == \
+        "blocked-winograd-f4 (forced)"
+    got = _run(NB, "from_blocked", _run(NB, "blocked_conv2d", xb, wt, b, r, **attrs), channels=o)
+    ref = _run(NP, "from_blocked", _run(NP, "blocked_conv2d", *(a.astype(np.float64) for a in (xb, wt, b, r)),
+                                        **attrs), channels=o)
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
