@@ -16,7 +16,9 @@ from collections.abc import Callable
 
 import numba
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic
 
 from engine.ops.blocked import blocks
 from engine.ops.blocked_prologue import blocked_prologue_conv2d_p, split_prologue
@@ -34,18 +36,62 @@ SCRATCH_BYTES = 256 << 10
 ITEMS_PER_THREAD = 4  # prange items per thread below which an item covers only some output-block groups
 
 
+@intrinsic
+def _scale_shift_vectors(typingctx, src, dst, nvec, scale, shift, lo, hi):
+    """dst[i] = min(max(src[i] * scale + shift, lo), hi) for ``nvec`` VL-float vectors at byte addresses src / dst,
+    scale / shift one VL-float vector each: written as vector code (numba's loop over the lanes stays scalar)."""
+    sig = types.void(types.uintp, types.uintp, types.intp, types.uintp, types.uintp, types.float32, types.float32)
+
+    def codegen(context, builder, signature, args):
+        src, dst, nvec, sp, tp, lo, hi = args
+        f32, i64, i32 = ir.FloatType(), ir.IntType(64), ir.IntType(32)
+        vty = ir.VectorType(f32, VL)
+        vptr = ir.PointerType(vty)
+        mod = builder.module
+
+        def intr(name: str, n: int):
+            full = f"llvm.{name}.v{VL}f32"
+            return mod.globals.get(full) or ir.Function(mod, ir.FunctionType(vty, [vty] * n), name=full)
+
+        fma, vmax, vmin = intr("fma", 3), intr("maxnum", 2), intr("minnum", 2)
+
+        def bcast(x):
+            sv = builder.insert_element(ir.Constant(vty, ir.Undefined), x, ir.Constant(i32, 0))
+            return builder.shuffle_vector(sv, sv, ir.Constant(ir.VectorType(i32, VL), [0] * VL))
+
+        sv = builder.load(builder.inttoptr(sp, vptr), align=4)
+        tv = builder.load(builder.inttoptr(tp, vptr), align=4)
+        lov, hiv = bcast(lo), bcast(hi)
+        srcp, dstp = builder.inttoptr(src, vptr), builder.inttoptr(dst, vptr)
+        pre = builder.block
+        loop = builder.append_basic_block("ss.loop")
+        done = builder.append_basic_block("ss.done")
+        builder.cbranch(builder.icmp_signed(">", nvec, ir.Constant(i64, 0)), loop, done)
+        builder.position_at_end(loop)
+        i = builder.phi(i64)
+        i.add_incoming(ir.Constant(i64, 0), pre)
+        v = builder.load(builder.gep(srcp, [i]), align=4)
+        y = builder.call(vmin, [builder.call(vmax, [builder.call(fma, [v, sv, tv]), lov]), hiv])
+        builder.store(y, builder.gep(dstp, [i]), align=4)
+        inext = builder.add(i, ir.Constant(i64, 1))
+        i.add_incoming(inext, builder.block)
+        builder.cbranch(builder.icmp_signed("<", inext, nvec), loop, done)
+        builder.position_at_end(done)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
 @njit(cache=True, inline="always")
 def _transform(x, n, scale, shift, plo, phi, xs, ps, p0, p1, ptiles):
     """xs[cb, p - p0, :] = clamp(x[n, cb, p, :] * scale[cb] + shift[cb], plo, phi) for p in [p0, p1), zeros up to
     ptiles*MR pixels (the last tile's rows past the image): the scratch image of (Cb, ps, VL)."""
-    npix = x.shape[1] // (scale.shape[0])
+    npix = x.shape[1] // scale.shape[0]
+    x_addr, xs_addr = x[n].ctypes.data, xs.ctypes.data
+    s_addr, t_addr = scale.ctypes.data, shift.ctypes.data
     for cb in range(scale.shape[0] // VL):
-        sv, tv = scale[cb * VL:(cb + 1) * VL], shift[cb * VL:(cb + 1) * VL]
-        for p in range(p1 - p0):
-            src = (cb * npix + p0 + p) * VL
-            dst = (cb * ps + p) * VL
-            for q in range(VL):
-                xs[dst + q] = min(max(x[n, src + q] * sv[q] + tv[q], plo), phi)
+        _scale_shift_vectors(x_addr + (cb * npix + p0) * VL * 4, xs_addr + cb * ps * VL * 4, p1 - p0,
+                             s_addr + cb * VL * 4, t_addr + cb * VL * 4, plo, phi)
         for e in range((cb * ps + p1 - p0) * VL, (cb * ps + ptiles * MR) * VL):
             xs[e] = 0.0
 
