@@ -15,19 +15,21 @@ from tests.backend.test_numba_blocked import NB, NP, _run
 from tests.null.test_conv_prologue import tiny_densenet
 from tests.null.test_layout_pass import _assert_close, _eager, _model
 
-# (N, C, O, H, W, k, pad, prologue, prologue_attrs, residual, activation)
+# (N, C, O, H, W, k, pad, prologue, prologue_attrs, residual, activation, pool)
 CASES = [
-    (1, 28, 50, 7, 9, 1, 0, "relu", (), False, "relu"),  # pad lanes in and out, a partial pixel tile
-    (2, 600, 40, 5, 3, 1, 0, "none", (), True, "none"),  # several K blocks, residual, two images
-    (1, 64, 48, 13, 11, 1, 0, "clamp", (("max", 0.5), ("min", -0.25)), False, "sigmoid"),  # act(0) != 0 in pad lanes
-    (1, 32, 16, 6, 6, 3, 1, "relu", (), False, "relu"),  # 3x3 padded: the decomposition (pads after the prologue)
+    (1, 28, 50, 7, 9, 1, 0, "relu", (), False, "relu", 1),  # pad lanes in and out, a partial pixel tile
+    (2, 600, 40, 5, 3, 1, 0, "none", (), True, "none", 1),  # several K blocks, residual, two images
+    (1, 64, 48, 13, 11, 1, 0, "clamp", (("max", 0.5), ("min", -0.25)), False, "sigmoid", 1),  # act(0) != 0 in pad lanes
+    (1, 32, 16, 6, 6, 3, 1, "relu", (), False, "relu", 1),  # 3x3 padded: the decomposition (pads after the prologue)
+    (2, 40, 24, 9, 7, 1, 0, "relu", (), False, "none", 2),  # 2x2 average pool: odd sizes drop a row and a column
+    (1, 1024, 48, 14, 14, 1, 0, "relu", (), False, "none", 2),  # DenseNet's last transition: two K blocks
 ]
 
 
 @pytest.mark.parametrize("serial", [False, True], ids=["parallel", "serial"])
-@pytest.mark.parametrize("case", CASES, ids=lambda c: "x".join(map(str, c[:7])) + f"-{c[7]}")
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "x".join(map(str, c[:7])) + f"-{c[7]}-pool{c[11]}")
 def test_prologue_conv_matches_its_decomposition(case, serial, rng, monkeypatch):
-    n, c, o, h, w_, k, p, pro, pro_attrs, res, act = case
+    n, c, o, h, w_, k, p, pro, pro_attrs, res, act, pool = case
     monkeypatch.setattr(bpro, "SERIAL_MACS", 1 << 62 if serial else 0)
     cb = -(-c // VL)
     x = rng.standard_normal((n, cb, h, w_, VL), dtype=np.float32)
@@ -38,14 +40,14 @@ def test_prologue_conv_matches_its_decomposition(case, serial, rng, monkeypatch)
     w = rng.standard_normal((o, c, k, k), dtype=np.float32)
     b = rng.standard_normal(o, dtype=np.float32)
     attrs = dict(stride=(1, 1), padding=((p, p), (p, p)), dilation=(1, 1), groups=1, has_bias=True,
-                 has_residual=res, activation=act, act_attrs=(), prologue=pro, prologue_attrs=pro_attrs)
+                 has_residual=res, activation=act, act_attrs=(), prologue=pro, prologue_attrs=pro_attrs, pool=pool)
     r = [rng.standard_normal((n, -(-o // VL), h, w_, VL), dtype=np.float32)] if res else []
     ref = _run(NP, "blocked_prologue_conv2d", x, scale, shift, w, b, *r, **attrs)
     got = _run(NB, "blocked_prologue_conv2d", x, scale, shift, w, b, *r, **attrs)
     keep, gotu = _run(NP, "from_blocked", ref, channels=o), _run(NP, "from_blocked", got, channels=o)
     np.testing.assert_allclose(gotu, keep, rtol=1e-4, atol=1e-4 * np.abs(keep).max())
     if pro != "none":  # the prologue's activation matters: without it the result differs
-        plain = _run(NP, "blocked_conv2d", x, w, b, *r, **{k_: v for k_, v in attrs.items() if "prologue" not in k_})
+        plain = _run(NP, "blocked_prologue_conv2d", x, scale, shift, w, b, *r, **dict(attrs, prologue="none"))
         assert not np.allclose(_run(NP, "from_blocked", plain, channels=o), keep, rtol=1e-2)
 
 

@@ -30,9 +30,14 @@ def test_densenet_bn_after_concat_is_a_conv_prologue():
     old = graph.compile(m, x, backend="numpy", layout=16,
                         passes=[p for p in PIPELINES["inference"] if p != "conv_prologue"])
     assert old.graph.op_counts()["blocked_scale_shift"] == 62 and not old.graph.find("blocked_prologue_conv2d")
-    # the pass keeps the FLOPs (the prologue counts what the scale/shift did) and drops the normalized copies' bytes
+    # the transitions' convolutions take their 2x2 average pool: a quarter of the pixels
+    pooled = [n for n in cm.graph.find("blocked_prologue_conv2d") if n.attrs.get("pool") == 2]
+    assert len(pooled) == 3 and all(n.meta["fused"][-1] == "avg_pool2d" for n in pooled)
+    assert ops["blocked_pool"] == 2  # the stem's max pool and the global average pool
+    # the prologue counts the FLOPs the scale/shift did; the pooled transitions' convolutions do a quarter of theirs
     rows = {r["pass"]: r for r in cm.report["passes"]}
-    assert rows["conv_prologue"]["flops"] == rows["conv_prologue"]["flops_before"]
+    assert 0.9 * rows["conv_prologue"]["flops_before"] < rows["conv_prologue"]["flops"] < \
+        rows["conv_prologue"]["flops_before"]
     assert rows["conv_prologue"]["bytes"] < rows["layout"]["bytes"]
 
 

@@ -36,75 +36,109 @@ SCRATCH_BYTES = 256 << 10
 ITEMS_PER_THREAD = 4  # prange items per thread below which an item covers only some output-block groups
 
 
-@intrinsic
-def _scale_shift_vectors(typingctx, src, dst, nvec, scale, shift, lo, hi):
-    """dst[i] = min(max(src[i] * scale + shift, lo), hi) for ``nvec`` VL-float vectors at byte addresses src / dst,
-    scale / shift one VL-float vector each: written as vector code (numba's loop over the lanes stays scalar)."""
-    sig = types.void(types.uintp, types.uintp, types.intp, types.uintp, types.uintp, types.float32, types.float32)
+def _make_scale_shift(pool: int):
+    """An intrinsic ``f(src, row, dst, nvec, scale, shift, lo, hi)``: for ``nvec`` VL-float vectors at byte address
+    dst, f(v) = min(max(v * scale + shift, lo), hi) of the vectors at src (pool 1), or the mean of f over the 2x2
+    window of vectors at src + 2i and src + row + 2i (pool 2, ``row`` the bytes between two input rows); scale /
+    shift one VL-float vector each. Written as vector code: numba's loop over the lanes compiles to scalar code."""
 
-    def codegen(context, builder, signature, args):
-        src, dst, nvec, sp, tp, lo, hi = args
-        f32, i64, i32 = ir.FloatType(), ir.IntType(64), ir.IntType(32)
-        vty = ir.VectorType(f32, VL)
-        vptr = ir.PointerType(vty)
-        mod = builder.module
+    @intrinsic
+    def scale_shift(typingctx, src, row, dst, nvec, scale, shift, lo, hi):
+        sig = types.void(types.uintp, types.intp, types.uintp, types.intp, types.uintp, types.uintp, types.float32,
+                         types.float32)
 
-        def intr(name: str, n: int):
-            full = f"llvm.{name}.v{VL}f32"
-            return mod.globals.get(full) or ir.Function(mod, ir.FunctionType(vty, [vty] * n), name=full)
+        def codegen(context, builder, signature, args):
+            src, row, dst, nvec, sp, tp, lo, hi = args
+            f32, i64, i32 = ir.FloatType(), ir.IntType(64), ir.IntType(32)
+            vty = ir.VectorType(f32, VL)
+            vptr = ir.PointerType(vty)
+            mod = builder.module
 
-        fma, vmax, vmin = intr("fma", 3), intr("maxnum", 2), intr("minnum", 2)
+            def intr(name: str, n: int):
+                full = f"llvm.{name}.v{VL}f32"
+                return mod.globals.get(full) or ir.Function(mod, ir.FunctionType(vty, [vty] * n), name=full)
 
-        def bcast(x):
-            sv = builder.insert_element(ir.Constant(vty, ir.Undefined), x, ir.Constant(i32, 0))
-            return builder.shuffle_vector(sv, sv, ir.Constant(ir.VectorType(i32, VL), [0] * VL))
+            fma, vmax, vmin = intr("fma", 3), intr("maxnum", 2), intr("minnum", 2)
 
-        sv = builder.load(builder.inttoptr(sp, vptr), align=4)
-        tv = builder.load(builder.inttoptr(tp, vptr), align=4)
-        lov, hiv = bcast(lo), bcast(hi)
-        srcp, dstp = builder.inttoptr(src, vptr), builder.inttoptr(dst, vptr)
-        pre = builder.block
-        loop = builder.append_basic_block("ss.loop")
-        done = builder.append_basic_block("ss.done")
-        builder.cbranch(builder.icmp_signed(">", nvec, ir.Constant(i64, 0)), loop, done)
-        builder.position_at_end(loop)
-        i = builder.phi(i64)
-        i.add_incoming(ir.Constant(i64, 0), pre)
-        v = builder.load(builder.gep(srcp, [i]), align=4)
-        y = builder.call(vmin, [builder.call(vmax, [builder.call(fma, [v, sv, tv]), lov]), hiv])
-        builder.store(y, builder.gep(dstp, [i]), align=4)
-        inext = builder.add(i, ir.Constant(i64, 1))
-        i.add_incoming(inext, builder.block)
-        builder.cbranch(builder.icmp_signed("<", inext, nvec), loop, done)
-        builder.position_at_end(done)
-        return context.get_dummy_value()
+            def bcast(x):
+                sv = builder.insert_element(ir.Constant(vty, ir.Undefined), x, ir.Constant(i32, 0))
+                return builder.shuffle_vector(sv, sv, ir.Constant(ir.VectorType(i32, VL), [0] * VL))
 
-    return sig, codegen
+            sv = builder.load(builder.inttoptr(sp, vptr), align=4)
+            tv = builder.load(builder.inttoptr(tp, vptr), align=4)
+            lov, hiv = bcast(lo), bcast(hi)
+            srcp, dstp = builder.inttoptr(src, vptr), builder.inttoptr(dst, vptr)
+            belowp = builder.inttoptr(builder.add(src, row), vptr)
+
+            def f(p, at):
+                v = builder.load(builder.gep(p, [at]), align=4)
+                return builder.call(vmin, [builder.call(vmax, [builder.call(fma, [v, sv, tv]), lov]), hiv])
+
+            pre = builder.block
+            loop = builder.append_basic_block("ss.loop")
+            done = builder.append_basic_block("ss.done")
+            builder.cbranch(builder.icmp_signed(">", nvec, ir.Constant(i64, 0)), loop, done)
+            builder.position_at_end(loop)
+            i = builder.phi(i64)
+            i.add_incoming(ir.Constant(i64, 0), pre)
+            if pool == 1:
+                y = f(srcp, i)
+            else:
+                j = builder.mul(i, ir.Constant(i64, 2))
+                j1 = builder.add(j, ir.Constant(i64, 1))
+                y = builder.fadd(builder.fadd(f(srcp, j), f(srcp, j1)), builder.fadd(f(belowp, j), f(belowp, j1)))
+                y = builder.fmul(y, bcast(ir.Constant(f32, 0.25)))
+            builder.store(y, builder.gep(dstp, [i]), align=4)
+            inext = builder.add(i, ir.Constant(i64, 1))
+            i.add_incoming(inext, builder.block)
+            builder.cbranch(builder.icmp_signed("<", inext, nvec), loop, done)
+            builder.position_at_end(done)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return scale_shift
+
+
+_scale_shift1, _scale_shift2 = _make_scale_shift(1), _make_scale_shift(2)
 
 
 @njit(cache=True, inline="always")
-def _transform(x, n, scale, shift, plo, phi, xs, ps, p0, p1, ptiles):
-    """xs[cb, p - p0, :] = clamp(x[n, cb, p, :] * scale[cb] + shift[cb], plo, phi) for p in [p0, p1), zeros up to
-    ptiles*MR pixels (the last tile's rows past the image): the scratch image of (Cb, ps, VL)."""
-    npix = x.shape[1] // scale.shape[0]
+def _transform(x, n, scale, shift, plo, phi, xs, ps, p0, p1, ptiles, pool, iw, ow):
+    """xs[cb, p - p0, :] = clamp(x[n, cb, p, :] * scale[cb] + shift[cb], plo, phi) for the output pixels p in
+    [p0, p1) (pool 2: the mean of that over the pixel's 2x2 input window, ``iw`` / ``ow`` the input / output
+    widths), zeros up to ptiles*MR pixels (the last tile's rows past the image): the scratch image (Cb, ps, VL)."""
+    npix = x.shape[1] // scale.shape[0]  # input pixels
     x_addr, xs_addr = x[n].ctypes.data, xs.ctypes.data
     s_addr, t_addr = scale.ctypes.data, shift.ctypes.data
     for cb in range(scale.shape[0] // VL):
-        _scale_shift_vectors(x_addr + (cb * npix + p0) * VL * 4, xs_addr + cb * ps * VL * 4, p1 - p0,
-                             s_addr + cb * VL * 4, t_addr + cb * VL * 4, plo, phi)
+        sa, ta = s_addr + cb * VL * 4, t_addr + cb * VL * 4
+        dst = xs_addr + cb * ps * VL * 4
+        if pool == 1:
+            _scale_shift1(x_addr + (cb * npix + p0) * VL * 4, 0, dst, p1 - p0, sa, ta, plo, phi)
+        else:
+            p = p0
+            while p < p1:  # one run of output pixels per output row
+                oy, ox = p // ow, p % ow
+                run = min(p1 - p, ow - ox)
+                src = x_addr + (cb * npix + 2 * oy * iw + 2 * ox) * VL * 4
+                _scale_shift2(src, iw * VL * 4, dst + (p - p0) * VL * 4, run, sa, ta, plo, phi)
+                p += run
         for e in range((cb * ps + p1 - p0) * VL, (cb * ps + ptiles * MR) * VL):
             xs[e] = 0.0
 
 
 @njit(parallel=True, cache=True)
 def _conv_prologue(x, scale, shift, plo, phi, rows, taps, wpk, bias, res, out, has_res, lo, hi, sbuf, xbuf, group,
-                   gsplit, kc_max):
+                   gsplit, kc_max, pool, iw):
     """out[n, ob, p, :] = clamp(sum_k A(p, k) B(k, ob) + bias + res) as :func:`.conv._conv_dense`, where A is read
     from xbuf[thread], (Cb, group*MR, VL): the item's pixels transformed by :func:`_transform`; x (N, Cb*P*VL) the
-    blocked input, rows / taps the offset tables of that scratch (rows[r] = r*VL, taps over (input block, lane)
-    with a block stride of group*MR*VL). prange items are (image, group of pixel tiles, range of output-block
+    blocked input (pool 2: of width ``iw``, 2x2-averaged after the prologue into out's ow-wide pixels), rows / taps
+    the offset tables of that scratch (rows[r] = r*VL, taps over (input block, lane) with a block stride of
+    group*MR*VL). prange items are (image, group of pixel tiles, range of output-block
     groups): each transforms its pixels once for ``ng / gsplit`` output-block groups."""
     nn, ob, npix, _ = out.shape
+    ow = npix if pool == 1 else iw // 2
     ng = wpk.shape[0]
     k = taps.shape[0]
     bks = wpk.shape[2]
@@ -125,7 +159,8 @@ def _conv_prologue(x, scale, shift, plo, phi, rows, taps, wpk, bias, res, out, h
         tid = numba.get_thread_id()
         rt0, rt1 = ch * group, min(nrt, (ch + 1) * group)
         xs = xbuf[tid]
-        _transform(x, n, scale, shift, plo32, phi32, xs, ps, rt0 * MR, min(npix, rt1 * MR), rt1 - rt0)
+        _transform(x, n, scale, shift, plo32, phi32, xs, ps, rt0 * MR, min(npix, rt1 * MR), rt1 - rt0, pool, iw,
+                   ow)
         x_addr = xs.ctypes.data
         s = sbuf[tid]
         sc, sr = s[:NV * MR * VL], s[NV * MR * VL:]
@@ -187,8 +222,8 @@ def _split(n: int, ntiles: int, ng: int, ncb: int) -> tuple[int, int]:
 
 
 def _prologue_call(ins: tuple, out: np.ndarray, prologue: str, prologue_attrs: tuple, stride, padding, dilation,
-                   groups: int, has_bias: bool, has_residual: bool, activation: str, act_attrs: tuple = ()
-                   ) -> Callable[[], None] | None:
+                   groups: int, has_bias: bool, has_residual: bool, activation: str, act_attrs: tuple = (),
+                   pool: int = 1) -> Callable[[], None] | None:
     """The fused kernel on these arrays as a zero-argument call (packed weights, padded bias, offset tables and
     scratch chosen once), or None where it does not apply (the decomposition runs)."""
     scale, shift, conv_ins = split_prologue(ins)
@@ -198,20 +233,20 @@ def _prologue_call(ins: tuple, out: np.ndarray, prologue: str, prologue_attrs: t
     if not one or out.dtype != np.float32 or x.shape[4] != VL or not x.flags.c_contiguous or \
             not out.flags.c_contiguous or not scale.flags.c_contiguous or not shift.flags.c_contiguous:
         return None
-    n, ncb, h, wd, _ = x.shape
-    ob = out.shape[1]
+    n, ncb, _, iw, _ = x.shape
+    ob, oh, ow = out.shape[1:4]
     steps: list[Callable[[], None]] = []
     res = out if r is None else r
     if not res.flags.c_contiguous:  # copied on every call: the call must see the residual's current values
         res = np.empty(r.shape, r.dtype)
         steps.append(functools.partial(np.copyto, res, r))
-    out4, res4 = out.reshape(n, ob, h * wd, VL), res.reshape(n, ob, h * wd, VL)
+    out4, res4 = out.reshape(n, ob, oh * ow, VL), res.reshape(n, ob, oh * ow, VL)
     ng = blocks(ob, NV)
     bias, fill = _bias_filler(b, ng * NV * VL)
     if fill is not None:
         steps.insert(0, fill)
     wpk = _packed(w, "blocked_dense", pack_dense)
-    group, gsplit = _split(n, blocks(h * wd, MR), ng, ncb)
+    group, gsplit = _split(n, blocks(oh * ow, MR), ng, ncb)
     ps = group * MR
     rows = np.arange(ps, dtype=np.int64) * VL
     lanes = (np.arange(ncb)[:, None] * (ps * VL) + np.arange(VL)[None, :]).ravel()
@@ -221,9 +256,10 @@ def _prologue_call(ins: tuple, out: np.ndarray, prologue: str, prologue_attrs: t
     xbuf = ws.per_thread("blocked_prologue", ncb * ps * VL)
     lo, hi = _clamp_bounds(activation, act_attrs)
     plo, phi = _clamp_bounds(prologue, prologue_attrs)
-    kernel = _conv_prologue if n * h * wd * ob * VL * taps.size >= SERIAL_MACS else _conv_prologue_serial
+    kernel = _conv_prologue if n * oh * ow * ob * VL * taps.size >= SERIAL_MACS else _conv_prologue_serial
     steps.append(functools.partial(kernel, x.reshape(n, -1), scale.reshape(-1), shift.reshape(-1), plo, phi, rows,
-                                   taps, wpk, bias, res4, out4, r is not None, lo, hi, sbuf, xbuf, group, gsplit, KC))
+                                   taps, wpk, bias, res4, out4, r is not None, lo, hi, sbuf, xbuf, group, gsplit, KC,
+                                   pool, iw))
     if activation not in ("none", "relu", "clamp"):
         steps.append(functools.partial(backend.kernel(activation), out, out=out, **dict(act_attrs)))
     return in_order(steps)
