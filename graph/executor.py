@@ -325,7 +325,7 @@ class ArenaExecutor(Executor):
         self.views: dict[int, Any] = {id(v): b.view(self.arena, off, v.shape, v.dtype)
                                       for v, off in plan.offsets.items()}
         # nodes with nothing to do: a reshape planned in place, a concat whose inputs were written into its slices
-        self._inplace_reshape = {id(n) for n in plan.inplace if n.op.name == "reshape"} | \
+        self._free_nodes = {id(n) for n in plan.inplace if n.op.name == "reshape"} | \
             {id(n) for n in plan.elided}
         super().__init__(graph, backend, writes, autotune=autotune)
 
@@ -333,7 +333,7 @@ class ArenaExecutor(Executor):
         return id(v) in self.views
 
     def _skip(self, node: Node) -> bool:
-        return id(node) in self._inplace_reshape
+        return id(node) in self._free_nodes
 
     def _build(self) -> None:
         super()._build()

@@ -13,8 +13,8 @@ prologue of the 1x1 convolution that alone reads it, so the normalized copy of t
   convolutions; computed as the convolution of the averaged prologue output, which is the same linear map on a
   quarter of the pixels.
 
-Shape rule, cost rule and decomposition (the scale/shift pass into a temporary, then the blocked convolution) come
-from the two primitives it fuses; no vjp (inference graphs only).
+Shape rule, cost rule and decomposition (the scale/shift pass into a temporary, for pool=2 the blocked average
+pool, then the blocked convolution) come from the primitives it fuses; no vjp (inference graphs only).
 """
 
 from __future__ import annotations

@@ -64,6 +64,7 @@ def conv_prologue(graph: Graph) -> PassResult:
             graph.erase_node(pool)
             graph.erase_node(node)
             graph.rename(fused, node.name)
+            changed = True
     return PassResult(graph, changed)
 
 

@@ -91,3 +91,21 @@ def test_scale_shift_with_another_reader_stays(other):
     else:
         assert ops["blocked_scale_shift"] == 1 and "blocked_prologue_conv2d" not in ops
     _assert_close(cm(x).data, _eager(m, x))
+
+
+def test_shape_rule_names_the_broken_constraint():
+    from engine import Spec
+    from engine.primitive import PRIMITIVES
+
+    f32 = "float32"
+    x, st = Spec((1, 2, 6, 6, 16), f32), Spec((1, 2, 1, 1, 16), f32)
+    attrs = dict(stride=(1, 1), padding=((0, 0), (0, 0)), dilation=(1, 1), groups=1, has_bias=False,
+                 has_residual=False, activation="none", act_attrs=(), prologue="relu")
+    op = PRIMITIVES["blocked_prologue_conv2d"]
+    assert op.abstract_eval(x, st, st, Spec((8, 32, 1, 1), f32), **attrs, pool=2)[0].shape == (1, 1, 3, 3, 16)
+    with pytest.raises(ValueError, match="blocked_prologue_conv2d.*pool=2 needs.*without activation"):
+        op.abstract_eval(x, st, st, Spec((8, 32, 1, 1), f32), **dict(attrs, activation="relu"), pool=2)
+    with pytest.raises(ValueError, match="blocked_prologue_conv2d.*prologue must be one of"):
+        op.abstract_eval(x, st, st, Spec((8, 32, 1, 1), f32), **dict(attrs, prologue="tanh"))
+    with pytest.raises(ValueError, match="blocked_scale_shift.*scale and shift must be"):
+        op.abstract_eval(x, Spec((1, 1, 1, 1, 16), f32), st, Spec((8, 32, 1, 1), f32), **attrs)

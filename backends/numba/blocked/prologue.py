@@ -6,7 +6,9 @@ its pixels, every input block, into a per-thread scratch laid out like a small b
 scratch (at most :data:`SCRATCH_BYTES`) stays in cache while the register tile of :mod:`.conv` runs every output
 block group and K block over it, so the tile's inner loop is the plain one (one broadcast load per pixel and
 reduction step), each input element is transformed once per item, and the normalized input never goes to memory.
-Other shapes (kernel > 1, stride, padding) run the decomposition.
+With ``pool`` 2 the scratch holds the 2x2 means of the transformed input (DenseNet's transitions: the 1x1
+convolution then runs on a quarter of the pixels). Other shapes (kernel > 1, stride, padding) run the
+decomposition.
 """
 
 from __future__ import annotations
@@ -135,8 +137,8 @@ def _conv_prologue(x, scale, shift, plo, phi, rows, taps, wpk, bias, res, out, h
     from xbuf[thread], (Cb, group*MR, VL): the item's pixels transformed by :func:`_transform`; x (N, Cb*P*VL) the
     blocked input (pool 2: of width ``iw``, 2x2-averaged after the prologue into out's ow-wide pixels), rows / taps
     the offset tables of that scratch (rows[r] = r*VL, taps over (input block, lane) with a block stride of
-    group*MR*VL). prange items are (image, group of pixel tiles, range of output-block
-    groups): each transforms its pixels once for ``ng / gsplit`` output-block groups."""
+    group*MR*VL). prange items are (image, group of pixel tiles, range of output-block groups): each transforms
+    its pixels once for ``ng / gsplit`` output-block groups."""
     nn, ob, npix, _ = out.shape
     ow = npix if pool == 1 else iw // 2
     ng = wpk.shape[0]
