@@ -1,8 +1,9 @@
 """Compiled inference with the NCHW and the channel-blocked layout against onnxruntime, same process, same
 threads: ``python bench/blocked_layout.py [--workloads r18b8,r50b1,mnv2b1,dn121b1] [--rounds 5] [--ort]
-[--direct-row] [--cpu-time]``.
+[--direct-row] [--cpu-time] [--before]``.
 Prints per workload the median ms of each row (rounds interleaved, the rows' order rotating) and the ratios to
-onnxruntime."""
+onnxruntime. ``--before`` adds the row ``blocked-before``: the blocked model without the conv_prologue pass and
+without concat in place (DenseNet's BN + ReLU as separate passes, every concat a copy), to measure those two."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import contextlib
 import functools
 import os
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -33,6 +35,24 @@ def _time(fn, reps: int, clock=time.perf_counter) -> float:
     return min(ts)
 
 
+@contextlib.contextmanager
+def _copying_concats() -> Iterator[None]:
+    """graph.compile planning memory with ``concat_in_place=False`` (the plan before concat views)."""
+    mod = sys.modules["graph.compile"]
+    plan = mod.plan_memory
+    mod.plan_memory = functools.partial(plan, concat_in_place=False)
+    try:
+        yield
+    finally:
+        mod.plan_memory = plan
+
+
+def _before(model, x: np.ndarray):
+    with _copying_concats():
+        return graph.compile(model, x, backend="numba", layout="blocked",
+                             passes=[p for p in graph.PIPELINES["inference"] if p != "conv_prologue"])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--workloads", default="r18b8,r50b1,mnv2b1,dn121b1")
@@ -45,6 +65,7 @@ def main() -> None:
                          "on the calling thread: a comparison other processes' load barely moves)")
     ap.add_argument("--direct-row", action="store_true",
                     help="also the blocked model with every dense conv on the direct kernel (no Winograd)")
+    ap.add_argument("--before", action="store_true", help="add the blocked model without prologues / concat views")
     args = ap.parse_args()
     threads = int(os.environ.get("NUMBA_NUM_THREADS", os.cpu_count() or 1))
     for key in args.workloads.split(","):
@@ -57,6 +78,8 @@ def main() -> None:
         if args.direct_row:
             with _policy("blocked-direct"):
                 rows["blocked-direct"] = graph.compile(model, x, backend="numba", layout="blocked")
+        if args.before:
+            rows["blocked-before"] = _before(model, x)
         fns = {k: functools.partial(cm, x) for k, cm in rows.items()}
         if args.direct_row:
             fns["blocked-direct"] = functools.partial(_call_with_policy, "blocked-direct", rows["blocked-direct"], x)
@@ -89,7 +112,8 @@ def main() -> None:
         print(f"{key} ({name} b{batch}, {threads} threads): {line}; blocked vs nchw max rel diff {diff:.1e}",
               flush=True)
         if args.profile:
-            _profile(rows["blocked"], x)
+            for k in [k for k in rows if k.startswith("blocked")]:
+                _profile(rows[k], x, k)
 
 
 @contextlib.contextmanager
@@ -108,7 +132,7 @@ def _call_with_policy(name: str, cm, x: np.ndarray):
         return cm(x)
 
 
-def _profile(cm, x: np.ndarray, calls: int = 3) -> None:
+def _profile(cm, x: np.ndarray, row: str = "blocked", calls: int = 3) -> None:
     import engine
 
     with engine.profile() as prof:
@@ -119,7 +143,7 @@ def _profile(cm, x: np.ndarray, calls: int = 3) -> None:
         by_op[op] = by_op.get(op, 0.0) + sec
     wall = prof.wall_s
     shares = ", ".join(f"{op} {t / wall:.1%}" for op, t in sorted(by_op.items(), key=lambda kv: -kv[1]))
-    print(f"  blocked profile: {wall / calls * 1e3:.1f} ms per call, {len(cm.graph.nodes)} nodes; {shares}, "
+    print(f"  {row} profile: {wall / calls * 1e3:.1f} ms per call, {len(cm.graph.nodes)} nodes; {shares}, "
           f"outside kernels {(wall - sum(by_op.values())) / wall:.1%}", flush=True)
 
 

@@ -81,7 +81,8 @@ class CompileReport(dict):
         m = self["memory"]
         lines.append(f"memory: naive {m['naive_bytes'] / mib:.2f} MiB, planned arena {m['arena_bytes'] / mib:.2f} MiB, "
                      f"lower bound {m['lower_bound_bytes'] / mib:.2f} MiB, fragmentation {m['fragmentation']:.1%}, "
-                     f"kernel workspaces {m['workspace_bytes'] / mib:.2f} MiB")
+                     f"kernel workspaces {m['workspace_bytes'] / mib:.2f} MiB"
+                     + (f", {m['concats_in_place']} concats in place" if m.get("concats_in_place") else ""))
         t = self.get("transfer")
         if t is not None:
             lines.append(f"host<->device per call: {t['h2d_bytes']} bytes in, {t['d2h_bytes']} bytes out")

@@ -4,7 +4,8 @@
 - :class:`ArenaExecutor` runs inside one planned arena (a :class:`graph.memory.MemoryPlan`): every intermediate
   is a view into a single byte buffer (the backend's ``arena``) allocated once, at the offset the planner chose;
   graph outputs get fresh arrays (they outlive the call). Nodes the plan marks in-place write over their dying
-  input; a ``reshape`` planned in place is free (the bytes are already where they belong), so its kernel is skipped.
+  input; a ``reshape`` planned in place and a concat whose inputs the plan put in its output's slices
+  (``plan.elided``) are free (the bytes are already where they belong), so their kernels are skipped.
 
 Kernels are ``kernel(*inputs, out=..., **attrs)``. A primitive that a backend has no kernel for but that has a
 decomposition (the fused ones, engine/ops/fused.py) runs as that decomposition with *that backend's* kernels.
@@ -323,14 +324,16 @@ class ArenaExecutor(Executor):
         self.arena = b.arena(plan.arena_bytes)
         self.views: dict[int, Any] = {id(v): b.view(self.arena, off, v.shape, v.dtype)
                                       for v, off in plan.offsets.items()}
-        self._inplace_reshape = {id(n) for n in plan.inplace if n.op.name == "reshape"}
+        # nodes with nothing to do: a reshape planned in place, a concat whose inputs were written into its slices
+        self._free_nodes = {id(n) for n in plan.inplace if n.op.name == "reshape"} | \
+            {id(n) for n in plan.elided}
         super().__init__(graph, backend, writes, autotune=autotune)
 
     def _is_static(self, v: Value) -> bool:
         return id(v) in self.views
 
     def _skip(self, node: Node) -> bool:
-        return id(node) in self._inplace_reshape
+        return id(node) in self._free_nodes
 
     def _build(self) -> None:
         super()._build()

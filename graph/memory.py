@@ -23,6 +23,7 @@ import numpy as np
 
 from engine.primitive import ELEMENTWISE
 
+from .concat_views import ConcatViews, concat_views
 from .ir import Graph, Node, Value
 
 
@@ -51,6 +52,7 @@ class MemoryPlan:
     reordered: bool = False
     peak_original_order: int = 0
     meta: dict[str, Any] = field(default_factory=dict)
+    elided: list[Node] = field(default_factory=list)  # concats whose inputs were written in place (no kernel runs)
 
     @property
     def fragmentation(self) -> float:
@@ -61,7 +63,8 @@ class MemoryPlan:
                 "lower_bound_bytes": self.lower_bound_bytes, "fragmentation": round(self.fragmentation, 4),
                 "arena_over_lower_bound": round(self.arena_bytes / max(self.lower_bound_bytes, 1), 4),
                 "arena_over_naive": round(self.arena_bytes / max(self.naive_bytes, 1), 4),
-                "buffers": len(self.buffers), "inplace_nodes": len(self.inplace), "reordered": self.reordered,
+                "buffers": len(self.buffers), "inplace_nodes": len(self.inplace), "concats_in_place": len(self.elided),
+                "reordered": self.reordered,
                 "peak_original_order_bytes": self.peak_original_order}
 
     def __str__(self) -> str:
@@ -69,6 +72,7 @@ class MemoryPlan:
         return (f"memory plan: naive {self.naive_bytes / mib:.2f} MiB, arena {self.arena_bytes / mib:.2f} MiB, "
                 f"lower bound {self.lower_bound_bytes / mib:.2f} MiB, fragmentation {self.fragmentation:.1%} "
                 f"({len(self.buffers)} buffers, {len(self.inplace)} in place"
+                f"{f', {len(self.elided)} concats in place' if self.elided else ''}"
                 f"{', schedule reordered' if self.reordered else ''})")
 
 
@@ -168,9 +172,12 @@ def _can_reuse(node: Node, v: Value, out: Value, last: dict[int, int], step: int
     return node.op.kind == ELEMENTWISE and node.op.name not in _NO_INPLACE and v.shape == out.shape
 
 
-def plan_memory(graph: Graph, *, reorder: bool = True, inplace: bool = True, alignment: int = 64) -> MemoryPlan:
+def plan_memory(graph: Graph, *, reorder: bool = True, inplace: bool = True, alignment: int = 64,
+                concat_in_place: bool = True) -> MemoryPlan:
     """Plan one arena for every intermediate of ``graph``. With ``reorder`` the peak-lowering schedule is used
-    when it beats the graph's order (``plan.schedule``; set ``graph.nodes = plan.schedule`` to run it)."""
+    when it beats the graph's order (``plan.schedule``; set ``graph.nodes = plan.schedule`` to run it). With
+    ``concat_in_place`` the inputs of a concat that allows it (graph/concat_views.py) live in its output's buffer
+    at their slice, and ``plan.elided`` lists the concats left with nothing to do."""
     inter = _intermediates(graph)
     schedule = list(graph.nodes)
     peak_orig = _peak(schedule, inter)
@@ -183,18 +190,25 @@ def plan_memory(graph: Graph, *, reorder: bool = True, inplace: bool = True, ali
     for i, n in enumerate(schedule):
         for v in n.inputs:
             last[id(v)] = i
-    # values -> buffers, merging in-place chains
+    views = concat_views(schedule, inter, alignment) if concat_in_place else ConcatViews()
+    place, roots = views.place, views.roots
+    # values -> buffers, merging in-place chains; a placed value only widens its root's live range
     buf_of: dict[int, Buffer] = {}
     buffers: list[Buffer] = []
     inplace_map: dict[Node, Value] = {}
+    spans: dict[int, list[tuple[Value, int, int]]] = {}  # id(root) -> (placed value, def step, last use)
     for i, n in enumerate(schedule):
         for o in n.outputs:
             if id(o) not in inter:
                 continue
             end = last.get(id(o), i)
+            if id(o) in place:
+                spans.setdefault(id(place[id(o)][0]), []).append((o, i, end))
+                continue
             src = None
-            if inplace and len(n.outputs) == 1:
-                src = next((v for v in n.inputs if _can_reuse(n, v, o, last, i, inter)), None)
+            if inplace and len(n.outputs) == 1 and id(o) not in roots:
+                src = next((v for v in n.inputs if id(v) not in place and id(v) not in roots
+                            and _can_reuse(n, v, o, last, i, inter)), None)
             if src is not None and not any(x is not src and id(x) in buf_of and buf_of[id(x)] is buf_of[id(src)]
                                            for x in n.inputs):
                 b = buf_of[id(src)]
@@ -205,6 +219,11 @@ def plan_memory(graph: Graph, *, reorder: bool = True, inplace: bool = True, ali
                 b = Buffer([o], _align(o.nbytes, alignment), i, end)
                 buffers.append(b)
             buf_of[id(o)] = b
+    for rid, members in spans.items():
+        b = buf_of[rid]
+        b.values.extend(v for v, _, _ in members)
+        b.start = min(b.start, *(s for _, s, _ in members))
+        b.end = max(b.end, *(e for _, _, e in members))
     # lower bound: max bytes live at one step, over the buffers actually planned
     delta = [0] * (len(schedule) + 1)
     for b in buffers:
@@ -217,9 +236,14 @@ def plan_memory(graph: Graph, *, reorder: bool = True, inplace: bool = True, ali
             lower, peak_step = cur, i
     arena = _best_fit(buffers)
     offsets = {v: b.offset for b in buffers for v in b.values}
+    for b in buffers:
+        for v in b.values:
+            if id(v) in place:
+                root, at = place[id(v)]
+                offsets[v] = offsets[root] + at
     naive = sum(_align(o.nbytes, alignment) for n in schedule for o in n.outputs if id(o) in inter)
     return MemoryPlan(schedule, buffers, offsets, inplace_map, arena, naive, lower, peak_step, alignment, reordered,
-                      peak_orig)
+                      peak_orig, elided=views.elided)
 
 
 def _best_fit(buffers: list[Buffer]) -> int:

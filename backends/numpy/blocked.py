@@ -4,6 +4,7 @@ the convolution and the pools as their decomposition (unblock, the NCHW referenc
 import numpy as np
 
 from engine.ops.blocked import blocked_conv2d_p, blocked_pool_p, blocked_scale_shift_p
+from engine.ops.blocked_prologue import blocked_prologue_conv2d_p
 
 from .table import backend
 
@@ -23,5 +24,5 @@ def from_blocked(x: np.ndarray, out: np.ndarray, channels: int) -> None:
         out[:, k] = x[:, k // block, :, :, k % block]
 
 
-for _p in (blocked_conv2d_p, blocked_pool_p, blocked_scale_shift_p):
+for _p in (blocked_conv2d_p, blocked_pool_p, blocked_scale_shift_p, blocked_prologue_conv2d_p):
     backend.register(_p.name)(_p.decomposed_kernel(backend.kernel))

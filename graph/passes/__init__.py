@@ -18,6 +18,7 @@ from ..ir import Graph
 
 # importing a pass module registers its passes
 from .constant_fold import constant_fold
+from .conv_prologue import conv_prologue
 from .cse import cse
 from .dce import dce
 from .fold_bn import fold_bn
@@ -57,10 +58,10 @@ def resolve(passes: str | Sequence[str | Pass] | None, training: bool = False) -
 PIPELINES: dict[str, list[str]] = {
     # eval-mode inference: clean up, fold BN into convs, then fuse conv/linear epilogues
     "inference": pipeline("remove_dropout", "dce", "cse", "constant_fold", "fold_bn", "fuse_epilogue", "layout",
-                          "dce"),
+                          "conv_prologue", "dce"),
     # as above, but 1x1 stride-1 convs become matmuls before fusion (they then stay unfused)
     "inference_lower_1x1": pipeline("remove_dropout", "dce", "cse", "constant_fold", "fold_bn", "lower_1x1",
-                                    "fuse_epilogue", "layout", "dce"),
+                                    "fuse_epilogue", "layout", "conv_prologue", "dce"),
     # training-mode graphs: only rewrites that keep batch statistics and dropout
     "training": pipeline("remove_identities", "dce", "cse"),
     # joint forward+backward graphs (compile() in train mode, compile_step): the backward is explicit nodes, so
@@ -101,4 +102,4 @@ def run_passes(graph: Graph, passes: str | Sequence[str | Pass] | None = None, *
 
 __all__ = ["PassResult", "PASSES", "PIPELINES", "GraphPass", "graph_pass", "check_pipeline", "pipeline", "run_passes",
            "resolve", "constant_fold", "cse", "dce", "fold_bn", "fuse_epilogue", "lower_1x1", "remove_dropout",
-           "remove_identities", "fuse_epilogue_joint", "layout", "channel_block", "layout_mode"]
+           "remove_identities", "fuse_epilogue_joint", "layout", "conv_prologue", "channel_block", "layout_mode"]
