@@ -159,10 +159,10 @@ def test_fused_conv2d(rng, activation, act_attrs, case, has_bias, has_residual):
 def test_fused_linear(rng, activation):
     x, w, b = (rng.standard_normal(s).astype(np.float32) for s in ((5, 7), (3, 7), (3,)))
     r = rng.standard_normal((5, 3)).astype(np.float32)
-    compare("fused_linear", [x, w, b, r], rtol=1e-4, atol=1e-5, has_bias=True, has_residual=True,
-            activation=activation, act_attrs=())
-    compare("fused_linear", [x, w], rtol=1e-4, atol=1e-5, has_bias=False, has_residual=False,
-            activation=activation, act_attrs=())
+    for has_bias in (True, False):  # each branch of the numba rows epilogue
+        for has_residual in (True, False):
+            compare("fused_linear", [x, w] + [b] * has_bias + [r] * has_residual, rtol=1e-4, atol=1e-5,
+                    has_bias=has_bias, has_residual=has_residual, activation=activation, act_attrs=())
 
 
 def test_epilogue_applies_folded_bn_scale_shift_in_one_pass(rng):
