@@ -15,7 +15,7 @@ from ..gemm import gemm
 from ..gemm import supported as gemm_supported
 from ..shape import fill
 from ..table import backend
-from . import tables
+from . import planes, tables
 from .direct import (
     direct_forward,
     direct_forward_s1,
@@ -72,6 +72,8 @@ def run_forward(algo: str, x: np.ndarray, w: np.ndarray, out: np.ndarray, ep: Ep
     elif algo == "direct":
         direct_forward(np.ascontiguousarray(x), np.ascontiguousarray(w), out, *geom(stride, padding, dilation),
                        groups, ep.flags, ep.bias, ep.scale, ep.res3((n, o, oh * ow)), ep.act, ep.alpha)
+    elif algo == "gemm-planes" and gemm_supported(x, w, out) and stride == (1, 1) and groups == 1:
+        planes.forward(x, w, out, ep, dilation, padding, current_workspace())  # channel-major on padded planes
     elif algo == "gemm-tables" and gemm_supported(x, w, out):  # implicit GEMM over offset tables, no im2col
         tables.forward(x, w, out, ep, table_geom(stride, dilation), padding, current_workspace(),
                        derived(w, "tables", tables.weight_panels))
