@@ -8,7 +8,11 @@ and compile_step, on the same model and batch in one process (``--torch``: and P
 workload, bench's definition, with numba's thread count). ``--rounds R`` repeats the rows R times, interleaved,
 and reports medians and the median of the per-round ratios. ``--clock thread`` times the main thread's CPU time:
 with ``NUMBA_NUM_THREADS=1`` every kernel (and PyTorch's one thread) runs there, so a loaded machine does not
-inflate it. Also the time to build a ResNet-50 training graph (trace + autodiff + passes + plan, kernels excluded).
+inflate it. ``--interleave R``: instead, R rounds of eager, compile_step, compile_step without the backward fusion
+pass (``fuse_pool_relu_grad``) and, with ``--torch``, PyTorch, each timed for ``--steps`` steps per round in a
+rotating order (so a burst of load on a shared machine hits every variant alike); medians over the rounds and the
+median of the per-round ratios. Also the time to build a ResNet-50 training graph (trace + autodiff + passes + plan,
+kernels excluded).
 """
 
 from __future__ import annotations
@@ -51,14 +55,18 @@ def _torch_step(name: str):
     return torch_model_runner(wl.scaled(batch=BATCH[name]))
 
 
-def row(name: str, steps: int, torch: bool = False) -> dict:
+def _setup(name: str):
     engine.set_backend("numba")
     engine.manual_seed(0)
     m = zm.get(name, **({"num_classes": 10} if zm.spec(name).default_num_classes != 10 else {}))
     m.train()
     x = Tensor(np.random.default_rng(0).standard_normal((BATCH[name], *zm.input_size(name))).astype(np.float32))
     y = Tensor(np.random.default_rng(1).integers(0, 10, BATCH[name]))
-    opt = optim.SGD(m.parameters(), lr=0.01, momentum=0.9)
+    return m, x, y, optim.SGD(m.parameters(), lr=0.01, momentum=0.9)
+
+
+def row(name: str, steps: int, torch: bool = False) -> dict:
+    m, x, y, opt = _setup(name)
 
     def eager(fwd=m):
         opt.zero_grad()
@@ -75,6 +83,34 @@ def row(name: str, steps: int, torch: bool = False) -> dict:
     if torch:
         out["torch_ms"] = _time(_torch_step(name), steps)
         out["step_over_torch"] = out["compile_step_ms"] / out["torch_ms"]
+    return out
+
+
+def interleaved(name: str, steps: int, rounds: int, torch: bool) -> dict:
+    """Median step times (ms) and per-round ratios of the variants, timed in rotating order round by round."""
+    m, x, y, opt = _setup(name)
+
+    def eager():
+        opt.zero_grad()
+        F.cross_entropy(m(x), y).backward()
+        opt.step()
+
+    unfused = [p for p in graph.passes.PIPELINES["training_joint"] if p != "fuse_pool_relu_grad"]
+    step = graph.compile_step(m, F.cross_entropy, opt, x, y, backend="numba")
+    plain = graph.compile_step(m, F.cross_entropy, opt, x, y, backend="numba", passes=unfused)
+    fns = {"eager": eager, "compile_step": lambda: step(x, y), "compile_step_unfused": lambda: plain(x, y)}
+    if torch:
+        fns["torch"] = _torch_step(name)
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    names = list(fns)
+    for r in range(rounds):
+        for k in names[r % len(names):] + names[:r % len(names)]:
+            times[k].append(_time(fns[k], steps))
+    out = {f"{k}_ms": statistics.median(v) for k, v in times.items()}
+    for base in [b for b in ("eager", "torch", "compile_step_unfused") if b in times]:
+        ratios = [a / b for a, b in zip(times["compile_step"], times[base])]
+        out[f"step_over_{base}"] = statistics.median(ratios)
+        out[f"step_over_{base}_range"] = (min(ratios), max(ratios))
     return out
 
 
@@ -99,8 +135,16 @@ def main() -> None:
     ap.add_argument("--torch", action="store_true", help="also PyTorch's eager step (same threads)")
     ap.add_argument("--clock", choices=sorted(CLOCKS), default="wall")
     ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--interleave", type=int, default=0, metavar="R", help="R interleaved rounds (see above)")
     a = ap.parse_args()
     _clock[0] = CLOCKS[a.clock]
+    if a.interleave:
+        for name in a.models.split(","):
+            r = interleaved(name, a.steps, a.interleave, a.torch)
+            print(f"{name} b{BATCH[name]}, {a.interleave} interleaved rounds x {a.steps} steps ({a.clock} clock): "
+                  + ", ".join(f"{k} {v[0]:.2f}-{v[1]:.2f}" if isinstance(v, tuple) else f"{k} {v:.2f}"
+                              for k, v in r.items()), flush=True)
+        return
     for name in a.models.split(","):
         rounds = []
         for _ in range(a.rounds):

@@ -18,6 +18,7 @@ from . import (  # noqa: F401 - each module registers its kernels
     call,
     elementwise,
     fused,
+    fused_grad,
     gelu,
     linalg,
     loss,

@@ -44,9 +44,11 @@ MC = 480  # rows per output block (a multiple of both MRs); the packed A block i
 NC = 384  # columns per output block (a multiple of both NRs); the packed B block is KC x NC
 
 
-def make_tile(mr: int, nv: int, tables: bool = False):
+def make_tile(mr: int, nv: int, tables: bool = False, b_table: bool = False):
     """The mr x (nv*VL) register tile as a numba intrinsic. ``tables``: A is addressed through offset tables
-    (the implicit GEMM of :mod:`.conv.tables`) instead of strides."""
+    (the implicit GEMM of :mod:`.conv.tables`) instead of strides. ``b_table``: row kk of B starts at
+    ``b + bks[kk]`` elements, ``bks`` the address of an int64 table (the padded-plane forward of
+    :mod:`.conv.planes`), instead of ``b + kk*bks``."""
 
     @intrinsic
     def tile(typingctx, k, a, ars, aks, b, bks, c, ldc, add):
@@ -56,8 +58,8 @@ def make_tile(mr: int, nv: int, tables: bool = False):
         accumulators (phi nodes), one broadcast of A and nv vector loads of B per kk, LLVM fma, vector loads /
         stores of C."""
         idx = types.uintp if tables else types.intp
-        sig = types.void(types.intp, types.uintp, idx, idx, types.uintp, types.intp, types.uintp, types.intp,
-                         types.boolean)
+        sig = types.void(types.intp, types.uintp, idx, idx, types.uintp, types.uintp if b_table else types.intp,
+                         types.uintp, types.intp, types.boolean)
 
         def codegen(context, builder, signature, args):
             k, a, ars, aks, b, bks, c, ldc, add = args
@@ -67,6 +69,8 @@ def make_tile(mr: int, nv: int, tables: bool = False):
             if tables:  # per-row base addresses, loaded once
                 rp, kp = (builder.inttoptr(v, ir.PointerType(i64)) for v in (ars, aks))
                 rows = [builder.gep(ap, [builder.load(builder.gep(rp, [ir.Constant(i64, r)]))]) for r in range(mr)]
+            if b_table:
+                btp = builder.inttoptr(bks, ir.PointerType(i64))
             vty = ir.VectorType(f32, VL)
             vptr = ir.PointerType(vty)
             name = f"llvm.fma.v{VL}f32"
@@ -85,7 +89,7 @@ def make_tile(mr: int, nv: int, tables: bool = False):
             for row in acc:
                 for p in row:
                     p.add_incoming(zero, pre)
-            brow = builder.gep(bp, [builder.mul(kk, bks)])
+            brow = builder.gep(bp, [builder.load(builder.gep(btp, [kk])) if b_table else builder.mul(kk, bks)])
             bv = [builder.load(builder.bitcast(builder.gep(brow, [ir.Constant(i64, v * VL)]), vptr), align=4)
                   for v in range(nv)]
             if tables:
@@ -107,7 +111,7 @@ def make_tile(mr: int, nv: int, tables: bool = False):
                 for v in range(nv):
                     acc[r][v].add_incoming(new[r][v], end)
             br = builder.cbranch(builder.icmp_signed("<", kn, k), loop, done)
-            if tables:
+            if tables or b_table:
                 # no unrolling: unrolled by 2, the scheduler hoisted the next iteration's broadcasts and spilled
                 # accumulators (LeNet conv2 forward with an 8x48 tile: 2.3 -> 0.78 ms; 12x32 spilled either way)
                 off = mod.add_metadata([ir.MetaDataString(mod, "llvm.loop.unroll.disable")])

@@ -22,6 +22,7 @@ from .conv_prologue import conv_prologue
 from .cse import cse
 from .dce import dce
 from .fold_bn import fold_bn
+from .fuse_backward import fuse_pool_relu_grad
 from .fuse_epilogue import fuse_epilogue, fuse_epilogue_joint
 from .layout import channel_block, layout, layout_mode
 from .lower_1x1 import lower_1x1
@@ -65,8 +66,10 @@ PIPELINES: dict[str, list[str]] = {
     # training-mode graphs: only rewrites that keep batch statistics and dropout
     "training": pipeline("remove_identities", "dce", "cse"),
     # joint forward+backward graphs (compile() in train mode, compile_step): the backward is explicit nodes, so
-    # epilogue fusion is legal wherever the backward does not read the fused-away intermediate
-    "training_joint": pipeline("remove_identities", "dce", "cse", "fuse_epilogue_joint", "dce"),
+    # epilogue fusion is legal wherever the backward does not read the fused-away intermediate; in the backward,
+    # max-pool gradient x ReLU mask x bias-gradient sum become one pass
+    "training_joint": pipeline("remove_identities", "dce", "cse", "fuse_epilogue_joint", "fuse_pool_relu_grad",
+                               "dce"),
     "none": [],
 }
 
@@ -102,4 +105,5 @@ def run_passes(graph: Graph, passes: str | Sequence[str | Pass] | None = None, *
 
 __all__ = ["PassResult", "PASSES", "PIPELINES", "GraphPass", "graph_pass", "check_pipeline", "pipeline", "run_passes",
            "resolve", "constant_fold", "cse", "dce", "fold_bn", "fuse_epilogue", "lower_1x1", "remove_dropout",
-           "remove_identities", "fuse_epilogue_joint", "layout", "conv_prologue", "channel_block", "layout_mode"]
+           "remove_identities", "fuse_epilogue_joint", "fuse_pool_relu_grad", "layout", "conv_prologue",
+           "channel_block", "layout_mode"]

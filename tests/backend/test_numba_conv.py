@@ -28,19 +28,21 @@ def _attrs(stride=1, padding=0, dilation=1, groups=1):
 
 # (x shape, w shape, attrs, expected algorithm)
 CASES = [
-    ((2, 8, 9, 9), (6, 8, 3, 3), _attrs(1, 1), "gemm-tables"),
+    ((2, 8, 9, 9), (6, 8, 3, 3), _attrs(1, 1), "gemm-planes"),  # stride 1, few output channels and taps
     ((2, 8, 9, 7), (4, 8, 3, 3), _attrs(2, 1), "gemm-tables"),
     ((1, 6, 10, 11), (3, 6, 3, 2), _attrs((2, 1), ((1, 0), (2, 1)), 2), "gemm-tables"),  # asymmetric pad, dilation
     ((2, 3, 16, 16), (8, 3, 7, 7), _attrs(2, 3), "gemm-tables"),  # ResNet stem shape, small
     ((2, 16, 6, 6), (12, 16, 1, 1), _attrs(1, 0), "gemm_1x1"),  # heuristic: its -nchw form
     ((2, 16, 7, 7), (12, 16, 1, 1), _attrs(2, 0), "gemm-tables"),  # downsample shortcut
-    ((3, 1, 12, 12), (6, 1, 5, 5), _attrs(1, 0), "gemm-tables"),  # LeNet conv1: direct is a measured candidate
-    ((2, 3, 10, 10), (4, 3, 3, 3), _attrs(1, 1), "gemm-tables"),  # 27 taps
+    ((3, 1, 12, 12), (6, 1, 5, 5), _attrs(1, 0), "gemm-planes"),  # LeNet conv1: direct is a measured candidate
+    ((2, 3, 10, 10), (4, 3, 3, 3), _attrs(1, 1), "gemm-planes"),  # 27 taps
     ((2, 8, 9, 9), (8, 1, 3, 3), _attrs(1, 1, groups=8), "direct"),  # depthwise
     ((2, 8, 9, 9), (8, 1, 3, 3), _attrs(2, 1, groups=8), "direct"),
     ((2, 8, 8, 8), (6, 4, 3, 3), _attrs(1, 1, groups=2), "direct"),  # grouped
     ((1, 6, 7, 7), (9, 2, 3, 3), _attrs(1, 2, 2, groups=3), "direct"),
     ((2, 3, 130, 129), (4, 3, 7, 7), _attrs(2, 3), "gemm-tables"),  # 65x65 output planes
+    ((1, 6, 10, 11), (3, 6, 3, 2), _attrs(1, ((1, 0), (2, 1)), 2), "gemm-planes"),  # asymmetric pad, dilation
+    ((2, 20, 9, 9), (40, 20, 3, 3), _attrs(1, 1), "gemm-tables"),  # 40 output channels: the tables forward
 ]
 IDS = [f"{c[3]}-{i}" for i, c in enumerate(CASES)]
 
@@ -53,7 +55,9 @@ def test_conv_algorithm_choice(xs, ws, attrs, algo):
 def test_candidates_per_role():
     lenet1 = CASES[6]
     assert "direct" in candidates("forward", *lenet1[:3])  # few taps: the direct kernel competes
-    assert candidates("forward", *CASES[0][:3])[0] == "gemm-tables"
+    assert candidates("forward", *CASES[0][:3])[:2] == ["gemm-planes", "gemm-tables"]
+    assert candidates("forward", *CASES[-1][:3])[:2] == ["gemm-tables", "gemm-planes"]  # measurable, not first
+    assert "gemm-planes" not in candidates("input_grad", *CASES[0][:3]) + candidates("forward", *CASES[1][:3])
     assert not any(a.startswith("im2col") for a in candidates("forward", *CASES[0][:3]))  # float32: not measured
     assert candidates("forward", *CASES[0][:3], np.float64)[:2] in (["im2col-pixel", "im2col-channel"],
                                                                    ["im2col-channel", "im2col-pixel"])
@@ -123,7 +127,7 @@ def test_compile_report_names_the_measured_algorithm():
     with conv_policy("measure"):
         cm = graph.compile(m, x, backend="numba")
         text = str(cm.report)
-    assert "measured:" in text and "direct" in text and "gemm-tables" in text
+    assert "measured:" in text and "direct" in text and "gemm-tables" in text and "gemm-planes" in text
     (note,) = cm.report["algorithms"].values()  # one conv node, its note kept as is and in the kernel line
     assert note.startswith(("im2col", "direct", "gemm")) and f"[{note}]" in " ".join(cm.report["kernels"].values())
 
@@ -159,10 +163,10 @@ def test_fused_conv2d(rng, activation, act_attrs, case, has_bias, has_residual):
 def test_fused_linear(rng, activation):
     x, w, b = (rng.standard_normal(s).astype(np.float32) for s in ((5, 7), (3, 7), (3,)))
     r = rng.standard_normal((5, 3)).astype(np.float32)
-    compare("fused_linear", [x, w, b, r], rtol=1e-4, atol=1e-5, has_bias=True, has_residual=True,
-            activation=activation, act_attrs=())
-    compare("fused_linear", [x, w], rtol=1e-4, atol=1e-5, has_bias=False, has_residual=False,
-            activation=activation, act_attrs=())
+    for has_bias in (True, False):  # each branch of the numba rows epilogue
+        for has_residual in (True, False):
+            compare("fused_linear", [x, w] + [b] * has_bias + [r] * has_residual, rtol=1e-4, atol=1e-5,
+                    has_bias=has_bias, has_residual=has_residual, activation=activation, act_attrs=())
 
 
 def test_epilogue_applies_folded_bn_scale_shift_in_one_pass(rng):
@@ -175,7 +179,7 @@ def test_epilogue_applies_folded_bn_scale_shift_in_one_pass(rng):
     (y,) = run_kernel("numpy", "conv2d", [x, w], **attrs)
     res = rng.standard_normal(y.shape).astype(np.float32)
     expect = np.maximum(y * scale[:, None, None] + shift[:, None, None] + res, 0)
-    for algo in ("im2col-pixel", "im2col-channel", "direct", "gemm-tables"):
+    for algo in ("im2col-pixel", "im2col-channel", "direct", "gemm-tables", "gemm-planes"):
         out = np.empty_like(y)
         conv2d_forward(x, w, out, Epilogue(np.float32, bias=shift, scale=scale, residual=res, act=nb.elementwise.RELU),
                        algorithm=algo, **attrs)
@@ -393,7 +397,7 @@ def test_default_choice_is_the_heuristic_and_measuring_is_opt_in(rng):
         m(x)
     assert not conv_select._CACHE  # eager: nothing measured
     (note,) = graph.compile(m, x, backend="numba").report["algorithms"].values()
-    assert note == "gemm-tables (heuristic)" and not conv_select._CACHE
+    assert note == "gemm-planes (heuristic)" and not conv_select._CACHE
     tuned = graph.compile(m, x, backend="numba", autotune=True)
     (note,) = tuned.report["algorithms"].values()
     assert "measured:" in note and "direct" in note and tuned.report["autotune"]
@@ -408,7 +412,7 @@ def test_default_choice_is_the_heuristic_and_measuring_is_opt_in(rng):
             assert conv_select.conv_policy() == "heuristic"
     finally:
         engine.use_deterministic_algorithms(False)
-    assert note == "gemm-tables (heuristic)" and not conv_select._CACHE
+    assert note == "gemm-planes (heuristic)" and not conv_select._CACHE
     with pytest.raises(ValueError, match="unknown policy 'fastest'.*'heuristic', 'measure'"):
         set_conv_policy("fastest")
 

@@ -12,6 +12,9 @@ Algorithms:
   tables (output pixel -> input position, tap -> offset), so no im2col matrix is built and no col2im runs; the
   epilogue is applied as each block of output pixels moves to NCHW. The float32 default outside Winograd and
   stride-1 1x1 layers (1.2-4x faster than im2col + GEMM on every layer measured).
+- ``gemm-planes`` (:mod:`.planes`, float32 forward, stride 1, groups 1): channel-major GEMM on padded planes, the
+  output on a grid of the padded row width so that every im2col row is a contiguous stretch of the input; for few
+  output channels and taps (LeNet conv1).
 - ``im2col`` (:mod:`.im2col`; other dtypes, forcible for float32): a parallel im2col into ``cols (C*kh*kw,
   N*Ho*Wo)``, ONE GEMM for the whole batch, ``cols^T @ W^T`` (``im2col-pixel``) or ``W @ cols``
   (``im2col-channel``; plain ``im2col`` orients by :func:`.select.gemm_pixel_major`), then one parallel pass that

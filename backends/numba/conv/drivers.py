@@ -15,7 +15,7 @@ from ..gemm import gemm
 from ..gemm import supported as gemm_supported
 from ..shape import fill
 from ..table import backend
-from . import tables
+from . import planes, tables
 from .direct import (
     direct_forward,
     direct_forward_s1,
@@ -72,6 +72,8 @@ def run_forward(algo: str, x: np.ndarray, w: np.ndarray, out: np.ndarray, ep: Ep
     elif algo == "direct":
         direct_forward(np.ascontiguousarray(x), np.ascontiguousarray(w), out, *geom(stride, padding, dilation),
                        groups, ep.flags, ep.bias, ep.scale, ep.res3((n, o, oh * ow)), ep.act, ep.alpha)
+    elif algo == "gemm-planes" and gemm_supported(x, w, out) and stride == (1, 1) and groups == 1:
+        planes.forward(x, w, out, ep, dilation, padding, current_workspace())  # channel-major on padded planes
     elif algo == "gemm-tables" and gemm_supported(x, w, out):  # implicit GEMM over offset tables, no im2col
         tables.forward(x, w, out, ep, table_geom(stride, dilation), padding, current_workspace(),
                        derived(w, "tables", tables.weight_panels))
@@ -119,24 +121,39 @@ conv2d.specialize = _specialize_conv2d
 @backend.register("conv2d_input_grad")
 def conv2d_input_grad(gy: np.ndarray, w: np.ndarray, out: np.ndarray, input_shape, stride, padding, dilation,
                       groups: int, algorithm: str | None = None) -> None:
-    _gradient("input_grad", run_input_grad, gy, w, out, tuple(input_shape), w.shape,
-              conv_attrs(stride, padding, dilation, groups), algorithm)
+    _gradient_call("input_grad", run_input_grad, gy, w, out, tuple(input_shape), w.shape,
+                   conv_attrs(stride, padding, dilation, groups), algorithm)()
 
 
-def _gradient(role: str, run, a: np.ndarray, b: np.ndarray, out: np.ndarray, x_shape, w_shape,
-              attrs: dict[str, Any], algorithm: str | None) -> None:
-    """Both gradient kernels, ``run(algo, a, b, out, attrs)`` with (a, b) = (gy, w) or (x, gy): nothing for an
-    empty output, zeros for an empty gy, else the selected algorithm on a contiguous gy."""
+def _gradient_call(role: str, run, a: np.ndarray, b: np.ndarray, out: np.ndarray, x_shape, w_shape,
+                   attrs: dict[str, Any], algorithm: str | None) -> Callable[[], None]:
+    """Both gradient kernels as a call, ``run(algo, a, b, out, attrs)`` with (a, b) = (gy, w) or (x, gy): nothing
+    for an empty output, zeros for an empty gy, else the selected algorithm on a contiguous gy."""
     if out.size == 0:
-        return
+        return nothing
     gy = np.ascontiguousarray(a if role == "input_grad" else b)
     if gy.size == 0:
-        fill(out, 0)
-        return
+        return functools.partial(fill, out, 0)
     a, b = (gy, b) if role == "input_grad" else (a, gy)
     algo = _select(role, x_shape, w_shape, attrs, out.dtype, lambda al: run(al, a, b, np.empty_like(out), attrs),
                    algorithm)
-    run(algo, a, b, out, attrs)
+    return functools.partial(run, algo, a, b, out, attrs)
+
+
+def _specialize_gradient(role: str, run, a: np.ndarray, b: np.ndarray, out: np.ndarray, x_shape, w_shape,
+                         stride, padding, dilation, groups: int, algorithm: str | None) -> Callable[[], None] | None:
+    """A compiled graph's gradient node: the algorithm chosen once per binding (the choice depends on shapes
+    only). Not for a strided gy, whose contiguous copy would be made once and then go stale."""
+    gy = a if role == "input_grad" else b
+    if not gy.flags.c_contiguous:
+        return None
+    return _gradient_call(role, run, a, b, out, x_shape, w_shape, conv_attrs(stride, padding, dilation, groups),
+                          algorithm)
+
+
+conv2d_input_grad.specialize = lambda gy, w, out, input_shape, stride, padding, dilation, groups, algorithm=None: (
+    _specialize_gradient("input_grad", run_input_grad, gy, w, out, tuple(input_shape), w.shape, stride, padding,
+                         dilation, groups, algorithm))
 
 
 def run_input_grad(algo: str, gy: np.ndarray, w: np.ndarray, out: np.ndarray, attrs: dict[str, Any]) -> None:
@@ -176,8 +193,13 @@ def run_input_grad(algo: str, gy: np.ndarray, w: np.ndarray, out: np.ndarray, at
 @backend.register("conv2d_weight_grad")
 def conv2d_weight_grad(x: np.ndarray, gy: np.ndarray, out: np.ndarray, weight_shape, stride, padding, dilation,
                        groups: int, algorithm: str | None = None) -> None:
-    _gradient("weight_grad", run_weight_grad, x, gy, out, x.shape, tuple(weight_shape),
-              conv_attrs(stride, padding, dilation, groups), algorithm)
+    _gradient_call("weight_grad", run_weight_grad, x, gy, out, x.shape, tuple(weight_shape),
+                   conv_attrs(stride, padding, dilation, groups), algorithm)()
+
+
+conv2d_weight_grad.specialize = lambda x, gy, out, weight_shape, stride, padding, dilation, groups, algorithm=None: (
+    _specialize_gradient("weight_grad", run_weight_grad, x, gy, out, x.shape, tuple(weight_shape), stride, padding,
+                         dilation, groups, algorithm))
 
 
 def run_weight_grad(algo: str, x: np.ndarray, gy: np.ndarray, out: np.ndarray, attrs: dict[str, Any]) -> None:

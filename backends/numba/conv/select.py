@@ -91,6 +91,8 @@ def candidates(role: str, x_shape: Any, w_shape: Any, attrs: dict[str, Any], dty
         return ["gemm-tables"] if simd else ["gemm_1x1"]
     if simd:
         out = ["gemm-tables"]
+        if role == "forward" and tuple(attrs["stride"]) == (1, 1) and attrs["groups"] == 1:
+            out.insert(0 if _planes_first(w_shape) else 1, "gemm-planes")
     elif role == "forward":
         out = ["im2col-pixel", "im2col-channel"]
         if _pixel_major_first(x_shape, w_shape, attrs) is False:
@@ -104,6 +106,19 @@ def candidates(role: str, x_shape: Any, w_shape: Any, attrs: dict[str, Any], dty
     if cg * kh * kw <= DIRECT_MAX_TAPS:
         out.append("direct")
     return out
+
+
+PLANES_MAX_OUT, PLANES_MAX_TAPS = 32, 160
+
+
+def _planes_first(w_shape: tuple[int, ...]) -> bool:
+    """The stride-1 forward on padded planes (:mod:`.planes`) where few output channels and few taps make the
+    tables forward's pixels-by-channels tile spend its time moving the result to NCHW. Measured (one thread,
+    float32, ms, planes vs tables, bias + ReLU): LeNet conv1 1->20 5x5 28x28 b64 1.00 vs 1.23; 3->16 5x5 pad 2
+    32x32 b8 0.37 vs 0.49; 16->16 3x3 16x16 b32 0.65 vs 0.84; but 20->50 5x5 12x12 b64 3.2 vs 2.7 and 3->64 3x3
+    32x32 b32 4.4-5.8 vs 3.5-5.3."""
+    o, cg, kh, kw = w_shape
+    return o <= PLANES_MAX_OUT and cg * kh * kw <= PLANES_MAX_TAPS
 
 
 def forcible(role: str, x_shape: Any, w_shape: Any, attrs: dict[str, Any], dtype: Any = np.float32) -> list[str]:
@@ -151,8 +166,9 @@ def _pixel_major_first(x_shape: Any, w_shape: tuple[int, ...], attrs: dict[str, 
 
 def heuristic(role: str, x_shape: Any, w_shape: Any, attrs: dict[str, Any], dtype: Any = np.float32) -> str:
     """groups > 1 -> direct; 1x1 stride 1 without padding -> gemm_1x1-nchw; 3x3 stride 1 with enough channels and
-    pixels (see :func:`_winograd_pick`) -> Winograd; else gemm-tables (float32) or im2col + one batch-wide GEMM
-    (other dtypes; forward GEMM orientation by :func:`gemm_pixel_major`)."""
+    pixels (see :func:`_winograd_pick`) -> Winograd; a stride-1 forward with few output channels and taps (see
+    :func:`_planes_first`) -> gemm-planes; else gemm-tables (float32) or im2col + one batch-wide GEMM (other
+    dtypes; forward GEMM orientation by :func:`gemm_pixel_major`)."""
     return candidates(role, x_shape, w_shape, attrs, dtype)[0]
 
 

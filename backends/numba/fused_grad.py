@@ -1,0 +1,104 @@
+"""numba kernels for the fused backward primitives of joint graphs (engine/ops/fused_grad.py).
+
+``max_pool2d_relu_grad``: for the common 2x2 / stride 2 pool without padding (windows do not overlap) one
+parallel pass over (n, c) planes finds each window's first maximum as max_pool2d_grad does, writes the incoming
+gradient there unless the maximum (the ReLU output at that tap) is <= 0, zeros elsewhere, and adds what it wrote
+into a per-plane partial sum for the bias gradient. Other pools run the decomposition on the numba kernels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from numba import njit, prange
+
+from engine.ops.fused_grad import max_pool2d_relu_grad_p
+
+from ._layout import by_size, serial_twin
+from .pool import _chunks, _is_2x2
+from .table import backend
+
+
+@njit(parallel=True, cache=True)
+def pool_relu_bwd_2x2(gy, y, gx, part, nch):
+    """gx = relu_grad(max_pool_bwd_2x2(gy, y), y) and part[n*C + c] = the sum of plane (n, c) of gx (float64).
+    Tie and NaN rules as max_pool_bwd_2x2 (first maximum in row-major order, a NaN wins); the ReLU mask as
+    relu_grad (``y <= 0`` gives 0, a NaN y passes the gradient)."""
+    nn, nc, h, w = y.shape
+    _, _, oh, ow = gy.shape
+    planes = nn * nc
+    for k in prange(nch):
+        win = np.empty(ow, np.int32)
+        g = np.empty(ow, gx.dtype)
+        col = np.empty(ow, np.float64)  # per-column sums: a scalar float reduction would not vectorize
+        zero = np.zeros(1, gx.dtype)[0]
+        for t in range(k * planes // nch, (k + 1) * planes // nch):
+            n, c = t // nc, t % nc
+            col[:] = 0
+            for r in range(oh):
+                for z in range(ow):
+                    a, b = y[n, c, 2 * r, 2 * z], y[n, c, 2 * r, 2 * z + 1]
+                    p, q = y[n, c, 2 * r + 1, 2 * z], y[n, c, 2 * r + 1, 2 * z + 1]
+                    t1 = (b > a) | ((b != b) & (a == a))
+                    m = b if t1 else a
+                    t2 = (p > m) | ((p != p) & (m == m))
+                    m = p if t2 else m
+                    t3 = (q > m) | ((q != q) & (m == m))
+                    m = q if t3 else m
+                    win[z] = 3 if t3 else (2 if t2 else (1 if t1 else 0))
+                    g[z] = zero if m <= zero else gy[n, c, r, z]
+                for z in range(ow):
+                    col[z] += g[z]
+                for d in range(2):  # one gx row per loop (see max_pool_bwd_2x2)
+                    for z in range(ow):
+                        v, tap = g[z], win[z] - 2 * d
+                        gx[n, c, 2 * r + d, 2 * z] = v if tap == 0 else zero
+                        gx[n, c, 2 * r + d, 2 * z + 1] = v if tap == 1 else zero
+                for b in range(2 * ow, w):
+                    gx[n, c, 2 * r, b] = 0
+                    gx[n, c, 2 * r + 1, b] = 0
+            for a in range(2 * oh, h):
+                for b in range(w):
+                    gx[n, c, a, b] = 0
+            acc = 0.0
+            for z in range(ow):
+                acc += col[z]
+            part[t] = acc
+
+
+_pool_relu_bwd_2x2_serial = serial_twin(pool_relu_bwd_2x2)
+
+
+def _call(gy: np.ndarray, y: np.ndarray, out: tuple, kernel, stride, padding, dilation, ceil_mode,
+          bias_grad: bool) -> Callable[[], None] | None:
+    """The fused pass on these arrays, or None where it does not apply (then the decomposition runs)."""
+    gx = out[0]
+    pool = tuple(tuple(a) for a in (kernel, stride, padding, dilation))
+    ok = all(a.flags.c_contiguous and a.dtype == gx.dtype for a in (gy, y, gx)) and gx.dtype.kind == "f"
+    if not ok or not _is_2x2(y.shape, gy.shape, *pool) or gx.size == 0:
+        return None
+    n, c = y.shape[:2]
+    part = np.empty(n * c, np.float64)
+    fn = by_size(pool_relu_bwd_2x2, _pool_relu_bwd_2x2_serial, gx.size)
+    nch = _chunks(y.shape)
+    gb = out[1] if bias_grad else None
+
+    def run() -> None:
+        fn(gy, y, gx, part, nch)
+        if gb is not None:
+            gb[...] = part.reshape(n, c).sum(axis=0)
+
+    return run
+
+
+@backend.register("max_pool2d_relu_grad")
+def max_pool2d_relu_grad(gy: np.ndarray, y: np.ndarray, out: tuple, **attrs) -> None:
+    call = _call(gy, y, out, **attrs)
+    if call is None:
+        max_pool2d_relu_grad_p.decomposed_kernel(backend.kernel)(gy, y, out=out, **attrs)
+    else:
+        call()
+
+
+max_pool2d_relu_grad.specialize = _call

@@ -1,0 +1,51 @@
+"""Fused backward primitives created by graph passes on joint (forward + backward) graphs, never by user code.
+
+- ``max_pool2d_relu_grad(gy, y; kernel, stride, padding, dilation, ceil_mode, bias_grad)`` -> ``(gx,)`` or
+  ``(gx, gb)``: the gradient through ``max_pool2d(relu_out)`` and the ReLU that made ``y = relu_out``, i.e.
+  ``gx = relu_grad(max_pool2d_grad(gy, y), y)``, and with ``bias_grad`` also ``gb = sum(gx, axes=(0, 2, 3))``
+  (the bias gradient of the conv in front of the ReLU). The pool attrs are max_pool2d's. One pass instead of
+  three: the winning tap of each window is found once, masked by its own value (the window's max is the ReLU
+  output at that tap) and summed per channel.
+
+The decomposition runs the unfused kernels (max_pool2d_grad, relu_grad in place, sum), so the numpy reference
+and any backend without a fused kernel give the unfused results exactly. There is no vjp: these primitives live
+only in backward graphs (double backward through max pooling is not supported anyway).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..primitive import FUSED, PRIMITIVES, Cost, Spec, primitive
+
+__all__: list[str] = []
+
+max_pool2d_relu_grad_p = primitive("max_pool2d_relu_grad", FUSED, multiple_results=True)
+
+POOL_ATTRS = ("kernel", "stride", "padding", "dilation", "ceil_mode")
+BIAS_AXES = (0, 2, 3)
+
+
+@max_pool2d_relu_grad_p.def_shape
+def _shape(gy: Spec, y: Spec, *, bias_grad: bool, **pool: Any) -> tuple[Spec, ...]:
+    gx = PRIMITIVES["max_pool2d_grad"].shape_rule(gy, y, **pool)
+    return (gx, Spec((y.shape[1],), y.dtype)) if bias_grad else (gx,)
+
+
+@max_pool2d_relu_grad_p.def_cost
+def _cost(ins: tuple[Spec, ...], outs: tuple[Spec, ...], *, bias_grad: bool, kernel, **pool: Any) -> Cost:
+    gy, y = ins
+    taps = kernel[0] * kernel[1]
+    # re-find each window's max, one select per input element, one add per gradient element for the bias
+    flops = gy.size * taps + y.size + (outs[0].size if bias_grad else 0)
+    return Cost(0, flops, gy.nbytes + y.nbytes, sum(s.nbytes for s in outs))
+
+
+@max_pool2d_relu_grad_p.def_decompose
+def _decompose(lookup: Any, gy: Any, y: Any, /, *, out: tuple, bias_grad: bool, **pool: Any) -> None:
+    # positional-only: the pool's own attrs include one named ``kernel``
+    gx = out[0]
+    lookup("max_pool2d_grad")(gy, y, out=gx, **pool)
+    lookup("relu_grad")(gx, y, out=gx)
+    if bias_grad:
+        lookup("sum")(gx, out=out[1], axes=BIAS_AXES, keepdims=False)
