@@ -138,7 +138,8 @@ def gc_paused() -> Iterator[None]:
 def build_executor(g: Graph, backend: Backend, arena: bool, reorder: bool, writes: dict[int, Value] | None = None,
                    autotune: bool = False) -> tuple[MemoryPlan | None, Executor]:
     """Plan memory (reordering the schedule when that lowers the peak) and build the executor that runs ``g``."""
-    plan = plan_memory(g, reorder=reorder, alignment=max(64, backend.alignment)) if arena else None
+    plan = plan_memory(g, reorder=reorder, alignment=max(64, backend.alignment),
+                       prefix_views=backend.device == "cpu") if arena else None
     if plan is not None:
         g.nodes = list(plan.schedule)
         return plan, ArenaExecutor(g, plan, backend, writes, autotune=autotune)

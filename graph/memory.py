@@ -24,6 +24,7 @@ import numpy as np
 from engine.primitive import ELEMENTWISE
 
 from .ir import Graph, Node, Value
+from .prefix_views import merge_prefix_buffers, prefix_families
 
 
 @dataclass
@@ -51,6 +52,7 @@ class MemoryPlan:
     reordered: bool = False
     peak_original_order: int = 0
     meta: dict[str, Any] = field(default_factory=dict)
+    prefix_of: dict[Value, Value] = field(default_factory=dict)  # concat stored as a view of a longer one's
 
     @property
     def fragmentation(self) -> float:
@@ -168,10 +170,15 @@ def _can_reuse(node: Node, v: Value, out: Value, last: dict[int, int], step: int
     return node.op.kind == ELEMENTWISE and node.op.name not in _NO_INPLACE and v.shape == out.shape
 
 
-def plan_memory(graph: Graph, *, reorder: bool = True, inplace: bool = True, alignment: int = 64) -> MemoryPlan:
+def plan_memory(graph: Graph, *, reorder: bool = True, inplace: bool = True, alignment: int = 64,
+                prefix_views: bool = True) -> MemoryPlan:
     """Plan one arena for every intermediate of ``graph``. With ``reorder`` the peak-lowering schedule is used
-    when it beats the graph's order (``plan.schedule``; set ``graph.nodes = plan.schedule`` to run it)."""
+    when it beats the graph's order (``plan.schedule``; set ``graph.nodes = plan.schedule`` to run it). With
+    ``prefix_views`` a concat that is a channel prefix of a longer one is stored as a view of it
+    (graph/prefix_views.py; ``plan.prefix_of``): only for backends whose kernels take such strided arrays."""
     inter = _intermediates(graph)
+    prefix_of = prefix_families(graph, inter) if prefix_views else {}
+    shared = {id(v) for pair in prefix_of.items() for v in pair}  # never written over in place
     schedule = list(graph.nodes)
     peak_orig = _peak(schedule, inter)
     reordered = False
@@ -194,7 +201,8 @@ def plan_memory(graph: Graph, *, reorder: bool = True, inplace: bool = True, ali
             end = last.get(id(o), i)
             src = None
             if inplace and len(n.outputs) == 1:
-                src = next((v for v in n.inputs if _can_reuse(n, v, o, last, i, inter)), None)
+                src = next((v for v in n.inputs if id(v) not in shared and _can_reuse(n, v, o, last, i, inter)),
+                           None)
             if src is not None and not any(x is not src and id(x) in buf_of and buf_of[id(x)] is buf_of[id(src)]
                                            for x in n.inputs):
                 b = buf_of[id(src)]
@@ -205,6 +213,8 @@ def plan_memory(graph: Graph, *, reorder: bool = True, inplace: bool = True, ali
                 b = Buffer([o], _align(o.nbytes, alignment), i, end)
                 buffers.append(b)
             buf_of[id(o)] = b
+    if prefix_of:
+        buffers = merge_prefix_buffers(buffers, buf_of, prefix_of)
     # lower bound: max bytes live at one step, over the buffers actually planned
     delta = [0] * (len(schedule) + 1)
     for b in buffers:
@@ -219,7 +229,7 @@ def plan_memory(graph: Graph, *, reorder: bool = True, inplace: bool = True, ali
     offsets = {v: b.offset for b in buffers for v in b.values}
     naive = sum(_align(o.nbytes, alignment) for n in schedule for o in n.outputs if id(o) in inter)
     return MemoryPlan(schedule, buffers, offsets, inplace_map, arena, naive, lower, peak_step, alignment, reordered,
-                      peak_orig)
+                      peak_orig, prefix_of=prefix_of)
 
 
 def _best_fit(buffers: list[Buffer]) -> int:
