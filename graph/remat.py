@@ -88,8 +88,8 @@ def saved_bytes_by_op(graph: Graph) -> dict[str, int]:
     return dict(sorted(by.items(), key=lambda kv: -kv[1]))
 
 
-def planned_peak(graph: Graph) -> int:
-    return plan_memory(graph, reorder=True).arena_bytes
+def planned_peak(graph: Graph, prefix_views: bool = True) -> int:
+    return plan_memory(graph, reorder=True, prefix_views=prefix_views).arena_bytes
 
 
 def recompute(graph: Graph, values: list[Value], anchors: set[int], verify: bool = True
@@ -169,10 +169,11 @@ def _articulation_values(graph: Graph) -> list[Value]:
     return [n.outputs[0] for n in fwd if n in cut and len(n.outputs) == 1]
 
 
-def rematerialize(graph: Graph, budget: int | float) -> RematResult:
+def rematerialize(graph: Graph, budget: int | float, prefix_views: bool = True) -> RematResult:
     """Rewrite ``graph`` (a training graph with forward/backward phases) so its planned peak fits ``budget``
-    (bytes, or a fraction of the peak with no recomputation when <= 1). See the module docstring."""
-    plan = plan_memory(graph, reorder=True)
+    (bytes, or a fraction of the peak with no recomputation when <= 1). See the module docstring.
+    ``prefix_views``: plan as the executor will (:func:`graph.memory.plan_memory`'s option of that name)."""
+    plan = plan_memory(graph, reorder=True, prefix_views=prefix_views)
     base = plan.arena_bytes
     if plan.reordered:  # clones go before their first reader in this order: start from the peak-lowering one
         index = {id(n): i for i, n in enumerate(graph.nodes)}
@@ -187,7 +188,7 @@ def rematerialize(graph: Graph, budget: int | float) -> RematResult:
 
     def attempt(k: int) -> tuple[Graph, list[str], int, int]:
         g, names, extra = recompute(graph, cheap[:k], anchors, verify=False)
-        return g, names, extra, planned_peak(g)
+        return g, names, extra, planned_peak(g, prefix_views)
 
     best = attempt(len(cheap)) if cheap else (graph, [], 0, base)
     if best[3] <= limit:  # fewest recomputations that fit: binary search on the prefix length
@@ -210,7 +211,7 @@ def rematerialize(graph: Graph, budget: int | float) -> RematResult:
         def attempt_costly(k: int, inner: list[Value] = inner, bounds: set[int] = bounds) -> tuple:
             dropped = {id(v) for v in costly[:k]}
             g, names, extra = recompute(graph, inner + costly[:k], (anchors - dropped) | bounds, verify=False)
-            return g, names, extra, planned_peak(g)
+            return g, names, extra, planned_peak(g, prefix_views)
 
         # the peak need not fall monotonically with k (a recomputed DenseNet feature map is read by every later
         # concatenation: recomputing it early keeps its clone, and what it was made from, live longer), so look
@@ -228,7 +229,7 @@ def rematerialize(graph: Graph, budget: int | float) -> RematResult:
     for k in _segment_strides(len(points)):  # sqrt(n) first; the fitting stride with the fewest extra FLOPs wins
         keep = {id(v) for v in points[k - 1::k]}
         g, names, extra = recompute(graph, [v for v in saved if id(v) not in keep], keep, verify=False)
-        peak = planned_peak(g)
+        peak = planned_peak(g, prefix_views)
         smallest = min(smallest, peak)
         if peak <= limit:
             fits.append((extra, peak, g, names, "segments"))
