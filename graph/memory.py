@@ -162,11 +162,20 @@ def greedy_schedule(graph: Graph) -> list[Node]:
 _NO_INPLACE = frozenset({"softmax", "log_softmax"})
 
 
+# multi-output ops whose first output may overwrite one of these inputs (same shape) when it dies there: every
+# backend's kernel reads an element of them, in its last pass, only to write the same element of that output
+# (batch norm's backward: gx over gy or x)
+_INPLACE_FIRST = {"batch_norm_train_grad": (0, 1)}
+
+
 def _can_reuse(node: Node, v: Value, out: Value, last: dict[int, int], step: int, inter: set[int]) -> bool:
     if id(v) not in inter or last.get(id(v)) != step or v.nbytes != out.nbytes or v.dtype != out.dtype:
         return False
     if node.op.name == "reshape":
         return True
+    if node.op.name in _INPLACE_FIRST:
+        return out is node.outputs[0] and v.shape == out.shape and \
+            any(node.inputs[k] is v for k in _INPLACE_FIRST[node.op.name])
     return node.op.kind == ELEMENTWISE and node.op.name not in _NO_INPLACE and v.shape == out.shape
 
 
@@ -200,7 +209,7 @@ def plan_memory(graph: Graph, *, reorder: bool = True, inplace: bool = True, ali
                 continue
             end = last.get(id(o), i)
             src = None
-            if inplace and len(n.outputs) == 1:
+            if inplace and (len(n.outputs) == 1 or n.op.name in _INPLACE_FIRST):
                 src = next((v for v in n.inputs if id(v) not in shared and _can_reuse(n, v, o, last, i, inter)),
                            None)
             if src is not None and not any(x is not src and id(x) in buf_of and buf_of[id(x)] is buf_of[id(src)]

@@ -36,6 +36,7 @@ from .ir import Graph, Node, Value
 from .memory import plan_memory
 
 _NEVER = (CONV, MATMUL, FUSED)  # expensive: never recomputed by the cheap policy
+_TINY = 4096  # a saved value under 1/_TINY of the planned peak is never recomputed
 _BOUND_STRIDES = (1, 2, 3)  # cheap+convs keeps every 1st, 2nd or 3rd articulation point (each tried)
 
 
@@ -110,10 +111,18 @@ def recompute(graph: Graph, values: list[Value], anchors: set[int], verify: bool
         """Saved anyway (read by the backward and not being recomputed): clones read it instead of recomputing."""
         return id(v) not in target_ids and any(_phase(u) == "backward" for u in v.users)
 
+    # another target reached while recomputing this one gets a clone of its own here, dropped after this chain:
+    # sharing it would keep it live from here to its own (later) backward readers (ResNet's stem output, reached
+    # when a later block's input is recomputed, would stay live through every block in between)
+    private: dict[int, Value] = {}
+    current: list[Value] = []
+
     def clone_of(v: Value, before: Node) -> Value:
         nonlocal extra
         if id(v) in clones:
             return clones[id(v)]
+        if id(v) in private:
+            return private[id(v)]
         if v.producer is None or id(v) in anchor_ids or kept(v):
             return v
         n = v.producer
@@ -122,10 +131,11 @@ def recompute(graph: Graph, values: list[Value], anchors: set[int], verify: bool
                           meta={**n.meta, "phase": "backward", "recomputed": n.name},
                           out_specs=[o.spec for o in n.outputs])
         extra += c.cost().flops
+        cache = private if any(id(o) in target_ids and o is not current[0] for o in n.outputs) else clones
         for o, co in zip(n.outputs, c.outputs):
-            clones[id(o)] = co
+            cache[id(o)] = co
         names.append(v.name)
-        return clones[id(v)]
+        return cache[id(v)]
 
     pos = {id(n): i for i, n in enumerate(g.nodes)}
     work = []
@@ -136,6 +146,8 @@ def recompute(graph: Graph, values: list[Value], anchors: set[int], verify: bool
     # in order of first backward reader, so a clone shared by several targets precedes all their readers
     for _, v, readers in sorted(work, key=lambda w: w[0]):
         first = min(readers, key=lambda u: pos[id(u)])
+        private.clear()
+        current[:] = [v]
         c = clone_of(v, first)
         for u in readers:
             for i, x in enumerate(u.inputs):
@@ -182,7 +194,9 @@ def rematerialize(graph: Graph, budget: int | float, prefix_views: bool = True) 
     limit = int(budget * base) if isinstance(budget, float) and budget <= 1.0 else int(budget)
     if limit >= base:
         return RematResult(graph, "none", base, base, limit)
-    saved = saved_values(graph)
+    # tiny values (batch-norm statistics, pooled features) stay saved: recomputing a 256-byte mean reruns a whole
+    # batch norm and allocates its full-size output for nothing
+    saved = [v for v in saved_values(graph) if v.nbytes * _TINY >= base]
     cheap = sorted((v for v in saved if v.producer.op.kind not in _NEVER), key=lambda v: -v.nbytes)
     anchors = {id(v) for v in saved if v.producer.op.kind in _NEVER}
 
