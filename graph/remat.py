@@ -18,8 +18,9 @@ that order):
    that fit. Each recomputation stays inside a block or two, so its clones live only during that backward.
 3. Segment checkpoints (Chen et al. 2016): keep only every k-th articulation point of the forward graph
    (k ~ sqrt(#points)) and recompute everything else, convolutions included, from them.
-Of 2 and 3 the fitting rewrite with the fewest extra FLOPs wins. A budget below what the most aggressive plan
-reaches is an error that names the smallest feasible budget.
+Of 2 and 3 the fitting rewrite with the fewest extra FLOPs wins. When none fits, 1-3 again with *deep* private
+chains (see :func:`recompute`): more FLOPs, a lower floor (policy "... (deep)"). A budget below what the most
+aggressive plan reaches is an error that names the smallest feasible budget.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ class BudgetError(ValueError):
 @dataclass
 class RematResult:
     graph: Graph
-    policy: str  # "none" | "cheap" | "cheap+convs" | "segments"
+    policy: str  # "none" | "cheap" | "cheap+convs" | "segments", + " (deep)" for the second search
     peak_before: int
     peak_after: int
     budget: int
@@ -93,7 +94,7 @@ def planned_peak(graph: Graph, prefix_views: bool = True) -> int:
     return plan_memory(graph, reorder=True, prefix_views=prefix_views).arena_bytes
 
 
-def recompute(graph: Graph, values: list[Value], anchors: set[int], verify: bool = True
+def recompute(graph: Graph, values: list[Value], anchors: set[int], verify: bool = True, deep: bool = False
               ) -> tuple[Graph, list[str], int]:
     """A copy of ``graph`` where the backward reads a recomputed clone of each of ``values`` (cloning producers
     back to ``anchors`` / graph inputs). Returns the graph, the recomputed value names and the FLOPs added.
@@ -111,13 +112,15 @@ def recompute(graph: Graph, values: list[Value], anchors: set[int], verify: bool
         """Saved anyway (read by the backward and not being recomputed): clones read it instead of recomputing."""
         return id(v) not in target_ids and any(_phase(u) == "backward" for u in v.users)
 
-    # another target reached while recomputing this one gets a clone of its own here, dropped after this chain:
-    # sharing it would keep it live from here to its own (later) backward readers (ResNet's stem output, reached
-    # when a later block's input is recomputed, would stay live through every block in between)
+    # another target reached while recomputing this one gets a clone of its own here (with ``deep``, so does what
+    # it is recomputed from), dropped after this chain: sharing it would keep it live from here to its own (later)
+    # backward readers (ResNet's stem output, reached when a later block's input is recomputed, would stay live
+    # through every block in between). ``deep`` recomputes more and keeps less (DenseNet's dense layers, reached
+    # from every later concatenation)
     private: dict[int, Value] = {}
     current: list[Value] = []
 
-    def clone_of(v: Value, before: Node) -> Value:
+    def clone_of(v: Value, before: Node, priv: bool = False) -> Value:
         nonlocal extra
         if id(v) in clones:
             return clones[id(v)]
@@ -126,12 +129,14 @@ def recompute(graph: Graph, values: list[Value], anchors: set[int], verify: bool
         if v.producer is None or id(v) in anchor_ids or kept(v):
             return v
         n = v.producer
-        ins = [clone_of(x, before) for x in n.inputs]
+        mine = any(id(o) in target_ids and o is not current[0] for o in n.outputs)
+        priv = (priv and deep) or mine
+        ins = [clone_of(x, before, priv) for x in n.inputs]
         c = g.create_node(n.op, ins, n.attrs, name=f"{n.name}.recompute", before=before,
                           meta={**n.meta, "phase": "backward", "recomputed": n.name},
                           out_specs=[o.spec for o in n.outputs])
         extra += c.cost().flops
-        cache = private if any(id(o) in target_ids and o is not current[0] for o in n.outputs) else clones
+        cache = private if priv else clones
         for o, co in zip(n.outputs, c.outputs):
             cache[id(o)] = co
         names.append(v.name)
@@ -194,6 +199,22 @@ def rematerialize(graph: Graph, budget: int | float, prefix_views: bool = True) 
     limit = int(budget * base) if isinstance(budget, float) and budget <= 1.0 else int(budget)
     if limit >= base:
         return RematResult(graph, "none", base, base, limit)
+    try:
+        return _search(graph, base, limit, prefix_views, deep=False)
+    except BudgetError as shallow:  # recomputing whole chains privately: more FLOPs, a lower floor
+        try:
+            result = _search(graph, base, limit, prefix_views, deep=True)
+            result.policy += " (deep)"
+            return result
+        except BudgetError as e:
+            smallest = min(shallow.smallest, e.smallest)
+    raise BudgetError(f"memory_budget: {limit:,} bytes cannot be met; the smallest feasible planned peak is "
+                      f"{smallest:,} bytes ({smallest / base:.2f} of the {base:,} bytes planned without "
+                      f"recomputation)", smallest, base)
+
+
+def _search(graph: Graph, base: int, limit: int, prefix_views: bool, deep: bool) -> RematResult:
+    """The policies of the module docstring, in order; BudgetError (with the smallest peak reached) if none fits."""
     # tiny values (batch-norm statistics, pooled features) stay saved: recomputing a 256-byte mean reruns a whole
     # batch norm and allocates its full-size output for nothing
     saved = [v for v in saved_values(graph) if v.nbytes * _TINY >= base]
@@ -201,7 +222,7 @@ def rematerialize(graph: Graph, budget: int | float, prefix_views: bool = True) 
     anchors = {id(v) for v in saved if v.producer.op.kind in _NEVER}
 
     def attempt(k: int) -> tuple[Graph, list[str], int, int]:
-        g, names, extra = recompute(graph, cheap[:k], anchors, verify=False)
+        g, names, extra = recompute(graph, cheap[:k], anchors, verify=False, deep=deep)
         return g, names, extra, planned_peak(g, prefix_views)
 
     best = attempt(len(cheap)) if cheap else (graph, [], 0, base)
@@ -224,7 +245,8 @@ def rematerialize(graph: Graph, budget: int | float, prefix_views: bool = True) 
 
         def attempt_costly(k: int, inner: list[Value] = inner, bounds: set[int] = bounds) -> tuple:
             dropped = {id(v) for v in costly[:k]}
-            g, names, extra = recompute(graph, inner + costly[:k], (anchors - dropped) | bounds, verify=False)
+            g, names, extra = recompute(graph, inner + costly[:k], (anchors - dropped) | bounds, verify=False,
+                                           deep=deep)
             return g, names, extra, planned_peak(g, prefix_views)
 
         # the peak need not fall monotonically with k (a recomputed DenseNet feature map is read by every later
@@ -242,7 +264,7 @@ def rematerialize(graph: Graph, budget: int | float, prefix_views: bool = True) 
     # 3. segment checkpoints: keep every k-th articulation point, recompute the rest of the forward
     for k in _segment_strides(len(points)):  # sqrt(n) first; the fitting stride with the fewest extra FLOPs wins
         keep = {id(v) for v in points[k - 1::k]}
-        g, names, extra = recompute(graph, [v for v in saved if id(v) not in keep], keep, verify=False)
+        g, names, extra = recompute(graph, [v for v in saved if id(v) not in keep], keep, verify=False, deep=deep)
         peak = planned_peak(g, prefix_views)
         smallest = min(smallest, peak)
         if peak <= limit:
@@ -251,9 +273,7 @@ def rematerialize(graph: Graph, budget: int | float, prefix_views: bool = True) 
         extra, peak, g, names, policy = min(fits, key=lambda f: (f[0], f[1]))
         g.verify()
         return RematResult(g, policy, base, peak, limit, names, extra)
-    raise BudgetError(f"memory_budget: {limit:,} bytes cannot be met; the smallest feasible planned peak is "
-                      f"{smallest:,} bytes ({smallest / base:.2f} of the {base:,} bytes planned without "
-                      f"recomputation)", smallest, base)
+    raise BudgetError("", smallest, base)
 
 
 def _fewest(attempt: Any, lo: int, hi: int, limit: int, fit: tuple) -> tuple:

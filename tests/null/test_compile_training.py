@@ -270,6 +270,18 @@ def test_memory_budget_recomputes_and_gradients_stay_bit_identical(budget, polic
     assert sum(s0.report["saved_for_backward"].values()) > sum(s1.report["saved_for_backward"].values())
 
 
+def test_smallest_feasible_budget_fits_with_deep_private_chains_and_bit_identical_gradients():
+    with pytest.raises(graph.BudgetError) as e:
+        _budget_run(1)
+    m0, _, l0 = _budget_run(None)
+    m1, s1, l1 = _budget_run(e.value.smallest + 1)
+    assert s1.report["remat"]["policy"].endswith("(deep)")  # the shallow search's floor is higher here
+    assert s1.report["memory"]["arena_bytes"] == e.value.smallest
+    assert l1 == l0
+    for (k, a), b in zip(m0.state_dict().items(), m1.state_dict().values()):
+        np.testing.assert_array_equal(b.data, a.data, err_msg=k)
+
+
 def test_memory_budget_too_small_names_the_smallest_feasible_budget():
     with pytest.raises(graph.BudgetError, match="smallest feasible planned peak is [0-9,]+ bytes"):
         _budget_run(0.01)
