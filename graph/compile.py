@@ -139,7 +139,8 @@ def gc_paused() -> Iterator[None]:
 def build_executor(g: Graph, backend: Backend, arena: bool, reorder: bool, writes: dict[int, Value] | None = None,
                    autotune: bool = False) -> tuple[MemoryPlan | None, Executor]:
     """Plan memory (reordering the schedule when that lowers the peak) and build the executor that runs ``g``."""
-    plan = plan_memory(g, reorder=reorder, alignment=max(64, backend.alignment)) if arena else None
+    plan = plan_memory(g, reorder=reorder, alignment=max(64, backend.alignment),
+                       prefix_views=backend.device == "cpu") if arena else None
     if plan is not None:
         g.nodes = list(plan.schedule)
         return plan, ArenaExecutor(g, plan, backend, writes, autotune=autotune)
@@ -303,7 +304,8 @@ class CompiledModule:
         by_id = {id(t): name for name, t in named.items()}
         grad_names = [by_id[id(params[i])] for i in got]
         joint, rows = run_passes(joint, self.passes if self.passes is not None else "training_joint")
-        remat = rematerialize(joint, self.memory_budget) if self.memory_budget is not None else None
+        # the saved concatenations are outputs of the forward half here, so no concat is a view of another
+        remat = rematerialize(joint, self.memory_budget, False) if self.memory_budget is not None else None
         if remat is not None:
             joint = remat.graph
         t2 = time.perf_counter()
@@ -315,7 +317,7 @@ class CompiledModule:
         forward_fn.vjp = make_vjp(split, backward_fn)
         t3 = time.perf_counter()
         # the report describes the whole step: the joint graph, planned as one (forward and backward together)
-        jplan = plan_memory(joint, reorder=False) if self.arena else None
+        jplan = plan_memory(joint, reorder=False, prefix_views=False) if self.arena else None
         if remat is not None:
             remat_summary = remat.summary()
         report = make_report(self.model, self.backend, joint, jplan, specs, rows, (t0, t1, t2, t3), [fexec, bexec],

@@ -24,6 +24,7 @@ from engine.backend import Backend, Step, device_of, get_backend, specialize, to
 from engine.random import next_key
 
 from .ir import Graph, Node, Value
+from .prefix_views import prefix_view
 
 Kernel = Callable[..., None]
 
@@ -322,7 +323,9 @@ class ArenaExecutor(Executor):
             raise ValueError(f"ArenaExecutor: the plan aligns buffers to {plan.alignment} bytes, backend {b.name!r} "
                              f"needs a multiple of {b.alignment} (plan_memory(..., alignment={b.alignment}))")
         self.arena = b.arena(plan.arena_bytes)
-        self.views: dict[int, Any] = {id(v): b.view(self.arena, off, v.shape, v.dtype)
+        prefix_of = getattr(plan, "prefix_of", {})
+        self.views: dict[int, Any] = {id(v): b.view(self.arena, off, v.shape, v.dtype) if v not in prefix_of
+                                      else prefix_view(b.view, self.arena, off, v, prefix_of[v])
                                       for v, off in plan.offsets.items()}
         # nodes with nothing to do: a reshape planned in place, a concat whose inputs were written into its slices
         self._free_nodes = {id(n) for n in plan.inplace if n.op.name == "reshape"} | \

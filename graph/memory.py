@@ -25,6 +25,7 @@ from engine.primitive import ELEMENTWISE
 
 from .concat_views import ConcatViews, concat_views
 from .ir import Graph, Node, Value
+from .prefix_views import merge_prefix_buffers, prefix_families
 
 
 @dataclass
@@ -53,6 +54,7 @@ class MemoryPlan:
     peak_original_order: int = 0
     meta: dict[str, Any] = field(default_factory=dict)
     elided: list[Node] = field(default_factory=list)  # concats whose inputs were written in place (no kernel runs)
+    prefix_of: dict[Value, Value] = field(default_factory=dict)  # concat stored as a view of a longer one's
 
     @property
     def fragmentation(self) -> float:
@@ -164,21 +166,35 @@ def greedy_schedule(graph: Graph) -> list[Node]:
 _NO_INPLACE = frozenset({"softmax", "log_softmax"})
 
 
+# multi-output ops whose first output may overwrite one of these inputs (same shape) when it dies there: every
+# backend's kernel reads an element of them, in its last pass, only to write the same element of that output
+# (batch norm's backward: gx over gy or x)
+_INPLACE_FIRST = {"batch_norm_train_grad": (0, 1)}
+
+
 def _can_reuse(node: Node, v: Value, out: Value, last: dict[int, int], step: int, inter: set[int]) -> bool:
     if id(v) not in inter or last.get(id(v)) != step or v.nbytes != out.nbytes or v.dtype != out.dtype:
         return False
     if node.op.name == "reshape":
         return True
+    if node.op.name in _INPLACE_FIRST:
+        return out is node.outputs[0] and v.shape == out.shape and \
+            any(node.inputs[k] is v for k in _INPLACE_FIRST[node.op.name])
     return node.op.kind == ELEMENTWISE and node.op.name not in _NO_INPLACE and v.shape == out.shape
 
 
 def plan_memory(graph: Graph, *, reorder: bool = True, inplace: bool = True, alignment: int = 64,
-                concat_in_place: bool = True) -> MemoryPlan:
+                concat_in_place: bool = True, prefix_views: bool = True) -> MemoryPlan:
     """Plan one arena for every intermediate of ``graph``. With ``reorder`` the peak-lowering schedule is used
     when it beats the graph's order (``plan.schedule``; set ``graph.nodes = plan.schedule`` to run it). With
+    ``prefix_views`` a concat that is a channel prefix of a longer one is stored as a view of it
+    (graph/prefix_views.py; ``plan.prefix_of``): only for backends whose kernels take such strided arrays. With
     ``concat_in_place`` the inputs of a concat that allows it (graph/concat_views.py) live in its output's buffer
-    at their slice, and ``plan.elided`` lists the concats left with nothing to do."""
+    at their slice, and ``plan.elided`` lists the concats left with nothing to do; a graph with prefix views
+    (DenseNet's training step) keeps its concats as copies, so the two never claim the same storage."""
     inter = _intermediates(graph)
+    prefix_of = prefix_families(graph, inter) if prefix_views else {}
+    shared = {id(v) for pair in prefix_of.items() for v in pair}  # never written over in place
     schedule = list(graph.nodes)
     peak_orig = _peak(schedule, inter)
     reordered = False
@@ -190,7 +206,7 @@ def plan_memory(graph: Graph, *, reorder: bool = True, inplace: bool = True, ali
     for i, n in enumerate(schedule):
         for v in n.inputs:
             last[id(v)] = i
-    views = concat_views(schedule, inter, alignment) if concat_in_place else ConcatViews()
+    views = concat_views(schedule, inter, alignment) if concat_in_place and not prefix_of else ConcatViews()
     place, roots = views.place, views.roots
     # values -> buffers, merging in-place chains; a placed value only widens its root's live range
     buf_of: dict[int, Buffer] = {}
@@ -206,8 +222,8 @@ def plan_memory(graph: Graph, *, reorder: bool = True, inplace: bool = True, ali
                 spans.setdefault(id(place[id(o)][0]), []).append((o, i, end))
                 continue
             src = None
-            if inplace and len(n.outputs) == 1 and id(o) not in roots:
-                src = next((v for v in n.inputs if id(v) not in place and id(v) not in roots
+            if inplace and (len(n.outputs) == 1 or n.op.name in _INPLACE_FIRST) and id(o) not in roots:
+                src = next((v for v in n.inputs if id(v) not in shared and id(v) not in place and id(v) not in roots
                             and _can_reuse(n, v, o, last, i, inter)), None)
             if src is not None and not any(x is not src and id(x) in buf_of and buf_of[id(x)] is buf_of[id(src)]
                                            for x in n.inputs):
@@ -224,6 +240,8 @@ def plan_memory(graph: Graph, *, reorder: bool = True, inplace: bool = True, ali
         b.values.extend(v for v, _, _ in members)
         b.start = min(b.start, *(s for _, s, _ in members))
         b.end = max(b.end, *(e for _, _, e in members))
+    if prefix_of:
+        buffers = merge_prefix_buffers(buffers, buf_of, prefix_of)
     # lower bound: max bytes live at one step, over the buffers actually planned
     delta = [0] * (len(schedule) + 1)
     for b in buffers:
@@ -243,7 +261,7 @@ def plan_memory(graph: Graph, *, reorder: bool = True, inplace: bool = True, ali
                 offsets[v] = offsets[root] + at
     naive = sum(_align(o.nbytes, alignment) for n in schedule for o in n.outputs if id(o) in inter)
     return MemoryPlan(schedule, buffers, offsets, inplace_map, arena, naive, lower, peak_step, alignment, reordered,
-                      peak_orig, elided=views.elided)
+                      peak_orig, elided=views.elided, prefix_of=prefix_of)
 
 
 def _best_fit(buffers: list[Buffer]) -> int:

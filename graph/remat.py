@@ -18,8 +18,9 @@ that order):
    that fit. Each recomputation stays inside a block or two, so its clones live only during that backward.
 3. Segment checkpoints (Chen et al. 2016): keep only every k-th articulation point of the forward graph
    (k ~ sqrt(#points)) and recompute everything else, convolutions included, from them.
-Of 2 and 3 the fitting rewrite with the fewest extra FLOPs wins. A budget below what the most aggressive plan
-reaches is an error that names the smallest feasible budget.
+Of 2 and 3 the fitting rewrite with the fewest extra FLOPs wins. When none fits, 1-3 again with *deep* private
+chains (see :func:`recompute`): more FLOPs, a lower floor (policy "... (deep)"). A budget below what the most
+aggressive plan reaches is an error that names the smallest feasible budget.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from .ir import Graph, Node, Value
 from .memory import plan_memory
 
 _NEVER = (CONV, MATMUL, FUSED)  # expensive: never recomputed by the cheap policy
+_TINY = 4096  # a saved value under 1/_TINY of the planned peak is never recomputed
 _BOUND_STRIDES = (1, 2, 3)  # cheap+convs keeps every 1st, 2nd or 3rd articulation point (each tried)
 
 
@@ -51,7 +53,7 @@ class BudgetError(ValueError):
 @dataclass
 class RematResult:
     graph: Graph
-    policy: str  # "none" | "cheap" | "cheap+convs" | "segments"
+    policy: str  # "none" | "cheap" | "cheap+convs" | "segments", + " (deep)" for the second search
     peak_before: int
     peak_after: int
     budget: int
@@ -88,11 +90,11 @@ def saved_bytes_by_op(graph: Graph) -> dict[str, int]:
     return dict(sorted(by.items(), key=lambda kv: -kv[1]))
 
 
-def planned_peak(graph: Graph) -> int:
-    return plan_memory(graph, reorder=True).arena_bytes
+def planned_peak(graph: Graph, prefix_views: bool = True) -> int:
+    return plan_memory(graph, reorder=True, prefix_views=prefix_views).arena_bytes
 
 
-def recompute(graph: Graph, values: list[Value], anchors: set[int], verify: bool = True
+def recompute(graph: Graph, values: list[Value], anchors: set[int], verify: bool = True, deep: bool = False
               ) -> tuple[Graph, list[str], int]:
     """A copy of ``graph`` where the backward reads a recomputed clone of each of ``values`` (cloning producers
     back to ``anchors`` / graph inputs). Returns the graph, the recomputed value names and the FLOPs added.
@@ -110,22 +112,35 @@ def recompute(graph: Graph, values: list[Value], anchors: set[int], verify: bool
         """Saved anyway (read by the backward and not being recomputed): clones read it instead of recomputing."""
         return id(v) not in target_ids and any(_phase(u) == "backward" for u in v.users)
 
-    def clone_of(v: Value, before: Node) -> Value:
+    # another target reached while recomputing this one gets a clone of its own here (with ``deep``, so does what
+    # it is recomputed from), dropped after this chain: sharing it would keep it live from here to its own (later)
+    # backward readers (ResNet's stem output, reached when a later block's input is recomputed, would stay live
+    # through every block in between). ``deep`` recomputes more and keeps less (DenseNet's dense layers, reached
+    # from every later concatenation)
+    private: dict[int, Value] = {}
+    current: list[Value] = []
+
+    def clone_of(v: Value, before: Node, priv: bool = False) -> Value:
         nonlocal extra
         if id(v) in clones:
             return clones[id(v)]
+        if id(v) in private:
+            return private[id(v)]
         if v.producer is None or id(v) in anchor_ids or kept(v):
             return v
         n = v.producer
-        ins = [clone_of(x, before) for x in n.inputs]
+        mine = any(id(o) in target_ids and o is not current[0] for o in n.outputs)
+        priv = (priv and deep) or mine
+        ins = [clone_of(x, before, priv) for x in n.inputs]
         c = g.create_node(n.op, ins, n.attrs, name=f"{n.name}.recompute", before=before,
                           meta={**n.meta, "phase": "backward", "recomputed": n.name},
                           out_specs=[o.spec for o in n.outputs])
         extra += c.cost().flops
+        cache = private if priv else clones
         for o, co in zip(n.outputs, c.outputs):
-            clones[id(o)] = co
+            cache[id(o)] = co
         names.append(v.name)
-        return clones[id(v)]
+        return cache[id(v)]
 
     pos = {id(n): i for i, n in enumerate(g.nodes)}
     work = []
@@ -136,6 +151,8 @@ def recompute(graph: Graph, values: list[Value], anchors: set[int], verify: bool
     # in order of first backward reader, so a clone shared by several targets precedes all their readers
     for _, v, readers in sorted(work, key=lambda w: w[0]):
         first = min(readers, key=lambda u: pos[id(u)])
+        private.clear()
+        current[:] = [v]
         c = clone_of(v, first)
         for u in readers:
             for i, x in enumerate(u.inputs):
@@ -169,10 +186,11 @@ def _articulation_values(graph: Graph) -> list[Value]:
     return [n.outputs[0] for n in fwd if n in cut and len(n.outputs) == 1]
 
 
-def rematerialize(graph: Graph, budget: int | float) -> RematResult:
+def rematerialize(graph: Graph, budget: int | float, prefix_views: bool = True) -> RematResult:
     """Rewrite ``graph`` (a training graph with forward/backward phases) so its planned peak fits ``budget``
-    (bytes, or a fraction of the peak with no recomputation when <= 1). See the module docstring."""
-    plan = plan_memory(graph, reorder=True)
+    (bytes, or a fraction of the peak with no recomputation when <= 1). See the module docstring.
+    ``prefix_views``: plan as the executor will (:func:`graph.memory.plan_memory`'s option of that name)."""
+    plan = plan_memory(graph, reorder=True, prefix_views=prefix_views)
     base = plan.arena_bytes
     if plan.reordered:  # clones go before their first reader in this order: start from the peak-lowering one
         index = {id(n): i for i, n in enumerate(graph.nodes)}
@@ -181,13 +199,31 @@ def rematerialize(graph: Graph, budget: int | float) -> RematResult:
     limit = int(budget * base) if isinstance(budget, float) and budget <= 1.0 else int(budget)
     if limit >= base:
         return RematResult(graph, "none", base, base, limit)
-    saved = saved_values(graph)
+    try:
+        return _search(graph, base, limit, prefix_views, deep=False)
+    except BudgetError as shallow:  # recomputing whole chains privately: more FLOPs, a lower floor
+        try:
+            result = _search(graph, base, limit, prefix_views, deep=True)
+            result.policy += " (deep)"
+            return result
+        except BudgetError as e:
+            smallest = min(shallow.smallest, e.smallest)
+    raise BudgetError(f"memory_budget: {limit:,} bytes cannot be met; the smallest feasible planned peak is "
+                      f"{smallest:,} bytes ({smallest / base:.2f} of the {base:,} bytes planned without "
+                      f"recomputation)", smallest, base)
+
+
+def _search(graph: Graph, base: int, limit: int, prefix_views: bool, deep: bool) -> RematResult:
+    """The policies of the module docstring, in order; BudgetError (with the smallest peak reached) if none fits."""
+    # tiny values (batch-norm statistics, pooled features) stay saved: recomputing a 256-byte mean reruns a whole
+    # batch norm and allocates its full-size output for nothing
+    saved = [v for v in saved_values(graph) if v.nbytes * _TINY >= base]
     cheap = sorted((v for v in saved if v.producer.op.kind not in _NEVER), key=lambda v: -v.nbytes)
     anchors = {id(v) for v in saved if v.producer.op.kind in _NEVER}
 
     def attempt(k: int) -> tuple[Graph, list[str], int, int]:
-        g, names, extra = recompute(graph, cheap[:k], anchors, verify=False)
-        return g, names, extra, planned_peak(g)
+        g, names, extra = recompute(graph, cheap[:k], anchors, verify=False, deep=deep)
+        return g, names, extra, planned_peak(g, prefix_views)
 
     best = attempt(len(cheap)) if cheap else (graph, [], 0, base)
     if best[3] <= limit:  # fewest recomputations that fit: binary search on the prefix length
@@ -209,8 +245,9 @@ def rematerialize(graph: Graph, budget: int | float) -> RematResult:
 
         def attempt_costly(k: int, inner: list[Value] = inner, bounds: set[int] = bounds) -> tuple:
             dropped = {id(v) for v in costly[:k]}
-            g, names, extra = recompute(graph, inner + costly[:k], (anchors - dropped) | bounds, verify=False)
-            return g, names, extra, planned_peak(g)
+            g, names, extra = recompute(graph, inner + costly[:k], (anchors - dropped) | bounds, verify=False,
+                                           deep=deep)
+            return g, names, extra, planned_peak(g, prefix_views)
 
         # the peak need not fall monotonically with k (a recomputed DenseNet feature map is read by every later
         # concatenation: recomputing it early keeps its clone, and what it was made from, live longer), so look
@@ -227,8 +264,8 @@ def rematerialize(graph: Graph, budget: int | float) -> RematResult:
     # 3. segment checkpoints: keep every k-th articulation point, recompute the rest of the forward
     for k in _segment_strides(len(points)):  # sqrt(n) first; the fitting stride with the fewest extra FLOPs wins
         keep = {id(v) for v in points[k - 1::k]}
-        g, names, extra = recompute(graph, [v for v in saved if id(v) not in keep], keep, verify=False)
-        peak = planned_peak(g)
+        g, names, extra = recompute(graph, [v for v in saved if id(v) not in keep], keep, verify=False, deep=deep)
+        peak = planned_peak(g, prefix_views)
         smallest = min(smallest, peak)
         if peak <= limit:
             fits.append((extra, peak, g, names, "segments"))
@@ -236,9 +273,7 @@ def rematerialize(graph: Graph, budget: int | float) -> RematResult:
         extra, peak, g, names, policy = min(fits, key=lambda f: (f[0], f[1]))
         g.verify()
         return RematResult(g, policy, base, peak, limit, names, extra)
-    raise BudgetError(f"memory_budget: {limit:,} bytes cannot be met; the smallest feasible planned peak is "
-                      f"{smallest:,} bytes ({smallest / base:.2f} of the {base:,} bytes planned without "
-                      f"recomputation)", smallest, base)
+    raise BudgetError("", smallest, base)
 
 
 def _fewest(attempt: Any, lo: int, hi: int, limit: int, fit: tuple) -> tuple:

@@ -105,7 +105,9 @@ class CompiledStep:
         g.verify()
         t1 = time.perf_counter()
         g, rows = run_passes(g, self.passes if self.passes is not None else "training_joint")
-        remat = rematerialize(g, self.memory_budget) if self.memory_budget is not None else None
+        remat = None
+        if self.memory_budget is not None:  # planned as build_executor will: concat views on host backends
+            remat = rematerialize(g, self.memory_budget, self.backend.device == "cpu")
         if remat is not None:
             g = remat.graph
         t2 = time.perf_counter()

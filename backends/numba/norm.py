@@ -21,7 +21,7 @@ _REASSOC = {"reassoc"}
 
 @njit(parallel=True, cache=True, error_model="numpy", fastmath=_REASSOC)
 def bn_train(x, w, b, y, mean, var, eps):
-    nn, nc, nl = x.shape
+    nn, nl, nc = x.shape[0], x.shape[2], w.shape[0]  # x may be the parent of a channel prefix (_ncl)
     m = nn * nl
     for c in prange(nc):
         s = 0.0
@@ -46,7 +46,7 @@ def bn_train(x, w, b, y, mean, var, eps):
 
 @njit(parallel=True, cache=True, error_model="numpy", fastmath=_REASSOC)
 def bn_train_grad(gy, x, w, mean, var, gx, gw, gb, eps):
-    nn, nc, nl = x.shape
+    nn, nl, nc = x.shape[0], x.shape[2], w.shape[0]
     m = nn * nl
     for c in prange(nc):
         invstd = 1.0 / math.sqrt(var[c] + eps)
@@ -83,20 +83,42 @@ def _ncl(a: np.ndarray) -> np.ndarray:
     return a.reshape(a.shape[0], a.shape[1], -1)
 
 
+def _prefix_parent(a: np.ndarray) -> np.ndarray | None:
+    """A channel slice ``a`` of a larger contiguous (N, C', ...) array (a concat the memory plan stores as a view of
+    a longer one, graph/prefix_views.py) as the contiguous (N, C', L) array that starts where ``a`` starts; None
+    for any other layout. The training kernels take C from the weights and read only its first C channels, at full
+    speed: a strided array would compile numba's generic-layout loops, 3-4x slower."""
+    n, c = a.shape[0], a.shape[1]
+    ell = a[0, 0].size if n and c else 0
+    row, item = ell * a.itemsize, a.itemsize
+    if a.flags.c_contiguous or n < 2 or not row or not a[0].flags.c_contiguous or a.strides[0] % row \
+            or a.strides[0] <= c * row:
+        return None
+    return np.lib.stride_tricks.as_strided(a, (n, a.strides[0] // row, ell), (a.strides[0], row, item))
+
+
+def _ncl_parent(a: np.ndarray) -> np.ndarray:
+    p = _prefix_parent(a)
+    return _ncl(a) if p is None else p
+
+
 def _calls_on_views(*arrays: np.ndarray) -> bool:
     """Whether (N, C, L) reshapes of these arrays are views (then a specialized call may keep them)."""
     return all(a.flags.c_contiguous for a in arrays)
 
 
+def _ncl_view(x: np.ndarray) -> bool:
+    return x.flags.c_contiguous or _prefix_parent(x) is not None
+
+
 def _bn_train_call(x, w, b, out, eps) -> Callable[[], None]:
     y, mean, var = out
-    return functools.partial(bn_train, _ncl(x), w, b, y.reshape(_ncl(x).shape), mean, var, float(eps))
+    return functools.partial(bn_train, _ncl_parent(x), w, b, _ncl(y), mean, var, float(eps))
 
 
 def _bn_train_grad_call(gy, x, w, mean, var, out, eps) -> Callable[[], None]:
     gx, gw, gb = out
-    x3 = _ncl(x)
-    return functools.partial(bn_train_grad, _ncl(gy), x3, w, mean, var, gx.reshape(x3.shape), gw, gb, float(eps))
+    return functools.partial(bn_train_grad, _ncl(gy), _ncl_parent(x), w, mean, var, _ncl(gx), gw, gb, float(eps))
 
 
 def _bn_infer_call(x, w, b, mean, var, out, eps) -> Callable[[], None]:
@@ -120,8 +142,9 @@ def batch_norm_infer(x, w, b, mean, var, out, eps) -> None:
 
 
 batch_norm_train.specialize = lambda x, w, b, out, eps: (
-    _bn_train_call(x, w, b, out, eps) if _calls_on_views(x, *out, w, b) else None)
+    _bn_train_call(x, w, b, out, eps) if _calls_on_views(*out, w, b) and _ncl_view(x) else None)
 batch_norm_train_grad.specialize = lambda gy, x, w, mean, var, out, eps: (
-    _bn_train_grad_call(gy, x, w, mean, var, out, eps) if _calls_on_views(gy, x, *out, w, mean, var) else None)
+    _bn_train_grad_call(gy, x, w, mean, var, out, eps) if _calls_on_views(gy, *out, w, mean, var) and _ncl_view(x)
+    else None)
 batch_norm_infer.specialize = lambda x, w, b, mean, var, out, eps: (
     _bn_infer_call(x, w, b, mean, var, out, eps) if _calls_on_views(x, out, w, b, mean, var) else None)

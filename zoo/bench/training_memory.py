@@ -2,7 +2,8 @@
 feasible budget) against PyTorch eager's peak RSS growth over the same step, each measured in its own process.
 
     .venv/bin/python -m zoo.bench.training_memory [--workloads resnet50,resnet18_cifar,densenet121] [--steps 3]
-    .venv/bin/python -m zoo.bench.training_memory --interleave ROUNDS [--workloads ...]   # step-time ratios only
+    .venv/bin/python -m zoo.bench.training_memory --interleave ROUNDS [--workloads ...] [--budgets none,0.5,smallest]
+        # step-time ratios only
 
 For each workload and budget a child process builds the model on the numba backend, compiles the step
 (``graph.compile_step``, SGD with momentum), runs one warm-up step (JIT, first touch), resets the kernel's peak-RSS
@@ -173,7 +174,8 @@ def interleaved_times(workload: str, budgets: list[float | None], rounds: int = 
             "ratio": [statistics.median(a / b for a, b in zip(t, ts[0])) for t in ts],
             "cpu_ratio": [statistics.median(a / b for a, b in zip(t, cpu[0])) for t in cpu],
             "planned_bytes": [s.report["memory"]["arena_bytes"] for s in steps],
-            "policy": [(s.report.get("remat") or {}).get("policy", "none") for s in steps]}
+            "policy": [(s.report.get("remat") or {}).get("policy", "none") for s in steps],
+            "flops": [s.graph.stats()["flops"] for s in steps]}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -182,19 +184,26 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--json", help="write the rows here")
     ap.add_argument("--interleave", type=int, metavar="ROUNDS",
-                    help="instead: step times of no budget, 0.5 and the smallest feasible budget, interleaved in "
-                         "one process for ROUNDS rounds (time ratios on a busy machine)")
+                    help="instead: step times of the --budgets, interleaved in one process for ROUNDS rounds (time "
+                         "ratios on a busy machine)")
+    ap.add_argument("--budgets", default="none,0.5,smallest",
+                    help="with --interleave: fractions, 'none' (the first is the reference) and 'smallest' "
+                         "(the smallest feasible budget)")
     a = ap.parse_args(argv)
     mib = 2**20
     rows = []
     if a.interleave:
         for w in a.workloads.split(","):
-            r = interleaved_times(w, [None, 0.5, smallest_budget(w) + 1], a.interleave)
+            budgets = [None if b == "none" else smallest_budget(w) + 1 if b == "smallest" else float(b)
+                       for b in a.budgets.split(",")]
+            r = interleaved_times(w, budgets, a.interleave)
             rows.append({"workload": w, **r})
             print(f"{w}: " + "; ".join(f"budget {b if b is None or b <= 1 else 'smallest'}: {p} "
-                                        f"{n / mib:.0f} MiB, {ms:.0f} ms, {q:.3f}x (CPU time {c:.3f}x)"
-                                        for b, p, n, ms, q, c in zip(r["budgets"], r["policy"], r["planned_bytes"],
-                                                                     r["ms"], r["ratio"], r["cpu_ratio"])),
+                                        f"{n / mib:.0f} MiB = {n / r['planned_bytes'][0]:.3f}x, FLOPs "
+                                        f"{fl / r['flops'][0] - 1:+.1%}, {ms:.0f} ms, {q:.3f}x (CPU time {c:.3f}x)"
+                                        for b, p, n, fl, ms, q, c in zip(r["budgets"], r["policy"],
+                                                                         r["planned_bytes"], r["flops"], r["ms"],
+                                                                         r["ratio"], r["cpu_ratio"])),
                   flush=True)
         if a.json:
             with open(a.json, "w") as f:
