@@ -6,8 +6,8 @@ blocked input through offset tables (any kernel size, stride and dilation; a 1x1
 input in place: a GEMM on the blocked layout), the weights packed once per constant as (group of NV output blocks,
 K, NV*VL) panels. The epilogue (bias = folded BN, residual, ReLU / clamp) runs on the accumulators before the
 store; other activations run in place on the output right after. prange items are (image, output-block group,
-group of pixel tiles), so batch 1 keeps every thread busy. Depthwise layers (groups = C = O) are a vector FMA per
-tap over the VL lanes.
+group of pixel tiles), so batch 1 keeps every thread busy. Depthwise layers (groups = C = O) run
+:mod:`.depthwise`.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from ..conv.geometry import geom
 from ..conv.workspace import current_workspace, derived
 from ..gemm import AVX512, VL
 from ..table import backend
+from .depthwise import depthwise
 from .tile import make_blocked_tile
 
 MR = 10 if AVX512 else 5  # output pixels per tile: MR*NV accumulators + NV weight vectors + a broadcast
@@ -35,8 +36,6 @@ KC = 512  # reduction steps per K block: a (KC, NV*VL) weight panel (64 KiB) sta
 GROUP = 4  # pixel tiles per prange item
 _tile2 = make_blocked_tile(MR, 2)
 _tile1 = make_blocked_tile(MR, 1)
-MRD = 12 if AVX512 else 6  # depthwise tile: output pixels (accumulators) of one channel block
-_dw_tile = make_blocked_tile(MRD, 1, depthwise=True)
 
 _ACT_CLAMP = {"none": (-np.inf, np.inf), "relu": (0.0, np.inf)}
 
@@ -106,72 +105,6 @@ def _conv_dense(xp, rows, taps, wpk, bias, res, out, has_res, lo, hi, sbuf, grou
                                     out[n, 2 * g + v, p0 + r, q] = sc[(v * MR + r) * VL + q]
 
 
-@njit(cache=True)
-def _pad_plane(src, dst, h, w, hp, wp, pt, pl, nl):
-    """dst (hp*wp*nl, flat) = the flat (h, w, nl) plane src at (pt, pl), zeros around."""
-    for a in range(hp):
-        base = a * wp * nl
-        ia = a - pt
-        if ia < 0 or ia >= h:
-            for e in range(wp * nl):
-                dst[base + e] = 0.0
-            continue
-        for e in range(pl * nl):
-            dst[base + e] = 0.0
-        s0 = ia * w * nl
-        for e in range(w * nl):
-            dst[base + pl * nl + e] = src[s0 + e]
-        for e in range((pl + w) * nl, wp * nl):
-            dst[base + e] = 0.0
-
-
-@njit(parallel=True, cache=True)
-def _conv_depthwise(x, rows, taps, wpk, bias, res, out, has_res, lo, hi, sbuf, pbuf, pt, pl, hp, wp):
-    """Depthwise: out[n, cb, p, :] = clamp(bias + sum_t xp[rows[p] + taps[t] : +VL] * w[cb, t, :] + res) for out
-    (N, CB, P, VL), x (N, CB, H, W, VL), wpk (CB, kh*kw, VL). One prange item per (image, channel
-    block): its plane is zero-padded to hp x wp into the thread's pbuf row (in cache, no separate padding pass),
-    then tiles of MRD output pixels run with one vector FMA per tap and pixel, accumulators in registers."""
-    nn, ncb, npix, _ = out.shape
-    k = taps.shape[0]
-    nrt = (npix + MRD - 1) // MRD
-    lo32, hi32 = np.float32(lo), np.float32(hi)
-    r_addr, t_addr = rows.ctypes.data, taps.ctypes.data
-    h, w = x.shape[2], x.shape[3]
-    padded = hp != h or wp != w
-    for t in prange(nn * ncb):
-        n = t // ncb
-        cb = t % ncb
-        tid = numba.get_thread_id()
-        if padded:
-            xq = pbuf[tid]
-            _pad_plane(x[n, cb].reshape(-1), xq, h, w, hp, wp, pt, pl, VL)
-            x_addr = xq.ctypes.data
-        else:
-            x_addr = x[n, cb].ctypes.data
-        c_base = out[n, cb].ctypes.data
-        res_base = res[n, cb].ctypes.data if has_res else c_base
-        b_base = wpk[cb].ctypes.data
-        bias_addr = bias[cb * VL:].ctypes.data
-        s = sbuf[tid]
-        sc, sr = s[:MRD * VL], s[MRD * VL:2 * MRD * VL]
-        for rt in range(nrt):
-            p0 = rt * MRD
-            if p0 + MRD <= npix:
-                _dw_tile(k, x_addr, r_addr + p0 * 8, t_addr, b_base, VL, c_base + p0 * VL * 4, 0,
-                         res_base + p0 * VL * 4, bias_addr, True, True, has_res, lo32, hi32)
-            else:
-                valid = npix - p0
-                if has_res:
-                    for r in range(valid):
-                        for q in range(VL):
-                            sr[r * VL + q] = res[n, cb, p0 + r, q]
-                _dw_tile(k, x_addr, r_addr + p0 * 8, t_addr, b_base, VL, sc.ctypes.data, 0, sr.ctypes.data,
-                         bias_addr, True, True, has_res, lo32, hi32)
-                for r in range(valid):
-                    for q in range(VL):
-                        out[n, cb, p0 + r, q] = sc[r * VL + q]
-
-
 @njit(parallel=True, cache=True)
 def pad_blocked(x, xp, pt, pl):
     """xp (N, CB, Hp, Wp, VL) = x (N, CB, H, W, VL) at (pt, pl), zeros around (row by row, flat)."""
@@ -196,7 +129,7 @@ def pad_blocked(x, xp, pt, pl):
             pf[dst + e] = 0.0
 
 
-_conv_dense_serial, _conv_depthwise_serial = serial_twin(_conv_dense), serial_twin(_conv_depthwise)
+_conv_dense_serial, _depthwise_serial = serial_twin(_conv_dense), serial_twin(depthwise)
 _pad_blocked_serial = serial_twin(pad_blocked)
 
 
@@ -236,8 +169,7 @@ def offset_tables(c: int, hp: int, wp: int, kh: int, kw: int, sh: int, sw: int, 
                   ow: int, mr: int = MR) -> tuple[np.ndarray, np.ndarray]:
     """(rows, taps) in elements of one padded blocked image of c channels: rows[y*ow + x] = (y*sh*wp + x*sw)*VL
     (padded with 0 to whole MR tiles), taps[((b*kh + i)*kw + j)*VL + q] = ((b*hp + i*dh)*wp + j*dw)*VL + q for the
-    valid lanes (:func:`_valid_lanes`, the order of :func:`pack_dense`); cached by geometry. ``c = 0``: the
-    depthwise form, taps[i*kw + j] = (i*dh*wp + j*dw)*VL within one plane; rows padded to whole ``mr`` tiles."""
+    valid lanes (:func:`_valid_lanes`, the order of :func:`pack_dense`); cached by geometry."""
     key = (c, hp, wp, kh, kw, sh, sw, dh, dw, oh, ow, mr)
     icb = blocks(c, VL)
     hit = _TABLES.get(key)
@@ -245,10 +177,6 @@ def offset_tables(c: int, hp: int, wp: int, kh: int, kw: int, sh: int, sw: int, 
         pix = ((np.arange(oh)[:, None] * (sh * wp) + np.arange(ow)[None, :] * sw) * VL).ravel()
         rows = np.zeros(blocks(pix.size, mr) * mr, np.int64)
         rows[:pix.size] = pix
-        if c == 0:
-            taps = ((np.arange(kh)[:, None] * (dh * wp) + np.arange(kw)[None, :] * dw) * VL).ravel()
-            hit = _TABLES[key] = (rows, taps.astype(np.int64))
-            return hit
         taps = ((np.arange(icb)[:, None, None, None] * (hp * wp) + np.arange(kh)[None, :, None, None] * (dh * wp)
                  + np.arange(kw)[None, None, :, None] * dw) * VL + np.arange(VL)[None, None, None, :]).ravel()
         if len(_TABLES) >= 256:
@@ -334,13 +262,14 @@ def _conv_call(ins: tuple, out: np.ndarray, stride, padding, dilation, groups: i
     else:
         bias, fill = _bias_filler(b, ob * VL)
         wpk = _packed(w, "blocked_depthwise", pack_depthwise)
-        hp, wp = x.shape[2] + pt + pb, x.shape[3] + pl + pr
-        rows, taps = offset_tables(0, hp, wp, kh, kw, sh, sw, dh, dw, oh, ow, MRD)
-        sbuf = ws.per_thread("blocked_tile", 2 * NV * MR * VL)
-        pbuf = ws.per_thread("blocked_dwpad", hp * wp * VL)
-        kernel = _conv_depthwise if n * oh * ow * ob * VL * kh * kw >= SERIAL_MACS else _conv_depthwise_serial
-        steps.append(functools.partial(kernel, x, rows, taps, wpk, bias, res4, out4, r is not None, lo, hi, sbuf,
-                                       pbuf, pt, pl, hp, wp))
+        xcol = np.arange(ow, dtype=np.int64) * (sw * VL)
+        taps = ((np.arange(kh)[:, None] * (dh * x.shape[3]) + np.arange(kw)[None, :] * dw) * VL).ravel()
+        parallel = n * oh * ow * ob * VL * kh * kw >= SERIAL_MACS
+        # parallel: about four items per thread, each a band of whole output rows of one channel block
+        band = -(-oh // max(1, -(-4 * numba.get_num_threads() // (n * ob)))) if parallel else oh
+        kernel = depthwise if parallel else _depthwise_serial
+        steps.append(functools.partial(kernel, x, xcol, taps.astype(np.int64), wpk, bias, res4, out4,
+                                       r is not None, lo, hi, sh, sw, pt, pl, dh, dw, kh, kw, band))
     if fill is not None:
         steps.insert(0, fill)
     if activation not in _ACT_CLAMP and activation != "clamp":
