@@ -166,19 +166,24 @@ _TABLES: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
 
 
 def offset_tables(c: int, hp: int, wp: int, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int, oh: int,
-                  ow: int, mr: int = MR) -> tuple[np.ndarray, np.ndarray]:
+                  ow: int, mr: int = MR, nchw: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(rows, taps) in elements of one padded blocked image of c channels: rows[y*ow + x] = (y*sh*wp + x*sw)*VL
     (padded with 0 to whole MR tiles), taps[((b*kh + i)*kw + j)*VL + q] = ((b*hp + i*dh)*wp + j*dw)*VL + q for the
-    valid lanes (:func:`_valid_lanes`, the order of :func:`pack_dense`); cached by geometry."""
-    key = (c, hp, wp, kh, kw, sh, sw, dh, dw, oh, ow, mr)
+    valid lanes (:func:`_valid_lanes`, the order of :func:`pack_dense`); cached by geometry. ``nchw``: the same
+    reduction order over an NCHW image, rows[y*ow + x] = y*sh*wp + x*sw and channel b*VL + q at (b*VL + q)*hp*wp."""
+    key = (c, hp, wp, kh, kw, sh, sw, dh, dw, oh, ow, mr, nchw)
     icb = blocks(c, VL)
     hit = _TABLES.get(key)
     if hit is None:
-        pix = ((np.arange(oh)[:, None] * (sh * wp) + np.arange(ow)[None, :] * sw) * VL).ravel()
+        unit = 1 if nchw else VL  # elements per pixel of one channel plane
+        pix = ((np.arange(oh)[:, None] * (sh * wp) + np.arange(ow)[None, :] * sw) * unit).ravel()
         rows = np.zeros(blocks(pix.size, mr) * mr, np.int64)
         rows[:pix.size] = pix
-        taps = ((np.arange(icb)[:, None, None, None] * (hp * wp) + np.arange(kh)[None, :, None, None] * (dh * wp)
-                 + np.arange(kw)[None, None, :, None] * dw) * VL + np.arange(VL)[None, None, None, :]).ravel()
+        lane = np.arange(VL)[None, None, None, :]
+        chan = (np.arange(icb)[:, None, None, None] * VL + lane) * (hp * wp) if nchw else \
+            np.arange(icb)[:, None, None, None] * (hp * wp * VL) + lane
+        taps = ((np.arange(kh)[None, :, None, None] * (dh * wp) + np.arange(kw)[None, None, :, None] * dw) * unit
+                + chan).ravel()
         if len(_TABLES) >= 256:
             _TABLES.clear()
         hit = _TABLES[key] = (rows, taps[_valid_lanes(c, kh, kw)].astype(np.int64))
@@ -223,7 +228,9 @@ def _conv_call(ins: tuple, out: np.ndarray, stride, padding, dilation, groups: i
     scratch and kernel (parallel or serial by work) chosen once; the call pads the input and runs the kernel.
     None where the numba kernels do not apply (the decomposition runs)."""
     x, w, b, r = split_inputs(ins, has_bias, has_residual)
-    if out.dtype != np.float32 or x.shape[4] != VL or not x.flags.c_contiguous or not out.flags.c_contiguous:
+    nchw = x.ndim == 4  # a first convolution reading the network's NCHW image (``block`` > 0)
+    if out.dtype != np.float32 or x.dtype != np.float32 or out.shape[4] != VL or x.shape[-1] != VL and not nchw \
+            or not x.flags.c_contiguous or not out.flags.c_contiguous:
         return None
     sh, sw, pt, pl, dh, dw = geom(stride, padding, dilation)
     pb, pr = padding[0][1], padding[1][1]
@@ -245,12 +252,14 @@ def _conv_call(ins: tuple, out: np.ndarray, stride, padding, dilation, groups: i
         hp, wp = x.shape[2] + pt + pb, x.shape[3] + pl + pr
         xp = x
         if (hp, wp) != x.shape[2:4]:
-            xp = ws.get("blocked_xpad", (n, x.shape[1], hp, wp, VL), x.dtype)
-            steps.append(functools.partial(by_size(pad_blocked, _pad_blocked_serial, xp.size), x, xp, pt, pl))
+            lanes = 1 if nchw else VL  # an NCHW image pads as a blocked one with one lane
+            xp = ws.get("blocked_xpad", (n, x.shape[1], hp, wp, lanes), x.dtype)
+            steps.append(functools.partial(by_size(pad_blocked, _pad_blocked_serial, xp.size),
+                                           x.reshape(xp.shape[:2] + x.shape[2:4] + (lanes,)), xp, pt, pl))
         ng = blocks(ob, NV)
         bias, fill = _bias_filler(b, ng * NV * VL)
         wpk = _packed(w, "blocked_dense", pack_dense)
-        rows, taps = offset_tables(w.shape[1], hp, wp, kh, kw, sh, sw, dh, dw, oh, ow)
+        rows, taps = offset_tables(w.shape[1], hp, wp, kh, kw, sh, sw, dh, dw, oh, ow, nchw=nchw)
         sbuf = ws.per_thread("blocked_tile", 2 * NV * MR * VL)
         ntiles = blocks(oh * ow, MR)
         # pixel tiles per prange item: GROUP, or every tile of the image where images x groups alone give enough
@@ -279,18 +288,19 @@ def _conv_call(ins: tuple, out: np.ndarray, stride, padding, dilation, groups: i
 
 @backend.register("blocked_conv2d")
 def blocked_conv2d(*ins: np.ndarray, out: np.ndarray, stride, padding, dilation, groups: int, has_bias: bool,
-                   has_residual: bool, activation: str, act_attrs: tuple = ()) -> None:
+                   has_residual: bool, activation: str, act_attrs: tuple = (), block: int = 0) -> None:
     call = _conv_call(ins, out, stride, padding, dilation, groups, has_bias, has_residual, activation, act_attrs)
     if call is None:
         fallback = blocked_conv2d_p.decomposed_kernel(backend.kernel)
         fallback(*ins, out=out, stride=stride, padding=padding, dilation=dilation, groups=groups,
-                 has_bias=has_bias, has_residual=has_residual, activation=activation, act_attrs=act_attrs)
+                 has_bias=has_bias, has_residual=has_residual, activation=activation, act_attrs=act_attrs, block=block)
         return
     call()
 
 
 def _specialize(*ins: np.ndarray, out: np.ndarray, stride, padding, dilation, groups: int, has_bias: bool,
-                has_residual: bool, activation: str, act_attrs: tuple = ()) -> Callable[[], None] | None:
+                has_residual: bool, activation: str, act_attrs: tuple = (),
+                block: int = 0) -> Callable[[], None] | None:
     return _conv_call(ins, out, stride, padding, dilation, groups, has_bias, has_residual, activation, act_attrs)
 
 
