@@ -27,7 +27,7 @@ from ..conv.geometry import geom
 from ..conv.workspace import current_workspace, derived
 from ..gemm import AVX512, VL
 from ..table import backend
-from .depthwise import depthwise
+from .depthwise import column_classes, depthwise
 from .tile import make_blocked_tile
 
 MR = 10 if AVX512 else 5  # output pixels per tile: MR*NV accumulators + NV weight vectors + a broadcast
@@ -271,14 +271,15 @@ def _conv_call(ins: tuple, out: np.ndarray, stride, padding, dilation, groups: i
     else:
         bias, fill = _bias_filler(b, ob * VL)
         wpk = _packed(w, "blocked_depthwise", pack_depthwise)
-        xcol = np.arange(ow, dtype=np.int64) * (sw * VL)
+        xcol = (np.arange(ow, dtype=np.int64) * sw - pl) * VL
         taps = ((np.arange(kh)[:, None] * (dh * x.shape[3]) + np.arange(kw)[None, :] * dw) * VL).ravel()
+        cols = column_classes(x.shape[3], kw, sw, pl, dw, ow, taps, wpk)
         parallel = n * oh * ow * ob * VL * kh * kw >= SERIAL_MACS
         # parallel: about four items per thread, each a band of whole output rows of one channel block
         band = -(-oh // max(1, -(-4 * numba.get_num_threads() // (n * ob)))) if parallel else oh
         kernel = depthwise if parallel else _depthwise_serial
-        steps.append(functools.partial(kernel, x, xcol, taps.astype(np.int64), wpk, bias, res4, out4,
-                                       r is not None, lo, hi, sh, sw, pt, pl, dh, dw, kh, kw, band))
+        steps.append(functools.partial(kernel, x, xcol, taps.astype(np.int64), wpk, *cols[2:], bias, res4, out4,
+                                       r is not None, lo, hi, sh, pt, dh, kh, kw, *cols[:2], band))
     if fill is not None:
         steps.insert(0, fill)
     if activation not in _ACT_CLAMP and activation != "clamp":
