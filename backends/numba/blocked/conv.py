@@ -279,7 +279,7 @@ def _conv_call(ins: tuple, out: np.ndarray, stride, padding, dilation, groups: i
         band = -(-oh // max(1, -(-4 * numba.get_num_threads() // (n * ob)))) if parallel else oh
         kernel = depthwise if parallel else _depthwise_serial
         steps.append(functools.partial(kernel, x, xcol, taps.astype(np.int64), wpk, *cols[2:], bias, res4, out4,
-                                       r is not None, lo, hi, sh, pt, dh, kh, kw, *cols[:2], band))
+                                       r is not None, lo, hi, sh, sw, pt, dh, dw, kh, kw, *cols[:2], band))
     if fill is not None:
         steps.insert(0, fill)
     if activation not in _ACT_CLAMP and activation != "clamp":

@@ -1,27 +1,105 @@
-"""Depthwise ``blocked_conv2d`` (groups = C = O) on the numba backend: every output row of one channel block is
-tiles of MRD output pixels through the register tile (:mod:`.tile`, one VL-lane vector FMA per tap and pixel),
-read straight from the unpadded input plane.
+"""Depthwise ``blocked_conv2d`` (groups = C = O) on the numba backend, read straight from the unpadded input plane:
+every output row of one channel block is tiles of output pixels with their accumulators in registers.
 
-No padded copy of the plane: an output row's valid kernel rows are a contiguous run of the tap table, so rows at
-the top and bottom edges still run the wide tile over the interior columns (with fewer taps); only the pixels of
-the left and right border columns (and the few interior ones left over after whole tiles) take the one-pixel tile,
-once per valid kernel row. The layer is memory bound (a handful of FMAs per 64-byte vector it reads): the input
-plane is read once, row after row, so the rows a tile needs are in L1. prange items are (image, channel block,
-band of output rows); the epilogue (bias = folded BN, residual, clamp) runs on the accumulators.
+No padded copy of the plane: an output row's kernel rows inside the input are a contiguous run of the taps, so
+rows at the top and bottom edges run the same tiles over the interior columns with fewer taps. Interior columns go
+through :func:`make_row_tile` for 3x3 layers of stride 1 or 2 (each input vector of a kernel row loaded once for
+every tap that reads it), else the tap-table tile of :mod:`.tile` (MRD pixels, then 4, then 1); each border column
+is one call of the one-pixel tile over exactly its taps (:func:`column_classes`). A 3x3 output vector costs about
+its 9 FMAs and 4 epilogue operations on the FP pipes; the plane is read once, row after row. prange items are
+(image, channel block, band of output rows); the epilogue (bias = folded BN, residual, clamp) runs on the
+accumulators.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic
 
 from ..gemm import AVX512, VL
 from .tile import make_blocked_tile
+
+
+def make_row_tile(mr: int, kw: int, sw: int):
+    """The depthwise tile of ``mr`` output pixels of one row for kernel width ``kw``, stride ``sw`` (dilation 1), all
+    kernel columns inside the input: per kernel row, each input vector of the row is loaded once and feeds every
+    (pixel, kernel column) that reads it (stride 1: mr + kw - 1 loads for mr*kw FMAs, where the tap-table tile
+    loads mr*kw), the kw weight vectors held in registers. ``tile(ni, a, rstride, b, c, res, bias, has_res, lo,
+    hi)``: ``a`` the byte address of the first pixel's first tap, ``rstride`` the bytes between kernel rows, ``b``
+    the first kernel row's kw weight vectors (the next row's follow), C / residual the mr output vectors; the
+    epilogue of :func:`.tile.make_blocked_tile` (bias, residual, clamp)."""
+    span = (mr - 1) * sw + kw  # input vectors of one kernel row
+
+    @intrinsic
+    def tile(typingctx, ni, a, rstride, b, c, res, bias, has_res, lo, hi):
+        sig = types.void(types.intp, types.intp, types.intp, types.intp, types.intp, types.intp, types.intp,
+                         types.boolean, types.float32, types.float32)
+
+        def codegen(context, builder, signature, args):
+            ni, a, rstride, b, c, res, bias, has_res, lo, hi = args
+            f32, i64, i32 = ir.FloatType(), ir.IntType(64), ir.IntType(32)
+            vty = ir.VectorType(f32, VL)
+            vptr = ir.PointerType(vty)
+            mod = builder.module
+
+            def intr(name: str, n: int):
+                full = f"llvm.{name}.v{VL}f32"
+                return mod.globals.get(full) or ir.Function(mod, ir.FunctionType(vty, [vty] * n), name=full)
+
+            fma, vmax, vmin = intr("fma", 3), intr("maxnum", 2), intr("minnum", 2)
+
+            def vec(addr, k):  # the k-th vector at byte address addr
+                return builder.inttoptr(builder.add(addr, ir.Constant(i64, k * VL * 4)), vptr)
+
+            zero = ir.Constant(vty, [0.0] * VL)
+            pre = builder.block
+            loop = builder.append_basic_block("rtile.loop")
+            done = builder.append_basic_block("rtile.done")
+            builder.branch(loop)
+            builder.position_at_end(loop)
+            i = builder.phi(i64)
+            i.add_incoming(ir.Constant(i64, 0), pre)
+            acc = [builder.phi(vty) for _ in range(mr)]
+            for r in range(mr):
+                acc[r].add_incoming(zero, pre)
+            arow = builder.add(a, builder.mul(i, rstride))
+            brow = builder.add(b, builder.mul(i, ir.Constant(i64, kw * VL * 4)))
+            wv = [builder.load(vec(brow, j), align=4) for j in range(kw)]
+            new = list(acc)
+            for u in range(span):
+                v = builder.load(vec(arow, u), align=4)
+                for j in range(kw):
+                    r, rem = divmod(u - j, sw)
+                    if rem == 0 and 0 <= r < mr:
+                        new[r] = builder.call(fma, [v, wv[j], new[r]])
+            i_next = builder.add(i, ir.Constant(i64, 1))
+            end = builder.block
+            i.add_incoming(i_next, end)
+            for r in range(mr):
+                acc[r].add_incoming(new[r], end)
+            builder.cbranch(builder.icmp_signed("<", i_next, ni), loop, done)
+            builder.position_at_end(done)
+            sv = [builder.insert_element(ir.Constant(vty, ir.Undefined), s, ir.Constant(i32, 0)) for s in (lo, hi)]
+            lov, hiv = (builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, VL), [0] * VL)) for v in sv)
+            bvec = builder.load(builder.inttoptr(bias, vptr), align=4)
+            for r in range(mr):
+                e = builder.fadd(new[r], bvec)
+                e = builder.fadd(e, builder.select(has_res, builder.load(vec(res, r), align=4), zero))
+                builder.store(builder.call(vmin, [builder.call(vmax, [e, lov]), hiv]), vec(c, r), align=4)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return tile
+
 
 MRD = 12 if AVX512 else 6  # output pixels per tile: MRD accumulators + one weight vector + a load
 _tile = make_blocked_tile(MRD, 1, depthwise=True)
 _tile4 = make_blocked_tile(4, 1, depthwise=True)  # the interior pixels left over after whole MRD tiles
 _one = make_blocked_tile(1, 1, depthwise=True)
+_row3s1, _row3s2 = make_row_tile(MRD, 3, 1), make_row_tile(MRD, 3, 2)  # MobileNet's 3x3 layers
 F32 = 4  # bytes per element: the tile takes byte addresses
 
 
@@ -34,8 +112,8 @@ def _bias_only(out, res, has_res, bias, lo, hi, n, cb, p):
 
 
 @njit(parallel=True, cache=True)
-def depthwise(x, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bias, res, out, has_res, lo, hi, sh, pt, dh, kh, kw, ox0, ox1,
-              band):
+def depthwise(x, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bias, res, out, has_res, lo, hi, sh, sw, pt, dh, dw, kh, kw,
+              ox0, ox1, band):
     """out[n, cb, oy*OW + ox, :] = clamp(bias + sum_{i,j} x[n, cb, oy*sh - pt + i*dh, ox*sw - pl + j*dw, :] *
     w[cb, i*kw + j, :] + res) over the taps inside the input, for x (N, CB, H, W, VL), out / res (N, CB, OH*OW, VL),
     wpk (CB, kh*kw, VL), taps[i*kw + j] = (i*dh*W + j*dw)*VL and xcol[ox] = (ox*sw - pl)*VL (int64, elements).
@@ -72,6 +150,16 @@ def depthwise(x, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bias, res, out, has_res
             tp, wp = t_addr + i0 * kw * 8, w_base + i0 * kw * VL * F32
             c_row, r_row = c_base + oy * ow * VL * F32, r_base + oy * ow * VL * F32
             ox = ox0
+            if kw == 3 and dw == 1 and sw <= 2:
+                a0 = x_addr + ((iy + i0 * dh) * w * VL + xcol[0]) * F32
+                rs = dh * w * VL * F32
+                while ox + MRD <= ox1:
+                    at, ct, rt = a0 + ox * sw * VL * F32, c_row + ox * VL * F32, r_row + ox * VL * F32
+                    if sw == 1:
+                        _row3s1(i1 - i0, at, rs, wp, ct, rt, b_addr, has_res, lo32, hi32)
+                    else:
+                        _row3s2(i1 - i0, at, rs, wp, ct, rt, b_addr, has_res, lo32, hi32)
+                    ox += MRD
             while ox + MRD <= ox1:
                 _tile(k, row, col_addr + ox * 8, tp, wp, VL, c_row + ox * VL * F32, 0, r_row + ox * VL * F32,
                       b_addr, True, True, has_res, lo32, hi32)
