@@ -251,21 +251,23 @@ def _conv_call(ins: tuple, out: np.ndarray, stride, padding, dilation, groups: i
     if groups == 1:
         hp, wp = x.shape[2] + pt + pb, x.shape[3] + pl + pr
         xp = x
+        rows, taps = offset_tables(w.shape[1], hp, wp, kh, kw, sh, sw, dh, dw, oh, ow, nchw=nchw)
+        parallel = n * oh * ow * ob * VL * taps.size >= SERIAL_MACS
         if (hp, wp) != x.shape[2:4]:
             lanes = 1 if nchw else VL  # an NCHW image pads as a blocked one with one lane
             xp = ws.get("blocked_xpad", (n, x.shape[1], hp, wp, lanes), x.dtype)
-            steps.append(functools.partial(by_size(pad_blocked, _pad_blocked_serial, xp.size),
-                                           x.reshape(xp.shape[:2] + x.shape[2:4] + (lanes,)), xp, pt, pl))
+            # a serial conv pads serially too: its padding pass is the smaller job (the 224x224 image: 30 us)
+            pad = by_size(pad_blocked, _pad_blocked_serial, xp.size) if parallel else _pad_blocked_serial
+            steps.append(functools.partial(pad, x.reshape(xp.shape[:2] + x.shape[2:4] + (lanes,)), xp, pt, pl))
         ng = blocks(ob, NV)
         bias, fill = _bias_filler(b, ng * NV * VL)
         wpk = _packed(w, "blocked_dense", pack_dense)
-        rows, taps = offset_tables(w.shape[1], hp, wp, kh, kw, sh, sw, dh, dw, oh, ow, nchw=nchw)
         sbuf = ws.per_thread("blocked_tile", 2 * NV * MR * VL)
         ntiles = blocks(oh * ow, MR)
         # pixel tiles per prange item: GROUP, or every tile of the image where images x groups alone give enough
         # items (deep layers at batch 1: each weight panel is then read once)
         group = min(ntiles, 16) if n * ng >= 16 else GROUP
-        kernel = _conv_dense if n * oh * ow * ob * VL * taps.size >= SERIAL_MACS else _conv_dense_serial
+        kernel = _conv_dense if parallel else _conv_dense_serial
         steps.append(functools.partial(kernel, xp.reshape(n, -1), rows, taps, wpk, bias, res4, out4,
                                        r is not None, lo, hi, sbuf, group, KC))
     else:
