@@ -1,5 +1,6 @@
 """Compiled inference with the NCHW and the channel-blocked layout against onnxruntime, same process, same
-threads: ``python bench/blocked_layout.py [--workloads r18b8,r50b1,mnv2b1,dn121b1] [--rounds 5] [--ort]``.
+threads: ``python bench/blocked_layout.py [--workloads r18b8,r50b1,mnv2b1,dn121b1] [--rounds 5] [--ort]
+[--cpu-time]``.
 Prints per workload the median ms of each row (rounds interleaved, the rows' order rotating) and the ratios to
 onnxruntime."""
 
@@ -21,12 +22,12 @@ WORKLOADS = {"r18b8": ("resnet18", 8), "r50b1": ("resnet50", 1), "mnv2b1": ("mob
              "dn121b1": ("densenet121", 1), "r18b1": ("resnet18", 1)}
 
 
-def _time(fn, reps: int) -> float:
+def _time(fn, reps: int, clock=time.perf_counter) -> float:
     ts = []
     for _ in range(reps):
-        t0 = time.perf_counter()
+        t0 = clock()
         fn()
-        ts.append(time.perf_counter() - t0)
+        ts.append(clock() - t0)
     return min(ts)
 
 
@@ -37,8 +38,16 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3, help="calls per round (the round keeps the fastest)")
     ap.add_argument("--ort", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--profile", action="store_true", help="also profile the blocked model by op")
+    ap.add_argument("--cpu-time", action="store_true",
+                    help="time the calling thread's CPU time (time.thread_time) instead of the wall clock: with "
+                         "NUMBA_NUM_THREADS=1 every row runs on that thread, and other processes' load no longer "
+                         "shows in the numbers")
     args = ap.parse_args()
     threads = int(os.environ.get("NUMBA_NUM_THREADS", os.cpu_count() or 1))
+    if args.cpu_time and threads != 1:
+        raise SystemExit("blocked_layout.py: --cpu-time needs NUMBA_NUM_THREADS=1 (a worker thread's time would not "
+                         f"count), got {threads}")
+    clock = time.thread_time if args.cpu_time else time.perf_counter
     for key in args.workloads.split(","):
         name, batch = WORKLOADS[key]
         model = zoo.get(name)
@@ -68,13 +77,14 @@ def main() -> None:
         order = list(fns)
         for r in range(args.rounds):  # rotated: the row after onnxruntime meets its still-spinning threads
             for k in order[r % len(order):] + order[:r % len(order)]:
-                times[k].append(_time(fns[k], args.reps))
+                times[k].append(_time(fns[k], args.reps, clock))
         med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
         line = ", ".join(f"{k} {v:.1f} ms" for k, v in med.items())
         if "onnxruntime" in med:
             line += ", " + ", ".join(f"{k}/ort {med[k] / med['onnxruntime']:.2f}" for k in rows)
-        print(f"{key} ({name} b{batch}, {threads} threads): {line}; blocked vs nchw max rel diff {diff:.1e}",
-              flush=True)
+        what = "CPU time of 1 thread" if args.cpu_time else f"{threads} threads"
+        print(f"{key} ({name} b{batch}, {what}, load {os.getloadavg()[0]:.1f}): {line}; blocked vs nchw max rel diff "
+              f"{diff:.1e}", flush=True)
         if args.profile:
             _profile(rows["blocked"], x)
 
