@@ -61,13 +61,18 @@ def main() -> None:
     ap.add_argument("--ort", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--profile", action="store_true", help="also profile the blocked model by op")
     ap.add_argument("--cpu-time", action="store_true",
-                    help="time the calling thread's CPU time (with NUMBA_NUM_THREADS=1, where onnxruntime also runs "
-                         "on the calling thread: a comparison other processes' load barely moves)")
+                    help="time the calling thread's CPU time (time.thread_time) instead of the wall clock: with "
+                         "NUMBA_NUM_THREADS=1 every row runs on that thread, and other processes' load no longer "
+                         "shows in the numbers")
     ap.add_argument("--direct-row", action="store_true",
                     help="also the blocked model with every dense conv on the direct kernel (no Winograd)")
     ap.add_argument("--before", action="store_true", help="add the blocked model without prologues / concat views")
     args = ap.parse_args()
     threads = int(os.environ.get("NUMBA_NUM_THREADS", os.cpu_count() or 1))
+    if args.cpu_time and threads != 1:
+        raise SystemExit("blocked_layout.py: --cpu-time needs NUMBA_NUM_THREADS=1 (a worker thread's time would not "
+                         f"count), got {threads}")
+    clock = time.thread_time if args.cpu_time else time.perf_counter
     for key in args.workloads.split(","):
         name, batch = WORKLOADS[key]
         model = zoo.get(name)
@@ -104,13 +109,14 @@ def main() -> None:
         order = list(fns)
         for r in range(args.rounds):  # rotated: the row after onnxruntime meets its still-spinning threads
             for k in order[r % len(order):] + order[:r % len(order)]:
-                times[k].append(_time(fns[k], args.reps, time.thread_time if args.cpu_time else time.perf_counter))
+                times[k].append(_time(fns[k], args.reps, clock))
         med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
         line = ", ".join(f"{k} {v:.1f} ms" for k, v in med.items())
         if "onnxruntime" in med:
             line += ", " + ", ".join(f"{k}/ort {med[k] / med['onnxruntime']:.2f}" for k in rows)
-        print(f"{key} ({name} b{batch}, {threads} threads): {line}; blocked vs nchw max rel diff {diff:.1e}",
-              flush=True)
+        what = "CPU time of 1 thread" if args.cpu_time else f"{threads} threads"
+        print(f"{key} ({name} b{batch}, {what}, load {os.getloadavg()[0]:.1f}): {line}; blocked vs nchw max rel diff "
+              f"{diff:.1e}", flush=True)
         if args.profile:
             for k in [k for k in rows if k.startswith("blocked")]:
                 _profile(rows[k], x, k)

@@ -1,12 +1,14 @@
 """numba kernels: matmul and linear. 2-D float32 products run on :mod:`.gemm` (LeNet-5's fc1 at batch 64: forward
 0.27 -> 0.24 ms, input gradient 0.24 -> 0.17, weight gradient 0.23 -> 0.22 vs BLAS), everything else on BLAS
-(``np.matmul``); the bias epilogue of linear is a parallel row kernel over the GEMM output."""
+(``np.matmul``); a few rows (batch 1) are dot products over W's rows with the bias added on the way, else the
+bias epilogue of linear is a row kernel over the GEMM output."""
 
 from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange
 
+from ._layout import by_size, serial_twin
 from .gemm import matmul as gemm_matmul
 from .gemm import supported as gemm_supported
 from .table import backend
@@ -22,10 +24,12 @@ def add_row_bias(y, b):
 
 
 @njit(parallel=True, cache=True, fastmath={"reassoc"})
-def rows_dot(x, w, out):
-    """out[m, j] = sum_k x[m, k] * w[j, k] for a few rows m: one dot product per (m, j) over contiguous rows, each
-    row of w read once, in parallel over j ("reassoc" lets LLVM vectorize the sum)."""
+def rows_dot(x, w, b, out):
+    """out[m, j] = sum_k x[m, k] * w[j, k] (+ b[j] where b holds one value per row of w) for a few rows m: one dot
+    product per (m, j) over contiguous rows, each row of w read once, in parallel over j ("reassoc" lets LLVM
+    vectorize the sum)."""
     mm, kk = x.shape
+    has_b = b.shape[0] == w.shape[0]
     for j in prange(w.shape[0]):
         wr = w[j]
         for m in range(mm):
@@ -33,23 +37,34 @@ def rows_dot(x, w, out):
             s = 0.0
             for k in range(kk):
                 s += xr[k] * wr[k]
-            out[m, j] = s
+            out[m, j] = s + b[j] if has_b else s
 
 
+_add_row_bias_serial, _rows_dot_serial = serial_twin(add_row_bias), serial_twin(rows_dot)
 FEW_ROWS = 4  # up to this many rows a linear layer is dot products: the GEMM would pack all of W for each call
+# Below this many multiply-adds the dot products run on the calling thread: a classifier at batch 1 (MobileNetV2's
+# 1280 x 1000, ResNet-50's 2048 x 1000) streams its 5-8 MB of weights at ~0.1 ms from one core, while waking the
+# workers for it costs as much on a busy machine (0.36 vs 0.10 ms measured with the cores shared)
+SERIAL_DOT_MACS = 1 << 22
 
 
-def product(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
-    """out = a @ b: dot products over W's rows for a few rows of ``a`` times a transposed C-contiguous W (a linear
-    layer at batch 1: MobileNetV2's classifier, 1280 x 1000), the numba GEMM for 2-D float32 operands it supports,
-    else BLAS."""
+def product(a: np.ndarray, b: np.ndarray, out: np.ndarray, bias: np.ndarray | None = None) -> None:
+    """out = a @ b (+ bias along the last axis): dot products over W's rows for a few rows of ``a`` times a
+    transposed C-contiguous W (a linear layer at batch 1: MobileNetV2's classifier, 1280 x 1000) with the bias
+    added on the way, the numba GEMM for 2-D float32 operands it supports, else BLAS."""
     if a.ndim == b.ndim == out.ndim == 2 and a.shape[0] <= FEW_ROWS and b.T.flags.c_contiguous and \
-            a.flags.c_contiguous and a.dtype == b.dtype == out.dtype and a.dtype.kind == "f":
-        rows_dot(a, b.T, out)
-    elif a.ndim == b.ndim == out.ndim == 2 and gemm_supported(a, b, out):
+            a.flags.c_contiguous and a.dtype == b.dtype == out.dtype and a.dtype.kind == "f" and \
+            (bias is None or bias.dtype == a.dtype and bias.shape == (b.shape[1],)):
+        dot = _rows_dot_serial if a.shape[0] * b.size < SERIAL_DOT_MACS else rows_dot
+        dot(a, b.T, np.zeros(0, a.dtype) if bias is None else bias, out)
+        return
+    if a.ndim == b.ndim == out.ndim == 2 and gemm_supported(a, b, out):
         gemm_matmul(a, b, out)
     else:
         np.matmul(a, b, out=out)
+    if bias is not None and out.size:
+        rows = out.reshape(-1, out.shape[-1])
+        by_size(add_row_bias, _add_row_bias_serial, rows.size)(rows, bias)
 
 
 @backend.register("matmul")
@@ -59,6 +74,4 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
 
 @backend.register("linear")
 def linear(x: np.ndarray, w: np.ndarray, *b: np.ndarray, out: np.ndarray) -> None:
-    product(x, w.T, out)
-    if b and out.size:
-        add_row_bias(out.reshape(-1, out.shape[-1]), b[0])
+    product(x, w.T, out, b[0] if b else None)

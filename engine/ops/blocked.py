@@ -14,7 +14,9 @@ the channel axis:
 - ``blocked_conv2d(x, w, [b], [residual]; <fused_conv2d's attrs>)`` = ``fused_conv2d`` with x, residual and the
   output blocked; ``w`` / ``b`` stay in their usual (O, C/groups, kh, kw) / (O,) forms (a backend derives its own
   packed form of a constant weight once); groups is 1 or depthwise (groups = C = O); ``activation`` may also be
-  ``"clamp"`` (``act_attrs`` its min / max: ReLU6 as an epilogue);
+  ``"clamp"`` (``act_attrs`` its min / max: ReLU6 as an epilogue); with ``block`` > 0 (groups 1) ``x`` is an NCHW
+  value instead and the output is blocked by ``block``: a first convolution reads the network's few-channel
+  image directly, with no reorder before it and no 3-of-16-lane padding;
 - ``blocked_scale_shift(x, scale, shift; activation, act_attrs)`` = ``act(x * scale + shift)`` with per-channel
   (1, Cb, 1, 1, c) scale and shift: an inference BatchNorm that no conv absorbs (DenseNet's BN after a concat) with
   the ReLU / clamp that follows it, one pass instead of three;
@@ -90,11 +92,16 @@ def _out_channels(w: Spec) -> int:
 
 @blocked_conv2d_p.def_shape
 def _blocked_conv2d_shape(*ins: Spec, stride, padding, dilation, groups: int, has_bias: bool, has_residual: bool,
-                          activation: str, act_attrs: tuple = ()) -> Spec:
+                          activation: str, act_attrs: tuple = (), block: int = 0) -> Spec:
     x, w, b, r = split_inputs(ins, has_bias, has_residual)
+    xc = w.shape[1] * groups
+    if block:
+        if x.ndim != 4 or groups != 1 or x.shape[1] != xc:
+            fail("blocked_conv2d", "with block > 0 the input must be NCHW with the weight's in channels and groups 1",
+                 shape=list(x.shape), in_channels=xc, groups=groups, block=block)
+        x = block_spec(x, block)
     _check_blocked("blocked_conv2d", x)
     block = x.shape[4]
-    xc = w.shape[1] * groups
     _check_blocked("blocked_conv2d", x, xc)
     if groups != 1 and not groups == xc == w.shape[0]:
         fail("blocked_conv2d", "groups must be 1 or depthwise (groups = in channels = out channels)", groups=groups,
@@ -113,7 +120,7 @@ def _blocked_conv2d_shape(*ins: Spec, stride, padding, dilation, groups: int, ha
 def _blocked_conv2d_cost(ins: tuple[Spec, ...], outs: tuple[Spec, ...], **attrs: Any) -> Cost:
     x, w, b, r = split_inputs(ins, attrs["has_bias"], attrs["has_residual"])
     y = unblock_spec(outs[0], w.shape[0])
-    xs = unblock_spec(x, w.shape[1] * attrs["groups"])
+    xs = x if x.ndim == 4 else unblock_spec(x, w.shape[1] * attrs["groups"])
     rs = (y,) if r is not None else ()
     return PRIMITIVES["fused_conv2d"].cost((xs, w) + ((b,) if b is not None else ()) + rs, (y,), **attrs)
 
@@ -192,10 +199,11 @@ def _from_blocked_decompose(kernel: Any, x: np.ndarray, *, out: np.ndarray, chan
 
 @blocked_conv2d_p.def_decompose
 def _blocked_conv2d_decompose(kernel: Any, *ins: np.ndarray, out: np.ndarray, has_bias: bool, has_residual: bool,
-                              groups: int, activation: str, act_attrs: tuple = (), **attrs: Any) -> None:
+                              groups: int, activation: str, act_attrs: tuple = (), block: int = 0,
+                              **attrs: Any) -> None:
     x, w, b, r = split_inputs(ins, has_bias, has_residual)
-    block = x.shape[4]
-    xu = _apply(kernel, "from_blocked", x, channels=w.shape[1] * groups)
+    block = block or x.shape[4]
+    xu = x if x.ndim == 4 else _apply(kernel, "from_blocked", x, channels=w.shape[1] * groups)
     args = [xu, w] + ([b] if b is not None else [])
     if r is not None:
         args.append(_apply(kernel, "from_blocked", r, channels=w.shape[0]))

@@ -75,6 +75,12 @@ def _kind(node: Node, block: int) -> str | None:
     return None
 
 
+# A dense conv reads an NCHW input of at most this many channels (an RGB image) as it is and writes blocked values
+# (ONNX Runtime's NCHWc does the same for the first conv): a reorder would copy the image into 16-lane pixels of
+# which 13 are padding, and the conv would stream those.
+NCHW_IN_CHANNELS = 4
+
+
 def _sole_clamp(g: Graph, y: Value) -> Node | None:
     """The clamp node that alone reads ``y`` (not a graph output), if any."""
     if len(y.users) != 1 or g.is_output(y):
@@ -110,6 +116,11 @@ class _Rewriter:
             self.channels[id(got)] = v.shape[1]
         return got
 
+    def nchw_in(self, v: Value, groups: int) -> bool:
+        """Whether a dense conv reads ``v`` as NCHW: an NCHW value (no blocked twin) of at most
+        ``NCHW_IN_CHANNELS`` channels, which blocking would mostly fill with pad lanes."""
+        return groups == 1 and id(v) not in self.blocked and v.shape[1] <= NCHW_IN_CHANNELS
+
     def const(self, v: Value, c: int, data: np.ndarray | None = None) -> Value:
         return self.g.add_const(f"{v.name}.blocked", _blocked_const(v.data if data is None else data, c, self.block))
 
@@ -123,7 +134,11 @@ class _Rewriter:
             attrs = dict(node.attrs)
             if node.op.name == "conv2d":
                 attrs.update(has_bias=len(ins) == 3, has_residual=False, activation="none", act_attrs=())
-            new_ins = [self.to_blocked(ins[0], node)] + list(ins[1:])
+            if self.nchw_in(ins[0], attrs["groups"]):  # the image into the first conv: no reorder, no pad lanes
+                attrs["block"] = b
+                new_ins = list(ins)
+            else:
+                new_ins = [self.to_blocked(ins[0], node)] + list(ins[1:])
             if attrs["has_residual"]:
                 new_ins[-1] = self.to_blocked(new_ins[-1], node)
             clamp = _sole_clamp(g, y) if attrs["activation"] == "none" else None
@@ -222,7 +237,8 @@ def layout(graph: Graph) -> PassResult:
     ReLU-family and other finite-preserving elementwise ops,
     add/sub/mul of blocked values and per-channel constants, concat along channels where every input but the
     last fills whole blocks) on blocked values too. Reorders (``to_blocked`` / ``from_blocked``) remain only where
-    an NCHW value meets a blocked op (the graph inputs) and where a blocked value meets an op that needs NCHW
+    an NCHW value meets a blocked op (the graph inputs; a dense conv reads an image of at most ``NCHW_IN_CHANNELS``
+    channels as it is, its ``block`` attribute set) and where a blocked value meets an op that needs NCHW
     (flatten, linear, reductions, graph outputs); each ``from_blocked`` sits just before its first reader.
 
     Needs ``graph.meta["channel_block"]`` (the block ``c``, e.g. 16 floats for AVX-512); without it the graph is

@@ -40,12 +40,16 @@ def test_resnet18_blocked_structure_and_report():
     ops = cm.graph.op_counts()
     assert "conv2d" not in ops and "fused_conv2d" not in ops
     assert ops["blocked_conv2d"] == 20 and ops["blocked_pool"] == 2  # the max pool and the global average pool
-    # one reorder in (the image), one out (before flatten + linear): none between layers
-    assert ops["to_blocked"] == 1 and ops["from_blocked"] == 1
+    # the stem reads the 3-channel image as it is (NCHW in, blocked out); one reorder out (before flatten +
+    # linear): none between layers
+    assert "to_blocked" not in ops and ops["from_blocked"] == 1
+    stem = cm.graph.find("blocked_conv2d")[0]
+    assert stem.inputs[0] is cm.graph.inputs[0] and stem.attrs["block"] == 16 and stem.outputs[0].ndim == 5
+    assert not any("block" in n.attrs for n in cm.graph.find("blocked_conv2d")[1:])
     lay = cm.report["layout"]
-    assert lay["block"] == 16 and len(lay["reorders"]) == 2 and "layout: NCHW16c" in str(cm.report)
+    assert lay["block"] == 16 and len(lay["reorders"]) == 1 and "layout: NCHW16c" in str(cm.report)
     src = to_dot(cm.graph).source  # the rendered graph shows each value's layout and the reorders
-    assert "layout NCHW16c" in src and "reorder → NCHW16c" in src and "reorder → NCHW<" in src
+    assert "layout NCHW16c" in src and "reorder → NCHW<" in src
     blocked = [v for v in cm.plan.offsets if len(v.shape) == 5]  # the planner plans the blocked buffers
     assert blocked and all(v.shape[-1] == 16 for v in blocked)
     _assert_close(cm(x).data, _eager(m, x))

@@ -6,8 +6,8 @@ blocked input through offset tables (any kernel size, stride and dilation; a 1x1
 input in place: a GEMM on the blocked layout), the weights packed once per constant as (group of NV output blocks,
 K, NV*VL) panels. The epilogue (bias = folded BN, residual, ReLU / clamp) runs on the accumulators before the
 store; other activations run in place on the output right after. prange items are (image, output-block group,
-group of pixel tiles), so batch 1 keeps every thread busy. Depthwise layers (groups = C = O) are a vector FMA per
-tap over the VL lanes.
+group of pixel tiles), so batch 1 keeps every thread busy. Depthwise layers (groups = C = O) run
+:mod:`.depthwise`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from ..conv.geometry import geom, shape_of
 from ..conv.workspace import current_workspace, derived
 from ..gemm import AVX512, VL
 from ..table import backend
-from .select import WINOGRADS
+from .depthwise import column_classes, depthwise
+from .select import DIRECT, WINOGRADS
 from .select import choose as choose_blocked
 from .tile import make_blocked_tile
 
@@ -37,8 +38,6 @@ KC = 512  # reduction steps per K block: a (KC, NV*VL) weight panel (64 KiB) sta
 GROUP = 4  # pixel tiles per prange item
 _tile2 = make_blocked_tile(MR, 2)
 _tile1 = make_blocked_tile(MR, 1)
-MRD = 12 if AVX512 else 6  # depthwise tile: output pixels (accumulators) of one channel block
-_dw_tile = make_blocked_tile(MRD, 1, depthwise=True)
 
 _ACT_CLAMP = {"none": (-np.inf, np.inf), "relu": (0.0, np.inf)}
 
@@ -108,72 +107,6 @@ def _conv_dense(xp, rows, taps, wpk, bias, res, out, has_res, lo, hi, sbuf, grou
                                     out[n, 2 * g + v, p0 + r, q] = sc[(v * MR + r) * VL + q]
 
 
-@njit(cache=True)
-def _pad_plane(src, dst, h, w, hp, wp, pt, pl, nl):
-    """dst (hp*wp*nl, flat) = the flat (h, w, nl) plane src at (pt, pl), zeros around."""
-    for a in range(hp):
-        base = a * wp * nl
-        ia = a - pt
-        if ia < 0 or ia >= h:
-            for e in range(wp * nl):
-                dst[base + e] = 0.0
-            continue
-        for e in range(pl * nl):
-            dst[base + e] = 0.0
-        s0 = ia * w * nl
-        for e in range(w * nl):
-            dst[base + pl * nl + e] = src[s0 + e]
-        for e in range((pl + w) * nl, wp * nl):
-            dst[base + e] = 0.0
-
-
-@njit(parallel=True, cache=True)
-def _conv_depthwise(x, rows, taps, wpk, bias, res, out, has_res, lo, hi, sbuf, pbuf, pt, pl, hp, wp):
-    """Depthwise: out[n, cb, p, :] = clamp(bias + sum_t xp[rows[p] + taps[t] : +VL] * w[cb, t, :] + res) for out
-    (N, CB, P, VL), x (N, CB, H, W, VL), wpk (CB, kh*kw, VL). One prange item per (image, channel
-    block): its plane is zero-padded to hp x wp into the thread's pbuf row (in cache, no separate padding pass),
-    then tiles of MRD output pixels run with one vector FMA per tap and pixel, accumulators in registers."""
-    nn, ncb, npix, _ = out.shape
-    k = taps.shape[0]
-    nrt = (npix + MRD - 1) // MRD
-    lo32, hi32 = np.float32(lo), np.float32(hi)
-    r_addr, t_addr = rows.ctypes.data, taps.ctypes.data
-    h, w = x.shape[2], x.shape[3]
-    padded = hp != h or wp != w
-    for t in prange(nn * ncb):
-        n = t // ncb
-        cb = t % ncb
-        tid = numba.get_thread_id()
-        if padded:
-            xq = pbuf[tid]
-            _pad_plane(x[n, cb].reshape(-1), xq, h, w, hp, wp, pt, pl, VL)
-            x_addr = xq.ctypes.data
-        else:
-            x_addr = x[n, cb].ctypes.data
-        c_base = out[n, cb].ctypes.data
-        res_base = res[n, cb].ctypes.data if has_res else c_base
-        b_base = wpk[cb].ctypes.data
-        bias_addr = bias[cb * VL:].ctypes.data
-        s = sbuf[tid]
-        sc, sr = s[:MRD * VL], s[MRD * VL:2 * MRD * VL]
-        for rt in range(nrt):
-            p0 = rt * MRD
-            if p0 + MRD <= npix:
-                _dw_tile(k, x_addr, r_addr + p0 * 8, t_addr, b_base, VL, c_base + p0 * VL * 4, 0,
-                         res_base + p0 * VL * 4, bias_addr, True, True, has_res, lo32, hi32)
-            else:
-                valid = npix - p0
-                if has_res:
-                    for r in range(valid):
-                        for q in range(VL):
-                            sr[r * VL + q] = res[n, cb, p0 + r, q]
-                _dw_tile(k, x_addr, r_addr + p0 * 8, t_addr, b_base, VL, sc.ctypes.data, 0, sr.ctypes.data,
-                         bias_addr, True, True, has_res, lo32, hi32)
-                for r in range(valid):
-                    for q in range(VL):
-                        out[n, cb, p0 + r, q] = sc[r * VL + q]
-
-
 @njit(parallel=True, cache=True)
 def pad_blocked(x, xp, pt, pl):
     """xp (N, CB, Hp, Wp, VL) = x (N, CB, H, W, VL) at (pt, pl), zeros around (row by row, flat)."""
@@ -198,7 +131,7 @@ def pad_blocked(x, xp, pt, pl):
             pf[dst + e] = 0.0
 
 
-_conv_dense_serial, _conv_depthwise_serial = serial_twin(_conv_dense), serial_twin(_conv_depthwise)
+_conv_dense_serial, _depthwise_serial = serial_twin(_conv_dense), serial_twin(depthwise)
 _pad_blocked_serial = serial_twin(pad_blocked)
 
 
@@ -235,24 +168,24 @@ _TABLES: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
 
 
 def offset_tables(c: int, hp: int, wp: int, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int, oh: int,
-                  ow: int, mr: int = MR) -> tuple[np.ndarray, np.ndarray]:
+                  ow: int, mr: int = MR, nchw: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(rows, taps) in elements of one padded blocked image of c channels: rows[y*ow + x] = (y*sh*wp + x*sw)*VL
     (padded with 0 to whole MR tiles), taps[((b*kh + i)*kw + j)*VL + q] = ((b*hp + i*dh)*wp + j*dw)*VL + q for the
-    valid lanes (:func:`_valid_lanes`, the order of :func:`pack_dense`); cached by geometry. ``c = 0``: the
-    depthwise form, taps[i*kw + j] = (i*dh*wp + j*dw)*VL within one plane; rows padded to whole ``mr`` tiles."""
-    key = (c, hp, wp, kh, kw, sh, sw, dh, dw, oh, ow, mr)
+    valid lanes (:func:`_valid_lanes`, the order of :func:`pack_dense`); cached by geometry. ``nchw``: the same
+    reduction order over an NCHW image, rows[y*ow + x] = y*sh*wp + x*sw and channel b*VL + q at (b*VL + q)*hp*wp."""
+    key = (c, hp, wp, kh, kw, sh, sw, dh, dw, oh, ow, mr, nchw)
     icb = blocks(c, VL)
     hit = _TABLES.get(key)
     if hit is None:
-        pix = ((np.arange(oh)[:, None] * (sh * wp) + np.arange(ow)[None, :] * sw) * VL).ravel()
+        unit = 1 if nchw else VL  # elements per pixel of one channel plane
+        pix = ((np.arange(oh)[:, None] * (sh * wp) + np.arange(ow)[None, :] * sw) * unit).ravel()
         rows = np.zeros(blocks(pix.size, mr) * mr, np.int64)
         rows[:pix.size] = pix
-        if c == 0:
-            taps = ((np.arange(kh)[:, None] * (dh * wp) + np.arange(kw)[None, :] * dw) * VL).ravel()
-            hit = _TABLES[key] = (rows, taps.astype(np.int64))
-            return hit
-        taps = ((np.arange(icb)[:, None, None, None] * (hp * wp) + np.arange(kh)[None, :, None, None] * (dh * wp)
-                 + np.arange(kw)[None, None, :, None] * dw) * VL + np.arange(VL)[None, None, None, :]).ravel()
+        lane = np.arange(VL)[None, None, None, :]
+        chan = (np.arange(icb)[:, None, None, None] * VL + lane) * (hp * wp) if nchw else \
+            np.arange(icb)[:, None, None, None] * (hp * wp * VL) + lane
+        taps = ((np.arange(kh)[None, :, None, None] * (dh * wp) + np.arange(kw)[None, None, :, None] * dw) * unit
+                + chan).ravel()
         if len(_TABLES) >= 256:
             _TABLES.clear()
         hit = _TABLES[key] = (rows, taps[_valid_lanes(c, kh, kw)].astype(np.int64))
@@ -299,7 +232,9 @@ def _conv_call(ins: tuple, out: np.ndarray, stride, padding, dilation, groups: i
     work) chosen once; the call pads the input and runs the kernel. None where the numba kernels do not apply (the
     decomposition runs)."""
     x, w, b, r = split_inputs(ins, has_bias, has_residual)
-    if out.dtype != np.float32 or x.shape[4] != VL or not x.flags.c_contiguous or not out.flags.c_contiguous:
+    nchw = x.ndim == 4  # a first convolution reading the network's NCHW image (``block`` > 0)
+    if out.dtype != np.float32 or x.dtype != np.float32 or out.shape[4] != VL or x.shape[-1] != VL and not nchw \
+            or not x.flags.c_contiguous or not out.flags.c_contiguous:
         return None
     sh, sw, pt, pl, dh, dw = geom(stride, padding, dilation)
     pb, pr = padding[0][1], padding[1][1]
@@ -322,7 +257,8 @@ def _conv_call(ins: tuple, out: np.ndarray, stride, padding, dilation, groups: i
             _conv_call(ins, np.empty_like(out), stride, padding, dilation, groups, has_bias, has_residual,
                        activation, act_attrs, algo)()
 
-        algorithm = choose_blocked(x.shape, w.shape, stride, padding, dilation, run).algorithm
+        # the NCHW image into the first conv: only the direct kernel's offset tables read it
+        algorithm = DIRECT if nchw else choose_blocked(x.shape, w.shape, stride, padding, dilation, run).algorithm
     if groups == 1 and algorithm in WINOGRADS:
         from .winograd import pack_winograd, winograd_step  # it builds on this module's tile and packing
         ng = blocks(ob, NV)
@@ -334,31 +270,37 @@ def _conv_call(ins: tuple, out: np.ndarray, stride, padding, dilation, groups: i
     elif groups == 1:
         hp, wp = x.shape[2] + pt + pb, x.shape[3] + pl + pr
         xp = x
+        rows, taps = offset_tables(w.shape[1], hp, wp, kh, kw, sh, sw, dh, dw, oh, ow, nchw=nchw)
+        parallel = n * oh * ow * ob * VL * taps.size >= SERIAL_MACS
         if (hp, wp) != x.shape[2:4]:
-            xp = ws.get("blocked_xpad", (n, x.shape[1], hp, wp, VL), x.dtype)
-            steps.append(functools.partial(by_size(pad_blocked, _pad_blocked_serial, xp.size), x, xp, pt, pl))
+            lanes = 1 if nchw else VL  # an NCHW image pads as a blocked one with one lane
+            xp = ws.get("blocked_xpad", (n, x.shape[1], hp, wp, lanes), x.dtype)
+            # a serial conv pads serially too: its padding pass is the smaller job (the 224x224 image: 30 us)
+            pad = by_size(pad_blocked, _pad_blocked_serial, xp.size) if parallel else _pad_blocked_serial
+            steps.append(functools.partial(pad, x.reshape(xp.shape[:2] + x.shape[2:4] + (lanes,)), xp, pt, pl))
         ng = blocks(ob, NV)
         bias, fill = _bias_filler(b, ng * NV * VL)
         wpk = _packed(w, "blocked_dense", pack_dense)
-        rows, taps = offset_tables(w.shape[1], hp, wp, kh, kw, sh, sw, dh, dw, oh, ow)
         sbuf = ws.per_thread("blocked_tile", 2 * NV * MR * VL)
         ntiles = blocks(oh * ow, MR)
         # pixel tiles per prange item: GROUP, or every tile of the image where images x groups alone give enough
         # items (deep layers at batch 1: each weight panel is then read once)
         group = min(ntiles, 16) if n * ng >= 16 else GROUP
-        kernel = _conv_dense if n * oh * ow * ob * VL * taps.size >= SERIAL_MACS else _conv_dense_serial
+        kernel = _conv_dense if parallel else _conv_dense_serial
         steps.append(functools.partial(kernel, xp.reshape(n, -1), rows, taps, wpk, bias, res4, out4,
                                        r is not None, lo, hi, sbuf, group, KC))
     else:
         bias, fill = _bias_filler(b, ob * VL)
         wpk = _packed(w, "blocked_depthwise", pack_depthwise)
-        hp, wp = x.shape[2] + pt + pb, x.shape[3] + pl + pr
-        rows, taps = offset_tables(0, hp, wp, kh, kw, sh, sw, dh, dw, oh, ow, MRD)
-        sbuf = ws.per_thread("blocked_tile", 2 * NV * MR * VL)
-        pbuf = ws.per_thread("blocked_dwpad", hp * wp * VL)
-        kernel = _conv_depthwise if n * oh * ow * ob * VL * kh * kw >= SERIAL_MACS else _conv_depthwise_serial
-        steps.append(functools.partial(kernel, x, rows, taps, wpk, bias, res4, out4, r is not None, lo, hi, sbuf,
-                                       pbuf, pt, pl, hp, wp))
+        xcol = (np.arange(ow, dtype=np.int64) * sw - pl) * VL
+        taps = ((np.arange(kh)[:, None] * (dh * x.shape[3]) + np.arange(kw)[None, :] * dw) * VL).ravel()
+        cols = column_classes(x.shape[3], kw, sw, pl, dw, ow, taps, wpk)
+        parallel = n * oh * ow * ob * VL * kh * kw >= SERIAL_MACS
+        # parallel: about four items per thread, each a band of whole output rows of one channel block
+        band = -(-oh // max(1, -(-4 * numba.get_num_threads() // (n * ob)))) if parallel else oh
+        kernel = depthwise if parallel else _depthwise_serial
+        steps.append(functools.partial(kernel, x, xcol, taps.astype(np.int64), wpk, *cols[2:], bias, res4, out4,
+                                       r is not None, lo, hi, sh, sw, pt, dh, dw, kh, kw, *cols[:2], band))
     if fill is not None:
         steps.insert(0, fill)
     if activation not in _ACT_CLAMP and activation != "clamp":
@@ -368,18 +310,19 @@ def _conv_call(ins: tuple, out: np.ndarray, stride, padding, dilation, groups: i
 
 @backend.register("blocked_conv2d")
 def blocked_conv2d(*ins: np.ndarray, out: np.ndarray, stride, padding, dilation, groups: int, has_bias: bool,
-                   has_residual: bool, activation: str, act_attrs: tuple = ()) -> None:
+                   has_residual: bool, activation: str, act_attrs: tuple = (), block: int = 0) -> None:
     call = _conv_call(ins, out, stride, padding, dilation, groups, has_bias, has_residual, activation, act_attrs)
     if call is None:
         fallback = blocked_conv2d_p.decomposed_kernel(backend.kernel)
         fallback(*ins, out=out, stride=stride, padding=padding, dilation=dilation, groups=groups,
-                 has_bias=has_bias, has_residual=has_residual, activation=activation, act_attrs=act_attrs)
+                 has_bias=has_bias, has_residual=has_residual, activation=activation, act_attrs=act_attrs, block=block)
         return
     call()
 
 
 def _specialize(*ins: np.ndarray, out: np.ndarray, stride, padding, dilation, groups: int, has_bias: bool,
-                has_residual: bool, activation: str, act_attrs: tuple = ()) -> Callable[[], None] | None:
+                has_residual: bool, activation: str, act_attrs: tuple = (),
+                block: int = 0) -> Callable[[], None] | None:
     return _conv_call(ins, out, stride, padding, dilation, groups, has_bias, has_residual, activation, act_attrs)
 
 

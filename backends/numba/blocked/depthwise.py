@@ -1,0 +1,209 @@
+"""Depthwise ``blocked_conv2d`` (groups = C = O) on the numba backend, read straight from the unpadded input plane:
+every output row of one channel block is tiles of output pixels with their accumulators in registers.
+
+No padded copy of the plane: an output row's kernel rows inside the input are a contiguous run of the taps, so
+rows at the top and bottom edges run the same tiles over the interior columns with fewer taps. Interior columns go
+through :func:`make_row_tile` for 3x3 layers of stride 1 or 2 (each input vector of a kernel row loaded once for
+every tap that reads it), else the tap-table tile of :mod:`.tile` (MRD pixels, then 4, then 1); each border column
+is one call of the one-pixel tile over exactly its taps (:func:`column_classes`). A 3x3 output vector costs about
+its 9 FMAs and 4 epilogue operations on the FP pipes; the plane is read once, row after row. prange items are
+(image, channel block, band of output rows); the epilogue (bias = folded BN, residual, clamp) runs on the
+accumulators.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic
+
+from ..gemm import AVX512, VL
+from .tile import make_blocked_tile
+
+
+def make_row_tile(mr: int, kw: int, sw: int):
+    """The depthwise tile of ``mr`` output pixels of one row for kernel width ``kw``, stride ``sw`` (dilation 1), all
+    kernel columns inside the input: per kernel row, each input vector of the row is loaded once and feeds every
+    (pixel, kernel column) that reads it (stride 1: mr + kw - 1 loads for mr*kw FMAs, where the tap-table tile
+    loads mr*kw), the kw weight vectors held in registers. ``tile(ni, a, rstride, b, c, res, bias, has_res, lo,
+    hi)``: ``a`` the byte address of the first pixel's first tap, ``rstride`` the bytes between kernel rows, ``b``
+    the first kernel row's kw weight vectors (the next row's follow), C / residual the mr output vectors; the
+    epilogue of :func:`.tile.make_blocked_tile` (bias, residual, clamp)."""
+    span = (mr - 1) * sw + kw  # input vectors of one kernel row
+
+    @intrinsic
+    def tile(typingctx, ni, a, rstride, b, c, res, bias, has_res, lo, hi):
+        sig = types.void(types.intp, types.intp, types.intp, types.intp, types.intp, types.intp, types.intp,
+                         types.boolean, types.float32, types.float32)
+
+        def codegen(context, builder, signature, args):
+            ni, a, rstride, b, c, res, bias, has_res, lo, hi = args
+            f32, i64, i32 = ir.FloatType(), ir.IntType(64), ir.IntType(32)
+            vty = ir.VectorType(f32, VL)
+            vptr = ir.PointerType(vty)
+            mod = builder.module
+
+            def intr(name: str, n: int):
+                full = f"llvm.{name}.v{VL}f32"
+                return mod.globals.get(full) or ir.Function(mod, ir.FunctionType(vty, [vty] * n), name=full)
+
+            fma, vmax, vmin = intr("fma", 3), intr("maxnum", 2), intr("minnum", 2)
+
+            def vec(addr, k):  # the k-th vector at byte address addr
+                return builder.inttoptr(builder.add(addr, ir.Constant(i64, k * VL * 4)), vptr)
+
+            zero = ir.Constant(vty, [0.0] * VL)
+            pre = builder.block
+            loop = builder.append_basic_block("rtile.loop")
+            done = builder.append_basic_block("rtile.done")
+            builder.branch(loop)
+            builder.position_at_end(loop)
+            i = builder.phi(i64)
+            i.add_incoming(ir.Constant(i64, 0), pre)
+            acc = [builder.phi(vty) for _ in range(mr)]
+            for r in range(mr):
+                acc[r].add_incoming(zero, pre)
+            arow = builder.add(a, builder.mul(i, rstride))
+            brow = builder.add(b, builder.mul(i, ir.Constant(i64, kw * VL * 4)))
+            wv = [builder.load(vec(brow, j), align=4) for j in range(kw)]
+            new = list(acc)
+            for u in range(span):
+                v = builder.load(vec(arow, u), align=4)
+                for j in range(kw):
+                    r, rem = divmod(u - j, sw)
+                    if rem == 0 and 0 <= r < mr:
+                        new[r] = builder.call(fma, [v, wv[j], new[r]])
+            i_next = builder.add(i, ir.Constant(i64, 1))
+            end = builder.block
+            i.add_incoming(i_next, end)
+            for r in range(mr):
+                acc[r].add_incoming(new[r], end)
+            builder.cbranch(builder.icmp_signed("<", i_next, ni), loop, done)
+            builder.position_at_end(done)
+            sv = [builder.insert_element(ir.Constant(vty, ir.Undefined), s, ir.Constant(i32, 0)) for s in (lo, hi)]
+            lov, hiv = (builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, VL), [0] * VL)) for v in sv)
+            bvec = builder.load(builder.inttoptr(bias, vptr), align=4)
+            for r in range(mr):
+                e = builder.fadd(new[r], bvec)
+                e = builder.fadd(e, builder.select(has_res, builder.load(vec(res, r), align=4), zero))
+                builder.store(builder.call(vmin, [builder.call(vmax, [e, lov]), hiv]), vec(c, r), align=4)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return tile
+
+
+MRD = 12 if AVX512 else 6  # output pixels per tile: MRD accumulators + one weight vector + a load
+_tile = make_blocked_tile(MRD, 1, depthwise=True)
+_tile4 = make_blocked_tile(4, 1, depthwise=True)  # the interior pixels left over after whole MRD tiles
+_one = make_blocked_tile(1, 1, depthwise=True)
+_row3s1, _row3s2 = make_row_tile(MRD, 3, 1), make_row_tile(MRD, 3, 2)  # MobileNet's 3x3 layers
+F32 = 4  # bytes per element: the tile takes byte addresses
+
+
+@njit(cache=True)
+def _bias_only(out, res, has_res, bias, lo, hi, n, cb, p):
+    """out[n, cb, p] = clamp(bias + res) for a pixel that no tap reaches (padding wider than the kernel)."""
+    for q in range(VL):
+        v = bias[cb * VL + q] + (res[n, cb, p, q] if has_res else np.float32(0.0))
+        out[n, cb, p, q] = min(max(v, lo), hi)
+
+
+@njit(parallel=True, cache=True)
+def depthwise(x, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bias, res, out, has_res, lo, hi, sh, sw, pt, dh, dw, kh, kw,
+              ox0, ox1, band):
+    """out[n, cb, oy*OW + ox, :] = clamp(bias + sum_{i,j} x[n, cb, oy*sh - pt + i*dh, ox*sw - pl + j*dw, :] *
+    w[cb, i*kw + j, :] + res) over the taps inside the input, for x (N, CB, H, W, VL), out / res (N, CB, OH*OW, VL),
+    wpk (CB, kh*kw, VL), taps[i*kw + j] = (i*dh*W + j*dw)*VL and xcol[ox] = (ox*sw - pl)*VL (int64, elements).
+    Columns [ox0, ox1) have every kernel column inside the input; a border column ox has class c = ccls[ox] (-1:
+    no kernel column inside) whose kernel columns inside are the run j0 .. j0 + cn[c]: ctaps[c, i*cn[c] + j'] and
+    cwpk[c, cb, i*cn[c] + j'] the tap and weights of kernel column j0 + j' (:func:`column_classes`). ``band``:
+    output rows per prange item."""
+    nn, ncb, npix, _ = out.shape
+    h, w = x.shape[2], x.shape[3]
+    ow = xcol.shape[0]
+    oh = npix // ow
+    lo32, hi32 = np.float32(lo), np.float32(hi)
+    nband = (oh + band - 1) // band
+    t_addr, col_addr = taps.ctypes.data, xcol.ctypes.data
+    for t in prange(nn * ncb * nband):
+        n = t // (ncb * nband)
+        cb = (t // nband) % ncb
+        bi = t % nband
+        x_addr = x[n, cb].ctypes.data
+        c_base = out[n, cb].ctypes.data
+        r_base = res[n, cb].ctypes.data if has_res else c_base
+        w_base = wpk[cb].ctypes.data
+        b_addr = bias[cb * VL:].ctypes.data
+        for oy in range(bi * band, min(oh, (bi + 1) * band)):
+            iy = oy * sh - pt
+            i0 = max(0, (dh - 1 - iy) // dh)  # the kernel rows inside the input: [i0, i1)
+            i1 = min(kh, (h - 1 - iy) // dh + 1)
+            if i1 <= i0:
+                for ox in range(ow):
+                    _bias_only(out, res, has_res, bias, lo32, hi32, n, cb, oy * ow + ox)
+                continue
+            row = x_addr + iy * w * VL * F32  # the tap offsets and xcol[ox] add the rest
+            k = (i1 - i0) * kw
+            tp, wp = t_addr + i0 * kw * 8, w_base + i0 * kw * VL * F32
+            c_row, r_row = c_base + oy * ow * VL * F32, r_base + oy * ow * VL * F32
+            ox = ox0
+            if kw == 3 and dw == 1 and sw <= 2:
+                a0 = x_addr + ((iy + i0 * dh) * w * VL + xcol[0]) * F32
+                rs = dh * w * VL * F32
+                while ox + MRD <= ox1:
+                    at, ct, rt = a0 + ox * sw * VL * F32, c_row + ox * VL * F32, r_row + ox * VL * F32
+                    if sw == 1:
+                        _row3s1(i1 - i0, at, rs, wp, ct, rt, b_addr, has_res, lo32, hi32)
+                    else:
+                        _row3s2(i1 - i0, at, rs, wp, ct, rt, b_addr, has_res, lo32, hi32)
+                    ox += MRD
+            while ox + MRD <= ox1:
+                _tile(k, row, col_addr + ox * 8, tp, wp, VL, c_row + ox * VL * F32, 0, r_row + ox * VL * F32,
+                      b_addr, True, True, has_res, lo32, hi32)
+                ox += MRD
+            while ox + 4 <= ox1:
+                _tile4(k, row, col_addr + ox * 8, tp, wp, VL, c_row + ox * VL * F32, 0, r_row + ox * VL * F32,
+                       b_addr, True, True, has_res, lo32, hi32)
+                ox += 4
+            for p in range(ox, ox1):
+                _one(k, row, col_addr + p * 8, tp, wp, VL, c_row + p * VL * F32, 0, r_row + p * VL * F32, b_addr,
+                     True, True, has_res, lo32, hi32)
+            for q in range(ox0 + ow - ox1):  # the border columns: the taps of their class
+                p = q if q < ox0 else ox1 + q - ox0
+                c = ccls[p]
+                if c < 0:
+                    _bias_only(out, res, has_res, bias, lo32, hi32, n, cb, oy * ow + p)
+                    continue
+                nj = cn[c]
+                _one((i1 - i0) * nj, row, col_addr + p * 8, ctaps[c].ctypes.data + i0 * nj * 8,
+                     cwpk[c, cb].ctypes.data + i0 * nj * VL * F32, VL, c_row + p * VL * F32, 0, r_row + p * VL * F32,
+                     b_addr, True, True, has_res, lo32, hi32)
+
+
+def column_classes(w: int, kw: int, sw: int, pl: int, dw: int, ow: int, taps: np.ndarray,
+                   wpk: np.ndarray) -> tuple[int, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(ox0, ox1, ccls, cn, ctaps, cwpk) of :func:`depthwise` for an input of width ``w``: the interior columns
+    [ox0, ox1) and, per border column, the class of its run of kernel columns inside the input with that run's taps
+    and weights, so a border pixel is one call of the one-pixel tile over exactly its taps."""
+    kh = taps.size // kw
+    ox0 = min(ow, -(-pl // sw))
+    ox1 = max(ox0, min(ow, (w - 1 - (kw - 1) * dw + pl) // sw + 1))
+    runs: dict[tuple[int, int], int] = {}
+    ccls = np.full(ow, -1, np.int64)
+    for ox in [*range(ox0), *range(ox1, ow)]:
+        ix = ox * sw - pl
+        j0, j1 = max(0, -(ix // dw)), min(kw, (w - 1 - ix) // dw + 1)
+        if j1 > j0:
+            ccls[ox] = runs.setdefault((j0, j1), len(runs))
+    cn = np.ones(max(1, len(runs)), np.int64)
+    ctaps = np.zeros((cn.size, taps.size), np.int64)
+    cwpk = np.zeros((cn.size,) + wpk.shape, np.float32)
+    for (j0, j1), c in runs.items():
+        cols = [i * kw + j for i in range(kh) for j in range(j0, j1)]
+        cn[c] = j1 - j0
+        ctaps[c, :len(cols)] = taps[cols]
+        cwpk[c, :, :len(cols)] = wpk[:, cols]
+    return ox0, ox1, ccls, cn, ctaps, cwpk

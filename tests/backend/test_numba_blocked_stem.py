@@ -1,0 +1,66 @@
+"""The first convolution on the numba backend reading the NCHW image directly and writing blocked values
+(``blocked_conv2d`` with ``block`` set, backends/numba/blocked/conv.py) against the numpy reference: ResNet's 7x7/2
+and MobileNetV2's 3x3/2 stems, a one-channel image without padding, a residual and the parallel kernel."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import backends.numba  # noqa: F401 - registers the kernels
+from backends.numba.blocked import conv as bconv
+from backends.numba.gemm import VL
+from engine import Spec
+from engine.backend import get_backend
+from engine.primitive import PRIMITIVES
+
+NB, NP = get_backend("numba"), get_backend("numpy")
+
+# (C, O, H, W, k, stride, pad, residual, activation, act_attrs)
+STEMS = [
+    (3, 64, 23, 21, 7, 2, 3, False, "relu", ()),  # ResNet
+    (3, 32, 17, 18, 3, 2, 1, False, "clamp", (("max", 6.0), ("min", 0.0))),  # MobileNetV2
+    (1, 20, 12, 11, 5, 1, 0, True, "none", ()),  # LeNet-5's conv1, no padding: the image read in place
+]
+
+
+def _run(b, name, *ins, **attrs):
+    spec = PRIMITIVES[name].abstract_eval(*(Spec(a.shape, a.dtype) for a in ins), **attrs)[0]
+    out = np.empty(spec.shape, spec.dtype)
+    b.kernel(name)(*ins, out=out, **attrs)
+    return out
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+@pytest.mark.parametrize("case", STEMS, ids=lambda c: "x".join(map(str, c[:7])))
+def test_nchw_in_blocked_out(case, parallel, rng, monkeypatch):
+    c, o, h, w, k, s, p, res, act, act_attrs = case
+    monkeypatch.setattr(bconv, "SERIAL_MACS", 0 if parallel else 1 << 62)
+    x = rng.standard_normal((2, c, h, w), dtype=np.float32)
+    wt = rng.standard_normal((o, c, k, k), dtype=np.float32)
+    b = rng.standard_normal(o, dtype=np.float32)
+    attrs = dict(stride=(s, s), padding=((p, p), (p, p)), dilation=(1, 1), groups=1, has_bias=True,
+                 has_residual=res, activation=act, act_attrs=act_attrs, block=VL)
+    ins = [x, wt, b]
+    if res:
+        y = PRIMITIVES["blocked_conv2d"].abstract_eval(*(Spec(a.shape, a.dtype) for a in ins),
+                                                       **dict(attrs, has_residual=False))[0]
+        ins.append(rng.standard_normal(y.shape, dtype=np.float32))
+    got = _run(NB, "blocked_conv2d", *ins, **attrs)
+    # the reference: the NCHW fused conv on numpy kernels, then the clamp, then blocked
+    ref_attrs = dict(attrs, has_residual=False, activation="none", act_attrs=())
+    del ref_attrs["block"]
+    ref = _run(NP, "fused_conv2d", x, wt, b, **ref_attrs)
+    if res:
+        ref += _run(NP, "from_blocked", ins[3], channels=o)
+    ref = np.clip(ref, *((0.0, 6.0) if act == "clamp" else (0.0, None) if act == "relu" else (None, None)))
+    np.testing.assert_allclose(_run(NB, "from_blocked", got, channels=o), ref, rtol=1e-4,
+                               atol=1e-4 * np.abs(ref).max())
+
+
+def test_nchw_in_shape_rule_names_the_constraint():
+    x, w = Spec((1, 3, 8, 8), np.float32), Spec((6, 1, 3, 3), np.float32)
+    with pytest.raises(Exception, match="blocked_conv2d.*NCHW.*groups 1"):
+        PRIMITIVES["blocked_conv2d"].abstract_eval(x, w, stride=(1, 1), padding=((1, 1), (1, 1)), dilation=(1, 1),
+                                                   groups=3, has_bias=False, has_residual=False, activation="none",
+                                                   block=VL)

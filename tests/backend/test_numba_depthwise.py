@@ -1,0 +1,74 @@
+"""The depthwise blocked convolution (backends/numba/blocked/depthwise.py) against the numpy reference: odd and
+non-square sizes, strides 1 and 2, symmetric, asymmetric and wider-than-the-kernel padding (output pixels no tap
+reaches), dilation, channel counts that are not multiples of the block, residual and clamp epilogues; and its
+parallel kernel (row bands) against its serial twin, bit for bit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import backends.numba  # noqa: F401 - registers the kernels
+from backends.numba.blocked import conv as bconv
+from backends.numba.gemm import VL
+from engine import Spec
+from engine.backend import get_backend
+from engine.primitive import PRIMITIVES
+
+NB, NP = get_backend("numba"), get_backend("numpy")
+RELU6 = ("clamp", (("max", 6.0), ("min", 0.0)))
+
+# (C, H, W, k, stride, ((pt, pb), (pl, pr)), dilation, residual, (activation, act_attrs))
+CASES = [
+    (40, 13, 11, 3, 1, ((1, 1), (1, 1)), 1, True, RELU6),
+    (24, 15, 17, 3, 2, ((1, 1), (1, 1)), 1, False, RELU6),  # MobileNetV2's stride-2 layers, odd size
+    (96, 28, 30, 3, 2, ((0, 1), (0, 1)), 1, False, ("none", ())),  # asymmetric ("same" padding of TF)
+    (16, 7, 9, 5, 1, ((2, 2), (2, 2)), 1, True, ("relu", ())),  # EfficientNet's 5x5
+    (8, 6, 5, 3, 1, ((3, 2), (4, 3)), 1, True, RELU6),  # padding past the kernel's reach: bias-only pixels
+    (20, 11, 13, 3, 2, ((2, 2), (2, 2)), 2, True, ("none", ())),  # dilation
+    (33, 30, 50, 3, 1, ((1, 1), (1, 1)), 1, False, ("sigmoid", ())),  # several whole tiles a row; act(0) != 0
+    (17, 9, 8, 1, 2, ((0, 0), (0, 0)), 1, False, ("none", ())),  # 1x1 depthwise, no border
+]
+
+
+def _run(b, name, *ins, **attrs):
+    spec = PRIMITIVES[name].abstract_eval(*(Spec(a.shape, a.dtype) for a in ins), **attrs)[0]
+    out = np.empty(spec.shape, spec.dtype)
+    b.kernel(name)(*ins, out=out, **attrs)
+    return out
+
+
+def _case(case, rng):
+    c, h, w, k, s, pad, d, res, (act, act_attrs) = case
+    x = rng.standard_normal((2, c, h, w), dtype=np.float32)
+    wt = rng.standard_normal((c, 1, k, k), dtype=np.float32)
+    b = rng.standard_normal(c, dtype=np.float32)
+    attrs = dict(stride=(s, s), padding=pad, dilation=(d, d), groups=c, has_bias=True, has_residual=res,
+                 activation=act, act_attrs=act_attrs)
+    ins = [_run(NB, "to_blocked", x, block=VL), wt, b]
+    if res:
+        y = PRIMITIVES["blocked_conv2d"].abstract_eval(*(Spec(a.shape, a.dtype) for a in ins),
+                                                       **dict(attrs, has_residual=False))[0]
+        ins.append((3 * rng.standard_normal(y.shape)).astype(np.float32))
+    return ins, attrs
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "x".join(map(str, c[:5])) + f"-p{c[5]}-d{c[6]}-{c[8][0]}")
+def test_depthwise_matches_reference(case, rng):
+    ins, attrs = _case(case, rng)
+    c = case[0]
+    keep = _run(NP, "from_blocked", _run(NP, "blocked_conv2d", *ins, **attrs), channels=c)
+    got = _run(NB, "blocked_conv2d", *ins, **attrs)
+    np.testing.assert_allclose(_run(NB, "from_blocked", got, channels=c), keep, rtol=1e-4,
+                               atol=1e-4 * np.abs(keep).max())
+    if attrs["activation"] == "clamp":
+        assert keep.min() == 0.0 and keep.max() == 6.0  # the clamp bites on both sides
+
+
+@pytest.mark.parametrize("case", [CASES[0], CASES[4], CASES[6]], ids=["res", "bias-only", "tiles"])
+def test_depthwise_parallel_equals_serial(case, rng, monkeypatch):
+    ins, attrs = _case(case, rng)
+    monkeypatch.setattr(bconv, "SERIAL_MACS", 1 << 62)
+    serial = _run(NB, "blocked_conv2d", *ins, **attrs)
+    monkeypatch.setattr(bconv, "SERIAL_MACS", 0)  # the parallel kernel: row bands as prange items
+    np.testing.assert_array_equal(_run(NB, "blocked_conv2d", *ins, **attrs), serial)

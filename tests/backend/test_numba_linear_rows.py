@@ -1,0 +1,26 @@
+"""linear with a few rows (a classifier at batch 1) on the numba backend: dot products over W's rows with the bias
+added on the way, serial below SERIAL_DOT_MACS and parallel above, against numpy; with and without a bias, float32
+and float64, and the GEMM path past FEW_ROWS rows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from backends.numba import linalg
+from engine.backend import get_backend
+
+NB = get_backend("numba")
+
+
+@pytest.mark.parametrize("rows", [1, 3, 9])
+@pytest.mark.parametrize("parallel", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_linear_few_rows(rows, parallel, dtype, rng, monkeypatch):
+    monkeypatch.setattr(linalg, "SERIAL_DOT_MACS", 0 if parallel else 1 << 62)
+    x, w, b = (rng.standard_normal(s).astype(dtype) for s in ((rows, 130), (37, 130), (37,)))
+    for bias in ([b], []):
+        out = np.full((rows, 37), np.nan, dtype)
+        NB.kernel("linear")(x, w, *bias, out=out)
+        ref = x.astype(np.float64) @ w.T.astype(np.float64) + (b if bias else 0)
+        np.testing.assert_allclose(out, ref, rtol=1e-4 if dtype == np.float32 else 1e-10, atol=1e-4)
