@@ -21,6 +21,7 @@ STEMS = [
     (3, 64, 23, 21, 7, 2, 3, False, "relu", ()),  # ResNet
     (3, 32, 17, 18, 3, 2, 1, False, "clamp", (("max", 6.0), ("min", 0.0))),  # MobileNetV2
     (1, 20, 12, 11, 5, 1, 0, True, "none", ()),  # LeNet-5's conv1, no padding: the image read in place
+    (3, 16, 16, 15, 3, 1, 1, False, "relu", ()),  # ResNet-18 CIFAR: 3x3/1, where a blocked input would get Winograd
 ]
 
 
