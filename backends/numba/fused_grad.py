@@ -4,16 +4,20 @@
 parallel pass over (n, c) planes finds each window's first maximum as max_pool2d_grad does, writes the incoming
 gradient there unless the maximum (the ReLU output at that tap) is <= 0, zeros elsewhere, and adds what it wrote
 into a per-plane partial sum for the bias gradient. Other pools run the decomposition on the numba kernels.
+
+``log_softmax_nll``: one serial pass over the rows of the (N, C) logits (a classifier's few hundred values: a
+parallel launch would cost more than the work), the log-sum-exp once per row, float64 sums.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
 from numba import njit, prange
 
-from engine.ops.fused_grad import max_pool2d_relu_grad_p
+from engine.ops.fused_grad import log_softmax_nll_p, max_pool2d_relu_grad_p
 
 from ._layout import by_size, serial_twin
 from .pool import _chunks, _is_2x2
@@ -102,3 +106,38 @@ def max_pool2d_relu_grad(gy: np.ndarray, y: np.ndarray, out: tuple, **attrs) -> 
 
 
 max_pool2d_relu_grad.specialize = _call
+
+
+@njit(cache=True, error_model="numpy")
+def log_softmax_nll_rows(x, coef, denom, scale, loss, gx):
+    """loss[()] = -sum(log_softmax(x) * coef) / denom; gx = m - softmax(x) * rowsum(m) with m = -scale * coef."""
+    n, c = x.shape
+    s = -scale
+    total = 0.0
+    for i in range(n):
+        mx = -math.inf
+        for j in range(c):
+            mx = max(mx, x[i, j])
+        se = 0.0
+        for j in range(c):
+            se += math.exp(x[i, j] - mx)
+        lse = mx + math.log(se)
+        dot = 0.0
+        rm = 0.0
+        for j in range(c):
+            dot += (x[i, j] - lse) * coef[i, j]
+            rm += s * coef[i, j]
+        total -= dot
+        for j in range(c):
+            gx[i, j] = s * coef[i, j] - math.exp(x[i, j] - lse) * rm
+    loss[()] = total / denom
+
+
+@backend.register("log_softmax_nll")
+def log_softmax_nll(x: np.ndarray, coef: np.ndarray, denom: np.ndarray, scale: np.ndarray, out: tuple) -> None:
+    loss, gx = out
+    if x.dtype.kind != "f" or not all(a.dtype == x.dtype for a in (coef, gx, loss)) \
+            or not (x.flags.c_contiguous and coef.flags.c_contiguous and gx.flags.c_contiguous):
+        log_softmax_nll_p.decomposed_kernel(backend.kernel)(x, coef, denom, scale, out=out)
+        return
+    log_softmax_nll_rows(x, coef, float(denom), float(scale), loss, gx)

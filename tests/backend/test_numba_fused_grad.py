@@ -73,3 +73,31 @@ def test_max_pool2d_relu_grad_equals_the_unfused_kernels(backend, shape, pool, d
 
 def test_compile_step_with_the_fused_backward_equals_the_unfused_pipeline_on_numba():
     check_steps_equal_unfused("numba", np.float32, 1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_log_softmax_nll_equals_the_unfused_kernels(backend, dtype):
+    # odd sizes, large logits (the max shift matters), a class weight, an ignored target and label smoothing, so
+    # coef is not one-hot and denom is not N
+    rng = np.random.default_rng(1)
+    n, c = 7, 13
+    x = (rng.standard_normal((n, c)) * 30).astype(dtype)
+    t = rng.integers(0, c, n)
+    t[3] = -100
+    coef, denom = run_kernel("numpy", "class_coef", [t], classes=c, weight=tuple(rng.random(c) + 0.5),
+                             ignore_index=-100, label_smoothing=0.1, dtype=np.dtype(dtype).name, op="cross_entropy")
+    scale = np.asarray(0.7 / denom, dtype)
+    (logp,) = run_kernel("numpy", "log_softmax", [x], axis=1)
+    ref_loss = -np.sum(np.sum(logp * coef, axis=1)) / denom
+    m = -scale * coef
+    ref_gx = m - np.exp(logp) * np.sum(m, axis=1, keepdims=True)
+    if backend == "numba":
+        loss, gx = run_kernel("numba", "log_softmax_nll", [x, coef, denom, scale])
+    else:
+        be, prim = engine.get_backend("numpy"), engine.get_primitive("log_softmax_nll")
+        loss, gx = be.run(prim, [x, coef, denom, scale], {}, kernel=prim.decomposed_kernel(be.kernel))
+    tol = 2e-6 if dtype == np.float32 else 1e-13
+    assert loss.dtype == gx.dtype == dtype and loss.shape == () and gx.shape == (n, c)
+    np.testing.assert_allclose(loss, ref_loss, rtol=tol)
+    np.testing.assert_allclose(gx, ref_gx, rtol=tol, atol=tol * np.abs(ref_gx).max())
