@@ -6,7 +6,8 @@ gradient there unless the maximum (the ReLU output at that tap) is <= 0, zeros e
 into a per-plane partial sum for the bias gradient. Other pools run the decomposition on the numba kernels.
 
 ``log_softmax_nll``: one serial pass over the rows of the (N, C) logits (a classifier's few hundred values: a
-parallel launch would cost more than the work), the log-sum-exp once per row, float64 sums.
+parallel launch would cost more than the work), the log-sum-exp once per row, float64 sums, the one-hot class
+coefficients implied by the targets; class weights or label smoothing run the decomposition.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 from numba import njit, prange
 
 from engine.ops.fused_grad import log_softmax_nll_p, max_pool2d_relu_grad_p
+from engine.ops.loss import check_class_targets
 
 from ._layout import by_size, serial_twin
 from .pool import _chunks, _is_2x2
@@ -109,12 +111,22 @@ max_pool2d_relu_grad.specialize = _call
 
 
 @njit(cache=True, error_model="numpy")
-def log_softmax_nll_rows(x, coef, denom, scale, loss, gx):
-    """loss[()] = -sum(log_softmax(x) * coef) / denom; gx = m - softmax(x) * rowsum(m) with m = -scale * coef."""
+def log_softmax_nll_rows(x, t, g, ignore_index, loss, gx):
+    """class_coef's one-hot coefficients (unweighted, no smoothing) on the fly: loss[()] = -sum over counted rows of
+    log_softmax(x)[i, t[i]] / denom and gx = m - softmax(x) * rowsum(m), m = -(g / denom) * onehot(t), denom the
+    count of rows whose target is not ``ignore_index``. Returns the first out-of-range target's row, else -1
+    (nothing written)."""
     n, c = x.shape
-    s = -scale
+    denom = 0.0
+    for i in range(n):
+        if t[i] != ignore_index:
+            if t[i] < 0 or t[i] >= c:
+                return i
+            denom += 1.0
+    s = -(g / denom)
     total = 0.0
     for i in range(n):
+        ti = t[i] if t[i] != ignore_index else -1
         mx = -math.inf
         for j in range(c):
             mx = max(mx, x[i, j])
@@ -122,22 +134,24 @@ def log_softmax_nll_rows(x, coef, denom, scale, loss, gx):
         for j in range(c):
             se += math.exp(x[i, j] - mx)
         lse = mx + math.log(se)
-        dot = 0.0
-        rm = 0.0
+        rm = s if ti >= 0 else 0.0 * s
+        if ti >= 0:
+            total -= x[i, ti] - lse
         for j in range(c):
-            dot += (x[i, j] - lse) * coef[i, j]
-            rm += s * coef[i, j]
-        total -= dot
-        for j in range(c):
-            gx[i, j] = s * coef[i, j] - math.exp(x[i, j] - lse) * rm
+            gx[i, j] = s * (1.0 if j == ti else 0.0) - math.exp(x[i, j] - lse) * rm
     loss[()] = total / denom
+    return -1
 
 
 @backend.register("log_softmax_nll")
-def log_softmax_nll(x: np.ndarray, coef: np.ndarray, denom: np.ndarray, scale: np.ndarray, out: tuple) -> None:
+def log_softmax_nll(x: np.ndarray, t: np.ndarray, g: np.ndarray, out: tuple, weight: tuple, label_smoothing: float,
+                    ignore_index: int, **coef_attrs) -> None:
     loss, gx = out
-    if x.dtype.kind != "f" or not all(a.dtype == x.dtype for a in (coef, gx, loss)) \
-            or not (x.flags.c_contiguous and coef.flags.c_contiguous and gx.flags.c_contiguous):
-        log_softmax_nll_p.decomposed_kernel(backend.kernel)(x, coef, denom, scale, out=out)
+    if weight or label_smoothing or x.dtype.kind != "f" or t.ndim != 1 or gx.dtype != x.dtype \
+            or not (x.flags.c_contiguous and gx.flags.c_contiguous):
+        log_softmax_nll_p.decomposed_kernel(backend.kernel)(x, t, g, out=out, weight=weight, ignore_index=ignore_index,
+                                                           label_smoothing=label_smoothing, **coef_attrs)
         return
-    log_softmax_nll_rows(x, coef, float(denom), float(scale), loss, gx)
+    bad = log_softmax_nll_rows(x, t, float(g), ignore_index, loss, gx)
+    if bad >= 0:  # class_coef's own error
+        check_class_targets(t, x.shape[1], ignore_index, coef_attrs["op"])

@@ -80,9 +80,10 @@ def _negated_scalar(v: Value) -> Value | None:
     return v if v.ndim == 0 and negs == 1 else None
 
 
-def _cross_entropy_chain(graph: Graph, ls: Node) -> tuple[list[Node], list[Value], Value, Value] | None:
+def _cross_entropy_chain(graph: Graph, ls: Node) -> tuple[list[Node], list[Value], Value, Value, Node] | None:
     """The nodes of mean cross-entropy's forward and backward around ``log_softmax`` node ``ls``, the fused
-    node's inputs, and the loss and logits-gradient values they define; None where the graph differs."""
+    node's inputs (logits, targets, the loss's gradient), the loss and logits-gradient values they define and the
+    class_coef node; None where the graph differs."""
     logp = ls.outputs[0]
     if ls.inputs[0].ndim != 2 or ls.attrs.get("axis") not in (1, -1) or graph.is_output(logp):
         return None
@@ -108,34 +109,36 @@ def _cross_entropy_chain(graph: Graph, ls: Node) -> tuple[list[Node], list[Value
             or r.producer.inputs != [m] or _attr(r.producer, "axes") != (1,) or not r.producer.attrs.get("keepdims") \
             or m.producer is None or m.producer.op.name != "mul" or m.producer.inputs[1] is not coef:
         return None
-    scale = _negated_scalar(m.producer.inputs[0])
-    if scale is None:
+    scale = _negated_scalar(m.producer.inputs[0])  # g / denom: the loss's gradient over the mean's divisor
+    if scale is None or scale.producer is None or scale.producer.op.name != "div" \
+            or scale.producer.inputs[1] is not cc.outputs[1] or scale.producer.inputs[0].ndim:
         return None
-    return [ls, mul, s1, neg, s0, div, exp, q, sub], [ls.inputs[0], coef, cc.outputs[1], scale], \
-        div.outputs[0], sub.outputs[0]
+    return [ls, mul, s1, neg, s0, div, exp, q, sub], [ls.inputs[0], cc.inputs[0], scale.producer.inputs[0]], \
+        div.outputs[0], sub.outputs[0], cc
 
 
 def _fuse_cross_entropy(graph: Graph) -> PassResult:
-    """Rewrite mean cross-entropy over 2-D logits, forward (``-sum(log_softmax(x) * coef) / denom``) and backward
-    (``m - exp(log_softmax(x)) * sum(m, 1)``, ``m = -scale * coef``) into one ``log_softmax_nll`` node with
-    outputs (loss, gx), where the log-probabilities and every intermediate have no other reader.
+    """Rewrite mean cross-entropy over 2-D logits ``x`` and targets ``t``, forward
+    (``-sum(log_softmax(x) * coef) / denom`` with ``coef, denom = class_coef(t)``) and backward
+    (``m - exp(log_softmax(x)) * sum(m, 1)``, ``m = -(g / denom) * coef``) into one ``log_softmax_nll(x, t, g)``
+    node with outputs (loss, gx), where the log-probabilities and every intermediate have no other reader.
 
     The fused node goes where the gradient was, when every input is defined by then and nothing reads the loss
-    earlier; what computed ``m`` and ``scale`` is left to DCE (it may have other readers). Joint graphs only.
+    earlier; class_coef and what computed ``m`` are left to DCE (they may have other readers). Joint graphs only.
     """
     changed = False
     for ls in [n for n in graph.nodes if n.op.name == "log_softmax"]:
         found = _cross_entropy_chain(graph, ls)
         if found is None:
             continue
-        chain, ins, loss, gx = found
+        chain, ins, loss, gx, cc = found
         pos = {n: i for i, n in enumerate(graph.nodes)}
         at = gx.producer  # the loss's seed (``scale``) is made after the loss: the fused node goes at gx
         if any(v.producer is not None and pos[v.producer] >= pos[at] for v in ins) \
                 or any(pos[u] < pos[at] for u in loss.users):
             continue
         meta = dict(ls.meta, fused=[n.op.name for n in chain], fused_nodes=[n.name for n in chain])
-        fused = graph.create_node(log_softmax_nll_p, ins, {}, name=f"fused_{ls.name}", meta=meta, before=at)
+        fused = graph.create_node(log_softmax_nll_p, ins, dict(cc.attrs), name=f"fused_{ls.name}", meta=meta, before=at)
         graph.replace_all_uses(loss, fused.outputs[0])
         graph.replace_all_uses(gx, fused.outputs[1])
         graph.erase_nodes(set(chain))
