@@ -113,17 +113,22 @@ max_pool2d_relu_grad.specialize = _call
 @njit(cache=True, error_model="numpy")
 def log_softmax_nll_rows(x, t, g, ignore_index, loss, gx):
     """class_coef's one-hot coefficients (unweighted, no smoothing) on the fly: loss[()] = -sum over counted rows of
-    log_softmax(x)[i, t[i]] / denom and gx = m - softmax(x) * rowsum(m), m = -(g / denom) * onehot(t), denom the
-    count of rows whose target is not ``ignore_index``. Returns the first out-of-range target's row, else -1
-    (nothing written)."""
+    log_softmax(x)[i, t[i]] / denom and gx = m - exp(log_softmax(x)) * rowsum(m), m = -(g / denom) * onehot(t),
+    denom the count of rows whose target is not ``ignore_index``. Every value the unfused float32 kernels round is
+    rounded here too (through ``r``, an array of gx's dtype): Adam's update amplifies a last-bit difference in a
+    near-zero gradient. Returns the first out-of-range target's row, else -1 (nothing written)."""
     n, c = x.shape
-    denom = 0.0
+    count = 0
     for i in range(n):
         if t[i] != ignore_index:
             if t[i] < 0 or t[i] >= c:
                 return i
-            denom += 1.0
-    s = -(g / denom)
+            count += 1
+    r = np.empty(c + 4, gx.dtype)  # r[:c]: a row's log-probabilities; r[c:]: -scale, 0, denom, a product
+    r[c + 2] = count
+    r[c] = g[0] / r[c + 2]
+    r[c] = -r[c]
+    r[c + 1] = 0
     total = 0.0
     for i in range(n):
         ti = t[i] if t[i] != ignore_index else -1
@@ -133,13 +138,16 @@ def log_softmax_nll_rows(x, t, g, ignore_index, loss, gx):
         se = 0.0
         for j in range(c):
             se += math.exp(x[i, j] - mx)
-        lse = mx + math.log(se)
-        rm = s if ti >= 0 else 0.0 * s
-        if ti >= 0:
-            total -= x[i, ti] - lse
+        lse = math.log(se)
         for j in range(c):
-            gx[i, j] = s * (1.0 if j == ti else 0.0) - math.exp(x[i, j] - lse) * rm
-    loss[()] = total / denom
+            r[j] = (x[i, j] - mx) - lse  # as log_softmax's kernel
+        if ti >= 0:
+            total -= r[ti]
+        rm = r[c] if ti >= 0 else r[c] * r[c + 1]
+        for j in range(c):
+            r[c + 3] = math.exp(r[j]) * rm
+            gx[i, j] = (r[c] if j == ti else r[c] * r[c + 1]) - r[c + 3]
+    loss[()] = total / r[c + 2]
     return -1
 
 
@@ -147,11 +155,11 @@ def log_softmax_nll_rows(x, t, g, ignore_index, loss, gx):
 def log_softmax_nll(x: np.ndarray, t: np.ndarray, g: np.ndarray, out: tuple, weight: tuple, label_smoothing: float,
                     ignore_index: int, **coef_attrs) -> None:
     loss, gx = out
-    if weight or label_smoothing or x.dtype.kind != "f" or t.ndim != 1 or gx.dtype != x.dtype \
+    if weight or label_smoothing or x.dtype.kind != "f" or t.ndim != 1 or not x.dtype == gx.dtype == g.dtype \
             or not (x.flags.c_contiguous and gx.flags.c_contiguous):
         log_softmax_nll_p.decomposed_kernel(backend.kernel)(x, t, g, out=out, weight=weight, ignore_index=ignore_index,
                                                            label_smoothing=label_smoothing, **coef_attrs)
         return
-    bad = log_softmax_nll_rows(x, t, float(g), ignore_index, loss, gx)
+    bad = log_softmax_nll_rows(x, t, g.reshape(1), ignore_index, loss, gx)
     if bad >= 0:  # class_coef's own error
         check_class_targets(t, x.shape[1], ignore_index, coef_attrs["op"])
