@@ -62,3 +62,8 @@ def linear(x: np.ndarray, w: np.ndarray, *b: np.ndarray, out: np.ndarray) -> Non
     product(x, w.T, out)
     if b and out.size:
         add_row_bias(out.reshape(-1, out.shape[-1]), b[0])
+
+
+@backend.register("matmul_tn")
+def matmul_tn(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    product(a.T, b, out)  # the numba GEMM packs its panels from any strides; BLAS takes the transposed view

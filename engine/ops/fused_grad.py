@@ -13,6 +13,9 @@
   ``m = -(g / denom) * coef``, ``gx = m - exp(log_softmax(x, 1)) * sum(m, 1, keepdims)``. One pass over the rows
   instead of ~17 small nodes (the softmax is computed once, the one-hot coefficients never materialized).
 
+- ``matmul_tn(a, b)`` -> ``transpose(a) @ b`` for a 2-D ``a``: the weight gradients of linear layers
+  (``g^T @ x``) without the transposed copy of ``g``; a kernel reads ``a`` in place through a transposed view.
+
 The decompositions run the unfused kernels (max_pool2d_grad, relu_grad in place, sum), so the numpy reference
 and any backend without a fused kernel give the unfused results exactly. There is no vjp: these primitives live
 only in backward graphs (double backward through max pooling is not supported anyway).
@@ -89,3 +92,26 @@ def _ce_decompose(lookup: Any, x: Any, t: Any, g: Any, /, *, out: tuple, **coef_
     m = _apply(lookup, "mul", _apply(lookup, "neg", _apply(lookup, "div", g, denom)), coef)
     r = _apply(lookup, "sum", m, axes=(1,), keepdims=True)
     _apply(lookup, "sub", m, _apply(lookup, "mul", _apply(lookup, "exp", logp), r), out=out[1])
+
+
+# --- a matmul reading its first operand transposed --------------------------------------------------------------
+
+matmul_tn_p = primitive("matmul_tn", FUSED)
+
+
+@matmul_tn_p.def_shape
+def _tn_shape(a: Spec, b: Spec) -> Spec:
+    if a.ndim != 2:
+        raise ValueError(f"matmul_tn: the transposed operand must be 2-D, got a {a.shape}")
+    return PRIMITIVES["matmul"].shape_rule(Spec(a.shape[::-1], a.dtype), b)
+
+
+@matmul_tn_p.def_cost
+def _tn_cost(ins: tuple[Spec, ...], outs: tuple[Spec, ...]) -> Cost:
+    a, b = ins
+    return PRIMITIVES["matmul"].cost((Spec(a.shape[::-1], a.dtype), b), outs)
+
+
+@matmul_tn_p.def_decompose
+def _tn_decompose(lookup: Any, a: Any, b: Any, /, *, out: Any) -> None:
+    _apply(lookup, "matmul", _apply(lookup, "transpose", a, perm=(1, 0)), b, out=out)

@@ -1,9 +1,9 @@
 """Backward fusion on joint graphs: max-pool gradient x ReLU mask (x the conv's bias-gradient sum) -> one node;
-mean cross-entropy forward + backward -> one node."""
+mean cross-entropy forward + backward -> one node; a matmul of a transposed matrix -> one node reading it in place."""
 
 from __future__ import annotations
 
-from engine.ops.fused_grad import BIAS_AXES, POOL_ATTRS, log_softmax_nll_p, max_pool2d_relu_grad_p
+from engine.ops.fused_grad import BIAS_AXES, POOL_ATTRS, log_softmax_nll_p, matmul_tn_p, max_pool2d_relu_grad_p
 
 from ..ir import Graph, Node, Value
 from .fuse_epilogue import _sole_user
@@ -148,3 +148,26 @@ def _fuse_cross_entropy(graph: Graph) -> PassResult:
 
 fuse_cross_entropy = graph_pass("fuse_cross_entropy", modes=("joint",),
                                 why="only a joint graph holds the loss and its gradient")(_fuse_cross_entropy)
+
+
+def _fold_transpose_matmul(graph: Graph) -> PassResult:
+    """Rewrite ``matmul(transpose(a, perm=(1, 0)), b)`` into ``matmul_tn(a, b)``: the kernel reads ``a`` through a
+    transposed view instead of a transposed copy (a linear layer's weight gradient ``g^T @ x``). The transpose is
+    left to DCE (it may have other readers). Joint graphs only (their backward makes these transposes)."""
+    changed = False
+    for mm in [n for n in graph.nodes if n.op.name == "matmul"]:
+        t = mm.inputs[0].producer
+        if t is None or t.op.name != "transpose" or _attr(t, "perm") != (1, 0) or mm.inputs[1].ndim != 2:
+            continue
+        fused = graph.create_node(matmul_tn_p, [t.inputs[0], mm.inputs[1]], {}, name=f"fused_{mm.name}",
+                                  meta=dict(mm.meta, fused=["transpose", "matmul"], fused_nodes=[t.name, mm.name]),
+                                  before=mm)
+        graph.replace_all_uses(mm.outputs[0], fused.outputs[0])
+        graph.erase_nodes({mm})
+        changed = True
+    return PassResult(graph, changed)
+
+
+fold_transpose_matmul = graph_pass("fold_transpose_matmul", modes=("joint",),
+                                   why="only a joint graph holds the backward's transposed matmuls")(
+    _fold_transpose_matmul)

@@ -118,3 +118,18 @@ def test_log_softmax_nll_names_an_out_of_range_target(backend):
     x = np.zeros((3, 4), np.float32)
     with pytest.raises(IndexError, match=r"cross_entropy: target class 4 is out of range for 4 classes"):
         _log_softmax_nll(backend, x, np.array([0, 4, 1]), np.asarray(1.0, np.float32), **_ce_attrs(4, np.float32))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_matmul_tn_equals_transpose_then_matmul(backend, dtype):
+    rng = np.random.default_rng(2)
+    a, b = rng.standard_normal((37, 13)).astype(dtype), rng.standard_normal((37, 21)).astype(dtype)
+    (ref,) = run_kernel("numpy", "matmul", [np.ascontiguousarray(a.T), b])
+    if backend == "numba":
+        (got,) = run_kernel("numba", "matmul_tn", [a, b])
+    else:
+        be, prim = engine.get_backend("numpy"), engine.get_primitive("matmul_tn")
+        (got,) = be.run(prim, [a, b], {}, kernel=prim.decomposed_kernel(be.kernel))
+    assert got.shape == (13, 21) and got.dtype == dtype
+    np.testing.assert_allclose(got, ref, rtol=1e-5 if dtype == np.float32 else 1e-13, atol=1e-5)

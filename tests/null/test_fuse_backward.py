@@ -94,3 +94,10 @@ def test_nll_loss_of_a_log_softmax_is_not_fused():
     x, y = Tensor(X), Tensor(Y)
     step = graph.compile_step(m, lambda out, t: F.nll_loss(F.log_softmax(out, 1), t), opt, x, y, backend="numpy")
     assert not step.graph.find("log_softmax_nll") and step.graph.find("log_softmax")
+
+
+def test_the_linear_weight_gradient_reads_the_transposed_gradient_in_place():
+    step, _, _ = _train(None, "numpy", np.float64, steps=1)
+    (tn,) = step.graph.find("matmul_tn")  # fc's g^T @ x
+    assert "transpose" not in step.graph.op_counts()
+    assert tn.outputs[0].shape == (3, 24)
