@@ -151,15 +151,29 @@ def log_softmax_nll_rows(x, t, g, ignore_index, loss, gx):
     return -1
 
 
-@backend.register("log_softmax_nll")
-def log_softmax_nll(x: np.ndarray, t: np.ndarray, g: np.ndarray, out: tuple, weight: tuple, label_smoothing: float,
-                    ignore_index: int, **coef_attrs) -> None:
+def _nll_call(x: np.ndarray, t: np.ndarray, g: np.ndarray, out: tuple, weight: tuple, label_smoothing: float,
+              ignore_index: int, op: str, **coef_attrs) -> Callable[[], None] | None:
+    """The one-pass kernel on these arrays, or None where it does not apply (then the decomposition runs)."""
     loss, gx = out
     if weight or label_smoothing or x.dtype.kind != "f" or t.ndim != 1 or not x.dtype == gx.dtype == g.dtype \
             or not (x.flags.c_contiguous and gx.flags.c_contiguous):
-        log_softmax_nll_p.decomposed_kernel(backend.kernel)(x, t, g, out=out, weight=weight, ignore_index=ignore_index,
-                                                           label_smoothing=label_smoothing, **coef_attrs)
-        return
-    bad = log_softmax_nll_rows(x, t, g.reshape(1), ignore_index, loss, gx)
-    if bad >= 0:  # class_coef's own error
-        check_class_targets(t, x.shape[1], ignore_index, coef_attrs["op"])
+        return None
+    g1 = g.reshape(1)
+
+    def run() -> None:
+        if log_softmax_nll_rows(x, t, g1, ignore_index, loss, gx) >= 0:
+            check_class_targets(t, x.shape[1], ignore_index, op)  # class_coef's own error
+
+    return run
+
+
+@backend.register("log_softmax_nll")
+def log_softmax_nll(x: np.ndarray, t: np.ndarray, g: np.ndarray, out: tuple, **attrs) -> None:
+    call = _nll_call(x, t, g, out, **attrs)
+    if call is None:
+        log_softmax_nll_p.decomposed_kernel(backend.kernel)(x, t, g, out=out, **attrs)
+    else:
+        call()
+
+
+log_softmax_nll.specialize = _nll_call
