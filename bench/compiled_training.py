@@ -9,7 +9,7 @@ workload, bench's definition, with numba's thread count). ``--rounds R`` repeats
 and reports medians and the median of the per-round ratios. ``--clock thread`` times the main thread's CPU time:
 with ``NUMBA_NUM_THREADS=1`` every kernel (and PyTorch's one thread) runs there, so a loaded machine does not
 inflate it. ``--interleave R``: instead, R rounds of eager, compile_step, compile_step without the backward fusion
-passes (``--without``, default ``fuse_pool_relu_grad,fuse_cross_entropy``) and, with ``--torch``, PyTorch, each
+passes (``--without``, default: all three of ``training_joint``'s) and, with ``--torch``, PyTorch, each
 timed for ``--steps`` steps per round in a rotating order (so a burst of load on a shared machine hits every
 variant alike); medians over the rounds and the median of the per-round ratios. Also the time to build a
 ResNet-50 training graph (trace + autodiff + passes + plan, kernels excluded).
@@ -86,8 +86,11 @@ def row(name: str, steps: int, torch: bool = False) -> dict:
     return out
 
 
+BACKWARD_FUSION = ("fuse_pool_relu_grad", "fuse_cross_entropy", "fold_transpose_matmul")
+
+
 def interleaved(name: str, steps: int, rounds: int, torch: bool,
-                without: tuple[str, ...] = ("fuse_pool_relu_grad", "fuse_cross_entropy")) -> dict:
+                without: tuple[str, ...] = BACKWARD_FUSION) -> dict:
     """Median step times (ms) and per-round ratios of the variants, timed in rotating order round by round."""
     m, x, y, opt = _setup(name)
 
@@ -137,7 +140,7 @@ def main() -> None:
     ap.add_argument("--clock", choices=sorted(CLOCKS), default="wall")
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--interleave", type=int, default=0, metavar="R", help="R interleaved rounds (see above)")
-    ap.add_argument("--without", default="fuse_pool_relu_grad,fuse_cross_entropy",
+    ap.add_argument("--without", default=",".join(BACKWARD_FUSION),
                     help="passes the compile_step_unfused variant of --interleave leaves out (comma-separated)")
     a = ap.parse_args()
     _clock[0] = CLOCKS[a.clock]
