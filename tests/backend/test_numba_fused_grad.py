@@ -1,7 +1,8 @@
 """The fused backward primitive ``max_pool2d_relu_grad`` (engine/ops/fused_grad.py) against the unfused numpy
 reference kernels it replaces (max_pool2d_grad, relu_grad, sum over (N, H, W)): the numba fast path (2x2/2, serial
 and parallel), its fallback to the decomposition (other pools, odd sizes), the numpy decomposition, float32 and
-float64, ties, windows whose maximum is 0 or negative, and NaN."""
+float64, ties, windows whose maximum is 0 or negative, and NaN. Also ``log_softmax_nll`` (one-hot and weighted /
+smoothed coefficients, an ignored row, an out-of-range target's error) and ``matmul_tn`` at odd sizes."""
 
 from __future__ import annotations
 

@@ -1,7 +1,9 @@
-"""The backward fusion pass fuse_pool_relu_grad (graph/passes/fuse_backward.py) on compile_step's joint graph:
+"""The backward fusion passes (graph/passes/fuse_backward.py: fuse_pool_relu_grad, fuse_cross_entropy,
+fold_transpose_matmul) on compile_step's joint graph. fuse_pool_relu_grad:
 the pattern is gone and the fused node is there (with the bias gradient only where the conv has a bias), pools
-after a ReLU-less path are left alone, and training steps equal the unfused pipeline's bit for bit on the numpy
-reference (numba: tests/backend/test_numba_fused_grad.py)."""
+after a ReLU-less path are left alone; cross-entropy's loss and gradient become one node (not nll_loss of a
+log_softmax); the linear weight gradient reads g^T in place; and training steps with all three equal the unfused
+pipeline's bit for bit on the numpy reference (numba: tests/backend/test_numba_fused_grad.py)."""
 
 from __future__ import annotations
 
