@@ -9,10 +9,10 @@ workload, bench's definition, with numba's thread count). ``--rounds R`` repeats
 and reports medians and the median of the per-round ratios. ``--clock thread`` times the main thread's CPU time:
 with ``NUMBA_NUM_THREADS=1`` every kernel (and PyTorch's one thread) runs there, so a loaded machine does not
 inflate it. ``--interleave R``: instead, R rounds of eager, compile_step, compile_step without the backward fusion
-pass (``fuse_pool_relu_grad``) and, with ``--torch``, PyTorch, each timed for ``--steps`` steps per round in a
-rotating order (so a burst of load on a shared machine hits every variant alike); medians over the rounds and the
-median of the per-round ratios. Also the time to build a ResNet-50 training graph (trace + autodiff + passes + plan,
-kernels excluded).
+passes (``--without``, default: all three of ``training_joint``'s) and, with ``--torch``, PyTorch, each
+timed for ``--steps`` steps per round in a rotating order (so a burst of load on a shared machine hits every
+variant alike); medians over the rounds and the median of the per-round ratios. Also the time to build a
+ResNet-50 training graph (trace + autodiff + passes + plan, kernels excluded).
 """
 
 from __future__ import annotations
@@ -86,7 +86,11 @@ def row(name: str, steps: int, torch: bool = False) -> dict:
     return out
 
 
-def interleaved(name: str, steps: int, rounds: int, torch: bool) -> dict:
+BACKWARD_FUSION = ("fuse_pool_relu_grad", "fuse_cross_entropy", "fold_transpose_matmul")
+
+
+def interleaved(name: str, steps: int, rounds: int, torch: bool,
+                without: tuple[str, ...] = BACKWARD_FUSION) -> dict:
     """Median step times (ms) and per-round ratios of the variants, timed in rotating order round by round."""
     m, x, y, opt = _setup(name)
 
@@ -95,7 +99,7 @@ def interleaved(name: str, steps: int, rounds: int, torch: bool) -> dict:
         F.cross_entropy(m(x), y).backward()
         opt.step()
 
-    unfused = [p for p in graph.passes.PIPELINES["training_joint"] if p != "fuse_pool_relu_grad"]
+    unfused = [p for p in graph.passes.PIPELINES["training_joint"] if p not in without]
     step = graph.compile_step(m, F.cross_entropy, opt, x, y, backend="numba")
     plain = graph.compile_step(m, F.cross_entropy, opt, x, y, backend="numba", passes=unfused)
     fns = {"eager": eager, "compile_step": lambda: step(x, y), "compile_step_unfused": lambda: plain(x, y)}
@@ -136,11 +140,13 @@ def main() -> None:
     ap.add_argument("--clock", choices=sorted(CLOCKS), default="wall")
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--interleave", type=int, default=0, metavar="R", help="R interleaved rounds (see above)")
+    ap.add_argument("--without", default=",".join(BACKWARD_FUSION),
+                    help="passes the compile_step_unfused variant of --interleave leaves out (comma-separated)")
     a = ap.parse_args()
     _clock[0] = CLOCKS[a.clock]
     if a.interleave:
         for name in a.models.split(","):
-            r = interleaved(name, a.steps, a.interleave, a.torch)
+            r = interleaved(name, a.steps, a.interleave, a.torch, tuple(a.without.split(",")))
             print(f"{name} b{BATCH[name]}, {a.interleave} interleaved rounds x {a.steps} steps ({a.clock} clock): "
                   + ", ".join(f"{k} {v[0]:.2f}-{v[1]:.2f}" if isinstance(v, tuple) else f"{k} {v:.2f}"
                               for k, v in r.items()), flush=True)

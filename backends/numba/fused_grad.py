@@ -4,16 +4,22 @@
 parallel pass over (n, c) planes finds each window's first maximum as max_pool2d_grad does, writes the incoming
 gradient there unless the maximum (the ReLU output at that tap) is <= 0, zeros elsewhere, and adds what it wrote
 into a per-plane partial sum for the bias gradient. Other pools run the decomposition on the numba kernels.
+
+``log_softmax_nll``: one serial pass over the rows of the (N, C) logits (a classifier's few hundred values: a
+parallel launch would cost more than the work), the log-sum-exp once per row, float64 sums, the one-hot class
+coefficients implied by the targets; class weights or label smoothing run the decomposition.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
 from numba import njit, prange
 
-from engine.ops.fused_grad import max_pool2d_relu_grad_p
+from engine.ops.fused_grad import log_softmax_nll_p, max_pool2d_relu_grad_p
+from engine.ops.loss import check_class_targets
 
 from ._layout import by_size, serial_twin
 from .pool import _chunks, _is_2x2
@@ -102,3 +108,72 @@ def max_pool2d_relu_grad(gy: np.ndarray, y: np.ndarray, out: tuple, **attrs) -> 
 
 
 max_pool2d_relu_grad.specialize = _call
+
+
+@njit(cache=True, error_model="numpy")
+def log_softmax_nll_rows(x, t, g, ignore_index, loss, gx):
+    """class_coef's one-hot coefficients (unweighted, no smoothing) on the fly: loss[()] = -sum over counted rows of
+    log_softmax(x)[i, t[i]] / denom and gx = m - exp(log_softmax(x)) * rowsum(m), m = -(g / denom) * onehot(t),
+    denom the count of rows whose target is not ``ignore_index``. Every value the unfused float32 kernels round is
+    rounded here too (through ``r``, an array of gx's dtype): Adam's update amplifies a last-bit difference in a
+    near-zero gradient. Returns the first out-of-range target's row, else -1 (nothing written)."""
+    n, c = x.shape
+    count = 0
+    for i in range(n):
+        if t[i] != ignore_index:
+            if t[i] < 0 or t[i] >= c:
+                return i
+            count += 1
+    r = np.empty(c + 4, gx.dtype)  # r[:c]: a row's log-probabilities; r[c:]: -scale, 0, denom, a product
+    r[c + 2] = count
+    r[c] = g[0] / r[c + 2]
+    r[c] = -r[c]
+    r[c + 1] = 0
+    total = 0.0
+    for i in range(n):
+        ti = t[i] if t[i] != ignore_index else -1
+        mx = -math.inf
+        for j in range(c):
+            mx = max(mx, x[i, j])
+        se = 0.0
+        for j in range(c):
+            se += math.exp(x[i, j] - mx)
+        lse = math.log(se)
+        for j in range(c):
+            r[j] = (x[i, j] - mx) - lse  # as log_softmax's kernel
+        if ti >= 0:
+            total -= r[ti]
+        rm = r[c] if ti >= 0 else r[c] * r[c + 1]
+        for j in range(c):
+            r[c + 3] = math.exp(r[j]) * rm
+            gx[i, j] = (r[c] if j == ti else r[c] * r[c + 1]) - r[c + 3]
+    loss[()] = total / r[c + 2]
+    return -1
+
+
+def _nll_call(x: np.ndarray, t: np.ndarray, g: np.ndarray, out: tuple, weight: tuple, label_smoothing: float,
+              ignore_index: int, op: str, **coef_attrs) -> Callable[[], None] | None:
+    """The one-pass kernel on these arrays, or None where it does not apply (then the decomposition runs)."""
+    loss, gx = out
+    if weight or label_smoothing or x.dtype.kind != "f" or t.ndim != 1 or not x.dtype == gx.dtype == g.dtype \
+            or not (x.flags.c_contiguous and gx.flags.c_contiguous):
+        return None
+    g1 = g.reshape(1)
+
+    def run() -> None:
+        if log_softmax_nll_rows(x, t, g1, ignore_index, loss, gx) >= 0:
+            check_class_targets(t, x.shape[1], ignore_index, op)  # class_coef's own error
+
+    return run
+
+
+@backend.register("log_softmax_nll")
+def log_softmax_nll(x: np.ndarray, t: np.ndarray, g: np.ndarray, out: tuple, **attrs) -> None:
+    call = _nll_call(x, t, g, out, **attrs)
+    if call is None:
+        log_softmax_nll_p.decomposed_kernel(backend.kernel)(x, t, g, out=out, **attrs)
+    else:
+        call()
+
+
+log_softmax_nll.specialize = _nll_call

@@ -75,3 +75,8 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
 @backend.register("linear")
 def linear(x: np.ndarray, w: np.ndarray, *b: np.ndarray, out: np.ndarray) -> None:
     product(x, w.T, out, b[0] if b else None)
+
+
+@backend.register("matmul_tn")
+def matmul_tn(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    product(a.T, b, out)  # the numba GEMM packs its panels from any strides; BLAS takes the transposed view

@@ -167,11 +167,14 @@ def _blocked_scale_shift_cost(ins: tuple[Spec, ...], outs: tuple[Spec, ...], act
 # --- decompositions: unblock, run the NCHW primitive, block again ----------------------------------------------
 def _apply(lookup: Any, name: str, /, *ins: Any, out: Any = None, **attrs: Any) -> Any:
     if out is None:
-        spec = PRIMITIVES[name].abstract_eval(*(Spec(a.shape, a.dtype) for a in ins), **attrs)[0]
+        prim = PRIMITIVES[name]
+        specs = prim.abstract_eval(*(Spec(a.shape, a.dtype) for a in ins), **attrs)
         # ``lookup`` is a backend's bound ``kernel``: temporaries come from that backend, so a device backend
         # running the decomposition keeps them on its device
         owner = getattr(lookup, "__self__", None)
-        out = owner.empty(spec.shape, spec.dtype) if owner is not None else np.empty(spec.shape, spec.dtype)
+        outs = tuple(owner.empty(s.shape, s.dtype) if owner is not None else np.empty(s.shape, s.dtype)
+                     for s in specs)
+        out = outs if prim.multiple_results else outs[0]
     try:
         k = lookup(name)
     except NotImplementedError:  # a fused primitive the backend runs by its own decomposition

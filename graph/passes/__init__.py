@@ -22,7 +22,7 @@ from .conv_prologue import conv_prologue
 from .cse import cse
 from .dce import dce
 from .fold_bn import fold_bn
-from .fuse_backward import fuse_pool_relu_grad
+from .fuse_backward import fold_transpose_matmul, fuse_cross_entropy, fuse_pool_relu_grad
 from .fuse_epilogue import fuse_epilogue, fuse_epilogue_joint
 from .layout import channel_block, layout, layout_mode
 from .lower_1x1 import lower_1x1
@@ -67,9 +67,10 @@ PIPELINES: dict[str, list[str]] = {
     "training": pipeline("remove_identities", "dce", "cse"),
     # joint forward+backward graphs (compile() in train mode, compile_step): the backward is explicit nodes, so
     # epilogue fusion is legal wherever the backward does not read the fused-away intermediate; in the backward,
-    # max-pool gradient x ReLU mask x bias-gradient sum become one pass
+    # max-pool gradient x ReLU mask x bias-gradient sum become one pass, and so do cross-entropy's loss and gradient;
+    # a linear layer's weight gradient reads the transposed output gradient in place
     "training_joint": pipeline("remove_identities", "dce", "cse", "fuse_epilogue_joint", "fuse_pool_relu_grad",
-                               "dce"),
+                               "fuse_cross_entropy", "fold_transpose_matmul", "dce"),
     "none": [],
 }
 
@@ -105,5 +106,6 @@ def run_passes(graph: Graph, passes: str | Sequence[str | Pass] | None = None, *
 
 __all__ = ["PassResult", "PASSES", "PIPELINES", "GraphPass", "graph_pass", "check_pipeline", "pipeline", "run_passes",
            "resolve", "constant_fold", "cse", "dce", "fold_bn", "fuse_epilogue", "lower_1x1", "remove_dropout",
-           "remove_identities", "fuse_epilogue_joint", "fuse_pool_relu_grad", "layout", "conv_prologue",
-           "channel_block", "layout_mode"]
+           "remove_identities", "fuse_epilogue_joint", "fuse_pool_relu_grad", "fuse_cross_entropy",
+           "fold_transpose_matmul", "layout",
+           "conv_prologue", "channel_block", "layout_mode"]

@@ -1,7 +1,9 @@
-"""The backward fusion pass fuse_pool_relu_grad (graph/passes/fuse_backward.py) on compile_step's joint graph:
+"""The backward fusion passes (graph/passes/fuse_backward.py: fuse_pool_relu_grad, fuse_cross_entropy,
+fold_transpose_matmul) on compile_step's joint graph. fuse_pool_relu_grad:
 the pattern is gone and the fused node is there (with the bias gradient only where the conv has a bias), pools
-after a ReLU-less path are left alone, and training steps equal the unfused pipeline's bit for bit on the numpy
-reference (numba: tests/backend/test_numba_fused_grad.py)."""
+after a ReLU-less path are left alone; cross-entropy's loss and gradient become one node (not nll_loss of a
+log_softmax); the linear weight gradient reads g^T in place; and training steps with all three equal the unfused
+pipeline's bit for bit on the numpy reference (numba: tests/backend/test_numba_fused_grad.py)."""
 
 from __future__ import annotations
 
@@ -75,3 +77,29 @@ def check_steps_equal_unfused(backend: str, dtype, rtol: float) -> None:
 
 def test_fused_backward_steps_equal_the_unfused_pipeline_bit_for_bit_on_numpy():
     check_steps_equal_unfused("numpy", np.float64, 0.0)
+
+
+def test_cross_entropy_forward_and_backward_fuse_into_one_node():
+    step, _, _ = _train(None, "numpy", np.float64, steps=1)
+    (fused,) = step.graph.find("log_softmax_nll")
+    ops = step.graph.op_counts()
+    assert "log_softmax" not in ops and "exp" not in ops and "broadcast_to" not in ops
+    assert step.graph.is_output(fused.outputs[0])  # the loss step() returns
+
+
+def test_nll_loss_of_a_log_softmax_is_not_fused():
+    # the pattern asks for class_coef made by cross_entropy: nll_loss(log_softmax(...)) keeps its nodes
+    engine.manual_seed(0)
+    m = Net().double()
+    m.train()
+    opt = optim.SGD(m.parameters(), lr=0.1)
+    x, y = Tensor(X), Tensor(Y)
+    step = graph.compile_step(m, lambda out, t: F.nll_loss(F.log_softmax(out, 1), t), opt, x, y, backend="numpy")
+    assert not step.graph.find("log_softmax_nll") and step.graph.find("log_softmax")
+
+
+def test_the_linear_weight_gradient_reads_the_transposed_gradient_in_place():
+    step, _, _ = _train(None, "numpy", np.float64, steps=1)
+    (tn,) = step.graph.find("matmul_tn")  # fc's g^T @ x
+    assert "transpose" not in step.graph.op_counts()
+    assert tn.outputs[0].shape == (3, 24)
