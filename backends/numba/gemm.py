@@ -273,10 +273,13 @@ def _gemm(kern, a4, pa, b4, pb, c4, pc, m, n, k, mc, nc, accumulate, flags, bias
     b_direct = pb >= n and b4.strides[3] == b4.itemsize
     i_unit = a4.strides[2] == a4.itemsize and a4.shape[2] > 1
     b_kunit = not b_direct and pb >= n and b4.strides[2] == b4.itemsize and b4.shape[2] > 1
+    # B already in the tile's panels (pb == nr, rows of nr contiguous): read in place, no pack (a pre-packed
+    # weight such as Winograd's U, or an activation whose planes are exactly nr wide)
+    b_panel = not b_direct and pb == nr and b4.strides[3] == b4.itemsize and b4.strides[2] == nr * b4.itemsize
     c_unit = c4.strides[3] == c4.itemsize or c4.shape[3] == 1
     isz = c4.itemsize
     as1, as2 = a4.strides[2] // isz, a4.strides[3] // isz
-    bs1 = b4.strides[2] // isz
+    bs0, bs1 = b4.strides[1] // isz, b4.strides[2] // isz
     cs0, cs1 = c4.strides[1] // isz, c4.strides[2] // isz
     epilogue = flags != 0 or act != NO_ACT
     nbm, nbn = (m + mc - 1) // mc, (n + nc - 1) // nc
@@ -293,7 +296,7 @@ def _gemm(kern, a4, pa, b4, pb, c4, pc, m, n, k, mc, nc, accumulate, flags, bias
         ab_base, bb_base, t_base = ab.ctypes.data, bb.ctypes.data, tile.ctypes.data
         for k0 in range(0, k, KC):
             kc = min(KC, k - k0)
-            if not b_direct:
+            if not b_direct and not b_panel:
                 if b_kunit:
                     _pack_b_kunit(b3, j0, ncb, k0, kc, bb, nr)
                 else:
@@ -306,7 +309,9 @@ def _gemm(kern, a4, pa, b4, pb, c4, pc, m, n, k, mc, nc, accumulate, flags, bias
                 n_img, p = j // pc, j % pc
                 cols = min(nr, ncb - jp)
                 c_direct = cols == nr and p + nr <= pc and c_unit
-                if not b_direct:
+                if b_panel:  # panel j // nr of b3, rows from k0 (an edge panel reads past n: those columns are dropped)
+                    b_addr, bks = b_base + ((j // nr) * bs0 + k0 * nr) * isz, nr
+                elif not b_direct:
                     b_addr, bks = bb_base + ((jp // nr) * kc * nr) * isz, nr
                 elif cols == nr:
                     b_addr, bks = b_base + (k0 * bs1 + j) * isz, bs1
@@ -352,6 +357,12 @@ def tile_kernel(m: int, n: int) -> int:
     return 0 if round_up(m, MR0) * round_up(n, NR0) <= round_up(m, MR1) * round_up(n, NR1) else 1
 
 
+def tile_nr(kern: int) -> int:
+    """The column count NR of register tile ``kern`` (the panel width of a B that :func:`batched_gemm` reads in
+    place)."""
+    return NR0 if kern == 0 else NR1
+
+
 def _blocks(m: int, n: int, batch: int, mr: int, nr: int) -> tuple[int, int]:
     """Block sizes: MC x NC, halved (in whole panels) while that leaves a thread without an output block."""
     threads = numba.get_num_threads()
@@ -371,7 +382,7 @@ _DUMMY3 = np.zeros((1, 1, 1), np.float32)
 def batched_gemm(a4: np.ndarray, pa: int, b4: np.ndarray, pb: int, c4: np.ndarray, pc: int, m: int, n: int, k: int,
                  accumulate: bool = False, flags: int = 0, bias: np.ndarray | None = None,
                  scale: np.ndarray | None = None, res: np.ndarray | None = None, act: int = NO_ACT,
-                 alpha: float = 0.0) -> None:
+                 alpha: float = 0.0, kern: int | None = None) -> None:
     """C[g] (m x n) = A[g] (m x k) @ B[g] (k x n) (+ C[g] if ``accumulate``) for each g of c4's leading axis,
     then the epilogue ``act(C * scale[i] + bias[i] + res)`` (flags as in conv.epilogue; res laid out like c4[g],
     for a batch of one), float32, where ``A[i, k] = a4[g, k // pa, i, k % pa]``, ``B[k, j] = b4[g, j // pb, k,
@@ -382,7 +393,7 @@ def batched_gemm(a4: np.ndarray, pa: int, b4: np.ndarray, pb: int, c4: np.ndarra
         if not accumulate:
             c4[...] = 0
         return
-    kern = tile_kernel(m, n)
+    kern = tile_kernel(m, n) if kern is None else kern
     mc, nc = _blocks(m, n, c4.shape[0], *((MR0, NR0) if kern == 0 else (MR1, NR1)))
     abuf, bbuf, tiles = _buffers()
     _gemm(kern, a4, int(pa), b4, int(pb), c4, int(pc), int(m), int(n), int(k), mc, nc,

@@ -50,6 +50,24 @@ def test_strided_and_transposed_operands(rng, tile, m, k, n):
     assert not big[:2].any() and not big[:, 0].any() and not big[2 + m:].any()  # nothing written outside
 
 
+@pytest.mark.parametrize("kern", [0, 1])
+def test_b_in_tile_panels_read_in_place(rng, kern):
+    """B[k, j] = b4[g, j // nr, k, j % nr] with nr the tile's width (a pre-packed weight): read in place, the
+    last panel partly past n."""
+    nr = G.tile_nr(kern)
+    m, k, n = 30, 70, 2 * nr + 5
+    b = rng.standard_normal((2, k, n)).astype(np.float32)
+    panels = np.zeros((2, 3, k, nr), np.float32)
+    for p in range(3):
+        cols = b[:, :, p * nr:(p + 1) * nr]
+        panels[:, p, :, :cols.shape[2]] = cols
+    panels[:, 2, :, 5:] = np.nan  # columns past n: read, never written out
+    a = rng.standard_normal((2, m, k)).astype(np.float32)
+    out = np.empty((2, m, n), np.float32)
+    G.batched_gemm(a[:, None], k, panels, nr, out[:, None], n, m, n, k, kern=kern)
+    _close(out, np.matmul(a.astype(np.float64), b), k)
+
+
 def test_batched_with_shared_operand(rng, tile):
     u = rng.standard_normal((1, 40, 24)).astype(np.float32)  # shared by every batch entry
     v = rng.standard_normal((9, 24, 70)).astype(np.float32)

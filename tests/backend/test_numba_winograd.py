@@ -9,6 +9,7 @@ import pytest
 
 from backends.numba.conv.epilogue import Epilogue
 from backends.numba.conv.winograd import (
+    u_panels,
     winograd_applicable,
     winograd_forward,
     winograd_input_grad,
@@ -134,6 +135,33 @@ def test_precomputed_weights(rng, m, layout):
     gx = np.empty(x.shape)
     winograd_forward(gy, None, gx, Epilogue(np.float64), 1, u=winograd_weights(w, m, flip=True), m=m)
     np.testing.assert_allclose(gx, gref, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("m", [2, 4])
+@pytest.mark.parametrize("o", [5, 40])  # a partial panel (zero padding columns); more than one panel
+def test_precomputed_weights_in_panels(rng, m, o):
+    """float32 channels-last forward and input gradient with U^T already in the GEMM's column panels."""
+    attrs = _attrs(1)
+    x, w = rng.standard_normal((3, 6, 6, 5)).astype(np.float32), rng.standard_normal((o, 6, 3, 3)).astype(np.float32)
+    ref = _ref_conv(x, w, attrs)
+    nr = u_panels(ref.shape, m, np.float32)
+    assert nr > 0
+    u = winograd_weights(w, m, nr=nr)
+    assert u.shape[1:] == (-(-o // nr), 6, nr)
+    out = np.full(ref.shape, 7, np.float32)
+    winograd_forward(x, None, out, Epilogue(np.float32), 1, u=u, m=m)
+    np.testing.assert_allclose(out, ref, **_tol(np.float32, ref))
+    gy = rng.standard_normal(ref.shape).astype(np.float32)
+    (gref,) = run_kernel("numpy", "conv2d_input_grad", [gy, w], input_shape=x.shape, **attrs)
+    gx = np.full(x.shape, 7, np.float32)
+    nr = u_panels(gx.shape, m, np.float32)
+    winograd_forward(gy, None, gx, Epilogue(np.float32), 1, u=winograd_weights(w, m, flip=True, nr=nr), m=m)
+    np.testing.assert_allclose(gx, gref, **_tol(np.float32, gref))
+
+
+def test_no_panels_for_wide_planes_or_float64():
+    assert u_panels((2, 8, 32, 32), 4, np.float32) == 0  # plane-wise layout: U is the GEMM's A
+    assert u_panels((2, 8, 4, 4), 2, np.float64) == 0  # numpy's BLAS takes the plain U
 
 
 @pytest.mark.parametrize("split", [True, False])

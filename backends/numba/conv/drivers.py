@@ -28,7 +28,7 @@ from .epilogue import NO_ACT, Epilogue, epilogue_keeps_references, unpack_epilog
 from .geometry import conv_attrs, geom, is_pointwise, table_geom
 from .im2col import col2im, im2col_matrix, pack_gy
 from .select import choose, gemm_pixel_major
-from .winograd import winograd_forward, winograd_input_grad, winograd_weight_grad, winograd_weights
+from .winograd import u_panels, winograd_forward, winograd_input_grad, winograd_weight_grad, winograd_weights
 from .workspace import current_workspace, derived, scratch
 
 
@@ -83,7 +83,9 @@ def run_forward(algo: str, x: np.ndarray, w: np.ndarray, out: np.ndarray, ep: Ep
         ep.apply_inplace(out.reshape(n, o, oh * ow))
     elif algo.startswith("winograd"):  # winograd-f2 / winograd-f4: the output tile size
         m = int(algo[-1])
-        winograd_forward(x, w, out, ep, padding, u=derived(w, algo, lambda w: winograd_weights(w, m)), m=m)
+        nr = u_panels(out.shape, m, out.dtype)
+        winograd_forward(x, w, out, ep, padding, u=derived(w, f"{algo}/{nr}", lambda w: winograd_weights(w, m, nr=nr)),
+                         m=m)
     else:  # im2col[-pixel|-channel] and gemm_1x1 (whose "cols" is the channels-first pack of x)
         cols = im2col_matrix(x, w.shape[2:], oh, ow, stride, padding, dilation)
         ck, npix = cols.shape
