@@ -44,6 +44,14 @@ MC = 480  # rows per output block (a multiple of both MRs); the packed A block i
 NC = 384  # columns per output block (a multiple of both NRs); the packed B block is KC x NC
 
 
+def vector_intrinsic(builder: ir.IRBuilder, name: str, nargs: int) -> ir.Function:
+    """The LLVM intrinsic ``llvm.<name>.v<VL>f32`` (fma, maxnum, minnum, ...) on ``nargs`` VL-float vectors,
+    declared once per module: what every register tile and vector transform here calls."""
+    vty = ir.VectorType(ir.FloatType(), VL)
+    mod, full = builder.module, f"llvm.{name}.v{VL}f32"
+    return mod.globals.get(full) or ir.Function(mod, ir.FunctionType(vty, [vty] * nargs), name=full)
+
+
 def make_tile(mr: int, nv: int, tables: bool = False, b_table: bool = False):
     """The mr x (nv*VL) register tile as a numba intrinsic. ``tables``: A is addressed through offset tables
     (the implicit GEMM of :mod:`.conv.tables`) instead of strides. ``b_table``: row kk of B starts at
@@ -73,9 +81,8 @@ def make_tile(mr: int, nv: int, tables: bool = False, b_table: bool = False):
                 btp = builder.inttoptr(bks, ir.PointerType(i64))
             vty = ir.VectorType(f32, VL)
             vptr = ir.PointerType(vty)
-            name = f"llvm.fma.v{VL}f32"
             mod = builder.module
-            fma = mod.globals.get(name) or ir.Function(mod, ir.FunctionType(vty, [vty, vty, vty]), name=name)
+            fma = vector_intrinsic(builder, "fma", 3)
             zero = ir.Constant(vty, [0.0] * VL)
             splat = ir.Constant(ir.VectorType(i32, VL), [0] * VL)
             pre = builder.block

@@ -18,7 +18,7 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
-from ..gemm import AVX512, VL
+from ..gemm import AVX512, VL, vector_intrinsic
 from .tile import make_blocked_tile
 
 
@@ -42,13 +42,8 @@ def make_row_tile(mr: int, kw: int, sw: int):
             f32, i64, i32 = ir.FloatType(), ir.IntType(64), ir.IntType(32)
             vty = ir.VectorType(f32, VL)
             vptr = ir.PointerType(vty)
-            mod = builder.module
 
-            def intr(name: str, n: int):
-                full = f"llvm.{name}.v{VL}f32"
-                return mod.globals.get(full) or ir.Function(mod, ir.FunctionType(vty, [vty] * n), name=full)
-
-            fma, vmax, vmin = intr("fma", 3), intr("maxnum", 2), intr("minnum", 2)
+            fma, vmax, vmin = (vector_intrinsic(builder, nm, k) for nm, k in (("fma", 3), ("maxnum", 2), ("minnum", 2)))
 
             def vec(addr, k):  # the k-th vector at byte address addr
                 return builder.inttoptr(builder.add(addr, ir.Constant(i64, k * VL * 4)), vptr)

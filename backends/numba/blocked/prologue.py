@@ -28,7 +28,7 @@ from engine.ops.fused import split_inputs
 
 from .._layout import in_order, serial_twin
 from ..conv.workspace import current_workspace
-from ..gemm import VL
+from ..gemm import VL, vector_intrinsic
 from ..table import backend
 from .conv import GROUP, KC, MR, NV, SERIAL_MACS, _bias_filler, _call, _packed, pack_dense
 
@@ -54,13 +54,8 @@ def _make_scale_shift(pool: int):
             f32, i64, i32 = ir.FloatType(), ir.IntType(64), ir.IntType(32)
             vty = ir.VectorType(f32, VL)
             vptr = ir.PointerType(vty)
-            mod = builder.module
 
-            def intr(name: str, n: int):
-                full = f"llvm.{name}.v{VL}f32"
-                return mod.globals.get(full) or ir.Function(mod, ir.FunctionType(vty, [vty] * n), name=full)
-
-            fma, vmax, vmin = intr("fma", 3), intr("maxnum", 2), intr("minnum", 2)
+            fma, vmax, vmin = (vector_intrinsic(builder, nm, k) for nm, k in (("fma", 3), ("maxnum", 2), ("minnum", 2)))
 
             def bcast(x):
                 sv = builder.insert_element(ir.Constant(vty, ir.Undefined), x, ir.Constant(i32, 0))

@@ -21,7 +21,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-from ..gemm import VL
+from ..gemm import VL, vector_intrinsic
 
 
 def make_blocked_tile(mr: int, nv: int, depthwise: bool = False):
@@ -44,11 +44,7 @@ def make_blocked_tile(mr: int, nv: int, depthwise: bool = False):
             vptr = ir.PointerType(vty)
             mod = builder.module
 
-            def intr(name: str, n: int):
-                full = f"llvm.{name}.v{VL}f32"
-                return mod.globals.get(full) or ir.Function(mod, ir.FunctionType(vty, [vty] * n), name=full)
-
-            fma, vmax, vmin = intr("fma", 3), intr("maxnum", 2), intr("minnum", 2)
+            fma, vmax, vmin = (vector_intrinsic(builder, nm, k) for nm, k in (("fma", 3), ("maxnum", 2), ("minnum", 2)))
             ap, bp, cp, rp, biasp = (builder.inttoptr(v, fptr) for v in (a, b, c, res, bias))
             rt, kt = (builder.inttoptr(v, ir.PointerType(i64)) for v in (rows, taps))
             rowp = [builder.gep(ap, [builder.load(builder.gep(rt, [ir.Constant(i64, r)]))]) for r in range(mr)]

@@ -15,7 +15,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-from ..gemm import VL
+from ..gemm import VL, vector_intrinsic
 
 BT2 = ((1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1))
 AT2 = ((1, 1, 1, 0), (0, 1, -1, -1))
@@ -71,8 +71,7 @@ class _Vec:
         return [[self.combine(cf, r) for cf in left] for r in rows]
 
     def intr(self, name: str):
-        mod, full = self.b.module, f"llvm.{name}.v{VL}f32"
-        return mod.globals.get(full) or ir.Function(mod, ir.FunctionType(self.vty, [self.vty, self.vty]), name=full)
+        return vector_intrinsic(self.b, name, 2)
 
 
 def make_transforms(bt: tuple, at: tuple):
