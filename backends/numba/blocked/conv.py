@@ -42,12 +42,45 @@ _tile1 = make_blocked_tile(MR, 1)
 _ACT_CLAMP = {"none": (-np.inf, np.inf), "relu": (0.0, np.inf)}
 
 
+def clamp_bounds(activation: str, act_attrs: tuple) -> tuple[float, float]:
+    """[lo, hi] of a ReLU / clamp / no activation (the others: (-inf, inf), applied by a separate step)."""
+    if activation == "clamp":
+        a = dict(act_attrs)
+        return (-np.inf if a.get("min") is None else a["min"]), (np.inf if a.get("max") is None else a["max"])
+    return _ACT_CLAMP.get(activation, (-np.inf, np.inf))
+
+
 @njit(cache=True, inline="always")
 def _call(nv, kc, a, rows, taps, b, bks, c, ldv, res, bias, first, last, has_res, lo, hi):
     if nv == 2:
         _tile2(kc, a, rows, taps, b, bks, c, ldv, res, bias, first, last, has_res, lo, hi)
     else:
         _tile1(kc, a, rows, taps, b, bks, c, ldv, res, bias, first, last, has_res, lo, hi)
+
+
+@njit(cache=True, inline="always")
+def _pixel_tile(nv, kc, a, rows, taps, b, bks, out, res, n, ob0, p, c_base, res_base, ldv, bias, first, last,
+                has_res, lo, hi, sc, sr):
+    """The tile of MR output pixels from pixel ``p`` of output blocks ob0.. (``_call``'s operands): straight into
+    ``out`` at ``c_base``; the last, partial tile on the scratch ``sc`` (its sums stay there across K blocks;
+    residual copied into ``sr``), copied out after the last K block."""
+    npix = out.shape[2]
+    if p + MR <= npix:
+        _call(nv, kc, a, rows, taps, b, bks, c_base + p * VL * 4, ldv, res_base + p * VL * 4, bias, first, last,
+              has_res, lo, hi)
+        return
+    valid = npix - p
+    if last and has_res:
+        for v in range(nv):
+            for r in range(valid):
+                for q in range(VL):
+                    sr[(v * MR + r) * VL + q] = res[n, ob0 + v, p + r, q]
+    _call(nv, kc, a, rows, taps, b, bks, sc.ctypes.data, MR * VL, sr.ctypes.data, bias, first, last, has_res, lo, hi)
+    if last:
+        for v in range(nv):
+            for r in range(valid):
+                for q in range(VL):
+                    out[n, ob0 + v, p + r, q] = sc[(v * MR + r) * VL + q]
 
 
 @njit(parallel=True, cache=True)
@@ -78,7 +111,6 @@ def _conv_dense(xp, rows, taps, wpk, bias, res, out, has_res, lo, hi, sbuf, grou
         bias_addr = bias[2 * g * VL:].ctypes.data
         s = sbuf[numba.get_thread_id()]
         sc, sr = s[:NV * MR * VL], s[NV * MR * VL:]
-        sc_addr, sr_addr = sc.ctypes.data, sr.ctypes.data
         rt0, rt1 = ch * group, min(nrt, (ch + 1) * group)
         nkb = (k + kc_max - 1) // kc_max
         kstep = (k + nkb - 1) // nkb  # equal K blocks: no short last block
@@ -87,24 +119,8 @@ def _conv_dense(xp, rows, taps, wpk, bias, res, out, has_res, lo, hi, sbuf, grou
             first, last = k0 == 0, k0 + kc >= k
             for rt in range(rt0, rt1):
                 p0 = rt * MR
-                if p0 + MR <= npix:
-                    _call(nv, kc, x_addr, r_addr + p0 * 8, t_addr + k0 * 8, b_base + k0 * bks * 4, bks,
-                          c_base + p0 * VL * 4, ldv, res_base + p0 * VL * 4, bias_addr, first, last, has_res,
-                          lo32, hi32)
-                else:  # the partial tile runs on scratch (its sums stay there across K blocks), copied out at the end
-                    valid = npix - p0
-                    if last and has_res:
-                        for v in range(nv):
-                            for r in range(valid):
-                                for q in range(VL):
-                                    sr[(v * MR + r) * VL + q] = res[n, 2 * g + v, p0 + r, q]
-                    _call(nv, kc, x_addr, r_addr + p0 * 8, t_addr + k0 * 8, b_base + k0 * bks * 4, bks, sc_addr,
-                          MR * VL, sr_addr, bias_addr, first, last, has_res, lo32, hi32)
-                    if last:
-                        for v in range(nv):
-                            for r in range(valid):
-                                for q in range(VL):
-                                    out[n, 2 * g + v, p0 + r, q] = sc[(v * MR + r) * VL + q]
+                _pixel_tile(nv, kc, x_addr, r_addr + p0 * 8, t_addr + k0 * 8, b_base + k0 * bks * 4, bks, out, res,
+                            n, 2 * g, p0, c_base, res_base, ldv, bias_addr, first, last, has_res, lo32, hi32, sc, sr)
 
 
 @njit(parallel=True, cache=True)
@@ -239,11 +255,7 @@ def _conv_call(ins: tuple, out: np.ndarray, stride, padding, dilation, groups: i
     sh, sw, pt, pl, dh, dw = geom(stride, padding, dilation)
     pb, pr = padding[0][1], padding[1][1]
     n, ob, oh, ow, _ = out.shape
-    lo, hi = _ACT_CLAMP.get(activation, (-np.inf, np.inf))
-    if activation == "clamp":
-        a = dict(act_attrs)
-        lo = -np.inf if a.get("min") is None else a["min"]
-        hi = np.inf if a.get("max") is None else a["max"]
+    lo, hi = clamp_bounds(activation, act_attrs)
     kh, kw = w.shape[2:]
     ws = current_workspace()
     steps: list[Callable[[], None]] = []

@@ -30,7 +30,7 @@ from .._layout import in_order, serial_twin
 from ..conv.workspace import current_workspace
 from ..gemm import VL, vector_intrinsic
 from ..table import backend
-from .conv import GROUP, KC, MR, NV, SERIAL_MACS, _bias_filler, _call, _packed, pack_dense
+from .conv import GROUP, KC, MR, NV, SERIAL_MACS, _bias_filler, _packed, _pixel_tile, clamp_bounds, pack_dense
 
 # the per-thread scratch of transformed input: its pixel tiles shrink until (input blocks x pixels x VL) fits here,
 # a quarter of Zen 4's 1 MiB L2 (the weight panel of a K block takes another 64 KiB)
@@ -161,7 +161,6 @@ def _conv_prologue(x, scale, shift, plo, phi, rows, taps, wpk, bias, res, out, h
         x_addr = xs.ctypes.data
         s = sbuf[tid]
         sc, sr = s[:NV * MR * VL], s[NV * MR * VL:]
-        sc_addr, sr_addr = sc.ctypes.data, sr.ctypes.data
         for g in range(gs * gper, min(ng, (gs + 1) * gper)):
             nv = 2 if 2 * g + 1 < ob else 1
             c_base = out[n, 2 * g].ctypes.data
@@ -172,39 +171,12 @@ def _conv_prologue(x, scale, shift, plo, phi, rows, taps, wpk, bias, res, out, h
                 kc = min(kstep, k - k0)
                 first, last = k0 == 0, k0 + kc >= k
                 for rt in range(rt0, rt1):
-                    p = rt * MR
-                    r_tile = r_addr + (rt - rt0) * MR * 8
-                    if p + MR <= npix:
-                        _call(nv, kc, x_addr, r_tile, t_addr + k0 * 8, b_base + k0 * bks * 4, bks,
-                              c_base + p * VL * 4, ldv, res_base + p * VL * 4, bias_addr, first, last, has_res,
-                              lo32, hi32)
-                    else:
-                        valid = npix - p
-                        if last and has_res:
-                            for v in range(nv):
-                                for r in range(valid):
-                                    for q in range(VL):
-                                        sr[(v * MR + r) * VL + q] = res[n, 2 * g + v, p + r, q]
-                        _call(nv, kc, x_addr, r_tile, t_addr + k0 * 8, b_base + k0 * bks * 4, bks, sc_addr,
-                              MR * VL, sr_addr, bias_addr, first, last, has_res, lo32, hi32)
-                        if last:
-                            for v in range(nv):
-                                for r in range(valid):
-                                    for q in range(VL):
-                                        out[n, 2 * g + v, p + r, q] = sc[(v * MR + r) * VL + q]
+                    _pixel_tile(nv, kc, x_addr, r_addr + (rt - rt0) * MR * 8, t_addr + k0 * 8, b_base + k0 * bks * 4,
+                                bks, out, res, n, 2 * g, rt * MR, c_base, res_base, ldv, bias_addr, first, last,
+                                has_res, lo32, hi32, sc, sr)
 
 
 _conv_prologue_serial = serial_twin(_conv_prologue)
-
-
-def _clamp_bounds(activation: str, act_attrs: tuple) -> tuple[float, float]:
-    """[lo, hi] of a ReLU / clamp / no activation (the others: (-inf, inf), applied by a separate step)."""
-    if activation == "relu":
-        return 0.0, np.inf
-    if activation == "clamp":
-        a = dict(act_attrs)
-        return (-np.inf if a.get("min") is None else a["min"]), (np.inf if a.get("max") is None else a["max"])
-    return -np.inf, np.inf
 
 
 def _split(n: int, ntiles: int, ng: int, ncb: int) -> tuple[int, int]:
@@ -251,8 +223,8 @@ def _prologue_call(ins: tuple, out: np.ndarray, prologue: str, prologue_attrs: t
     ws = current_workspace()
     sbuf = ws.per_thread("blocked_tile", 2 * NV * MR * VL)
     xbuf = ws.per_thread("blocked_prologue", ncb * ps * VL)
-    lo, hi = _clamp_bounds(activation, act_attrs)
-    plo, phi = _clamp_bounds(prologue, prologue_attrs)
+    lo, hi = clamp_bounds(activation, act_attrs)
+    plo, phi = clamp_bounds(prologue, prologue_attrs)
     kernel = _conv_prologue if n * oh * ow * ob * VL * taps.size >= SERIAL_MACS else _conv_prologue_serial
     steps.append(functools.partial(kernel, x.reshape(n, -1), scale.reshape(-1), shift.reshape(-1), plo, phi, rows,
                                    taps, wpk, bias, res4, out4, r is not None, lo, hi, sbuf, xbuf, group, gsplit, KC,
