@@ -7,8 +7,11 @@ import numpy as np
 from numba import njit, prange
 
 
-# --- 1-D transforms over rows of tiles (inlined): one flat loop per output row, each a plain vectorizable loop
-@njit(cache=True, inline="always")
+# --- 1-D transforms over rows of tiles: one flat loop per output row, each a plain vectorizable loop. None of the
+# Winograd helpers is inlined at numba's IR level (inline="always"): each one is a call over a row of hundreds of
+# values, so the call costs nothing, while IR inlining re-types every helper inside every kernel and multiplies
+# the cold JIT time (LLVM still inlines what pays)
+@njit(cache=True)
 def bt2_rows(o0, o1, o2, o3, d0, d1, d2, d3, nt):
     """B^T d for d = (d0..d3)[t], t < nt; B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]."""
     for t in range(nt):
@@ -21,7 +24,7 @@ def bt2_rows(o0, o1, o2, o3, d0, d1, d2, d3, nt):
         o3[t] = d1[t] - d3[t]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def bt4_rows(o0, o1, o2, o3, o4, o5, d0, d1, d2, d3, d4, d5, nt):
     """B^T d, B^T = [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0], [0, -2, -1, 2, 1, 0],
     [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]]."""
@@ -39,7 +42,7 @@ def bt4_rows(o0, o1, o2, o3, o4, o5, d0, d1, d2, d3, d4, d5, nt):
         o5[t] = 4 * d1[t] - 5 * d3[t] + d5[t]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _at2_rows(o0, o1, d0, d1, d2, d3, nt):
     """A^T d, A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]."""
     for t in range(nt):
@@ -48,7 +51,7 @@ def _at2_rows(o0, o1, d0, d1, d2, d3, nt):
         o1[t] = d1[t] - d2[t] - d3[t]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _at4_rows(o0, o1, o2, o3, d0, d1, d2, d3, d4, d5, nt):
     """A^T d, A^T = [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]]."""
     for t in range(nt):
@@ -61,7 +64,7 @@ def _at4_rows(o0, o1, o2, o3, d0, d1, d2, d3, d4, d5, nt):
         o3[t] = (d1[t] - d2[t]) + 8 * (d3[t] - d4[t]) + d5[t]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def a2_rows(o0, o1, o2, o3, g0, g1, nt):
     """A g for g = (g0, g1)[t] (the transpose of :func:`_at2_rows`): A = [[1, 0], [1, 1], [1, -1], [0, -1]]."""
     for t in range(nt):
@@ -74,7 +77,7 @@ def a2_rows(o0, o1, o2, o3, g0, g1, nt):
         o3[t] = -g1[t]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def a4_rows(o0, o1, o2, o3, o4, o5, g0, g1, g2, g3, nt):
     """A g, A = [[1, 0, 0, 0], [1, 1, 1, 1], [1, -1, 1, -1], [1, 2, 4, 8], [1, -2, 4, -8], [0, 0, 0, 1]]."""
     for t in range(nt):
@@ -91,7 +94,7 @@ def a4_rows(o0, o1, o2, o3, o4, o5, g0, g1, g2, g3, nt):
         o5[t] = g3[t]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def output_tiles(mm, t0, nt, m):
     """yp[r, k, t] = (A^T M_t A)[r, k] for the nt tiles t of mm[:, t0:t0 + nt] (M laid out (a*a, tiles)): the
     vertical pass A^T M, then the horizontal one. Shared by the plane-wise and the channels-last output passes."""

@@ -15,7 +15,7 @@ from .math import bt2_rows, bt4_rows, output_tiles
 # tile of row ty + 1 are both one step on, so every transform pass below is one flat loop over a whole plane of
 # tiles; without it the horizontal passes ran per tile row, tw = 2..28 elements, mostly in scalar remainder code
 # (F(4x4): 2x slower). The GEMMs pay 1/tw more work.
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _input_plane(x, v, m, n, c, n0, nimg, pt, pl, th, tw):
     """v[k, c*T + (n - n0)*th*tp + ty*tp + tx] = (B^T d B)[k // a, k % a] for the a x a tiles d of plane x[n, c]
     at rows m*ty - pt.., columns m*tx - pl.. (zero outside); tp = tw + 1, T = nimg*th*tp. Inlined into one
@@ -78,7 +78,7 @@ def input_transform4(x, v, n0, nimg, pt, pl, th, tw):
         _input_plane(x, v, 4, n0 + q // nc, q % nc, n0, nimg, pt, pl, th, tw)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _output_plane(mm, out, m, n, o, n0, nimg, th, tw, flags, bias, scale, res, act, alpha):
     """out[n, o, m*ty + i, m*tx + j] = epilogue((A^T M A)[i, j]) for the tiles of mm[k, o*T + tile] of image n
     (layout as in :func:`_input_plane`); valid pixels only."""

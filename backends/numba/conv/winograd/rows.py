@@ -67,7 +67,7 @@ def pack_phases(x, xs, n0, pt, pl, rb):
                             d[cc] = tmp[cc, j]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _rows_in(xs, v, m, i, ty, th, tw):
     """v[k, ((i*th + ty)*tw + tx)*C + c] = (B^T d B)[k // a, k % a] for the a x a windows d of channel c at
     rows m*ty.., columns m*tx.. of the phase-split chunk xs (:func:`pack_phases`): one tile row, in blocks of
@@ -98,7 +98,7 @@ def _rows_in(xs, v, m, i, ty, th, tw):
                           v[30 + j, t0:t1], hs[0, j], hs[1, j], hs[2, j], hs[3, j], hs[4, j], hs[5, j], nt)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _rows_grad(gs, gm, m, i, ty, th, tw):
     """gm[k, ((i*th + ty)*tw + tx)*O + o] = (A g A^T)[k // a, k % a] for the m x m tiles g of channel o at rows
     m*ty.., columns m*tx.. of the phase-split gradient chunk gs: the gradient of the forward's M."""
@@ -190,7 +190,7 @@ def weight_grad_transform(du, out, g, ob):
 # adds up to 1/tw to the GEMMs. There the forward packs each batch chunk like the weight gradient does
 # (:func:`pack_phases`), transforms it with :func:`_rows_in` into V[a*a, T, C] (no junk tiles), runs
 # M[k] (T, O) = V[k] @ U[k]^T and transforms M back with :func:`_rows_out`, fused with the epilogue.
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _rows_out(mm, out, m, n0, i, ty, th, tw, flags, bias, scale, res, act, alpha):
     """out[n0 + i, o, m*ty + r, m*tx + s] = epilogue((A^T M A)[r, s]) for the tiles of tile row ty of image i,
     M[k, ((i*th + ty)*tw + tx)*O + o] (channels-last); valid pixels only."""
