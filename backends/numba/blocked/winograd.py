@@ -14,7 +14,8 @@ item runs the a*a GEMMs into the thread's M buffer (a*a, NV, S, VL), then the ou
 each item first transforms its own strip's input into the thread's V buffer (a*a, CB, S, VL) and runs every
 output group: one pass over the layer, V and M in L2. Where U is larger (the deep layers), V is transformed once
 for all tiles in a first parallel loop, and items take chunks of output groups whose U panels fit in L2, over long
-strips (U's reuse). F(2x2) is the default (see :mod:`.select`); F(4x4) runs where forced.
+strips (U's reuse). F(4x4) runs on layers of many tiles, F(2x2) on the others (:mod:`.select`); F(4x4)'s
+transforms use the points 0, +-1, 1/2, -2 (:mod:`.transforms`, :mod:`.toom`).
 """
 
 from __future__ import annotations
@@ -29,16 +30,17 @@ from numba import njit, prange
 from engine.ops.blocked import blocks
 
 from .._layout import serial_twin
-from ..conv.winograd.math import G2, G4
+from ..conv.winograd.math import G2
 from ..conv.workspace import current_workspace
 from ..gemm import VL
 from .conv import MR, NV, _call, _valid_lanes
-from .transforms import input_tile2, input_tile4, output_tile2, output_tile4
+from .transforms import G4, input_tile2, input_tile4, output_tile2, output_tile4
 
 
 def pack_winograd(w: np.ndarray, m: int = 2) -> np.ndarray:
     """w (O, C, 3, 3) -> (a*a, G, C, NV*VL): per position xi = a*i + j the panels :func:`.conv.pack_dense` makes of
-    the 1x1 kernel U[:, :, i, j], U = G w G^T (computed in float64) for F(m x m, 3x3), a = m + 2."""
+    the 1x1 kernel U[:, :, i, j], U = G w G^T (computed in float64) for F(m x m, 3x3), a = m + 2 (F(4x4): the G of
+    :mod:`.transforms`' points)."""
     g = G2 if m == 2 else G4
     a, (o, c) = m + 2, w.shape[:2]
     taps = np.ascontiguousarray(w.transpose(2, 3, 0, 1), np.float64).reshape(3, -1)  # (3, 3*O*C)
