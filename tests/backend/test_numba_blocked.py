@@ -100,6 +100,7 @@ def test_reorders_roundtrip_and_zero_pad_lanes(rng):
 
 POOLS = [("max_pool2d", dict(kernel=(3, 3), stride=(2, 2), padding=(1, 1), dilation=(1, 1), ceil_mode=False)),
          ("max_pool2d", dict(kernel=(3, 3), stride=(2, 2), padding=(0, 0), dilation=(1, 1), ceil_mode=True)),
+         ("max_pool2d", dict(kernel=(3, 2), stride=(1, 2), padding=(1, 1), dilation=(2, 1), ceil_mode=False)),
          ("avg_pool2d", dict(kernel=(2, 2), stride=(2, 2), padding=(0, 0), ceil_mode=False, count_include_pad=True,
                              divisor=0)),
          ("avg_pool2d", dict(kernel=(3, 3), stride=(2, 2), padding=(1, 1), ceil_mode=True, count_include_pad=False,
