@@ -18,7 +18,7 @@ from backends.numba.blocked import conv as bconv
 from engine.backend import get_backend
 
 ALGOS = ("blocked-direct", "blocked-winograd-f2", "blocked-winograd-f4")
-# name, (N, C, H, W), O: the 3x3 stride-1 layers of ResNet-18 / -34 at batch 8 and ResNet-50 at batch 1
+# name, (N, C, H, W), O: the 3x3 stride-1 layers of ResNet-18 / -34 at batch 8, ResNet-50 and DenseNet-121 at batch 1
 LAYERS = [
     ("R18 b8 64->64 56", (8, 64, 56, 56), 64),
     ("R18 b8 128->128 28", (8, 128, 28, 28), 128),
@@ -28,6 +28,9 @@ LAYERS = [
     ("R50 b1 128->128 28", (1, 128, 28, 28), 128),
     ("R50 b1 256->256 14", (1, 256, 14, 14), 256),
     ("R50 b1 512->512 7", (1, 512, 7, 7), 512),
+    ("DN121 b1 128->32 56", (1, 128, 56, 56), 32),
+    ("DN121 b1 128->32 28", (1, 128, 28, 28), 32),
+    ("DN121 b1 128->32 14", (1, 128, 14, 14), 32),
     ("small b1 32->32 28", (1, 32, 28, 28), 32),
     ("small b1 16->16 56", (1, 16, 56, 56), 16),
 ]

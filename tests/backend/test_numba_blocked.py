@@ -70,6 +70,26 @@ def test_blocked_conv_matches_reference(case, rng):
                                atol=1e-4 * np.abs(keep).max())
 
 
+@pytest.mark.parametrize("case", [CONVS[1], CONVS[4], CONVS[6]], ids=["3x3", "1x1-stride2", "k-blocks"])
+@pytest.mark.parametrize("serial", [False, True])
+def test_dense_item_orders_agree(case, serial, rng, monkeypatch):
+    """Pixel-chunk-major and group-major items (``PIX_MAJOR_BYTES``) compute every output tile with the same sums:
+    bit-equal results, both equal to the reference (batch 2, several output-block groups, partial tiles)."""
+    c, o, h, k, s, p, d, g, res, act, act_attrs = case
+    monkeypatch.setattr(bconv, "SERIAL_MACS", 1 << 62 if serial else 0)
+    x = _run(NB, "to_blocked", rng.standard_normal((2, c, h, h), dtype=np.float32), block=VL)
+    w = rng.standard_normal((o, c, k, k), dtype=np.float32)
+    attrs = dict(stride=(s, s), padding=((p, p), (p, p)), dilation=(d, d), groups=1, has_bias=False,
+                 has_residual=False, activation=act, act_attrs=act_attrs)
+    got = {}
+    for name, limit in (("pixel", 1 << 40), ("group", -1)):
+        monkeypatch.setattr(bconv, "PIX_MAJOR_BYTES", limit)
+        got[name] = _run(NB, "blocked_conv2d", x, w, **attrs)
+    np.testing.assert_array_equal(got["pixel"], got["group"])
+    keep = _run(NP, "blocked_conv2d", x, w, **attrs)
+    np.testing.assert_allclose(got["pixel"], keep, rtol=1e-4, atol=1e-4 * np.abs(keep).max())
+
+
 def test_reorders_roundtrip_and_zero_pad_lanes(rng):
     x = rng.standard_normal((2, 21, 5, 6), dtype=np.float32)
     xb = _run(NB, "to_blocked", x, block=VL)
@@ -80,6 +100,7 @@ def test_reorders_roundtrip_and_zero_pad_lanes(rng):
 
 POOLS = [("max_pool2d", dict(kernel=(3, 3), stride=(2, 2), padding=(1, 1), dilation=(1, 1), ceil_mode=False)),
          ("max_pool2d", dict(kernel=(3, 3), stride=(2, 2), padding=(0, 0), dilation=(1, 1), ceil_mode=True)),
+         ("max_pool2d", dict(kernel=(3, 2), stride=(1, 2), padding=(1, 1), dilation=(2, 1), ceil_mode=False)),
          ("avg_pool2d", dict(kernel=(2, 2), stride=(2, 2), padding=(0, 0), ceil_mode=False, count_include_pad=True,
                              divisor=0)),
          ("avg_pool2d", dict(kernel=(3, 3), stride=(2, 2), padding=(1, 1), ceil_mode=True, count_include_pad=False,

@@ -1,5 +1,6 @@
-"""Winograd F(2x2, 3x3) on the blocked layout (backends/numba/blocked/winograd.py) against the numpy reference, and
-the blocked direct / Winograd choice (backends/numba/blocked/select.py)."""
+"""Winograd F(2x2, 3x3) and F(4x4, 3x3) on the blocked layout (backends/numba/blocked/winograd.py) against the numpy
+reference, their matrices (backends/numba/blocked/toom.py), and the blocked direct / Winograd choice
+(backends/numba/blocked/select.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import engine
 import graph
 import zoo
 from backends.numba.blocked import select as bselect
+from backends.numba.blocked import transforms as btrans
 from backends.numba.blocked import winograd as bwino
+from backends.numba.blocked.toom import toom_cook
 from backends.numba.conv import select as conv_select
 from backends.numba.gemm import VL
 from engine import Spec
@@ -98,6 +101,13 @@ def test_heuristic_and_policy(policy):
     x, w = (1, 4, 14, 14, VL), (64, 64, 3, 3)
     same = ((1, 1), (1, 1))
     assert bselect.candidates(x, w, (1, 1), same, (1, 1)) == ["blocked-winograd-f2", "blocked-direct"]
+    # F(4x4) from 32 4x4 tiles: ResNet-50's 56x56 and 28x28 layers (196, 49 tiles), not its 14x14 (16) at batch 1
+    f4 = ["blocked-winograd-f4", "blocked-winograd-f2", "blocked-direct"]
+    assert bselect.candidates((1, 4, 56, 56, VL), w, (1, 1), same, (1, 1)) == f4
+    assert bselect.candidates((1, 8, 28, 28, VL), (128, 128, 3, 3), (1, 1), same, (1, 1)) == f4
+    assert bselect.candidates((2, 4, 14, 14, VL), w, (1, 1), same, (1, 1)) == f4  # 2 x 16 tiles
+    assert bselect.candidates((2, 4, 13, 13, VL), w, (1, 1), same, (1, 1)) == f4  # partial tiles count
+    assert bselect.candidates((1, 4, 24, 20, VL), w, (1, 1), same, (1, 1))[0] == "blocked-winograd-f2"  # 6 x 5
     assert bselect.candidates(x, w, (2, 2), same, (1, 1)) == ["blocked-direct"]  # strided
     assert bselect.candidates(x, w, (1, 1), same, (2, 2)) == ["blocked-direct"]  # dilated
     assert bselect.candidates(x, (64, 64, 1, 1), (1, 1), same, (1, 1)) == ["blocked-direct"]
@@ -106,8 +116,11 @@ def test_heuristic_and_policy(policy):
     assert bselect.candidates((1, 4, 5, 5, VL), w, (1, 1), same, (1, 1))[0] == "blocked-winograd-f2"
     assert bselect.candidates((1, 4, 4, 4, VL), w, (1, 1), same, (1, 1))[0] == "blocked-direct"
     assert bselect.choose(x, w, (1, 1), same, (1, 1)).describe() == "blocked-winograd-f2 (heuristic)"
+    assert bselect.choose((1, 4, 56, 56, VL), w, (1, 1), same, (1, 1)).describe() == "blocked-winograd-f4 (heuristic)"
     policy("blocked-direct")
     assert bselect.choose(x, w, (1, 1), same, (1, 1)).describe() == "blocked-direct (forced)"
+    policy("blocked-winograd-f2")
+    assert bselect.choose((1, 4, 56, 56, VL), w, (1, 1), same, (1, 1)).describe() == "blocked-winograd-f2 (forced)"
     policy("winograd-f4")  # an NCHW algorithm: the heuristic here
     assert bselect.choose(x, w, (1, 1), same, (1, 1)).describe() == "blocked-winograd-f2 (heuristic)"
     assert bselect.choose(x, w, (2, 2), same, (1, 1)).describe() == "blocked-direct (only)"
@@ -141,8 +154,8 @@ def test_compiled_resnet18_runs_winograd_and_equals_eager(policy):
 
 @pytest.mark.parametrize("n,c,o,h,w", [(2, 20, 40, 9, 7), (1, 160, 144, 6, 5)])
 def test_blocked_winograd_f4_when_forced(n, c, o, h, w, rng, policy):
-    """F(4x4) (forced only): partial 4x4 tiles, pad lanes, residual + ReLU, both V modes; its float32 error is
-    larger than F(2x2)'s, so the reference is float64 and the bound 1e-4 of the output's scale."""
+    """F(4x4), forced on layers the heuristic gives F(2x2): partial 4x4 tiles, pad lanes, residual + ReLU, both V
+    modes; its float32 error is larger than F(2x2)'s, so the reference is float64."""
     policy("blocked-winograd-f4")
     x = rng.standard_normal((n, c, h, w), dtype=np.float32)
     wt = (rng.standard_normal((o, c, 3, 3)) * np.sqrt(2 / (9 * c))).astype(np.float32)
@@ -157,3 +170,81 @@ def test_blocked_winograd_f4_when_forced(n, c, o, h, w, rng, policy):
     ref = _run(NP, "from_blocked", _run(NP, "blocked_conv2d", *(a.astype(np.float64) for a in (xb, wt, b, r)),
                                         **attrs), channels=o)
     np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("points,m", [((0, 1, -1), 2), (btrans.F4_POINTS, 4), ((0, 1, -1, 2, -2), 4)])
+def test_toom_cook_matrices_compute_the_correlation(points, m):
+    at, g, bt = toom_cook(points, m)
+    rng = np.random.default_rng(0)
+    d, w = rng.standard_normal((m + 2, 50)), rng.standard_normal((3, 50))
+    got = at @ ((g @ w) * (bt @ d))
+    want = np.stack([np.correlate(d[:, k], w[:, k], "valid") for k in range(50)], axis=1)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_toom_cook_classic_points_and_bad_points():
+    """0, +-1, +-2 give the NCHW path's (Lavin's) F(4x4) matrices; the blocked F(4x4) uses 0, +-1, 1/2, -2."""
+    from backends.numba.conv.winograd.math import G4 as G4_NCHW
+
+    at, g, bt = toom_cook((0, 1, -1, 2, -2), 4)
+    np.testing.assert_array_equal(at, [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0],
+                                       [0, 1, -1, 8, -8, 1]])
+    np.testing.assert_array_equal(bt[0], [4, 0, -5, 0, 1, 0])
+    np.testing.assert_array_equal(bt[5], [0, 4, 0, -5, 0, 1])
+    np.testing.assert_allclose(g, G4_NCHW, rtol=1e-15)
+    assert np.abs(btrans.AT4).max() == 8 and np.abs(btrans.BT4).max() == 2.5 and btrans.G4 is not G4_NCHW
+    with pytest.raises(ValueError, match=r"toom_cook: F\(4, 3\) needs 5 distinct finite points, got \[0, 1, 1, 2"):
+        toom_cook((0, 1, 1, 2, -2), 4)
+
+
+def test_blocked_winograd_f4_error_stays_near_direct(policy):
+    """The float32 error of F(4x4) on a deep layer (512 channels, He-initialized weights, ReLU'd input) against a
+    float64 reference: within 1e-5 of the output's scale (about 5e-6 measured; the classic points 0, +-1, +-2
+    left 1.2-1.8e-5 here), against the direct kernel's 2-3e-6."""
+    rng = np.random.default_rng(3)
+    n, c, h = 1, 512, 7
+    x = np.maximum(rng.standard_normal((n, c, h, h)), 0).astype(np.float32)
+    wt = (rng.standard_normal((c, c, 3, 3)) * np.sqrt(2 / (9 * c))).astype(np.float32)
+    attrs = dict(stride=(1, 1), padding=((1, 1), (1, 1)), dilation=(1, 1), groups=1, has_bias=False,
+                 has_residual=False, activation="none", act_attrs=())
+    xb = _run(NB, "to_blocked", x, block=VL)
+    ref = _run(NP, "from_blocked", _run(NP, "blocked_conv2d", xb.astype(np.float64), wt.astype(np.float64), **attrs),
+               channels=c)
+    scale = np.abs(ref).max()
+    errs = {}
+    for algo in ("blocked-direct", "blocked-winograd-f4"):
+        policy(algo)
+        got = _run(NB, "from_blocked", _run(NB, "blocked_conv2d", xb, wt, **attrs), channels=c)
+        errs[algo] = np.abs(got - ref).max() / scale
+    assert errs["blocked-winograd-f4"] <= 1e-5, errs
+    assert errs["blocked-winograd-f4"] <= 5 * errs["blocked-direct"], errs
+
+
+def test_compiled_resnet18_runs_winograd_f4_and_equals_eager():
+    """At batch 2 and 64x64 the first stage's 16x16 layers have 32 4x4 tiles: F(4x4) by the heuristic; the
+    second and third stage's F(2x2); the whole network still equals the numpy reference."""
+    m = randomize_bn(zoo.get("resnet18"))
+    m.eval()
+    x = np.random.default_rng(1).standard_normal((2, 3, 64, 64)).astype(np.float32)
+    with engine.use_backend("numpy"), no_grad():
+        ref = m(Tensor(x)).data
+    cm = graph.compile(m, x, backend="numba", layout="blocked")
+    notes = [str(v) for v in cm.report["kernels"].values() if "blocked_conv2d" in str(v)]
+    assert sum("blocked-winograd-f4 (heuristic)" in v for v in notes) == 4
+    assert sum("blocked-winograd-f2 (heuristic)" in v for v in notes) == 6
+    got = cm(x).data
+    scale = np.abs(ref).max()
+    assert np.all(np.abs(got - ref) <= 1e-4 * np.abs(ref) + 1e-4 * scale), np.abs(got - ref).max() / scale
+
+
+def test_strip_plan_evens_out_the_threads():
+    """Items are prange's equal runs per thread: 196 F(4x4) tiles in 5 strips of 40 would leave one of 2 threads 3
+    strips; 10 strips of 20 give each 5. One thread keeps the L2-sized strips, and a deep layer (U past L2: V
+    shared) keeps one strip per chunk of output groups where the chunks already even out."""
+    assert bwino.strip_plan(64, 64, 196, 2, 36) == (20, 2, False)
+    assert bwino.strip_plan(64, 64, 196, 1, 36) == (40, 2, False)
+    assert bwino.strip_plan(64, 64, 784, 2, 16) == (40, 2, False)  # 20 strips already even
+    assert bwino.strip_plan(128, 128, 49, 2, 36) == (50, 1, True)  # 4 chunks of one group
+    for ntile, threads in [(196, 2), (49, 2), (100, 3), (361, 4), (7, 2)]:
+        ssz, ocg, _ = bwino.strip_plan(64, 64, ntile, threads, 36)
+        assert ssz % bwino.MR == 0 and ssz * -(-ntile // ssz) >= ntile

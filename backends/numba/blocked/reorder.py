@@ -7,7 +7,9 @@ from numba import njit, prange
 
 from engine.ops.blocked import blocked_pool_p, blocked_scale_shift_p
 
+from ..gemm import VL
 from ..table import backend
+from .maxpool import max_pool, max_pool_serial, window_offsets
 
 # Below SERIAL_ELEMENTS a kernel runs its loop without threads: a parallel launch costs more than it saves (and
 # much more when other processes hold the cores: 0.42 vs 0.15 ms for a 125k-float pass on the loaded 2-core VM).
@@ -136,7 +138,11 @@ def blocked_pool(x: np.ndarray, out: np.ndarray, op: str, op_attrs: tuple, chann
     x = np.ascontiguousarray(x)
     if op == "max_pool2d":
         (kh, kw), (sh, sw), (pt, pl), (dh, dw) = a["kernel"], a["stride"], a["padding"], a["dilation"]
-        _pick(_max_pool, _max_pool_serial, x.size)(x, out, kh, kw, sh, sw, pt, pl, dh, dw)
+        if x.shape[4] == VL and x.dtype == out.dtype == np.float32 and out.flags.c_contiguous:
+            _pick(max_pool, max_pool_serial, x.size)(x, out, window_offsets(kh, kw, dh, dw, x.shape[3]), kh, kw, sh,
+                                                     sw, pt, pl, dh, dw)
+        else:
+            _pick(_max_pool, _max_pool_serial, x.size)(x, out, kh, kw, sh, sw, pt, pl, dh, dw)
         return
     if op == "adaptive_avg_pool2d" and tuple(a["output_size"]) == (1, 1):
         _pick(_global_avg, _global_avg_serial, x.size)(x, out)

@@ -11,17 +11,20 @@ loop over the lanes stays scalar). Addresses in bytes, strides in elements. For 
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
 from ..gemm import VL, vector_intrinsic
+from .toom import toom_cook
 
 BT2 = ((1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1))
 AT2 = ((1, 1, 1, 0), (0, 1, -1, -1))
-BT4 = ((4, 0, -5, 0, 1, 0), (0, -4, -4, 1, 1, 0), (0, 4, -4, -1, 1, 0), (0, -2, -1, 2, 1, 0), (0, 2, -1, -2, 1, 0),
-       (0, 4, 0, -5, 0, 1))
-AT4 = ((1, 1, 1, 1, 1, 0), (0, 1, -1, 2, -2, 0), (0, 1, 1, 4, 4, 0), (0, 1, -1, 8, -8, 1))
+# F(4x4) on the points 0, +-1, 1/2, -2 (not the classic +-2: see .toom), so its G differs from the NCHW path's G4
+F4_POINTS = (0, 1, -1, Fraction(1, 2), -2)
+AT4, G4, BT4 = toom_cook(F4_POINTS, 4)
 
 
 class _Vec:
@@ -34,6 +37,7 @@ class _Vec:
         self.vptr = ir.PointerType(self.vty)
         self.fptr = ir.PointerType(self.f32)
         self.zero = ir.Constant(self.vty, [0.0] * VL)
+        self.fma = vector_intrinsic(builder, "fma", 3)
 
     def ptr(self, addr):
         return self.b.inttoptr(addr, self.fptr)
@@ -52,14 +56,16 @@ class _Vec:
         return self.b.shuffle_vector(sv, sv, ir.Constant(ir.VectorType(self.i32, VL), [0] * VL))
 
     def combine(self, coeffs, vecs):
-        """sum_k coeffs[k] * vecs[k]: +-1 as adds and subtracts, other coefficients as one multiply each."""
+        """sum_k coeffs[k] * vecs[k]: +-1 as adds and subtracts, other coefficients as one multiply or fused
+        multiply-add each."""
         acc = None
         for cf, v in zip(coeffs, vecs):
             if cf == 0:
                 continue
             if abs(cf) != 1:
-                v = self.b.fmul(v, ir.Constant(self.vty, [float(abs(cf))] * VL))
-            if acc is None:
+                c = ir.Constant(self.vty, [float(cf)] * VL)
+                acc = self.b.fmul(v, c) if acc is None else self.b.call(self.fma, [v, c, acc])
+            elif acc is None:
                 acc = v if cf > 0 else self.b.fsub(self.zero, v)
             else:
                 acc = self.b.fadd(acc, v) if cf > 0 else self.b.fsub(acc, v)

@@ -14,7 +14,8 @@ item runs the a*a GEMMs into the thread's M buffer (a*a, NV, S, VL), then the ou
 each item first transforms its own strip's input into the thread's V buffer (a*a, CB, S, VL) and runs every
 output group: one pass over the layer, V and M in L2. Where U is larger (the deep layers), V is transformed once
 for all tiles in a first parallel loop, and items take chunks of output groups whose U panels fit in L2, over long
-strips (U's reuse). F(2x2) is the default (see :mod:`.select`); F(4x4) runs where forced.
+strips (U's reuse). F(4x4) runs on layers of many tiles, F(2x2) on the others (:mod:`.select`); F(4x4)'s
+transforms use the points 0, +-1, 1/2, -2 (:mod:`.transforms`, :mod:`.toom`).
 """
 
 from __future__ import annotations
@@ -29,16 +30,17 @@ from numba import njit, prange
 from engine.ops.blocked import blocks
 
 from .._layout import serial_twin
-from ..conv.winograd.math import G2, G4
+from ..conv.winograd.math import G2
 from ..conv.workspace import current_workspace
 from ..gemm import VL
 from .conv import MR, NV, _call, _valid_lanes
-from .transforms import input_tile2, input_tile4, output_tile2, output_tile4
+from .transforms import G4, input_tile2, input_tile4, output_tile2, output_tile4
 
 
 def pack_winograd(w: np.ndarray, m: int = 2) -> np.ndarray:
     """w (O, C, 3, 3) -> (a*a, G, C, NV*VL): per position xi = a*i + j the panels :func:`.conv.pack_dense` makes of
-    the 1x1 kernel U[:, :, i, j], U = G w G^T (computed in float64) for F(m x m, 3x3), a = m + 2."""
+    the 1x1 kernel U[:, :, i, j], U = G w G^T (computed in float64) for F(m x m, 3x3), a = m + 2 (F(4x4): the G of
+    :mod:`.transforms`' points)."""
     g = G2 if m == 2 else G4
     a, (o, c) = m + 2, w.shape[:2]
     taps = np.ascontiguousarray(w.transpose(2, 3, 0, 1), np.float64).reshape(3, -1)  # (3, 3*O*C)
@@ -77,9 +79,9 @@ def _input_tile(m, src, rs, dst, xs):
 
 
 @njit(cache=True, inline="always")
-def _transform_tiles(x, p, m, t0, ns, th, tw, pt, pl, v_addr, vt, vx):
-    """V[xi][c][s] (at v_addr, tile stride vt*VL, position stride vx) for tiles t0 .. t0 + ns - 1, all blocks c;
-    ``p`` holds a border tile's zero-padded patch."""
+def _transform_tiles(x, p, m, t0, ns, th, tw, pt, pl, v_addr, vt, vx, c0, c1):
+    """V[xi][c][s] (at v_addr, tile stride vt*VL, position stride vx) for tiles t0 .. t0 + ns - 1, channel blocks
+    c0 .. c1 - 1; ``p`` holds a border tile's zero-padded patch."""
     nn, ncb, h, w, _ = x.shape
     a = m + 2
     xf = x.reshape(-1)
@@ -88,7 +90,7 @@ def _transform_tiles(x, p, m, t0, ns, th, tw, pt, pl, v_addr, vt, vx):
         n, r = (t0 + s) // (th * tw), (t0 + s) % (th * tw)
         y0, x0 = m * (r // tw) - pt, m * (r % tw) - pl
         inside = y0 >= 0 and y0 + a <= h and x0 >= 0 and x0 + a <= w
-        for c in range(ncb):
+        for c in range(c0, c1):
             d_addr = v_addr + (c * vt + s) * VL * 4
             if inside:
                 _input_tile(m, x_addr + (((n * ncb + c) * h + y0) * w + x0) * VL * 4, w * VL, d_addr, vx)
@@ -123,10 +125,11 @@ def _winograd(x, upk, rows, taps, bias, res, out, has_res, lo, hi, vbuf, mbuf, p
     o_addr, res_addr = out.ctypes.data, res.ctypes.data
     vx = ncb * vt * VL  # V's stride between positions
     mx = NV * spad * VL  # M's
-    if shared:
-        for st in prange(nstrip):
+    if shared:  # items of (strip, channel block): the deep layers have one or two strips
+        for sc in prange(nstrip * ncb):
+            st, cb = sc // ncb, sc % ncb
             _transform_tiles(x, pbuf[numba.get_thread_id()], m, st * ssz, min(ntile, st * ssz + ssz) - st * ssz,
-                             th, tw, pt, pl, vbuf[0].ctypes.data + st * ssz * VL * 4, vt, vx)
+                             th, tw, pt, pl, vbuf[0].ctypes.data + st * ssz * VL * 4, vt, vx, cb, cb + 1)
     for it in prange(nchunk * nstrip):
         chunk, strip = it // nstrip, it % nstrip  # a thread's consecutive items share the chunk's U panels
         t0 = strip * ssz
@@ -137,7 +140,7 @@ def _winograd(x, upk, rows, taps, bias, res, out, has_res, lo, hi, vbuf, mbuf, p
             v_addr = vbuf[0].ctypes.data + t0 * VL * 4
         else:
             v_addr = vbuf[tid].ctypes.data
-            _transform_tiles(x, pbuf[tid], m, t0, ns, th, tw, pt, pl, v_addr, vt, vx)
+            _transform_tiles(x, pbuf[tid], m, t0, ns, th, tw, pt, pl, v_addr, vt, vx, 0, ncb)
         for g in range(chunk * ocg, min(ng, (chunk + 1) * ocg)):
             nv = 2 if 2 * g + 1 < ob else 1
             bias_addr = bias.ctypes.data + 2 * g * VL * 4
@@ -176,14 +179,31 @@ def strip_plan(c: int, o: int, ntile: int, threads: int, npos: int = 16) -> tupl
     panels within :data:`L2_BYTES`, and strips are :data:`LONG_STRIP` tiles (each streams its chunk's U once: on
     512 -> 512 channels at 7x7, batch 8, F(2x2) with 160-tile strips ran 13 ms on one core where 40-tile ones took
     17). Strips are shortened (whole MR tiles) where they would leave fewer than two items per thread, then evened
-    out (196 tiles: two strips of 100, not 160 + 36)."""
+    out (196 tiles: two strips of 100, not 160 + 36), then split further where that evens out the threads' shares
+    (:func:`_balanced`)."""
     ng = blocks(blocks(o, VL), NV)
     shared = 4 * npos * c * o > L2_BYTES
     ocg = max(1, min(ng, L2_BYTES // (4 * npos * c * NV * VL))) if shared else ng
     ssz = min(LONG_STRIP if shared else STRIP, blocks(ntile, MR) * MR)
     while ssz > MR and blocks(ng, ocg) * blocks(ntile, ssz) < 2 * threads:
         ssz -= MR
-    return blocks(blocks(ntile, blocks(ntile, ssz)), MR) * MR, ocg, shared  # strips of equal length
+    return _balanced(ntile, blocks(ntile, ssz), blocks(ng, ocg), threads), ocg, shared
+
+
+def _strip(ntile: int, nstrip: int) -> int:
+    """The length of ``nstrip`` equal strips over ``ntile`` tiles, in whole MR tiles."""
+    return blocks(blocks(ntile, nstrip), MR) * MR
+
+
+def _balanced(ntile: int, nstrip: int, nchunk: int, threads: int) -> int:
+    """The strip length, from ``nstrip`` strips up to twice as many, that gives the busiest thread the fewest tiles:
+    prange hands each thread an equal run of the nchunk x strips items, so 5 items on 2 threads leave one thread
+    3/5 of the layer (F(4x4) on 56x56 at batch 1: 196 tiles, 5 strips of 40; 10 strips of 20 give both 5)."""
+    def busiest(ns: int) -> tuple[int, int]:
+        s = _strip(ntile, ns)
+        return blocks(nchunk * blocks(ntile, s), threads) * s, ns
+
+    return _strip(ntile, min(range(nstrip, 2 * nstrip + 1), key=busiest) if threads > 1 else nstrip)
 
 
 def winograd_step(x: np.ndarray, wpk: np.ndarray, c: int, bias: np.ndarray, res: np.ndarray, out: np.ndarray,
