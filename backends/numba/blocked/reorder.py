@@ -7,6 +7,7 @@ from numba import njit, prange
 
 from engine.ops.blocked import blocked_pool_p, blocked_scale_shift_p
 
+from .._layout import serial_twin
 from ..gemm import VL
 from ..table import backend
 from .maxpool import max_pool, max_pool_serial, window_offsets
@@ -14,11 +15,6 @@ from .maxpool import max_pool, max_pool_serial, window_offsets
 # Below SERIAL_ELEMENTS a kernel runs its loop without threads: a parallel launch costs more than it saves (and
 # much more when other processes hold the cores: 0.42 vs 0.15 ms for a 125k-float pass on the loaded 2-core VM).
 SERIAL_ELEMENTS = 1 << 18
-
-
-def _serial(kernel):
-    """The same loop as ``kernel`` (a parallel njit function) compiled without threads."""
-    return njit(cache=True, fastmath=True)(kernel.py_func)
 
 
 def _pick(parallel, serial, size: int):
@@ -54,7 +50,7 @@ def _from_blocked(x, out):
             row[z] = x[n, cb, y, z, q]
 
 
-_to_blocked_serial, _from_blocked_serial = _serial(_to_blocked), _serial(_from_blocked)
+_to_blocked_serial, _from_blocked_serial = serial_twin(_to_blocked), serial_twin(_from_blocked)
 
 
 @backend.register("to_blocked")
@@ -129,7 +125,8 @@ def _global_avg(x, out):
             out[n, cb, 0, 0, q] = acc[q] / (h * w)
 
 
-_max_pool_serial, _avg_pool_serial, _global_avg_serial = _serial(_max_pool), _serial(_avg_pool), _serial(_global_avg)
+_max_pool_serial, _avg_pool_serial = serial_twin(_max_pool), serial_twin(_avg_pool)
+_global_avg_serial = serial_twin(_global_avg)
 
 
 @backend.register("blocked_pool")
@@ -170,7 +167,7 @@ def _scale_shift(x, scale, shift, out, lo, hi):
                 dst[p + q] = min(max(src[p + q] * s[q] + b[q], lo32), hi32)
 
 
-_scale_shift_serial = _serial(_scale_shift)
+_scale_shift_serial = serial_twin(_scale_shift)
 
 
 @backend.register("blocked_scale_shift")
