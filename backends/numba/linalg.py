@@ -49,13 +49,19 @@ FEW_ROWS = 4  # up to this many rows a linear layer is dot products: the GEMM wo
 # 1280 x 1000, ResNet-50's 2048 x 1000) streams its 5-8 MB of weights at ~0.1 ms from one core, while waking the
 # workers for it costs as much on a busy machine (0.36 vs 0.10 ms measured with the cores shared)
 SERIAL_DOT_MACS = 1 << 22
+# A layer with this few outputs and little work is dot products too: the GEMM's register tile would be mostly padding
+# (LeNet-5's fc2, 64 x 500 -> 10: one thread 0.07 -> 0.035 ms)
+FEW_OUTPUTS = 16
 
 
 def product(a: np.ndarray, b: np.ndarray, out: np.ndarray, bias: np.ndarray | None = None) -> None:
-    """out = a @ b (+ bias along the last axis): dot products over W's rows for a few rows of ``a`` times a
-    transposed C-contiguous W (a linear layer at batch 1: MobileNetV2's classifier, 1280 x 1000) with the bias
-    added on the way, the numba GEMM for 2-D float32 operands it supports, else BLAS."""
-    if a.ndim == b.ndim == out.ndim == 2 and a.shape[0] <= FEW_ROWS and b.T.flags.c_contiguous and \
+    """out = a @ b (+ bias along the last axis): dot products over W's rows for a few rows of ``a`` (or a few
+    outputs and little work) times a transposed C-contiguous W (a linear layer at batch 1: MobileNetV2's
+    classifier, 1280 x 1000) with the bias added on the way, the numba GEMM for 2-D float32 operands it supports,
+    else BLAS."""
+    few = a.ndim == 2 and (a.shape[0] <= FEW_ROWS or
+                           b.shape[-1] <= FEW_OUTPUTS and a.shape[0] * b.size < SERIAL_DOT_MACS)
+    if few and a.ndim == b.ndim == out.ndim == 2 and b.T.flags.c_contiguous and \
             a.flags.c_contiguous and a.dtype == b.dtype == out.dtype and a.dtype.kind == "f" and \
             (bias is None or bias.dtype == a.dtype and bias.shape == (b.shape[1],)):
         dot = _rows_dot_serial if a.shape[0] * b.size < SERIAL_DOT_MACS else rows_dot

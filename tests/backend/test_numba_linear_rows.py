@@ -44,3 +44,18 @@ def test_linear_weights_first(rows, outs, activation, rng):
     out = np.full((rows, outs), np.nan, np.float32)
     NB.kernel("linear")(x, w, b, out=out)
     np.testing.assert_allclose(out, lin, rtol=1e-4, atol=1e-4)
+
+
+def test_linear_few_outputs(rng, monkeypatch):
+    """Many rows and at most FEW_OUTPUTS outputs: dot products over W's rows (a GEMM tile would be mostly padding);
+    past SERIAL_DOT_MACS the GEMM again."""
+    x, w, b = (rng.standard_normal(s).astype(np.float32) for s in ((64, 130), (10, 130), (10,)))
+    calls = []
+    monkeypatch.setattr(linalg, "_rows_dot_serial", lambda *a: (calls.append(1), linalg.rows_dot(*a)))
+    for macs, dots in ((1 << 22, 1), (1, 0)):
+        monkeypatch.setattr(linalg, "SERIAL_DOT_MACS", macs)
+        calls.clear()
+        out = np.full((64, 10), np.nan, np.float32)
+        NB.kernel("linear")(x, w, b, out=out)
+        np.testing.assert_allclose(out, x.astype(np.float64) @ w.T.astype(np.float64) + b, rtol=1e-4, atol=1e-4)
+        assert len(calls) == dots
