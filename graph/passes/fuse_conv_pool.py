@@ -19,12 +19,15 @@ def _is_2x2(node: Node) -> bool:
 
 
 def backend_has_kernels(graph: Graph) -> bool:
-    """Whether the backend the graph was traced for (``graph.meta["backend"]``) runs both fused primitives (they
-    have no decomposition: no primitive computes a window's argmax)."""
+    """Whether the backend the graph was traced for (``graph.meta["backend"]``, a registered name) runs both fused
+    primitives (they have no decomposition: no primitive computes a window's argmax)."""
     name = graph.meta.get("backend")
-    if name is None:
+    try:
+        backend = get_backend(name) if name is not None else None
+    except ValueError:  # a backend object that is not registered by name: no fusion
         return False
-    backend = get_backend(name)
+    if backend is None:
+        return False
     return all(backend.has_kernel(k) for k in _KERNELS)
 
 
