@@ -298,7 +298,7 @@ class CompiledModule:
         named = state_tensors(self.model)
         params = [t for t in named.values() if t.requires_grad]
         joint, got, n_out = trace_joint(self.model, specs, params)
-        joint.meta["frozen"] = False
+        joint.meta.update(frozen=False, backend=self.backend.name)  # passes may ask for its kernels
         joint.verify()
         t1 = time.perf_counter()
         by_id = {id(t): name for name, t in named.items()}

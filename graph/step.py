@@ -101,7 +101,7 @@ class CompiledStep:
 
         names = [f"x{i}" for i in range(k)] + [f"target{i}" for i in range(len(specs) - k)]
         g = trace(step_fn, *specs, abstract=True, grad=True, module=model, state=extra, input_names=names)
-        g.meta.update(frozen=False, step=True, joint=True)
+        g.meta.update(frozen=False, step=True, joint=True, backend=self.backend.name)  # passes may ask for kernels
         g.verify()
         t1 = time.perf_counter()
         g, rows = run_passes(g, self.passes if self.passes is not None else "training_joint")

@@ -19,6 +19,7 @@ from . import (  # noqa: F401 - each module registers its kernels
     elementwise,
     fused,
     fused_grad,
+    fused_pool,
     gelu,
     linalg,
     loss,

@@ -14,7 +14,7 @@ from .conv.epilogue import HAS_BIAS, HAS_RES, HAS_SCALE, NO_ACT, Epilogue, epilo
 from .conv.geometry import shape_of
 from .conv.notes import forward_note
 from .elementwise import ELU, LEAKY_RELU, RELU, UNARY
-from .linalg import product
+from .linalg import linear_product, product, weights_first
 from .table import backend
 
 ACT_CODES = {"none": NO_ACT, "leaky_relu": LEAKY_RELU, "elu": ELU, **UNARY}
@@ -105,8 +105,11 @@ def rows_epilogue(y, flags, bias, scale, res, act, alpha):
 def fused_linear(*ins: np.ndarray, out: np.ndarray, has_bias: bool, has_residual: bool, activation: str,
                  act_attrs: tuple = ()) -> None:
     x, w, b, r = _split(ins, has_bias, has_residual)
-    product(x, w.T, out)  # the same GEMM as the unfused linear (BLAS next to numba's threads ran 5x slower)
     ep = epilogue_from_attrs(out.dtype, b, r, activation, act_attrs)
+    if r is None and weights_first(x, w, out):
+        linear_product(x, w, out, ep)  # the epilogue inside the GEMM, over out.T
+        return
+    product(x, w.T, out)  # the same GEMM as the unfused linear (BLAS next to numba's threads ran 5x slower)
     if out.size and not ep.empty:
         y2 = out.reshape(-1, out.shape[-1])
         res = np.zeros((1, 1), out.dtype) if r is None else np.ascontiguousarray(r).reshape(y2.shape)

@@ -9,6 +9,9 @@ import numpy as np
 from numba import njit, prange
 
 from ._layout import by_size, serial_twin
+from .conv.epilogue import HAS_RES, Epilogue
+from .conv.workspace import scratch
+from .gemm import batched_gemm
 from .gemm import matmul as gemm_matmul
 from .gemm import supported as gemm_supported
 from .table import backend
@@ -46,13 +49,19 @@ FEW_ROWS = 4  # up to this many rows a linear layer is dot products: the GEMM wo
 # 1280 x 1000, ResNet-50's 2048 x 1000) streams its 5-8 MB of weights at ~0.1 ms from one core, while waking the
 # workers for it costs as much on a busy machine (0.36 vs 0.10 ms measured with the cores shared)
 SERIAL_DOT_MACS = 1 << 22
+# A layer with this few outputs and little work is dot products too: the GEMM's register tile would be mostly padding
+# (LeNet-5's fc2, 64 x 500 -> 10: one thread 0.07 -> 0.035 ms)
+FEW_OUTPUTS = 16
 
 
 def product(a: np.ndarray, b: np.ndarray, out: np.ndarray, bias: np.ndarray | None = None) -> None:
-    """out = a @ b (+ bias along the last axis): dot products over W's rows for a few rows of ``a`` times a
-    transposed C-contiguous W (a linear layer at batch 1: MobileNetV2's classifier, 1280 x 1000) with the bias
-    added on the way, the numba GEMM for 2-D float32 operands it supports, else BLAS."""
-    if a.ndim == b.ndim == out.ndim == 2 and a.shape[0] <= FEW_ROWS and b.T.flags.c_contiguous and \
+    """out = a @ b (+ bias along the last axis): dot products over W's rows for a few rows of ``a`` (or a few
+    outputs and little work) times a transposed C-contiguous W (a linear layer at batch 1: MobileNetV2's
+    classifier, 1280 x 1000) with the bias added on the way, the numba GEMM for 2-D float32 operands it supports,
+    else BLAS."""
+    few = a.ndim == 2 and (a.shape[0] <= FEW_ROWS or
+                           b.shape[-1] <= FEW_OUTPUTS and a.shape[0] * b.size < SERIAL_DOT_MACS)
+    if few and a.ndim == b.ndim == out.ndim == 2 and b.T.flags.c_contiguous and \
             a.flags.c_contiguous and a.dtype == b.dtype == out.dtype and a.dtype.kind == "f" and \
             (bias is None or bias.dtype == a.dtype and bias.shape == (b.shape[1],)):
         dot = _rows_dot_serial if a.shape[0] * b.size < SERIAL_DOT_MACS else rows_dot
@@ -67,6 +76,36 @@ def product(a: np.ndarray, b: np.ndarray, out: np.ndarray, bias: np.ndarray | No
         by_size(add_row_bias, _add_row_bias_serial, rows.size)(rows, bias)
 
 
+def weights_first(x: np.ndarray, w: np.ndarray, out: np.ndarray) -> bool:
+    """Whether ``out = x @ w.T`` runs as ``out.T = w @ x.T``: the GEMM reads a row-major W in place as its A
+    operand and packs only x (rows x K) instead of all of W (O x K, packed column by column from its transpose),
+    so it pays where a layer has more outputs than rows (LeNet-5's fc1 at batch 64: one thread 0.81 -> 0.63 ms
+    with the bias + ReLU epilogue and the transposing copy)."""
+    return (x.ndim == w.ndim == out.ndim == 2 and FEW_ROWS < x.shape[0] < w.shape[0] and w.strides[1] == w.itemsize
+            and gemm_supported(x, w, out))
+
+
+def linear_product(x: np.ndarray, w: np.ndarray, out: np.ndarray, ep: Epilogue | None = None) -> None:
+    """out = epilogue(x @ w.T) for a linear layer (W: outputs x inputs). Without a residual and with more outputs
+    than rows, the GEMM computes out.T with the epilogue per row of W (bias, scale, activation) into scratch and
+    one transposing copy writes out; else :func:`product` and the row epilogue (``ep.bias`` only, see
+    :mod:`.fused` for the others)."""
+    if ep is not None and ep.empty:
+        ep = None
+    if weights_first(x, w, out) and (ep is None or not ep.flags & HAS_RES):
+        rows, k = x.shape
+        o = w.shape[0]
+        ct = scratch("linear_t", (o, rows), out.dtype)
+        if ep is None:
+            batched_gemm(w[None, None], k, x.T[None, None], rows, ct[None, None], rows, o, rows, k)
+        else:
+            batched_gemm(w[None, None], k, x.T[None, None], rows, ct[None, None], rows, o, rows, k, flags=ep.flags,
+                         bias=ep.bias, scale=ep.scale, act=ep.act, alpha=ep.alpha)
+        out[...] = ct.T
+        return
+    product(x, w.T, out, None if ep is None else ep.bias)
+
+
 @backend.register("matmul")
 def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
     product(a, b, out)
@@ -74,7 +113,7 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
 
 @backend.register("linear")
 def linear(x: np.ndarray, w: np.ndarray, *b: np.ndarray, out: np.ndarray) -> None:
-    product(x, w.T, out, b[0] if b else None)
+    linear_product(x, w, out, Epilogue(out.dtype, bias=b[0]) if b else None)
 
 
 @backend.register("matmul_tn")

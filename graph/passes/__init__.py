@@ -23,6 +23,7 @@ from .cse import cse
 from .dce import dce
 from .fold_bn import fold_bn
 from .fuse_backward import fold_transpose_matmul, fuse_cross_entropy, fuse_pool_relu_grad
+from .fuse_conv_pool import fuse_conv_relu_pool
 from .fuse_epilogue import fuse_epilogue, fuse_epilogue_joint
 from .layout import channel_block, layout, layout_mode
 from .lower_1x1 import lower_1x1
@@ -68,9 +69,10 @@ PIPELINES: dict[str, list[str]] = {
     # joint forward+backward graphs (compile() in train mode, compile_step): the backward is explicit nodes, so
     # epilogue fusion is legal wherever the backward does not read the fused-away intermediate; in the backward,
     # max-pool gradient x ReLU mask x bias-gradient sum become one pass, and so do cross-entropy's loss and gradient;
-    # a linear layer's weight gradient reads the transposed output gradient in place
+    # a linear layer's weight gradient reads the transposed output gradient in place; conv -> ReLU -> 2x2 max
+    # pool keeps only the pool's winners for the backward (on backends with kernels for it)
     "training_joint": pipeline("remove_identities", "dce", "cse", "fuse_epilogue_joint", "fuse_pool_relu_grad",
-                               "fuse_cross_entropy", "fold_transpose_matmul", "dce"),
+                               "fuse_conv_relu_pool", "fuse_cross_entropy", "fold_transpose_matmul", "dce"),
     "none": [],
 }
 
@@ -107,5 +109,5 @@ def run_passes(graph: Graph, passes: str | Sequence[str | Pass] | None = None, *
 __all__ = ["PassResult", "PASSES", "PIPELINES", "GraphPass", "graph_pass", "check_pipeline", "pipeline", "run_passes",
            "resolve", "constant_fold", "cse", "dce", "fold_bn", "fuse_epilogue", "lower_1x1", "remove_dropout",
            "remove_identities", "fuse_epilogue_joint", "fuse_pool_relu_grad", "fuse_cross_entropy",
-           "fold_transpose_matmul", "layout",
+           "fold_transpose_matmul", "fuse_conv_relu_pool", "layout",
            "conv_prologue", "channel_block", "layout_mode"]

@@ -80,8 +80,10 @@ def applicable(x_shape, w_shape, attrs) -> bool:
     return tuple(attrs["stride"]) == (1, 1) and attrs["groups"] == 1 and len(w_shape) == 4
 
 
-def forward(x: np.ndarray, w: np.ndarray, out: np.ndarray, ep: Epilogue, dilation, padding, ws: Workspace) -> None:
-    """out = epilogue(conv2d(x, w)) for float32, stride 1, groups 1."""
+def prepare(x: np.ndarray, w: np.ndarray, dilation, padding, ws: Workspace, cols: int = NR
+             ) -> tuple[np.ndarray, int, np.ndarray, np.ndarray, int, np.ndarray]:
+    """The operands of :func:`_forward` in ``ws``: (x as flat padded planes with slack, plane size, W packed in
+    MR-row panels, the row table, the padded row width Wp, a (O padded) x ``cols`` buffer per thread)."""
     (pt, pb), (pl, pr) = padding
     dh, dw = dilation
     n, c, h, wd = x.shape
@@ -99,7 +101,12 @@ def forward(x: np.ndarray, w: np.ndarray, out: np.ndarray, ep: Epilogue, dilatio
     w2[...] = wr.reshape(rows // MR, MR, -1).transpose(0, 2, 1)
     boff = (np.arange(c)[:, None, None] * (hp * wp) + np.arange(kh)[None, :, None] * (dh * wp)
             + np.arange(kw)[None, None, :] * dw).ravel().astype(np.int64)
-    ybuf = ws.per_thread("planes_y", rows * NR)
-    _, _, oh, ow = out.shape
+    return flat, plane, w2, boff, wp, ws.per_thread("planes_y", rows * cols)
+
+
+def forward(x: np.ndarray, w: np.ndarray, out: np.ndarray, ep: Epilogue, dilation, padding, ws: Workspace) -> None:
+    """out = epilogue(conv2d(x, w)) for float32, stride 1, groups 1."""
+    flat, plane, w2, boff, wp, ybuf = prepare(x, w, dilation, padding, ws)
+    n, o, oh, ow = out.shape
     _forward(flat, plane, w2, boff, out.reshape(n, o, oh * ow), oh, ow, wp, ep.flags, ep.bias, ep.scale,
              ep.res3((n, o, oh * ow)), ep.act, ep.alpha, ybuf)
