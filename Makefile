@@ -21,10 +21,13 @@ demo: setup
 	$(VENV)/bin/convgraph demo
 
 # two pytest processes: the suite, then tests/cuda on numba's CUDA simulator (it must be switched on before numba is
-# imported, so it cannot share the first process); both always run, and either one failing fails the target
+# imported, so it cannot share the first process); both always run, and either one failing fails the target.
+# --dist worksteal hands each worker a contiguous half of the tests (a file's tests, which JIT the same kernels, stay
+# on one worker; the other loads them from numba's disk cache) and rebalances at the end: less JIT done twice than
+# the default round-robin, which runs neighbouring tests on both workers at once
 test: setup
-	@$(PY) -m pytest -n 2 tests; suite=$$?; \
-	NUMBA_ENABLE_CUDASIM=1 $(PY) -m pytest -n 2 tests/cuda; cuda=$$?; \
+	@$(PY) -m pytest -n 2 --dist worksteal tests; suite=$$?; \
+	NUMBA_ENABLE_CUDASIM=1 $(PY) -m pytest -n 2 --dist worksteal tests/cuda; cuda=$$?; \
 	echo "make test: pytest tests exit $$suite, pytest tests/cuda (simulator) exit $$cuda"; \
 	[ $$suite -eq 0 ] && [ $$cuda -eq 0 ]
 
