@@ -233,10 +233,10 @@ def _pad_bias(b: np.ndarray, size: int) -> np.ndarray:
 
 
 # Below this many multiply-adds a convolution runs on the calling thread (its serial twin: the same loop, so the
-# same sums). 4M MACs is ~80 us on one core: below it, the parallel region's wake-up and barrier (~10 us on idle
-# cores with workers that sleep at once, engine/_env.py; more when other processes hold the cores) eat what the
-# second thread saves. MobileNetV2 keeps its 112x112-56x56 layers and most 1x1 layers parallel; measured per
-# threshold on whole models by bench/threads_env.py.
+# same sums). 4M MACs is ~80 us on one core: below it, the parallel region's wake-up and barrier (10-30 us with
+# workers that sleep at once, engine/_env.py) eat much of what the second thread saves. MobileNetV2 runs its stem
+# and all but two of its 1x1 layers in parallel (91% of its MACs), its depthwise layers serially;
+# bench/threads_env.py measures whole models per threshold.
 SERIAL_MACS = 1 << 22
 
 
