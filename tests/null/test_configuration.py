@@ -62,3 +62,19 @@ def test_every_convgraph_variable_is_documented():
     assert used, "no CONVGRAPH_ variable found: the scan is broken"
     missing = sorted(v for v in used if f"`{v}`" not in doc)
     assert not missing, f"docs/configuration.md does not document {missing}"
+
+
+_OMP_PROBE = "import json, os, engine; print(json.dumps([os.environ.get(k) for k in ('OMP_WAIT_POLICY', " \
+             "'GOMP_SPINCOUNT')] + [engine.ENV_SET]))"
+
+
+def test_import_engine_sets_sleeping_openmp_workers_unless_the_environment_says_otherwise():
+    """Workers sleep at once after a parallel region (passive, no spin: a spinning worker loses its core to other
+    processes and every later region waits for it); a value already in the environment wins and is not reported
+    as set by the engine."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    env["PYTHONPATH"] = str(ROOT)
+    run = lambda e: json.loads(subprocess.run([sys.executable, "-c", _OMP_PROBE], env=e, capture_output=True,  # noqa: E731
+                                              text=True, check=True).stdout.strip().splitlines()[-1])
+    assert run(env) == ["passive", "0", {"OMP_WAIT_POLICY": "passive", "GOMP_SPINCOUNT": "0"}]
+    assert run(dict(env, GOMP_SPINCOUNT="20000")) == ["passive", "20000", {"OMP_WAIT_POLICY": "passive"}]

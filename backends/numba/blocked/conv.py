@@ -242,11 +242,11 @@ def _pad_bias(b: np.ndarray, size: int) -> np.ndarray:
 
 
 # Below this many multiply-adds a convolution runs on the calling thread (its serial twin: the same loop, so the
-# same sums). 16M MACs is ~0.3 ms on one core: a parallel region saves at most half of that, and costs a wake-up and
-# a barrier that are microseconds on idle cores but up to milliseconds when other processes hold them (the barrier
-# waits for a descheduled thread; a region after serial work also finds the workers asleep). All of MobileNetV2
-# but its 112x112 expansion and its last 1x1 falls below; ResNets keep all but their smallest 1x1 layers parallel.
-SERIAL_MACS = 1 << 24
+# same sums). 4M MACs is ~80 us on one core: below it, the parallel region's wake-up and barrier (10-30 us with
+# workers that sleep at once, engine/_env.py) eat much of what the second thread saves. MobileNetV2 runs its stem
+# and all but two of its 1x1 layers in parallel (91% of its MACs), its depthwise layers serially;
+# bench/threads_env.py measures whole models per threshold.
+SERIAL_MACS = 1 << 22
 
 
 def _conv_call(ins: tuple, out: np.ndarray, stride, padding, dilation, groups: int, has_bias: bool,
