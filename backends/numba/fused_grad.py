@@ -24,6 +24,7 @@ from engine.ops.loss import check_class_targets
 from ._layout import by_size, serial_twin
 from .pool import _chunks, _is_2x2
 from .table import backend
+from .window2x2 import close_plane, scatter_rows, window_tap
 
 
 @njit(parallel=True, cache=True)
@@ -38,39 +39,19 @@ def pool_relu_bwd_2x2(gy, y, gx, part, nch):
         win = np.empty(ow, np.int32)
         g = np.empty(ow, gx.dtype)
         col = np.empty(ow, np.float64)  # per-column sums: a scalar float reduction would not vectorize
-        zero = np.zeros(1, gx.dtype)[0]
+        zero = gx.dtype.type(0)
         for t in range(k * planes // nch, (k + 1) * planes // nch):
             n, c = t // nc, t % nc
             col[:] = 0
             for r in range(oh):
                 for z in range(ow):
-                    a, b = y[n, c, 2 * r, 2 * z], y[n, c, 2 * r, 2 * z + 1]
-                    p, q = y[n, c, 2 * r + 1, 2 * z], y[n, c, 2 * r + 1, 2 * z + 1]
-                    t1 = (b > a) | ((b != b) & (a == a))
-                    m = b if t1 else a
-                    t2 = (p > m) | ((p != p) & (m == m))
-                    m = p if t2 else m
-                    t3 = (q > m) | ((q != q) & (m == m))
-                    m = q if t3 else m
-                    win[z] = 3 if t3 else (2 if t2 else (1 if t1 else 0))
+                    m, win[z] = window_tap(y[n, c, 2 * r, 2 * z], y[n, c, 2 * r, 2 * z + 1], y[n, c, 2 * r + 1, 2 * z],
+                                           y[n, c, 2 * r + 1, 2 * z + 1])
                     g[z] = zero if m <= zero else gy[n, c, r, z]
                 for z in range(ow):
                     col[z] += g[z]
-                for d in range(2):  # one gx row per loop (see max_pool_bwd_2x2)
-                    for z in range(ow):
-                        v, tap = g[z], win[z] - 2 * d
-                        gx[n, c, 2 * r + d, 2 * z] = v if tap == 0 else zero
-                        gx[n, c, 2 * r + d, 2 * z + 1] = v if tap == 1 else zero
-                for b in range(2 * ow, w):
-                    gx[n, c, 2 * r, b] = 0
-                    gx[n, c, 2 * r + 1, b] = 0
-            for a in range(2 * oh, h):
-                for b in range(w):
-                    gx[n, c, a, b] = 0
-            acc = 0.0
-            for z in range(ow):
-                acc += col[z]
-            part[t] = acc
+                scatter_rows(g, win, gx[n, c, 2 * r], gx[n, c, 2 * r + 1])
+            part[t] = close_plane(gx, n, c, 2 * oh, col)
 
 
 _pool_relu_bwd_2x2_serial = serial_twin(pool_relu_bwd_2x2)

@@ -30,18 +30,7 @@ from .fused import fused_conv2d
 from .gemm import KC
 from .pool import _chunks
 from .table import backend
-
-
-@njit(cache=True, inline="always")
-def _window(a, b, p, q):
-    """(max, tap) of a 2x2 window in row-major order a b / p q: the first maximum, a NaN wins (the first NaN)."""
-    t1 = (b > a) | ((b != b) & (a == a))
-    m = b if t1 else a
-    t2 = (p > m) | ((p != p) & (m == m))
-    m = p if t2 else m
-    t3 = (q > m) | ((q != q) & (m == m))
-    m = q if t3 else m
-    return m, 3 if t3 else (2 if t2 else (1 if t1 else 0))
+from .window2x2 import close_plane, scatter_rows, window_tap
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -78,20 +67,20 @@ def _planes_relu_pool(xp, plane, w2, boff, bias, has_bias, pooled, tap, oh, wp, 
                     b = zero if b < zero else b
                     p = zero if p < zero else p
                     q = zero if q < zero else q
-                    m, w = _window(a, b, p, q)
+                    m, w = window_tap(a, b, p, q)
                     pooled[n, o, r, z] = m
                     tap[n, o, r, z] = NO_GRAD if m <= zero else w
 
 
 @njit(parallel=True, cache=True)
 def pool_taps_2x2(y, pooled, tap):
-    """pooled, tap = each 2x2 window's max and winning tap (see :func:`_window`)."""
+    """pooled, tap = each 2x2 window's max and winning tap (see :func:`.window2x2.window_tap`)."""
     nn, nc, ph, pw = pooled.shape
     for t in prange(nn * nc):
         n, c = t // nc, t % nc
         for r in range(ph):
             for z in range(pw):
-                m, w = _window(y[n, c, 2 * r, 2 * z], y[n, c, 2 * r, 2 * z + 1], y[n, c, 2 * r + 1, 2 * z],
+                m, w = window_tap(y[n, c, 2 * r, 2 * z], y[n, c, 2 * r, 2 * z + 1], y[n, c, 2 * r + 1, 2 * z],
                                y[n, c, 2 * r + 1, 2 * z + 1])
                 pooled[n, c, r, z] = m
                 tap[n, c, r, z] = NO_GRAD if m <= 0 else w
@@ -108,30 +97,18 @@ def tap_relu_bwd_2x2(gp, tap, gy, part, nch):
     for k in prange(nch):
         col = np.empty(pw, np.float64)
         g = np.empty(pw, gy.dtype)
-        zero = np.zeros(1, gy.dtype)[0]
+        zero = gy.dtype.type(0)
         for t in range(k * planes // nch, (k + 1) * planes // nch):
             n, c = t // nc, t % nc
             col[:] = 0
             for r in range(ph):
+                taps = tap[n, c, r]
                 for z in range(pw):
-                    g[z] = zero if tap[n, c, r, z] == NO_GRAD else gp[n, c, r, z]
+                    g[z] = zero if taps[z] == NO_GRAD else gp[n, c, r, z]
                 for z in range(pw):
                     col[z] += g[z]
-                for d in range(2):
-                    for z in range(pw):
-                        v, s = g[z], tap[n, c, r, z] - 2 * d
-                        gy[n, c, 2 * r + d, 2 * z] = v if s == 0 else zero
-                        gy[n, c, 2 * r + d, 2 * z + 1] = v if s == 1 else zero
-                for b in range(2 * pw, w):
-                    gy[n, c, 2 * r, b] = 0
-                    gy[n, c, 2 * r + 1, b] = 0
-            for a in range(2 * ph, h):
-                for b in range(w):
-                    gy[n, c, a, b] = 0
-            acc = 0.0
-            for z in range(pw):
-                acc += col[z]
-            part[t] = acc
+                scatter_rows(g, taps, gy[n, c, 2 * r], gy[n, c, 2 * r + 1])
+            part[t] = close_plane(gy, n, c, 2 * ph, col)
 
 
 _pool_taps_serial, _tap_relu_bwd_serial = serial_twin(pool_taps_2x2), serial_twin(tap_relu_bwd_2x2)

@@ -22,6 +22,7 @@ import numpy as np
 from numba import get_num_threads, njit, prange
 
 from .table import backend
+from .window2x2 import window_tap, zero_rows_from
 
 
 @njit(cache=True)
@@ -216,20 +217,15 @@ def max_pool_bwd_2x2(gy, x, gx, nch):
     planes = nn * nc
     for k in prange(nch):
         win = np.empty(ow, np.int32)
-        zero = np.zeros(1, gx.dtype)[0]
+        zero = gx.dtype.type(0)
         for t in range(k * planes // nch, (k + 1) * planes // nch):
             n, c = t // nc, t % nc
             for y in range(oh):
-                for z in range(ow):  # winning tap 0..3, row-major first (first NaN)
-                    a, b = x[n, c, 2 * y, 2 * z], x[n, c, 2 * y, 2 * z + 1]
-                    p, q = x[n, c, 2 * y + 1, 2 * z], x[n, c, 2 * y + 1, 2 * z + 1]
-                    t1 = (b > a) | ((b != b) & (a == a))
-                    m = b if t1 else a
-                    t2 = (p > m) | ((p != p) & (m == m))
-                    m = p if t2 else m
-                    t3 = (q > m) | ((q != q) & (m == m))
-                    win[z] = 3 if t3 else (2 if t2 else (1 if t1 else 0))
-                # one gx row per loop: fewer streams per loop keeps LLVM's alias checks vectorizable
+                for z in range(ow):
+                    win[z] = window_tap(x[n, c, 2 * y, 2 * z], x[n, c, 2 * y, 2 * z + 1], x[n, c, 2 * y + 1, 2 * z],
+                                        x[n, c, 2 * y + 1, 2 * z + 1])[1]
+                # one gx row per loop: fewer streams per loop keeps LLVM's alias checks vectorizable (a call to
+                # window2x2.scatter_rows per row, as the fused kernels make, costs this kernel ~20%)
                 for d in range(2):
                     for z in range(ow):
                         g, tap = gy[n, c, y, z], win[z] - 2 * d
@@ -238,9 +234,7 @@ def max_pool_bwd_2x2(gy, x, gx, nch):
                 for b in range(2 * ow, w):
                     gx[n, c, 2 * y, b] = 0
                     gx[n, c, 2 * y + 1, b] = 0
-            for a in range(2 * oh, h):
-                for b in range(w):
-                    gx[n, c, a, b] = 0
+            zero_rows_from(gx, n, c, 2 * oh)
 
 
 @njit(cache=True)
