@@ -132,14 +132,20 @@ def test_heuristic_and_policy(policy):
     assert got.algorithm == "blocked-direct" and got.how == "measured" and set(ran) == set(times)
 
 
-def test_compiled_resnet18_runs_winograd_and_equals_eager(policy):
+def _blocked_resnet18(shape, seed):
+    """ResNet-18 (random BN statistics) in eval mode, an input, the numpy reference output, the blocked compiled
+    module and its blocked convolutions' kernel notes."""
     m = randomize_bn(zoo.get("resnet18"))
     m.eval()
-    x = np.random.default_rng(0).standard_normal((1, 3, 40, 40)).astype(np.float32)
+    x = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
     with engine.use_backend("numpy"), no_grad():
         ref = m(Tensor(x)).data
     cm = graph.compile(m, x, backend="numba", layout="blocked")
-    notes = [str(v) for v in cm.report["kernels"].values() if "blocked_conv2d" in str(v)]
+    return m, x, ref, cm, [str(v) for v in cm.report["kernels"].values() if "blocked_conv2d" in str(v)]
+
+
+def test_compiled_resnet18_runs_winograd_and_equals_eager(policy):
+    m, x, ref, cm, notes = _blocked_resnet18((1, 3, 40, 40), seed=0)
     # the 3x3 stride-1 layers of the first two stages (10x10, 5x5 outputs; the second stage's first conv has stride
     # 2): 4 + 3; the last two stages' 3x3 and 2x2 outputs are under 8 tiles: direct
     assert sum("blocked-winograd-f2 (heuristic)" in v for v in notes) == 7
@@ -223,13 +229,7 @@ def test_blocked_winograd_f4_error_stays_near_direct(policy):
 def test_compiled_resnet18_runs_winograd_f4_and_equals_eager():
     """At batch 2 and 64x64 the first stage's 16x16 layers have 32 4x4 tiles: F(4x4) by the heuristic; the
     second and third stage's F(2x2); the whole network still equals the numpy reference."""
-    m = randomize_bn(zoo.get("resnet18"))
-    m.eval()
-    x = np.random.default_rng(1).standard_normal((2, 3, 64, 64)).astype(np.float32)
-    with engine.use_backend("numpy"), no_grad():
-        ref = m(Tensor(x)).data
-    cm = graph.compile(m, x, backend="numba", layout="blocked")
-    notes = [str(v) for v in cm.report["kernels"].values() if "blocked_conv2d" in str(v)]
+    _, x, ref, cm, notes = _blocked_resnet18((2, 3, 64, 64), seed=1)
     assert sum("blocked-winograd-f4 (heuristic)" in v for v in notes) == 4
     assert sum("blocked-winograd-f2 (heuristic)" in v for v in notes) == 6
     got = cm(x).data
