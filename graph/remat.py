@@ -11,7 +11,9 @@ Policy (``rematerialize``), on the graph in its peak-lowering schedule (clones g
 that order):
 1. Cheap ops first: conv and matmul outputs stay saved (anchors); everything else the backward reads (batch-norm
    outputs, activations, pooling, adds, reshapes) is recomputed from them, largest first, until the planned peak
-   fits (a binary search over how many candidates, so the planner runs ~log2(n) times).
+   fits (a binary search over how many candidates, so the planner runs ~log2(n) times) Concats stored as channel-prefix
+   views of a longer one (DenseNet's, graph/prefix_views.py) stay saved in 1 and 2: recomputing one frees nothing
+   while the rest of its family is kept, and its clone is a copy.
 2. Cheap ops and the cheapest convolutions: block boundaries (every 1st, 2nd or 3rd articulation point of the
    forward graph) stay saved, every other cheap value is recomputed, and conv / matmul outputs are recomputed in
    order of bytes freed per FLOP (1x1 convs with few input channels and full-resolution convs first), fewest
@@ -34,7 +36,8 @@ import networkx as nx
 from engine.primitive import CONV, FUSED, MATMUL
 
 from .ir import Graph, Node, Value
-from .memory import plan_memory
+from .memory import _intermediates, plan_memory
+from .prefix_views import prefix_families
 
 _NEVER = (CONV, MATMUL, FUSED)  # expensive: never recomputed by the cheap policy
 _TINY = 4096  # a saved value under 1/_TINY of the planned peak is never recomputed
@@ -218,7 +221,12 @@ def _search(graph: Graph, base: int, limit: int, prefix_views: bool, deep: bool)
     # tiny values (batch-norm statistics, pooled features) stay saved: recomputing a 256-byte mean reruns a whole
     # batch norm and allocates its full-size output for nothing
     saved = [v for v in saved_values(graph) if v.nbytes * _TINY >= base]
-    cheap = sorted((v for v in saved if v.producer.op.kind not in _NEVER), key=lambda v: -v.nbytes)
+    # concats stored as channel-prefix views of a block's longest one (graph/prefix_views.py) free nothing unless
+    # the whole family goes, and a clone is a full copy: they stay saved under the cheap policies
+    shared = {id(v) for pair in prefix_families(graph, _intermediates(graph)).items() for v in pair} \
+        if prefix_views else set()
+    cheap = sorted((v for v in saved if v.producer.op.kind not in _NEVER and id(v) not in shared),
+                   key=lambda v: -v.nbytes)
     anchors = {id(v) for v in saved if v.producer.op.kind in _NEVER}
 
     def attempt(k: int) -> tuple[Graph, list[str], int, int]:
