@@ -33,6 +33,7 @@ from typing import Any
 
 import networkx as nx
 
+from engine.ops.norm import batch_norm_apply_p
 from engine.primitive import CONV, FUSED, MATMUL
 
 from .ir import Graph, Node, Value
@@ -134,6 +135,17 @@ def recompute(graph: Graph, values: list[Value], anchors: set[int], verify: bool
         n = v.producer
         mine = any(id(o) in target_ids and o is not current[0] for o in n.outputs)
         priv = (priv and deep) or mine
+        bn = _applicable_batch_norm(n, kept)
+        if bn is not None:  # y again from the kept statistics (and the relu after it): one pass, no reductions
+            x, w, b = (clone_of(x, before, priv) for x in bn.inputs)
+            c = g.create_node(batch_norm_apply_p, [x, w, b, *bn.outputs[1:]],
+                              {"eps": bn.attrs["eps"], "relu": n is not bn}, name=f"{n.name}.recompute",
+                              before=before, meta={**n.meta, "phase": "backward", "recomputed": n.name},
+                              out_specs=[v.spec])
+            extra += c.cost().flops
+            (private if priv else clones)[id(v)] = c.outputs[0]
+            names.append(v.name)
+            return c.outputs[0]
         ins = [clone_of(x, before, priv) for x in n.inputs]
         c = g.create_node(n.op, ins, n.attrs, name=f"{n.name}.recompute", before=before,
                           meta={**n.meta, "phase": "backward", "recomputed": n.name},
@@ -164,6 +176,21 @@ def recompute(graph: Graph, values: list[Value], anchors: set[int], verify: bool
     if verify:
         g.verify()
     return g, names, extra
+
+
+def _applicable_batch_norm(n: Node, kept: Any) -> Node | None:
+    """The training batch norm whose ``y`` a clone of ``n`` can compute with ``batch_norm_apply`` from its kept
+    statistics: ``n`` itself, or the one feeding ``n`` when ``n`` is a relu that is its y's only reader (the relu
+    then runs in the same pass); None otherwise."""
+    bn = n
+    if n.op.name == "relu":
+        y = n.inputs[0]
+        bn = y.producer
+        if bn is None or y is not bn.outputs[0] or len(y.users) != 1:
+            return None
+    if bn.op.name != "batch_norm_train" or not all(kept(s) for s in bn.outputs[1:]):
+        return None
+    return bn
 
 
 def _articulation_values(graph: Graph) -> list[Value]:
