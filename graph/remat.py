@@ -135,8 +135,13 @@ def recompute(graph: Graph, values: list[Value], anchors: set[int], verify: bool
         n = v.producer
         mine = any(id(o) in target_ids and o is not current[0] for o in n.outputs)
         priv = (priv and deep) or mine
+        # y again from the kept statistics (and the relu after it): one pass, no reductions. A relu cloned
+        # privately, or over a batch norm already cloned, stays a node of its own over the batch norm's clone, so
+        # that clone is shared as any other would be
         bn = _applicable_batch_norm(n, kept)
-        if bn is not None:  # y again from the kept statistics (and the relu after it): one pass, no reductions
+        if bn is not None and bn is not n and (priv or id(bn.outputs[0]) in clones or id(bn.outputs[0]) in private):
+            bn = None
+        if bn is not None:
             x, w, b = (clone_of(x, before, priv) for x in bn.inputs)
             c = g.create_node(batch_norm_apply_p, [x, w, b, *bn.outputs[1:]],
                               {"eps": bn.attrs["eps"], "relu": n is not bn}, name=f"{n.name}.recompute",
