@@ -5,7 +5,8 @@ A value the backward reads is *saved*: it stays live from the forward to its las
 it, its producer is cloned (recursively, through values that are not kept) right before its first backward
 reader, and backward readers read the clone. Clones run the same primitives with the same attributes on the same
 inputs, so gradients are bit for bit those of the unrewritten graph; random ops recompute the same mask from the
-same key input.
+same key input. A training batch norm's output is the exception: ``batch_norm_apply`` recomputes it from the kept
+statistics (with the relu after it, where that is its only reader), bit for bit as well.
 
 Policy (``rematerialize``), on the graph in its peak-lowering schedule (clones go before their first reader in
 that order):
