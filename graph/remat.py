@@ -19,6 +19,7 @@ that order):
    forward graph) stay saved, every other cheap value is recomputed, and conv / matmul outputs are recomputed in
    order of bytes freed per FLOP (1x1 convs with few input channels and full-resolution convs first), fewest
    that fit. Each recomputation stays inside a block or two, so its clones live only during that backward.
+   Each spacing is tried with private clones (below) and with shared ones (``share``: nothing recomputed twice).
 3. Segment checkpoints (Chen et al. 2016): keep only every k-th articulation point of the forward graph
    (k ~ sqrt(#points)) and recompute everything else, convolutions included, from them.
 Of 2 and 3 the fitting rewrite with the fewest extra FLOPs wins. When none fits, 1-3 again with *deep* private
@@ -99,11 +100,13 @@ def planned_peak(graph: Graph, prefix_views: bool = True) -> int:
     return plan_memory(graph, reorder=True, prefix_views=prefix_views).arena_bytes
 
 
-def recompute(graph: Graph, values: list[Value], anchors: set[int], verify: bool = True, deep: bool = False
-              ) -> tuple[Graph, list[str], int]:
+def recompute(graph: Graph, values: list[Value], anchors: set[int], verify: bool = True, deep: bool = False,
+              share: bool = False) -> tuple[Graph, list[str], int]:
     """A copy of ``graph`` where the backward reads a recomputed clone of each of ``values`` (cloning producers
     back to ``anchors`` / graph inputs). Returns the graph, the recomputed value names and the FLOPs added.
-    ``verify=False`` skips the structural check (the search verifies only the rewrite it returns)."""
+    ``verify=False`` skips the structural check (the search verifies only the rewrite it returns). ``share``: a
+    target reached while recomputing another is cloned once for both (nothing runs twice; the clone lives until
+    its last reader) instead of privately (below)."""
     g = graph.copy()
     vmap = {id(a): b for a, b in zip(graph.values(), g.values())}
     targets = [vmap[id(v)] for v in values]
@@ -134,7 +137,7 @@ def recompute(graph: Graph, values: list[Value], anchors: set[int], verify: bool
         if v.producer is None or id(v) in anchor_ids or kept(v):
             return v
         n = v.producer
-        mine = any(id(o) in target_ids and o is not current[0] for o in n.outputs)
+        mine = not share and any(id(o) in target_ids and o is not current[0] for o in n.outputs)
         priv = (priv and deep) or mine
         # y again from the kept statistics (and the relu after it): one pass, no reductions. A relu cloned
         # privately, or over a batch norm already cloned, stays a node of its own over the batch norm's clone, so
@@ -280,14 +283,17 @@ def _search(graph: Graph, base: int, limit: int, prefix_views: bool, deep: bool)
     points = _articulation_values(graph)
     costly = sorted((v for v in saved if v.producer.op.kind in _NEVER),
                     key=lambda v: -v.nbytes / max(v.producer.cost().flops, 1))
-    for stride in _BOUND_STRIDES:
+    # each also with shared clones: a conv output reached from a later block's recomputation is not recomputed a
+    # second time for its own readers (fewer FLOPs where the longer-lived clone still fits)
+    for stride, share in [(s, sh) for s in _BOUND_STRIDES for sh in ((False,) if deep else (True, False))]:
         bounds = {id(v) for v in points[stride - 1::stride]}
         inner = [v for v in cheap if id(v) not in bounds]
 
-        def attempt_costly(k: int, inner: list[Value] = inner, bounds: set[int] = bounds) -> tuple:
+        def attempt_costly(k: int, inner: list[Value] = inner, bounds: set[int] = bounds, share: bool = share
+                           ) -> tuple:
             dropped = {id(v) for v in costly[:k]}
             g, names, extra = recompute(graph, inner + costly[:k], (anchors - dropped) | bounds, verify=False,
-                                           deep=deep)
+                                        deep=deep, share=share)
             return g, names, extra, planned_peak(g, prefix_views)
 
         # the peak need not fall monotonically with k (a recomputed DenseNet feature map is read by every later
