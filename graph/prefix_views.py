@@ -20,7 +20,7 @@ from .ir import Graph, Node, Value
 
 # ops whose kernels read an input that is a channel prefix of a larger NCHW array (numpy: any strides; numba:
 # batch_norm's kernels read the contiguous parent, backends/numba/norm.py)
-STRIDED_READERS = frozenset({"batch_norm_train", "batch_norm_train_grad"})
+STRIDED_READERS = frozenset({"batch_norm_train", "batch_norm_train_grad", "batch_norm_apply"})
 
 
 def _concat_key(n: Node) -> tuple[int, ...] | None:

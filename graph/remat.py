@@ -5,17 +5,21 @@ A value the backward reads is *saved*: it stays live from the forward to its las
 it, its producer is cloned (recursively, through values that are not kept) right before its first backward
 reader, and backward readers read the clone. Clones run the same primitives with the same attributes on the same
 inputs, so gradients are bit for bit those of the unrewritten graph; random ops recompute the same mask from the
-same key input.
+same key input. A training batch norm's output is the exception: ``batch_norm_apply`` recomputes it from the kept
+statistics (with the relu after it, where that is its only reader), bit for bit as well.
 
 Policy (``rematerialize``), on the graph in its peak-lowering schedule (clones go before their first reader in
 that order):
 1. Cheap ops first: conv and matmul outputs stay saved (anchors); everything else the backward reads (batch-norm
    outputs, activations, pooling, adds, reshapes) is recomputed from them, largest first, until the planned peak
-   fits (a binary search over how many candidates, so the planner runs ~log2(n) times).
+   fits (a binary search over how many candidates, so the planner runs ~log2(n) times) Concats stored as channel-prefix
+   views of a longer one (DenseNet's, graph/prefix_views.py) stay saved in 1 and 2: recomputing one frees nothing
+   while the rest of its family is kept, and its clone is a copy.
 2. Cheap ops and the cheapest convolutions: block boundaries (every 1st, 2nd or 3rd articulation point of the
    forward graph) stay saved, every other cheap value is recomputed, and conv / matmul outputs are recomputed in
    order of bytes freed per FLOP (1x1 convs with few input channels and full-resolution convs first), fewest
    that fit. Each recomputation stays inside a block or two, so its clones live only during that backward.
+   Each spacing is tried with private clones (below) and with shared ones (``share``: nothing recomputed twice).
 3. Segment checkpoints (Chen et al. 2016): keep only every k-th articulation point of the forward graph
    (k ~ sqrt(#points)) and recompute everything else, convolutions included, from them.
 Of 2 and 3 the fitting rewrite with the fewest extra FLOPs wins. When none fits, 1-3 again with *deep* private
@@ -31,10 +35,12 @@ from typing import Any
 
 import networkx as nx
 
+from engine.ops.norm import batch_norm_apply_p
 from engine.primitive import CONV, FUSED, MATMUL
 
 from .ir import Graph, Node, Value
-from .memory import plan_memory
+from .memory import _intermediates, plan_memory
+from .prefix_views import prefix_families
 
 _NEVER = (CONV, MATMUL, FUSED)  # expensive: never recomputed by the cheap policy
 _TINY = 4096  # a saved value under 1/_TINY of the planned peak is never recomputed
@@ -94,11 +100,13 @@ def planned_peak(graph: Graph, prefix_views: bool = True) -> int:
     return plan_memory(graph, reorder=True, prefix_views=prefix_views).arena_bytes
 
 
-def recompute(graph: Graph, values: list[Value], anchors: set[int], verify: bool = True, deep: bool = False
-              ) -> tuple[Graph, list[str], int]:
+def recompute(graph: Graph, values: list[Value], anchors: set[int], verify: bool = True, deep: bool = False,
+              share: bool = False) -> tuple[Graph, list[str], int]:
     """A copy of ``graph`` where the backward reads a recomputed clone of each of ``values`` (cloning producers
     back to ``anchors`` / graph inputs). Returns the graph, the recomputed value names and the FLOPs added.
-    ``verify=False`` skips the structural check (the search verifies only the rewrite it returns)."""
+    ``verify=False`` skips the structural check (the search verifies only the rewrite it returns). ``share``: a
+    target reached while recomputing another is cloned once for both (nothing runs twice; the clone lives until
+    its last reader) instead of privately (below)."""
     g = graph.copy()
     vmap = {id(a): b for a, b in zip(graph.values(), g.values())}
     targets = [vmap[id(v)] for v in values]
@@ -129,8 +137,24 @@ def recompute(graph: Graph, values: list[Value], anchors: set[int], verify: bool
         if v.producer is None or id(v) in anchor_ids or kept(v):
             return v
         n = v.producer
-        mine = any(id(o) in target_ids and o is not current[0] for o in n.outputs)
+        mine = not share and any(id(o) in target_ids and o is not current[0] for o in n.outputs)
         priv = (priv and deep) or mine
+        # y again from the kept statistics (and the relu after it): one pass, no reductions. A relu cloned
+        # privately, or over a batch norm already cloned, stays a node of its own over the batch norm's clone, so
+        # that clone is shared as any other would be
+        bn = _applicable_batch_norm(n, kept)
+        if bn is not None and bn is not n and (priv or id(bn.outputs[0]) in clones or id(bn.outputs[0]) in private):
+            bn = None
+        if bn is not None:
+            x, w, b = (clone_of(x, before, priv) for x in bn.inputs)
+            c = g.create_node(batch_norm_apply_p, [x, w, b, *bn.outputs[1:]],
+                              {"eps": bn.attrs["eps"], "relu": n is not bn}, name=f"{n.name}.recompute",
+                              before=before, meta={**n.meta, "phase": "backward", "recomputed": n.name},
+                              out_specs=[v.spec])
+            extra += c.cost().flops
+            (private if priv else clones)[id(v)] = c.outputs[0]
+            names.append(v.name)
+            return c.outputs[0]
         ins = [clone_of(x, before, priv) for x in n.inputs]
         c = g.create_node(n.op, ins, n.attrs, name=f"{n.name}.recompute", before=before,
                           meta={**n.meta, "phase": "backward", "recomputed": n.name},
@@ -161,6 +185,21 @@ def recompute(graph: Graph, values: list[Value], anchors: set[int], verify: bool
     if verify:
         g.verify()
     return g, names, extra
+
+
+def _applicable_batch_norm(n: Node, kept: Any) -> Node | None:
+    """The training batch norm whose ``y`` a clone of ``n`` can compute with ``batch_norm_apply`` from its kept
+    statistics: ``n`` itself, or the one feeding ``n`` when ``n`` is a relu that is its y's only reader (the relu
+    then runs in the same pass); None otherwise."""
+    bn = n
+    if n.op.name == "relu":
+        y = n.inputs[0]
+        bn = y.producer
+        if bn is None or y is not bn.outputs[0] or len(y.users) != 1:
+            return None
+    if bn.op.name != "batch_norm_train" or not all(kept(s) for s in bn.outputs[1:]):
+        return None
+    return bn
 
 
 def _articulation_values(graph: Graph) -> list[Value]:
@@ -218,7 +257,12 @@ def _search(graph: Graph, base: int, limit: int, prefix_views: bool, deep: bool)
     # tiny values (batch-norm statistics, pooled features) stay saved: recomputing a 256-byte mean reruns a whole
     # batch norm and allocates its full-size output for nothing
     saved = [v for v in saved_values(graph) if v.nbytes * _TINY >= base]
-    cheap = sorted((v for v in saved if v.producer.op.kind not in _NEVER), key=lambda v: -v.nbytes)
+    # concats stored as channel-prefix views of a block's longest one (graph/prefix_views.py) free nothing unless
+    # the whole family goes, and a clone is a full copy: they stay saved under the cheap policies
+    shared = {id(v) for pair in prefix_families(graph, _intermediates(graph)).items() for v in pair} \
+        if prefix_views else set()
+    cheap = sorted((v for v in saved if v.producer.op.kind not in _NEVER and id(v) not in shared),
+                   key=lambda v: -v.nbytes)
     anchors = {id(v) for v in saved if v.producer.op.kind in _NEVER}
 
     def attempt(k: int) -> tuple[Graph, list[str], int, int]:
@@ -239,14 +283,17 @@ def _search(graph: Graph, base: int, limit: int, prefix_views: bool, deep: bool)
     points = _articulation_values(graph)
     costly = sorted((v for v in saved if v.producer.op.kind in _NEVER),
                     key=lambda v: -v.nbytes / max(v.producer.cost().flops, 1))
-    for stride in _BOUND_STRIDES:
+    # each also with shared clones: a conv output reached from a later block's recomputation is not recomputed a
+    # second time for its own readers (fewer FLOPs where the longer-lived clone still fits)
+    for stride, share in [(s, sh) for s in _BOUND_STRIDES for sh in ((False,) if deep else (True, False))]:
         bounds = {id(v) for v in points[stride - 1::stride]}
         inner = [v for v in cheap if id(v) not in bounds]
 
-        def attempt_costly(k: int, inner: list[Value] = inner, bounds: set[int] = bounds) -> tuple:
+        def attempt_costly(k: int, inner: list[Value] = inner, bounds: set[int] = bounds, share: bool = share
+                           ) -> tuple:
             dropped = {id(v) for v in costly[:k]}
             g, names, extra = recompute(graph, inner + costly[:k], (anchors - dropped) | bounds, verify=False,
-                                           deep=deep)
+                                        deep=deep, share=share)
             return g, names, extra, planned_peak(g, prefix_views)
 
         # the peak need not fall monotonically with k (a recomputed DenseNet feature map is read by every later

@@ -19,6 +19,13 @@ from .table import backend
 _REASSOC = {"reassoc"}
 
 
+@njit(cache=True, error_model="numpy")
+def _affine(w, b, mean, var, eps):
+    """A channel's (scale, shift) from its statistics: y = x * scale + shift."""
+    scale = w / math.sqrt(var + eps)
+    return scale, b - mean * scale
+
+
 @njit(parallel=True, cache=True, error_model="numpy", fastmath=_REASSOC)
 def bn_train(x, w, b, y, mean, var, eps):
     nn, nl, nc = x.shape[0], x.shape[2], w.shape[0]  # x may be the parent of a channel prefix (_ncl)
@@ -34,11 +41,10 @@ def bn_train(x, w, b, y, mean, var, eps):
             for i in range(nl):
                 d = x[n, c, i] - mu
                 q += d * d
-        v = q / m
         mean[c] = mu
-        var[c] = v
-        scale = w[c] / math.sqrt(v + eps)
-        shift = b[c] - mu * scale
+        var[c] = q / m
+        # normalize with the statistics as stored (rounded to x's dtype), as bn_apply does from them
+        scale, shift = _affine(w[c], b[c], mean[c], var[c], eps)
         for n in range(nn):
             for i in range(nl):
                 y[n, c, i] = x[n, c, i] * scale + shift
@@ -65,6 +71,24 @@ def bn_train_grad(gy, x, w, mean, var, gx, gw, gb, eps):
             for i in range(nl):
                 xhat = (x[n, c, i] - mu) * invstd
                 gx[n, c, i] = k * (m * gy[n, c, i] - sg - xhat * sgx)
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def bn_apply(x, w, b, mean, var, y, eps, relu):
+    """bn_train's y from its stored statistics, bit for bit, then relu (the elementwise kernel's: 0 unless the
+    value is > 0 or NaN; taken before the float32 store, which keeps the sign or gives +0), over (n, c) planes.
+    ``x`` may be the parent of a channel prefix."""
+    nn, nl, nc = x.shape[0], x.shape[2], w.shape[0]
+    for t in prange(nn * nc):
+        n, c = t // nc, t % nc
+        scale, shift = _affine(w[c], b[c], mean[c], var[c], eps)
+        if relu:
+            for i in range(nl):
+                v = x[n, c, i] * scale + shift
+                y[n, c, i] = v if not v <= 0 else 0.0
+        else:
+            for i in range(nl):
+                y[n, c, i] = x[n, c, i] * scale + shift
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
@@ -121,6 +145,10 @@ def _bn_train_grad_call(gy, x, w, mean, var, out, eps) -> Callable[[], None]:
     return functools.partial(bn_train_grad, _ncl(gy), _ncl_parent(x), w, mean, var, _ncl(gx), gw, gb, float(eps))
 
 
+def _bn_apply_call(x, w, b, mean, var, out, eps, relu) -> Callable[[], None]:
+    return functools.partial(bn_apply, _ncl_parent(x), w, b, mean, var, _ncl(out), float(eps), bool(relu))
+
+
 def _bn_infer_call(x, w, b, mean, var, out, eps) -> Callable[[], None]:
     x3 = _ncl(x)
     return functools.partial(bn_infer, x3, w, b, mean, var, out.reshape(x3.shape), float(eps))
@@ -136,6 +164,11 @@ def batch_norm_train_grad(gy, x, w, mean, var, out, eps) -> None:
     _bn_train_grad_call(gy, x, w, mean, var, out, eps)()
 
 
+@backend.register("batch_norm_apply")
+def batch_norm_apply(x, w, b, mean, var, out, eps, relu) -> None:
+    _bn_apply_call(x, w, b, mean, var, out, eps, relu)()
+
+
 @backend.register("batch_norm_infer")
 def batch_norm_infer(x, w, b, mean, var, out, eps) -> None:
     _bn_infer_call(x, w, b, mean, var, out, eps)()
@@ -148,3 +181,6 @@ batch_norm_train_grad.specialize = lambda gy, x, w, mean, var, out, eps: (
     else None)
 batch_norm_infer.specialize = lambda x, w, b, mean, var, out, eps: (
     _bn_infer_call(x, w, b, mean, var, out, eps) if _calls_on_views(x, out, w, b, mean, var) else None)
+batch_norm_apply.specialize = lambda x, w, b, mean, var, out, eps, relu: (
+    _bn_apply_call(x, w, b, mean, var, out, eps, relu) if _calls_on_views(out, w, b, mean, var) and _ncl_view(x)
+    else None)

@@ -43,6 +43,17 @@ def batch_norm_train_grad(gy: np.ndarray, x: np.ndarray, w: np.ndarray, mean: np
     gx[...] = _col(w * invstd / m, x) * (m * gy - _col(gb, x) - xhat * _col(gw, x))
 
 
+@backend.register("batch_norm_apply")
+def batch_norm_apply(x: np.ndarray, w: np.ndarray, b: np.ndarray, mean: np.ndarray, var: np.ndarray,
+                     out: np.ndarray, eps: float, relu: bool) -> None:
+    # batch_norm_train's arithmetic from its stored statistics (bit for bit its y), then the relu kernel's
+    xc = x - _col(mean, x)
+    invstd = 1.0 / np.sqrt(var + x.dtype.type(eps))
+    out[...] = xc * _col(invstd * w, x) + _col(b, x)
+    if relu:
+        out[...] = np.maximum(out, 0)
+
+
 @backend.register("batch_norm_infer")
 def batch_norm_infer(x: np.ndarray, w: np.ndarray, b: np.ndarray, mean: np.ndarray, var: np.ndarray,
                      out: np.ndarray, eps: float) -> None:

@@ -108,6 +108,33 @@ def _bn_train_grad_shape(gy: Spec, x: Spec, w: Spec, mean: Spec, var: Spec, eps:
 batch_norm_train_grad_p.def_cost(lambda ins, outs, eps: _per_channel_cost(ins, outs, 10))
 
 
+# --- batch_norm_apply: a training batch norm's y again, from its own statistics ----------------------------
+# Made only by rematerialization (graph/remat.py), in backward graphs: ``batch_norm_apply(x, w, b, mean, var; eps,
+# relu)`` is ``y`` of the ``batch_norm_train(x, w, b; eps)`` that produced ``mean, var`` (each backend's kernel
+# normalizes with the arithmetic of its own training kernel, so the result is bit for bit that y), followed by
+# ``relu`` when asked: one pass over x instead of the statistics' two and relu's own.
+batch_norm_apply_p = primitive("batch_norm_apply", NORM)
+
+
+@batch_norm_apply_p.def_shape
+def _bn_apply_shape(x: Spec, w: Spec, b: Spec, mean: Spec, var: Spec, eps: float, relu: bool) -> Spec:
+    _check_channels("batch_norm_apply", x, ("weight", w), ("bias", b), ("mean", mean), ("var", var))
+    return x
+
+
+batch_norm_apply_p.def_cost(lambda ins, outs, eps, relu: _per_channel_cost(ins, outs, 3 if relu else 2))
+
+
+@batch_norm_apply_p.def_decompose
+def _bn_apply_decompose(lookup: Any, x: Any, w: Any, b: Any, mean: Any, var: Any, *, out: Any, eps: float,
+                        relu: bool) -> None:
+    # the training kernel recomputes the statistics from the same x: it writes mean and var over themselves with
+    # the very values they hold
+    lookup("batch_norm_train")(x, w, b, out=(out, mean, var), eps=eps)
+    if relu:
+        lookup("relu")(out, out=out)
+
+
 # --- batch_norm_infer ------------------------------------------------------------------------------------
 batch_norm_infer_p = primitive("batch_norm_infer", NORM)
 

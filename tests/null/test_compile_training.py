@@ -364,3 +364,30 @@ def test_recomputing_a_later_input_clones_an_earlier_target_privately():
         assert max(pos[id(u)] for u in c.outputs[0].users) - pos[id(c)] <= 2
     last = max(clones, key=lambda n: pos[id(n)])
     assert [u.op.name for u in last.outputs[0].users] == ["batch_norm_train_grad"]
+
+
+def test_shared_clones_recompute_each_value_once_and_keep_gradients(monkeypatch):
+    """With ``share`` a target reached while recomputing another is cloned once for both readers (the search tries
+    it beside private clones and keeps the fitting rewrite with fewer FLOPs): no node runs twice, and training is
+    bit for bit the unbudgeted one."""
+    m = _resnetish()
+    m.train()
+    opt = optim.SGD(m.parameters(), lr=0.1, momentum=0.9)
+    g = graph.compile_step(m, F.cross_entropy, opt, Tensor(XR), Tensor(YR), backend="numpy").graph
+    saved = remat.saved_values(g)
+    stem = next(v for v in saved if v.producer.op.name == "conv2d")
+    block_inputs = [v for v in saved if v.producer.op.name == "relu"][:4]
+    for share, once in ((False, False), (True, True)):
+        g2, _, _ = remat.recompute(g, [stem, *block_inputs], anchors=set(), share=share)
+        made = [n.meta["recomputed"] for n in g2.nodes if n.meta.get("recomputed")]
+        assert (len(made) == len(set(made))) == once
+    recompute = remat.recompute
+    monkeypatch.setattr(remat, "recompute", lambda *a, **k: recompute(*a, **{**k, "share": True}))
+    m0, _, l0 = _budget_run(None)
+    m1, s1, l1 = _budget_run(0.45)
+    made = [n.meta["recomputed"] for n in s1.graph.nodes if n.meta.get("recomputed")]
+    assert s1.report["remat"]["policy"] == "cheap+convs" and len(made) == len(set(made))
+    assert any(n.op.kind == "conv" for n in s1.graph.nodes if n.meta.get("recomputed"))
+    assert l1 == l0
+    for (k, a), b in zip(m0.state_dict().items(), m1.state_dict().values()):
+        np.testing.assert_array_equal(b.data, a.data, err_msg=k)

@@ -214,4 +214,29 @@ def test_local_response_norm_errors():
 
 def test_every_norm_primitive_is_covered():
     prims = {v.name for v in vars(norm).values() if isinstance(v, Primitive)}
-    assert prims <= {"batch_norm_train", "batch_norm_train_grad", "batch_norm_infer"}
+    assert prims <= {"batch_norm_train", "batch_norm_train_grad", "batch_norm_infer", "batch_norm_apply"}
+
+
+@pytest.mark.parametrize("kernel", ["numpy", "numba", "decomposed"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_batch_norm_apply_is_the_training_y_bit_for_bit(kernel, dtype):
+    """batch_norm_apply(x, w, b, mean, var) recomputes batch_norm_train's y from its stored statistics (and the
+    relu kernel's output after it) exactly, on each backend and through the decomposition a backend without the
+    kernel runs (the training kernel again, writing the statistics over themselves)."""
+    table = engine.get_backend("numba" if kernel == "numba" else "numpy")
+    apply = norm.batch_norm_apply_p.decomposed_kernel(table.kernel) if kernel == "decomposed" \
+        else table.kernel("batch_norm_apply")
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal((4, 5, 3, 6)) * 3 + 1).astype(dtype)
+    w, b = rng.standard_normal(5).astype(dtype), rng.standard_normal(5).astype(dtype)
+    y, mean, var = np.empty_like(x), np.empty(5, dtype), np.empty(5, dtype)
+    table.kernel("batch_norm_train")(x, w, b, out=(y, mean, var), eps=1e-5)
+    stats = mean.copy(), var.copy()
+    relu_y = np.empty_like(y)
+    table.kernel("relu")(y, out=relu_y)
+    for relu, want in ((False, y), (True, relu_y)):
+        got = np.full_like(x, np.nan)
+        apply(x, w, b, mean, var, out=got, eps=1e-5, relu=relu)
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(mean, stats[0])
+        np.testing.assert_array_equal(var, stats[1])

@@ -95,7 +95,51 @@ def test_numba_batch_norm_reads_a_channel_prefix_like_a_copy():
         gx, gw, gb = np.empty_like(y), np.empty(4, np.float32), np.empty(4, np.float32)
         norm.batch_norm_train_grad(gy, arr, w, mean, var, out=(gx, gw, gb), eps=1e-5)
         res.extend([y, mean, var, gx, gw, gb])
+        for relu in (False, True):  # y again from the statistics, bit for bit (rematerialization's recompute)
+            again = np.empty_like(y)
+            norm.batch_norm_apply(arr, w, b, mean, var, out=again, eps=1e-5, relu=relu)
+            np.testing.assert_array_equal(again, np.maximum(y, 0) if relu else y)
     for a, e in zip(got, want):
         np.testing.assert_array_equal(a, e)
     # and those match the channel statistics numpy computes
     np.testing.assert_allclose(got[1], x.mean(axis=(0, 2, 3)), rtol=1e-5)
+
+
+def _two_blocks(dtype) -> nn.Module:
+    from zoo.models.densenet import _Transition
+
+    engine.manual_seed(0)
+    m = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, bias=False),
+                      _DenseBlock(3, 4, bn_size=2, growth_rate=3, drop_rate=0.0), _Transition(13, 6),
+                      _DenseBlock(3, 6, bn_size=2, growth_rate=3, drop_rate=0.0),
+                      nn.BatchNorm2d(15), nn.ReLU(), nn.Flatten(), nn.Linear(15 * 3 * 3, 4))
+    m.train()
+    return m.double() if dtype == np.float64 else m
+
+
+@pytest.mark.parametrize("backend, dtype, budget", [("numpy", np.float64, 0.6), ("numba", np.float32, 0.65)])
+def test_cheap_recomputation_keeps_concat_views_and_recomputes_no_conv(backend, dtype, budget):
+    """Under a budget the cheap policy recomputes the dense layers' BN + ReLU outputs (one batch_norm_apply from
+    the kept statistics) but not the concats (views of the block's storage: recomputing one frees nothing and
+    copies the block, rerunning the convs of its feature maps); the training stays bit for bit the unbudgeted one
+    (numba too: its batch_norm_apply normalizes exactly as its training kernel does)."""
+    x = Tensor(np.random.default_rng(3).standard_normal((3, 3, 6, 6)).astype(dtype))
+    y = Tensor(np.array([0, 3, 1]))
+    runs = []
+    for b in (None, budget):
+        m = _two_blocks(dtype)
+        step = graph.compile_step(m, F.cross_entropy, optim.SGD(m.parameters(), lr=0.1, momentum=0.9), x, y,
+                                  backend=backend, memory_budget=b)
+        runs.append((m, step, [step(x, y).item() for _ in range(2)]))
+    (m0, _, l0), (m1, s1, l1) = runs
+    r = s1.report["remat"]
+    assert r["policy"] == "cheap" and r["planned_peak_bytes"] <= budget * r["peak_no_recompute_bytes"]
+    rec = [n for n in s1.graph.nodes if n.meta.get("recomputed")]
+    # BN + ReLU again as one batch_norm_apply from the kept statistics, reading the concat view in place
+    assert {n.op.name for n in rec} == {"batch_norm_apply"} and any(n.attrs["relu"] for n in rec)
+    assert any(n.inputs[0] in s1.plan.prefix_of for n in rec)
+    assert s1.plan.prefix_of
+    assert l1 == l0
+    for (k, a), b in zip(m0.state_dict().items(), m1.state_dict().values()):
+        np.testing.assert_array_equal(b.data, a.data, err_msg=k)
+
