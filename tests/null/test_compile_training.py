@@ -345,17 +345,23 @@ def test_batch_norm_backward_writes_its_input_gradient_over_a_dying_input():
         assert plan.offsets[n.outputs[0]] == plan.offsets[src]
 
 
-def test_recomputing_a_later_input_clones_an_earlier_target_privately():
-    """The stem conv's output is saved for the stem BN backward (the last backward node) and also reached when the
-    block inputs are recomputed: each such chain gets its own clone, and the stem BN backward reads one made right
-    before it, so no clone stays live across the blocks in between."""
+def _resnetish_step_targets():
+    """The numpy training graph of the small ResNet-like model in train mode, the stem conv's saved output and the
+    first four saved block inputs (relu outputs)."""
     m = _resnetish()
     m.train()
     opt = optim.SGD(m.parameters(), lr=0.1, momentum=0.9)
     g = graph.compile_step(m, F.cross_entropy, opt, Tensor(XR), Tensor(YR), backend="numpy").graph
     saved = remat.saved_values(g)
     stem = next(v for v in saved if v.producer.op.name == "conv2d")
-    block_inputs = [v for v in saved if v.producer.op.name == "relu"][:4]
+    return g, stem, [v for v in saved if v.producer.op.name == "relu"][:4]
+
+
+def test_recomputing_a_later_input_clones_an_earlier_target_privately():
+    """The stem conv's output is saved for the stem BN backward (the last backward node) and also reached when the
+    block inputs are recomputed: each such chain gets its own clone, and the stem BN backward reads one made right
+    before it, so no clone stays live across the blocks in between."""
+    g, stem, block_inputs = _resnetish_step_targets()
     g2, _, _ = remat.recompute(g, [stem, *block_inputs], anchors=set())
     clones = [n for n in g2.nodes if n.meta.get("recomputed") == stem.producer.name]
     assert len(clones) >= 2
@@ -370,13 +376,7 @@ def test_shared_clones_recompute_each_value_once_and_keep_gradients(monkeypatch)
     """With ``share`` a target reached while recomputing another is cloned once for both readers (the search tries
     it beside private clones and keeps the fitting rewrite with fewer FLOPs): no node runs twice, and training is
     bit for bit the unbudgeted one."""
-    m = _resnetish()
-    m.train()
-    opt = optim.SGD(m.parameters(), lr=0.1, momentum=0.9)
-    g = graph.compile_step(m, F.cross_entropy, opt, Tensor(XR), Tensor(YR), backend="numpy").graph
-    saved = remat.saved_values(g)
-    stem = next(v for v in saved if v.producer.op.name == "conv2d")
-    block_inputs = [v for v in saved if v.producer.op.name == "relu"][:4]
+    g, stem, block_inputs = _resnetish_step_targets()
     for share, once in ((False, False), (True, True)):
         g2, _, _ = remat.recompute(g, [stem, *block_inputs], anchors=set(), share=share)
         made = [n.meta["recomputed"] for n in g2.nodes if n.meta.get("recomputed")]
