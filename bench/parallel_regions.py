@@ -125,22 +125,31 @@ def main() -> None:
                     env.pop(k, None)
                 else:
                     env[k] = v
-            p = subprocess.run([sys.executable, __file__, "--child", "--launches", str(args.launches)], env=env,
-                               capture_output=True, text=True)
-            load = os.getloadavg()[0]
-            if p.returncode:
-                print(f"round {r} {name}: failed: {p.stderr.strip().splitlines()[-1:]}", flush=True)
+            res = run_child([sys.executable, __file__, "--child", "--launches", str(args.launches)], env,
+                            f"round {r} {name}")
+            if res is None:
                 continue
-            res = json.loads(p.stdout.strip().splitlines()[-1])
-            res["load"] = load
             got[name].append(res)
-            print(f"round {r} {name:12s} load {load:4.1f} " + _fmt(res), flush=True)
+            print(f"round {r} {name:12s} load {res['load']:4.1f} " + _fmt(res), flush=True)
     print("medians over rounds (µs per launch):")
     for name, rows in got.items():
         if rows:
             med = {k: statistics.median(x[k] for x in rows) for k in rows[0] if k != "layer"}
             med["layer"] = rows[0]["layer"]
             print(f"  {name:12s} " + _fmt(med))
+
+
+def run_child(cmd: list[str], env: dict, label: str) -> dict | None:
+    """Run one measuring child process: its last line of output is a JSON dict, returned with the load average at
+    its end under "load" (None, after a line saying so, when it failed)."""
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    load = os.getloadavg()[0]
+    if p.returncode:
+        print(f"{label}: failed: {p.stderr.strip().splitlines()[-3:]}", flush=True)
+        return None
+    res = json.loads(p.stdout.strip().splitlines()[-1])
+    res["load"] = load
+    return res
 
 
 def _fmt(res: dict) -> str:

@@ -12,13 +12,12 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from parallel_regions import _OMP, VARIANTS  # noqa: E402
+from parallel_regions import _OMP, VARIANTS, run_child  # noqa: E402
 
 
 def child(workload: str, thresholds: list[str], reps: int, ort: bool) -> dict[str, float]:
@@ -99,13 +98,9 @@ def main() -> None:
                     env[k] = v
             cmd = [sys.executable, __file__, "--child", "--workload", args.workload, "--thresholds", args.thresholds,
                    "--reps", str(args.reps), "--ort" if args.ort else "--no-ort"]
-            p = subprocess.run(cmd, env=env, capture_output=True, text=True)
-            load = os.getloadavg()[0]
-            if p.returncode:
-                print(f"round {r} {name}: failed: {p.stderr.strip().splitlines()[-3:]}", flush=True)
+            res = run_child(cmd, env, f"round {r} {name}")
+            if res is None:
                 continue
-            res = json.loads(p.stdout.strip().splitlines()[-1])
-            res["load"] = load
             got[name].append(res)
             print(f"round {r} {name:10s} " + _fmt(res), flush=True)
     print(f"medians over rounds (ms), {args.workload}:")
