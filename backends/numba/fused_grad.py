@@ -32,7 +32,7 @@ def pool_relu_bwd_2x2(gy, y, gx, part, nch):
     """gx = relu_grad(max_pool_bwd_2x2(gy, y), y) and part[n*C + c] = the sum of plane (n, c) of gx (float64).
     Tie and NaN rules as max_pool_bwd_2x2 (first maximum in row-major order, a NaN wins); the ReLU mask as
     relu_grad (``y <= 0`` gives 0, a NaN y passes the gradient)."""
-    nn, nc, h, w = y.shape
+    nn, nc, _, _ = y.shape
     _, _, oh, ow = gy.shape
     planes = nn * nc
     for k in prange(nch):

@@ -81,7 +81,7 @@ def pool_taps_2x2(y, pooled, tap):
         for r in range(ph):
             for z in range(pw):
                 m, w = window_tap(y[n, c, 2 * r, 2 * z], y[n, c, 2 * r, 2 * z + 1], y[n, c, 2 * r + 1, 2 * z],
-                               y[n, c, 2 * r + 1, 2 * z + 1])
+                                  y[n, c, 2 * r + 1, 2 * z + 1])
                 pooled[n, c, r, z] = m
                 tap[n, c, r, z] = NO_GRAD if m <= 0 else w
 
@@ -91,7 +91,7 @@ def tap_relu_bwd_2x2(gp, tap, gy, part, nch):
     """gy = gp at each window's winning tap (nowhere where the tap is NO_GRAD), else 0; part[n*C + c] = the
     plane's sum, per column over rows then across columns, in float64 (the order of max_pool2d_relu_grad's
     kernel)."""
-    nn, nc, h, w = gy.shape
+    nn, nc, _, _ = gy.shape
     _, _, ph, pw = gp.shape
     planes = nn * nc
     for k in prange(nch):
@@ -130,14 +130,14 @@ def conv2d_relu_pool(*ins: np.ndarray, out: tuple, stride, padding, dilation, gr
     attrs = conv_attrs(stride, padding, dilation, groups)
     if pooled.size == 0:
         return
+    y_shape = conv_shape(*(Spec(a.shape, a.dtype) for a in ins), has_bias=has_bias, **attrs).shape
     if _planes_applies(x, w, attrs):
         flat, plane, w2, boff, wp, _ = prepare(x, w, attrs["dilation"], attrs["padding"], current_workspace())
-        oh = conv_shape(*(Spec(a.shape, a.dtype) for a in ins), has_bias=has_bias, **attrs).shape[2]
+        oh = y_shape[2]
         ybuf = current_workspace().per_thread("planes_pool_y", w2.shape[0] * MR * oh * wp + NR)
         _planes_relu_pool(flat, plane, w2, boff, np.ascontiguousarray(b) if b is not None else pooled.reshape(-1)[:1],
                           b is not None, pooled, tap, oh, wp, ybuf)
         return
-    y_shape = conv_shape(*(Spec(a.shape, a.dtype) for a in ins), has_bias=has_bias, **attrs).shape
     y = scratch("conv_relu_pool_y", y_shape, pooled.dtype)
     fused_conv2d(*ins, out=y, has_bias=has_bias, has_residual=False, activation="relu", **attrs)
     by_size(pool_taps_2x2, _pool_taps_serial, y.size)(y, pooled, tap)

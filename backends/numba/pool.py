@@ -212,7 +212,7 @@ def max_pool_fwd_2x2(x, out):
 @njit(parallel=True, cache=True)
 def max_pool_bwd_2x2(gy, x, gx, nch):
     """Gradient of max_pool_fwd_2x2: windows do not overlap, so every gx element is written exactly once."""
-    nn, nc, h, w = x.shape
+    nn, nc, _, w = x.shape
     _, _, oh, ow = gy.shape
     planes = nn * nc
     for k in prange(nch):
