@@ -22,18 +22,16 @@ without packing, 1.5x faster on the ResNet-18 stem.)
 
 from __future__ import annotations
 
-import llvmlite.binding as llvm
 import numba
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
+from .codegen import AVX512, VL, counted_loop, splat, vector_intrinsic
 from .conv.epilogue import HAS_RES, NO_ACT, epilogue_row
 from .conv.workspace import current_workspace
 
-AVX512 = bool(llvm.get_host_cpu_features().get("avx512f", False))
-VL = 16 if AVX512 else 8  # float32 lanes per vector register
 # Register tiles (rows, vectors per row): MR*NV accumulators + NV B vectors + 1 broadcast fit the 32 zmm (16 ymm)
 TILES = ((12, 2), (8, 3)) if AVX512 else ((6, 2), (4, 3))
 MR0, NR0 = TILES[0][0], TILES[0][1] * VL
@@ -42,14 +40,6 @@ MR_MAX, NR_MAX = max(MR0, MR1), max(NR0, NR1)
 KC = 256  # K block: an A panel (MR x KC) and a B panel (KC x NR) stay in L1 while the tile runs
 MC = 480  # rows per output block (a multiple of both MRs); the packed A block is MC x KC (L2)
 NC = 384  # columns per output block (a multiple of both NRs); the packed B block is KC x NC
-
-
-def vector_intrinsic(builder: ir.IRBuilder, name: str, nargs: int) -> ir.Function:
-    """The LLVM intrinsic ``llvm.<name>.v<VL>f32`` (fma, maxnum, minnum, ...) on ``nargs`` VL-float vectors,
-    declared once per module: what every register tile and vector transform here calls."""
-    vty = ir.VectorType(ir.FloatType(), VL)
-    mod, full = builder.module, f"llvm.{name}.v{VL}f32"
-    return mod.globals.get(full) or ir.Function(mod, ir.FunctionType(vty, [vty] * nargs), name=full)
 
 
 def make_tile(mr: int, nv: int, tables: bool = False, b_table: bool = False):
@@ -71,7 +61,7 @@ def make_tile(mr: int, nv: int, tables: bool = False, b_table: bool = False):
 
         def codegen(context, builder, signature, args):
             k, a, ars, aks, b, bks, c, ldc, add = args
-            f32, i64, i32 = ir.FloatType(), ir.IntType(64), ir.IntType(32)
+            f32, i64 = ir.FloatType(), ir.IntType(64)
             fptr = ir.PointerType(f32)
             ap, bp, cp = (builder.inttoptr(v, fptr) for v in (a, b, c))
             if tables:  # per-row base addresses, loaded once
@@ -81,51 +71,29 @@ def make_tile(mr: int, nv: int, tables: bool = False, b_table: bool = False):
                 btp = builder.inttoptr(bks, ir.PointerType(i64))
             vty = ir.VectorType(f32, VL)
             vptr = ir.PointerType(vty)
-            mod = builder.module
             fma = vector_intrinsic(builder, "fma", 3)
             zero = ir.Constant(vty, [0.0] * VL)
-            splat = ir.Constant(ir.VectorType(i32, VL), [0] * VL)
-            pre = builder.block
-            loop = builder.append_basic_block("tile.loop")
-            done = builder.append_basic_block("tile.done")
-            builder.branch(loop)
-            builder.position_at_end(loop)
-            kk = builder.phi(i64)
-            kk.add_incoming(ir.Constant(i64, 0), pre)
-            acc = [[builder.phi(vty) for _ in range(nv)] for _ in range(mr)]
-            for row in acc:
-                for p in row:
-                    p.add_incoming(zero, pre)
-            brow = builder.gep(bp, [builder.load(builder.gep(btp, [kk])) if b_table else builder.mul(kk, bks)])
-            bv = [builder.load(builder.bitcast(builder.gep(brow, [ir.Constant(i64, v * VL)]), vptr), align=4)
-                  for v in range(nv)]
-            if tables:
-                ko = builder.load(builder.gep(kp, [kk]))
-                addr = [builder.gep(rows[r], [ko]) for r in range(mr)]
-            else:
-                arow = builder.gep(ap, [builder.mul(kk, aks)])
-                addr = [builder.gep(arow, [builder.mul(ars, ir.Constant(i64, r))]) for r in range(mr)]
-            new = []
-            for r in range(mr):
-                s = builder.load(addr[r])
-                sv = builder.insert_element(ir.Constant(vty, ir.Undefined), s, ir.Constant(i32, 0))
-                sv = builder.shuffle_vector(sv, sv, splat)
-                new.append([builder.call(fma, [sv, bv[v], acc[r][v]]) for v in range(nv)])
-            kn = builder.add(kk, ir.Constant(i64, 1))
-            end = builder.block
-            kk.add_incoming(kn, end)
-            for r in range(mr):
-                for v in range(nv):
-                    acc[r][v].add_incoming(new[r][v], end)
-            br = builder.cbranch(builder.icmp_signed("<", kn, k), loop, done)
-            if tables or b_table:
-                # no unrolling: unrolled by 2, the scheduler hoisted the next iteration's broadcasts and spilled
-                # accumulators (LeNet conv2 forward with an 8x48 tile: 2.3 -> 0.78 ms; 12x32 spilled either way)
-                off = mod.add_metadata([ir.MetaDataString(mod, "llvm.loop.unroll.disable")])
-                loop_id = mod.add_metadata([off, off])
-                loop_id.operands = (loop_id, off)  # a loop id refers to itself
-                br.set_metadata("llvm.loop", loop_id)
-            builder.position_at_end(done)
+
+            def step(kk, acc):
+                brow = builder.gep(bp, [builder.load(builder.gep(btp, [kk])) if b_table else builder.mul(kk, bks)])
+                bv = [builder.load(builder.bitcast(builder.gep(brow, [ir.Constant(i64, v * VL)]), vptr), align=4)
+                      for v in range(nv)]
+                if tables:
+                    ko = builder.load(builder.gep(kp, [kk]))
+                    addr = [builder.gep(rows[r], [ko]) for r in range(mr)]
+                else:
+                    arow = builder.gep(ap, [builder.mul(kk, aks)])
+                    addr = [builder.gep(arow, [builder.mul(ars, ir.Constant(i64, r))]) for r in range(mr)]
+                new = []
+                for r in range(mr):
+                    s = splat(builder, builder.load(addr[r]))
+                    new += [builder.call(fma, [s, bv[v], acc[r * nv + v]]) for v in range(nv)]
+                return new
+
+            # no unrolling with tables: unrolled by 2, the scheduler hoisted the next iteration's broadcasts and
+            # spilled accumulators (LeNet conv2 forward with an 8x48 tile: 2.3 -> 0.78 ms; 12x32 spilled either way)
+            flat = counted_loop(builder, "tile", 0, k, [zero] * (mr * nv), step, unroll=not (tables or b_table))
+            new = [flat[r * nv:(r + 1) * nv] for r in range(mr)]
             for r in range(mr):
                 crow = builder.gep(cp, [builder.mul(ldc, ir.Constant(i64, r))])
                 for v in range(nv):

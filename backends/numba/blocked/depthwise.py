@@ -18,7 +18,7 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
-from ..gemm import AVX512, VL, vector_intrinsic
+from ..codegen import AVX512, VL, counted_loop, splat, vector_intrinsic
 from .tile import make_blocked_tile
 
 
@@ -39,7 +39,7 @@ def make_row_tile(mr: int, kw: int, sw: int):
 
         def codegen(context, builder, signature, args):
             ni, a, rstride, b, c, res, bias, has_res, lo, hi = args
-            f32, i64, i32 = ir.FloatType(), ir.IntType(64), ir.IntType(32)
+            f32, i64 = ir.FloatType(), ir.IntType(64)
             vty = ir.VectorType(f32, VL)
             vptr = ir.PointerType(vty)
 
@@ -49,35 +49,22 @@ def make_row_tile(mr: int, kw: int, sw: int):
                 return builder.inttoptr(builder.add(addr, ir.Constant(i64, k * VL * 4)), vptr)
 
             zero = ir.Constant(vty, [0.0] * VL)
-            pre = builder.block
-            loop = builder.append_basic_block("rtile.loop")
-            done = builder.append_basic_block("rtile.done")
-            builder.branch(loop)
-            builder.position_at_end(loop)
-            i = builder.phi(i64)
-            i.add_incoming(ir.Constant(i64, 0), pre)
-            acc = [builder.phi(vty) for _ in range(mr)]
-            for r in range(mr):
-                acc[r].add_incoming(zero, pre)
-            arow = builder.add(a, builder.mul(i, rstride))
-            brow = builder.add(b, builder.mul(i, ir.Constant(i64, kw * VL * 4)))
-            wv = [builder.load(vec(brow, j), align=4) for j in range(kw)]
-            new = list(acc)
-            for u in range(span):
-                v = builder.load(vec(arow, u), align=4)
-                for j in range(kw):
-                    r, rem = divmod(u - j, sw)
-                    if rem == 0 and 0 <= r < mr:
-                        new[r] = builder.call(fma, [v, wv[j], new[r]])
-            i_next = builder.add(i, ir.Constant(i64, 1))
-            end = builder.block
-            i.add_incoming(i_next, end)
-            for r in range(mr):
-                acc[r].add_incoming(new[r], end)
-            builder.cbranch(builder.icmp_signed("<", i_next, ni), loop, done)
-            builder.position_at_end(done)
-            sv = [builder.insert_element(ir.Constant(vty, ir.Undefined), s, ir.Constant(i32, 0)) for s in (lo, hi)]
-            lov, hiv = (builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(i32, VL), [0] * VL)) for v in sv)
+
+            def step(i, acc):
+                arow = builder.add(a, builder.mul(i, rstride))
+                brow = builder.add(b, builder.mul(i, ir.Constant(i64, kw * VL * 4)))
+                wv = [builder.load(vec(brow, j), align=4) for j in range(kw)]
+                new = list(acc)
+                for u in range(span):
+                    v = builder.load(vec(arow, u), align=4)
+                    for j in range(kw):
+                        r, rem = divmod(u - j, sw)
+                        if rem == 0 and 0 <= r < mr:
+                            new[r] = builder.call(fma, [v, wv[j], new[r]])
+                return new
+
+            new = counted_loop(builder, "rtile", 0, ni, [zero] * mr, step)
+            lov, hiv = splat(builder, lo), splat(builder, hi)
             bvec = builder.load(builder.inttoptr(bias, vptr), align=4)
             for r in range(mr):
                 e = builder.fadd(new[r], bvec)

@@ -13,7 +13,7 @@ from numba import njit, prange, types
 from numba.extending import intrinsic
 
 from .._layout import serial_twin
-from ..gemm import VL, vector_intrinsic
+from ..codegen import VL, counted_loop, vector_intrinsic
 
 
 @intrinsic
@@ -35,24 +35,10 @@ def _vmax_taps(typingctx, src, offs, k, dst):
             return builder.load(builder.bitcast(builder.gep(sp, [builder.load(builder.gep(op, [kk]))]), vptr),
                                 align=4)
 
-        first = tap(ir.Constant(i64, 0))
-        pre = builder.block
-        loop, done = builder.append_basic_block("vmax.loop"), builder.append_basic_block("vmax.done")
-        builder.cbranch(builder.icmp_signed(">", k, ir.Constant(i64, 1)), loop, done)
-        builder.position_at_end(loop)
-        kk = builder.phi(i64)
-        acc = builder.phi(vty)
-        kk.add_incoming(ir.Constant(i64, 1), pre)
-        acc.add_incoming(first, pre)
-        new = builder.call(vmax, [acc, tap(kk)])
-        kn = builder.add(kk, ir.Constant(i64, 1))
-        kk.add_incoming(kn, builder.block)
-        acc.add_incoming(new, builder.block)
-        builder.cbranch(builder.icmp_signed("<", kn, k), loop, done)
-        builder.position_at_end(done)
-        res = builder.phi(vty)
-        res.add_incoming(first, pre)
-        res.add_incoming(new, loop)
+        def step(kk, acc):
+            return [builder.call(vmax, [acc[0], tap(kk)])]
+
+        res, = counted_loop(builder, "vmax", 1, k, [tap(ir.Constant(i64, 0))], step, guard=True)
         builder.store(res, dp, align=4)
         return context.get_dummy_value()
 

@@ -27,8 +27,8 @@ from engine.ops.blocked_prologue import blocked_prologue_conv2d_p, split_prologu
 from engine.ops.fused import split_inputs
 
 from .._layout import in_order, serial_twin
+from ..codegen import VL, counted_loop, splat, vector_intrinsic
 from ..conv.workspace import current_workspace
-from ..gemm import VL, vector_intrinsic
 from ..table import backend
 from .conv import GROUP, KC, MR, NV, SERIAL_MACS, _bias_filler, _packed, _pixel_tile, clamp_bounds, pack_dense
 
@@ -51,19 +51,15 @@ def _make_scale_shift(pool: int):
 
         def codegen(context, builder, signature, args):
             src, row, dst, nvec, sp, tp, lo, hi = args
-            f32, i64, i32 = ir.FloatType(), ir.IntType(64), ir.IntType(32)
+            f32, i64 = ir.FloatType(), ir.IntType(64)
             vty = ir.VectorType(f32, VL)
             vptr = ir.PointerType(vty)
 
             fma, vmax, vmin = (vector_intrinsic(builder, nm, k) for nm, k in (("fma", 3), ("maxnum", 2), ("minnum", 2)))
 
-            def bcast(x):
-                sv = builder.insert_element(ir.Constant(vty, ir.Undefined), x, ir.Constant(i32, 0))
-                return builder.shuffle_vector(sv, sv, ir.Constant(ir.VectorType(i32, VL), [0] * VL))
-
             sv = builder.load(builder.inttoptr(sp, vptr), align=4)
             tv = builder.load(builder.inttoptr(tp, vptr), align=4)
-            lov, hiv = bcast(lo), bcast(hi)
+            lov, hiv = splat(builder, lo), splat(builder, hi)
             srcp, dstp = builder.inttoptr(src, vptr), builder.inttoptr(dst, vptr)
             belowp = builder.inttoptr(builder.add(src, row), vptr)
 
@@ -71,25 +67,18 @@ def _make_scale_shift(pool: int):
                 v = builder.load(builder.gep(p, [at]), align=4)
                 return builder.call(vmin, [builder.call(vmax, [builder.call(fma, [v, sv, tv]), lov]), hiv])
 
-            pre = builder.block
-            loop = builder.append_basic_block("ss.loop")
-            done = builder.append_basic_block("ss.done")
-            builder.cbranch(builder.icmp_signed(">", nvec, ir.Constant(i64, 0)), loop, done)
-            builder.position_at_end(loop)
-            i = builder.phi(i64)
-            i.add_incoming(ir.Constant(i64, 0), pre)
-            if pool == 1:
-                y = f(srcp, i)
-            else:
-                j = builder.mul(i, ir.Constant(i64, 2))
-                j1 = builder.add(j, ir.Constant(i64, 1))
-                y = builder.fadd(builder.fadd(f(srcp, j), f(srcp, j1)), builder.fadd(f(belowp, j), f(belowp, j1)))
-                y = builder.fmul(y, bcast(ir.Constant(f32, 0.25)))
-            builder.store(y, builder.gep(dstp, [i]), align=4)
-            inext = builder.add(i, ir.Constant(i64, 1))
-            i.add_incoming(inext, builder.block)
-            builder.cbranch(builder.icmp_signed("<", inext, nvec), loop, done)
-            builder.position_at_end(done)
+            def step(i, _):
+                if pool == 1:
+                    y = f(srcp, i)
+                else:
+                    j = builder.mul(i, ir.Constant(i64, 2))
+                    j1 = builder.add(j, ir.Constant(i64, 1))
+                    y = builder.fadd(builder.fadd(f(srcp, j), f(srcp, j1)), builder.fadd(f(belowp, j), f(belowp, j1)))
+                    y = builder.fmul(y, splat(builder, ir.Constant(f32, 0.25)))
+                builder.store(y, builder.gep(dstp, [i]), align=4)
+                return []
+
+            counted_loop(builder, "ss", 0, nvec, [], step, guard=True)
             return context.get_dummy_value()
 
         return sig, codegen

@@ -21,7 +21,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-from ..gemm import VL, vector_intrinsic
+from ..codegen import VL, counted_loop, splat, vector_intrinsic
 
 
 def make_blocked_tile(mr: int, nv: int, depthwise: bool = False):
@@ -38,62 +38,41 @@ def make_blocked_tile(mr: int, nv: int, depthwise: bool = False):
 
         def codegen(context, builder, signature, args):
             k, a, rows, taps, b, bks, c, ldv, res, bias, first, last, has_res, lo, hi = args
-            f32, i64, i32 = ir.FloatType(), ir.IntType(64), ir.IntType(32)
+            f32, i64 = ir.FloatType(), ir.IntType(64)
             fptr = ir.PointerType(f32)
             vty = ir.VectorType(f32, VL)
             vptr = ir.PointerType(vty)
-            mod = builder.module
 
             fma, vmax, vmin = (vector_intrinsic(builder, nm, k) for nm, k in (("fma", 3), ("maxnum", 2), ("minnum", 2)))
             ap, bp, cp, rp, biasp = (builder.inttoptr(v, fptr) for v in (a, b, c, res, bias))
             rt, kt = (builder.inttoptr(v, ir.PointerType(i64)) for v in (rows, taps))
             rowp = [builder.gep(ap, [builder.load(builder.gep(rt, [ir.Constant(i64, r)]))]) for r in range(mr)]
             zero = ir.Constant(vty, [0.0] * VL)
-            splat = ir.Constant(ir.VectorType(i32, VL), [0] * VL)
-
-            def bcast(s):
-                sv = builder.insert_element(ir.Constant(vty, ir.Undefined), s, ir.Constant(i32, 0))
-                return builder.shuffle_vector(sv, sv, splat)
 
             def caddr(base, r, v):
                 off = builder.add(ir.Constant(i64, r * VL), builder.mul(ldv, ir.Constant(i64, v)))
                 return builder.bitcast(builder.gep(base, [off]), vptr)
 
-            init = [[builder.select(first, zero, builder.load(caddr(cp, r, v), align=4)) for v in range(nv)]
-                    for r in range(mr)]
-            pre = builder.block
-            loop = builder.append_basic_block("btile.loop")
-            done = builder.append_basic_block("btile.done")
-            builder.branch(loop)
-            builder.position_at_end(loop)
-            kk = builder.phi(i64)
-            kk.add_incoming(ir.Constant(i64, 0), pre)
-            acc = [[builder.phi(vty) for _ in range(nv)] for _ in range(mr)]
-            for r in range(mr):
-                for v in range(nv):
-                    acc[r][v].add_incoming(init[r][v], pre)
-            brow = builder.gep(bp, [builder.mul(kk, bks)])
-            bv = [builder.load(builder.bitcast(builder.gep(brow, [ir.Constant(i64, v * VL)]), vptr), align=4)
-                  for v in range(nv)]
-            ko = builder.load(builder.gep(kt, [kk]))
-            new = []
-            for r in range(mr):
-                src = builder.gep(rowp[r], [ko])
-                s = builder.load(builder.bitcast(src, vptr), align=4) if depthwise else bcast(builder.load(src))
-                new.append([builder.call(fma, [s, bv[v], acc[r][v]]) for v in range(nv)])
-            kn = builder.add(kk, ir.Constant(i64, 1))
-            end = builder.block
-            kk.add_incoming(kn, end)
-            for r in range(mr):
-                for v in range(nv):
-                    acc[r][v].add_incoming(new[r][v], end)
-            br = builder.cbranch(builder.icmp_signed("<", kn, k), loop, done)
-            off = mod.add_metadata([ir.MetaDataString(mod, "llvm.loop.unroll.disable")])
-            loop_id = mod.add_metadata([off, off])
-            loop_id.operands = (loop_id, off)
-            br.set_metadata("llvm.loop", loop_id)
-            builder.position_at_end(done)
-            lov, hiv = bcast(lo), bcast(hi)
+            def step(kk, acc):
+                brow = builder.gep(bp, [builder.mul(kk, bks)])
+                bv = [builder.load(builder.bitcast(builder.gep(brow, [ir.Constant(i64, v * VL)]), vptr), align=4)
+                      for v in range(nv)]
+                ko = builder.load(builder.gep(kt, [kk]))
+                new = []
+                for r in range(mr):
+                    src = builder.gep(rowp[r], [ko])
+                    if depthwise:  # each lane its own channel
+                        s = builder.load(builder.bitcast(src, vptr), align=4)
+                    else:
+                        s = splat(builder, builder.load(src))
+                    new += [builder.call(fma, [s, bv[v], acc[r * nv + v]]) for v in range(nv)]
+                return new
+
+            init = [builder.select(first, zero, builder.load(caddr(cp, r, v), align=4))
+                    for r in range(mr) for v in range(nv)]
+            flat = counted_loop(builder, "btile", 0, k, init, step, unroll=False)
+            new = [flat[r * nv:(r + 1) * nv] for r in range(mr)]
+            lov, hiv = splat(builder, lo), splat(builder, hi)
             bvec = [builder.load(builder.bitcast(builder.gep(biasp, [ir.Constant(i64, v * VL)]), vptr), align=4)
                     for v in range(nv)]
             for r in range(mr):

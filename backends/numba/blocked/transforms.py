@@ -17,7 +17,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-from ..gemm import VL, vector_intrinsic
+from ..codegen import VL, splat, vector_intrinsic
 from .toom import toom_cook
 
 BT2 = ((1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1))
@@ -52,8 +52,7 @@ class _Vec:
         return self.b.add(self.b.mul(stride, ir.Constant(self.i64, k)), ir.Constant(self.i64, extra))
 
     def splat(self, s):
-        sv = self.b.insert_element(ir.Constant(self.vty, ir.Undefined), s, ir.Constant(self.i32, 0))
-        return self.b.shuffle_vector(sv, sv, ir.Constant(ir.VectorType(self.i32, VL), [0] * VL))
+        return splat(self.b, s)
 
     def combine(self, coeffs, vecs):
         """sum_k coeffs[k] * vecs[k]: +-1 as adds and subtracts, other coefficients as one multiply or fused
