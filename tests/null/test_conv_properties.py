@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import engine
@@ -13,7 +13,8 @@ import engine.functional as F
 from engine import Tensor
 from engine.ops.conv import conv2d_input_grad_p, conv2d_p, conv2d_weight_grad_p, conv_output_size, dropped_pixels
 
-FAST = settings(max_examples=40, deadline=None)
+# derandomized: CI draws the same examples every run, so a red run is reproducible (not a new random draw)
+FAST = settings(max_examples=40, deadline=None, derandomize=True)
 
 
 @st.composite
@@ -104,6 +105,7 @@ def test_avg_pool_of_constant_without_padding_count_is_constant(cfg, ceil, seed)
 @FAST
 @given(h=st.integers(1, 12), w=st.integers(1, 12), oh=st.integers(1, 6), ow=st.integers(1, 6),
        seed=st.integers(0, 2**16))
+@example(h=8, w=5, oh=3, ow=3, seed=4)  # a window mean of -2.7e-5: off by 1.01e-12 relative, 2.8e-17 absolute
 def test_adaptive_pools_match_windows(h, w, oh, ow, seed):
     """Adaptive pools equal the brute-force max/mean over PyTorch's windows (non-divisible sizes included)."""
     from engine.ops.pool import adaptive_windows
@@ -113,5 +115,8 @@ def test_adaptive_pools_match_windows(h, w, oh, ow, seed):
     mx = F.adaptive_max_pool2d(Tensor(x), (oh, ow)).numpy()
     for i, (r0, r1) in enumerate(adaptive_windows(h, oh)):
         for j, (c0, c1) in enumerate(adaptive_windows(w, ow)):
-            np.testing.assert_allclose(avg[:, :, i, j], x[:, :, r0:r1, c0:c1].mean(axis=(2, 3)), rtol=1e-12)
+            win = x[:, :, r0:r1, c0:c1]
+            # a mean near 0 cancels: the two summation orders agree to the rounding of the window's terms, not rtol
+            np.testing.assert_allclose(avg[:, :, i, j], win.mean(axis=(2, 3)), rtol=1e-12,
+                                       atol=win[0, 0].size * np.finfo(np.float64).eps * np.abs(win).max())
             np.testing.assert_array_equal(mx[:, :, i, j], x[:, :, r0:r1, c0:c1].max(axis=(2, 3)))
