@@ -22,7 +22,9 @@ that order):
    Each spacing is tried with private clones (below) and with shared ones (``share``: nothing recomputed twice).
 3. Segment checkpoints (Chen et al. 2016): keep only every k-th articulation point of the forward graph
    (k ~ sqrt(#points)) and recompute everything else, convolutions included, from them.
-Of 2 and 3 the fitting rewrite with the fewest extra FLOPs wins. When none fits, 1-3 again with *deep* private
+Of 2 and 3 the fitting rewrite with the fewest extra FLOPs wins; when it adds more than ``_REFINE_ABOVE`` of the
+step's FLOPs, a local search refines it (:func:`_refine`: values it recomputes are kept again, one at a time, while
+the peak still fits). When none fits, 1-3 again with *deep* private
 chains (see :func:`recompute`): more FLOPs, a lower floor (policy "... (deep)"). A budget below what the most
 aggressive plan reaches is an error that names the smallest feasible budget.
 """

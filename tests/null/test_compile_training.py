@@ -16,6 +16,7 @@ import engine.optim as optim
 import graph
 import graph.remat as remat
 from engine import Tensor
+from graph.memory import plan_memory
 
 
 def _model(dropout: float = 0.3, dtype=np.float64) -> nn.Module:
@@ -391,3 +392,28 @@ def test_shared_clones_recompute_each_value_once_and_keep_gradients(monkeypatch)
     assert l1 == l0
     for (k, a), b in zip(m0.state_dict().items(), m1.state_dict().values()):
         np.testing.assert_array_equal(b.data, a.data, err_msg=k)
+
+
+@pytest.mark.parametrize("budget", [0.45, 0.3])
+def test_budget_plan_keeps_every_value_it_can_keep_at_fewer_flops(budget):
+    """The chosen rewrite is a local optimum: keeping any one of the values it recomputes either breaks the budget
+    or saves no FLOPs (before the refinement, e.g. recomputed block convolutions whose outputs are dead at the
+    planned peak stayed recomputed). The rewrite is rebuilt independently from what its backward reads."""
+    g, _, _ = _resnetish_step_targets()
+    r = remat.rematerialize(g, budget, False)
+    g.nodes = plan_memory(g, reorder=True, prefix_views=False).schedule  # the order rematerialize starts from
+    fwd = {v.name: v for v in g.values() if v.producer is not None and remat._phase(v.producer) == "forward"}
+    # forward values the rewritten backward still reads from the forward: kept; every other saved value: recomputed
+    kept = {v.name for n in r.graph.nodes if remat._phase(n) == "backward" for v in n.inputs
+            if v.producer is not None and remat._phase(v.producer) == "forward" and v.name in fwd}
+    targets = [v for v in remat.saved_values(g) if v.name not in kept]
+    anchors = {id(fwd[k]) for k in kept}
+    limit = int(budget * r.peak_before)
+    deep = r.policy.endswith("(deep)")
+    share = [sh for sh in (False, True)
+             if remat.recompute(g, targets, anchors, deep=deep, share=sh)[2] == r.extra_flops]
+    assert share  # rebuilt: the same FLOPs, with private or with shared clones
+    for t in targets:
+        g3, _, e = remat.recompute(g, [v for v in targets if v is not t], anchors | {id(t)}, verify=False,
+                                   deep=deep, share=share[0])
+        assert e >= r.extra_flops or remat.planned_peak(g3, False) > limit, t.name
