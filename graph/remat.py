@@ -106,17 +106,18 @@ def planned_peak(graph: Graph, prefix_views: bool = True) -> int:
 
 
 def recompute(graph: Graph, values: list[Value], anchors: set[int], verify: bool = True, deep: bool = False,
-              share: bool = False) -> tuple[Graph, list[str], int]:
+              share: bool | set[int] = False) -> tuple[Graph, list[str], int]:
     """A copy of ``graph`` where the backward reads a recomputed clone of each of ``values`` (cloning producers
     back to ``anchors`` / graph inputs). Returns the graph, the recomputed value names and the FLOPs added.
     ``verify=False`` skips the structural check (the search verifies only the rewrite it returns). ``share``: a
     target reached while recomputing another is cloned once for both (nothing runs twice; the clone lives until
-    its last reader) instead of privately (below)."""
+    its last reader) instead of privately (below); True for every target, or the ids of the ones to share."""
     g = graph.copy()
     vmap = {id(a): b for a, b in zip(graph.values(), g.values())}
     targets = [vmap[id(v)] for v in values]
     anchor_ids = {id(vmap[a]) for a in anchors if a in vmap}
     target_ids = {id(v) for v in targets}
+    shared_ids = target_ids if share is True else {id(vmap[a]) for a in share or () if a in vmap}
     clones: dict[int, Value] = {}  # original value id -> its recomputed clone
     extra = 0
     names: list[str] = []
@@ -142,7 +143,7 @@ def recompute(graph: Graph, values: list[Value], anchors: set[int], verify: bool
         if v.producer is None or id(v) in anchor_ids or kept(v):
             return v
         n = v.producer
-        mine = not share and any(id(o) in target_ids and o is not current[0] for o in n.outputs)
+        mine = any(id(o) in target_ids and id(o) not in shared_ids and o is not current[0] for o in n.outputs)
         priv = (priv and deep) or mine
         # y again from the kept statistics (and the relu after it): one pass, no reductions. A relu cloned
         # privately, or over a batch norm already cloned, stays a node of its own over the batch norm's clone, so
@@ -263,7 +264,7 @@ class _Rewrite:
 
     targets: list[Value]
     anchors: set[int]
-    share: bool
+    share: bool | set[int]
     graph: Graph
     names: list[str]
     extra: int
@@ -349,25 +350,31 @@ def _search(graph: Graph, base: int, limit: int, prefix_views: bool, deep: bool)
 
 def _refine(graph: Graph, fit: _Rewrite, limit: int, prefix_views: bool, deep: bool) -> _Rewrite:
     """Local search from a fitting rewrite: stop recomputing one value at a time (it stays saved, and the chains
-    that reached it stop there), the fewest bytes per FLOP first, whenever that cuts the extra FLOPs and the peak
-    still fits; until no value can go. The policies above pick their targets for the whole graph at once, while
+    that reached it stop there), the fewest bytes per FLOP first, or share one more value's clone (it is no
+    longer recomputed again inside each chain that reaches it), whenever that cuts the extra FLOPs and the peak
+    still fits; until no move is left. The policies above pick their targets for the whole graph at once, while
     the peak is one step of it: ResNet-18 CIFAR's at 0.3 lies in the backward of the full-resolution stages, so
     the later stages' convolutions, recomputed there too, can stay saved (their values are dead by then)."""
     order = sorted(fit.targets, key=lambda v: v.nbytes / max(v.producer.cost().flops, 1))
+    shared = {id(v) for v in fit.targets} if fit.share is True else set(fit.share or ())
+    fit = _Rewrite(fit.targets, fit.anchors, shared, fit.graph, fit.names, fit.extra, fit.peak, fit.policy)
     improved = True
     while improved:
         improved = False
-        for v in order:
-            if v not in fit.targets:
+        for move, v in [("keep", v) for v in order] + [("share", v) for v in order]:
+            if v not in fit.targets or (move == "share" and id(v) in fit.share):
                 continue
-            targets = [t for t in fit.targets if t is not v]
-            g, names, extra = recompute(graph, targets, fit.anchors | {id(v)}, verify=False, deep=deep,
-                                        share=fit.share)
+            targets, anchors, share = fit.targets, fit.anchors, fit.share
+            if move == "keep":
+                targets, anchors = [t for t in targets if t is not v], anchors | {id(v)}
+            else:
+                share = share | {id(v)}
+            g, names, extra = recompute(graph, targets, anchors, verify=False, deep=deep, share=share)
             if extra >= fit.extra:  # planning is the costly part: only for a rewrite that saves FLOPs
                 continue
             peak = planned_peak(g, prefix_views)
             if peak <= limit:
-                fit = _Rewrite(targets, fit.anchors | {id(v)}, fit.share, g, names, extra, peak, fit.policy)
+                fit = _Rewrite(targets, anchors, share, g, names, extra, peak, fit.policy)
                 improved = True
     return fit
 
