@@ -23,10 +23,10 @@ that order):
 3. Segment checkpoints (Chen et al. 2016): keep only every k-th articulation point of the forward graph
    (k ~ sqrt(#points)) and recompute everything else, convolutions included, from them.
 Of 2 and 3 the fitting rewrite with the fewest extra FLOPs wins; when it adds more than ``_REFINE_ABOVE`` of the
-step's FLOPs, a local search refines it (:func:`_refine`: values it recomputes are kept again, one at a time, while
-the peak still fits). When none fits, 1-3 again with *deep* private
-chains (see :func:`recompute`): more FLOPs, a lower floor (policy "... (deep)"). A budget below what the most
-aggressive plan reaches is an error that names the smallest feasible budget.
+step's FLOPs, a local search refines it (:func:`_refine`: one value at a time is kept again, or its clone shared by
+the chains that reach it, while that saves FLOPs and the peak still fits). When none fits, 1-3 again with *deep*
+private chains (see :func:`recompute`): more FLOPs, a lower floor (policy "... (deep)"). A budget below what the
+most aggressive plan reaches is an error that names the smallest feasible budget.
 """
 
 from __future__ import annotations
@@ -273,7 +273,7 @@ class _Rewrite:
 
 
 def _rewrite(graph: Graph, targets: list[Value], anchors: set[int], prefix_views: bool, deep: bool,
-             share: bool = False, policy: str = "") -> _Rewrite:
+             share: bool | set[int] = False, policy: str = "") -> _Rewrite:
     g, names, extra = recompute(graph, targets, anchors, verify=False, deep=deep, share=share)
     return _Rewrite(targets, anchors, share, g, names, extra, planned_peak(g, prefix_views), policy)
 
