@@ -251,7 +251,8 @@ def _budget_run(budget):
     return m, step, losses
 
 
-@pytest.mark.parametrize("budget,policy", [(0.9, "cheap"), (0.45, "cheap+convs"), (0.4, "segments")])
+@pytest.mark.parametrize("budget,policy", [(0.9, "cheap"), (0.45, "cheap+convs"), (0.33, "cheap+convs"),
+                                           (0.4, "segments")])
 def test_memory_budget_recomputes_and_gradients_stay_bit_identical(budget, policy, monkeypatch):
     if policy == "segments":  # the fallback: here cheap+convs would fit too, and with fewer extra FLOPs
         monkeypatch.setattr(remat, "_BOUND_STRIDES", ())
