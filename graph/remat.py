@@ -22,9 +22,11 @@ that order):
    Each spacing is tried with private clones (below) and with shared ones (``share``: nothing recomputed twice).
 3. Segment checkpoints (Chen et al. 2016): keep only every k-th articulation point of the forward graph
    (k ~ sqrt(#points)) and recompute everything else, convolutions included, from them.
-Of 2 and 3 the fitting rewrite with the fewest extra FLOPs wins. When none fits, 1-3 again with *deep* private
-chains (see :func:`recompute`): more FLOPs, a lower floor (policy "... (deep)"). A budget below what the most
-aggressive plan reaches is an error that names the smallest feasible budget.
+Of 2 and 3 the fitting rewrite with the fewest extra FLOPs wins; when it adds more than ``_REFINE_ABOVE`` of the
+step's FLOPs, a local search refines it (:func:`_refine`: one value at a time is kept again, or its clone shared by
+the chains that reach it, while that saves FLOPs and the peak still fits). When none fits, 1-3 again with *deep*
+private chains (see :func:`recompute`): more FLOPs, a lower floor (policy "... (deep)"). A budget below what the
+most aggressive plan reaches is an error that names the smallest feasible budget.
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ from .prefix_views import prefix_families
 _NEVER = (CONV, MATMUL, FUSED)  # expensive: never recomputed by the cheap policy
 _TINY = 4096  # a saved value under 1/_TINY of the planned peak is never recomputed
 _BOUND_STRIDES = (1, 2, 3)  # cheap+convs keeps every 1st, 2nd or 3rd articulation point (each tried)
+# the best fit is refined (:func:`_refine`, a plan per tried value) when it adds more than this share of the step's
+# FLOPs: where recomputed convolutions cost that much time, the search pays for itself
+_REFINE_ABOVE = 0.15
 
 
 class BudgetError(ValueError):
@@ -101,17 +106,18 @@ def planned_peak(graph: Graph, prefix_views: bool = True) -> int:
 
 
 def recompute(graph: Graph, values: list[Value], anchors: set[int], verify: bool = True, deep: bool = False,
-              share: bool = False) -> tuple[Graph, list[str], int]:
+              share: bool | set[int] = False) -> tuple[Graph, list[str], int]:
     """A copy of ``graph`` where the backward reads a recomputed clone of each of ``values`` (cloning producers
     back to ``anchors`` / graph inputs). Returns the graph, the recomputed value names and the FLOPs added.
     ``verify=False`` skips the structural check (the search verifies only the rewrite it returns). ``share``: a
     target reached while recomputing another is cloned once for both (nothing runs twice; the clone lives until
-    its last reader) instead of privately (below)."""
+    its last reader) instead of privately (below); True for every target, or the ids of the ones to share."""
     g = graph.copy()
     vmap = {id(a): b for a, b in zip(graph.values(), g.values())}
     targets = [vmap[id(v)] for v in values]
     anchor_ids = {id(vmap[a]) for a in anchors if a in vmap}
     target_ids = {id(v) for v in targets}
+    shared_ids = target_ids if share is True else {id(vmap[a]) for a in share or () if a in vmap}
     clones: dict[int, Value] = {}  # original value id -> its recomputed clone
     extra = 0
     names: list[str] = []
@@ -137,7 +143,7 @@ def recompute(graph: Graph, values: list[Value], anchors: set[int], verify: bool
         if v.producer is None or id(v) in anchor_ids or kept(v):
             return v
         n = v.producer
-        mine = not share and any(id(o) in target_ids and o is not current[0] for o in n.outputs)
+        mine = any(id(o) in target_ids and id(o) not in shared_ids and o is not current[0] for o in n.outputs)
         priv = (priv and deep) or mine
         # y again from the kept statistics (and the relu after it): one pass, no reductions. A relu cloned
         # privately, or over a batch norm already cloned, stays a node of its own over the batch norm's clone, so
@@ -252,6 +258,26 @@ def rematerialize(graph: Graph, budget: int | float, prefix_views: bool = True) 
                       f"recomputation)", smallest, base)
 
 
+@dataclass
+class _Rewrite:
+    """One tried rewrite: what it recomputes from what, and what that costs."""
+
+    targets: list[Value]
+    anchors: set[int]
+    share: bool | set[int]
+    graph: Graph
+    names: list[str]
+    extra: int
+    peak: int
+    policy: str = ""
+
+
+def _rewrite(graph: Graph, targets: list[Value], anchors: set[int], prefix_views: bool, deep: bool,
+             share: bool | set[int] = False, policy: str = "") -> _Rewrite:
+    g, names, extra = recompute(graph, targets, anchors, verify=False, deep=deep, share=share)
+    return _Rewrite(targets, anchors, share, g, names, extra, planned_peak(g, prefix_views), policy)
+
+
 def _search(graph: Graph, base: int, limit: int, prefix_views: bool, deep: bool) -> RematResult:
     """The policies of the module docstring, in order; BudgetError (with the smallest peak reached) if none fits."""
     # tiny values (batch-norm statistics, pooled features) stay saved: recomputing a 256-byte mean reruns a whole
@@ -265,17 +291,16 @@ def _search(graph: Graph, base: int, limit: int, prefix_views: bool, deep: bool)
                    key=lambda v: -v.nbytes)
     anchors = {id(v) for v in saved if v.producer.op.kind in _NEVER}
 
-    def attempt(k: int) -> tuple[Graph, list[str], int, int]:
-        g, names, extra = recompute(graph, cheap[:k], anchors, verify=False, deep=deep)
-        return g, names, extra, planned_peak(g, prefix_views)
+    def attempt(k: int) -> _Rewrite:
+        return _rewrite(graph, cheap[:k], anchors, prefix_views, deep, policy="cheap")
 
-    best = attempt(len(cheap)) if cheap else (graph, [], 0, base)
-    if best[3] <= limit:  # fewest recomputations that fit: binary search on the prefix length
-        g, names, extra, peak = _fewest(attempt, 0, len(cheap), limit, best)
-        g.verify()
-        return RematResult(g, "cheap", base, peak, limit, names, extra)
-    smallest = best[3]
-    fits: list[tuple[int, int, Graph, list[str], str]] = []
+    best = attempt(len(cheap)) if cheap else _Rewrite([], anchors, False, graph, [], 0, base)
+    if best.peak <= limit:  # fewest recomputations that fit: binary search on the prefix length
+        r = _fewest(attempt, 0, len(cheap), limit, best)
+        r.graph.verify()
+        return RematResult(r.graph, "cheap", base, r.peak, limit, r.names, r.extra)
+    smallest = best.peak
+    fits: list[_Rewrite] = []
     # 2. block boundaries (every 1st, 2nd or 3rd articulation point) kept, every other cheap value recomputed,
     # plus the expensive values that free the most bytes per recomputed FLOP (a 1x1 conv with few input channels,
     # a conv at full resolution), fewest that fit. Kept boundaries bound every recomputation to a block or two:
@@ -290,11 +315,10 @@ def _search(graph: Graph, base: int, limit: int, prefix_views: bool, deep: bool)
         inner = [v for v in cheap if id(v) not in bounds]
 
         def attempt_costly(k: int, inner: list[Value] = inner, bounds: set[int] = bounds, share: bool = share
-                           ) -> tuple:
+                           ) -> _Rewrite:
             dropped = {id(v) for v in costly[:k]}
-            g, names, extra = recompute(graph, inner + costly[:k], (anchors - dropped) | bounds, verify=False,
-                                        deep=deep, share=share)
-            return g, names, extra, planned_peak(g, prefix_views)
+            return _rewrite(graph, inner + costly[:k], (anchors - dropped) | bounds, prefix_views, deep, share,
+                            "cheap+convs")
 
         # the peak need not fall monotonically with k (a recomputed DenseNet feature map is read by every later
         # concatenation: recomputing it early keeps its clone, and what it was made from, live longer), so look
@@ -302,34 +326,66 @@ def _search(graph: Graph, base: int, limit: int, prefix_views: bool, deep: bool)
         lo = 0
         for k in sorted({round(len(costly) * i / 8) for i in range(9)}):
             trial = attempt_costly(k)
-            smallest = min(smallest, trial[3])
-            if trial[3] <= limit:
-                g, names, extra, peak = _fewest(attempt_costly, lo, k, limit, trial) if k else trial
-                fits.append((extra, peak, g, names, "cheap+convs"))
+            smallest = min(smallest, trial.peak)
+            if trial.peak <= limit:
+                fits.append(_fewest(attempt_costly, lo, k, limit, trial) if k else trial)
                 break
             lo = k
     # 3. segment checkpoints: keep every k-th articulation point, recompute the rest of the forward
     for k in _segment_strides(len(points)):  # sqrt(n) first; the fitting stride with the fewest extra FLOPs wins
         keep = {id(v) for v in points[k - 1::k]}
-        g, names, extra = recompute(graph, [v for v in saved if id(v) not in keep], keep, verify=False, deep=deep)
-        peak = planned_peak(g, prefix_views)
-        smallest = min(smallest, peak)
-        if peak <= limit:
-            fits.append((extra, peak, g, names, "segments"))
-    if fits:
-        extra, peak, g, names, policy = min(fits, key=lambda f: (f[0], f[1]))
-        g.verify()
-        return RematResult(g, policy, base, peak, limit, names, extra)
-    raise BudgetError("", smallest, base)
+        trial = _rewrite(graph, [v for v in saved if id(v) not in keep], keep, prefix_views, deep,
+                         policy="segments")
+        smallest = min(smallest, trial.peak)
+        if trial.peak <= limit:
+            fits.append(trial)
+    if not fits:
+        raise BudgetError("", smallest, base)
+    r = min(fits, key=lambda f: (f.extra, f.peak))
+    if r.extra > _REFINE_ABOVE * graph.stats()["flops"]:
+        r = _refine(graph, r, limit, prefix_views, deep)
+    r.graph.verify()
+    return RematResult(r.graph, r.policy, base, r.peak, limit, r.names, r.extra)
 
 
-def _fewest(attempt: Any, lo: int, hi: int, limit: int, fit: tuple) -> tuple:
+def _refine(graph: Graph, fit: _Rewrite, limit: int, prefix_views: bool, deep: bool) -> _Rewrite:
+    """Local search from a fitting rewrite: stop recomputing one value at a time (it stays saved, and the chains
+    that reached it stop there), the fewest bytes per FLOP first, or share one more value's clone (it is no
+    longer recomputed again inside each chain that reaches it), whenever that cuts the extra FLOPs and the peak
+    still fits; until no move is left. The policies above pick their targets for the whole graph at once, while
+    the peak is one step of it: ResNet-18 CIFAR's at 0.3 lies in the backward of the full-resolution stages, so
+    the later stages' convolutions, recomputed there too, can stay saved (their values are dead by then)."""
+    order = sorted(fit.targets, key=lambda v: v.nbytes / max(v.producer.cost().flops, 1))
+    shared = {id(v) for v in fit.targets} if fit.share is True else set(fit.share or ())
+    fit = _Rewrite(fit.targets, fit.anchors, shared, fit.graph, fit.names, fit.extra, fit.peak, fit.policy)
+    improved = True
+    while improved:
+        improved = False
+        for move, v in [("keep", v) for v in order] + [("share", v) for v in order]:
+            if v not in fit.targets or (move == "share" and id(v) in fit.share):
+                continue
+            targets, anchors, share = fit.targets, fit.anchors, fit.share
+            if move == "keep":
+                targets, anchors = [t for t in targets if t is not v], anchors | {id(v)}
+            else:
+                share = share | {id(v)}
+            g, names, extra = recompute(graph, targets, anchors, verify=False, deep=deep, share=share)
+            if extra >= fit.extra:  # planning is the costly part: only for a rewrite that saves FLOPs
+                continue
+            peak = planned_peak(g, prefix_views)
+            if peak <= limit:
+                fit = _Rewrite(targets, anchors, share, g, names, extra, peak, fit.policy)
+                improved = True
+    return fit
+
+
+def _fewest(attempt: Any, lo: int, hi: int, limit: int, fit: _Rewrite) -> _Rewrite:
     """``attempt(k)`` for the smallest k in (lo, hi] found to fit ``limit`` by binary search (``fit`` is
     ``attempt(hi)``, which fits)."""
     while hi - lo > 1:
         mid = (lo + hi) // 2
         trial = attempt(mid)
-        if trial[3] <= limit:
+        if trial.peak <= limit:
             hi, fit = mid, trial
         else:
             lo = mid

@@ -5,6 +5,7 @@ compiling a training model silently wrong (frozen dropout masks, BN statistics, 
 from __future__ import annotations
 
 import warnings
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ import engine.optim as optim
 import graph
 import graph.remat as remat
 from engine import Tensor
+from graph.memory import plan_memory
 
 
 def _model(dropout: float = 0.3, dtype=np.float64) -> nn.Module:
@@ -249,7 +251,8 @@ def _budget_run(budget):
     return m, step, losses
 
 
-@pytest.mark.parametrize("budget,policy", [(0.9, "cheap"), (0.45, "cheap+convs"), (0.4, "segments")])
+@pytest.mark.parametrize("budget,policy", [(0.9, "cheap"), (0.45, "cheap+convs"), (0.33, "cheap+convs"),
+                                           (0.4, "segments")])
 def test_memory_budget_recomputes_and_gradients_stay_bit_identical(budget, policy, monkeypatch):
     if policy == "segments":  # the fallback: here cheap+convs would fit too, and with fewer extra FLOPs
         monkeypatch.setattr(remat, "_BOUND_STRIDES", ())
@@ -391,3 +394,32 @@ def test_shared_clones_recompute_each_value_once_and_keep_gradients(monkeypatch)
     assert l1 == l0
     for (k, a), b in zip(m0.state_dict().items(), m1.state_dict().values()):
         np.testing.assert_array_equal(b.data, a.data, err_msg=k)
+
+
+@pytest.mark.parametrize("budget", [0.45, 0.33])
+def test_budget_plan_keeps_every_value_it_can_keep_at_fewer_flops(budget):
+    """The chosen rewrite is a local optimum: keeping any one of the values it recomputes, or sharing its clone
+    with the other chains that reach it, either breaks the budget or saves no FLOPs (before the refinement, e.g.
+    recomputed block convolutions whose outputs are dead at the planned peak stayed recomputed). The rewrite is
+    rebuilt independently from what its backward reads and how often it clones each value."""
+    g, _, _ = _resnetish_step_targets()
+    r = remat.rematerialize(g, budget, False)
+    g.nodes = plan_memory(g, reorder=True, prefix_views=False).schedule  # the order rematerialize starts from
+    fwd = {v.name: v for v in g.values() if v.producer is not None and remat._phase(v.producer) == "forward"}
+    # forward values the rewritten backward still reads from the forward: kept; every other saved value: recomputed
+    kept = {v.name for n in r.graph.nodes if remat._phase(n) == "backward" for v in n.inputs
+            if v.producer is not None and remat._phase(v.producer) == "forward" and v.name in fwd}
+    targets = [v for v in remat.saved_values(g) if v.name not in kept]
+    anchors = {id(fwd[k]) for k in kept}
+    limit = int(budget * r.peak_before)
+    # a target cloned once is shared (a private one is cloned again in each chain that reaches it)
+    clones = Counter(n.meta["recomputed"] for n in r.graph.nodes if n.meta.get("recomputed"))
+    share = {id(v) for v in targets if clones[v.producer.name] == 1}
+    deep = r.policy.endswith("(deep)")
+    assert remat.recompute(g, targets, anchors, deep=deep, share=share)[2] == r.extra_flops  # rebuilt
+    for t in targets:
+        for keep in (True, False):
+            g3, _, e = remat.recompute(g, [v for v in targets if v is not t or not keep],
+                                       anchors | ({id(t)} if keep else set()), verify=False, deep=deep,
+                                       share=share | ({id(t)} if not keep else set()))
+            assert e >= r.extra_flops or remat.planned_peak(g3, False) > limit, (t.name, keep)
