@@ -31,6 +31,7 @@ from .select import DIRECT
 from .select import choose as choose_blocked
 
 SEGMENT_BYTES = 256 << 10  # depthwise output rows per segment: a quarter of Zen 4's L2, read by the 1x1 from there
+CHAIN_TILE_WASTE = 1.1  # the most 1x1 tiles the row bands may run, relative to the 1x1 on its own
 
 
 @njit(parallel=True, cache=True)
@@ -144,6 +145,10 @@ def chain_call(first: tuple, second: tuple) -> Callable[[], None] | None:
     threads = numba.get_num_threads() if parallel else 1
     seg_rows = max(1, SEGMENT_BYTES // (cb * ow * VL * 4))
     segs, starts = row_schedule(n, oh, seg_rows, threads)
+    # each segment ends in a partial 1x1 tile: where bands are a few pixels (7x7 rows split 4 / 3 between two
+    # threads: 6 tiles for 5), the 1x1 alone, its tiles split evenly, costs less than the depthwise saves
+    if np.sum(-(-(segs[:, 2] - segs[:, 1]) * ow // MR)) > CHAIN_TILE_WASTE * n * -(-npix // MR):
+        return None
     kernel = depthwise_pointwise if parallel else _depthwise_pointwise_serial
     steps = [f for f in (fill1, fill2) if f is not None]
     steps.append(functools.partial(kernel, *dw_args, rows2, taps2, wpk2, bias2, res2, out24, r2 is not None, lo2,

@@ -124,6 +124,7 @@ def _conv_dense(xp, rows, taps, wpk, bias, res, out, has_res, lo, hi, sbuf, segs
                                hi32, sc, sr)
 
 
+@functools.lru_cache(maxsize=256)  # by geometry: a first conv reading the user's image builds its call every run
 def dense_schedule(nn: int, ob: int, ntiles: int, group: int, pix_major: bool,
                    threads: int) -> tuple[np.ndarray, np.ndarray]:
     """(segs, starts) of :func:`_conv_dense`: the items (image, output-block group, chunk of ``group`` pixel
