@@ -141,7 +141,7 @@ def chain_call(first: tuple, second: tuple) -> Callable[[], None] | None:
     rows2[:npix] = np.arange(npix) * VL
     sbuf = current_workspace().per_thread("blocked_tile", 2 * NV * MR * VL)
     kh, kw = w1.shape[2:]
-    parallel = n * npix * VL * (cb * kh * kw + ob * taps2.size) >= _conv.SERIAL_MACS
+    parallel = n * npix * VL * (cb * kh * kw * _conv.DEPTHWISE_MAC_COST + ob * taps2.size) >= _conv.SERIAL_MACS
     threads = numba.get_num_threads() if parallel else 1
     seg_rows = max(1, SEGMENT_BYTES // (cb * ow * VL * 4))
     segs, starts = row_schedule(n, oh, seg_rows, threads)

@@ -278,9 +278,13 @@ def depthwise_operands(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, res4:
 # Below this many multiply-adds a convolution runs on the calling thread (its serial twin: the same loop, so the
 # same sums). 4M MACs is ~80 us on one core: below it, the parallel region's wake-up and barrier (10-30 us with
 # workers that sleep at once, engine/_env.py) eat much of what the second thread saves. MobileNetV2 runs its stem
-# and all but two of its 1x1 layers in parallel (91% of its MACs), its depthwise layers serially;
-# bench/threads_env.py measures whole models per threshold.
+# and all but two of its 1x1 layers in parallel (91% of its MACs), most depthwise layers inside the region of the
+# 1x1 after them (chain.py); bench/threads_env.py measures whole models per threshold.
 SERIAL_MACS = 1 << 22
+# A depthwise multiply-add costs about two of a dense layer's (one vector load and one FMA per output vector per
+# tap, no register reuse: MobileNetV2's 3x3 layers run at 40-57 GFLOP/s on one core, its 1x1 layers at 80-105), so
+# it counts twice against SERIAL_MACS: the 112x112 stride-2 layer (2.7M MACs, 130 us on one core) gets both threads
+DEPTHWISE_MAC_COST = 2
 
 
 def _conv_call(ins: tuple, out: np.ndarray, stride, padding, dilation, groups: int, has_bias: bool,
@@ -348,7 +352,7 @@ def _conv_call(ins: tuple, out: np.ndarray, stride, padding, dilation, groups: i
                                        r is not None, lo, hi, sbuf, segs, starts, KC))
     else:
         args, fill = depthwise_operands(x, w, b, res4, out4, r is not None, stride, padding, dilation, lo, hi)
-        parallel = n * oh * ow * ob * VL * kh * kw >= SERIAL_MACS
+        parallel = n * oh * ow * ob * VL * kh * kw * DEPTHWISE_MAC_COST >= SERIAL_MACS
         # parallel: about four items per thread, each a band of whole output rows of one channel block
         band = -(-oh // max(1, -(-4 * numba.get_num_threads() // (n * ob)))) if parallel else oh
         kernel = depthwise if parallel else _depthwise_serial
