@@ -96,6 +96,8 @@ def test_reorders_roundtrip_and_zero_pad_lanes(rng):
     np.testing.assert_array_equal(xb, _run(NP, "to_blocked", x, block=VL))
     assert np.all(xb[:, 1, ..., 21 - VL:] == 0)
     np.testing.assert_array_equal(_run(NB, "from_blocked", xb, channels=21), x)
+    one = xb[:, :, 2:3, 3:4].copy()  # one pixel: the copy that drops the pad lanes
+    np.testing.assert_array_equal(_run(NB, "from_blocked", one, channels=21), x[:, :, 2:3, 3:4])
 
 
 POOLS = [("max_pool2d", dict(kernel=(3, 3), stride=(2, 2), padding=(1, 1), dilation=(1, 1), ceil_mode=False)),
