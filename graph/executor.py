@@ -369,7 +369,7 @@ class ArenaExecutor(Executor):
         ``kernel.specialize_chain((inputs, out, attrs), (inputs, out, attrs))`` (one call for both: the numba
         depthwise -> 1x1 pair in one parallel region): i's call runs both, the next node's call nothing. Only
         for pairs whose arrays never move between runs (no re-specialization can split them again)."""
-        self.chained = 0  # pairs running as one call (counted as their first run takes them)
+        self.chained: list[tuple[Node, Node]] = []  # pairs running as one call (added as a first run takes them)
         moving = {i for users in self._users.values() for i in users}
         nodes, kernels = self._nodes, self._node_kernels
         for i in range(len(nodes) - 1):  # a pair taken on the first run blanks its second's own chain
@@ -394,7 +394,7 @@ class ArenaExecutor(Executor):
                 call = specialize(kernel, *first)
             else:
                 calls[i + 1] = _nothing
-                self.chained += 1
+                self.chained.append((self._nodes[i], self._nodes[i + 1]))
             calls[i] = call
             call()
 
