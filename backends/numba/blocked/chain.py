@@ -26,7 +26,7 @@ from ..conv.workspace import current_workspace
 from ..gemm import VL
 from . import conv as _conv
 from .conv import KC, MR, NV, _bias_filler, _packed, clamp_bounds, depthwise_operands, pack_dense, pixel_tile
-from .depthwise import depthwise_row
+from .depthwise import depthwise_rows
 from .select import DIRECT
 from .select import choose as choose_blocked
 
@@ -61,9 +61,8 @@ def depthwise_pointwise(x, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bias, res, mi
         for si in range(starts[th], starts[th + 1]):
             n, r0, r1 = segs[si, 0], segs[si, 1], segs[si, 2]
             for cb in range(ncb):
-                for oy in range(r0, r1):
-                    depthwise_row(x, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bias, res, mid, has_res, lo32, hi32, sh,
-                                  sw, pt, dh, dw, kh, kw, ox0, ox1, n, cb, oy)
+                depthwise_rows(x, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bias, res, mid, has_res, lo32, hi32, sh, sw,
+                               pt, dh, dw, kh, kw, ox0, ox1, n, cb, r0, r1)
             x_addr = mid[n].ctypes.data
             p0, pe = r0 * ow, r1 * ow
             for g in range(ng):
