@@ -25,7 +25,18 @@ from .._layout import in_order, serial_twin
 from ..conv.workspace import current_workspace
 from ..gemm import VL
 from . import conv as _conv
-from .conv import KC, MR, NV, _bias_filler, _packed, clamp_bounds, depthwise_operands, pack_dense, pixel_tile
+from .conv import (
+    KC,
+    MR,
+    NV,
+    _bias_filler,
+    _packed,
+    clamp_bounds,
+    depthwise_operands,
+    pack_dense,
+    partial_tile,
+    pixel_tile,
+)
 from .depthwise import depthwise_rows
 from .select import DIRECT
 from .select import choose as choose_blocked
@@ -75,9 +86,11 @@ def depthwise_pointwise(x, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bias, res, mi
                     kc = min(kstep, k - k0)
                     first, last = k0 == 0, k0 + kc >= k
                     for p in range(p0, pe, MR):
-                        pixel_tile(nv, kc, x_addr, r_addr + p * 8, t_addr + k0 * 8, b_base + k0 * bks * 4, bks, out2,
-                                   res2, n, 2 * g, p, pe, c_base, res_base, ldv, bias_addr, first, last, has_res2,
-                                   lo32b, hi32b, sc, sr)
+                        a, bk = r_addr + p * 8, b_base + k0 * bks * 4
+                        if not pixel_tile(nv, kc, x_addr, a, t_addr + k0 * 8, bk, bks, p, pe, c_base, res_base, ldv,
+                                          bias_addr, first, last, has_res2, lo32b, hi32b):
+                            partial_tile(nv, kc, x_addr, a, t_addr + k0 * 8, bk, bks, out2, res2, n, 2 * g, p, pe,
+                                         bias_addr, first, last, has_res2, lo32b, hi32b, sc, sr)
 
 
 _depthwise_pointwise_serial = serial_twin(depthwise_pointwise)

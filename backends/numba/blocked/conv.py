@@ -64,15 +64,23 @@ def _call(nv, kc, a, rows, taps, b, bks, c, ldv, res, bias, first, last, has_res
 
 
 @njit(cache=True, inline="always")
-def pixel_tile(nv, kc, a, rows, taps, b, bks, out, res, n, ob0, p, npix, c_base, res_base, ldv, bias, first, last,
-               has_res, lo, hi, sc, sr):
-    """The tile of MR output pixels from pixel ``p`` of output blocks ob0.. (``_call``'s operands), of the pixels
-    before ``npix``: straight into ``out`` at ``c_base``; a partial tile (the last before ``npix``) on the scratch
-    ``sc`` (its sums stay there across K blocks; residual copied into ``sr``), copied out after the last K block."""
-    if p + MR <= npix:
-        _call(nv, kc, a, rows, taps, b, bks, c_base + p * VL * 4, ldv, res_base + p * VL * 4, bias, first, last,
-              has_res, lo, hi)
-        return
+def pixel_tile(nv, kc, a, rows, taps, b, bks, p, npix, c_base, res_base, ldv, bias, first, last, has_res, lo, hi):
+    """The tile of MR output pixels from pixel ``p`` of output blocks ob0.. (``_call``'s operands) straight into
+    the output at ``c_base``, where the tile ends by ``npix``; else False, and the caller runs
+    :func:`partial_tile`. Plain integers only: an array argument of an inlined call costs reference-count updates
+    on every tile."""
+    if p + MR > npix:
+        return False
+    _call(nv, kc, a, rows, taps, b, bks, c_base + p * VL * 4, ldv, res_base + p * VL * 4, bias, first, last, has_res,
+          lo, hi)
+    return True
+
+
+@njit(cache=True)
+def partial_tile(nv, kc, a, rows, taps, b, bks, out, res, n, ob0, p, npix, bias, first, last, has_res, lo, hi, sc,
+                 sr):
+    """The partial tile (the last before ``npix``) of :func:`pixel_tile` on the scratch ``sc`` (its sums stay there
+    across K blocks; residual copied into ``sr``), copied out to ``out`` after the last K block."""
     valid = npix - p
     if last and has_res:
         for v in range(nv):
@@ -119,9 +127,11 @@ def _conv_dense(xp, rows, taps, wpk, bias, res, out, has_res, lo, hi, sbuf, segs
                 first, last = k0 == 0, k0 + kc >= k
                 for rt in range(rt0, rt1):
                     p0 = rt * MR
-                    pixel_tile(nv, kc, x_addr, r_addr + p0 * 8, t_addr + k0 * 8, b_base + k0 * bks * 4, bks, out,
-                               res, n, 2 * g, p0, npix, c_base, res_base, ldv, bias_addr, first, last, has_res, lo32,
-                               hi32, sc, sr)
+                    a, bk = r_addr + p0 * 8, b_base + k0 * bks * 4
+                    if not pixel_tile(nv, kc, x_addr, a, t_addr + k0 * 8, bk, bks, p0, npix, c_base, res_base, ldv,
+                                      bias_addr, first, last, has_res, lo32, hi32):
+                        partial_tile(nv, kc, x_addr, a, t_addr + k0 * 8, bk, bks, out, res, n, 2 * g, p0, npix,
+                                     bias_addr, first, last, has_res, lo32, hi32, sc, sr)
 
 
 @functools.lru_cache(maxsize=256)  # by geometry: a first conv reading the user's image builds its call every run
