@@ -188,6 +188,15 @@ def depthwise_rows(x, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bias, res, out, ha
                  b_addr, True, True, has_res, lo32, hi32)
 
 
+@njit(cache=True)
+def depthwise_band(x, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bias, res, out, has_res, lo32, hi32, sh, sw, pt, dh,
+                   dw, kh, kw, ox0, ox1, n, cb, oy0, oy1):
+    """:func:`depthwise_rows` compiled as a function of its own, for a caller with other work in its loop
+    (blocked/chain.py): inlined beside the 1x1 tiles, its code ran 45% slower (one core, 96x112/2: 144 vs 98 us)."""
+    depthwise_rows(x, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bias, res, out, has_res, lo32, hi32, sh, sw, pt, dh, dw,
+                   kh, kw, ox0, ox1, n, cb, oy0, oy1)
+
+
 def column_classes(w: int, kw: int, sw: int, pl: int, dw: int, ow: int, taps: np.ndarray,
                    wpk: np.ndarray) -> tuple[int, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(ox0, ox1, ccls, cn, ctaps, cwpk) of :func:`depthwise` for an input of width ``w``: the interior columns
