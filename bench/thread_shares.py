@@ -9,7 +9,11 @@ pairs of MobileNetV2 at 224x224, batch 1):
 - ``chain``: both in one region on row bands (:mod:`backends.numba.blocked.chain`; ``-`` where it declines).
 
 A path is the depthwise time plus the larger 1x1 share (or the larger chain share); a region's wake-up and barrier
-come on top of each. ``python bench/thread_shares.py [--threads 2] [--reps 30]``."""
+come on top of each. ``python bench/thread_shares.py [--threads 2] [--reps 30]``.
+
+``--whole N``: instead, the whole compiled model in one process, N calls each, interleaved: A with the scheduling of
+before (the static item split, no chains, a depthwise MAC counted once against ``SERIAL_MACS``), B as now; the
+median of the paired B / A ratios is the wall-clock answer on a machine quiet enough to lend the second core."""
 
 from __future__ import annotations
 
@@ -111,11 +115,52 @@ def pair(c: int, h: int, s: int, o: int, res: bool, threads: int, reps: int, rng
     return t_dw + max(static), t_dw + max(balanced), chained
 
 
+def whole(name: str, calls: int) -> None:
+    import statistics
+
+    import graph
+    import zoo
+
+    model = zoo.get(name)
+    model.eval()
+    x = np.random.default_rng(0).standard_normal((1,) + zoo.models.input_size(name)).astype(np.float32)
+    schedule, cost, chain_call = bconv.dense_schedule, bconv.DEPTHWISE_MAC_COST, bconv.blocked_conv2d.specialize_chain
+
+    def static(nn, ob, ntiles, group, pix_major, threads):
+        assert nn == 1
+        return _static_split(ob, ntiles, group, pix_major, threads)
+
+    try:
+        bconv.dense_schedule, bconv.DEPTHWISE_MAC_COST = static, 1
+        del bconv.blocked_conv2d.specialize_chain
+        before = graph.compile(model, x, backend="numba", layout="blocked")
+    finally:
+        bconv.dense_schedule, bconv.DEPTHWISE_MAC_COST = schedule, cost
+        bconv.blocked_conv2d.specialize_chain = chain_call
+    now = graph.compile(model, x, backend="numba", layout="blocked")
+    assert np.array_equal(before(x).data, now(x).data)  # the same sums, whatever the schedule
+    times: dict[str, list[float]] = {"A": [], "B": []}
+    for r in range(calls):
+        for key in ("A", "B") if r % 2 else ("B", "A"):
+            t0 = time.perf_counter()
+            (before if key == "A" else now)(x)
+            times[key].append(time.perf_counter() - t0)
+    ratio = statistics.median(b / a for a, b in zip(times["A"], times["B"]))
+    print(f"{name} b1, load {os.getloadavg()[0]:.1f}: " + ", ".join(
+        f"{k} median {statistics.median(v) * 1e3:.2f} ms (best {min(v) * 1e3:.2f})" for k, v in times.items()) +
+        f"; B / A median of paired ratios {ratio:.3f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reps", type=int, default=30)
+    ap.add_argument("--whole", type=int, default=0, help="calls per variant of the whole-model A/B (0: per pair)")
+    ap.add_argument("--model", default="mobilenet_v2")
     args = ap.parse_args()
+    if args.whole:
+        whole(args.model, args.whole)
+        return
     import numba
 
     numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
