@@ -41,7 +41,7 @@ from .depthwise import depthwise_band
 from .select import DIRECT
 from .select import choose as choose_blocked
 
-SEGMENT_BYTES = 1 << 20  # depthwise output rows per segment: Zen 4's L2 (one core, shorter segments ran 3-15% slower)
+SEGMENT_BYTES = 1 << 20  # depthwise output rows per segment: Zen 4's L2 (shorter segments only add partial tiles)
 CHAIN_TILE_WASTE = 1.1  # the most 1x1 tiles the row bands may run, relative to the 1x1 on its own
 
 
@@ -71,7 +71,7 @@ def depthwise_pointwise(x, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bias, res, mi
 def _pointwise_band(mid, rows2, taps2, wpk2, bias2, res2, out2, has_res2, lo2, hi2, s, n, p0, pe, kc_max):
     """The 1x1 tiles of pixels [p0, pe) of image ``n`` (:func:`depthwise_pointwise`'s operands, ``s`` the thread's
     scratch), output-block group by group, every K block. A function of its own, like
-    :func:`.depthwise.depthwise_band`: inlined beside the depthwise tiles, the depthwise code ran 45% slower."""
+    :func:`.depthwise.depthwise_band`: inlined into one function, each slowed the other's code."""
     npix = mid.shape[2]
     ob = out2.shape[1]
     k = taps2.shape[0]

@@ -140,8 +140,8 @@ def dense_schedule(nn: int, ob: int, ntiles: int, group: int, pix_major: bool,
     """(segs, starts) of :func:`_conv_dense`: the items (image, output-block group, chunk of ``group`` pixel
     tiles) in pixel-chunk-major (each thread reads its share of the input once) or group-major order (each weight
     panel read once), cut into ``threads`` contiguous runs of equal work (a tile of a one-block group counts
-    half), so the threads finish together whatever the chunk and group counts (a static split of the items did
-    not: 16 tiles against 4 on MobileNetV2's 14x14 layers)."""
+    half), so the threads finish together whatever the chunk and group counts (a static split of the items does
+    not where the last chunk is short or the groups are few)."""
     ng = blocks(ob, NV)
     nchunk = blocks(ntiles, group)
     t = np.arange(nn * ng * nchunk)
@@ -293,7 +293,7 @@ def depthwise_operands(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, res4:
 SERIAL_MACS = 1 << 22
 # A depthwise multiply-add costs about two of a dense layer's (one vector load and one FMA per output vector per
 # tap, no register reuse: MobileNetV2's 3x3 layers run at 40-57 GFLOP/s on one core, its 1x1 layers at 80-105), so
-# it counts twice against SERIAL_MACS: the 112x112 stride-2 layer (2.7M MACs, 130 us on one core) gets both threads
+# it counts twice against SERIAL_MACS (MobileNetV2's 112x112 stride-2 layer gets both threads)
 DEPTHWISE_MAC_COST = 2
 
 

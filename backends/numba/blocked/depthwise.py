@@ -133,7 +133,7 @@ def depthwise_rows(x, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bias, res, out, ha
                    dw, kh, kw, ox0, ox1, n, cb, oy0, oy1):
     """Output rows [oy0, oy1) of channel block ``cb`` of image ``n`` (:func:`depthwise`'s operands, ``lo32`` /
     ``hi32`` the float32 clamp bounds). A call per band of rows, not per row: each array argument of an inlined
-    call costs reference-count updates (15-35% of a 3x3 layer's time when paid per row)."""
+    call costs reference-count updates, too many when paid per row."""
     h, w = x.shape[2], x.shape[3]
     ow = xcol.shape[0]
     t_addr, col_addr = taps.ctypes.data, xcol.ctypes.data
@@ -192,7 +192,7 @@ def depthwise_rows(x, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bias, res, out, ha
 def depthwise_band(x, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bias, res, out, has_res, lo32, hi32, sh, sw, pt, dh,
                    dw, kh, kw, ox0, ox1, n, cb, oy0, oy1):
     """:func:`depthwise_rows` compiled as a function of its own, for a caller with other work in its loop
-    (blocked/chain.py): inlined beside the 1x1 tiles, its code ran 45% slower (one core, 96x112/2: 144 vs 98 us)."""
+    (blocked/chain.py): inlined into one function with the 1x1 tiles, both loops compiled to slower code."""
     depthwise_rows(x, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bias, res, out, has_res, lo32, hi32, sh, sw, pt, dh, dw,
                    kh, kw, ox0, ox1, n, cb, oy0, oy1)
 
