@@ -29,6 +29,10 @@ from .prefix_views import prefix_view
 Kernel = Callable[..., None]
 
 
+def _nothing() -> None:
+    pass
+
+
 def kernel_for(backend: Backend, node: Node) -> Kernel:
     name = node.op.name
     if node.op.decompose_rule is not None and not backend.has_kernel(name):
@@ -357,7 +361,44 @@ class ArenaExecutor(Executor):
                 for s in used & checked:
                     self._users.setdefault(s, []).append(i)
                 self._calls[i] = self._specializers[i] = self._specializer(i)
+        self._chain_pairs()
         self._bound: dict[int, Any] = {}  # checked slot -> the array its calls are specialized to
+
+    def _chain_pairs(self) -> None:
+        """Node i and the next one, where the next reads i's first output and their common kernel offers
+        ``kernel.specialize_chain((inputs, out, attrs), (inputs, out, attrs))`` (one call for both: the numba
+        depthwise -> 1x1 pair in one parallel region): i's call runs both, the next node's call nothing. Only
+        for pairs whose arrays never move between runs (no re-specialization can split them again)."""
+        self.chained: list[tuple[Node, Node]] = []  # pairs running as one call (added as a first run takes them)
+        moving = {i for users in self._users.values() for i in users}
+        nodes, kernels = self._nodes, self._node_kernels
+        for i in range(len(nodes) - 1):  # a pair taken on the first run blanks its second's own chain
+            a, b = nodes[i], nodes[i + 1]
+            if kernels[i] is kernels[i + 1] and hasattr(kernels[i], "specialize_chain") and \
+                    {i, i + 1} <= self._specializers.keys() and not {i, i + 1} & moving and \
+                    b.inputs and b.inputs[0] is a.outputs[0] and not a.op.multiple_results:
+                self._calls[i] = self._specializers[i] = self._chain_specializer(i)
+
+    def _chain_specializer(self, i: int) -> Callable[[], None]:
+        """:meth:`_specializer` of the pair (i, i + 1): one call from ``kernel.specialize_chain``, or, where the
+        kernel declines the pair, node i's own specialized call (the next node keeps its own)."""
+        kernel, vals, calls, slot = self._node_kernels[i], self._vals, self._calls, self._slot
+        pair = [(tuple(slot[id(v)] for v in n.inputs), slot[id(n.outputs[0])], n.attrs)
+                for n in self._nodes[i:i + 2]]
+
+        def specialize_and_call() -> None:
+            (ins1, out1, attrs1), (ins2, out2, attrs2) = pair
+            first = ([vals[s] for s in ins1], vals[out1], attrs1)
+            call = kernel.specialize_chain(first, ([vals[s] for s in ins2], vals[out2], attrs2))
+            if call is None:
+                call = specialize(kernel, *first)
+            else:
+                calls[i + 1] = _nothing
+                self.chained.append((self._nodes[i], self._nodes[i + 1]))
+            calls[i] = call
+            call()
+
+        return specialize_and_call
 
     def _specializer(self, i: int) -> Callable[[], None]:
         """A call that specializes node ``i``'s kernel to this run's arrays, puts it in its place and runs it."""

@@ -96,6 +96,8 @@ def test_reorders_roundtrip_and_zero_pad_lanes(rng):
     np.testing.assert_array_equal(xb, _run(NP, "to_blocked", x, block=VL))
     assert np.all(xb[:, 1, ..., 21 - VL:] == 0)
     np.testing.assert_array_equal(_run(NB, "from_blocked", xb, channels=21), x)
+    one = xb[:, :, 2:3, 3:4].copy()  # one pixel: the copy that drops the pad lanes
+    np.testing.assert_array_equal(_run(NB, "from_blocked", one, channels=21), x[:, :, 2:3, 3:4])
 
 
 POOLS = [("max_pool2d", dict(kernel=(3, 3), stride=(2, 2), padding=(1, 1), dilation=(1, 1), ceil_mode=False)),
@@ -179,7 +181,7 @@ def test_onnx_export_of_a_blocked_compiled_module_names_the_way_out():
 def test_serial_and_parallel_convs_agree_and_specialized_calls_see_new_inputs(monkeypatch):
     """MobileNetV2-like blocks compiled with every blocked conv on its parallel kernel and with every one on its
     serial twin (the work threshold at 0 / at infinity): the same loops, so the same bits, and both equal eager
-    numpy; the specialized calls read the input's current values on each run."""
+    numpy; the specialized calls (a depthwise -> 1x1 pair as one) read the input's current values on each run."""
     from tests.null.test_layout_pass import _inverted_residuals
 
     m, x = _inverted_residuals()
@@ -191,6 +193,7 @@ def test_serial_and_parallel_convs_agree_and_specialized_calls_see_new_inputs(mo
         cm = graph.compile(m, x, backend="numba", layout="blocked")
         assert "clamp" not in cm.graph.op_counts()
         got[name] = [cm(v).data.copy() for v in (x, -x)]
+        assert cm.compiled.executor.chained  # a depthwise -> project pair ran as one call (blocked/chain.py)
         for g, ref in zip(got[name], refs):
             scale = np.abs(ref).max()
             assert np.all(np.abs(g - ref) <= 1e-4 * np.abs(ref) + 1e-4 * scale), np.abs(g - ref).max() / scale

@@ -72,3 +72,45 @@ def test_depthwise_parallel_equals_serial(case, rng, monkeypatch):
     serial = _run(NB, "blocked_conv2d", *ins, **attrs)
     monkeypatch.setattr(bconv, "SERIAL_MACS", 0)  # the parallel kernel: row bands as prange items
     np.testing.assert_array_equal(_run(NB, "blocked_conv2d", *ins, **attrs), serial)
+
+
+# (C, H, W, stride, O, residual on the 1x1, batch): channel counts off the block, odd sizes, a K of two K blocks
+CHAINS = [(40, 13, 11, 1, 24, True, 2), (24, 15, 9, 2, 36, False, 1), (600, 5, 7, 1, 20, True, 1)]
+
+
+@pytest.mark.parametrize("case", CHAINS, ids=lambda c: "x".join(map(str, c[:5])) + ("-res" if c[5] else ""))
+@pytest.mark.parametrize("serial", [False, True])
+def test_depthwise_then_pointwise_in_one_call(case, serial, rng, monkeypatch):
+    """The depthwise -> 1x1 pair as one call (backends/numba/blocked/chain.py: row bands per thread, the 1x1 tiles
+    starting at any pixel) writes both layers' outputs equal to the numpy reference and bit-equal to the two
+    layers run one after the other (the same tiles over the same sums); a 1x1 output that overlaps the
+    depthwise input is declined."""
+    from backends.numba.blocked import chain
+
+    c, h, w, s, o, res, n = case
+    monkeypatch.setattr(bconv, "SERIAL_MACS", 1 << 62 if serial else 0)
+    monkeypatch.setattr(chain, "CHAIN_TILE_WASTE", 10.0)  # small planes: bands of a few pixels, taken all the same
+    x = _run(NB, "to_blocked", rng.standard_normal((n, c, h, w), dtype=np.float32), block=VL)
+    a1 = dict(stride=(s, s), padding=((1, 1), (1, 1)), dilation=(1, 1), groups=c, has_bias=True,
+              has_residual=False, activation=RELU6[0], act_attrs=RELU6[1])
+    ins1 = [x, rng.standard_normal((c, 1, 3, 3), dtype=np.float32), rng.standard_normal(c, dtype=np.float32)]
+    a2 = dict(stride=(1, 1), padding=((0, 0), (0, 0)), dilation=(1, 1), groups=1, has_bias=True, has_residual=res,
+              activation="none", act_attrs=())
+    w2 = (rng.standard_normal((o, c, 1, 1)) / np.sqrt(c)).astype(np.float32)
+    b2 = rng.standard_normal(o, dtype=np.float32)
+    mid_ref = _run(NP, "blocked_conv2d", *ins1, **a1)
+    r = [rng.standard_normal((n, -(-o // VL), mid_ref.shape[2], mid_ref.shape[3], VL), dtype=np.float32)] if res \
+        else []
+    ref = _run(NP, "blocked_conv2d", mid_ref, w2, b2, *r, **a2)
+    mid, out = np.full_like(mid_ref, np.nan), np.full_like(ref, np.nan)
+    call = chain.chain_call((ins1, mid, a1), ([mid, w2, b2, *r], out, a2))
+    call()
+    sep_mid = _run(NB, "blocked_conv2d", *ins1, **a1)
+    sep = _run(NB, "blocked_conv2d", sep_mid, w2, b2, *r, **a2)
+    np.testing.assert_array_equal(mid, sep_mid)
+    np.testing.assert_array_equal(out, sep)
+    keep, got = (_run(NP, "from_blocked", v, channels=o) for v in (ref, out))
+    np.testing.assert_allclose(got, keep, rtol=1e-4, atol=1e-4 * np.abs(keep).max())
+    if s == 1 and c <= o:  # the 1x1 output placed over the depthwise input: the pair runs as two layers
+        over = x.reshape(-1)[:out.size].reshape(out.shape)
+        assert chain.chain_call((ins1, mid, a1), ([mid, w2, b2, *r], over, a2)) is None

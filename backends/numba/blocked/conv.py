@@ -64,16 +64,23 @@ def _call(nv, kc, a, rows, taps, b, bks, c, ldv, res, bias, first, last, has_res
 
 
 @njit(cache=True, inline="always")
-def _pixel_tile(nv, kc, a, rows, taps, b, bks, out, res, n, ob0, p, c_base, res_base, ldv, bias, first, last,
-                has_res, lo, hi, sc, sr):
-    """The tile of MR output pixels from pixel ``p`` of output blocks ob0.. (``_call``'s operands): straight into
-    ``out`` at ``c_base``; the last, partial tile on the scratch ``sc`` (its sums stay there across K blocks;
-    residual copied into ``sr``), copied out after the last K block."""
-    npix = out.shape[2]
-    if p + MR <= npix:
-        _call(nv, kc, a, rows, taps, b, bks, c_base + p * VL * 4, ldv, res_base + p * VL * 4, bias, first, last,
-              has_res, lo, hi)
-        return
+def pixel_tile(nv, kc, a, rows, taps, b, bks, p, npix, c_base, res_base, ldv, bias, first, last, has_res, lo, hi):
+    """The tile of MR output pixels from pixel ``p`` of output blocks ob0.. (``_call``'s operands) straight into
+    the output at ``c_base``, where the tile ends by ``npix``; else False, and the caller runs
+    :func:`partial_tile`. Plain integers only: an array argument of an inlined call costs reference-count updates
+    on every tile."""
+    if p + MR > npix:
+        return False
+    _call(nv, kc, a, rows, taps, b, bks, c_base + p * VL * 4, ldv, res_base + p * VL * 4, bias, first, last, has_res,
+          lo, hi)
+    return True
+
+
+@njit(cache=True)
+def partial_tile(nv, kc, a, rows, taps, b, bks, out, res, n, ob0, p, npix, bias, first, last, has_res, lo, hi, sc,
+                 sr):
+    """The partial tile (the last before ``npix``) of :func:`pixel_tile` on the scratch ``sc`` (its sums stay there
+    across K blocks; residual copied into ``sr``), copied out to ``out`` after the last K block."""
     valid = npix - p
     if last and has_res:
         for v in range(nv):
@@ -89,50 +96,71 @@ def _pixel_tile(nv, kc, a, rows, taps, b, bks, out, res, n, ob0, p, c_base, res_
 
 
 @njit(parallel=True, cache=True)
-def _conv_dense(xp, rows, taps, wpk, bias, res, out, has_res, lo, hi, sbuf, group, kc_max, pix_major):
+def _conv_dense(xp, rows, taps, wpk, bias, res, out, has_res, lo, hi, sbuf, segs, starts, kc_max):
     """out[n, ob, p, :] = clamp(sum_k A(p, k) B(k, ob) + bias + res) for out (N, OB, P, VL); xp (N, L) the padded
     blocked images, rows (P padded to whole tiles) / taps the offset tables, wpk (G, K, NV*VL) the packed weights,
-    sbuf[thread] scratch for the last, partial pixel tile (its C and residual). ``pix_major``: items run every
-    output-block group of one pixel chunk in turn (each thread reads its share of the input once), else every
-    chunk of one group (each weight panel read once)."""
-    nn, ob, npix, _ = out.shape
-    ng = wpk.shape[0]
+    sbuf[thread] scratch for the last, partial pixel tile (its C and residual). Thread ``th`` runs the segments
+    segs[starts[th]:starts[th + 1]], each (image, output-block group, first pixel tile, end tile) with every K
+    block (:func:`dense_schedule`)."""
+    npix = out.shape[2]
+    ob = out.shape[1]
     k = taps.shape[0]
     bks = wpk.shape[2]
-    nrt = (npix + MR - 1) // MR
-    nchunk = (nrt + group - 1) // group
     ldv = npix * VL
     lo32, hi32 = np.float32(lo), np.float32(hi)
     r_addr, t_addr = rows.ctypes.data, taps.ctypes.data
-    # images inside output-block groups: consecutive items (one thread under static scheduling) reuse a group's
-    # weight panel from L2 across images instead of streaming every panel once per image
-    for t in prange(nn * ng * nchunk):
-        if pix_major:
-            g = t % ng
-            n = t // (ng * nchunk)
-            ch = (t // ng) % nchunk
-        else:
-            g = t // (nn * nchunk)
-            n = (t // nchunk) % nn
-            ch = t % nchunk
-        nv = 2 if 2 * g + 1 < ob else 1
-        x_addr = xp[n].ctypes.data
-        c_base = out[n, 2 * g].ctypes.data
-        res_base = res[n, 2 * g].ctypes.data if has_res else c_base
-        b_base = wpk[g].ctypes.data
-        bias_addr = bias[2 * g * VL:].ctypes.data
+    nkb = (k + kc_max - 1) // kc_max
+    kstep = (k + nkb - 1) // nkb  # equal K blocks: no short last block
+    for th in prange(starts.shape[0] - 1):
         s = sbuf[numba.get_thread_id()]
         sc, sr = s[:NV * MR * VL], s[NV * MR * VL:]
-        rt0, rt1 = ch * group, min(nrt, (ch + 1) * group)
-        nkb = (k + kc_max - 1) // kc_max
-        kstep = (k + nkb - 1) // nkb  # equal K blocks: no short last block
-        for k0 in range(0, k, kstep):
-            kc = min(kstep, k - k0)
-            first, last = k0 == 0, k0 + kc >= k
-            for rt in range(rt0, rt1):
-                p0 = rt * MR
-                _pixel_tile(nv, kc, x_addr, r_addr + p0 * 8, t_addr + k0 * 8, b_base + k0 * bks * 4, bks, out, res,
-                            n, 2 * g, p0, c_base, res_base, ldv, bias_addr, first, last, has_res, lo32, hi32, sc, sr)
+        for si in range(starts[th], starts[th + 1]):
+            n, g, rt0, rt1 = segs[si, 0], segs[si, 1], segs[si, 2], segs[si, 3]
+            nv = 2 if 2 * g + 1 < ob else 1
+            x_addr = xp[n].ctypes.data
+            c_base = out[n, 2 * g].ctypes.data
+            res_base = res[n, 2 * g].ctypes.data if has_res else c_base
+            b_base = wpk[g].ctypes.data
+            bias_addr = bias[2 * g * VL:].ctypes.data
+            for k0 in range(0, k, kstep):
+                kc = min(kstep, k - k0)
+                first, last = k0 == 0, k0 + kc >= k
+                for rt in range(rt0, rt1):
+                    p0 = rt * MR
+                    a, bk = r_addr + p0 * 8, b_base + k0 * bks * 4
+                    if not pixel_tile(nv, kc, x_addr, a, t_addr + k0 * 8, bk, bks, p0, npix, c_base, res_base, ldv,
+                                      bias_addr, first, last, has_res, lo32, hi32):
+                        partial_tile(nv, kc, x_addr, a, t_addr + k0 * 8, bk, bks, out, res, n, 2 * g, p0, npix,
+                                     bias_addr, first, last, has_res, lo32, hi32, sc, sr)
+
+
+@functools.lru_cache(maxsize=256)  # by geometry: a first conv reading the user's image builds its call every run
+def dense_schedule(nn: int, ob: int, ntiles: int, group: int, pix_major: bool,
+                   threads: int) -> tuple[np.ndarray, np.ndarray]:
+    """(segs, starts) of :func:`_conv_dense`: the items (image, output-block group, chunk of ``group`` pixel
+    tiles) in pixel-chunk-major (each thread reads its share of the input once) or group-major order (each weight
+    panel read once), cut into ``threads`` contiguous runs of equal work (a tile of a one-block group counts
+    half), so the threads finish together whatever the chunk and group counts (a static split of the items does
+    not where the last chunk is short or the groups are few)."""
+    ng = blocks(ob, NV)
+    nchunk = blocks(ntiles, group)
+    t = np.arange(nn * ng * nchunk)
+    if pix_major:
+        g, n, ch = t % ng, t // (ng * nchunk), (t // ng) % nchunk
+    else:
+        g, n, ch = t // (nn * nchunk), (t // nchunk) % nn, t % nchunk
+    rt0, rt1 = ch * group, np.minimum(ntiles, (ch + 1) * group)
+    work = np.where(2 * g + 1 < ob, 2, 1)  # per tile
+    cum = np.concatenate([[0], np.cumsum(work * (rt1 - rt0))])
+    parts, starts = [], [0]
+    for th in range(threads):  # a tile goes to the thread whose share of the work holds its start
+        lo, hi = cum[-1] * th // threads, cum[-1] * (th + 1) // threads
+        a = np.clip(rt0 - (cum[:-1] - lo) // work, rt0, rt1)
+        b = np.clip(rt0 - (cum[:-1] - hi) // work, rt0, rt1)
+        keep = b > a
+        parts.append(np.stack([n[keep], g[keep], a[keep], b[keep]], axis=1))
+        starts.append(starts[-1] + int(keep.sum()))
+    return np.concatenate(parts).astype(np.int64), np.array(starts, np.int64)
 
 
 @njit(parallel=True, cache=True)
@@ -241,12 +269,32 @@ def _pad_bias(b: np.ndarray, size: int) -> np.ndarray:
     return bias
 
 
+def depthwise_operands(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, res4: np.ndarray, out4: np.ndarray,
+                       has_res: bool, stride, padding, dilation, lo: float, hi: float) -> tuple[tuple, Callable | None]:
+    """(args, fill): the operands of :func:`.depthwise.depthwise` before ``band`` for these arrays (packed weights,
+    column tables), and the bias refresh of :func:`_bias_filler`."""
+    sh, sw, pt, pl, dh, dw = geom(stride, padding, dilation)
+    kh, kw = w.shape[2:]
+    ow = (x.shape[3] + pl + padding[1][1] - dw * (kw - 1) - 1) // sw + 1
+    bias, fill = _bias_filler(b, out4.shape[1] * VL)
+    wpk = _packed(w, "blocked_depthwise", pack_depthwise)
+    xcol = (np.arange(ow, dtype=np.int64) * sw - pl) * VL
+    taps = ((np.arange(kh)[:, None] * (dh * x.shape[3]) + np.arange(kw)[None, :] * dw) * VL).ravel()
+    cols = column_classes(x.shape[3], kw, sw, pl, dw, ow, taps, wpk)
+    return (x, xcol, taps.astype(np.int64), wpk, *cols[2:], bias, res4, out4, has_res, lo, hi, sh, sw, pt, dh, dw, kh,
+            kw, *cols[:2]), fill
+
+
 # Below this many multiply-adds a convolution runs on the calling thread (its serial twin: the same loop, so the
 # same sums). 4M MACs is ~80 us on one core: below it, the parallel region's wake-up and barrier (10-30 us with
 # workers that sleep at once, engine/_env.py) eat much of what the second thread saves. MobileNetV2 runs its stem
-# and all but two of its 1x1 layers in parallel (91% of its MACs), its depthwise layers serially;
-# bench/threads_env.py measures whole models per threshold.
+# and all but two of its 1x1 layers in parallel (91% of its MACs), most depthwise layers inside the region of the
+# 1x1 after them (chain.py); bench/threads_env.py measures whole models per threshold.
 SERIAL_MACS = 1 << 22
+# A depthwise multiply-add costs about two of a dense layer's (one vector load and one FMA per output vector per
+# tap, no register reuse: MobileNetV2's 3x3 layers run at 40-57 GFLOP/s on one core, its 1x1 layers at 80-105), so
+# it counts twice against SERIAL_MACS (MobileNetV2's 112x112 stride-2 layer gets both threads)
+DEPTHWISE_MAC_COST = 2
 
 
 def _conv_call(ins: tuple, out: np.ndarray, stride, padding, dilation, groups: int, has_bias: bool,
@@ -308,20 +356,17 @@ def _conv_call(ins: tuple, out: np.ndarray, stride, padding, dilation, groups: i
         # items (deep layers at batch 1: each weight panel is then read once)
         group = min(ntiles, 16) if n * ng >= 16 else GROUP
         kernel = _conv_dense if parallel else _conv_dense_serial
+        segs, starts = dense_schedule(n, ob, ntiles, group, wpk.nbytes <= PIX_MAJOR_BYTES,
+                                      numba.get_num_threads() if parallel else 1)
         steps.append(functools.partial(kernel, xp.reshape(n, -1), rows, taps, wpk, bias, res4, out4,
-                                       r is not None, lo, hi, sbuf, group, KC, wpk.nbytes <= PIX_MAJOR_BYTES))
+                                       r is not None, lo, hi, sbuf, segs, starts, KC))
     else:
-        bias, fill = _bias_filler(b, ob * VL)
-        wpk = _packed(w, "blocked_depthwise", pack_depthwise)
-        xcol = (np.arange(ow, dtype=np.int64) * sw - pl) * VL
-        taps = ((np.arange(kh)[:, None] * (dh * x.shape[3]) + np.arange(kw)[None, :] * dw) * VL).ravel()
-        cols = column_classes(x.shape[3], kw, sw, pl, dw, ow, taps, wpk)
-        parallel = n * oh * ow * ob * VL * kh * kw >= SERIAL_MACS
+        args, fill = depthwise_operands(x, w, b, res4, out4, r is not None, stride, padding, dilation, lo, hi)
+        parallel = n * oh * ow * ob * VL * kh * kw * DEPTHWISE_MAC_COST >= SERIAL_MACS
         # parallel: about four items per thread, each a band of whole output rows of one channel block
         band = -(-oh // max(1, -(-4 * numba.get_num_threads() // (n * ob)))) if parallel else oh
         kernel = depthwise if parallel else _depthwise_serial
-        steps.append(functools.partial(kernel, x, xcol, taps.astype(np.int64), wpk, *cols[2:], bias, res4, out4,
-                                       r is not None, lo, hi, sh, sw, pt, dh, dw, kh, kw, *cols[:2], band))
+        steps.append(functools.partial(kernel, *args, band))
     if fill is not None:
         steps.insert(0, fill)
     if activation not in _ACT_CLAMP and activation != "clamp":

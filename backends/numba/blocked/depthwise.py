@@ -104,65 +104,84 @@ def depthwise(x, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bias, res, out, has_res
     cwpk[c, cb, i*cn[c] + j'] the tap and weights of kernel column j0 + j' (:func:`column_classes`). ``band``:
     output rows per prange item."""
     nn, ncb, npix, _ = out.shape
-    h, w = x.shape[2], x.shape[3]
-    ow = xcol.shape[0]
-    oh = npix // ow
+    oh = npix // xcol.shape[0]
     lo32, hi32 = np.float32(lo), np.float32(hi)
     nband = (oh + band - 1) // band
-    t_addr, col_addr = taps.ctypes.data, xcol.ctypes.data
     for t in prange(nn * ncb * nband):
         n = t // (ncb * nband)
         cb = (t // nband) % ncb
         bi = t % nband
-        x_addr = x[n, cb].ctypes.data
-        c_base = out[n, cb].ctypes.data
-        r_base = res[n, cb].ctypes.data if has_res else c_base
-        w_base = wpk[cb].ctypes.data
-        b_addr = bias[cb * VL:].ctypes.data
-        for oy in range(bi * band, min(oh, (bi + 1) * band)):
-            iy = oy * sh - pt
-            i0 = max(0, (dh - 1 - iy) // dh)  # the kernel rows inside the input: [i0, i1)
-            i1 = min(kh, (h - 1 - iy) // dh + 1)
-            if i1 <= i0:
-                for ox in range(ow):
-                    _bias_only(out, res, has_res, bias, lo32, hi32, n, cb, oy * ow + ox)
-                continue
-            row = x_addr + iy * w * VL * F32  # the tap offsets and xcol[ox] add the rest
-            k = (i1 - i0) * kw
-            tp, wp = t_addr + i0 * kw * 8, w_base + i0 * kw * VL * F32
-            c_row, r_row = c_base + oy * ow * VL * F32, r_base + oy * ow * VL * F32
-            ox = ox0
-            if kw == 3 and dw == 1 and sw <= 2:
-                a0 = x_addr + ((iy + i0 * dh) * w * VL + xcol[0]) * F32
-                rs = dh * w * VL * F32
-                while ox + MRD <= ox1:
-                    at, ct, rt = a0 + ox * sw * VL * F32, c_row + ox * VL * F32, r_row + ox * VL * F32
-                    if sw == 1:
-                        _row3s1(i1 - i0, at, rs, wp, ct, rt, b_addr, has_res, lo32, hi32)
-                    else:
-                        _row3s2(i1 - i0, at, rs, wp, ct, rt, b_addr, has_res, lo32, hi32)
-                    ox += MRD
+        depthwise_rows(x, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bias, res, out, has_res, lo32, hi32, sh, sw, pt, dh,
+                       dw, kh, kw, ox0, ox1, n, cb, bi * band, min(oh, (bi + 1) * band))
+
+
+@njit(cache=True, inline="always")
+def depthwise_rows(x, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bias, res, out, has_res, lo32, hi32, sh, sw, pt, dh,
+                   dw, kh, kw, ox0, ox1, n, cb, oy0, oy1):
+    """Output rows [oy0, oy1) of channel block ``cb`` of image ``n`` (:func:`depthwise`'s operands, ``lo32`` /
+    ``hi32`` the float32 clamp bounds). A call per band of rows, not per row: each array argument of an inlined
+    call costs reference-count updates, too many when paid per row."""
+    h, w = x.shape[2], x.shape[3]
+    ow = xcol.shape[0]
+    t_addr, col_addr = taps.ctypes.data, xcol.ctypes.data
+    x_addr = x[n, cb].ctypes.data
+    c_base = out[n, cb].ctypes.data
+    r_base = res[n, cb].ctypes.data if has_res else c_base
+    w_base = wpk[cb].ctypes.data
+    b_addr = bias[cb * VL:].ctypes.data
+    for oy in range(oy0, oy1):
+        iy = oy * sh - pt
+        i0 = max(0, (dh - 1 - iy) // dh)  # the kernel rows inside the input: [i0, i1)
+        i1 = min(kh, (h - 1 - iy) // dh + 1)
+        if i1 <= i0:
+            for ox in range(ow):
+                _bias_only(out, res, has_res, bias, lo32, hi32, n, cb, oy * ow + ox)
+            continue
+        row = x_addr + iy * w * VL * F32  # the tap offsets and xcol[ox] add the rest
+        k = (i1 - i0) * kw
+        tp, wp = t_addr + i0 * kw * 8, w_base + i0 * kw * VL * F32
+        c_row, r_row = c_base + oy * ow * VL * F32, r_base + oy * ow * VL * F32
+        ox = ox0
+        if kw == 3 and dw == 1 and sw <= 2:
+            a0 = x_addr + ((iy + i0 * dh) * w * VL + xcol[0]) * F32
+            rs = dh * w * VL * F32
             while ox + MRD <= ox1:
-                _tile(k, row, col_addr + ox * 8, tp, wp, VL, c_row + ox * VL * F32, 0, r_row + ox * VL * F32,
-                      b_addr, True, True, has_res, lo32, hi32)
+                at, ct, rt = a0 + ox * sw * VL * F32, c_row + ox * VL * F32, r_row + ox * VL * F32
+                if sw == 1:
+                    _row3s1(i1 - i0, at, rs, wp, ct, rt, b_addr, has_res, lo32, hi32)
+                else:
+                    _row3s2(i1 - i0, at, rs, wp, ct, rt, b_addr, has_res, lo32, hi32)
                 ox += MRD
-            while ox + 4 <= ox1:
-                _tile4(k, row, col_addr + ox * 8, tp, wp, VL, c_row + ox * VL * F32, 0, r_row + ox * VL * F32,
-                       b_addr, True, True, has_res, lo32, hi32)
-                ox += 4
-            for p in range(ox, ox1):
-                _one(k, row, col_addr + p * 8, tp, wp, VL, c_row + p * VL * F32, 0, r_row + p * VL * F32, b_addr,
-                     True, True, has_res, lo32, hi32)
-            for q in range(ox0 + ow - ox1):  # the border columns: the taps of their class
-                p = q if q < ox0 else ox1 + q - ox0
-                c = ccls[p]
-                if c < 0:
-                    _bias_only(out, res, has_res, bias, lo32, hi32, n, cb, oy * ow + p)
-                    continue
-                nj = cn[c]
-                _one((i1 - i0) * nj, row, col_addr + p * 8, ctaps[c].ctypes.data + i0 * nj * 8,
-                     cwpk[c, cb].ctypes.data + i0 * nj * VL * F32, VL, c_row + p * VL * F32, 0, r_row + p * VL * F32,
-                     b_addr, True, True, has_res, lo32, hi32)
+        while ox + MRD <= ox1:
+            _tile(k, row, col_addr + ox * 8, tp, wp, VL, c_row + ox * VL * F32, 0, r_row + ox * VL * F32,
+                  b_addr, True, True, has_res, lo32, hi32)
+            ox += MRD
+        while ox + 4 <= ox1:
+            _tile4(k, row, col_addr + ox * 8, tp, wp, VL, c_row + ox * VL * F32, 0, r_row + ox * VL * F32,
+                   b_addr, True, True, has_res, lo32, hi32)
+            ox += 4
+        for p in range(ox, ox1):
+            _one(k, row, col_addr + p * 8, tp, wp, VL, c_row + p * VL * F32, 0, r_row + p * VL * F32, b_addr,
+                 True, True, has_res, lo32, hi32)
+        for q in range(ox0 + ow - ox1):  # the border columns: the taps of their class
+            p = q if q < ox0 else ox1 + q - ox0
+            c = ccls[p]
+            if c < 0:
+                _bias_only(out, res, has_res, bias, lo32, hi32, n, cb, oy * ow + p)
+                continue
+            nj = cn[c]
+            _one((i1 - i0) * nj, row, col_addr + p * 8, ctaps[c].ctypes.data + i0 * nj * 8,
+                 cwpk[c, cb].ctypes.data + i0 * nj * VL * F32, VL, c_row + p * VL * F32, 0, r_row + p * VL * F32,
+                 b_addr, True, True, has_res, lo32, hi32)
+
+
+@njit(cache=True)
+def depthwise_band(x, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bias, res, out, has_res, lo32, hi32, sh, sw, pt, dh,
+                   dw, kh, kw, ox0, ox1, n, cb, oy0, oy1):
+    """:func:`depthwise_rows` compiled as a function of its own, for a caller with other work in its loop
+    (blocked/chain.py): inlined into one function with the 1x1 tiles, both loops compiled to slower code."""
+    depthwise_rows(x, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bias, res, out, has_res, lo32, hi32, sh, sw, pt, dh, dw,
+                   kh, kw, ox0, ox1, n, cb, oy0, oy1)
 
 
 def column_classes(w: int, kw: int, sw: int, pl: int, dw: int, ow: int, taps: np.ndarray,

@@ -30,7 +30,19 @@ from .._layout import in_order, serial_twin
 from ..codegen import VL, counted_loop, splat, vector_intrinsic
 from ..conv.workspace import current_workspace
 from ..table import backend
-from .conv import GROUP, KC, MR, NV, SERIAL_MACS, _bias_filler, _packed, _pixel_tile, clamp_bounds, pack_dense
+from .conv import (
+    GROUP,
+    KC,
+    MR,
+    NV,
+    SERIAL_MACS,
+    _bias_filler,
+    _packed,
+    clamp_bounds,
+    pack_dense,
+    partial_tile,
+    pixel_tile,
+)
 
 # the per-thread scratch of transformed input: its pixel tiles shrink until (input blocks x pixels x VL) fits here,
 # a quarter of Zen 4's 1 MiB L2 (the weight panel of a K block takes another 64 KiB)
@@ -160,9 +172,11 @@ def _conv_prologue(x, scale, shift, plo, phi, rows, taps, wpk, bias, res, out, h
                 kc = min(kstep, k - k0)
                 first, last = k0 == 0, k0 + kc >= k
                 for rt in range(rt0, rt1):
-                    _pixel_tile(nv, kc, x_addr, r_addr + (rt - rt0) * MR * 8, t_addr + k0 * 8, b_base + k0 * bks * 4,
-                                bks, out, res, n, 2 * g, rt * MR, c_base, res_base, ldv, bias_addr, first, last,
-                                has_res, lo32, hi32, sc, sr)
+                    a, bk = r_addr + (rt - rt0) * MR * 8, b_base + k0 * bks * 4
+                    if not pixel_tile(nv, kc, x_addr, a, t_addr + k0 * 8, bk, bks, rt * MR, npix, c_base, res_base,
+                                      ldv, bias_addr, first, last, has_res, lo32, hi32):
+                        partial_tile(nv, kc, x_addr, a, t_addr + k0 * 8, bk, bks, out, res, n, 2 * g, rt * MR, npix,
+                                     bias_addr, first, last, has_res, lo32, hi32, sc, sr)
 
 
 _conv_prologue_serial = serial_twin(_conv_prologue)

@@ -1,0 +1,178 @@
+"""A depthwise ``blocked_conv2d`` and the 1x1 convolution that reads its output, in one parallel region on the numba
+backend (MobileNet's depthwise -> project pair).
+
+Each thread takes an equal band of output rows (of every image): it writes the depthwise rows of the band, every
+channel block, into the depthwise output (its planned buffer, read by any other user too), then runs the 1x1's
+register tiles (:func:`.conv.pixel_tile`) over the band's pixels while those rows are still in its cache. The 1x1
+reads only the pixels of its own band, so the threads never wait for each other: one region instead of two (or
+instead of a serial depthwise layer and a parallel 1x1), and the depthwise work is split over the threads too. A
+band is cut into segments of rows whose depthwise output fits :data:`SEGMENT_BYTES`, each segment's last pixel tile
+a partial one.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from engine.ops.fused import split_inputs
+
+from .._layout import in_order, serial_twin
+from ..conv.workspace import current_workspace
+from ..gemm import VL
+from . import conv as _conv
+from .conv import (
+    KC,
+    MR,
+    NV,
+    _bias_filler,
+    _packed,
+    clamp_bounds,
+    depthwise_operands,
+    pack_dense,
+    partial_tile,
+    pixel_tile,
+)
+from .depthwise import depthwise_band
+from .select import DIRECT
+from .select import choose as choose_blocked
+
+SEGMENT_BYTES = 1 << 20  # depthwise output rows per segment: Zen 4's L2 (shorter segments only add partial tiles)
+CHAIN_TILE_WASTE = 1.1  # the most 1x1 tiles the row bands may run, relative to the 1x1 on its own
+
+
+@njit(parallel=True, cache=True)
+def depthwise_pointwise(x, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bias, res, mid, has_res, lo, hi, sh, sw, pt, dh,
+                        dw, kh, kw, ox0, ox1, rows2, taps2, wpk2, bias2, res2, out2, has_res2, lo2, hi2, sbuf, segs,
+                        starts, kc_max):
+    """mid = :func:`.depthwise.depthwise` (its operands up to ``ox1``, ``mid`` its output (N, CB, P, VL)), then
+    out2 = the 1x1 convolution of mid as :func:`.conv._conv_dense` (rows2 / taps2 / wpk2 / bias2 / res2 / out2 /
+    has_res2 / lo2 / hi2; rows2 holds P + MR entries: a tile may start at any pixel). Thread ``th`` runs the
+    segments segs[starts[th]:starts[th + 1]], each (image, first output row, end row): the depthwise rows first,
+    then the 1x1 tiles of their pixels, output-block group by group, every K block."""
+    ow = xcol.shape[0]
+    lo32, hi32 = np.float32(lo), np.float32(hi)
+    for th in prange(starts.shape[0] - 1):
+        s = sbuf[numba.get_thread_id()]
+        for si in range(starts[th], starts[th + 1]):
+            n, r0, r1 = segs[si, 0], segs[si, 1], segs[si, 2]
+            for cb in range(mid.shape[1]):
+                depthwise_band(x, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bias, res, mid, has_res, lo32, hi32, sh, sw,
+                               pt, dh, dw, kh, kw, ox0, ox1, n, cb, r0, r1)
+            _pointwise_band(mid, rows2, taps2, wpk2, bias2, res2, out2, has_res2, lo2, hi2, s, n, r0 * ow, r1 * ow,
+                            kc_max)
+
+
+@njit(cache=True)
+def _pointwise_band(mid, rows2, taps2, wpk2, bias2, res2, out2, has_res2, lo2, hi2, s, n, p0, pe, kc_max):
+    """The 1x1 tiles of pixels [p0, pe) of image ``n`` (:func:`depthwise_pointwise`'s operands, ``s`` the thread's
+    scratch), output-block group by group, every K block. A function of its own, like
+    :func:`.depthwise.depthwise_band`: inlined into one function, each slowed the other's code."""
+    npix = mid.shape[2]
+    ob = out2.shape[1]
+    k = taps2.shape[0]
+    bks = wpk2.shape[2]
+    ldv = npix * VL
+    lo32, hi32 = np.float32(lo2), np.float32(hi2)
+    r_addr, t_addr = rows2.ctypes.data, taps2.ctypes.data
+    nkb = (k + kc_max - 1) // kc_max
+    kstep = (k + nkb - 1) // nkb
+    sc, sr = s[:NV * MR * VL], s[NV * MR * VL:]
+    x_addr = mid[n].ctypes.data
+    for g in range(wpk2.shape[0]):
+        nv = 2 if 2 * g + 1 < ob else 1
+        c_base = out2[n, 2 * g].ctypes.data
+        res_base = res2[n, 2 * g].ctypes.data if has_res2 else c_base
+        b_base = wpk2[g].ctypes.data
+        bias_addr = bias2[2 * g * VL:].ctypes.data
+        for k0 in range(0, k, kstep):
+            kc = min(kstep, k - k0)
+            first, last = k0 == 0, k0 + kc >= k
+            for p in range(p0, pe, MR):
+                a, bk = r_addr + p * 8, b_base + k0 * bks * 4
+                if not pixel_tile(nv, kc, x_addr, a, t_addr + k0 * 8, bk, bks, p, pe, c_base, res_base, ldv,
+                                  bias_addr, first, last, has_res2, lo32, hi32):
+                    partial_tile(nv, kc, x_addr, a, t_addr + k0 * 8, bk, bks, out2, res2, n, 2 * g, p, pe,
+                                 bias_addr, first, last, has_res2, lo32, hi32, sc, sr)
+
+
+_depthwise_pointwise_serial = serial_twin(depthwise_pointwise)
+
+
+def row_schedule(nn: int, oh: int, seg_rows: int, threads: int) -> tuple[np.ndarray, np.ndarray]:
+    """(segs, starts) of :func:`depthwise_pointwise`: the nn*oh output rows cut into ``threads`` equal runs (one
+    row apart at most), each cut at image ends and into segments of at most ``seg_rows`` rows."""
+    segs: list[tuple[int, int, int]] = []
+    starts = [0]
+    total = nn * oh
+    for th in range(threads):
+        a, b = total * th // threads, total * (th + 1) // threads
+        while a < b:
+            n, r = divmod(a, oh)
+            e = min(b - n * oh, oh, r + seg_rows)
+            segs.append((n, r, e))
+            a = n * oh + e
+        starts.append(len(segs))
+    return np.array(segs, np.int64).reshape(-1, 3), np.array(starts, np.int64)
+
+
+def chain_call(first: tuple, second: tuple) -> Callable[[], None] | None:
+    """The depthwise layer ``first`` and the 1x1 layer ``second`` (each ``(inputs, out, attrs)`` of
+    ``blocked_conv2d``; second's input is first's output) as one zero-argument call of
+    :func:`depthwise_pointwise`; None where the pair does not fit it (then each layer runs on its own): second
+    not a plain 1x1 (stride 1, no padding, groups 1), an activation that is no clamp, operands that are not
+    C-contiguous float32 blocked arrays, or second's output overlapping what the depthwise layer still reads."""
+    (ins1, out1, a1), (ins2, out2, a2) = first, second
+    x, w1, b1, r1 = split_inputs(ins1, a1["has_bias"], a1["has_residual"])
+    mid, w2, b2, r2 = split_inputs(ins2, a2["has_bias"], a2["has_residual"])
+    if mid is not out1 or a1["groups"] == 1 or a2["groups"] != 1 or w2.shape[2:] != (1, 1) or \
+            tuple(a2["stride"]) != (1, 1) or any(p for side in a2["padding"] for p in side) or \
+            a2.get("block", 0) or x.ndim != 5:
+        return None
+    if any(a["activation"] not in ("none", "relu", "clamp") for a in (a1, a2)):
+        return None
+    arrays = [x, out1, out2] + [r for r in (r1, r2) if r is not None]
+    if any(a.dtype != np.float32 or not a.flags.c_contiguous or a.shape[-1] != VL for a in arrays):
+        return None
+    if any(np.may_share_memory(out2, a) for a in (x, out1) + (() if r1 is None else (r1,))):
+        return None
+    if choose_blocked(mid.shape, w2.shape, a2["stride"], a2["padding"], a2["dilation"]).algorithm != DIRECT:
+        return None
+    n, cb, oh, ow, _ = out1.shape
+    ob = out2.shape[1]
+    npix = oh * ow
+    mid4, out24 = out1.reshape(n, cb, npix, VL), out2.reshape(n, ob, npix, VL)
+    res1 = mid4 if r1 is None else r1.reshape(mid4.shape)
+    res2 = out24 if r2 is None else r2.reshape(out24.shape)
+    lo1, hi1 = clamp_bounds(a1["activation"], a1.get("act_attrs", ()))
+    lo2, hi2 = clamp_bounds(a2["activation"], a2.get("act_attrs", ()))
+    dw_args, fill1 = depthwise_operands(x, w1, b1, res1, mid4, r1 is not None, a1["stride"], a1["padding"],
+                                        a1["dilation"], lo1, hi1)
+    ng = -(-ob // NV)
+    bias2, fill2 = _bias_filler(b2, ng * NV * VL)
+    wpk2 = _packed(w2, "blocked_dense", pack_dense)
+    _, taps2 = _conv.offset_tables(w2.shape[1], oh, ow, 1, 1, 1, 1, 1, 1, oh, ow)
+    rows2 = np.zeros(npix + MR, np.int64)
+    rows2[:npix] = np.arange(npix) * VL
+    sbuf = current_workspace().per_thread("blocked_tile", 2 * NV * MR * VL)
+    kh, kw = w1.shape[2:]
+    parallel = n * npix * VL * (cb * kh * kw * _conv.DEPTHWISE_MAC_COST + ob * taps2.size) >= _conv.SERIAL_MACS
+    threads = numba.get_num_threads() if parallel else 1
+    seg_rows = max(1, SEGMENT_BYTES // (cb * ow * VL * 4))
+    segs, starts = row_schedule(n, oh, seg_rows, threads)
+    # each segment ends in a partial 1x1 tile: where bands are a few pixels (7x7 rows split 4 / 3 between two
+    # threads: 6 tiles for 5), the 1x1 alone, its tiles split evenly, costs less than the depthwise saves
+    if np.sum(-(-(segs[:, 2] - segs[:, 1]) * ow // MR)) > CHAIN_TILE_WASTE * n * -(-npix // MR):
+        return None
+    kernel = depthwise_pointwise if parallel else _depthwise_pointwise_serial
+    steps = [f for f in (fill1, fill2) if f is not None]
+    steps.append(functools.partial(kernel, *dw_args, rows2, taps2, wpk2, bias2, res2, out24, r2 is not None, lo2,
+                                   hi2, sbuf, segs, starts, KC))
+    return in_order(steps)
+
+
+_conv.blocked_conv2d.specialize_chain = chain_call  # graph/executor.py: ArenaExecutor runs such pairs as one call
