@@ -181,7 +181,8 @@ def _pixel_major_first(x_shape: Any, w_shape: tuple[int, ...], attrs: dict[str, 
 
 def heuristic(role: str, x_shape: Any, w_shape: Any, attrs: dict[str, Any], dtype: Any = np.float32) -> str:
     """groups > 1 -> direct; 1x1 stride 1 without padding -> gemm_1x1-nchw; 3x3 stride 1 with enough channels and
-    pixels (see :func:`_winograd_pick`) -> Winograd; a stride-1 forward with few output channels and taps (see
+    pixels (see :func:`_winograd_pick`) -> Winograd (float32 forward and input gradient: on the blocked kernel,
+    :func:`_nchwc_pick`); a stride-1 forward with few output channels and taps (see
     :func:`_planes_first`) -> gemm-planes; else gemm-tables (float32) or im2col + one batch-wide GEMM (other
     dtypes; forward GEMM orientation by :func:`gemm_pixel_major`)."""
     return candidates(role, x_shape, w_shape, attrs, dtype)[0]
