@@ -70,6 +70,9 @@ def test_epilogue(rng):
     out = np.full(y.shape, 7, np.float32)
     conv3x3(x, w, out, Epilogue(np.float32, bias=b, scale=s, residual=r, act=RELU), _attrs(1)["padding"], 4)
     np.testing.assert_allclose(out, expect, **_tol(expect))
+    out_t = np.full(y.shape[::-1], 7, np.float32).T  # a non-contiguous output view gets the epilogue too
+    conv3x3(x, w, out_t, Epilogue(np.float32, bias=b, scale=s, residual=r, act=RELU), _attrs(1)["padding"], 2)
+    np.testing.assert_allclose(out_t, expect, **_tol(expect))
 
 
 @pytest.mark.parametrize("algo", list(ALGOS))
@@ -102,8 +105,8 @@ def test_kernels_through_the_table_and_specialized(rng, algo, monkeypatch):
 def test_heuristic_picks_the_blocked_kernel_on_deep_float32_layers():
     a = _attrs(1)
     assert select.heuristic("forward", (32, 64, 32, 32), (64, 64, 3, 3), a) == "nchwc-winograd-f4"
-    assert select.heuristic("input_grad", (32, 512, 4, 4), (512, 512, 3, 3), a) == "nchwc-winograd-f4"
-    assert select.heuristic("input_grad", (1, 512, 7, 7), (512, 512, 3, 3), a) == "nchwc-winograd-f2"  # 4 tiles
+    assert select.heuristic("input_grad", (32, 256, 8, 8), (256, 256, 3, 3), a) == "nchwc-winograd-f4"
+    assert select.heuristic("input_grad", (32, 512, 4, 4), (512, 512, 3, 3), a) == "nchwc-winograd-f2"  # 32 tiles
     assert select.heuristic("forward", (32, 64, 32, 32), (64, 64, 3, 3), a, np.float64) == "winograd-f4"
     assert not select.heuristic("weight_grad", (32, 64, 32, 32), (64, 64, 3, 3), a).startswith("nchwc")
     assert "nchwc-winograd-f2" in select.candidates("forward", (2, 8, 9, 9), (6, 8, 3, 3), a)  # measurable

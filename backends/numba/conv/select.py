@@ -151,15 +151,18 @@ def _winograd_pick(x_shape: Any, w_shape: tuple[int, ...], attrs: dict[str, Any]
     return _nchwc_pick(n, h, w) if simd else "winograd-f4"
 
 
-NCHWC_MIN_TILES4 = 32  # the blocked kernel's own F(4x4) threshold (..blocked.select.MIN_TILES4)
+# F(4x4) from this many 4x4 output tiles: its U (36*O*C, made per call where the weights change every step) costs
+# twice F(2x2)'s, which the tiles must pay for (the blocked kernel's own threshold, with U made once, is 32)
+NCHWC_MIN_TILES4 = 64
 
 
 def _nchwc_pick(n: int, h: int, w: int) -> str:
     """float32 forward and input gradient: the blocked Winograd kernel between reorders (:mod:`.nchwc`), F(4x4) on
-    at least :data:`NCHWC_MIN_TILES4` 4x4 tiles, else F(2x2). Measured against the NCHW F(4x4) (ResNet-18 CIFAR
-    batch 32, reorders and the per-call weight transform included, one core CPU ms, forward / input grad):
-    64 channels at 32x32 18.3 / 14.7 vs 28.8 / 36.8, 128 at 16x16 17.0 / 15.5 vs 22.8 / 20.2, 256 at 8x8
-    10.6 / 11.3 vs 19.0 / 16.3, 512 at 4x4 20.3 / 21.2 vs 23.0 / 23.1 (F(2x2) there 20.4 / 20.4)."""
+    at least :data:`NCHWC_MIN_TILES4` 4x4 tiles, else F(2x2). Measured (ResNet-18 CIFAR batch 32, reorders and
+    the per-call U included, one core CPU ms, forward / input grad, F(4x4) / F(2x2) / the NCHW F(4x4)): 64
+    channels at 32x32 13.8 / 16.8 / 28.5 and 14.1 / 16.6 / 25.0; 128 at 16x16 11.4 / 14.8 / 15.5 and 11.2 / 14.3 /
+    18.7; 256 at 8x8 10.4 / 13.5 / 19.0 and 10.4 / 13.8 / 16.0; 512 at 4x4 (32 tiles) 16.9 / 15.8 / 17.8 and
+    16.9 / 16.4 / 19.5."""
     return "nchwc-winograd-f4" if n * -(-h // 4) * -(-w // 4) >= NCHWC_MIN_TILES4 else "nchwc-winograd-f2"
 
 
