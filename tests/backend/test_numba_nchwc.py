@@ -2,17 +2,24 @@
 Winograd kernel between two reorders, forward (with every epilogue part) and input gradient, vs the numpy
 reference (float64): odd channel counts that are not multiples of the 16-lane block, more than one 32-channel
 weight panel, batch 1 and 3, paddings 0..2 (asymmetric too); the input gradient through the kernel table and as a
-specialized call re-reading new weights; the heuristic's pick on the deep float32 layers."""
+specialized call re-reading new weights; compile_step training steps with it forced vs float64 numpy steps; the
+heuristic's pick on the deep float32 layers."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from backends.numba.conv import select
+import engine
+import engine.functional as F
+import engine.nn as nn
+import engine.optim as optim
+import graph
+from backends.numba.conv import drivers, select
 from backends.numba.conv.epilogue import Epilogue
 from backends.numba.conv.nchwc import conv3x3, input_grad3x3
 from backends.numba.elementwise import RELU
+from engine import Tensor
 from engine.backend import specialize
 from tests.helpers import run_kernel
 
@@ -110,3 +117,40 @@ def test_heuristic_picks_the_blocked_kernel_on_deep_float32_layers():
     assert select.heuristic("forward", (32, 64, 32, 32), (64, 64, 3, 3), a, np.float64) == "winograd-f4"
     assert not select.heuristic("weight_grad", (32, 64, 32, 32), (64, 64, 3, 3), a).startswith("nchwc")
     assert "nchwc-winograd-f2" in select.candidates("forward", (2, 8, 9, 9), (6, 8, 3, 3), a)  # measurable
+
+
+class Net(nn.Module):
+    """Two 3x3 stride-1 convs with odd channel counts, then a linear layer."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(5, 18, 3, padding=1)
+        self.conv2 = nn.Conv2d(18, 7, 3, padding=1, bias=False)
+        self.fc = nn.Linear(7 * 6 * 6, 3)
+
+    def forward(self, x):
+        return self.fc(F.flatten(F.relu(self.conv2(F.relu(self.conv1(x)))), 1))
+
+
+@pytest.mark.parametrize("algo", list(ALGOS))
+def test_compile_step_on_the_blocked_kernel_equals_the_numpy_reference(algo, monkeypatch):
+    """Three SGD-momentum steps of compile_step with the algorithm forced: the weights change between steps, so U
+    must be made from the current weights on every call; parameters equal the float64 numpy steps."""
+    calls = []
+    monkeypatch.setattr(drivers, "nchwc_conv3x3", lambda *a, **k: calls.append(1) or conv3x3(*a, **k))
+    monkeypatch.setattr(select, "_policy", [algo])
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((3, 5, 6, 6)), np.array([0, 2, 1])
+    models = {}
+    for backend, dtype in (("numba", np.float32), ("numpy", np.float64)):
+        engine.manual_seed(0)
+        m = Net().double() if dtype == np.float64 else Net()
+        m.train()
+        opt = optim.SGD(m.parameters(), lr=0.1, momentum=0.9)
+        step = graph.compile_step(m, F.cross_entropy, opt, Tensor(x.astype(dtype)), Tensor(y), backend=backend)
+        for _ in range(3):
+            step(Tensor(x.astype(dtype)), Tensor(y))
+        models[backend] = m
+    assert calls  # the forced algorithm ran (the forward of both convs; conv2's input gradient through the same)
+    for (k, a), b in zip(models["numba"].state_dict().items(), models["numpy"].state_dict().values()):
+        np.testing.assert_allclose(np.asarray(a.data), np.asarray(b.data), rtol=1e-4, atol=1e-5, err_msg=k)
