@@ -331,7 +331,8 @@ def _folded_conv_model():
 
 
 # winograd-f2/32: U^T in the 32-wide panels of the GEMM tile the channels-last forward uses on 16x16 planes
-@pytest.mark.parametrize("algo,form", [("winograd-f2", "winograd-f2/32"), ("gemm-tables", "tables")])
+@pytest.mark.parametrize("algo,form", [("winograd-f2", "winograd-f2/32"), ("gemm-tables", "tables"),
+                                       ("nchwc-winograd-f4", "nchwc-f4")])
 def test_compiled_module_owns_the_derived_forms_of_its_folded_weights(rng, algo, form):
     """Winograd's transformed kernel and gemm-tables' packed panels of a compiled graph's constant (folded)
     weights live in its executor's context: made once when it is built, used by every call, gone with it."""

@@ -154,3 +154,4 @@ def test_compile_step_on_the_blocked_kernel_equals_the_numpy_reference(algo, mon
     assert calls  # the forced algorithm ran (the forward of both convs; conv2's input gradient through the same)
     for (k, a), b in zip(models["numba"].state_dict().items(), models["numpy"].state_dict().values()):
         np.testing.assert_allclose(np.asarray(a.data), np.asarray(b.data), rtol=1e-4, atol=1e-5, err_msg=k)
+
