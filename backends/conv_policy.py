@@ -16,7 +16,8 @@ from engine.backend import are_deterministic_algorithms_enabled
 
 ALGORITHMS: dict[str, tuple[str, ...]] = {
     "numba": ("direct", "gemm-tables", "gemm-planes", "gemm_1x1", "gemm_1x1-nchw", "im2col", "im2col-pixel",
-              "im2col-channel", "winograd-f2", "winograd-f4", "blocked-direct", "blocked-winograd-f2",
+              "im2col-channel", "winograd-f2", "winograd-f4", "nchwc-winograd-f2",
+              "nchwc-winograd-f4", "blocked-direct", "blocked-winograd-f2",
               "blocked-winograd-f4"),
     "cuda": ("igemm-128x128", "igemm-64x64", "direct"),
 }

@@ -43,6 +43,7 @@ CASES = [
     ((2, 3, 130, 129), (4, 3, 7, 7), _attrs(2, 3), "gemm-tables"),  # 65x65 output planes
     ((1, 6, 10, 11), (3, 6, 3, 2), _attrs(1, ((1, 0), (2, 1)), 2), "gemm-planes"),  # asymmetric pad, dilation
     ((2, 20, 9, 9), (40, 20, 3, 3), _attrs(1, 1), "gemm-tables"),  # 40 output channels: the tables forward
+    ((3, 9, 8, 7), (11, 9, 3, 3), _attrs(2, 1), "gemm-tables"),  # 4x4 gy planes: input grad im2col + GEMM
 ]
 IDS = [f"{c[3]}-{i}" for i, c in enumerate(CASES)]
 
@@ -56,7 +57,7 @@ def test_candidates_per_role():
     lenet1 = CASES[6]
     assert "direct" in candidates("forward", *lenet1[:3])  # few taps: the direct kernel competes
     assert candidates("forward", *CASES[0][:3])[:2] == ["gemm-planes", "gemm-tables"]
-    assert candidates("forward", *CASES[-1][:3])[:2] == ["gemm-tables", "gemm-planes"]  # measurable, not first
+    assert candidates("forward", *CASES[14][:3])[:2] == ["gemm-tables", "gemm-planes"]  # measurable, not first
     assert "gemm-planes" not in candidates("input_grad", *CASES[0][:3]) + candidates("forward", *CASES[1][:3])
     assert not any(a.startswith("im2col") for a in candidates("forward", *CASES[0][:3]))  # float32: not measured
     assert candidates("forward", *CASES[0][:3], np.float64)[:2] in (["im2col-pixel", "im2col-channel"],
@@ -67,6 +68,8 @@ def test_candidates_per_role():
     assert candidates("forward", *CASES[5][:3]) == ["gemm-tables"]  # strided: not the per-image form
     assert candidates("forward", *CASES[5][:3], np.float64) == ["gemm_1x1"]
     assert candidates("input_grad", *CASES[8][:3]) == ["direct"]  # depthwise
+    assert candidates("input_grad", *CASES[15][:3]) == ["im2col", "gemm-tables"]  # small strided gy planes
+    assert candidates("input_grad", (32, 128, 16, 16), (256, 128, 3, 3), _attrs(2, 1))[0] == "gemm-tables"  # 8x8
 
 
 @contextlib.contextmanager
@@ -331,7 +334,8 @@ def _folded_conv_model():
 
 
 # winograd-f2/32: U^T in the 32-wide panels of the GEMM tile the channels-last forward uses on 16x16 planes
-@pytest.mark.parametrize("algo,form", [("winograd-f2", "winograd-f2/32"), ("gemm-tables", "tables")])
+@pytest.mark.parametrize("algo,form", [("winograd-f2", "winograd-f2/32"), ("gemm-tables", "tables"),
+                                       ("nchwc-winograd-f4", "nchwc-f4")])
 def test_compiled_module_owns_the_derived_forms_of_its_folded_weights(rng, algo, form):
     """Winograd's transformed kernel and gemm-tables' packed panels of a compiled graph's constant (folded)
     weights live in its executor's context: made once when it is built, used by every call, gone with it."""

@@ -27,6 +27,10 @@ from .direct import (
 from .epilogue import NO_ACT, Epilogue, epilogue_keeps_references, unpack_epilogue, unpack_pixel_major
 from .geometry import conv_attrs, geom, is_pointwise, table_geom
 from .im2col import col2im, im2col_matrix, pack_gy
+from .nchwc import ALGORITHMS as NCHWC
+from .nchwc import conv3x3 as nchwc_conv3x3
+from .nchwc import input_grad3x3 as nchwc_input_grad3x3
+from .nchwc import supported as nchwc_supported
 from .select import choose, gemm_pixel_major
 from .winograd import u_panels, winograd_forward, winograd_input_grad, winograd_weight_grad, winograd_weights
 from .workspace import current_workspace, derived, scratch
@@ -81,7 +85,9 @@ def run_forward(algo: str, x: np.ndarray, w: np.ndarray, out: np.ndarray, ep: Ep
         np.matmul(np.ascontiguousarray(w).reshape(o, -1), np.ascontiguousarray(x).reshape(n, -1, oh * ow),
                   out=out.reshape(n, o, oh * ow))
         ep.apply_inplace(out.reshape(n, o, oh * ow))
-    elif algo.startswith("winograd"):  # winograd-f2 / winograd-f4: the output tile size
+    elif algo in NCHWC and nchwc_supported(x, w, out):  # the blocked Winograd kernel between two reorders
+        nchwc_conv3x3(x, w, out, ep, padding, NCHWC[algo])
+    elif algo.startswith("winograd") or algo in NCHWC:  # winograd-f2 / winograd-f4: the output tile size
         m = int(algo[-1])
         nr = u_panels(out.shape, m, out.dtype)
         winograd_forward(x, w, out, ep, padding, u=derived(w, f"{algo}/{nr}", lambda w: winograd_weights(w, m, nr=nr)),
@@ -168,7 +174,9 @@ def run_input_grad(algo: str, gy: np.ndarray, w: np.ndarray, out: np.ndarray, at
         tables.input_grad(gy, w, out, table_geom(stride, dilation), padding, current_workspace())
     elif algo == "gemm_1x1-nchw":  # gx[n] = W^T (C, O) @ gy[n] (O, H*W)
         np.matmul(np.ascontiguousarray(w).reshape(o, c).T, gy.reshape(n, o, oh * ow), out=out.reshape(n, c, h * wd))
-    elif algo.startswith("winograd"):
+    elif algo in NCHWC and nchwc_supported(gy, w, out):
+        nchwc_input_grad3x3(gy, w, out, padding, NCHWC[algo])
+    elif algo.startswith("winograd") or algo in NCHWC:
         winograd_input_grad(gy, w, out, padding, m=int(algo[-1]))
     else:  # im2col and gemm_1x1: gcols (C*kh*kw, N*P) = W^T @ gy, then col2im (1x1: just back to NCHW)
         kh, kw = w.shape[2:]

@@ -93,6 +93,8 @@ def candidates(role: str, x_shape: Any, w_shape: Any, attrs: dict[str, Any], dty
         out = ["gemm-tables"]
         if role == "forward" and tuple(attrs["stride"]) == (1, 1) and attrs["groups"] == 1:
             out.insert(0 if _planes_first(w_shape) else 1, "gemm-planes")
+        if role == "input_grad" and _small_strided_gy(x_shape, w_shape, attrs):
+            out.insert(0, "im2col")
     elif role == "forward":
         out = ["im2col-pixel", "im2col-channel"]
         if _pixel_major_first(x_shape, w_shape, attrs) is False:
@@ -101,11 +103,28 @@ def candidates(role: str, x_shape: Any, w_shape: Any, attrs: dict[str, Any], dty
         out = ["im2col"]
     if winograd_applicable(x_shape, w_shape, attrs):
         wino = ["winograd-f2", "winograd-f4"]  # output tiles 2x2 / 4x4 (see .winograd)
-        pick = _winograd_pick(x_shape, w_shape, attrs, role)
+        if simd and role != "weight_grad":
+            wino += ["nchwc-winograd-f2", "nchwc-winograd-f4"]  # the blocked kernel between reorders (.nchwc)
+        pick = _winograd_pick(x_shape, w_shape, attrs, role, simd)
         out = ([pick] + [a for a in wino if a != pick] + out) if pick else out + wino
     if cg * kh * kw <= DIRECT_MAX_TAPS:
         out.append("direct")
     return out
+
+
+SCATTER_MIN_PIXELS = 64  # gy planes smaller than this: a strided input gradient runs im2col + one GEMM
+
+
+def _small_strided_gy(x_shape: Any, w_shape: tuple[int, ...], attrs: dict[str, Any]) -> bool:
+    """A strided float32 input gradient with gy planes under :data:`SCATTER_MIN_PIXELS`: the tables' scatter form
+    runs one GEMM per image on panels of 32 gy pixels (a 4x4 plane fills half of one), where im2col's one GEMM
+    spans the batch. Measured (one core, CPU ms, 3x3 stride 2, 256 -> 512 channels, tables vs im2col): 8x8 input
+    batch 32 31.1 vs 25.2, 14x14 batch 8 21.4 vs 18.5, batch 1 2.72 vs 2.18; but 128 -> 256 at 16x16 (8x8 gy)
+    batch 32 17.9 vs 24.2."""
+    if tuple(attrs["stride"]) == (1, 1):
+        return False
+    oh, ow = out_hw(shape_of(x_shape), w_shape, attrs)
+    return oh * ow < SCATTER_MIN_PIXELS
 
 
 PLANES_MAX_OUT, PLANES_MAX_TAPS = 32, 160
@@ -128,7 +147,8 @@ def forcible(role: str, x_shape: Any, w_shape: Any, attrs: dict[str, Any], dtype
     return out + [a for a in candidates(role, x_shape, w_shape, attrs, np.float64) if a not in out]
 
 
-def _winograd_pick(x_shape: Any, w_shape: tuple[int, ...], attrs: dict[str, Any], role: str) -> str | None:
+def _winograd_pick(x_shape: Any, w_shape: tuple[int, ...], attrs: dict[str, Any], role: str, simd: bool = False
+                   ) -> str | None:
     """The heuristic's Winograd pick: at least 16 channels on both sides and 4M multiply-adds. Forward and input
     grad (the channels-last path for planes up to 28 wide): F(4x4) faster than im2col on every ResNet-18 3x3
     layer measured, 56x56 at batch 8 down to 4x4x512 at batch 32 (1.5-2.8x forward; the 7x7x512 input grad only
@@ -145,7 +165,22 @@ def _winograd_pick(x_shape: Any, w_shape: tuple[int, ...], attrs: dict[str, Any]
         return f"winograd-f{winograd_weight_grad_tile(oh, ow)}"
     if min(c, o) < 16 or n * h * w * c * o < 1 << 22:
         return None
-    return "winograd-f4"
+    return _nchwc_pick(n, h, w) if simd else "winograd-f4"
+
+
+# F(4x4) from this many 4x4 output tiles: its U (36*O*C, made per call where the weights change every step) costs
+# twice F(2x2)'s, which the tiles must pay for (the blocked kernel's own threshold, with U made once, is 32)
+NCHWC_MIN_TILES4 = 64
+
+
+def _nchwc_pick(n: int, h: int, w: int) -> str:
+    """float32 forward and input gradient: the blocked Winograd kernel between reorders (:mod:`.nchwc`), F(4x4) on
+    at least :data:`NCHWC_MIN_TILES4` 4x4 tiles, else F(2x2). Measured (ResNet-18 CIFAR batch 32, reorders and
+    the per-call U included, one core CPU ms, forward / input grad, F(4x4) / F(2x2) / the NCHW F(4x4)): 64
+    channels at 32x32 13.8 / 16.8 / 28.5 and 14.1 / 16.6 / 25.0; 128 at 16x16 11.4 / 14.8 / 15.5 and 11.2 / 14.3 /
+    18.7; 256 at 8x8 10.4 / 13.5 / 19.0 and 10.4 / 13.8 / 16.0; 512 at 4x4 (32 tiles) 16.9 / 15.8 / 17.8 and
+    16.9 / 16.4 / 19.5."""
+    return "nchwc-winograd-f4" if n * -(-h // 4) * -(-w // 4) >= NCHWC_MIN_TILES4 else "nchwc-winograd-f2"
 
 
 def gemm_pixel_major(ck: int, npix: int, o: int) -> bool:
@@ -166,7 +201,8 @@ def _pixel_major_first(x_shape: Any, w_shape: tuple[int, ...], attrs: dict[str, 
 
 def heuristic(role: str, x_shape: Any, w_shape: Any, attrs: dict[str, Any], dtype: Any = np.float32) -> str:
     """groups > 1 -> direct; 1x1 stride 1 without padding -> gemm_1x1-nchw; 3x3 stride 1 with enough channels and
-    pixels (see :func:`_winograd_pick`) -> Winograd; a stride-1 forward with few output channels and taps (see
+    pixels (see :func:`_winograd_pick`) -> Winograd (float32 forward and input gradient: on the blocked kernel,
+    :func:`_nchwc_pick`); a stride-1 forward with few output channels and taps (see
     :func:`_planes_first`) -> gemm-planes; else gemm-tables (float32) or im2col + one batch-wide GEMM (other
     dtypes; forward GEMM orientation by :func:`gemm_pixel_major`)."""
     return candidates(role, x_shape, w_shape, attrs, dtype)[0]
@@ -176,7 +212,7 @@ def choose_conv_algorithm(x_spec: Any, w_spec: Any, attrs: dict[str, Any]) -> st
     """The heuristic algorithm family of a conv2d layer's forward: ``"direct"``, ``"gemm_1x1"``, ``"gemm-tables"``,
     ``"winograd"`` or ``"im2col"``."""
     algo = heuristic("forward", shape_of(x_spec), shape_of(w_spec), attrs, getattr(x_spec, "dtype", np.float32))
-    return algo if algo.startswith("gemm-") else algo.split("-")[0]
+    return algo if algo.startswith("gemm-") else algo.removeprefix("nchwc-").split("-")[0]
 
 
 def _key(role: str, x_shape: Any, w_shape: Any, attrs: dict[str, Any], dtype: Any) -> tuple:
