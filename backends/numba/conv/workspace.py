@@ -17,6 +17,7 @@ call.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -38,7 +39,7 @@ class Workspace:
 
     def get(self, role: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
         """A (shape, dtype) view of the buffer ``role``, grown when too small."""
-        size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        size = math.prod(shape) * np.dtype(dtype).itemsize  # math.prod: 0.2 us, np.prod 3 us (called per run)
         buf = self._bufs.get(role)
         if buf is None or buf.size < size:
             buf = self._bufs[role] = np.empty(size, np.uint8)
