@@ -26,7 +26,7 @@ import time
 
 _OMP = {"NUMBA_THREADING_LAYER": "omp"}
 VARIANTS = {  # environment of each child; None = removed
-    "engine": {**_OMP, "OMP_WAIT_POLICY": "passive", "GOMP_SPINCOUNT": "10000"},  # what engine/_env.py sets
+    "engine": {**_OMP, "OMP_WAIT_POLICY": "passive", "GOMP_SPINCOUNT": "1000"},  # what engine/_env.py sets
     "passive0": {**_OMP, "OMP_WAIT_POLICY": "passive", "GOMP_SPINCOUNT": None},  # libgomp: no spin at all
     "spin100k": {**_OMP, "OMP_WAIT_POLICY": "passive", "GOMP_SPINCOUNT": "100000"},
     "spin1M": {**_OMP, "OMP_WAIT_POLICY": "passive", "GOMP_SPINCOUNT": "1000000"},

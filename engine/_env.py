@@ -6,9 +6,13 @@ trade-offs: docs/configuration.md.
 
 - ``OMP_WAIT_POLICY=passive``: idle workers sleep instead of spinning for milliseconds. On a shared, busy machine
   spinning workers make every parallel launch wait for a scheduler time slice.
-- ``GOMP_SPINCOUNT=0``: ... at once, with no spin first. A worker that spins before sleeping is charged the spin
-  by the scheduler and, woken for the next parallel region, waits for another process's time slice instead of
-  taking its core at once; that region's barrier waits for it (``bench/parallel_regions.py`` measures it).
+- ``GOMP_SPINCOUNT=1000``: after a parallel region a worker spins ~50 us (1000 rounds of ~48 ns) before it
+  sleeps. That covers the gap to the next region of the same call (a serial kernel, the executor's step), so the
+  next region starts without waking a sleeping thread: a halted virtual CPU took ~47 us to wake per region here
+  with a spare core (1.8 us with the spin), which cost MobileNetV2 batch 1 about a quarter of its time. Longer
+  spins (10000 and up) lose their core on a busy machine and every later region then waits for a time slice; with
+  every core busy even 1000 costs more than none (57 vs 10 us per launch): ``bench/parallel_regions.py``,
+  docs/configuration.md.
 """
 
 import os
@@ -22,5 +26,5 @@ if "torch" in sys.modules and "OMP_WAIT_POLICY" not in os.environ:
                   "numba kernels (~1.5x measured); import engine before torch or set OMP_WAIT_POLICY=passive",
                   RuntimeWarning, stacklevel=2)
 # ENV_SET: what this module set, so a benchmark can give a peer process (PyTorch) its own defaults.
-ENV_SET = {k: v for k, v in (("OMP_WAIT_POLICY", "passive"), ("GOMP_SPINCOUNT", "0")) if k not in os.environ}
+ENV_SET = {k: v for k, v in (("OMP_WAIT_POLICY", "passive"), ("GOMP_SPINCOUNT", "1000")) if k not in os.environ}
 os.environ.update(ENV_SET)

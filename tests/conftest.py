@@ -11,6 +11,9 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("CONVGRAPH_BACKEND", "numpy")
+# `make test` runs two xdist workers, each with numba's two OpenMP threads, on two cores: oversubscribed, a worker
+# that spins after a parallel region takes the core another process needs (the engine's spin suits a spare core)
+os.environ.setdefault("GOMP_SPINCOUNT", "0")
 
 import engine  # noqa: E402
 
