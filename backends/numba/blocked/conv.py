@@ -286,11 +286,12 @@ def depthwise_operands(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, res4:
 
 
 # Below this many multiply-adds a convolution runs on the calling thread (its serial twin: the same loop, so the
-# same sums). 4M MACs is ~80 us on one core: below it, the parallel region's wake-up and barrier (10-30 us with
-# workers that sleep at once, engine/_env.py) eat much of what the second thread saves. MobileNetV2 runs its stem
-# and all but two of its 1x1 layers in parallel (91% of its MACs), most depthwise layers inside the region of the
-# 1x1 after them (chain.py); bench/threads_env.py measures whole models per threshold.
-SERIAL_MACS = 1 << 22
+# same sums). 512k MACs is ~10 us on one core: below it, the parallel region's start and barrier (~2 us while the
+# workers still spin from the last region, engine/_env.py; tens of us when they sleep) eat what the second thread
+# saves. MobileNetV2 b1 with workers that spin: 4.87 ms at 4M, 4.56 at 512k, 4.67 at 0 (medians of 5 rounds,
+# bench/threads_env.py, load 1.1); ResNet-50 and DenseNet-121 b1 within noise. Most depthwise layers run inside the
+# region of the 1x1 after them (chain.py).
+SERIAL_MACS = 1 << 19
 # A depthwise multiply-add costs about two of a dense layer's (one vector load and one FMA per output vector per
 # tap, no register reuse: MobileNetV2's 3x3 layers run at 40-57 GFLOP/s on one core, its 1x1 layers at 80-105), so
 # it counts twice against SERIAL_MACS (MobileNetV2's 112x112 stride-2 layer gets both threads)
