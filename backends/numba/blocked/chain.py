@@ -33,9 +33,8 @@ from .conv import (
     _packed,
     clamp_bounds,
     depthwise_operands,
+    group_tiles,
     pack_dense,
-    partial_tile,
-    pixel_tile,
 )
 from .depthwise import depthwise_band
 from .select import DIRECT
@@ -72,32 +71,12 @@ def _pointwise_band(mid, rows2, taps2, wpk2, bias2, res2, out2, has_res2, lo2, h
     """The 1x1 tiles of pixels [p0, pe) of image ``n`` (:func:`depthwise_pointwise`'s operands, ``s`` the thread's
     scratch), output-block group by group, every K block. A function of its own, like
     :func:`.depthwise.depthwise_band`: inlined into one function, each slowed the other's code."""
-    npix = mid.shape[2]
-    ob = out2.shape[1]
     k = taps2.shape[0]
-    bks = wpk2.shape[2]
-    ldv = npix * VL
     lo32, hi32 = np.float32(lo2), np.float32(hi2)
-    r_addr, t_addr = rows2.ctypes.data, taps2.ctypes.data
-    nkb = (k + kc_max - 1) // kc_max
-    kstep = (k + nkb - 1) // nkb
     sc, sr = s[:NV * MR * VL], s[NV * MR * VL:]
-    x_addr = mid[n].ctypes.data
     for g in range(wpk2.shape[0]):
-        nv = 2 if 2 * g + 1 < ob else 1
-        c_base = out2[n, 2 * g].ctypes.data
-        res_base = res2[n, 2 * g].ctypes.data if has_res2 else c_base
-        b_base = wpk2[g].ctypes.data
-        bias_addr = bias2[2 * g * VL:].ctypes.data
-        for k0 in range(0, k, kstep):
-            kc = min(kstep, k - k0)
-            first, last = k0 == 0, k0 + kc >= k
-            for p in range(p0, pe, MR):
-                a, bk = r_addr + p * 8, b_base + k0 * bks * 4
-                if not pixel_tile(nv, kc, x_addr, a, t_addr + k0 * 8, bk, bks, p, pe, c_base, res_base, ldv,
-                                  bias_addr, first, last, has_res2, lo32, hi32):
-                    partial_tile(nv, kc, x_addr, a, t_addr + k0 * 8, bk, bks, out2, res2, n, 2 * g, p, pe,
-                                 bias_addr, first, last, has_res2, lo32, hi32, sc, sr)
+        group_tiles(mid[n].ctypes.data, rows2.ctypes.data, taps2.ctypes.data, wpk2, g, k, kc_max, p0, pe, pe, 0, out2,
+                    res2, n, has_res2, bias2, lo32, hi32, sc, sr)
 
 
 _depthwise_pointwise_serial = serial_twin(depthwise_pointwise)

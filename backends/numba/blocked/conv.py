@@ -95,6 +95,37 @@ def partial_tile(nv, kc, a, rows, taps, b, bks, out, res, n, ob0, p, npix, bias,
                     out[n, ob0 + v, p + r, q] = sc[(v * MR + r) * VL + q]
 
 
+@njit(cache=True)
+def group_tiles(x_addr, r_addr, t_addr, wpk, g, k, kc_max, p0, p1, npix, rbase, out, res, n, has_res, bias, lo, hi,
+                sc, sr):
+    """Output-block group ``g`` (blocks 2g and, where it exists, 2g + 1) of image ``n`` for the pixel tiles starting
+    at p0, p0 + MR, ... below p1, over the ``k`` taps in equal K blocks of at most ``kc_max`` (no short last
+    block): :func:`pixel_tile` where a tile ends by ``npix``, else :func:`partial_tile`. A is read at x_addr
+    through the row table at r_addr (pixel p's entry at r_addr + (p - rbase)*8) and the tap table at t_addr; wpk
+    (G, K, NV*VL) the packed weights; lo / hi float32. The loop of every dense blocked kernel (:func:`_conv_dense`,
+    the prologue conv, the chained 1x1): one call per group and pixel run, so its array arguments cost nothing per
+    tile."""
+    ob = out.shape[1]
+    bks = wpk.shape[2]
+    ldv = out.shape[2] * VL
+    nv = 2 if 2 * g + 1 < ob else 1
+    c_base = out[n, 2 * g].ctypes.data
+    res_base = res[n, 2 * g].ctypes.data if has_res else c_base
+    b_base = wpk[g].ctypes.data
+    bias_addr = bias[2 * g * VL:].ctypes.data
+    nkb = (k + kc_max - 1) // kc_max
+    kstep = (k + nkb - 1) // nkb
+    for k0 in range(0, k, kstep):
+        kc = min(kstep, k - k0)
+        first, last = k0 == 0, k0 + kc >= k
+        for p in range(p0, p1, MR):
+            a, bk = r_addr + (p - rbase) * 8, b_base + k0 * bks * 4
+            if not pixel_tile(nv, kc, x_addr, a, t_addr + k0 * 8, bk, bks, p, npix, c_base, res_base, ldv, bias_addr,
+                              first, last, has_res, lo, hi):
+                partial_tile(nv, kc, x_addr, a, t_addr + k0 * 8, bk, bks, out, res, n, 2 * g, p, npix, bias_addr,
+                             first, last, has_res, lo, hi, sc, sr)
+
+
 @njit(parallel=True, cache=True)
 def _conv_dense(xp, rows, taps, wpk, bias, res, out, has_res, lo, hi, sbuf, segs, starts, kc_max):
     """out[n, ob, p, :] = clamp(sum_k A(p, k) B(k, ob) + bias + res) for out (N, OB, P, VL); xp (N, L) the padded
@@ -103,35 +134,16 @@ def _conv_dense(xp, rows, taps, wpk, bias, res, out, has_res, lo, hi, sbuf, segs
     segs[starts[th]:starts[th + 1]], each (image, output-block group, first pixel tile, end tile) with every K
     block (:func:`dense_schedule`)."""
     npix = out.shape[2]
-    ob = out.shape[1]
     k = taps.shape[0]
-    bks = wpk.shape[2]
-    ldv = npix * VL
     lo32, hi32 = np.float32(lo), np.float32(hi)
     r_addr, t_addr = rows.ctypes.data, taps.ctypes.data
-    nkb = (k + kc_max - 1) // kc_max
-    kstep = (k + nkb - 1) // nkb  # equal K blocks: no short last block
     for th in prange(starts.shape[0] - 1):
         s = sbuf[numba.get_thread_id()]
         sc, sr = s[:NV * MR * VL], s[NV * MR * VL:]
         for si in range(starts[th], starts[th + 1]):
             n, g, rt0, rt1 = segs[si, 0], segs[si, 1], segs[si, 2], segs[si, 3]
-            nv = 2 if 2 * g + 1 < ob else 1
-            x_addr = xp[n].ctypes.data
-            c_base = out[n, 2 * g].ctypes.data
-            res_base = res[n, 2 * g].ctypes.data if has_res else c_base
-            b_base = wpk[g].ctypes.data
-            bias_addr = bias[2 * g * VL:].ctypes.data
-            for k0 in range(0, k, kstep):
-                kc = min(kstep, k - k0)
-                first, last = k0 == 0, k0 + kc >= k
-                for rt in range(rt0, rt1):
-                    p0 = rt * MR
-                    a, bk = r_addr + p0 * 8, b_base + k0 * bks * 4
-                    if not pixel_tile(nv, kc, x_addr, a, t_addr + k0 * 8, bk, bks, p0, npix, c_base, res_base, ldv,
-                                      bias_addr, first, last, has_res, lo32, hi32):
-                        partial_tile(nv, kc, x_addr, a, t_addr + k0 * 8, bk, bks, out, res, n, 2 * g, p0, npix,
-                                     bias_addr, first, last, has_res, lo32, hi32, sc, sr)
+            group_tiles(xp[n].ctypes.data, r_addr, t_addr, wpk, g, k, kc_max, rt0 * MR, rt1 * MR, npix, 0, out, res,
+                        n, has_res, bias, lo32, hi32, sc, sr)
 
 
 @functools.lru_cache(maxsize=256)  # by geometry: a first conv reading the user's image builds its call every run

@@ -39,9 +39,8 @@ from .conv import (
     _bias_filler,
     _packed,
     clamp_bounds,
+    group_tiles,
     pack_dense,
-    partial_tile,
-    pixel_tile,
 )
 
 # the per-thread scratch of transformed input: its pixel tiles shrink until (input blocks x pixels x VL) fits here,
@@ -139,17 +138,13 @@ def _conv_prologue(x, scale, shift, plo, phi, rows, taps, wpk, bias, res, out, h
     ow = npix if pool == 1 else iw // 2
     ng = wpk.shape[0]
     k = taps.shape[0]
-    bks = wpk.shape[2]
     nrt = (npix + MR - 1) // MR
     nchunk = (nrt + group - 1) // group
     gper = (ng + gsplit - 1) // gsplit
-    ldv = npix * VL
     ps = group * MR
     lo32, hi32 = np.float32(lo), np.float32(hi)
     plo32, phi32 = np.float32(plo), np.float32(phi)
     r_addr, t_addr = rows.ctypes.data, taps.ctypes.data
-    nkb = (k + kc_max - 1) // kc_max
-    kstep = (k + nkb - 1) // nkb
     for t in prange(nn * nchunk * gsplit):
         n = t // (nchunk * gsplit)
         ch = (t // gsplit) % nchunk
@@ -159,24 +154,11 @@ def _conv_prologue(x, scale, shift, plo, phi, rows, taps, wpk, bias, res, out, h
         xs = xbuf[tid]
         _transform(x, n, scale, shift, plo32, phi32, xs, ps, rt0 * MR, min(npix, rt1 * MR), rt1 - rt0, pool, iw,
                    ow)
-        x_addr = xs.ctypes.data
         s = sbuf[tid]
         sc, sr = s[:NV * MR * VL], s[NV * MR * VL:]
         for g in range(gs * gper, min(ng, (gs + 1) * gper)):
-            nv = 2 if 2 * g + 1 < ob else 1
-            c_base = out[n, 2 * g].ctypes.data
-            res_base = res[n, 2 * g].ctypes.data if has_res else c_base
-            b_base = wpk[g].ctypes.data
-            bias_addr = bias[2 * g * VL:].ctypes.data
-            for k0 in range(0, k, kstep):
-                kc = min(kstep, k - k0)
-                first, last = k0 == 0, k0 + kc >= k
-                for rt in range(rt0, rt1):
-                    a, bk = r_addr + (rt - rt0) * MR * 8, b_base + k0 * bks * 4
-                    if not pixel_tile(nv, kc, x_addr, a, t_addr + k0 * 8, bk, bks, rt * MR, npix, c_base, res_base,
-                                      ldv, bias_addr, first, last, has_res, lo32, hi32):
-                        partial_tile(nv, kc, x_addr, a, t_addr + k0 * 8, bk, bks, out, res, n, 2 * g, rt * MR, npix,
-                                     bias_addr, first, last, has_res, lo32, hi32, sc, sr)
+            group_tiles(xs.ctypes.data, r_addr, t_addr, wpk, g, k, kc_max, rt0 * MR, rt1 * MR, npix, rt0 * MR, out, res,
+                        n, has_res, bias, lo32, hi32, sc, sr)
 
 
 _conv_prologue_serial = serial_twin(_conv_prologue)
