@@ -98,6 +98,15 @@ def test_reorders_roundtrip_and_zero_pad_lanes(rng):
     np.testing.assert_array_equal(_run(NB, "from_blocked", xb, channels=21), x)
     one = xb[:, :, 2:3, 3:4].copy()  # one pixel: the copy that drops the pad lanes
     np.testing.assert_array_equal(_run(NB, "from_blocked", one, channels=21), x[:, :, 2:3, 3:4])
+    # a strided source and a strided destination (every other column of a wider array): the kernel's planes need
+    # contiguous arrays, so it goes through copies, never writing past the view
+    wide = np.full((2, 21, 5, 12), -7.0, np.float32)
+    src = np.zeros(xb.shape[:3] + (12, VL), np.float32)
+    src[:, :, :, ::2] = xb
+    assert not src[:, :, :, ::2].flags.c_contiguous
+    NB.kernel("from_blocked")(src[:, :, :, ::2], out=wide[:, :, :, ::2], channels=21)
+    np.testing.assert_array_equal(wide[:, :, :, ::2], x)
+    assert np.all(wide[:, :, :, 1::2] == -7.0)
 
 
 POOLS = [("max_pool2d", dict(kernel=(3, 3), stride=(2, 2), padding=(1, 1), dilation=(1, 1), ceil_mode=False)),

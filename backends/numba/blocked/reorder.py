@@ -40,14 +40,22 @@ def _to_blocked(x, out):
 
 @njit(parallel=True, cache=True)
 def _from_blocked(x, out):
+    """out (N, C, H, W) = x (N, CB, H, W, VL), both C-contiguous, with one prange item per (image, channel block),
+    each writing its channels' whole planes: items of one row of one channel did too little work each on the
+    deep layers' small planes (one core, batch 32, ms, per row vs per block: 512 channels at 4x4 1.01 vs 0.15, 256
+    at 8x8 1.02 vs 0.33, 128 at 16x16 1.33 vs 0.44, 64 at 32x32 1.95 vs 1.80)."""
     nn, c, h, w = out.shape
-    nl = x.shape[4]
-    for t in prange(nn * c * h):
-        n, k, y = t // (c * h), (t // h) % c, t % h
-        cb, q = k // nl, k % nl
-        row = out[n, k, y]
-        for z in range(w):
-            row[z] = x[n, cb, y, z, q]
+    ncb, nl = x.shape[1], x.shape[4]
+    hw = h * w
+    xf = x.reshape(nn, ncb, hw * nl)
+    of = out.reshape(nn, c, hw)
+    for t in prange(nn * ncb):
+        n, cb = t // ncb, t % ncb
+        src = xf[n, cb]
+        for q in range(min(nl, c - cb * nl)):
+            dst = of[n, cb * nl + q]
+            for p in range(hw):
+                dst[p] = src[p * nl + q]
 
 
 _to_blocked_serial, _from_blocked_serial = serial_twin(_to_blocked), serial_twin(_from_blocked)
@@ -66,7 +74,10 @@ def from_blocked(x: np.ndarray, out: np.ndarray, channels: int) -> None:
         # drops the pad lanes (the compiled loop moves one element at a time)
         np.copyto(out.reshape(n, c), x.reshape(n, -1)[:, :c])
         return
-    _pick(_from_blocked, _from_blocked_serial, x.size)(x, out)
+    dst = out if out.flags.c_contiguous else np.empty(out.shape, out.dtype)
+    _pick(_from_blocked, _from_blocked_serial, x.size)(np.ascontiguousarray(x), dst)
+    if dst is not out:
+        out[...] = dst
 
 
 @njit(parallel=True, cache=True, fastmath=True)

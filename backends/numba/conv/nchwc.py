@@ -18,7 +18,6 @@ to (C, O) and turned 180 degrees) in the same pass, so the input gradient is the
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
 
 from engine.ops.blocked import blocks
 
@@ -58,32 +57,12 @@ def packed_u(w: np.ndarray, m: int, flip: bool, out: np.ndarray | None = None) -
     return out
 
 
-@njit(parallel=True, cache=True)
-def from_blocked_planes(x, out):
-    """out (N, C, H, W) = x (N, CB, H, W, VL) with one prange item per (image, channel block), each writing its
-    channels' whole planes: ``..blocked.reorder``'s items of one row of one channel did too little work each on
-    the deep layers' small planes (one core, batch 32, ms: 512 channels at 4x4 1.01 vs 0.15, 256 at 8x8 1.02 vs
-    0.33, 128 at 16x16 1.33 vs 0.44, 64 at 32x32 1.95 vs 1.80)."""
-    nn, c, h, w = out.shape
-    ncb, nl = x.shape[1], x.shape[4]
-    hw = h * w
-    xf = x.reshape(nn, ncb, hw * nl)
-    of = out.reshape(nn, c, hw)
-    for t in prange(nn * ncb):
-        n, cb = t // ncb, t % ncb
-        src = xf[n, cb]
-        for q in range(min(nl, c - cb * nl)):
-            dst = of[n, cb * nl + q]
-            for p in range(hw):
-                dst[p] = src[p * nl + q]
-
-
 def conv3x3(x: np.ndarray, w: np.ndarray, out: np.ndarray, ep: Epilogue, padding, m: int, flip: bool = False
             ) -> None:
     """out (N, O, Ho, Wo) = epilogue(conv2d(x, w, stride 1, padding)) for a 3x3 kernel, by the blocked F(m x m)
     kernel between two reorders. ``flip``: w is (C_out, C_in)-swapped and turned, as :func:`packed_u`."""
     from ..blocked.conv import SERIAL_MACS
-    from ..blocked.reorder import to_blocked
+    from ..blocked.reorder import from_blocked, to_blocked
     from ..blocked.winograd import winograd_step
 
     n, c = x.shape[:2]
@@ -101,7 +80,7 @@ def conv3x3(x: np.ndarray, w: np.ndarray, out: np.ndarray, ep: Epilogue, padding
     serial = n * oh * ow * o * c * 9 < SERIAL_MACS
     winograd_step(xb, u, c, bias, yb, yb, False, pt, pl, -np.inf, np.inf, serial)()
     dst = out if out.flags.c_contiguous else np.empty(out.shape, np.float32)
-    from_blocked_planes(yb, dst)
+    from_blocked(yb, dst, o)
     ep.apply_inplace(dst.reshape(n, o, oh * ow))
     if dst is not out:
         out[...] = dst
