@@ -129,7 +129,7 @@ def chain_call(first: tuple, second: tuple) -> Callable[[], None] | None:
     res2 = out24 if r2 is None else r2.reshape(out24.shape)
     lo1, hi1 = clamp_bounds(a1["activation"], a1.get("act_attrs", ()))
     lo2, hi2 = clamp_bounds(a2["activation"], a2.get("act_attrs", ()))
-    dw_args, fill1 = depthwise_operands(x, w1, b1, res1, mid4, r1 is not None, a1["stride"], a1["padding"],
+    dw_args, fill1 = depthwise_operands(x, w1, b1, res1, mid4, ow, r1 is not None, a1["stride"], a1["padding"],
                                         a1["dilation"], lo1, hi1)
     ng = -(-ob // NV)
     bias2, fill2 = _bias_filler(b2, ng * NV * VL)

@@ -282,12 +282,13 @@ def _pad_bias(b: np.ndarray, size: int) -> np.ndarray:
 
 
 def depthwise_operands(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, res4: np.ndarray, out4: np.ndarray,
-                       has_res: bool, stride, padding, dilation, lo: float, hi: float) -> tuple[tuple, Callable | None]:
+                       ow: int, has_res: bool, stride, padding, dilation, lo: float, hi: float
+                       ) -> tuple[tuple, Callable | None]:
     """(args, fill): the operands of :func:`.depthwise.depthwise` before ``band`` for these arrays (packed weights,
-    column tables), and the bias refresh of :func:`_bias_filler`."""
+    column tables; ``ow`` the output width, out4 holding its rows as one pixel axis), and the bias refresh of
+    :func:`_bias_filler`."""
     sh, sw, pt, pl, dh, dw = geom(stride, padding, dilation)
     kh, kw = w.shape[2:]
-    ow = (x.shape[3] + pl + padding[1][1] - dw * (kw - 1) - 1) // sw + 1
     bias, fill = _bias_filler(b, out4.shape[1] * VL)
     wpk = _packed(w, "blocked_depthwise", pack_depthwise)
     xcol = (np.arange(ow, dtype=np.int64) * sw - pl) * VL
@@ -374,7 +375,7 @@ def _conv_call(ins: tuple, out: np.ndarray, stride, padding, dilation, groups: i
         steps.append(functools.partial(kernel, xp.reshape(n, -1), rows, taps, wpk, bias, res4, out4,
                                        r is not None, lo, hi, sbuf, segs, starts, KC))
     else:
-        args, fill = depthwise_operands(x, w, b, res4, out4, r is not None, stride, padding, dilation, lo, hi)
+        args, fill = depthwise_operands(x, w, b, res4, out4, ow, r is not None, stride, padding, dilation, lo, hi)
         parallel = n * oh * ow * ob * VL * kh * kw * DEPTHWISE_MAC_COST >= SERIAL_MACS
         # parallel: about four items per thread, each a band of whole output rows of one channel block
         band = -(-oh // max(1, -(-4 * numba.get_num_threads() // (n * ob)))) if parallel else oh
