@@ -24,9 +24,11 @@ import subprocess
 import sys
 import time
 
+from engine._env import DEFAULTS  # (it sets them in this process too: the omp variants each set their own)
+
 _OMP = {"NUMBA_THREADING_LAYER": "omp"}
 VARIANTS = {  # environment of each child; None = removed
-    "engine": {**_OMP, "OMP_WAIT_POLICY": "passive", "GOMP_SPINCOUNT": "1000"},  # what engine/_env.py sets
+    "engine": {**_OMP, **DEFAULTS},  # what engine/_env.py sets
     "passive0": {**_OMP, "OMP_WAIT_POLICY": "passive", "GOMP_SPINCOUNT": None},  # libgomp: no spin at all
     "spin100k": {**_OMP, "OMP_WAIT_POLICY": "passive", "GOMP_SPINCOUNT": "100000"},
     "spin1M": {**_OMP, "OMP_WAIT_POLICY": "passive", "GOMP_SPINCOUNT": "1000000"},

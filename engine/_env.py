@@ -25,6 +25,8 @@ if "torch" in sys.modules and "OMP_WAIT_POLICY" not in os.environ:
     warnings.warn("convgraph: PyTorch was imported first, so its OpenMP workers spin between calls and slow the "
                   "numba kernels (~1.5x measured); import engine before torch or set OMP_WAIT_POLICY=passive",
                   RuntimeWarning, stacklevel=2)
-# ENV_SET: what this module set, so a benchmark can give a peer process (PyTorch) its own defaults.
-ENV_SET = {k: v for k, v in (("OMP_WAIT_POLICY", "passive"), ("GOMP_SPINCOUNT", "1000")) if k not in os.environ}
+# DEFAULTS: the settings above (bench/parallel_regions.py times them as its "engine" variant). ENV_SET: what this
+# module set, so a benchmark can give a peer process (PyTorch) its own defaults.
+DEFAULTS = {"OMP_WAIT_POLICY": "passive", "GOMP_SPINCOUNT": "1000"}
+ENV_SET = {k: v for k, v in DEFAULTS.items() if k not in os.environ}
 os.environ.update(ENV_SET)
