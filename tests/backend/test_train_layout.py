@@ -1,0 +1,164 @@
+"""The training layout pass (graph/passes/train_layout.py) and the blocked training primitives
+(engine/ops/blocked_train.py): a small residual net with 20 and 36 channels (pad lanes in every block) trained
+through compile_step and compile() + the eager optimizer with the pass on equals eager training (numpy float64 to
+1e-10; numba float32 on the blocked Winograd kernel vs numpy float64 to 1e-4), also under a memory budget; the
+pass leaves blocked values between the convolutions (counted); the numba blocked batch-norm kernels vs the numpy
+reference with pad lanes kept zero."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import engine
+import engine.functional as F
+import engine.nn as nn
+import engine.optim as optim
+import graph
+from engine import Tensor
+from tests.helpers import run_kernel
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv0, self.bn0 = nn.Conv2d(3, 20, 3, padding=1, bias=False), nn.BatchNorm2d(20)
+        self.conv1, self.bn1 = nn.Conv2d(20, 20, 3, padding=1, bias=False), nn.BatchNorm2d(20)
+        self.conv2, self.bn2 = nn.Conv2d(20, 20, 3, padding=1, bias=False), nn.BatchNorm2d(20)
+        self.conv3, self.bn3 = nn.Conv2d(20, 36, 3, padding=1, bias=False), nn.BatchNorm2d(36)
+        self.fc = nn.Linear(36, 3)
+
+    def forward(self, x):
+        h = F.relu(self.bn0(self.conv0(x)))
+        r = F.relu(self.bn1(self.conv1(h)))
+        h = F.relu(self.bn2(self.conv2(r)) + h)
+        h = F.relu(self.bn3(self.conv3(h)))
+        return self.fc(F.flatten(F.adaptive_avg_pool2d(h, 1), 1))
+
+
+def _data(dtype):
+    rng = np.random.default_rng(0)
+    return Tensor(rng.standard_normal((4, 3, 8, 8)).astype(dtype)), Tensor(np.array([0, 2, 1, 2]))
+
+
+def _train(backend: str, dtype, mode: str, layout, steps: int = 3, budget=None):
+    engine.manual_seed(0)
+    m = Net().double() if dtype == np.float64 else Net()
+    m.train()
+    opt = optim.SGD(m.parameters(), lr=0.1, momentum=0.9)
+    x, y = _data(dtype)
+    compiled = None
+    with engine.use_backend(backend):
+        if mode == "step":
+            compiled = graph.compile_step(m, F.cross_entropy, opt, x, y, backend=backend, layout=layout,
+                                          memory_budget=budget)
+            for _ in range(steps):
+                compiled(x, y)
+        else:
+            fwd = m if mode == "eager" else graph.compile(m, x, backend=backend, layout=layout, memory_budget=budget)
+            compiled = None if mode == "eager" else fwd
+            for _ in range(steps):
+                opt.zero_grad()
+                F.cross_entropy(fwd(x), y).backward()
+                opt.step()
+    return m, compiled
+
+
+def _assert_equal(a, b, **tol):
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
+        np.testing.assert_allclose(np.asarray(va.data, np.float64), np.asarray(vb.data, np.float64), err_msg=k,
+                                   **tol)
+
+
+def _ops(g) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for n in g.nodes:
+        out[n.op.name] = out.get(n.op.name, 0) + 1
+    return out
+
+
+def test_the_pass_keeps_values_blocked_between_convolutions():
+    _, step = _train("numpy", np.float64, "step", 16, steps=0)
+    ops = _ops(step.graph)
+    # conv1..3 in all three roles; conv0 reads the 3-channel image (NCHW, and its input has no gradient)
+    assert ops["blocked_conv2d_train"] == 3 and ops["blocked_conv2d_input_grad"] == 3
+    assert ops["blocked_conv2d_weight_grad"] == 3 and ops["conv2d"] == ops["conv2d_weight_grad"] == 1
+    assert ops["blocked_batch_norm_train"] == ops["blocked_batch_norm_train_grad"] == 3
+    assert "conv2d_input_grad" not in ops and ops["blocked_pool"] == 1
+    # reorders only at the edges: conv0's ReLU into blocks, the pooled value out, its gradient in, and conv0's
+    # backward (its BN gradient reads the blocked gradient as NCHW)
+    reorders = step.report["layout"]["reorders"]
+    assert ops["to_blocked"] + ops["from_blocked"] == len(reorders) == 4, reorders
+    assert {n.meta["phase"] for n in step.graph.nodes if n.op.name.endswith("_blocked")} == {"forward", "backward"}
+    assert "NCHW16c" in str(step.report)
+
+
+def test_layout_auto_declines_and_nchw_leaves_the_graph_alone():
+    _, step = _train("numpy", np.float64, "step", "nchw", steps=0)
+    assert not any(n.op.name.startswith("blocked") for n in step.graph.nodes)
+    _, step = _train("numpy", np.float64, "step", "auto", steps=0)  # the numpy backend asks for no block
+    assert not any(n.op.name.startswith("blocked") for n in step.graph.nodes)
+
+
+@pytest.mark.parametrize("mode", ["step", "compile"])
+def test_blocked_training_equals_eager_numpy_float64(mode):
+    ref, _ = _train("numpy", np.float64, "eager", None)
+    got, compiled = _train("numpy", np.float64, mode, 16)
+    g = compiled.graph if mode == "step" else compiled.compile_for(_data(np.float64)[0]).graph
+    assert any(n.op.name == "blocked_batch_norm_train_grad" for n in g.nodes)
+    _assert_equal(got, ref, rtol=1e-10, atol=1e-12)
+
+
+def test_blocked_training_under_a_memory_budget_equals_no_budget():
+    free, _ = _train("numpy", np.float64, "step", 16)
+    tight, step = _train("numpy", np.float64, "step", 16, budget=0.6)
+    assert step.report["remat"]["recomputed"] > 0
+    _assert_equal(tight, free, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("algo", ["nchwc-winograd-f2", "nchwc-winograd-f4"])
+def test_blocked_training_on_numba_equals_the_numpy_reference(algo, monkeypatch):
+    """compile_step and compile() with every 3x3 layer on the blocked Winograd kernel (no reorders around it),
+    weights changing every step: the parameters and running statistics equal float64 numpy eager steps."""
+    from backends.numba.conv import blocked_train, select
+
+    calls = []
+    real = blocked_train._winograd
+    monkeypatch.setattr(blocked_train, "_winograd", lambda *a: calls.append(a[-1]) or real(*a))
+    monkeypatch.setattr(select, "_policy", [algo])
+    ref, _ = _train("numpy", np.float64, "eager", None)
+    for mode in ("step", "compile"):
+        calls.clear()
+        got, _ = _train("numba", np.float32, mode, "blocked")
+        assert False in calls and True in calls  # forward and input gradient ran on blocked values
+        _assert_equal(got, ref, rtol=1e-4, atol=1e-5)
+
+
+def _blocked(x: np.ndarray, block: int = 16) -> np.ndarray:
+    n, c, h, w = x.shape
+    cb = -(-c // block)
+    out = np.zeros((n, cb * block, h, w), x.dtype)
+    out[:, :c] = x
+    return np.ascontiguousarray(out.reshape(n, cb, block, h, w).transpose(0, 1, 3, 4, 2))
+
+
+def test_numba_blocked_batch_norm_kernels_vs_numpy():
+    pytest.importorskip("backends.numba")
+    rng = np.random.default_rng(3)
+    c = 20
+    x = (rng.standard_normal((3, c, 5, 6)) * 2 + 1).astype(np.float32)
+    gy = rng.standard_normal(x.shape).astype(np.float32)
+    w, b = rng.standard_normal(c).astype(np.float32), rng.standard_normal(c).astype(np.float32)
+    xb, gyb = _blocked(x), _blocked(gy)
+    y, mean, var = run_kernel("numpy", "batch_norm_train", [x, w, b], eps=1e-5)
+    yb, meanb, varb = run_kernel("numba", "blocked_batch_norm_train", [xb, w, b], eps=1e-5)
+    np.testing.assert_allclose(meanb, mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(varb, var, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(yb, _blocked(y), rtol=1e-5, atol=1e-5)
+    assert not yb[:, 1, ..., c - 16:].any()  # pad lanes stay zero
+    gx, gw, gb = run_kernel("numpy", "batch_norm_train_grad", [gy, x, w, mean, var], eps=1e-5)
+    gxb, gwb, gbb = run_kernel("numba", "blocked_batch_norm_train_grad", [gyb, xb, w, mean, var], eps=1e-5)
+    np.testing.assert_allclose(gwb, gw, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(gbb, gb, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(gxb, _blocked(gx), rtol=1e-4, atol=1e-4)
+    assert not gxb[:, 1, ..., c - 16:].any()
