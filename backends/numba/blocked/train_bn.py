@@ -75,7 +75,7 @@ def _grad_sums(gy, x, mean, var, eps, sg, sgx):
         for q in range(min(vl, nc - cb * vl)):
             c = cb * vl + q
             sg[c] = a[q]
-            sgx[c] = ax[q] / math.sqrt(var[c] + eps)
+            sgx[c] = ax[q] * (1.0 / math.sqrt(var[c] + eps))  # norm.py's rounding: times invstd
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
