@@ -129,9 +129,11 @@ def test_blocked_training_on_numba_equals_the_numpy_reference(algo, monkeypatch)
     ref, _ = _train("numpy", np.float64, "eager", None)
     for mode in ("step", "compile"):
         calls.clear()
-        got, _ = _train("numba", np.float32, mode, "blocked")
+        got, compiled = _train("numba", np.float32, mode, "blocked")
         assert False in calls and True in calls  # forward and input gradient ran on blocked values
         _assert_equal(got, ref, rtol=1e-4, atol=1e-5)
+    notes = compiled.compile_for(_data(np.float32)[0]).report["algorithms"]
+    assert sum(f"{algo} (forced); on the blocked values" in a for a in notes.values()) == 6, notes
 
 
 def _blocked(x: np.ndarray, block: int = 16) -> np.ndarray:

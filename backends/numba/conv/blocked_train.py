@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine.ops.blocked import blocks
+from engine.primitive import Spec
 
 from ..gemm import VL
 from ..table import backend
@@ -121,3 +122,38 @@ def blocked_conv2d_weight_grad(xb: np.ndarray, gyb: np.ndarray, out: np.ndarray,
 
     run(_algorithm("weight_grad", x_shape, tuple(weight_shape), attrs, out.dtype,
                    lambda a: run(a, np.empty_like(out))), out)
+
+
+# --- compile-report notes: the NCHW kernel's choice, and whether it runs on the blocked values as they are -------
+def _where(note: str, blocked_kernel: bool) -> str:
+    return note + ("; on the blocked values" if blocked_kernel else "; NCHW between reorders")
+
+
+def _forward_note(specs, **attrs) -> str:
+    from .notes import forward_note
+
+    x, w = specs
+    note = forward_note((x.shape[0], w.shape[1] * attrs["groups"], x.shape[2], x.shape[3]), w.shape, attrs, x.dtype)
+    return _where(note, x.dtype == np.float32 and any(a in note for a in NCHWC))
+
+
+def _input_grad_note(specs, **attrs) -> str:
+    from .notes import _input_grad_note as nchw_note
+
+    gy, w = specs
+    note = nchw_note((Spec((gy.shape[0], w.shape[0], gy.shape[2], gy.shape[3]), gy.dtype), w), **attrs)
+    return _where(note, gy.dtype == np.float32 and any(a in note for a in NCHWC))
+
+
+def _weight_grad_note(specs, **attrs) -> str:
+    from .notes import _weight_grad_note as nchw_note
+
+    x, gy = specs
+    o, cg = attrs["weight_shape"][:2]
+    un = [Spec((s.shape[0], ch, s.shape[2], s.shape[3]), s.dtype) for s, ch in ((x, cg * attrs["groups"]), (gy, o))]
+    return _where(nchw_note(un, **attrs), False)
+
+
+blocked_conv2d_train.algorithm = _forward_note
+blocked_conv2d_input_grad.algorithm = _input_grad_note
+blocked_conv2d_weight_grad.algorithm = _weight_grad_note
