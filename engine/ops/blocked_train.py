@@ -12,7 +12,9 @@ lanes) without a reorder. Weights, weight gradients and per-channel statistics k
 - ``blocked_conv2d_weight_grad(x, gy; <conv2d_weight_grad's attrs>)`` with x and gy blocked, gw (O, C/g, kh, kw);
 - ``blocked_batch_norm_train(x, w, b; eps) -> (y, mean, var)`` with x and y blocked: batch statistics over
   (N, H, W) of the real lanes only, ``mean`` / ``var`` (C,) as ``batch_norm_train`` gives them;
-- ``blocked_batch_norm_train_grad(gy, x, w, mean, var; eps) -> (gx, gw, gb)`` with gy, x and gx blocked.
+- ``blocked_batch_norm_train_grad(gy, x, w, mean, var; eps) -> (gx, gw, gb)`` with gy, x and gx blocked;
+- ``blocked_batch_norm_apply(x, w, b, mean, var; eps, relu)``: ``batch_norm_apply`` on blocked x (made only by
+  rematerialization: a blocked training batch norm's y again from its kept statistics, bit for bit).
 
 Each has a shape rule, the cost rule of its NCHW primitive and a decomposition (unblock, the NCHW primitive,
 block again), so the numpy reference runs a blocked training graph. None has a vjp: they appear only after
@@ -35,11 +37,12 @@ blocked_conv2d_input_grad_p = primitive("blocked_conv2d_input_grad", CONV)
 blocked_conv2d_weight_grad_p = primitive("blocked_conv2d_weight_grad", CONV)
 blocked_batch_norm_train_p = primitive("blocked_batch_norm_train", NORM, multiple_results=True)
 blocked_batch_norm_train_grad_p = primitive("blocked_batch_norm_train_grad", NORM, multiple_results=True)
+blocked_batch_norm_apply_p = primitive("blocked_batch_norm_apply", NORM)
 
 # the NCHW primitive each one blocks (shape and cost rules, decomposition)
 NCHW_OF = {"blocked_conv2d_train": "conv2d", "blocked_conv2d_input_grad": "conv2d_input_grad",
            "blocked_conv2d_weight_grad": "conv2d_weight_grad", "blocked_batch_norm_train": "batch_norm_train",
-           "blocked_batch_norm_train_grad": "batch_norm_train_grad"}
+           "blocked_batch_norm_train_grad": "batch_norm_train_grad", "blocked_batch_norm_apply": "batch_norm_apply"}
 
 
 def _unblocked(op: str, x: Spec, channels: int) -> Spec:
@@ -91,6 +94,13 @@ def _bn_grad_shape(gy: Spec, x: Spec, w: Spec, mean: Spec, var: Spec, *, eps: fl
     return x, gw, gb
 
 
+@blocked_batch_norm_apply_p.def_shape
+def _bn_apply_shape(x: Spec, w: Spec, b: Spec, mean: Spec, var: Spec, *, eps: float, relu: bool) -> Spec:
+    xu = _unblocked("blocked_batch_norm_apply", x, w.shape[0])
+    PRIMITIVES["batch_norm_apply"].shape_rule(xu, w, b, mean, var, eps=eps, relu=relu)
+    return x
+
+
 # --- cost rules: the NCHW primitive's on the unblocked specs (pad lanes are not work the model asked for) -------
 def _channels(name: str, ins: tuple[Spec, ...], outs: tuple[Spec, ...], attrs: dict[str, Any]) -> list[int]:
     """The channel count of each input, then of each output (0 where it is not blocked)."""
@@ -106,6 +116,8 @@ def _channels(name: str, ins: tuple[Spec, ...], outs: tuple[Spec, ...], attrs: d
     c = ins[2].shape[0]
     if name == "blocked_batch_norm_train":
         return [c, 0, 0, c, 0, 0]
+    if name == "blocked_batch_norm_apply":
+        return [c, 0, 0, 0, 0, c]
     return [c, c, 0, 0, 0, c, 0, 0]
 
 
@@ -118,8 +130,9 @@ def _make_cost(name: str):
     return cost
 
 
-for _p in (blocked_conv2d_train_p, blocked_conv2d_input_grad_p, blocked_conv2d_weight_grad_p,
-           blocked_batch_norm_train_p, blocked_batch_norm_train_grad_p):
+BLOCKED_TRAIN = (blocked_conv2d_train_p, blocked_conv2d_input_grad_p, blocked_conv2d_weight_grad_p,
+                 blocked_batch_norm_train_p, blocked_batch_norm_train_grad_p, blocked_batch_norm_apply_p)
+for _p in BLOCKED_TRAIN:
     _p.def_cost(_make_cost(_p.name))
 
 
@@ -169,3 +182,10 @@ def _bn_grad_decompose(kernel: Any, gy: np.ndarray, x: np.ndarray, w: np.ndarray
     _apply(kernel, "batch_norm_train_grad", _from(kernel, gy, c), _from(kernel, x, c), w, mean, var,
            out=(gx, out[1], out[2]), eps=eps)
     _apply(kernel, "to_blocked", gx, out=out[0], block=x.shape[4])
+
+
+@blocked_batch_norm_apply_p.def_decompose
+def _bn_apply_decompose(kernel: Any, x: np.ndarray, w: np.ndarray, b: np.ndarray, mean: np.ndarray, var: np.ndarray,
+                        *, out: np.ndarray, eps: float, relu: bool) -> None:
+    y = _apply(kernel, "batch_norm_apply", _from(kernel, x, w.shape[0]), w, b, mean, var, eps=eps, relu=relu)
+    _apply(kernel, "to_blocked", y, out=out, block=x.shape[4])

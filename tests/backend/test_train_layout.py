@@ -3,7 +3,7 @@
 through compile_step and compile() + the eager optimizer with the pass on equals eager training (numpy float64 to
 1e-10; numba float32 on the blocked Winograd kernel vs numpy float64 to 1e-4), also under a memory budget; the
 pass leaves blocked values between the convolutions (counted); the numba blocked batch-norm kernels vs the numpy
-reference with pad lanes kept zero."""
+reference with pad lanes kept zero, and rematerialization's blocked y from kept statistics bit for bit."""
 
 from __future__ import annotations
 
@@ -113,6 +113,7 @@ def test_blocked_training_under_a_memory_budget_equals_no_budget():
     free, _ = _train("numpy", np.float64, "step", 16)
     tight, step = _train("numpy", np.float64, "step", 16, budget=0.6)
     assert step.report["remat"]["recomputed"] > 0
+    assert any(n.op.name == "blocked_batch_norm_apply" for n in step.graph.nodes)  # y again from kept statistics
     _assert_equal(tight, free, rtol=0, atol=0)
 
 
@@ -158,6 +159,11 @@ def test_numba_blocked_batch_norm_kernels_vs_numpy():
     np.testing.assert_allclose(varb, var, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(yb, _blocked(y), rtol=1e-5, atol=1e-5)
     assert not yb[:, 1, ..., c - 16:].any()  # pad lanes stay zero
+    # rematerialization's y from the kept statistics: bit for bit (and its relu)
+    again, = run_kernel("numba", "blocked_batch_norm_apply", [xb, w, b, meanb, varb], eps=1e-5, relu=False)
+    np.testing.assert_array_equal(again, yb)
+    again, = run_kernel("numba", "blocked_batch_norm_apply", [xb, w, b, meanb, varb], eps=1e-5, relu=True)
+    np.testing.assert_array_equal(again, np.maximum(yb, 0))
     gx, gw, gb = run_kernel("numpy", "batch_norm_train_grad", [gy, x, w, mean, var], eps=1e-5)
     gxb, gwb, gbb = run_kernel("numba", "blocked_batch_norm_train_grad", [gyb, xb, w, mean, var], eps=1e-5)
     np.testing.assert_allclose(gwb, gw, rtol=1e-4, atol=1e-4)

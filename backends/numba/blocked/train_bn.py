@@ -45,14 +45,21 @@ def _stats(x, mean, var):
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def _apply(x, scale, shift, y):
+def _apply(x, scale, shift, y, relu):
+    """y = x * scale + shift per lane, then (``relu``) norm.py's bn_apply relu before the store."""
     nn, ncb, nl, vl = x.shape
     for t in prange(nn * ncb):
         n, cb = t // ncb, t % ncb
         sc, sh = scale[cb], shift[cb]
-        for i in range(nl):
-            for q in range(vl):
-                y[n, cb, i, q] = x[n, cb, i, q] * sc[q] + sh[q]
+        if relu:
+            for i in range(nl):
+                for q in range(vl):
+                    v = x[n, cb, i, q] * sc[q] + sh[q]
+                    y[n, cb, i, q] = v if not v <= 0 else 0.0
+        else:
+            for i in range(nl):
+                for q in range(vl):
+                    y[n, cb, i, q] = x[n, cb, i, q] * sc[q] + sh[q]
 
 
 @njit(parallel=True, cache=True, error_model="numpy", fastmath=_REASSOC)
@@ -110,15 +117,25 @@ def _lanes(v: np.ndarray, ncb: int, vl: int) -> np.ndarray:
 def blocked_batch_norm_train(x: np.ndarray, w: np.ndarray, b: np.ndarray, out: tuple, eps: float) -> None:
     y, mean, var = out
     x4 = _l4(x)
-    serial = x.size <= SERIAL_ELEMENTS
-    (_stats_s if serial else _stats)(x4, mean, var)
+    (_stats_s if x.size <= SERIAL_ELEMENTS else _stats)(x4, mean, var)
     # normalize with the statistics as stored (rounded to x's dtype), as the NCHW kernel does
+    _normalize(x4, w, b, mean, var, eps, y, False)
+
+
+def _normalize(x4: np.ndarray, w: np.ndarray, b: np.ndarray, mean: np.ndarray, var: np.ndarray, eps: float,
+               y: np.ndarray, relu: bool) -> None:
     scale = w / np.sqrt(var.astype(np.float64) + eps)  # in float64, as norm.py's _affine
     shift = b - mean * scale
     ncb, vl = x4.shape[1], x4.shape[3]
     scale, shift = _lanes(scale, ncb, vl), _lanes(shift, ncb, vl)  # zeros on pad lanes: y stays 0 there
-    y4 = y.reshape(x4.shape)
-    (_apply_s if serial else _apply)(x4, scale, shift, y4)
+    (_apply_s if x4.size <= SERIAL_ELEMENTS else _apply)(x4, scale, shift, y.reshape(x4.shape), relu)
+
+
+@backend.register("blocked_batch_norm_apply")
+def blocked_batch_norm_apply(x: np.ndarray, w: np.ndarray, b: np.ndarray, mean: np.ndarray, var: np.ndarray,
+                             out: np.ndarray, eps: float, relu: bool) -> None:
+    """The blocked training batch norm's y from its kept statistics (rematerialization), bit for bit."""
+    _normalize(_l4(x), w, b, mean, var, eps, out, bool(relu))
 
 
 @backend.register("blocked_batch_norm_train_grad")
