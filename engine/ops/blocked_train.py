@@ -6,7 +6,7 @@ keeps that invariant on its blocked outputs (pad lanes written as zeros), so a b
 convolution, batch norm or elementwise op (relu, relu_grad, add: unchanged primitives that map zero lanes to zero
 lanes) without a reorder. Weights, weight gradients and per-channel statistics keep their usual layouts.
 
-- ``blocked_conv2d_train(x, w; stride, padding, dilation, groups)`` = ``conv2d`` with x and y blocked and ``w``
+- ``blocked_conv2d_train(x, w, [b]; stride, padding, dilation, groups)`` = ``conv2d`` with x and y blocked and ``w``
   a runtime (changing) weight: a backend transforms it per call;
 - ``blocked_conv2d_input_grad(gy, w; <conv2d_input_grad's attrs>)`` with gy and gx blocked;
 - ``blocked_conv2d_weight_grad(x, gy; <conv2d_weight_grad's attrs>)`` with x and gy blocked, gw (O, C/g, kh, kw);
@@ -52,11 +52,11 @@ def _unblocked(op: str, x: Spec, channels: int) -> Spec:
 
 # --- shape rules: unblock, the NCHW rule, block the 4-D results --------------------------------------------------
 @blocked_conv2d_train_p.def_shape
-def _conv_shape(x: Spec, w: Spec, **attrs: Any) -> Spec:
+def _conv_shape(x: Spec, w: Spec, *b: Spec, **attrs: Any) -> Spec:
     if w.ndim != 4:
         fail("blocked_conv2d_train", "weight must be 4-D (O, C/groups, kh, kw)", weight=list(w.shape))
     xu = _unblocked("blocked_conv2d_train", x, w.shape[1] * attrs["groups"])
-    return block_spec(PRIMITIVES["conv2d"].shape_rule(xu, w, **attrs), x.shape[4])
+    return block_spec(PRIMITIVES["conv2d"].shape_rule(xu, w, *b, **attrs), x.shape[4])
 
 
 @blocked_conv2d_input_grad_p.def_shape
@@ -104,9 +104,9 @@ def _bn_apply_shape(x: Spec, w: Spec, b: Spec, mean: Spec, var: Spec, *, eps: fl
 # --- cost rules: the NCHW primitive's on the unblocked specs (pad lanes are not work the model asked for) -------
 def _channels(name: str, ins: tuple[Spec, ...], outs: tuple[Spec, ...], attrs: dict[str, Any]) -> list[int]:
     """The channel count of each input, then of each output (0 where it is not blocked)."""
-    if name == "blocked_conv2d_train":
+    if name == "blocked_conv2d_train":  # x, w, [b], y
         w = ins[1]
-        return [w.shape[1] * attrs["groups"], 0, w.shape[0]]
+        return [w.shape[1] * attrs["groups"]] + [0] * (len(ins) - 1) + [w.shape[0]]
     if name == "blocked_conv2d_input_grad":
         w = ins[1]
         return [w.shape[0], 0, w.shape[1] * attrs["groups"]]
@@ -149,8 +149,8 @@ def _temp(kernel: Any, x: np.ndarray, channels: int) -> np.ndarray:
 
 
 @blocked_conv2d_train_p.def_decompose
-def _conv_decompose(kernel: Any, x: np.ndarray, w: np.ndarray, *, out: np.ndarray, **attrs: Any) -> None:
-    y = _apply(kernel, "conv2d", _from(kernel, x, w.shape[1] * attrs["groups"]), w, **attrs)
+def _conv_decompose(kernel: Any, x: np.ndarray, w: np.ndarray, *b: np.ndarray, out: np.ndarray, **attrs: Any) -> None:
+    y = _apply(kernel, "conv2d", _from(kernel, x, w.shape[1] * attrs["groups"]), w, *b, **attrs)
     _apply(kernel, "to_blocked", y, out=out, block=x.shape[4])
 
 

@@ -32,11 +32,11 @@ _ELEMENTWISE = frozenset(_UNARY + _BINARY + ("relu_grad",))
 
 
 def _winograd_3x3(node: Node) -> bool:
-    """A groups-1, 3x3, stride-1, undilated conv role without bias (the blocked Winograd kernel's layers)."""
+    """A groups-1, 3x3, stride-1, undilated conv role (the blocked Winograd kernel's layers)."""
     a = node.attrs
     kh, kw = node.attrs["weight_shape"][2:] if "weight_shape" in a else node.inputs[1].shape[2:]
-    return (len(node.inputs) == 2 and (kh, kw) == (3, 3) and tuple(a["stride"]) == (1, 1)
-            and tuple(a["dilation"]) == (1, 1) and a["groups"] == 1)
+    return (kh, kw) == (3, 3) and tuple(a["stride"]) == (1, 1) and tuple(a["dilation"]) == (1, 1) \
+        and a["groups"] == 1
 
 
 def _conv_channels(node: Node) -> int:
@@ -118,6 +118,23 @@ def set_channel_block(graph: Graph, backend: Any, layout: str | int | None) -> N
         graph.meta["channel_block_auto"] = layout_mode(layout) == "auto"
 
 
+# layout="auto" keeps the rewrite only where its reorders move at most this share of the bytes the blocked
+# convolution calls read and write (the NCHW step reorders all of them: an input and an output per call). Measured
+# on the zoo's training graphs: ResNet-18 (CIFAR and 224²) 0.34; ResNet-50, DenseNet-121, GoogLeNet 1.00 (their
+# 3x3 layers sit between 1x1 layers, which stay NCHW), VGG-11-BN 0.93 (max pools between its blocks)
+AUTO_MAX_REORDER_SHARE = 0.5
+
+
+def reorder_share(graph: Graph) -> float:
+    """Bytes the graph's reorders move, over the bytes the blocked convolutions' forward and input-gradient nodes
+    read and write as activations: what a reorder on either side of each call would move (the NCHW step's blocked
+    Winograd calls reorder their input and output, backends/numba/conv/nchwc.py)."""
+    moved = sum(n.outputs[0].nbytes for n in graph.nodes if n.op.name in ("to_blocked", "from_blocked"))
+    calls = sum(n.inputs[0].nbytes + n.outputs[0].nbytes for n in graph.nodes
+                if n.op.name in ("blocked_conv2d_train", "blocked_conv2d_input_grad"))
+    return moved / calls if calls else float("inf")
+
+
 def training_padding_waste(graph: Graph, block: int) -> float | None:
     """MAC-weighted padded / real output channels over the float32 forward convolutions the pass would block
     (None: none)."""
@@ -143,33 +160,47 @@ def train_layout(graph: Graph) -> PassResult:
     Needs ``graph.meta["channel_block"]`` (set by ``compile_step`` / ``compile`` in train mode from their
     ``layout`` option); without it the graph is left alone. With ``graph.meta["channel_block_auto"]``
     (``layout="auto"``) it declines graphs without float32 3x3 stride-1 convolutions (the blocked Winograd
-    kernel's) or whose pad lanes would add more than ``AUTO_MAX_WASTE - 1`` to their multiply-adds. Run after the
+    kernel's), graphs whose pad lanes would add more than ``AUTO_MAX_WASTE - 1`` to their multiply-adds and rewrites
+    whose reorders would move more than ``AUTO_MAX_REORDER_SHARE`` of the blocked convolutions' activation bytes
+    (``report["layout"]["declined"]`` says why). Run after the
     joint fusion passes (they match NCHW patterns). Records ``graph.meta["layout"]`` as the inference pass does:
     the block, the blocked node count and the reorders that remain.
     """
     block = graph.meta.get("channel_block")
     if not block:
         return PassResult(graph, False)
-    rw = _TrainRewriter(graph, int(block))
-    if graph.meta.get("channel_block_auto"):
-        waste = training_padding_waste(graph, rw.block)
+    auto = bool(graph.meta.get("channel_block_auto"))
+    if auto:
+        waste = training_padding_waste(graph, int(block))
         if waste is None or waste > AUTO_MAX_WASTE:
-            graph.meta["layout"] = {"block": rw.block, "blocked_nodes": 0, "reorders": [],
-                                    "declined": "no float32 3x3 stride-1 convolution" if waste is None else
-                                    f"pad lanes would add {waste - 1:.0%} to the convolutions' work"}
-            return PassResult(graph, False)
+            return _declined(graph, int(block), "no float32 3x3 stride-1 convolution" if waste is None else
+                             f"pad lanes would add {waste - 1:.0%} to the convolutions' work")
+    original = graph
+    if auto:  # rewritten on a copy: kept only where it removes reorders
+        graph = graph.copy()
+    rw = _TrainRewriter(graph, int(block))
     for node in list(graph.nodes):
         kind = rw.kind(node)
         if kind is not None:
             rw.emit_train(node, kind)
     if not rw.channels:
-        return PassResult(graph, False)
+        return PassResult(original, False)
     rw.finish()
     rw.set_phases()
+    share = reorder_share(graph)
+    if auto and share > AUTO_MAX_REORDER_SHARE:
+        return _declined(original, rw.block, f"its reorders would move {share:.0%} of what the blocked "
+                                             "convolutions read and write (no reorder saved)")
     graph.meta["layout"] = {
         "block": rw.block,
         "blocked_nodes": sum(1 for n in graph.nodes if n.meta.get("layout", "").startswith("NCHW")),
         "reorders": [f"{n.name}: {n.op.name} {list(n.inputs[0].shape)} -> {list(n.outputs[0].shape)}"
                      for n in graph.nodes if n.op.name in ("to_blocked", "from_blocked")],
+        "reorder_share": round(share, 3),
     }
     return PassResult(graph, True)
+
+
+def _declined(graph: Graph, block: int, why: str) -> PassResult:
+    graph.meta["layout"] = {"block": block, "blocked_nodes": 0, "reorders": [], "declined": why}
+    return PassResult(graph, False)

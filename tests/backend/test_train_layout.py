@@ -20,13 +20,13 @@ from tests.helpers import run_kernel
 
 
 class Net(nn.Module):
-    def __init__(self):
+    def __init__(self, c: int = 20, wide: int = 36):
         super().__init__()
-        self.conv0, self.bn0 = nn.Conv2d(3, 20, 3, padding=1, bias=False), nn.BatchNorm2d(20)
-        self.conv1, self.bn1 = nn.Conv2d(20, 20, 3, padding=1, bias=False), nn.BatchNorm2d(20)
-        self.conv2, self.bn2 = nn.Conv2d(20, 20, 3, padding=1, bias=False), nn.BatchNorm2d(20)
-        self.conv3, self.bn3 = nn.Conv2d(20, 36, 3, padding=1, bias=False), nn.BatchNorm2d(36)
-        self.fc = nn.Linear(36, 3)
+        self.conv0, self.bn0 = nn.Conv2d(3, c, 3, padding=1, bias=False), nn.BatchNorm2d(c)
+        self.conv1, self.bn1 = nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c)
+        self.conv2, self.bn2 = nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c)
+        self.conv3, self.bn3 = nn.Conv2d(c, wide, 3, padding=1), nn.BatchNorm2d(wide)  # a bias (VGG-BN has them)
+        self.fc = nn.Linear(wide, 3)
 
     def forward(self, x):
         h = F.relu(self.bn0(self.conv0(x)))
@@ -85,10 +85,10 @@ def test_the_pass_keeps_values_blocked_between_convolutions():
     assert ops["blocked_conv2d_weight_grad"] == 3 and ops["conv2d"] == ops["conv2d_weight_grad"] == 1
     assert ops["blocked_batch_norm_train"] == ops["blocked_batch_norm_train_grad"] == 3
     assert "conv2d_input_grad" not in ops and ops["blocked_pool"] == 1
-    # reorders only at the edges: conv0's ReLU into blocks, the pooled value out, its gradient in, and conv0's
-    # backward (its BN gradient reads the blocked gradient as NCHW)
+    # reorders only at the edges: conv0's ReLU into blocks, the pooled value out, its gradient in, conv0's
+    # backward (its BN gradient reads the blocked gradient as NCHW) and conv3's bias gradient (a sum over N, H, W)
     reorders = step.report["layout"]["reorders"]
-    assert ops["to_blocked"] + ops["from_blocked"] == len(reorders) == 4, reorders
+    assert ops["to_blocked"] + ops["from_blocked"] == len(reorders) == 5, reorders
     assert {n.meta["phase"] for n in step.graph.nodes if n.op.name.endswith("_blocked")} == {"forward", "backward"}
     assert "NCHW16c" in str(step.report)
 
@@ -125,7 +125,7 @@ def test_blocked_training_on_numba_equals_the_numpy_reference(algo, monkeypatch)
 
     calls = []
     real = blocked_train._winograd
-    monkeypatch.setattr(blocked_train, "_winograd", lambda *a: calls.append(a[-1]) or real(*a))
+    monkeypatch.setattr(blocked_train, "_winograd", lambda *a: calls.append(a[6]) or real(*a))
     monkeypatch.setattr(select, "_policy", [algo])
     ref, _ = _train("numpy", np.float64, "eager", None)
     for mode in ("step", "compile"):
@@ -170,3 +170,40 @@ def test_numba_blocked_batch_norm_kernels_vs_numpy():
     np.testing.assert_allclose(gbb, gb, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(gxb, _blocked(gx), rtol=1e-4, atol=1e-4)
     assert not gxb[:, 1, ..., c - 16:].any()
+
+
+class Bottleneck(nn.Module):
+    """1x1 -> 3x3 -> 1x1 (ResNet-50's block): only the 3x3 layer could run blocked, between two reorders."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.bn_a = nn.Conv2d(3, 32, 1, bias=False), nn.BatchNorm2d(32)
+        self.b, self.bn_b = nn.Conv2d(32, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32)
+        self.c, self.bn_c = nn.Conv2d(32, 32, 1, bias=False), nn.BatchNorm2d(32)
+        self.fc = nn.Linear(32, 3)
+
+    def forward(self, x):
+        h = F.relu(self.bn_a(self.a(x)))
+        h = F.relu(self.bn_b(self.b(h)))
+        h = F.relu(self.bn_c(self.c(h)))
+        return self.fc(F.flatten(F.adaptive_avg_pool2d(h, 1), 1))
+
+
+@pytest.mark.parametrize("model, kept", [(lambda: Net(32, 32), True), (Net, False), (Bottleneck, False)],
+                         ids=["resnet-like", "pad-lanes", "bottleneck"])
+def test_layout_auto_keeps_the_rewrite_only_where_it_saves_reorders(model, kept):
+    """layout="auto" (what compile_step does on numba by default): a ResNet-like chain of 3x3 layers stays blocked;
+    20 / 36 channels (60% / 12% pad lanes) and a 1x1 -> 3x3 -> 1x1 bottleneck stay NCHW, each saying why."""
+    from graph.passes import train_layout
+
+    m = model()
+    m.train()
+    x, y = _data(np.float32)
+    step = graph.compile_step(m, F.cross_entropy, optim.SGD(m.parameters(), lr=0.1), x, y, backend="numpy",
+                              passes=["dce"], layout=16)
+    g = step.graph.copy()
+    g.meta["channel_block_auto"] = True
+    g, changed = train_layout(g)
+    assert changed is kept and any(n.op.name.startswith("blocked") for n in g.nodes) is kept
+    if not kept:
+        assert ("pad lanes" if isinstance(m, Net) else "no reorder saved") in g.meta["layout"]["declined"]

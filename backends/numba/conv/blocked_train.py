@@ -47,9 +47,9 @@ def _algorithm(role: str, x_shape: tuple, w_shape: tuple, attrs: dict, dtype, ru
 
 
 def _winograd(xb: np.ndarray, w: np.ndarray, outb: np.ndarray, c: int, pads: tuple[int, int], m: int,
-              flip: bool) -> None:
+              flip: bool, b: np.ndarray | None = None) -> None:
     """outb = the 3x3 stride-1 conv of blocked xb (``c`` real channels) with w (turned and transposed for
-    ``flip``), by the blocked F(m x m) kernel with U made now; ``pads`` (top, left)."""
+    ``flip``) [+ bias b], by the blocked F(m x m) kernel with U made now; ``pads`` (top, left)."""
     from ..blocked.conv import NV, SERIAL_MACS
     from ..blocked.winograd import winograd_step
 
@@ -57,7 +57,9 @@ def _winograd(xb: np.ndarray, w: np.ndarray, outb: np.ndarray, c: int, pads: tup
     o = w.shape[1] if flip else w.shape[0]
     u = packed_u(w, m, flip, scratch("btrain_u", ((m + 2) ** 2, blocks(o, NV * VL), c, NV * VL), np.float32))
     bias = scratch("btrain_bias", (u.shape[1] * u.shape[3],), np.float32)
-    bias[:] = 0.0
+    bias[:] = 0.0  # zero on pad lanes too: they stay zero
+    if b is not None:
+        bias[:o] = b
     serial = n * oh * ow * o * c * 9 < SERIAL_MACS
     winograd_step(np.ascontiguousarray(xb), u, c, bias, outb, outb, False, pads[0], pads[1], -np.inf, np.inf,
                   serial)()
@@ -68,7 +70,7 @@ def _blocked_ok(algo: str, *arrays: np.ndarray) -> bool:
 
 
 @backend.register("blocked_conv2d_train")
-def blocked_conv2d_train(xb: np.ndarray, w: np.ndarray, out: np.ndarray, stride, padding, dilation,
+def blocked_conv2d_train(xb: np.ndarray, w: np.ndarray, *b: np.ndarray, out: np.ndarray, stride, padding, dilation,
                          groups: int) -> None:
     attrs = conv_attrs(stride, padding, dilation, groups)
     c = w.shape[1] * groups
@@ -78,11 +80,11 @@ def blocked_conv2d_train(xb: np.ndarray, w: np.ndarray, out: np.ndarray, stride,
     def run(algo: str, dst: np.ndarray) -> None:
         if _blocked_ok(algo, xb, w, dst):
             (pt, _), (pl, _) = attrs["padding"]
-            _winograd(xb, w, dst, c, (pt, pl), NCHWC[algo], False)
+            _winograd(xb, w, dst, c, (pt, pl), NCHWC[algo], False, b[0] if b else None)
             return
         n, _, oh, ow, _ = dst.shape
         y = scratch("btrain_y", (n, o, oh, ow), dst.dtype)
-        run_forward(algo, _nchw(xb, c, "btrain_x"), w, y, Epilogue(dst.dtype), attrs)
+        run_forward(algo, _nchw(xb, c, "btrain_x"), w, y, Epilogue(dst.dtype, bias=b[0] if b else None), attrs)
         _reorders()[1](y, dst, dst.shape[4])
 
     run(_algorithm("forward", x_shape, w.shape, attrs, out.dtype, lambda a: run(a, np.empty_like(out))), out)
@@ -132,7 +134,7 @@ def _where(note: str, blocked_kernel: bool) -> str:
 def _forward_note(specs, **attrs) -> str:
     from .notes import forward_note
 
-    x, w = specs
+    x, w = specs[:2]
     note = forward_note((x.shape[0], w.shape[1] * attrs["groups"], x.shape[2], x.shape[3]), w.shape, attrs, x.dtype)
     return _where(note, x.dtype == np.float32 and any(a in note for a in NCHWC))
 
