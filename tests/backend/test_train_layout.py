@@ -207,3 +207,33 @@ def test_layout_auto_keeps_the_rewrite_only_where_it_saves_reorders(model, kept)
     assert changed is kept and any(n.op.name.startswith("blocked") for n in g.nodes) is kept
     if not kept:
         assert ("pad lanes" if isinstance(m, Net) else "no reorder saved") in g.meta["layout"]["declined"]
+
+
+@pytest.mark.parametrize("algo", ["nchwc-winograd-f2", "nchwc-winograd-f4", "gemm-tables"])
+def test_numba_blocked_convolutions_vs_numpy_ignore_pad_lanes(algo, monkeypatch):
+    """The three blocked conv kernels (Winograd on the blocked values, or an NCHW algorithm between reorders) equal
+    the numpy reference; garbage in their inputs' pad lanes changes nothing and their outputs' pad lanes are 0."""
+    pytest.importorskip("backends.numba")
+    from backends.numba.conv import select
+
+    monkeypatch.setattr(select, "_policy", [algo])
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((2, 20, 7, 8)), rng.standard_normal((36, 20, 3, 3))
+    gy, b = rng.standard_normal((2, 36, 7, 8)), rng.standard_normal(36)
+    a = {"stride": (1, 1), "padding": ((1, 1), (1, 1)), "dilation": (1, 1), "groups": 1}
+    f32 = [_blocked(x).astype(np.float32), w.astype(np.float32), _blocked(gy).astype(np.float32), b.astype(np.float32)]
+    junk = [v.copy() for v in f32]
+    junk[0][:, 1, ..., 4:] = 3.0
+    junk[2][:, 2, ..., 4:] = -2.0
+    ref = [_blocked(x), w, _blocked(gy), b]
+    cases = [("blocked_conv2d_train", (0, 1, 3), {}, 36),
+             ("blocked_conv2d_input_grad", (2, 1), {"input_shape": x.shape}, 20),
+             ("blocked_conv2d_weight_grad", (0, 2), {"weight_shape": w.shape}, 0)]
+    for prim, idx, extra, channels in cases:
+        want, = run_kernel("numpy", prim, [ref[i] for i in idx], **a, **extra)
+        got, = run_kernel("numba", prim, [f32[i] for i in idx], **a, **extra)
+        again, = run_kernel("numba", prim, [junk[i] for i in idx], **a, **extra)
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max(), err_msg=prim)
+        np.testing.assert_array_equal(again, got, err_msg=prim)
+        if channels:
+            assert not got[:, -1, ..., channels % 16:].any(), prim  # pad lanes
