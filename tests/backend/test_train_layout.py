@@ -91,6 +91,10 @@ def test_the_pass_keeps_values_blocked_between_convolutions():
     assert ops["to_blocked"] + ops["from_blocked"] == len(reorders) == 5, reorders
     assert {n.meta["phase"] for n in step.graph.nodes if n.op.name.endswith("_blocked")} == {"forward", "backward"}
     assert "NCHW16c" in str(step.report)
+    from graph.render import to_dot
+
+    drawn = to_dot(step.graph, None, None).source  # the rendered graph shows layouts and the reorders
+    assert drawn.count("reorder → NCHW16c") == ops["to_blocked"] and "layout NCHW16c" in drawn
 
 
 def test_layout_auto_declines_and_nchw_leaves_the_graph_alone():
