@@ -128,7 +128,15 @@ def _normalize(x4: np.ndarray, w: np.ndarray, b: np.ndarray, mean: np.ndarray, v
     shift = b - mean * scale
     ncb, vl = x4.shape[1], x4.shape[3]
     scale, shift = _lanes(scale, ncb, vl), _lanes(shift, ncb, vl)  # zeros on pad lanes: y stays 0 there
-    (_apply_s if x4.size <= SERIAL_ELEMENTS else _apply)(x4, scale, shift, y.reshape(x4.shape), relu)
+    dst = _dense(y)
+    (_apply_s if x4.size <= SERIAL_ELEMENTS else _apply)(x4, scale, shift, dst.reshape(x4.shape), relu)
+    if dst is not y:
+        y[...] = dst
+
+
+def _dense(out: np.ndarray) -> np.ndarray:
+    """``out``, or a contiguous array to write and copy into it (a strided output's reshape would be a copy)."""
+    return out if out.flags.c_contiguous else np.empty(out.shape, out.dtype)
 
 
 @backend.register("blocked_batch_norm_apply")
@@ -153,6 +161,9 @@ def blocked_batch_norm_train_grad(gy: np.ndarray, x: np.ndarray, w: np.ndarray, 
     m = nn * nl
     invstd = 1.0 / np.sqrt(var.astype(np.float64) + eps)
     k = _lanes(w * invstd / m, ncb, vl)
+    dst = _dense(gx)
     (_grad_apply_s if serial else _grad_apply)(gy4, x4, k, _lanes(mean, ncb, vl), _lanes(invstd, ncb, vl),
                                                _lanes(sg, ncb, vl), _lanes(sgx, ncb, vl), float(m),
-                                               gx.reshape(x4.shape))
+                                               dst.reshape(x4.shape))
+    if dst is not gx:
+        gx[...] = dst
