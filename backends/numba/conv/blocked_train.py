@@ -27,6 +27,11 @@ from .nchwc import packed_u
 from .select import choose
 from .workspace import scratch
 
+# The Winograd weight gradient on blocked x (N, C/16, H, W, 16) and gy (N, O/16, Ho, Wo, 16):
+# ``fn(xb, gyb, out (O, C, 3, 3), padding, m)``. None: x and gy go back to NCHW for ``run_weight_grad``.
+# MERGE h-bwgrad: ``from .nchwc_wgrad import weight_grad3x3 as BLOCKED_WEIGHT_GRAD``
+BLOCKED_WEIGHT_GRAD = None
+
 
 def _reorders():
     from ..blocked.reorder import from_blocked, to_blocked  # imported late: the blocked package builds on conv
@@ -65,8 +70,12 @@ def _winograd(xb: np.ndarray, w: np.ndarray, outb: np.ndarray, c: int, pads: tup
                   serial)()
 
 
+def _float32_blocks(*arrays: np.ndarray) -> bool:
+    return all(a.dtype == np.float32 for a in arrays) and arrays[0].shape[-1] == VL
+
+
 def _blocked_ok(algo: str, *arrays: np.ndarray) -> bool:
-    return algo in NCHWC and all(a.dtype == np.float32 for a in arrays) and arrays[0].shape[4] == VL
+    return algo in NCHWC and _float32_blocks(*arrays)
 
 
 @backend.register("blocked_conv2d_train")
@@ -118,8 +127,10 @@ def blocked_conv2d_weight_grad(xb: np.ndarray, gyb: np.ndarray, out: np.ndarray,
     x_shape = (xb.shape[0], c, xb.shape[2], xb.shape[3])
 
     def run(algo: str, dst: np.ndarray) -> None:
-        # MERGE h-bwgrad: where ``algo`` is ``winograd-f<m>`` on float32 values, call
-        # ``nchwc_wgrad.weight_grad3x3(xb, gyb, dst, attrs["padding"], m)`` on the blocked values instead
+        if BLOCKED_WEIGHT_GRAD is not None and algo.startswith("winograd") and _float32_blocks(xb, gyb, dst):
+            BLOCKED_WEIGHT_GRAD(np.ascontiguousarray(xb), np.ascontiguousarray(gyb), dst, attrs["padding"],
+                                int(algo[-1]))
+            return
         run_weight_grad(algo, _nchw(xb, c, "btrain_x"), _nchw(gyb, o, "btrain_gy"), dst, attrs)
 
     run(_algorithm("weight_grad", x_shape, tuple(weight_shape), attrs, out.dtype,
