@@ -33,7 +33,7 @@ from engine.tensor import Tensor
 from .executor import ArenaExecutor, Executor, kernel_for
 from .ir import Graph, Value
 from .memory import MemoryPlan, plan_memory
-from .passes import channel_block, layout_mode, run_passes
+from .passes import run_passes, set_channel_block
 from .remat import rematerialize, saved_bytes_by_op
 from .trace import drop_examples, trace
 from .training import GraphFunction, make_vjp, split_joint, trace_joint
@@ -277,10 +277,7 @@ class CompiledModule:
         g.meta.setdefault("frozen", not g.meta["training"])
         g.verify()
         t1 = time.perf_counter()
-        block = channel_block(self.backend, self.layout)
-        if block:
-            g.meta["channel_block"] = block
-            g.meta["channel_block_auto"] = layout_mode(self.layout) == "auto"
+        set_channel_block(g, self.backend, self.layout)
         g, rows = run_passes(g, self.passes)
         drop_examples(g)
         t2 = time.perf_counter()
@@ -299,6 +296,7 @@ class CompiledModule:
         params = [t for t in named.values() if t.requires_grad]
         joint, got, n_out = trace_joint(self.model, specs, params)
         joint.meta.update(frozen=False, backend=self.backend.name)  # passes may ask for its kernels
+        set_channel_block(joint, self.backend, self.layout)
         joint.verify()
         t1 = time.perf_counter()
         by_id = {id(t): name for name, t in named.items()}
@@ -467,8 +465,9 @@ def compile(model: Any, *example_inputs: Any, backend: str | Backend | None = No
     ``memory_budget`` (train mode: bytes, or a fraction <= 1 of the plan without recomputation): recompute forward
     values in the backward until the planned peak of the whole step fits (graph/remat.py). ``autotune``: the
     backend may time candidate algorithms per shape (numba conv) instead of using its heuristic; the report shows
-    the measurements. ``layout`` (eval mode): ``"auto"`` (channel-blocked values where the backend runs them by
-    default), ``"blocked"``, ``"nchw"`` or a block size; None reads ``CONVGRAPH_LAYOUT`` (graph/passes/layout.py).
+    the measurements. ``layout``: ``"auto"`` (channel-blocked values where the backend runs them by default),
+    ``"blocked"``, ``"nchw"`` or a block size; None reads ``CONVGRAPH_LAYOUT`` (graph/passes/layout.py; train mode:
+    graph/passes/train_layout.py).
     """
     cm = CompiledModule(model, backend, passes, arena=arena, reorder=reorder, abstract=abstract,
                         memory_budget=memory_budget, autotune=autotune, layout=layout)

@@ -6,7 +6,8 @@ it, its producer is cloned (recursively, through values that are not kept) right
 reader, and backward readers read the clone. Clones run the same primitives with the same attributes on the same
 inputs, so gradients are bit for bit those of the unrewritten graph; random ops recompute the same mask from the
 same key input. A training batch norm's output is the exception: ``batch_norm_apply`` recomputes it from the kept
-statistics (with the relu after it, where that is its only reader), bit for bit as well.
+statistics (with the relu after it, where that is its only reader), bit for bit as well (a blocked one,
+``blocked_batch_norm_apply``).
 
 Policy (``rematerialize``), on the graph in its peak-lowering schedule (clones go before their first reader in
 that order):
@@ -37,6 +38,7 @@ from typing import Any
 
 import networkx as nx
 
+from engine.ops.blocked_train import blocked_batch_norm_apply_p
 from engine.ops.norm import batch_norm_apply_p
 from engine.primitive import CONV, FUSED, MATMUL
 
@@ -153,7 +155,8 @@ def recompute(graph: Graph, values: list[Value], anchors: set[int], verify: bool
             bn = None
         if bn is not None:
             x, w, b = (clone_of(x, before, priv) for x in bn.inputs)
-            c = g.create_node(batch_norm_apply_p, [x, w, b, *bn.outputs[1:]],
+            apply = batch_norm_apply_p if bn.op.name == "batch_norm_train" else blocked_batch_norm_apply_p
+            c = g.create_node(apply, [x, w, b, *bn.outputs[1:]],
                               {"eps": bn.attrs["eps"], "relu": n is not bn}, name=f"{n.name}.recompute",
                               before=before, meta={**n.meta, "phase": "backward", "recomputed": n.name},
                               out_specs=[v.spec])
@@ -203,7 +206,7 @@ def _applicable_batch_norm(n: Node, kept: Any) -> Node | None:
         bn = y.producer
         if bn is None or y is not bn.outputs[0] or len(y.users) != 1:
             return None
-    if bn.op.name != "batch_norm_train" or not all(kept(s) for s in bn.outputs[1:]):
+    if bn.op.name not in ("batch_norm_train", "blocked_batch_norm_train") or not all(kept(s) for s in bn.outputs[1:]):
         return None
     return bn
 

@@ -27,7 +27,7 @@ from engine.tensor import Tensor
 
 from .compile import CompileReport, build_executor, compile_key, gc_paused, make_report, spec_of, state_tensors
 from .ir import Graph
-from .passes import run_passes
+from .passes import run_passes, set_channel_block
 from .remat import rematerialize, saved_bytes_by_op
 from .trace import trace
 
@@ -38,8 +38,9 @@ class CompiledStep:
 
     def __init__(self, model: Any, loss_fn: Callable[..., Tensor], optimizer: Optimizer, n_inputs: int | None,
                  backend: str | Backend | None, passes: Any, arena: bool, reorder: bool, return_outputs: bool,
-                 memory_budget: int | float | None = None):
+                 memory_budget: int | float | None = None, layout: str | int | None = None):
         self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
+        self.layout = layout
         self.n_inputs = n_inputs
         self.backend = get_backend(backend) if backend is not None else active_backend()
         self.passes, self.arena, self.reorder, self.return_outputs = passes, arena, reorder, return_outputs
@@ -102,6 +103,7 @@ class CompiledStep:
         names = [f"x{i}" for i in range(k)] + [f"target{i}" for i in range(len(specs) - k)]
         g = trace(step_fn, *specs, abstract=True, grad=True, module=model, state=extra, input_names=names)
         g.meta.update(frozen=False, step=True, joint=True, backend=self.backend.name)  # passes may ask for kernels
+        set_channel_block(g, self.backend, self.layout)
         g.verify()
         t1 = time.perf_counter()
         g, rows = run_passes(g, self.passes if self.passes is not None else "training_joint")
@@ -167,12 +169,14 @@ class CompiledStep:
 def compile_step(model: Any, loss_fn: Callable[..., Tensor], optimizer: Optimizer, *example_inputs: Any,
                  n_inputs: int | None = None, backend: str | Backend | None = None, passes: Any = None,
                  arena: bool = True, reorder: bool = True, return_outputs: bool = False,
-                 memory_budget: int | float | None = None) -> CompiledStep:
+                 memory_budget: int | float | None = None, layout: str | int | None = None) -> CompiledStep:
     """Compile one training step. ``example_inputs`` are the model's inputs followed by the loss's extra arguments
     (``n_inputs`` model inputs; default: all but the last). Calling the result runs forward, loss, backward and
     ``optimizer``'s update in one graph and returns the loss. ``memory_budget`` (bytes, or a fraction <= 1 of the
     plan without recomputation) recomputes forward values in the backward until the planned peak fits
-    (graph/remat.py; ``report["remat"]`` says what was recomputed and at what cost)."""
+    (graph/remat.py; ``report["remat"]`` says what was recomputed and at what cost). ``layout``: as ``compile``'s
+    (None reads ``CONVGRAPH_LAYOUT``); where it gives a channel block, activations and their gradients stay blocked
+    between 3x3 convolutions (graph/passes/train_layout.py)."""
     for name, fn in (("loss_fn", loss_fn),):
         if not callable(fn):
             raise TypeError(f"compile_step: {name} must be callable (got {type(fn).__name__})")
@@ -183,7 +187,7 @@ def compile_step(model: Any, loss_fn: Callable[..., Tensor], optimizer: Optimize
                         "compile_step(model, F.cross_entropy, opt, x, y)")
     _check_budget(memory_budget)
     step = CompiledStep(model, loss_fn, optimizer, n_inputs, backend, passes, arena, reorder, return_outputs,
-                        memory_budget)
+                        memory_budget, layout)
     step.compile_for(*example_inputs)
     return step
 

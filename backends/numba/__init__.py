@@ -31,5 +31,6 @@ from . import (  # noqa: F401 - each module registers its kernels
     sample_norm,
     shape,
 )
-from .conv import drivers, notes  # noqa: F401
+from .blocked import train_bn  # noqa: F401
+from .conv import blocked_train, drivers, notes  # noqa: F401
 from .conv.select import choose_conv_algorithm  # noqa: F401

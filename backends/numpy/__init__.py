@@ -6,6 +6,7 @@ Each kernel has the signature ``kernel(*inputs, out, **attrs)`` and writes its r
 from . import (  # noqa: F401 - each module registers its kernels
     activation,
     blocked,
+    blocked_train,
     call,
     conv,
     elementwise,

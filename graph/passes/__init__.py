@@ -29,6 +29,7 @@ from .layout import channel_block, layout, layout_mode
 from .lower_1x1 import lower_1x1
 from .registry import PASSES, GraphPass, Pass, PassResult, check_pipeline, graph_pass, pass_name
 from .remove_dropout import remove_dropout, remove_identities
+from .train_layout import set_channel_block, train_layout
 
 
 def pipeline(*names: str) -> list[str]:
@@ -70,9 +71,11 @@ PIPELINES: dict[str, list[str]] = {
     # epilogue fusion is legal wherever the backward does not read the fused-away intermediate; in the backward,
     # max-pool gradient x ReLU mask x bias-gradient sum become one pass, and so do cross-entropy's loss and gradient;
     # a linear layer's weight gradient reads the transposed output gradient in place; conv -> ReLU -> 2x2 max
-    # pool keeps only the pool's winners for the backward (on backends with kernels for it)
+    # pool keeps only the pool's winners for the backward (on backends with kernels for it); with a channel block
+    # (compile_step / compile's layout option) activations and their gradients stay blocked between convolutions
     "training_joint": pipeline("remove_identities", "dce", "cse", "fuse_epilogue_joint", "fuse_pool_relu_grad",
-                               "fuse_conv_relu_pool", "fuse_cross_entropy", "fold_transpose_matmul", "dce"),
+                               "fuse_conv_relu_pool", "fuse_cross_entropy", "fold_transpose_matmul", "train_layout",
+                               "dce"),
     "none": [],
 }
 
@@ -110,4 +113,4 @@ __all__ = ["PassResult", "PASSES", "PIPELINES", "GraphPass", "graph_pass", "chec
            "resolve", "constant_fold", "cse", "dce", "fold_bn", "fuse_epilogue", "lower_1x1", "remove_dropout",
            "remove_identities", "fuse_epilogue_joint", "fuse_pool_relu_grad", "fuse_cross_entropy",
            "fold_transpose_matmul", "fuse_conv_relu_pool", "layout",
-           "conv_prologue", "channel_block", "layout_mode"]
+           "conv_prologue", "channel_block", "layout_mode", "train_layout", "set_channel_block"]

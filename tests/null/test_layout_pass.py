@@ -102,10 +102,14 @@ def test_layout_off_by_default_and_option_values(monkeypatch):
         channel_block(engine.get_backend("numpy"), 0)
 
 
-def test_training_keeps_nchw():
+def test_training_graphs_take_the_training_layout_pass():
+    """Train mode never runs this (inference) pass, whose primitives have no vjp: the joint graph gets the training
+    layout pass (graph/passes/train_layout.py) where a block is asked for, and stays NCHW under layout="nchw"."""
     m, x = _model("resnet18")
     m.train()
-    cm = graph.compile(m, x, backend="numpy", layout=16)
+    ops = {n.op.name for n in graph.compile(m, x, backend="numpy", layout=16).graph.nodes}
+    assert "blocked_conv2d" not in ops and "blocked_conv2d_train" in ops
+    cm = graph.compile(m, x, backend="numpy", layout="nchw")
     assert not any(n.op.name.startswith(("blocked", "to_blocked")) for n in cm.graph.nodes)
 
 

@@ -28,7 +28,8 @@ from engine.backend import ExecutorContext, Step, current_context
 
 # the primitives whose numba kernels take scratch memory from the workspace (conv drivers, the GEMM)
 WORKSPACE_PRIMITIVES = frozenset({"conv2d", "conv2d_input_grad", "conv2d_weight_grad", "fused_conv2d", "linear",
-                                  "matmul", "blocked_conv2d", "blocked_prologue_conv2d"})
+                                  "matmul", "blocked_conv2d", "blocked_prologue_conv2d",
+                                  "blocked_conv2d_train", "blocked_conv2d_input_grad", "blocked_conv2d_weight_grad"})
 
 
 class Workspace:
