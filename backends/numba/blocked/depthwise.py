@@ -111,20 +111,21 @@ def depthwise(x, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bias, res, out, has_res
         n = t // (ncb * nband)
         cb = (t // nband) % ncb
         bi = t % nband
-        depthwise_rows(x, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bias, res, out, has_res, lo32, hi32, sh, sw, pt, dh,
-                       dw, kh, kw, ox0, ox1, n, cb, bi * band, min(oh, (bi + 1) * band))
+        depthwise_rows(x[n, cb].ctypes.data, x.shape[2], x.shape[3], 0, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bias,
+                       res, out, has_res, lo32, hi32, sh, sw, pt, dh, dw, kh, kw, ox0, ox1, n, cb, bi * band,
+                       min(oh, (bi + 1) * band))
 
 
 @njit(cache=True, inline="always")
-def depthwise_rows(x, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bias, res, out, has_res, lo32, hi32, sh, sw, pt, dh,
-                   dw, kh, kw, ox0, ox1, n, cb, oy0, oy1):
+def depthwise_rows(x_addr, h, w, y0, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bias, res, out, has_res, lo32, hi32, sh,
+                   sw, pt, dh, dw, kh, kw, ox0, ox1, n, cb, oy0, oy1):
     """Output rows [oy0, oy1) of channel block ``cb`` of image ``n`` (:func:`depthwise`'s operands, ``lo32`` /
-    ``hi32`` the float32 clamp bounds). A call per band of rows, not per row: each array argument of an inlined
-    call costs reference-count updates, too many when paid per row."""
-    h, w = x.shape[2], x.shape[3]
+    ``hi32`` the float32 clamp bounds), the input plane of (n, cb) an (h, w, VL) image of which the rows from
+    ``y0`` on are held at byte address ``x_addr`` (the whole plane: y0 = 0; blocked/inverted.py holds a band of
+    rows). A call per band of rows, not per row: each array argument of an inlined call costs reference-count
+    updates, too many when paid per row."""
     ow = xcol.shape[0]
     t_addr, col_addr = taps.ctypes.data, xcol.ctypes.data
-    x_addr = x[n, cb].ctypes.data
     c_base = out[n, cb].ctypes.data
     r_base = res[n, cb].ctypes.data if has_res else c_base
     w_base = wpk[cb].ctypes.data
@@ -137,13 +138,13 @@ def depthwise_rows(x, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bias, res, out, ha
             for ox in range(ow):
                 _bias_only(out, res, has_res, bias, lo32, hi32, n, cb, oy * ow + ox)
             continue
-        row = x_addr + iy * w * VL * F32  # the tap offsets and xcol[ox] add the rest
+        row = x_addr + (iy - y0) * w * VL * F32  # the tap offsets and xcol[ox] add the rest
         k = (i1 - i0) * kw
         tp, wp = t_addr + i0 * kw * 8, w_base + i0 * kw * VL * F32
         c_row, r_row = c_base + oy * ow * VL * F32, r_base + oy * ow * VL * F32
         ox = ox0
         if kw == 3 and dw == 1 and sw <= 2:
-            a0 = x_addr + ((iy + i0 * dh) * w * VL + xcol[0]) * F32
+            a0 = x_addr + ((iy - y0 + i0 * dh) * w * VL + xcol[0]) * F32
             rs = dh * w * VL * F32
             while ox + MRD <= ox1:
                 at, ct, rt = a0 + ox * sw * VL * F32, c_row + ox * VL * F32, r_row + ox * VL * F32
@@ -176,12 +177,13 @@ def depthwise_rows(x, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bias, res, out, ha
 
 
 @njit(cache=True)
-def depthwise_band(x, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bias, res, out, has_res, lo32, hi32, sh, sw, pt, dh,
-                   dw, kh, kw, ox0, ox1, n, cb, oy0, oy1):
+def depthwise_band(x_addr, h, w, y0, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bias, res, out, has_res, lo32, hi32, sh,
+                   sw, pt, dh, dw, kh, kw, ox0, ox1, n, cb, oy0, oy1):
     """:func:`depthwise_rows` compiled as a function of its own, for a caller with other work in its loop
-    (blocked/chain.py): inlined into one function with the 1x1 tiles, both loops compiled to slower code."""
-    depthwise_rows(x, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bias, res, out, has_res, lo32, hi32, sh, sw, pt, dh, dw,
-                   kh, kw, ox0, ox1, n, cb, oy0, oy1)
+    (blocked/chain.py, blocked/inverted.py): inlined into one function with the 1x1 tiles, both loops compiled to
+    slower code."""
+    depthwise_rows(x_addr, h, w, y0, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bias, res, out, has_res, lo32, hi32, sh,
+                   sw, pt, dh, dw, kh, kw, ox0, ox1, n, cb, oy0, oy1)
 
 
 def column_classes(w: int, kw: int, sw: int, pl: int, dw: int, ow: int, taps: np.ndarray,
