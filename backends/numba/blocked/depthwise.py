@@ -18,8 +18,8 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
-from ..codegen import AVX512, VL, counted_loop, splat, vector_intrinsic
-from .tile import make_blocked_tile
+from ..codegen import AVX512, VL, counted_loop, vector_intrinsic
+from .tile import make_blocked_tile, store_epilogue
 
 
 def make_row_tile(mr: int, kw: int, sw: int):
@@ -43,12 +43,10 @@ def make_row_tile(mr: int, kw: int, sw: int):
             vty = ir.VectorType(f32, VL)
             vptr = ir.PointerType(vty)
 
-            fma, vmax, vmin = (vector_intrinsic(builder, nm, k) for nm, k in (("fma", 3), ("maxnum", 2), ("minnum", 2)))
+            fma = vector_intrinsic(builder, "fma", 3)
 
             def vec(addr, k):  # the k-th vector at byte address addr
                 return builder.inttoptr(builder.add(addr, ir.Constant(i64, k * VL * 4)), vptr)
-
-            zero = ir.Constant(vty, [0.0] * VL)
 
             def step(i, acc):
                 arow = builder.add(a, builder.mul(i, rstride))
@@ -63,13 +61,10 @@ def make_row_tile(mr: int, kw: int, sw: int):
                             new[r] = builder.call(fma, [v, wv[j], new[r]])
                 return new
 
-            new = counted_loop(builder, "rtile", 0, ni, [zero] * mr, step)
-            lov, hiv = splat(builder, lo), splat(builder, hi)
             bvec = builder.load(builder.inttoptr(bias, vptr), align=4)
-            for r in range(mr):
-                e = builder.fadd(new[r], bvec)
-                e = builder.fadd(e, builder.select(has_res, builder.load(vec(res, r), align=4), zero))
-                builder.store(builder.call(vmin, [builder.call(vmax, [e, lov]), hiv]), vec(c, r), align=4)
+            new = counted_loop(builder, "rtile", 0, ni, [bvec] * mr, step)  # the sums start from the bias
+            store_epilogue(builder, new, [vec(c, r) for r in range(mr)], [vec(res, r) for r in range(mr)], has_res,
+                           lo, hi)
             return context.get_dummy_value()
 
         return sig, codegen
