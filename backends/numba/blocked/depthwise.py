@@ -77,6 +77,10 @@ _tile = make_blocked_tile(MRD, 1, depthwise=True)
 _tile4 = make_blocked_tile(4, 1, depthwise=True)  # the interior pixels left over after whole MRD tiles
 _one = make_blocked_tile(1, 1, depthwise=True)
 _row3s1, _row3s2 = make_row_tile(MRD, 3, 1), make_row_tile(MRD, 3, 2)  # MobileNet's 3x3 layers
+# and the pixels their rows leave after whole MRD tiles (7x7 layers: 5 interior pixels; 112 -> 56: 55 = 4 x 12 + 7):
+# a tap-table tile per 4 or per pixel cost several times a row tile's time per pixel
+_row3s1_6, _row3s2_6 = make_row_tile(6, 3, 1), make_row_tile(6, 3, 2)
+_row3s1_3, _row3s2_3 = make_row_tile(3, 3, 1), make_row_tile(3, 3, 2)
 F32 = 4  # bytes per element: the tile takes byte addresses
 
 
@@ -121,14 +125,17 @@ def depthwise_rows(x_addr, h, w, y0, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bia
     updates, too many when paid per row."""
     ow = xcol.shape[0]
     t_addr, col_addr = taps.ctypes.data, xcol.ctypes.data
+    ct_addr, cw_addr, ct_len, cw_cb = ctaps.ctypes.data, cwpk.ctypes.data, ctaps.shape[1], cwpk.shape[1]
     c_base = out[n, cb].ctypes.data
     r_base = res[n, cb].ctypes.data if has_res else c_base
     w_base = wpk[cb].ctypes.data
     b_addr = bias[cb * VL:].ctypes.data
     for oy in range(oy0, oy1):
         iy = oy * sh - pt
-        i0 = max(0, (dh - 1 - iy) // dh)  # the kernel rows inside the input: [i0, i1)
-        i1 = min(kh, (h - 1 - iy) // dh + 1)
+        if dh == 1:  # the kernel rows inside the input: [i0, i1) (no division: it costs as much as a narrow row)
+            i0, i1 = max(0, -iy), min(kh, h - iy)
+        else:
+            i0, i1 = max(0, (dh - 1 - iy) // dh), min(kh, (h - 1 - iy) // dh + 1)
         if i1 <= i0:
             for ox in range(ow):
                 _bias_only(out, res, has_res, bias, lo32, hi32, n, cb, oy * ow + ox)
@@ -148,6 +155,21 @@ def depthwise_rows(x_addr, h, w, y0, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bia
                 else:
                     _row3s2(i1 - i0, at, rs, wp, ct, rt, b_addr, has_res, lo32, hi32)
                 ox += MRD
+            # the interior's last pixels (fewer than MRD): a row tile of 6, then of 3, where they fill one
+            if ox + 6 <= ox1:
+                at, ct, rt = a0 + ox * sw * VL * F32, c_row + ox * VL * F32, r_row + ox * VL * F32
+                if sw == 1:
+                    _row3s1_6(i1 - i0, at, rs, wp, ct, rt, b_addr, has_res, lo32, hi32)
+                else:
+                    _row3s2_6(i1 - i0, at, rs, wp, ct, rt, b_addr, has_res, lo32, hi32)
+                ox += 6
+            if ox + 3 <= ox1:
+                at, ct, rt = a0 + ox * sw * VL * F32, c_row + ox * VL * F32, r_row + ox * VL * F32
+                if sw == 1:
+                    _row3s1_3(i1 - i0, at, rs, wp, ct, rt, b_addr, has_res, lo32, hi32)
+                else:
+                    _row3s2_3(i1 - i0, at, rs, wp, ct, rt, b_addr, has_res, lo32, hi32)
+                ox += 3
         while ox + MRD <= ox1:
             _tile(k, row, col_addr + ox * 8, tp, wp, VL, c_row + ox * VL * F32, 0, r_row + ox * VL * F32,
                   b_addr, True, True, has_res, lo32, hi32)
@@ -166,9 +188,10 @@ def depthwise_rows(x_addr, h, w, y0, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bia
                 _bias_only(out, res, has_res, bias, lo32, hi32, n, cb, oy * ow + p)
                 continue
             nj = cn[c]
-            _one((i1 - i0) * nj, row, col_addr + p * 8, ctaps[c].ctypes.data + i0 * nj * 8,
-                 cwpk[c, cb].ctypes.data + i0 * nj * VL * F32, VL, c_row + p * VL * F32, 0, r_row + p * VL * F32,
-                 b_addr, True, True, has_res, lo32, hi32)
+            # addresses, not views (ctaps[c], cwpk[c, cb]): a view costs reference-count updates, per border pixel
+            _one((i1 - i0) * nj, row, col_addr + p * 8, ct_addr + (c * ct_len + i0 * nj) * 8,
+                 cw_addr + ((c * cw_cb + cb) * ct_len + i0 * nj) * VL * F32, VL, c_row + p * VL * F32, 0,
+                 r_row + p * VL * F32, b_addr, True, True, has_res, lo32, hi32)
 
 
 @njit(cache=True)
