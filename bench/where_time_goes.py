@@ -41,9 +41,10 @@ def breakdown(name: str, batch: int, rounds: int, layout: str | None, peak_gflop
     macs: dict[tuple, int] = defaultdict(int)
     kinds: dict[tuple, str] = {}
     counts: dict[str, int] = defaultdict(int)
-    # a pair the executor runs as one call (a depthwise layer and its 1x1) is timed on its first node: one kind
-    paired = {id(n): f"{_kind(a)} + {_kind(b)} (one call)" for a, b in getattr(cm.compiled.executor, "chained", [])
-              for n in (a, b)}
+    # a run of nodes the executor calls as one (a depthwise layer and its 1x1; an expand 1x1, depthwise and 1x1) is
+    # timed on its first node: one kind
+    paired = {id(n): " + ".join(_kind(m) for m in run) + " (one call)"
+              for run in getattr(cm.compiled.executor, "chained", []) for n in run}
     for n in cm.graph.nodes:
         key = (n.module, n.meta.get("module_type") or "", n.op.name)
         macs[key] += n.op.cost(*n.specs(), **n.attrs).macs

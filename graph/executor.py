@@ -365,36 +365,49 @@ class ArenaExecutor(Executor):
         self._bound: dict[int, Any] = {}  # checked slot -> the array its calls are specialized to
 
     def _chain_pairs(self) -> None:
-        """Node i and the next one, where the next reads i's first output and their common kernel offers
-        ``kernel.specialize_chain((inputs, out, attrs), (inputs, out, attrs))`` (one call for both: the numba
-        depthwise -> 1x1 pair in one parallel region): i's call runs both, the next node's call nothing. Only
-        for pairs whose arrays never move between runs (no re-specialization can split them again)."""
-        self.chained: list[tuple[Node, Node]] = []  # pairs running as one call (added as a first run takes them)
+        """Node i and the next one (or the next two), each reading the one before's first output, where their
+        common kernel offers ``kernel.specialize_chain(*layers)`` (layers ``(inputs, out, attrs)``; one call for
+        all: the numba depthwise -> 1x1 pair in one parallel region, the expand 1x1 -> depthwise -> 1x1 block): i's
+        call runs them, the others' calls nothing. Only for runs whose arrays never move between runs (no
+        re-specialization can split them again), and three only where node i's output has no other reader (the
+        call need not write it). A kernel that declines three is offered the pair (i, i + 1)."""
+        self.chained: list[tuple[Node, ...]] = []  # runs of nodes as one call (added as a first run takes them)
         moving = {i for users in self._users.values() for i in users}
         nodes, kernels = self._nodes, self._node_kernels
-        for i in range(len(nodes) - 1):  # a pair taken on the first run blanks its second's own chain
-            a, b = nodes[i], nodes[i + 1]
-            if kernels[i] is kernels[i + 1] and hasattr(kernels[i], "specialize_chain") and \
-                    {i, i + 1} <= self._specializers.keys() and not {i, i + 1} & moving and \
-                    b.inputs and b.inputs[0] is a.outputs[0] and not a.op.multiple_results:
-                self._calls[i] = self._specializers[i] = self._chain_specializer(i)
+        outputs = {id(v) for v in self.graph.outputs}
 
-    def _chain_specializer(self, i: int) -> Callable[[], None]:
-        """:meth:`_specializer` of the pair (i, i + 1): one call from ``kernel.specialize_chain``, or, where the
-        kernel declines the pair, node i's own specialized call (the next node keeps its own)."""
+        def linked(i: int) -> bool:  # node i + 1 may run in node i's call
+            a, b = nodes[i], nodes[i + 1]
+            return kernels[i] is kernels[i + 1] and hasattr(kernels[i], "specialize_chain") and \
+                {i, i + 1} <= self._specializers.keys() and not {i, i + 1} & moving and \
+                bool(b.inputs) and b.inputs[0] is a.outputs[0] and not a.op.multiple_results
+
+        pairs = [i for i in range(len(nodes) - 1) if linked(i)]
+        for i in pairs:  # a run taken on the first run blanks the calls of its later nodes
+            out = nodes[i].outputs[0]
+            three = i + 1 in pairs and len(out.users) == 1 and id(out) not in outputs
+            self._calls[i] = self._specializers[i] = self._chain_specializer(i, 3 if three else 2)
+
+    def _chain_specializer(self, i: int, count: int) -> Callable[[], None]:
+        """:meth:`_specializer` of the run of ``count`` nodes from i: one call from ``kernel.specialize_chain``, or,
+        where the kernel declines it, the run one shorter, down to node i's own specialized call (the later nodes
+        keep their own)."""
         kernel, vals, calls, slot = self._node_kernels[i], self._vals, self._calls, self._slot
-        pair = [(tuple(slot[id(v)] for v in n.inputs), slot[id(n.outputs[0])], n.attrs)
-                for n in self._nodes[i:i + 2]]
+        layers = [(tuple(slot[id(v)] for v in n.inputs), slot[id(n.outputs[0])], n.attrs)
+                  for n in self._nodes[i:i + count]]
 
         def specialize_and_call() -> None:
-            (ins1, out1, attrs1), (ins2, out2, attrs2) = pair
-            first = ([vals[s] for s in ins1], vals[out1], attrs1)
-            call = kernel.specialize_chain(first, ([vals[s] for s in ins2], vals[out2], attrs2))
+            arrays = [([vals[s] for s in ins], vals[out], attrs) for ins, out, attrs in layers]
+            call, k = None, count
+            while call is None and k > 1:
+                call = kernel.specialize_chain(*arrays[:k])
+                k -= 1
             if call is None:
-                call = specialize(kernel, *first)
+                call = specialize(kernel, *arrays[0])
             else:
-                calls[i + 1] = _nothing
-                self.chained.append((self._nodes[i], self._nodes[i + 1]))
+                for j in range(i + 1, i + k + 1):
+                    calls[j] = _nothing
+                self.chained.append(tuple(self._nodes[i:i + k + 1]))
             calls[i] = call
             call()
 

@@ -206,6 +206,12 @@ def plan_memory(graph: Graph, *, reorder: bool = True, inplace: bool = True, ali
     for i, n in enumerate(schedule):
         for v in n.inputs:
             last[id(v)] = i
+    # a node that a backend may run with the next k as one call reads its inputs while they write their outputs
+    # (meta "inputs_live_for" = k, graph/passes/chains.py): its inputs stay live, out of their buffers, through them
+    for i, n in enumerate(schedule):
+        for v in n.inputs if n.meta.get("inputs_live_for") else ():
+            if id(v) in last:
+                last[id(v)] = max(last[id(v)], min(len(schedule) - 1, i + n.meta["inputs_live_for"]))
     views = concat_views(schedule, inter, alignment) if concat_in_place and not prefix_of else ConcatViews()
     place, roots = views.place, views.roots
     # values -> buffers, merging in-place chains; a placed value only widens its root's live range

@@ -14,6 +14,7 @@ import numpy as np
 from engine.ops.blocked import POOL_OPS, blocks
 
 from ..ir import Graph, Node, Value
+from .chains import mark_chains
 from .registry import PassResult, graph_pass
 
 # elementwise ops that run on blocked values unchanged: each maps finite pad lanes to finite pad lanes
@@ -268,6 +269,7 @@ def layout(graph: Graph) -> PassResult:
         return PassResult(graph, False)
     rw.finish()
     graph.remove_unused_inputs()
+    mark_chains(graph)
     graph.meta["layout"] = {
         "block": rw.block,
         "blocked_nodes": sum(1 for n in graph.nodes if n.meta.get("layout", "").startswith("NCHW")),

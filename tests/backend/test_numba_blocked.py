@@ -43,6 +43,7 @@ CONVS = [
     (64, 128, 9, 1, 2, 0, 1, 1, True, "none", ()),  # strided 1x1 shortcut
     (32, 32, 11, 3, 1, 2, 2, 1, False, "relu", ()),  # dilation
     (600, 48, 5, 3, 1, 1, 1, 1, False, "clamp", (("max", 6.0), ("min", 0.0))),  # K over several K blocks
+    (600, 40, 5, 1, 1, 0, 1, 1, True, "none", ()),  # direct (3x3 above: Winograd), two K blocks: late bias, residual
     (40, 40, 9, 3, 2, 1, 1, 40, False, "clamp", (("max", 6.0), ("min", 0.0))),  # depthwise, strided
     (96, 96, 8, 3, 1, 1, 1, 96, True, "none", ()),
 ]

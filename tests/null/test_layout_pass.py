@@ -124,6 +124,38 @@ def _inverted_residuals():
     return m, np.random.default_rng(1).standard_normal((1, 20, 9, 9)).astype(np.float32) * 3
 
 
+def test_inverted_blocks_keep_their_input_out_of_the_buffers_of_their_later_layers():
+    """Each expand 1x1 -> depthwise -> project 1x1 run is marked (graph/passes/chains.py) and the memory plan keeps
+    the expand's input live through the project: a backend that runs the three as one call (blocked/inverted.py)
+    reads that input while it writes the depthwise and project outputs, so none of them may share bytes. Unmarked,
+    the plan puts the strided block's depthwise output over its dead input (the check below fails)."""
+    from engine import nn
+    from zoo.models.mobilenet import InvertedResidual
+
+    # MobileNetV2's features.2 and .3 (24 -> 144 -> 24 with its residual), narrower; the ReLU lets the last BN fold
+    m = randomize_bn(nn.Sequential(InvertedResidual(16, 24, 2, 6), InvertedResidual(24, 24, 1, 6), nn.ReLU()))
+    m.eval()
+    x = np.random.default_rng(1).standard_normal((1, 16, 9, 9)).astype(np.float32)
+    cm = graph.compile(m, x, backend="numpy", layout=16)
+    convs = cm.graph.find("blocked_conv2d")
+    marked = [n for n in convs if n.meta.get("inputs_live_for")]
+    assert [n.meta["inputs_live_for"] for n in marked] == [2, 2]
+    plan, nodes = cm.compiled.plan, cm.graph.nodes
+
+    def span(v):
+        return plan.offsets[v], plan.offsets[v] + v.nbytes
+
+    for e in marked:
+        i = nodes.index(e)
+        x_in = e.inputs[0]
+        if x_in not in plan.offsets:
+            continue
+        for later in nodes[i + 1:i + 3]:
+            (a0, a1), (b0, b1) = span(x_in), span(later.outputs[0])
+            assert a1 <= b0 or b1 <= a0, (x_in.name, later.outputs[0].name)
+    _assert_close(cm(x).data, _eager(m, x))
+
+
 def test_relu6_clamps_fused_into_blocked_convs():
     """Every ReLU6 (a sole-user ``clamp`` after a conv whose BN was folded) becomes the blocked conv's epilogue:
     no clamp node and no reorder remains between the blocks, and the epilogue clamps on both sides."""

@@ -4,7 +4,7 @@ the block this CPU wants (``backend.channel_block``: one vector register of floa
 
 from ..gemm import VL
 from ..table import backend
-from . import chain, conv, prologue, reorder  # noqa: F401 - each module registers its kernels
+from . import chain, conv, inverted, prologue, reorder  # noqa: F401 - each module registers its kernels
 
 backend.channel_block = VL
 backend.blocked_by_default = True

@@ -60,8 +60,8 @@ def depthwise_pointwise(x, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bias, res, mi
         for si in range(starts[th], starts[th + 1]):
             n, r0, r1 = segs[si, 0], segs[si, 1], segs[si, 2]
             for cb in range(mid.shape[1]):
-                depthwise_band(x, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bias, res, mid, has_res, lo32, hi32, sh, sw,
-                               pt, dh, dw, kh, kw, ox0, ox1, n, cb, r0, r1)
+                depthwise_band(x[n, cb].ctypes.data, x.shape[2], x.shape[3], 0, xcol, taps, wpk, ccls, cn, ctaps, cwpk,
+                               bias, res, mid, has_res, lo32, hi32, sh, sw, pt, dh, dw, kh, kw, ox0, ox1, n, cb, r0, r1)
             _pointwise_band(mid, rows2, taps2, wpk2, bias2, res2, out2, has_res2, lo2, hi2, s, n, r0 * ow, r1 * ow,
                             kc_max)
 
@@ -153,5 +153,3 @@ def chain_call(first: tuple, second: tuple) -> Callable[[], None] | None:
                                    hi2, sbuf, segs, starts, KC))
     return in_order(steps)
 
-
-_conv.blocked_conv2d.specialize_chain = chain_call  # graph/executor.py: ArenaExecutor runs such pairs as one call

@@ -18,8 +18,8 @@ from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
-from ..codegen import AVX512, VL, counted_loop, splat, vector_intrinsic
-from .tile import make_blocked_tile
+from ..codegen import AVX512, VL, counted_loop, vector_intrinsic
+from .tile import make_blocked_tile, store_epilogue
 
 
 def make_row_tile(mr: int, kw: int, sw: int):
@@ -43,12 +43,10 @@ def make_row_tile(mr: int, kw: int, sw: int):
             vty = ir.VectorType(f32, VL)
             vptr = ir.PointerType(vty)
 
-            fma, vmax, vmin = (vector_intrinsic(builder, nm, k) for nm, k in (("fma", 3), ("maxnum", 2), ("minnum", 2)))
+            fma = vector_intrinsic(builder, "fma", 3)
 
             def vec(addr, k):  # the k-th vector at byte address addr
                 return builder.inttoptr(builder.add(addr, ir.Constant(i64, k * VL * 4)), vptr)
-
-            zero = ir.Constant(vty, [0.0] * VL)
 
             def step(i, acc):
                 arow = builder.add(a, builder.mul(i, rstride))
@@ -63,13 +61,10 @@ def make_row_tile(mr: int, kw: int, sw: int):
                             new[r] = builder.call(fma, [v, wv[j], new[r]])
                 return new
 
-            new = counted_loop(builder, "rtile", 0, ni, [zero] * mr, step)
-            lov, hiv = splat(builder, lo), splat(builder, hi)
             bvec = builder.load(builder.inttoptr(bias, vptr), align=4)
-            for r in range(mr):
-                e = builder.fadd(new[r], bvec)
-                e = builder.fadd(e, builder.select(has_res, builder.load(vec(res, r), align=4), zero))
-                builder.store(builder.call(vmin, [builder.call(vmax, [e, lov]), hiv]), vec(c, r), align=4)
+            new = counted_loop(builder, "rtile", 0, ni, [bvec] * mr, step)  # the sums start from the bias
+            store_epilogue(builder, new, [vec(c, r) for r in range(mr)], [vec(res, r) for r in range(mr)], has_res,
+                           lo, hi)
             return context.get_dummy_value()
 
         return sig, codegen
@@ -82,6 +77,10 @@ _tile = make_blocked_tile(MRD, 1, depthwise=True)
 _tile4 = make_blocked_tile(4, 1, depthwise=True)  # the interior pixels left over after whole MRD tiles
 _one = make_blocked_tile(1, 1, depthwise=True)
 _row3s1, _row3s2 = make_row_tile(MRD, 3, 1), make_row_tile(MRD, 3, 2)  # MobileNet's 3x3 layers
+# and the pixels their rows leave after whole MRD tiles (7x7 layers: 5 interior pixels; 112 -> 56: 55 = 4 x 12 + 7):
+# a tap-table tile per 4 or per pixel cost several times a row tile's time per pixel
+_row3s1_6, _row3s2_6 = make_row_tile(6, 3, 1), make_row_tile(6, 3, 2)
+_row3s1_3, _row3s2_3 = make_row_tile(3, 3, 1), make_row_tile(3, 3, 2)
 F32 = 4  # bytes per element: the tile takes byte addresses
 
 
@@ -111,39 +110,43 @@ def depthwise(x, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bias, res, out, has_res
         n = t // (ncb * nband)
         cb = (t // nband) % ncb
         bi = t % nband
-        depthwise_rows(x, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bias, res, out, has_res, lo32, hi32, sh, sw, pt, dh,
-                       dw, kh, kw, ox0, ox1, n, cb, bi * band, min(oh, (bi + 1) * band))
+        depthwise_rows(x[n, cb].ctypes.data, x.shape[2], x.shape[3], 0, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bias,
+                       res, out, has_res, lo32, hi32, sh, sw, pt, dh, dw, kh, kw, ox0, ox1, n, cb, bi * band,
+                       min(oh, (bi + 1) * band))
 
 
 @njit(cache=True, inline="always")
-def depthwise_rows(x, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bias, res, out, has_res, lo32, hi32, sh, sw, pt, dh,
-                   dw, kh, kw, ox0, ox1, n, cb, oy0, oy1):
+def depthwise_rows(x_addr, h, w, y0, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bias, res, out, has_res, lo32, hi32, sh,
+                   sw, pt, dh, dw, kh, kw, ox0, ox1, n, cb, oy0, oy1):
     """Output rows [oy0, oy1) of channel block ``cb`` of image ``n`` (:func:`depthwise`'s operands, ``lo32`` /
-    ``hi32`` the float32 clamp bounds). A call per band of rows, not per row: each array argument of an inlined
-    call costs reference-count updates, too many when paid per row."""
-    h, w = x.shape[2], x.shape[3]
+    ``hi32`` the float32 clamp bounds), the input plane of (n, cb) an (h, w, VL) image of which the rows from
+    ``y0`` on are held at byte address ``x_addr`` (the whole plane: y0 = 0; blocked/inverted.py holds a band of
+    rows). A call per band of rows, not per row: each array argument of an inlined call costs reference-count
+    updates, too many when paid per row."""
     ow = xcol.shape[0]
     t_addr, col_addr = taps.ctypes.data, xcol.ctypes.data
-    x_addr = x[n, cb].ctypes.data
+    ct_addr, cw_addr, ct_len, cw_cb = ctaps.ctypes.data, cwpk.ctypes.data, ctaps.shape[1], cwpk.shape[1]
     c_base = out[n, cb].ctypes.data
     r_base = res[n, cb].ctypes.data if has_res else c_base
     w_base = wpk[cb].ctypes.data
     b_addr = bias[cb * VL:].ctypes.data
     for oy in range(oy0, oy1):
         iy = oy * sh - pt
-        i0 = max(0, (dh - 1 - iy) // dh)  # the kernel rows inside the input: [i0, i1)
-        i1 = min(kh, (h - 1 - iy) // dh + 1)
+        if dh == 1:  # the kernel rows inside the input: [i0, i1) (no division: it costs as much as a narrow row)
+            i0, i1 = max(0, -iy), min(kh, h - iy)
+        else:
+            i0, i1 = max(0, (dh - 1 - iy) // dh), min(kh, (h - 1 - iy) // dh + 1)
         if i1 <= i0:
             for ox in range(ow):
                 _bias_only(out, res, has_res, bias, lo32, hi32, n, cb, oy * ow + ox)
             continue
-        row = x_addr + iy * w * VL * F32  # the tap offsets and xcol[ox] add the rest
+        row = x_addr + (iy - y0) * w * VL * F32  # the tap offsets and xcol[ox] add the rest
         k = (i1 - i0) * kw
         tp, wp = t_addr + i0 * kw * 8, w_base + i0 * kw * VL * F32
         c_row, r_row = c_base + oy * ow * VL * F32, r_base + oy * ow * VL * F32
         ox = ox0
         if kw == 3 and dw == 1 and sw <= 2:
-            a0 = x_addr + ((iy + i0 * dh) * w * VL + xcol[0]) * F32
+            a0 = x_addr + ((iy - y0 + i0 * dh) * w * VL + xcol[0]) * F32
             rs = dh * w * VL * F32
             while ox + MRD <= ox1:
                 at, ct, rt = a0 + ox * sw * VL * F32, c_row + ox * VL * F32, r_row + ox * VL * F32
@@ -152,6 +155,21 @@ def depthwise_rows(x, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bias, res, out, ha
                 else:
                     _row3s2(i1 - i0, at, rs, wp, ct, rt, b_addr, has_res, lo32, hi32)
                 ox += MRD
+            # the interior's last pixels (fewer than MRD): a row tile of 6, then of 3, where they fill one
+            if ox + 6 <= ox1:
+                at, ct, rt = a0 + ox * sw * VL * F32, c_row + ox * VL * F32, r_row + ox * VL * F32
+                if sw == 1:
+                    _row3s1_6(i1 - i0, at, rs, wp, ct, rt, b_addr, has_res, lo32, hi32)
+                else:
+                    _row3s2_6(i1 - i0, at, rs, wp, ct, rt, b_addr, has_res, lo32, hi32)
+                ox += 6
+            if ox + 3 <= ox1:
+                at, ct, rt = a0 + ox * sw * VL * F32, c_row + ox * VL * F32, r_row + ox * VL * F32
+                if sw == 1:
+                    _row3s1_3(i1 - i0, at, rs, wp, ct, rt, b_addr, has_res, lo32, hi32)
+                else:
+                    _row3s2_3(i1 - i0, at, rs, wp, ct, rt, b_addr, has_res, lo32, hi32)
+                ox += 3
         while ox + MRD <= ox1:
             _tile(k, row, col_addr + ox * 8, tp, wp, VL, c_row + ox * VL * F32, 0, r_row + ox * VL * F32,
                   b_addr, True, True, has_res, lo32, hi32)
@@ -170,18 +188,20 @@ def depthwise_rows(x, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bias, res, out, ha
                 _bias_only(out, res, has_res, bias, lo32, hi32, n, cb, oy * ow + p)
                 continue
             nj = cn[c]
-            _one((i1 - i0) * nj, row, col_addr + p * 8, ctaps[c].ctypes.data + i0 * nj * 8,
-                 cwpk[c, cb].ctypes.data + i0 * nj * VL * F32, VL, c_row + p * VL * F32, 0, r_row + p * VL * F32,
-                 b_addr, True, True, has_res, lo32, hi32)
+            # addresses, not views (ctaps[c], cwpk[c, cb]): a view costs reference-count updates, per border pixel
+            _one((i1 - i0) * nj, row, col_addr + p * 8, ct_addr + (c * ct_len + i0 * nj) * 8,
+                 cw_addr + ((c * cw_cb + cb) * ct_len + i0 * nj) * VL * F32, VL, c_row + p * VL * F32, 0,
+                 r_row + p * VL * F32, b_addr, True, True, has_res, lo32, hi32)
 
 
 @njit(cache=True)
-def depthwise_band(x, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bias, res, out, has_res, lo32, hi32, sh, sw, pt, dh,
-                   dw, kh, kw, ox0, ox1, n, cb, oy0, oy1):
+def depthwise_band(x_addr, h, w, y0, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bias, res, out, has_res, lo32, hi32, sh,
+                   sw, pt, dh, dw, kh, kw, ox0, ox1, n, cb, oy0, oy1):
     """:func:`depthwise_rows` compiled as a function of its own, for a caller with other work in its loop
-    (blocked/chain.py): inlined into one function with the 1x1 tiles, both loops compiled to slower code."""
-    depthwise_rows(x, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bias, res, out, has_res, lo32, hi32, sh, sw, pt, dh, dw,
-                   kh, kw, ox0, ox1, n, cb, oy0, oy1)
+    (blocked/chain.py, blocked/inverted.py): inlined into one function with the 1x1 tiles, both loops compiled to
+    slower code."""
+    depthwise_rows(x_addr, h, w, y0, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bias, res, out, has_res, lo32, hi32, sh,
+                   sw, pt, dh, dw, kh, kw, ox0, ox1, n, cb, oy0, oy1)
 
 
 def column_classes(w: int, kw: int, sw: int, pl: int, dw: int, ow: int, taps: np.ndarray,

@@ -1,0 +1,182 @@
+"""A 1x1 ``blocked_conv2d`` (the expand), the depthwise layer that reads its output and the 1x1 after that (the
+project) in one parallel region on the numba backend: MobileNetV2's inverted residual block, the expanded tensor
+(6x the block's channels) never written to memory.
+
+Each thread takes an equal band of the depthwise layer's output rows (:func:`.chain.row_schedule`), cut into
+segments. For a segment it computes the expand's output rows the depthwise rows read (the segment's rows, strided,
+plus the kernel's halo) into its own scratch planes (:data:`EXPAND_BYTES`: they stay in L2), keeping the rows the
+previous segment already computed (moved to the front), then runs the depthwise rows of every channel block from
+that scratch into the depthwise output (its planned buffer) and the 1x1 tiles of those pixels
+(:func:`.chain.depthwise_pointwise`'s second half) while they are in cache. The threads share no rows but the halo
+at their band's edges, which each computes for itself.
+
+The depthwise output is still written (where the executor planned it); the expand's planned output is not: the
+executor offers the three layers only where the depthwise layer is the expand output's one reader.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from engine.ops.fused import split_inputs
+
+from .._layout import in_order, serial_twin
+from ..conv.workspace import current_workspace
+from ..gemm import VL
+from . import conv as _conv
+from .chain import _pointwise_band, chain_call, row_schedule
+from .conv import KC, MR, NV, _bias_filler, _packed, clamp_bounds, depthwise_operands, group_tiles, pack_dense
+from .depthwise import depthwise_band
+from .select import DIRECT
+from .select import choose as choose_blocked
+
+# Scratch for the expanded rows of one segment, per thread: with the depthwise rows and the 1x1's weights it stays
+# in Zen 4's 1 MiB L2. A segment of r output rows recomputes no rows (the next one keeps its halo) but ends in a
+# partial expand tile per output-block group, so fewer, longer segments waste less.
+EXPAND_BYTES = 512 << 10
+# Expanded tensors smaller than this stay in L2 between separate layers anyway (MobileNetV2's 28x28 and smaller
+# blocks) while the thread bands' halo rows add to the expand's work (28x28 on two threads: 1 row per 14; 14x14: 2
+# per 7): there the three layers run as the depthwise -> 1x1 pair and the expand on its own. Taking the 28x28 blocks
+# too (512 KiB) measured within noise: MobileNetV2 b1, 15 interleaved rounds at load 5, two threads 0.977-0.963 of
+# the time, one thread 1.00-1.01.
+MIN_EXPANDED_BYTES = 1 << 20
+
+
+@njit(parallel=True, cache=True)
+def expand_depthwise_pointwise(xe, etab, taps_e, wpk_e, bias_e, lo_e, hi_e, escr, rmax, h, w, xcol, taps, wpk, ccls,
+                               cn, ctaps, cwpk, bias, res, mid, has_res, lo, hi, sh, sw, pt, dh, dw, kh, kw, ox0,
+                               ox1, rows2, taps2, wpk2, bias2, res2, out2, has_res2, lo2, hi2, sbuf, segs, starts,
+                               kc_max):
+    """e = clamp(1x1 conv of xe + bias_e) (xe (N, L) the blocked input images of h x w pixels, taps_e its tap
+    table, etab[thread] rmax*w + MR entries for its row table, wpk_e its packed weights; never stored whole), mid =
+    :func:`.depthwise.depthwise` of e (its operands from ``xcol``), out2 = the 1x1 of mid (:func:`.chain.
+    depthwise_pointwise`'s operands from ``rows2``). escr[thread] holds CB planes of rmax expanded rows. Thread
+    ``th`` runs the segments segs[starts[th]:starts[th + 1]], each (image, first depthwise output row, end row)."""
+    ecb, ow = mid.shape[1], xcol.shape[0]
+    ke = taps_e.shape[0]
+    kext = (kh - 1) * dh + 1
+    plane = rmax * w * VL  # elements per scratch plane
+    lo_e32, hi_e32 = np.float32(lo_e), np.float32(hi_e)
+    lo32, hi32 = np.float32(lo), np.float32(hi)
+    for th in prange(starts.shape[0] - 1):
+        tid = numba.get_thread_id()
+        s, e, rt = sbuf[tid], escr[tid], etab[tid]
+        eo = e[:ecb * plane].reshape((1, ecb, rmax * w, VL))  # the expand's output tiles write here
+        sc, sr = s[:NV * MR * VL], s[NV * MR * VL:]
+        held_n, held0, held1 = -1, 0, 0  # the expanded rows [held0, held1) of image held_n in the scratch
+        for si in range(starts[th], starts[th + 1]):
+            n, r0, r1 = segs[si, 0], segs[si, 1], segs[si, 2]
+            a = max(0, r0 * sh - pt)  # the expanded rows this segment reads: [a, b)
+            b = min(h, (r1 - 1) * sh - pt + kext)
+            new0 = a
+            if held_n == n and held0 <= a < held1:  # keep the rows the last segment computed
+                d, keep = (a - held0) * w * VL, (held1 - a) * w * VL
+                if d > 0:
+                    for cb in range(ecb):
+                        for q in range(cb * plane, cb * plane + keep, w * VL):  # row by row: d is whole rows,
+                            e[q:q + w * VL] = e[q + d:q + d + w * VL]  # so a row never overlaps the one it replaces
+                new0 = held1
+            if b > new0:
+                x_addr = xe[n].ctypes.data + new0 * w * VL * 4
+                p0, p1 = (new0 - a) * w, (b - a) * w
+                for i in range(p1 - p0):  # past the rows, zeros: a partial tile reads no pixel after the image's
+                    rt[i] = i * VL
+                rt[p1 - p0:p1 - p0 + MR] = 0
+                for g in range(wpk_e.shape[0]):
+                    group_tiles(x_addr, rt.ctypes.data, taps_e.ctypes.data, wpk_e, g, ke, kc_max, p0, p1, p1, p0,
+                                eo, eo, 0, False, bias_e, lo_e32, hi_e32, sc, sr)
+            held_n, held0, held1 = n, a, b
+            for cb in range(ecb):
+                depthwise_band(e[cb * plane:].ctypes.data, h, w, a, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bias, res,
+                               mid, has_res, lo32, hi32, sh, sw, pt, dh, dw, kh, kw, ox0, ox1, n, cb, r0, r1)
+            _pointwise_band(mid, rows2, taps2, wpk2, bias2, res2, out2, has_res2, lo2, hi2, s, n, r0 * ow, r1 * ow,
+                            kc_max)
+
+
+_expand_depthwise_pointwise_serial = serial_twin(expand_depthwise_pointwise)
+
+
+def _plain_1x1(x: np.ndarray, w: np.ndarray, a: dict) -> bool:
+    return a["groups"] == 1 and w.shape[2:] == (1, 1) and tuple(a["stride"]) == (1, 1) and \
+        not any(p for side in a["padding"] for p in side) and not a.get("block", 0) and x.ndim == 5 and \
+        choose_blocked(x.shape, w.shape, a["stride"], a["padding"], a["dilation"]).algorithm == DIRECT
+
+
+def inverted_call(expand: tuple, depthwise: tuple, project: tuple) -> Callable[[], None] | None:
+    """The 1x1 layer ``expand``, the depthwise layer ``depthwise`` reading its output and the 1x1 layer ``project``
+    reading that (each ``(inputs, out, attrs)`` of ``blocked_conv2d``) as one zero-argument call of
+    :func:`expand_depthwise_pointwise`; None where they do not fit it: an expand with a residual or that is no
+    plain 1x1, a project that is no plain 1x1, activations that are no clamp, operands that are not C-contiguous
+    float32 blocked arrays, an expanded tensor under :data:`MIN_EXPANDED_BYTES`, or an output (the depthwise's,
+    the project's) that overlaps an input the call still reads (the expand's, a residual) or the other output."""
+    (ins0, out0, a0), (ins1, out1, a1), (ins2, out2, a2) = expand, depthwise, project
+    xe, we, be, re = split_inputs(ins0, a0["has_bias"], a0["has_residual"])
+    e, w1, b1, r1 = split_inputs(ins1, a1["has_bias"], a1["has_residual"])
+    mid, w2, b2, r2 = split_inputs(ins2, a2["has_bias"], a2["has_residual"])
+    if e is not out0 or mid is not out1 or re is not None or a1["groups"] == 1 or not _plain_1x1(xe, we, a0) or \
+            not _plain_1x1(mid, w2, a2) or out0.nbytes < MIN_EXPANDED_BYTES:
+        return None
+    if any(a["activation"] not in ("none", "relu", "clamp") for a in (a0, a1, a2)):
+        return None
+    arrays = [xe, out0, out1, out2] + [r for r in (r1, r2) if r is not None]
+    if any(a.dtype != np.float32 or not a.flags.c_contiguous or a.shape[-1] != VL for a in arrays):
+        return None
+    read = [xe] + [r for r in (r1, r2) if r is not None]
+    if np.may_share_memory(out1, out2) or any(np.may_share_memory(o, r) for o in (out1, out2) for r in read):
+        return None
+    n, ecb, h, w, _ = out0.shape
+    _, cb, oh, ow, _ = out1.shape
+    ob = out2.shape[1]
+    npix = oh * ow
+    mid4, out24 = out1.reshape(n, cb, npix, VL), out2.reshape(n, ob, npix, VL)
+    res1 = mid4 if r1 is None else r1.reshape(mid4.shape)
+    res2 = out24 if r2 is None else r2.reshape(out24.shape)
+    lo0, hi0 = clamp_bounds(a0["activation"], a0.get("act_attrs", ()))
+    lo1, hi1 = clamp_bounds(a1["activation"], a1.get("act_attrs", ()))
+    lo2, hi2 = clamp_bounds(a2["activation"], a2.get("act_attrs", ()))
+    dw_args, fill1 = depthwise_operands(out0, w1, b1, res1, mid4, ow, r1 is not None, a1["stride"], a1["padding"],
+                                        a1["dilation"], lo1, hi1)
+    sh, kh, dh = dw_args[14], dw_args[19], dw_args[17]
+    kext = (kh - 1) * dh + 1
+    # segments of depthwise output rows whose expanded rows fit EXPAND_BYTES
+    row_bytes = ecb * w * VL * 4
+    seg_rows = max(1, (max(kext, EXPAND_BYTES // row_bytes) - kext) // sh + 1)
+    rmax = min(h, (seg_rows - 1) * sh + kext)
+    bias0, fill0 = _bias_filler(be, -(-ecb // NV) * NV * VL)
+    wpk0 = _packed(we, "blocked_dense", pack_dense)
+    _, taps0 = _conv.offset_tables(we.shape[1], h, w, 1, 1, 1, 1, 1, 1, h, w)
+    bias2, fill2 = _bias_filler(b2, -(-ob // NV) * NV * VL)
+    wpk2 = _packed(w2, "blocked_dense", pack_dense)
+    _, taps2 = _conv.offset_tables(w2.shape[1], oh, ow, 1, 1, 1, 1, 1, 1, oh, ow)
+    rows2 = np.zeros(npix + MR, np.int64)
+    rows2[:npix] = np.arange(npix) * VL
+    ws = current_workspace()
+    sbuf = ws.per_thread("blocked_tile", 2 * NV * MR * VL)
+    escr = ws.per_thread("blocked_expanded", ecb * rmax * w * VL)
+    etab = ws.per_thread("blocked_expanded_rows", rmax * w + MR, np.int64)
+    macs = n * (h * w * ecb * VL * taps0.size + npix * VL * (cb * kh * w1.shape[3] * _conv.DEPTHWISE_MAC_COST +
+                                                             ob * taps2.size))
+    parallel = macs >= _conv.SERIAL_MACS
+    segs, starts = row_schedule(n, oh, seg_rows, numba.get_num_threads() if parallel else 1)
+    kernel = expand_depthwise_pointwise if parallel else _expand_depthwise_pointwise_serial
+    steps = [f for f in (fill0, fill1, fill2) if f is not None]
+    steps.append(functools.partial(kernel, xe.reshape(n, -1), etab, taps0, wpk0, bias0, lo0, hi0, escr, rmax, h, w,
+                                   *dw_args[1:], rows2, taps2, wpk2, bias2, res2, out24, r2 is not None, lo2, hi2,
+                                   sbuf, segs, starts, KC))
+    return in_order(steps)
+
+
+def specialize_chain(*layers: tuple) -> Callable[[], None] | None:
+    """``blocked_conv2d.specialize_chain``: consecutive layers (graph/executor.py's ArenaExecutor offers two or three,
+    each reading the one before) as one call: :func:`inverted_call` for three, :func:`.chain.chain_call` for two."""
+    if len(layers) == 3:
+        return inverted_call(*layers)
+    return chain_call(*layers) if len(layers) == 2 else None
+
+
+_conv.blocked_conv2d.specialize_chain = specialize_chain

@@ -1,0 +1,51 @@
+"""MobileNetV2's inverted residual block as one call on the numba backend (blocked/inverted.py: the expand 1x1
+computed row band by row band into per-thread scratch, the depthwise layer and the project 1x1 after it): equal to
+the three layers run on their own (the same tiles, so the same bits) and to eager numpy, for channel counts that
+are not block multiples, odd planes, stride 1 and 2, two images, one-row and whole-band segments, serial and
+parallel."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import engine
+import graph
+from backends.numba.blocked import conv as bconv
+from backends.numba.blocked import inverted
+from engine import Tensor, nn, no_grad
+from tests.null.graph_models import randomize_bn
+from zoo.models.mobilenet import InvertedResidual
+
+
+def _blocks():
+    """A residual block (20 -> 120 hidden -> 20) and a strided one (20 -> 120 -> 36) on a 13x11 plane, two images;
+    a ReLU after (the last BN then folds: a BN whose output is the graph's stays a node)."""
+    m = randomize_bn(nn.Sequential(InvertedResidual(20, 20, 1, 6), InvertedResidual(20, 36, 2, 6), nn.ReLU()))
+    m.eval()
+    return m, np.random.default_rng(1).standard_normal((2, 20, 13, 11)).astype(np.float32) * 3
+
+
+def _run(m, x, monkeypatch, fused: bool, seg_bytes: int, parallel: bool):
+    monkeypatch.setattr(inverted, "MIN_EXPANDED_BYTES", 0 if fused else 1 << 62)
+    monkeypatch.setattr(inverted, "EXPAND_BYTES", seg_bytes)
+    monkeypatch.setattr(bconv, "SERIAL_MACS", 0 if parallel else 1 << 62)
+    cm = graph.compile(m, x, backend="numba", layout="blocked")
+    got = [cm(v).data.copy() for v in (x, -x)]  # a second input: the one call reads the input's current values
+    return got, [len(run) for run in cm.compiled.executor.chained]
+
+
+@pytest.mark.parametrize("parallel", [True, False], ids=["parallel", "serial"])
+@pytest.mark.parametrize("seg_bytes", [1, 1 << 20], ids=["one-row-segments", "whole-bands"])
+def test_inverted_block_as_one_call_equals_the_layers_and_eager(seg_bytes, parallel, monkeypatch):
+    m, x = _blocks()
+    with engine.use_backend("numpy"), no_grad():
+        refs = [m(Tensor(v)).data for v in (x, -x)]
+    fused, runs = _run(m, x, monkeypatch, True, seg_bytes, parallel)
+    assert runs == [3, 3]  # both blocks ran as one call each
+    apart, runs = _run(m, x, monkeypatch, False, seg_bytes, parallel)
+    assert 3 not in runs
+    for f, a, ref in zip(fused, apart, refs):
+        np.testing.assert_array_equal(f, a)
+        scale = np.abs(ref).max()
+        assert np.all(np.abs(f - ref) <= 1e-4 * np.abs(ref) + 1e-4 * scale), np.abs(f - ref).max() / scale
