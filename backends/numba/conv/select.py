@@ -103,8 +103,8 @@ def candidates(role: str, x_shape: Any, w_shape: Any, attrs: dict[str, Any], dty
         out = ["im2col"]
     if winograd_applicable(x_shape, w_shape, attrs):
         wino = ["winograd-f2", "winograd-f4"]  # output tiles 2x2 / 4x4 (see .winograd)
-        if simd and role != "weight_grad":
-            wino += ["nchwc-winograd-f2", "nchwc-winograd-f4"]  # the blocked kernel between reorders (.nchwc)
+        if simd:  # the blocked kernels between reorders (.nchwc, .nchwc_wgrad)
+            wino += ["nchwc-winograd-f2", "nchwc-winograd-f4"]
         pick = _winograd_pick(x_shape, w_shape, attrs, role, simd)
         out = ([pick] + [a for a in wino if a != pick] + out) if pick else out + wino
     if cg * kh * kw <= DIRECT_MAX_TAPS:
