@@ -27,12 +27,12 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from numba import njit, prange, types
-from numba.extending import intrinsic
+from numba import njit, prange
 
 from .._layout import serial_twin
-from ..blocked.transforms import AT2, AT4, G4, _Vec, input_tile2, input_tile4
+from ..blocked.transforms import AT2, AT4, G4, input_tile2, input_tile4
 from ..gemm import VL, make_tile
+from .sandwich import make_sandwich
 from .winograd.math import G2
 from .workspace import current_workspace, scratch
 
@@ -43,36 +43,9 @@ CHUNK_BYTES = 16 << 20  # V + Gy of one batch chunk (half of L3)
 _tile = make_tile(MR, 2)
 
 
-def _make_sandwich(left: np.ndarray):
-    """An intrinsic ``f(src, rs, cs, dst, ds)``: Y = L D L^T for L = ``left`` (p x r) and the r x r grid of
-    VL-vectors D[i][j] at src + i*rs + j*cs elements, Y[p][q] stored at dst + (p*len(left) + q)*ds (float32,
-    addresses in bytes): one vector op per combination, like the blocked forward's input and output tiles."""
-    left = tuple(tuple(float(v) for v in row) for row in np.asarray(left))
-    n, r = len(left), len(left[0])
-
-    @intrinsic
-    def sandwich(typingctx, src, rs, cs, dst, ds):
-        sig = types.void(types.uintp, types.intp, types.intp, types.uintp, types.intp)
-
-        def codegen(context, builder, signature, args):
-            src, rs, cs, dst, ds = args
-            v = _Vec(builder)
-            sp, dp = v.ptr(src), v.ptr(dst)
-            d = [[v.load(sp, builder.add(v.off(rs, i), v.off(cs, j))) for j in range(r)] for i in range(r)]
-            y = v.sandwich(left, d)
-            for p in range(n):
-                for q in range(n):
-                    builder.store(y[p][q], v.at(dp, v.off(ds, n * p + q)), align=4)
-            return context.get_dummy_value()
-
-        return sig, codegen
-
-    return sandwich
-
-
 # Gy = A g A^T of an m x m gradient tile (A = (A^T)^T, a x m); dW = G^T dU G of an a x a dU block (G: a x 3)
-grad_tile2, grad_tile4 = _make_sandwich(np.asarray(AT2).T), _make_sandwich(np.asarray(AT4).T)
-taps2, taps4 = _make_sandwich(np.asarray(G2).T), _make_sandwich(np.asarray(G4).T)
+grad_tile2, grad_tile4 = make_sandwich(np.asarray(AT2).T), make_sandwich(np.asarray(AT4).T)
+taps2, taps4 = make_sandwich(np.asarray(G2).T), make_sandwich(np.asarray(G4).T)
 
 
 @njit(cache=True)
