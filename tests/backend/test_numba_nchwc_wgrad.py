@@ -1,8 +1,9 @@
 """The channel-blocked Winograd weight gradient (backends/numba/conv/nchwc_wgrad.py) vs a float64 numpy reference
 and the NCHW Winograd weight gradient: channel counts that are not multiples of the 16-lane block (pad lanes zero
 in the inputs, never written into out), odd planes, paddings 0..2 (asymmetric too), batch 1 and 3, F(2x2) and
-F(4x4); batch chunks; the parallel kernels bit-equal to the serial ones (a fixed reduction order); through the
-kernel table as ``nchwc-winograd-f2`` / ``-f4`` with non-contiguous inputs; bad inputs."""
+F(4x4); NCHW inputs read without a blocked copy; batch chunks; the parallel kernels bit-equal to the serial ones (a
+fixed reduction order); through the kernel table as ``nchwc-winograd-f2`` / ``-f4`` with non-contiguous inputs;
+bad inputs."""
 
 from __future__ import annotations
 
@@ -70,6 +71,9 @@ def test_blocked_weight_grad_vs_float64_reference(rng, n, c, h, w, o, p, m):
     nchw = np.empty_like(out)  # the NCHW Winograd of the same tile (its own F(4x4) points): the same gradient
     winograd_weight_grad(x, gy, nchw, _pad(p), m=m)
     np.testing.assert_allclose(out, nchw, rtol=0, atol=2 * TOL[m] * np.abs(ref).max())
+    direct = np.full_like(out, 7)  # NCHW x and gy moved into the padded planes directly: the same planes, bits
+    weight_grad_nchw(x, gy, direct, _pad(p), m)
+    np.testing.assert_array_equal(direct, out)
 
 
 @pytest.mark.parametrize("m", [2, 4])
