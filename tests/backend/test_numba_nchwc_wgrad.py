@@ -57,6 +57,7 @@ CASES = [
     (3, 17, 5, 6, 33, 2),  # one block and a lane; more than one register-tile panel of output channels
     (1, 40, 9, 8, 24, ((0, 2), (1, 0))),  # asymmetric padding; odd panel count (3 input blocks)
     (2, 8, 1, 1, 6, 1),  # one input pixel
+    (2, 20, 8, 8, 18, 1),  # whole tiles for both m: blocked gy read in place
 ]
 IDS = [f"n{n}-c{c}-{h}x{w}-o{o}-p{p}" for n, c, h, w, o, p in CASES]
 

@@ -122,15 +122,19 @@ def _transforms(xb, gyb, x4, gy4, nchw, ncb, ob, n0, nimg, pt, pl, m, th, tw, v,
                 dst = v_addr + ((panel * ntile + t0 + ty * tw + tx) * NR + half * VL) * 4
                 _in_tile(m, p_addr + ((m * ty) * wp + m * tx) * VL * 4, wp * VL, dst, vx)
     gh, gw = m * th, m * tw
+    whole = not nchw and gyb.shape[2] == gh and gyb.shape[3] == gw  # whole tiles: gy read in place
     for q in prange(nimg * ob):
         i, b = q // ob, q % ob
         t0 = i * th * tw
-        pad = gpad[numba.get_thread_id()][:gh * gw * VL].reshape(gh, gw * VL)
-        if nchw:
-            _pad_nchw(gy4, n0 + i, b * VL, pad, 0, 0)
+        if whole:
+            p_addr = gyb[n0 + i, b].ctypes.data
         else:
-            _pad_plane(gyb[n0 + i, b], pad, 0, 0)
-        p_addr = pad.ctypes.data
+            pad = gpad[numba.get_thread_id()][:gh * gw * VL].reshape(gh, gw * VL)
+            if nchw:
+                _pad_nchw(gy4, n0 + i, b * VL, pad, 0, 0)
+            else:
+                _pad_plane(gyb[n0 + i, b], pad, 0, 0)
+            p_addr = pad.ctypes.data
         for ty in range(th):
             for tx in range(tw):
                 dst = g_addr + ((b * ntile + t0 + ty * tw + tx) * VL) * 4
