@@ -200,12 +200,14 @@ def _pitch(size: int) -> int:
 
 
 def _rows_per_item(op: int, cgn: int, npos: int, threads: int) -> int:
-    """Output channels per GEMM item (whole MR): as many as keep its dU block within :data:`DU_BYTES`, halved
-    while that leaves fewer than 4 items per thread."""
-    rows = max(MR, min(op, DU_BYTES // (npos * NR * 4)) // MR * MR)
-    while rows > MR and -(-op // rows) * cgn < 4 * threads:
-        rows = max(MR, (rows // 2) // MR * MR)
-    return rows
+    """Output channels per GEMM item: ``op`` (a multiple of MR) cut into equal groups of whole MR, the fewest that
+    keep an item's dU block within :data:`DU_BYTES` and give at least 4 items per thread (groups of unequal size
+    left a thread most of the work: 128 channels in groups of 56, 56, 16 on two threads)."""
+    units, most = op // MR, max(1, DU_BYTES // (npos * NR * 4 * MR))
+    groups = -(-units // most)
+    while units % groups or (groups < units and groups * cgn < 4 * threads):
+        groups += 1
+    return units // groups * MR
 
 
 def _check(xb: np.ndarray, gyb: np.ndarray, out: np.ndarray, pt: int, pb: int, pl: int, pr: int, m: int) -> None:
