@@ -152,9 +152,10 @@ def _taps(m, src, ss, dst, ds):
 @njit(parallel=True, cache=True)
 def _gemms(v, gm, cgn, ob, ntile, du, out, rows, first, last, per_item, m, tmp):
     """dU[k] (+)= Gy[k]^T V[k] over the chunk's tiles for items of (``rows`` output channels, one NR-column
-    panel), into du[item] (``per_item``: kept over the chunks) or du[thread] (a*a, rows, NR); ``first``: start
-    from zero; ``last``: then out[o, c] = G^T dU G for the item's real channels (tmp: per-thread 9 x VL)."""
+    panel), into du[item] (``per_item``: kept over the chunks) or du[thread]: dU[k] (rows, NR) at k*kst; ``first``:
+    start from zero; ``last``: then out[o, c] = G^T dU G for the item's real channels (tmp: per-thread 9 x VL)."""
     npos, vx, gx = v.shape[0], v.shape[1], gm.shape[1]
+    kst = du.shape[1] // npos
     no, nc = out.shape[0], out.shape[1]
     nog = (ob * VL + rows - 1) // rows
     v_addr, g_addr = v.ctypes.data, gm.ctypes.data
@@ -172,7 +173,7 @@ def _gemms(v, gm, cgn, ob, ntile, du, out, rows, first, last, per_item, m, tmp):
                 for r0 in range(0, nrow, MR):
                     o = o0 + r0
                     a_addr = g_addr + (k * gx + ((o // VL) * ntile + t0) * VL + o % VL) * 4
-                    _tile(kc, a_addr, 1, VL, b_addr, NR, b_base + (k * rows + r0) * NR * 4, NR, add)
+                    _tile(kc, a_addr, 1, VL, b_addr, NR, b_base + (k * kst + r0 * NR) * 4, NR, add)
         if not last:
             continue
         t = tmp[numba.get_thread_id()]
@@ -181,7 +182,7 @@ def _gemms(v, gm, cgn, ob, ntile, du, out, rows, first, last, per_item, m, tmp):
                 c0 = cg * NR + h * VL
                 if c0 >= nc:
                     break
-                _taps(m, b_base + (r * NR + h * VL) * 4, rows * NR, t.ctypes.data, VL)
+                _taps(m, b_base + (r * NR + h * VL) * 4, kst, t.ctypes.data, VL)
                 dst = out[o0 + r]
                 for c in range(min(VL, nc - c0)):
                     for rs in range(9):
@@ -270,8 +271,9 @@ def _weight_grad(xb, gyb, x4, gy4, nchw: bool, ncb: int, gshape: tuple[int, ...]
     rows = _rows_per_item(op, cgn, npos, threads)
     nitem = -(-op // rows) * cgn
     ws = current_workspace()
-    du = ws.get("nchwc_wg_du", (nitem, npos * rows * NR), np.float32) if nq > 1 else \
-        ws.per_thread("nchwc_wg_du", npos * rows * NR)
+    kst = rows * NR + VL  # dU[k] of an item, a cache line past rows*NR (as _pitch: a*a loads of one lane block)
+    du = ws.get("nchwc_wg_du", (nitem, npos * kst), np.float32) if nq > 1 else \
+        ws.per_thread("nchwc_wg_du", npos * kst)
     xpad = ws.per_thread("nchwc_wg_xpad", (m * th + 2) * (m * tw + 2) * VL)
     gpad = ws.per_thread("nchwc_wg_gpad", m * th * m * tw * VL)
     tmp = ws.per_thread("nchwc_wg_taps", 9 * VL)
