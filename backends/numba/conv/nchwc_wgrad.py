@@ -46,6 +46,7 @@ _tile = make_tile(MR, 2)
 # Gy = A g A^T of an m x m gradient tile (A = (A^T)^T, a x m); dW = G^T dU G of an a x a dU block (G: a x 3)
 grad_tile2, grad_tile4 = make_sandwich(np.asarray(AT2).T), make_sandwich(np.asarray(AT4).T)
 taps2, taps4 = make_sandwich(np.asarray(G2).T), make_sandwich(np.asarray(G4).T)
+taps2_out, taps4_out = make_sandwich(np.asarray(G2).T, True), make_sandwich(np.asarray(G4).T, True)
 
 
 @njit(cache=True)
@@ -149,6 +150,14 @@ def _taps(m, src, ss, dst, ds):
         taps4(src, 6 * ss, ss, dst, ds)
 
 
+@njit(cache=True, inline="always")
+def _taps_out(m, src, ss, dst):
+    if m == 2:
+        taps2_out(src, 4 * ss, ss, dst, 0)
+    else:
+        taps4_out(src, 6 * ss, ss, dst, 0)
+
+
 @njit(parallel=True, cache=True)
 def _gemms(v, gm, cgn, ob, ntile, du, out, rows, first, last, per_item, m, tmp):
     """dU[k] (+)= Gy[k]^T V[k] over the chunk's tiles for items of (``rows`` output channels, one NR-column
@@ -182,9 +191,13 @@ def _gemms(v, gm, cgn, ob, ntile, du, out, rows, first, last, per_item, m, tmp):
                 c0 = cg * NR + h * VL
                 if c0 >= nc:
                     break
-                _taps(m, b_base + (r * NR + h * VL) * 4, kst, t.ctypes.data, VL)
+                src = b_base + (r * NR + h * VL) * 4
+                if c0 + VL <= nc:  # a whole block: its VL x 9 taps straight into out[o, c0:c0 + VL] (contiguous)
+                    _taps_out(m, src, kst, out.ctypes.data + ((o0 + r) * nc + c0) * 9 * 4)
+                    continue
+                _taps(m, src, kst, t.ctypes.data, VL)
                 dst = out[o0 + r]
-                for c in range(min(VL, nc - c0)):
+                for c in range(nc - c0):
                     for rs in range(9):
                         dst[c0 + c, rs] = t[rs * VL + c]
 
