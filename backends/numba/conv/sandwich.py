@@ -33,13 +33,25 @@ def _lane_major(builder: ir.IRBuilder, vecs: list) -> list:
     return out
 
 
-def make_sandwich(left: np.ndarray, lane_major: bool = False):
+class _Vec64(_Vec):
+    """:class:`_Vec`'s combine and sandwich on VL-lane float64 vectors (loads and stores stay float32)."""
+
+    def __init__(self, builder: ir.IRBuilder):
+        super().__init__(builder)
+        self.vty = ir.VectorType(ir.DoubleType(), VL)
+        self.zero = ir.Constant(self.vty, [0.0] * VL)
+        mod, name = builder.module, f"llvm.fma.v{VL}f64"
+        self.fma = mod.globals.get(name) or ir.Function(mod, ir.FunctionType(self.vty, [self.vty] * 3), name=name)
+
+
+def make_sandwich(left: np.ndarray, lane_major: bool = False, wide: bool = False):
     """An intrinsic ``f(src, rs, cs, dst, ds)``: Y = L D L^T for L = ``left`` (p x r) and the r x r grid of
     VL-vectors D[i][j] at src + i*rs + j*cs elements, Y[p][q] stored at dst + (p*len(left) + q)*ds (float32,
     addresses in bytes): one vector op per combination, like the blocked forward's input and output tiles.
     ``lane_major``: instead, lane l of Y[p][q] goes to dst + (l*p + p)*p + q (ds unused): each lane's p*p values
     contiguous (a 3x3 weight gradient per lane's channel, as (O, C, 3, 3) holds it), the vectors transposed in
-    registers by shuffles and stored as p*p whole vectors."""
+    registers by shuffles and stored as p*p whole vectors. ``wide``: the arithmetic in float64, one rounding at
+    the store (U = G w G^T: its entries such as 1/3 and 16/15 in float32 doubled U's error)."""
     left = tuple(tuple(float(v) for v in row) for row in np.asarray(left))
     n, r = len(left), len(left[0])
 
@@ -49,10 +61,15 @@ def make_sandwich(left: np.ndarray, lane_major: bool = False):
 
         def codegen(context, builder, signature, args):
             src, rs, cs, dst, ds = args
-            v = _Vec(builder)
+            v = _Vec64(builder) if wide else _Vec(builder)
             sp, dp = v.ptr(src), v.ptr(dst)
             d = [[v.load(sp, builder.add(v.off(rs, i), v.off(cs, j))) for j in range(r)] for i in range(r)]
+            if wide:
+                d = [[builder.fpext(e, v.vty) for e in row] for row in d]
             y = v.sandwich(left, d)
+            if wide:
+                f32 = ir.VectorType(ir.FloatType(), VL)
+                y = [[builder.fptrunc(e, f32) for e in row] for row in y]
             if lane_major:
                 for j, vec in enumerate(_lane_major(builder, [y[p][q] for p in range(n) for q in range(n)])):
                     builder.store(vec, v.at(dp, ir.Constant(v.i64, j * VL)), align=4)

@@ -169,7 +169,7 @@ def weight_transform(w, u, g, flip):
 # PANEL_FORMS[form]. F(4x4) has two: the NCHW path's points (G4) and the blocked kernel's (its U is that kernel's
 # packing, see ..nchwc)
 PANEL_FORMS = (G2, G4, G4_BLOCKED)
-_u_tiles = tuple(make_sandwich(g) for g in PANEL_FORMS)
+_u_tiles = tuple(make_sandwich(g, wide=True) for g in PANEL_FORMS)
 _u2, _u4, _u4b = _u_tiles
 
 
