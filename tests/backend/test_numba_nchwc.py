@@ -115,7 +115,8 @@ def test_heuristic_picks_the_blocked_kernel_on_deep_float32_layers():
     assert select.heuristic("input_grad", (32, 256, 8, 8), (256, 256, 3, 3), a) == "nchwc-winograd-f4"
     assert select.heuristic("input_grad", (32, 512, 4, 4), (512, 512, 3, 3), a) == "nchwc-winograd-f2"  # 32 tiles
     assert select.heuristic("forward", (32, 64, 32, 32), (64, 64, 3, 3), a, np.float64) == "winograd-f4"
-    assert not select.heuristic("weight_grad", (32, 64, 32, 32), (64, 64, 3, 3), a).startswith("nchwc")
+    assert select.heuristic("weight_grad", (32, 64, 32, 32), (64, 64, 3, 3), a) == "nchwc-winograd-f4"
+    assert select.heuristic("weight_grad", (32, 64, 32, 32), (64, 64, 3, 3), a, np.float64) == "winograd-f4"
     assert "nchwc-winograd-f2" in select.candidates("forward", (2, 8, 9, 9), (6, 8, 3, 3), a)  # measurable
 
 

@@ -27,8 +27,9 @@ Algorithms:
 - ``winograd-f2`` / ``winograd-f4`` (:mod:`.winograd`): 3x3 stride-1 layers as Winograd F(2x2, 3x3) or
   F(4x4, 3x3), a*a batched GEMMs between an input and an output transform (the output transform applies the
   epilogue); the input gradient is itself such a conv, the weight gradient runs a*a long-K GEMMs.
-- ``nchwc-winograd-f2`` / ``nchwc-winograd-f4`` (:mod:`.nchwc`, float32 forward and input gradient): the same
-  layers on the channel-blocked Winograd kernel (``..blocked.winograd``) between two reorders; the float32 pick.
+- ``nchwc-winograd-f2`` / ``nchwc-winograd-f4`` (float32): the same layers on channel-blocked Winograd kernels,
+  forward and input gradient on ``..blocked.winograd`` between two reorders (:mod:`.nchwc`), the weight gradient
+  by :mod:`.nchwc_wgrad` (blocked transforms, GEMMs on in-place panels, dW fused); the float32 pick.
 - ``direct`` (:mod:`.direct`): direct loop nests for grouped / depthwise layers, and a candidate for layers with
   few input taps per output.
 

@@ -31,6 +31,7 @@ from .nchwc import ALGORITHMS as NCHWC
 from .nchwc import conv3x3 as nchwc_conv3x3
 from .nchwc import input_grad3x3 as nchwc_input_grad3x3
 from .nchwc import supported as nchwc_supported
+from .nchwc_wgrad import weight_grad_nchw as nchwc_weight_grad
 from .select import choose, gemm_pixel_major
 from .winograd import u_panels, winograd_forward, winograd_input_grad, winograd_weight_grad, winograd_weights
 from .workspace import current_workspace, derived, scratch
@@ -227,7 +228,9 @@ def run_weight_grad(algo: str, x: np.ndarray, gy: np.ndarray, out: np.ndarray, a
         per_image = scratch("gw_images", (n, o, x3.shape[1]), out.dtype)
         np.matmul(gy.reshape(n, o, oh * ow), x3.transpose(0, 2, 1), out=per_image)
         np.sum(per_image, axis=0, out=out.reshape(o, -1))
-    elif algo.startswith("winograd"):  # winograd-f2 / winograd-f4: the output tile size
+    elif algo in NCHWC and nchwc_supported(x, gy, out):  # blocked transforms, GEMMs on in-place panels (.nchwc_wgrad)
+        nchwc_weight_grad(x, gy, out, padding, NCHWC[algo])
+    elif algo.startswith("winograd") or algo in NCHWC:  # winograd-f2 / winograd-f4: the output tile size
         winograd_weight_grad(x, gy, out, padding, m=int(algo[-1]))
     else:  # im2col and gemm_1x1 (for 1x1, im2col is the channels-first pack): one GEMM over the batch
         cols = im2col_matrix(x, out.shape[2:], oh, ow, stride, padding, dilation)

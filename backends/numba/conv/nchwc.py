@@ -23,7 +23,7 @@ from engine.ops.blocked import blocks
 
 from ..gemm import VL
 from .epilogue import Epilogue
-from .winograd.math import G2, weight_transform_panels
+from .winograd.math import weight_transform_panels
 from .workspace import derived, scratch
 
 ALGORITHMS = {"nchwc-winograd-f2": 2, "nchwc-winograd-f4": 4}  # name -> output tile m of F(m x m, 3x3)
@@ -39,12 +39,6 @@ def _panel() -> int:
     return NV * VL  # output channels per U panel
 
 
-def _g(m: int) -> np.ndarray:
-    from ..blocked.transforms import G4  # the blocked F(4x4)'s points, not the NCHW path's
-
-    return np.asarray(G2 if m == 2 else G4, np.float64)
-
-
 def packed_u(w: np.ndarray, m: int, flip: bool, out: np.ndarray | None = None) -> np.ndarray:
     """U of w (O, C, 3, 3) in the blocked kernel's panels of NV*VL output channels, (a*a, panels, C', NV*VL) for
     (O', C') = (O, C), or (C, O) for ``flip`` (the input gradient's kernel); into ``out`` when given."""
@@ -53,7 +47,7 @@ def packed_u(w: np.ndarray, m: int, flip: bool, out: np.ndarray | None = None) -
         o, c = c, o
     if out is None:
         out = np.empty(((m + 2) ** 2, blocks(o, _panel()), c, _panel()), np.float32)
-    weight_transform_panels(np.ascontiguousarray(w), out, _g(m), flip)
+    weight_transform_panels(np.ascontiguousarray(w), out, 0 if m == 2 else 2, flip)  # F(4x4): the blocked points
     return out
 
 

@@ -103,8 +103,8 @@ def candidates(role: str, x_shape: Any, w_shape: Any, attrs: dict[str, Any], dty
         out = ["im2col"]
     if winograd_applicable(x_shape, w_shape, attrs):
         wino = ["winograd-f2", "winograd-f4"]  # output tiles 2x2 / 4x4 (see .winograd)
-        if simd and role != "weight_grad":
-            wino += ["nchwc-winograd-f2", "nchwc-winograd-f4"]  # the blocked kernel between reorders (.nchwc)
+        if simd:  # the blocked kernels between reorders (.nchwc, .nchwc_wgrad)
+            wino += ["nchwc-winograd-f2", "nchwc-winograd-f4"]
         pick = _winograd_pick(x_shape, w_shape, attrs, role, simd)
         out = ([pick] + [a for a in wino if a != pick] + out) if pick else out + wino
     if cg * kh * kw <= DIRECT_MAX_TAPS:
@@ -152,17 +152,22 @@ def _winograd_pick(x_shape: Any, w_shape: tuple[int, ...], attrs: dict[str, Any]
     """The heuristic's Winograd pick: at least 16 channels on both sides and 4M multiply-adds. Forward and input
     grad (the channels-last path for planes up to 28 wide): F(4x4) faster than im2col on every ResNet-18 3x3
     layer measured, 56x56 at batch 8 down to 4x4x512 at batch 32 (1.5-2.8x forward; the 7x7x512 input grad only
-    ties). Weight grad: 1.8-2.3x faster on ResNet-18 CIFAR at batch 32, 32x32x64 .. 4x4x512."""
+    ties). Weight grad: 1.8-2.3x faster on ResNet-18 CIFAR at batch 32, 32x32x64 .. 4x4x512; float32 on the
+    blocked transforms (``nchwc-winograd-f*``)."""
     n, c, h, w = shape_of(x_shape)
     o = w_shape[0]
     if role == "weight_grad":
         # measured (2 cores, float32): 1.8-2.3x faster than im2col on ResNet-18 CIFAR at batch 32 (32x32x64 ..
-        # 4x4x512) and ImageNet shapes at batch 8; slower below 16 channels or on tiny layers
+        # 4x4x512) and ImageNet shapes at batch 8; slower below 16 channels or on tiny layers. float32: on the
+        # blocked transforms (.nchwc_wgrad), faster than the NCHW Winograd of the same tile on all eight of those
+        # layers (one thread, ms, nchwc vs NCHW F(4x4), reorders included: CIFAR 64@32 14.7 vs 21.8, 128@16 11.3
+        # vs 15.2, 256@8 8.1 vs 13.6, 512@4 9.3 vs 21.2; ImageNet b8 64@56 10.8 vs 17.0, 128@28 8.5 vs 11.4,
+        # 256@14 7.9 vs 12.4, 512@7 8.5 vs 20.4; two threads too, bench/wgrad_layers.py)
         (pt, pb), (pl, pr) = attrs["padding"]
         oh, ow = h + pt + pb - 2, w + pl + pr - 2
         if min(c, o) < 16 or n * oh * ow * c * o < 1 << 22:
             return None
-        return f"winograd-f{winograd_weight_grad_tile(oh, ow)}"
+        return f"{'nchwc-' if simd else ''}winograd-f{winograd_weight_grad_tile(oh, ow)}"
     if min(c, o) < 16 or n * h * w * c * o < 1 << 22:
         return None
     return _nchwc_pick(n, h, w) if simd else "winograd-f4"
@@ -201,8 +206,8 @@ def _pixel_major_first(x_shape: Any, w_shape: tuple[int, ...], attrs: dict[str, 
 
 def heuristic(role: str, x_shape: Any, w_shape: Any, attrs: dict[str, Any], dtype: Any = np.float32) -> str:
     """groups > 1 -> direct; 1x1 stride 1 without padding -> gemm_1x1-nchw; 3x3 stride 1 with enough channels and
-    pixels (see :func:`_winograd_pick`) -> Winograd (float32 forward and input gradient: on the blocked kernel,
-    :func:`_nchwc_pick`); a stride-1 forward with few output channels and taps (see
+    pixels (see :func:`_winograd_pick`) -> Winograd (float32: on the blocked kernels, forward and input gradient
+    by :func:`_nchwc_pick`); a stride-1 forward with few output channels and taps (see
     :func:`_planes_first`) -> gemm-planes; else gemm-tables (float32) or im2col + one batch-wide GEMM (other
     dtypes; forward GEMM orientation by :func:`gemm_pixel_major`)."""
     return candidates(role, x_shape, w_shape, attrs, dtype)[0]

@@ -111,15 +111,15 @@ def _streams(role: str, count: int, rows: int, cols: int, dtype) -> tuple[np.nda
 def winograd_weights(w: np.ndarray, m: int = 2, flip: bool = False, nr: int = 0) -> np.ndarray:
     """U as a new (a*a, O, C) array for w (O, C, 3, 3) (``flip``: (a*a, C, O), the kernel of the input
     gradient), to pass as ``u=`` to :func:`winograd_forward` while w is unchanged (same m). ``nr`` > 0 (see
-    :func:`u_panels`): U^T in the GEMM's column panels, (a*a, ceil(O / nr), C, nr), zero-padded."""
+    :func:`u_panels`): U^T in the GEMM's column panels, (a*a, ceil(O / nr), C, nr), zero-padded, float32."""
     o, c = w.shape[:2]
     if flip:
         o, c = c, o
     a2 = (m + 2) ** 2
     if nr:
         op = round_up(o, nr)
-        u = np.empty((a2, op // nr, c, nr), w.dtype)
-        weight_transform_panels(np.ascontiguousarray(w), u, G2 if m == 2 else G4, flip)
+        u = np.empty((a2, op // nr, c, nr), np.float32)
+        weight_transform_panels(np.ascontiguousarray(w, np.float32), u, 0 if m == 2 else 1, flip)
         return u
     u = np.empty((a2, o * c), w.dtype)
     weight_transform(np.ascontiguousarray(w), u, G2 if m == 2 else G4, flip)
@@ -171,7 +171,7 @@ def winograd_forward(x: np.ndarray, w: np.ndarray, out: np.ndarray, ep: Epilogue
     if u is None and nr:
         op = round_up(o, nr)
         u = scratch("wino_u", (a2, op // nr, c, nr), dt)
-        weight_transform_panels(np.ascontiguousarray(w), u, G2 if m == 2 else G4, flip)
+        weight_transform_panels(np.ascontiguousarray(w), u, 0 if m == 2 else 1, flip)
     elif u is None:
         uf, u = _streams("wino_u", a2, o, c, dt)
         weight_transform(np.ascontiguousarray(w), uf, G2 if m == 2 else G4, flip)

@@ -6,6 +6,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from ...blocked.transforms import G4 as G4_BLOCKED
+from ...codegen import VL
+from ..sandwich import make_sandwich
+
 
 # --- 1-D transforms over rows of tiles: one flat loop per output row, each a plain vectorizable loop. None of the
 # Winograd helpers is inlined at numba's IR level (inline="always"): each one is a call over a row of hundreds of
@@ -161,26 +165,45 @@ def weight_transform(w, u, g, flip):
                     d[c] = g0 * t0[c] + g1 * t1[c] + g2 * t2[c]
 
 
+# U = G w G^T as vector code (:mod:`..sandwich`) for the panels below, one per G (a compile-time constant there):
+# PANEL_FORMS[form]. F(4x4) has two: the NCHW path's points (G4) and the blocked kernel's (its U is that kernel's
+# packing, see ..nchwc)
+PANEL_FORMS = (G2, G4, G4_BLOCKED)
+_u_tiles = tuple(make_sandwich(g, wide=True) for g in PANEL_FORMS)
+_u2, _u4, _u4b = _u_tiles
+
+
+@njit(cache=True, inline="always")
+def _u_tile(form, src, rs, cs, dst, ds):
+    if form == 0:
+        _u2(src, rs, cs, dst, ds)
+    elif form == 1:
+        _u4(src, rs, cs, dst, ds)
+    else:
+        _u4b(src, rs, cs, dst, ds)
+
+
 @njit(parallel=True, cache=True)
-def weight_transform_panels(w, u, g, flip, cb=8):
-    """:func:`weight_transform` into U^T cut into the GEMM's column panels: u (a*a, P, C, nr) gets
-    u[k, o // nr, c, o % nr] = U[k][o, c] (zeros in the padding columns of the last panel). One prange item per
-    panel, channels in blocks of ``cb`` so the intermediates stay in L1 (cb = 32 gathered the taps 5x slower);
-    every loop runs over the panel's nr output channels, so the stores are contiguous. The intermediates are in
-    u's precision (float32 U: 512x512 F(2x2) 5.1 -> 4.1 ms against float64, one thread; the transform's
-    rounding is far below F(4x4)'s own float32 error)."""
+def weight_transform_panels(w, u, form, flip, cb=8):
+    """:func:`weight_transform` by ``G = PANEL_FORMS[form]`` into U^T cut into the GEMM's column panels, float32:
+    u (a*a, P, C, nr) gets u[k, o // nr, c, o % nr] = U[k][o, c] (zeros in the padding columns of the last panel).
+    One prange item per panel, channels in blocks of ``cb``: the block's taps are gathered into (9, cb, nr) (in L1),
+    then per input channel and VL output channels G g G^T runs in registers (float64 arithmetic, one rounding),
+    its a*a vectors stored straight into U (with loops over intermediates in L1 instead, one thread: 512x512 F(2x2) 3.4 vs 2.3 ms, 256x256 F(4x4) 1.25
+    vs 0.7). Gathering the taps with the output channel innermost (strided reads) ran 1.4-2x slower."""
     if flip:
         nc, no = w.shape[0], w.shape[1]
     else:
         no, nc = w.shape[0], w.shape[1]
-    a = g.shape[0]
-    nr = u.shape[3]
+    nr, ncu = u.shape[3], u.shape[2]
     w9 = w.reshape(w.shape[0], w.shape[1], 9)
+    ds = u.strides[0] // 4  # elements between transform positions
+    u_addr = u.ctypes.data
     for p in prange(u.shape[1]):
         o0 = p * nr
         nq = min(nr, no - o0)
-        taps = np.zeros((9, cb, nr), u.dtype)  # in u's precision: float32 U in float32 (16 lanes per FMA)
-        t = np.empty((a, 3, cb, nr), u.dtype)
+        taps = np.zeros((9, cb, nr), np.float32)  # lanes past the last output channel stay zero
+        t_addr = taps.ctypes.data
         for c0 in range(0, nc, cb):
             ncb = min(cb, nc - c0)
             # the 9 taps of one (o, c) pair are contiguous in w9; the branch stays outside the loops
@@ -196,18 +219,7 @@ def weight_transform_panels(w, u, g, flip, cb=8):
                         src = w9[o0 + q, c0 + cc]
                         for k in range(9):
                             taps[k, cc, q] = src[k]
-            for i in range(a):  # G g
-                g0, g1, g2 = g[i, 0], g[i, 1], g[i, 2]
-                for j in range(3):
-                    d, t0, t1, t2 = t[i, j], taps[j], taps[3 + j], taps[6 + j]
-                    for cc in range(ncb):
-                        for q in range(nr):
-                            d[cc, q] = g0 * t0[cc, q] + g1 * t1[cc, q] + g2 * t2[cc, q]
-            for i in range(a):  # (G g) G^T
-                t0, t1, t2 = t[i, 0], t[i, 1], t[i, 2]
-                for k in range(a):
-                    g0, g1, g2 = g[k, 0], g[k, 1], g[k, 2]
-                    d = u[i * a + k, p]
-                    for cc in range(ncb):
-                        for q in range(nr):
-                            d[c0 + cc, q] = g0 * t0[cc, q] + g1 * t1[cc, q] + g2 * t2[cc, q]
+            for cc in range(ncb):
+                for h in range(0, nr, VL):
+                    _u_tile(form, t_addr + (cc * nr + h) * 4, 3 * cb * nr, cb * nr,
+                            u_addr + ((p * ncu + c0 + cc) * nr + h) * 4, ds)

@@ -141,6 +141,20 @@ def grad_rows4(gs, gm, th, tw):
         _rows_grad(gs, gm, 4, q // th, q % th, th, tw)
 
 
+@njit(cache=True)
+def _axpy3(d0, d1, d2, g0, g1, g2, src, n):
+    """d_i[:n] += g_i * src[:n] for i = 0, 1, 2, skipping the zero terms of G (F(2x2): 4 of 12, F(4x4): 4 of 18)."""
+    if g0 != 0:
+        for j in range(n):
+            d0[j] += g0 * src[j]
+    if g1 != 0:
+        for j in range(n):
+            d1[j] += g1 * src[j]
+    if g2 != 0:
+        for j in range(n):
+            d2[j] += g2 * src[j]
+
+
 @njit(parallel=True, cache=True)
 def weight_grad_transform(du, out, g, ob):
     """out[o, c, r, s] = sum over chunks q and k = k1*a + k2 of G[k1, r] du[q, k, o*C + c] G[k2, s] for the
@@ -159,26 +173,12 @@ def weight_grad_transform(du, out, g, ob):
             for k1 in range(a):
                 g0, g1, g2 = gg[k1, 0], gg[k1, 1], gg[k1, 2]
                 for k2 in range(a):
-                    src = du[q, k1 * a + k2, o0 * nc:o1 * nc]
-                    d0, d1, d2 = t[0, k2], t[1, k2], t[2, k2]
-                    for j in range(nl):
-                        d0[j] += g0 * src[j]
-                    for j in range(nl):
-                        d1[j] += g1 * src[j]
-                    for j in range(nl):
-                        d2[j] += g2 * src[j]
+                    _axpy3(t[0, k2], t[1, k2], t[2, k2], g0, g1, g2, du[q, k1 * a + k2, o0 * nc:o1 * nc], nl)
         taps = np.zeros((9, nl), du.dtype)  # (G^T dU G)[r, s]
         for r in range(3):
             for k2 in range(a):
                 g0, g1, g2 = gg[k2, 0], gg[k2, 1], gg[k2, 2]
-                src = t[r, k2]
-                d0, d1, d2 = taps[3 * r], taps[3 * r + 1], taps[3 * r + 2]
-                for j in range(nl):
-                    d0[j] += g0 * src[j]
-                for j in range(nl):
-                    d1[j] += g1 * src[j]
-                for j in range(nl):
-                    d2[j] += g2 * src[j]
+                _axpy3(taps[3 * r], taps[3 * r + 1], taps[3 * r + 2], g0, g1, g2, t[r, k2], nl)
         for oo in range(o1 - o0):
             for c in range(nc):
                 for rs in range(9):
