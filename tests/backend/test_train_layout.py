@@ -248,27 +248,22 @@ def _nchw(xb: np.ndarray, c: int) -> np.ndarray:
     return np.ascontiguousarray(xb.transpose(0, 1, 4, 2, 3).reshape(n, cb * b, h, w)[:, :c])
 
 
-@pytest.mark.parametrize("m", [2, 4])
-def test_numba_blocked_weight_grad_takes_a_blocked_kernel_when_one_is_plugged_in(m, monkeypatch):
-    """``BLOCKED_WEIGHT_GRAD`` (the merge point for a weight gradient that reads blocked x and gy) gets the blocked
-    arrays, the conv's padding and the Winograd tile the NCHW heuristic chose; its result is the node's."""
+@pytest.mark.parametrize("algo", ["winograd-f2", "winograd-f4", "nchwc-winograd-f2", "nchwc-winograd-f4"])
+def test_numba_blocked_weight_grad_reads_the_blocked_values(algo, monkeypatch):
+    """A Winograd pick for the blocked weight gradient runs conv/nchwc_wgrad.py's kernel on the blocked x and gy as
+    they are (no reorder back to NCHW), with the conv's padding; its result equals the numpy reference."""
     pytest.importorskip("backends.numba")
     from backends.numba.conv import blocked_train, select
-    from backends.numba.conv.winograd import winograd_weight_grad
 
-    calls = []
+    def no_reorder(*args):
+        raise AssertionError("reordered to NCHW")
 
-    def plugged(xb, gyb, out, padding, tile):
-        calls.append((xb.ndim, gyb.ndim, padding, tile))
-        winograd_weight_grad(_nchw(xb, 20), _nchw(gyb, 36), out, padding, tile)
-
-    monkeypatch.setattr(blocked_train, "BLOCKED_WEIGHT_GRAD", plugged)
-    monkeypatch.setattr(select, "_policy", [f"winograd-f{m}"])
+    monkeypatch.setattr(blocked_train, "_nchw", no_reorder)
+    monkeypatch.setattr(select, "_policy", [algo])
     rng = np.random.default_rng(0)
-    x, gy = rng.standard_normal((2, 20, 7, 8)), rng.standard_normal((2, 36, 7, 8))
-    a = {"stride": (1, 1), "padding": ((1, 1), (1, 1)), "dilation": (1, 1), "groups": 1, "weight_shape": (36, 20, 3, 3)}
+    x, gy = rng.standard_normal((2, 20, 7, 8)), rng.standard_normal((2, 36, 6, 9))  # padding ((1, 0), (2, 1))
+    a = {"stride": (1, 1), "padding": ((1, 0), (2, 1)), "dilation": (1, 1), "groups": 1, "weight_shape": (36, 20, 3, 3)}
     want, = run_kernel("numpy", "conv2d_weight_grad", [x, gy], **a)
     got, = run_kernel("numba", "blocked_conv2d_weight_grad", [_blocked(x).astype(np.float32),
                                                               _blocked(gy).astype(np.float32)], **a)
-    assert calls == [(5, 5, ((1, 1), (1, 1)), m)]
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())

@@ -24,13 +24,9 @@ from .epilogue import Epilogue
 from .geometry import conv_attrs
 from .nchwc import ALGORITHMS as NCHWC
 from .nchwc import packed_u
+from .nchwc_wgrad import weight_grad3x3
 from .select import choose
 from .workspace import scratch
-
-# The Winograd weight gradient on blocked x (N, C/16, H, W, 16) and gy (N, O/16, Ho, Wo, 16):
-# ``fn(xb, gyb, out (O, C, 3, 3), padding, m)``. None: x and gy go back to NCHW for ``run_weight_grad``.
-# MERGE h-bwgrad: ``from .nchwc_wgrad import weight_grad3x3 as BLOCKED_WEIGHT_GRAD``
-BLOCKED_WEIGHT_GRAD = None
 
 
 def _reorders():
@@ -127,9 +123,11 @@ def blocked_conv2d_weight_grad(xb: np.ndarray, gyb: np.ndarray, out: np.ndarray,
     x_shape = (xb.shape[0], c, xb.shape[2], xb.shape[3])
 
     def run(algo: str, dst: np.ndarray) -> None:
-        if BLOCKED_WEIGHT_GRAD is not None and algo.startswith("winograd") and _float32_blocks(xb, gyb, dst):
-            BLOCKED_WEIGHT_GRAD(np.ascontiguousarray(xb), np.ascontiguousarray(gyb), dst, attrs["padding"],
-                                int(algo[-1]))
+        # any Winograd pick (the NCHW one or its blocked twin, both F(m x m) by their last digit) reads the
+        # blocked values as they are
+        if algo.startswith(("winograd", "nchwc-winograd")) and _float32_blocks(xb, gyb, dst):
+            weight_grad3x3(np.ascontiguousarray(xb), np.ascontiguousarray(gyb), dst, attrs["padding"],
+                           int(algo[-1]))
             return
         run_weight_grad(algo, _nchw(xb, c, "btrain_x"), _nchw(gyb, o, "btrain_gy"), dst, attrs)
 

@@ -189,8 +189,9 @@ def weight_transform_panels(w, u, form, flip, cb=8):
     u (a*a, P, C, nr) gets u[k, o // nr, c, o % nr] = U[k][o, c] (zeros in the padding columns of the last panel).
     One prange item per panel, channels in blocks of ``cb``: the block's taps are gathered into (9, cb, nr) (in L1),
     then per input channel and VL output channels G g G^T runs in registers (float64 arithmetic, one rounding),
-    its a*a vectors stored straight into U (with loops over intermediates in L1 instead, one thread: 512x512 F(2x2) 3.4 vs 2.3 ms, 256x256 F(4x4) 1.25
-    vs 0.7). Gathering the taps with the output channel innermost (strided reads) ran 1.4-2x slower."""
+    its a*a vectors stored straight into U (with loops over intermediates in L1 instead, one thread: 512x512 F(2x2)
+    3.4 vs 2.3 ms, 256x256 F(4x4) 1.25 vs 0.7). Gathering the taps with the output channel innermost (strided
+    reads) ran 1.4-2x slower."""
     if flip:
         nc, no = w.shape[0], w.shape[1]
     else:
