@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 from numba import njit, prange
 
@@ -148,11 +146,6 @@ _max_pool_serial, _avg_pool_serial = serial_twin(_max_pool), serial_twin(_avg_po
 _global_avg_serial = serial_twin(_global_avg)
 
 
-@functools.lru_cache(maxsize=16)
-def _mean_row(npix: int) -> np.ndarray:
-    return np.full((1, npix), 1.0 / npix, np.float32)
-
-
 @backend.register("blocked_pool")
 def blocked_pool(x: np.ndarray, out: np.ndarray, op: str, op_attrs: tuple, channels: int) -> None:
     a = dict(op_attrs)
@@ -166,13 +159,7 @@ def blocked_pool(x: np.ndarray, out: np.ndarray, op: str, op_attrs: tuple, chann
             _pick(_max_pool, _max_pool_serial, x.size)(x, out, kh, kw, sh, sw, pt, pl, dh, dw)
         return
     if op == "adaptive_avg_pool2d" and tuple(a["output_size"]) == (1, 1):
-        n, cb, h, w, nl = x.shape
-        if x.size <= SERIAL_ELEMENTS and x.dtype == out.dtype == np.float32 and out.flags.c_contiguous:
-            # one batched (1, h*w) x (h*w, VL) product per channel block: numpy's vectorized loop, where the numba
-            # loop's lane accumulators go through memory (7x7x1280: 6.6 vs 15 us)
-            np.matmul(_mean_row(h * w), x.reshape(n * cb, h * w, nl), out=out.reshape(n * cb, 1, nl))
-        else:
-            _pick(_global_avg, _global_avg_serial, x.size)(x, out)
+        _pick(_global_avg, _global_avg_serial, x.size)(x, out)
         return
     if op == "avg_pool2d" and tuple(a["padding"]) == (0, 0):
         (kh, kw), (sh, sw) = a["kernel"], a["stride"]
