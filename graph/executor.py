@@ -356,7 +356,9 @@ class ArenaExecutor(Executor):
             {slot[i] for i in self.views if i in slot}
         # slots filled before the first node runs and kept, or checked, from run to run
         checked = set(self._state_slots) | {s for s, _, _ in self._fresh}
-        inputs = set(self._user_slots) if self.backend.is_native(np.empty(0, np.float32)) else set()
+        # user inputs seen through aliases (not one the graph returns: the caller gets its own array back)
+        inputs = set(self._user_slots) - set(self._out_slots) if self.backend.is_native(np.empty(0, np.float32)) \
+            else set()
         self._users: dict[int, list[int]] = {}  # checked slot -> positions of the specialized calls using it
         self._input_users: dict[int, list[int]] = {}  # user input slot -> the same
         self._plain = list(self._calls)
