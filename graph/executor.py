@@ -23,6 +23,7 @@ from engine import profiler as _profiler
 from engine.backend import Backend, Step, device_of, get_backend, specialize, to_host
 from engine.random import next_key
 
+from .input_alias import alias, layout_key
 from .ir import Graph, Node, Value
 from .prefix_views import prefix_view
 
@@ -312,10 +313,12 @@ class ArenaExecutor(Executor):
     """Run inside one arena laid out by ``plan`` (see :func:`graph.memory.plan_memory`). The arena is
     allocated once and reused by every call, so one ArenaExecutor must not run two calls concurrently.
 
-    Intermediates never move, so a node whose arrays are all arena views, constants, params/buffers or output
-    targets calls its kernel *specialized* to them (:func:`engine.backend.specialize`: made on its first run,
-    kept while those arrays stay the same objects); nodes reading a user input or a random key, or writing a
-    fresh output array, call the plain kernel."""
+    Intermediates never move, so a node whose arrays are all arena views, constants, params/buffers, output
+    targets or user inputs calls its kernel *specialized* to them (:func:`engine.backend.specialize`: made on its
+    first run, kept while those arrays stay the same objects); nodes reading a random key call the plain kernel.
+    A user input is seen through an alias of its bytes (graph/input_alias.py: the executor keeps no reference to
+    the caller's array): its readers run specialized from the second run in a row whose input has the same
+    address, shape, strides and dtype (a caller reusing one input buffer), plain otherwise."""
 
     def __init__(self, graph: Graph, plan: Any, backend: str | Backend = "numpy",
                  writes: dict[int, Value] | None = None, *, autotune: bool = False):
@@ -353,14 +356,24 @@ class ArenaExecutor(Executor):
             {slot[i] for i in self.views if i in slot}
         # slots filled before the first node runs and kept, or checked, from run to run
         checked = set(self._state_slots) | {s for s, _, _ in self._fresh}
+        # user inputs seen through aliases (not one the graph returns: the caller gets its own array back)
+        inputs = set(self._user_slots) - set(self._out_slots) if self.backend.is_native(np.empty(0, np.float32)) \
+            else set()
         self._users: dict[int, list[int]] = {}  # checked slot -> positions of the specialized calls using it
+        self._input_users: dict[int, list[int]] = {}  # user input slot -> the same
+        self._plain = list(self._calls)
         self._specializers: dict[int, Callable[[], None]] = {}
         for i, node in enumerate(self._nodes):
             used = {slot[id(v)] for v in (*node.inputs, *node.outputs)}
-            if used <= static | checked:
+            if used <= static | checked | inputs:
                 for s in used & checked:
                     self._users.setdefault(s, []).append(i)
-                self._calls[i] = self._specializers[i] = self._specializer(i)
+                for s in used & inputs:
+                    self._input_users.setdefault(s, []).append(i)
+                self._specializers[i] = self._specializer(i)
+                self._calls[i] = self._specializers[i] if not used & inputs else self._plain[i]
+        self._input_keys: dict[int, tuple | None] = {}  # user input slot -> its last run's layout_key
+        self._aliases: dict[int, np.ndarray] = {}  # user input slot -> the alias its readers are specialized to
         self._chain_pairs()
         self._bound: dict[int, Any] = {}  # checked slot -> the array its calls are specialized to
 
@@ -372,7 +385,7 @@ class ArenaExecutor(Executor):
         re-specialization can split them again), and three only where node i's output has no other reader (the
         call need not write it). A kernel that declines three is offered the pair (i, i + 1)."""
         self.chained: list[tuple[Node, ...]] = []  # runs of nodes as one call (added as a first run takes them)
-        moving = {i for users in self._users.values() for i in users}
+        moving = {i for users in (*self._users.values(), *self._input_users.values()) for i in users}
         nodes, kernels = self._nodes, self._node_kernels
         outputs = {id(v) for v in self.graph.outputs}
 
@@ -437,6 +450,27 @@ class ArenaExecutor(Executor):
                 bound[s] = vals[s]
                 for i in users:
                     self._calls[i] = self._specializers[i]
+        self._load_inputs()
+
+    def _load_inputs(self) -> None:
+        """The readers of a user input whose layout key (address, shape, strides, dtype) is the last run's read it
+        through its alias (specialized, once, on the alias's first run); the others run plain this run. After the
+        loop above: a reader of a new input runs plain even where its param or output moved."""
+        vals, calls, keys, aliases = self._vals, self._calls, self._input_keys, self._aliases
+        for s, users in self._input_users.items():
+            a = vals[s]
+            key = layout_key(a)
+            if key is not None and key == keys.get(s):
+                if s not in aliases:
+                    aliases[s] = alias(a)
+                    for i in users:
+                        calls[i] = self._specializers[i]
+                vals[s] = aliases[s]
+                continue
+            keys[s] = key
+            aliases.pop(s, None)
+            for i in users:
+                calls[i] = self._plain[i]
 
     def _release(self) -> None:
         super()._release()

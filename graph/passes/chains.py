@@ -1,5 +1,6 @@
 """Which blocked convolutions a backend may run as one call (graph/executor.py's ``specialize_chain``: the numba
-backend's expand 1x1 -> depthwise -> project 1x1 block, blocked/inverted.py) and what that asks of the memory plan.
+backend's expand 1x1 -> depthwise -> project 1x1 block, blocked/inverted.py, and its depthwise -> 1x1 pair,
+blocked/chain.py) and what that asks of the memory plan.
 
 Such a call reads the first layer's input while it writes the later layers' outputs, row band after row band, so
 that input must not share a buffer with them: :func:`mark_chains` sets ``node.meta["inputs_live_for"] = k`` on the
@@ -32,8 +33,14 @@ def _reads(n: Node, m: Node) -> bool:
 
 def mark_chains(graph: Graph) -> int:
     """Mark every expand 1x1 -> depthwise -> 1x1 run of consecutive blocked convolutions, each reading the one
-    before as its only reader (``inputs_live_for`` = 2 on the expand); returns how many."""
+    before as its only reader (``inputs_live_for`` = 2 on the expand), and every depthwise -> 1x1 pair, the 1x1
+    reading the depthwise output (``inputs_live_for`` = 1 on the depthwise: blocked/chain.py's pair, run where the
+    three are not); returns how many runs of three."""
     nodes, count = graph.nodes, 0
+    for i in range(len(nodes) - 1):
+        d, p = nodes[i:i + 2]
+        if _conv(d) and d.attrs["groups"] > 1 and _pointwise(p) and p.inputs[0] is d.outputs[0]:
+            d.meta[LIVE_FOR] = 1
     for i in range(len(nodes) - 2):
         e, d, p = nodes[i:i + 3]
         if _pointwise(e) and not e.attrs["has_residual"] and _conv(d) and d.attrs["groups"] > 1 and \

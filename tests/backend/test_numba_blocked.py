@@ -120,8 +120,12 @@ POOLS = [("max_pool2d", dict(kernel=(3, 3), stride=(2, 2), padding=(1, 1), dilat
          ("adaptive_avg_pool2d", dict(output_size=(1, 1))), ("adaptive_avg_pool2d", dict(output_size=(3, 2)))]
 
 
+@pytest.mark.parametrize("serial_elements", [1 << 18, 0], ids=["small", "threaded"])
 @pytest.mark.parametrize("op,attrs", POOLS)
-def test_blocked_pools(op, attrs, rng):
+def test_blocked_pools(op, attrs, serial_elements, rng, monkeypatch):
+    from backends.numba.blocked import reorder
+
+    monkeypatch.setattr(reorder, "SERIAL_ELEMENTS", serial_elements)  # the serial twins and the threaded loops
     x = rng.standard_normal((2, 40, 13, 13), dtype=np.float32)
     got = _run(NB, "blocked_pool", _run(NB, "to_blocked", x, block=VL), op=op, op_attrs=tuple(sorted(attrs.items())),
                channels=40)

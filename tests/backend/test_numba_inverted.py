@@ -49,3 +49,38 @@ def test_inverted_block_as_one_call_equals_the_layers_and_eager(seg_bytes, paral
         np.testing.assert_array_equal(f, a)
         scale = np.abs(ref).max()
         assert np.all(np.abs(f - ref) <= 1e-4 * np.abs(ref) + 1e-4 * scale), np.abs(f - ref).max() / scale
+
+
+def test_depthwise_pointwise_pair_cut_at_whole_tiles_equals_the_layers_and_eager(monkeypatch):
+    """A 7x7 plane on two threads: whole-row bands (4 / 3 rows) would run 6 partial 1x1 tiles for 5, so
+    blocked/chain.py cuts the bands at whole tiles inside a row, both threads computing that row's depthwise
+    outputs: the same bits as the layers apart, and eager's values."""
+    import numba
+
+    from backends.numba.blocked import chain
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs two numba threads")
+    m = randomize_bn(nn.Sequential(InvertedResidual(24, 24, 1, 6), nn.ReLU()))
+    m.eval()
+    x = np.random.default_rng(2).standard_normal((1, 24, 7, 7)).astype(np.float32) * 3
+    with engine.use_backend("numpy"), no_grad():
+        refs = [m(Tensor(v)).data for v in (x, -x)]
+    monkeypatch.setattr(inverted, "MIN_EXPANDED_BYTES", 1 << 62)
+    monkeypatch.setattr(bconv, "SERIAL_MACS", 0)
+    threads = numba.get_num_threads()
+    numba.set_num_threads(2)
+    try:
+        assert chain.band_schedule(1, 7, 7, 100, 2, bconv.MR)[0][1, 1] == 2  # thread 1 starts inside row 2
+        got = {}
+        for name, waste in (("pair", chain.CHAIN_TILE_WASTE), ("apart", 0.0)):
+            monkeypatch.setattr(chain, "CHAIN_TILE_WASTE", waste)
+            cm = graph.compile(m, x, backend="numba", layout="blocked")
+            got[name] = [cm(v).data.copy() for v in (x, -x)]
+            assert (2 in [len(run) for run in cm.compiled.executor.chained]) == (name == "pair")
+    finally:
+        numba.set_num_threads(threads)
+    for f, a, ref in zip(got["pair"], got["apart"], refs):
+        np.testing.assert_array_equal(f, a)
+        scale = np.abs(ref).max()
+        assert np.all(np.abs(f - ref) <= 1e-4 * np.abs(ref) + 1e-4 * scale), np.abs(f - ref).max() / scale

@@ -125,3 +125,61 @@ def test_compile_step_follows_a_parameter_replaced_by_a_new_array():
         opts[1].step()
     for (name, a), (_, b) in zip(ms[0].state_dict().items(), ms[1].state_dict().items()):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_readers_of_a_reused_input_buffer_run_specialized_and_follow_its_address_and_strides():
+    m = randomize_bn(TinyResNet())
+    m.eval()
+    shape = (2, 3, 16, 16)
+    be = _CountingBackend()
+    cm = graph.compile(m, inputs(shape), backend=be)
+    readers = [n.op.name for n in cm.graph.nodes if any(v.kind == "input" for v in n.inputs)]
+    assert readers
+
+    def check(x: np.ndarray) -> None:
+        with engine.no_grad():
+            ref = m(engine.Tensor(x.copy())).data
+        np.testing.assert_allclose(cm(x).data, ref, rtol=1e-5, atol=1e-6)
+
+    rng = np.random.default_rng(3)
+    buf = rng.standard_normal(shape).astype(np.float32)
+    check(buf)
+    n0 = len(be.specialized)
+    for _ in range(2):  # the same buffer, new contents: specialized from the second run on, once
+        buf[...] = rng.standard_normal(shape)
+        check(buf)
+    reread = be.specialized[n0:]
+    assert all(reread.count(name) >= 1 for name in readers)
+    n1 = len(be.specialized)
+    buf[...] = rng.standard_normal(shape)
+    check(buf)  # the readers keep their calls (only the fresh output's writer is specialized again)
+    assert be.specialized[n1:] == [cm.graph.nodes[-1].op.name]
+    # another array object at the same address, same layout: the alias reads it
+    check(np.ndarray(shape, np.float32, buffer=buf.data))
+    # the same address and shape with other strides (a view into a wider buffer), twice: specialized again to it
+    wide = rng.standard_normal((2, 3, 16, 32)).astype(np.float32)
+    big = np.zeros(2 * 3 * 16 * 32, np.float32)
+    twin = np.ndarray(shape, np.float32, buffer=big.data, strides=wide.strides)
+    for _ in range(2):
+        twin[...] = rng.standard_normal(shape)
+        check(twin)
+    # a contiguous array at that address again
+    flat = np.ndarray(shape, np.float32, buffer=big.data)
+    for _ in range(2):
+        flat[...] = rng.standard_normal(shape)
+        check(flat)
+    check(rng.standard_normal(shape).astype(np.float32))  # a fresh array: plain
+
+
+class _PassThrough(nn.Module):
+    def forward(self, x):
+        return x, F.relu(x)
+
+
+def test_an_input_the_graph_returns_comes_back_as_the_callers_array():
+    x = inputs((2, 5))
+    cm = graph.compile(_PassThrough(), x, backend=_CountingBackend())
+    for _ in range(3):  # the same buffer again: its reader runs specialized, the output is still the caller's array
+        same, relu = cm.compiled.executor.run(x.data)
+        assert same is x.data  # never an alias of its bytes (which would not keep them alive)
+        np.testing.assert_array_equal(relu, np.maximum(x.data, 0))

@@ -51,9 +51,9 @@ def depthwise_pointwise(x, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bias, res, mi
     """mid = :func:`.depthwise.depthwise` (its operands up to ``ox1``, ``mid`` its output (N, CB, P, VL)), then
     out2 = the 1x1 convolution of mid as :func:`.conv._conv_dense` (rows2 / taps2 / wpk2 / bias2 / res2 / out2 /
     has_res2 / lo2 / hi2; rows2 holds P + MR entries: a tile may start at any pixel). Thread ``th`` runs the
-    segments segs[starts[th]:starts[th + 1]], each (image, first output row, end row): the depthwise rows first,
-    then the 1x1 tiles of their pixels, output-block group by group, every K block."""
-    ow = xcol.shape[0]
+    segments segs[starts[th]:starts[th + 1]] (:func:`band_schedule`), each (image, first output row, end row, first
+    pixel, end pixel): the depthwise rows first, then the 1x1 tiles of the pixels, output-block group by group,
+    every K block."""
     lo32, hi32 = np.float32(lo), np.float32(hi)
     for th in prange(starts.shape[0] - 1):
         s = sbuf[numba.get_thread_id()]
@@ -62,8 +62,8 @@ def depthwise_pointwise(x, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bias, res, mi
             for cb in range(mid.shape[1]):
                 depthwise_band(x[n, cb].ctypes.data, x.shape[2], x.shape[3], 0, xcol, taps, wpk, ccls, cn, ctaps, cwpk,
                                bias, res, mid, has_res, lo32, hi32, sh, sw, pt, dh, dw, kh, kw, ox0, ox1, n, cb, r0, r1)
-            _pointwise_band(mid, rows2, taps2, wpk2, bias2, res2, out2, has_res2, lo2, hi2, s, n, r0 * ow, r1 * ow,
-                            kc_max)
+            _pointwise_band(mid, rows2, taps2, wpk2, bias2, res2, out2, has_res2, lo2, hi2, s, n, segs[si, 3],
+                            segs[si, 4], kc_max)
 
 
 @njit(cache=True)
@@ -82,21 +82,47 @@ def _pointwise_band(mid, rows2, taps2, wpk2, bias2, res2, out2, has_res2, lo2, h
 _depthwise_pointwise_serial = serial_twin(depthwise_pointwise)
 
 
-def row_schedule(nn: int, oh: int, seg_rows: int, threads: int) -> tuple[np.ndarray, np.ndarray]:
-    """(segs, starts) of :func:`depthwise_pointwise`: the nn*oh output rows cut into ``threads`` equal runs (one
-    row apart at most), each cut at image ends and into segments of at most ``seg_rows`` rows."""
-    segs: list[tuple[int, int, int]] = []
+def band_schedule(nn: int, oh: int, ow: int, seg_rows: int, threads: int, align: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """(segs, starts) of :func:`depthwise_pointwise`: the nn images of oh x ow output pixels cut into ``threads``
+    equal runs of ``align``-pixel units (an image's last unit may be shorter; one unit apart at most), each cut at
+    image ends and into segments of at most ``seg_rows`` rows; a segment is (image, first row, end row, first
+    pixel, end pixel): its 1x1 tiles cover those pixels, its depthwise rows all the rows they touch. With ``align``
+    a multiple of ``ow`` the runs are whole rows; otherwise two threads may both compute the row a cut falls in
+    (the same values, into the same place), so that each runs whole 1x1 tiles."""
+    npix = oh * ow
+    units = -(-npix // align)
+
+    def cut(th: int) -> int:
+        n, u = divmod(nn * units * th // threads, units)
+        return n * npix + min(npix, u * align)
+
+    segs: list[tuple[int, int, int, int, int]] = []
     starts = [0]
-    total = nn * oh
     for th in range(threads):
-        a, b = total * th // threads, total * (th + 1) // threads
+        a, b = cut(th), cut(th + 1)
         while a < b:
-            n, r = divmod(a, oh)
-            e = min(b - n * oh, oh, r + seg_rows)
-            segs.append((n, r, e))
-            a = n * oh + e
+            n, p = divmod(a, npix)
+            pe = min(b - n * npix, npix)
+            r0 = p // ow
+            r1 = min(-(-pe // ow), r0 + seg_rows)
+            q1 = min(pe, r1 * ow)
+            segs.append((n, r0, r1, p, q1))
+            a = n * npix + q1
         starts.append(len(segs))
-    return np.array(segs, np.int64).reshape(-1, 3), np.array(starts, np.int64)
+    return np.array(segs, np.int64).reshape(-1, 5), np.array(starts, np.int64)
+
+
+def row_schedule(nn: int, oh: int, seg_rows: int, threads: int) -> tuple[np.ndarray, np.ndarray]:
+    """(segs, starts) of whole rows: :func:`band_schedule` of one-pixel rows, each segment (image, first row, end
+    row)."""
+    segs, starts = band_schedule(nn, oh, 1, seg_rows, threads, 1)
+    return np.ascontiguousarray(segs[:, :3]), starts
+
+
+def _tiles(segs: np.ndarray) -> int:
+    """The 1x1 tiles the segments run (each segment's last one partial)."""
+    return int(np.sum(-(-(segs[:, 4] - segs[:, 3]) // MR)))
 
 
 def chain_call(first: tuple, second: tuple) -> Callable[[], None] | None:
@@ -142,10 +168,16 @@ def chain_call(first: tuple, second: tuple) -> Callable[[], None] | None:
     parallel = n * npix * VL * (cb * kh * kw * _conv.DEPTHWISE_MAC_COST + ob * taps2.size) >= _conv.SERIAL_MACS
     threads = numba.get_num_threads() if parallel else 1
     seg_rows = max(1, SEGMENT_BYTES // (cb * ow * VL * 4))
-    segs, starts = row_schedule(n, oh, seg_rows, threads)
+    segs, starts = band_schedule(n, oh, ow, seg_rows, threads, ow)
     # each segment ends in a partial 1x1 tile: where bands are a few pixels (7x7 rows split 4 / 3 between two
-    # threads: 6 tiles for 5), the 1x1 alone, its tiles split evenly, costs less than the depthwise saves
-    if np.sum(-(-(segs[:, 2] - segs[:, 1]) * ow // MR)) > CHAIN_TILE_WASTE * n * -(-npix // MR):
+    # threads: 6 tiles for 5), cut the threads' bands at whole tiles instead (both threads compute the row a cut
+    # falls in); where that still wastes tiles, the 1x1 alone, its tiles split evenly, costs less than the
+    # depthwise saves
+    if _tiles(segs) > n * -(-npix // MR):
+        tiled = band_schedule(n, oh, ow, seg_rows, threads, MR)
+        if _tiles(tiled[0]) < _tiles(segs):
+            segs, starts = tiled
+    if _tiles(segs) > CHAIN_TILE_WASTE * n * -(-npix // MR):
         return None
     kernel = depthwise_pointwise if parallel else _depthwise_pointwise_serial
     steps = [f for f in (fill1, fill2) if f is not None]
