@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import functools
 import statistics
-import time
 
 import numpy as np
+from _timing import best
 
 import backends.numba  # noqa: F401 - registers the kernels
 from engine import Spec
@@ -33,15 +33,6 @@ LAYERS = [
     ("R18 b8 3x3 512->512 7", (8, 512, 7, 7), (512, 3, 1, 1, 1)),
     ("MNv2 dw 3x3 144 56", (1, 144, 56, 56), (144, 3, 1, 1, 144)),
 ]
-
-
-def _best(fn, reps: int = 3) -> float:
-    ts = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return min(ts)
 
 
 def main() -> None:
@@ -70,8 +61,8 @@ def main() -> None:
         with ctx:
             nchw(), blocked()
             for _ in range(args.rounds):
-                t["nchw"].append(_best(nchw))
-                t["blocked"].append(_best(blocked))
+                t["nchw"].append(best(nchw))
+                t["blocked"].append(best(blocked))
         flops = 2 * y.size * (c // g) * k * k
         med = {key: statistics.median(v) for key, v in t.items()}
         print(f"{name:36s} nchw {med['nchw'] * 1e3:7.3f} ms ({flops / med['nchw'] / 1e9:6.1f} GFLOP/s)  "

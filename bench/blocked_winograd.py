@@ -12,6 +12,7 @@ import statistics
 import time
 
 import numpy as np
+from _timing import best
 
 import backends.numba  # noqa: F401 - registers the kernels
 from backends.numba.blocked import conv as bconv
@@ -34,15 +35,6 @@ LAYERS = [
     ("small b1 32->32 28", (1, 32, 28, 28), 32),
     ("small b1 16->16 56", (1, 16, 56, 56), 16),
 ]
-
-
-def _best(fn, clock, reps: int = 3) -> float:
-    ts = []
-    for _ in range(reps):
-        t0 = clock()
-        fn()
-        ts.append(clock() - t0)
-    return min(ts)
 
 
 def main() -> None:
@@ -70,8 +62,8 @@ def main() -> None:
                 calls[a]()
             for r in range(args.rounds):
                 for a in ALGOS[r % len(ALGOS):] + ALGOS[:r % len(ALGOS)]:
-                    wall[a].append(_best(calls[a], time.perf_counter))
-                    cpu[a].append(_best(calls[a], time.thread_time))
+                    wall[a].append(best(calls[a], time.perf_counter))
+                    cpu[a].append(best(calls[a], time.thread_time))
         flops = 2 * n * h * w * o * c * 9
         med = {a: statistics.median(v) for a, v in wall.items()}
         cmed = {a: statistics.median(v) for a, v in cpu.items()}

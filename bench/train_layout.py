@@ -18,6 +18,7 @@ import statistics
 import time
 
 import numpy as np
+from _timing import best
 
 import engine
 import engine.functional as F
@@ -38,13 +39,7 @@ def _blocked(x: np.ndarray, block: int = 16) -> np.ndarray:
 
 
 def _best(fn, n: int = 7) -> float:
-    fn()
-    ts = []
-    for _ in range(n):
-        t0 = time.thread_time()
-        fn()
-        ts.append(time.thread_time() - t0)
-    return min(ts) * 1e3
+    return best(fn, time.thread_time, n, warm=True) * 1e3
 
 
 def kernels() -> None:

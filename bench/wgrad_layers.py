@@ -16,6 +16,7 @@ import statistics
 import time
 
 import numpy as np
+from _timing import best
 
 import backends.numba  # noqa: F401 - registers the kernels
 from backends.numba.blocked.reorder import to_blocked
@@ -35,15 +36,6 @@ LAYERS = [
     ("R18I b8 256->256 14", (8, 256, 14, 14), 256),
     ("R18I b8 512->512 7", (8, 512, 7, 7), 512),
 ]
-
-
-def _best(fn, clock, reps: int = 3) -> float:
-    ts = []
-    for _ in range(reps):
-        t0 = clock()
-        fn()
-        ts.append(clock() - t0)
-    return min(ts)
 
 
 def _blocked(x: np.ndarray) -> np.ndarray:
@@ -83,8 +75,8 @@ def main() -> None:
             calls[a]()
         for r in range(args.rounds):
             for a in algos[r % len(algos):] + algos[:r % len(algos)]:
-                wall[a].append(_best(calls[a], time.perf_counter))
-                cpu[a].append(_best(calls[a], time.thread_time))
+                wall[a].append(best(calls[a], time.perf_counter))
+                cpu[a].append(best(calls[a], time.thread_time))
         flops = 2 * n * h * w * o * c * 9
         print(f"{name}:")
         for a in algos:
