@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 
 import numpy as np
+from _timing import best
 
 import graph
 import zoo
@@ -27,12 +28,7 @@ WORKLOADS = {"r18b8": ("resnet18", 8), "r50b1": ("resnet50", 1), "mnv2b1": ("mob
 
 
 def _time(fn, reps: int, clock=time.perf_counter) -> float:
-    ts = []
-    for _ in range(reps):
-        t0 = clock()
-        fn()
-        ts.append(clock() - t0)
-    return min(ts)
+    return best(fn, clock, reps)
 
 
 @contextlib.contextmanager
