@@ -134,9 +134,7 @@ def chain_call(first: tuple, second: tuple) -> Callable[[], None] | None:
     (ins1, out1, a1), (ins2, out2, a2) = first, second
     x, w1, b1, r1 = split_inputs(ins1, a1["has_bias"], a1["has_residual"])
     mid, w2, b2, r2 = split_inputs(ins2, a2["has_bias"], a2["has_residual"])
-    if mid is not out1 or a1["groups"] == 1 or a2["groups"] != 1 or w2.shape[2:] != (1, 1) or \
-            tuple(a2["stride"]) != (1, 1) or any(p for side in a2["padding"] for p in side) or \
-            a2.get("block", 0) or x.ndim != 5:
+    if mid is not out1 or a1["groups"] == 1 or x.ndim != 5 or not plain_1x1(mid, w2, a2):
         return None
     if any(a["activation"] not in ("none", "relu", "clamp") for a in (a1, a2)):
         return None
@@ -145,24 +143,11 @@ def chain_call(first: tuple, second: tuple) -> Callable[[], None] | None:
         return None
     if any(np.may_share_memory(out2, a) for a in (x, out1) + (() if r1 is None else (r1,))):
         return None
-    if choose_blocked(mid.shape, w2.shape, a2["stride"], a2["padding"], a2["dilation"]).algorithm != DIRECT:
-        return None
     n, cb, oh, ow, _ = out1.shape
     ob = out2.shape[1]
     npix = oh * ow
-    mid4, out24 = out1.reshape(n, cb, npix, VL), out2.reshape(n, ob, npix, VL)
-    res1 = mid4 if r1 is None else r1.reshape(mid4.shape)
-    res2 = out24 if r2 is None else r2.reshape(out24.shape)
-    lo1, hi1 = clamp_bounds(a1["activation"], a1.get("act_attrs", ()))
-    lo2, hi2 = clamp_bounds(a2["activation"], a2.get("act_attrs", ()))
-    dw_args, fill1 = depthwise_operands(x, w1, b1, res1, mid4, ow, r1 is not None, a1["stride"], a1["padding"],
-                                        a1["dilation"], lo1, hi1)
-    ng = -(-ob // NV)
-    bias2, fill2 = _bias_filler(b2, ng * NV * VL)
-    wpk2 = _packed(w2, "blocked_dense", pack_dense)
-    _, taps2 = _conv.offset_tables(w2.shape[1], oh, ow, 1, 1, 1, 1, 1, 1, oh, ow)
-    rows2 = np.zeros(npix + MR, np.int64)
-    rows2[:npix] = np.arange(npix) * VL
+    dw_args, fill1, pw_args, fill2 = pair_operands(x, w1, b1, r1, a1, out1, w2, b2, r2, a2, out2)
+    taps2 = pw_args[1]
     sbuf = current_workspace().per_thread("blocked_tile", 2 * NV * MR * VL)
     kh, kw = w1.shape[2:]
     parallel = n * npix * VL * (cb * kh * kw * _conv.DEPTHWISE_MAC_COST + ob * taps2.size) >= _conv.SERIAL_MACS
@@ -181,7 +166,37 @@ def chain_call(first: tuple, second: tuple) -> Callable[[], None] | None:
         return None
     kernel = depthwise_pointwise if parallel else _depthwise_pointwise_serial
     steps = [f for f in (fill1, fill2) if f is not None]
-    steps.append(functools.partial(kernel, *dw_args, rows2, taps2, wpk2, bias2, res2, out24, r2 is not None, lo2,
-                                   hi2, sbuf, segs, starts, KC))
+    steps.append(functools.partial(kernel, *dw_args, *pw_args, sbuf, segs, starts, KC))
     return in_order(steps)
+
+
+def plain_1x1(x: np.ndarray, w: np.ndarray, a: dict) -> bool:
+    """A dense 1x1 layer on blocked x that the direct kernel runs (stride 1, no padding, no block of its own):
+    the shape a chained 1x1 must have."""
+    return a["groups"] == 1 and w.shape[2:] == (1, 1) and tuple(a["stride"]) == (1, 1) and \
+        not any(p for side in a["padding"] for p in side) and not a.get("block", 0) and x.ndim == 5 and \
+        choose_blocked(x.shape, w.shape, a["stride"], a["padding"], a["dilation"]).algorithm == DIRECT
+
+
+def pair_operands(x: np.ndarray, w1: np.ndarray, b1, r1, a1: dict, out1: np.ndarray, w2: np.ndarray, b2, r2,
+                  a2: dict, out2: np.ndarray) -> tuple[tuple, Callable | None, tuple, Callable | None]:
+    """The operands of a depthwise layer (x -> out1) and the 1x1 layer after it (out1 -> out2) as the chained
+    kernels take them: (the depthwise's, its bias filler, the 1x1's ``rows, taps, packed w, bias, residual, out,
+    has_res, lo, hi``, its bias filler)."""
+    n, cb, oh, ow, _ = out1.shape
+    ob = out2.shape[1]
+    npix = oh * ow
+    mid4, out24 = out1.reshape(n, cb, npix, VL), out2.reshape(n, ob, npix, VL)
+    res1 = mid4 if r1 is None else r1.reshape(mid4.shape)
+    res2 = out24 if r2 is None else r2.reshape(out24.shape)
+    lo1, hi1 = clamp_bounds(a1["activation"], a1.get("act_attrs", ()))
+    lo2, hi2 = clamp_bounds(a2["activation"], a2.get("act_attrs", ()))
+    dw_args, fill1 = depthwise_operands(x, w1, b1, res1, mid4, ow, r1 is not None, a1["stride"], a1["padding"],
+                                        a1["dilation"], lo1, hi1)
+    bias2, fill2 = _bias_filler(b2, -(-ob // NV) * NV * VL)
+    wpk2 = _packed(w2, "blocked_dense", pack_dense)
+    _, taps2 = _conv.offset_tables(w2.shape[1], oh, ow, 1, 1, 1, 1, 1, 1, oh, ow)
+    rows2 = np.zeros(npix + MR, np.int64)
+    rows2[:npix] = np.arange(npix) * VL
+    return dw_args, fill1, (rows2, taps2, wpk2, bias2, res2, out24, r2 is not None, lo2, hi2), fill2
 

@@ -29,11 +29,9 @@ from .._layout import in_order, serial_twin
 from ..conv.workspace import current_workspace
 from ..gemm import VL
 from . import conv as _conv
-from .chain import _pointwise_band, chain_call, row_schedule
-from .conv import KC, MR, NV, _bias_filler, _packed, clamp_bounds, depthwise_operands, group_tiles, pack_dense
+from .chain import _pointwise_band, chain_call, pair_operands, plain_1x1, row_schedule
+from .conv import KC, MR, NV, _bias_filler, _packed, clamp_bounds, group_tiles, pack_dense
 from .depthwise import depthwise_band
-from .select import DIRECT
-from .select import choose as choose_blocked
 
 # Scratch for the expanded rows of one segment, per thread: with the depthwise rows and the 1x1's weights it stays
 # in Zen 4's 1 MiB L2. A segment of r output rows recomputes no rows (the next one keeps its halo) but ends in a
@@ -101,12 +99,6 @@ def expand_depthwise_pointwise(xe, etab, taps_e, wpk_e, bias_e, lo_e, hi_e, escr
 _expand_depthwise_pointwise_serial = serial_twin(expand_depthwise_pointwise)
 
 
-def _plain_1x1(x: np.ndarray, w: np.ndarray, a: dict) -> bool:
-    return a["groups"] == 1 and w.shape[2:] == (1, 1) and tuple(a["stride"]) == (1, 1) and \
-        not any(p for side in a["padding"] for p in side) and not a.get("block", 0) and x.ndim == 5 and \
-        choose_blocked(x.shape, w.shape, a["stride"], a["padding"], a["dilation"]).algorithm == DIRECT
-
-
 def inverted_call(expand: tuple, depthwise: tuple, project: tuple) -> Callable[[], None] | None:
     """The 1x1 layer ``expand``, the depthwise layer ``depthwise`` reading its output and the 1x1 layer ``project``
     reading that (each ``(inputs, out, attrs)`` of ``blocked_conv2d``) as one zero-argument call of
@@ -118,8 +110,8 @@ def inverted_call(expand: tuple, depthwise: tuple, project: tuple) -> Callable[[
     xe, we, be, re = split_inputs(ins0, a0["has_bias"], a0["has_residual"])
     e, w1, b1, r1 = split_inputs(ins1, a1["has_bias"], a1["has_residual"])
     mid, w2, b2, r2 = split_inputs(ins2, a2["has_bias"], a2["has_residual"])
-    if e is not out0 or mid is not out1 or re is not None or a1["groups"] == 1 or not _plain_1x1(xe, we, a0) or \
-            not _plain_1x1(mid, w2, a2) or out0.nbytes < MIN_EXPANDED_BYTES:
+    if e is not out0 or mid is not out1 or re is not None or a1["groups"] == 1 or not plain_1x1(xe, we, a0) or \
+            not plain_1x1(mid, w2, a2) or out0.nbytes < MIN_EXPANDED_BYTES:
         return None
     if any(a["activation"] not in ("none", "relu", "clamp") for a in (a0, a1, a2)):
         return None
@@ -133,14 +125,9 @@ def inverted_call(expand: tuple, depthwise: tuple, project: tuple) -> Callable[[
     _, cb, oh, ow, _ = out1.shape
     ob = out2.shape[1]
     npix = oh * ow
-    mid4, out24 = out1.reshape(n, cb, npix, VL), out2.reshape(n, ob, npix, VL)
-    res1 = mid4 if r1 is None else r1.reshape(mid4.shape)
-    res2 = out24 if r2 is None else r2.reshape(out24.shape)
     lo0, hi0 = clamp_bounds(a0["activation"], a0.get("act_attrs", ()))
-    lo1, hi1 = clamp_bounds(a1["activation"], a1.get("act_attrs", ()))
-    lo2, hi2 = clamp_bounds(a2["activation"], a2.get("act_attrs", ()))
-    dw_args, fill1 = depthwise_operands(out0, w1, b1, res1, mid4, ow, r1 is not None, a1["stride"], a1["padding"],
-                                        a1["dilation"], lo1, hi1)
+    dw_args, fill1, pw_args, fill2 = pair_operands(out0, w1, b1, r1, a1, out1, w2, b2, r2, a2, out2)
+    taps2 = pw_args[1]
     sh, kh, dh = dw_args[14], dw_args[19], dw_args[17]
     kext = (kh - 1) * dh + 1
     # segments of depthwise output rows whose expanded rows fit EXPAND_BYTES
@@ -150,11 +137,6 @@ def inverted_call(expand: tuple, depthwise: tuple, project: tuple) -> Callable[[
     bias0, fill0 = _bias_filler(be, -(-ecb // NV) * NV * VL)
     wpk0 = _packed(we, "blocked_dense", pack_dense)
     _, taps0 = _conv.offset_tables(we.shape[1], h, w, 1, 1, 1, 1, 1, 1, h, w)
-    bias2, fill2 = _bias_filler(b2, -(-ob // NV) * NV * VL)
-    wpk2 = _packed(w2, "blocked_dense", pack_dense)
-    _, taps2 = _conv.offset_tables(w2.shape[1], oh, ow, 1, 1, 1, 1, 1, 1, oh, ow)
-    rows2 = np.zeros(npix + MR, np.int64)
-    rows2[:npix] = np.arange(npix) * VL
     ws = current_workspace()
     sbuf = ws.per_thread("blocked_tile", 2 * NV * MR * VL)
     escr = ws.per_thread("blocked_expanded", ecb * rmax * w * VL)
@@ -166,8 +148,7 @@ def inverted_call(expand: tuple, depthwise: tuple, project: tuple) -> Callable[[
     kernel = expand_depthwise_pointwise if parallel else _expand_depthwise_pointwise_serial
     steps = [f for f in (fill0, fill1, fill2) if f is not None]
     steps.append(functools.partial(kernel, xe.reshape(n, -1), etab, taps0, wpk0, bias0, lo0, hi0, escr, rmax, h, w,
-                                   *dw_args[1:], rows2, taps2, wpk2, bias2, res2, out24, r2 is not None, lo2, hi2,
-                                   sbuf, segs, starts, KC))
+                                   *dw_args[1:], *pw_args, sbuf, segs, starts, KC))
     return in_order(steps)
 
 
