@@ -71,10 +71,16 @@ def counted_loop(builder: ir.IRBuilder, name: str, start: ir.Value | int, stop: 
     builder.position_at_end(done)
     if not guard:
         return new
+    return join(builder, inits, pre, new, end)
+
+
+def join(builder: ir.IRBuilder, a: Sequence[ir.Value], a_block: ir.Block, b: Sequence[ir.Value],
+         b_block: ir.Block) -> list[ir.Value]:
+    """Where two branches meet: a phi per pair, a[i] arriving from ``a_block`` and b[i] from ``b_block``."""
     out = []
-    for v, n in zip(inits, new):
-        p = builder.phi(v.type)
-        p.add_incoming(v, pre)
-        p.add_incoming(n, end)
+    for x, y in zip(a, b):
+        p = builder.phi(x.type)
+        p.add_incoming(x, a_block)
+        p.add_incoming(y, b_block)
         out.append(p)
     return out

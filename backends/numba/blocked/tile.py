@@ -21,7 +21,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-from ..codegen import VL, counted_loop, splat, vector_intrinsic
+from ..codegen import VL, counted_loop, join, splat, vector_intrinsic
 
 
 def store_epilogue(builder: ir.IRBuilder, vals: list, cs: list, rs: list, has_res: ir.Value, lo: ir.Value,
@@ -108,12 +108,7 @@ def make_blocked_tile(mr: int, nv: int, depthwise: bool = False):
                 with otherwise:  # the partial sums of the K blocks before
                     o_init = [builder.load(caddr(cp, r, v), align=4) for r in range(mr) for v in range(nv)]
                     o_blk = builder.block
-            init = []
-            for tv, ov in zip(t_init, o_init):
-                phi = builder.phi(vty)
-                phi.add_incoming(tv, t_blk)
-                phi.add_incoming(ov, o_blk)
-                init.append(phi)
+            init = join(builder, t_init, t_blk, o_init, o_blk)
             flat = counted_loop(builder, "btile", 0, k, init, step, unroll=False)
             cs = [caddr(cp, r, v) for r in range(mr) for v in range(nv)]
             rs = [caddr(rp, r, v) for r in range(mr) for v in range(nv)]
@@ -125,12 +120,7 @@ def make_blocked_tile(mr: int, nv: int, depthwise: bool = False):
                         with late:  # K blocks: the bias was not in the first one's sums
                             l_vals = [builder.fadd(flat[r * nv + v], bvec[v]) for r in range(mr) for v in range(nv)]
                             l_blk = builder.block
-                    vals = []
-                    for hv, lv in zip(flat, l_vals):
-                        phi = builder.phi(vty)
-                        phi.add_incoming(hv, h_blk)
-                        phi.add_incoming(lv, l_blk)
-                        vals.append(phi)
+                    vals = join(builder, flat, h_blk, l_vals, l_blk)
                     store_epilogue(builder, vals, cs, rs, has_res, lo, hi)
                 with otherwise:
                     for v, c_ptr in zip(flat, cs):

@@ -14,10 +14,10 @@ from __future__ import annotations
 from fractions import Fraction
 
 from llvmlite import ir
-from numba import types
+from numba import njit, types
 from numba.extending import intrinsic
 
-from ..codegen import VL, splat, vector_intrinsic
+from ..codegen import VL, join, splat, vector_intrinsic
 from .toom import toom_cook
 
 BT2 = ((1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1))
@@ -126,9 +126,7 @@ def make_transforms(bt: tuple, at: tuple):
                                 blk_res = builder.block
                             with otherwise:
                                 blk_no = builder.block
-                        phi = builder.phi(v.vty)
-                        phi.add_incoming(e_res, blk_res)
-                        phi.add_incoming(e, blk_no)
+                        phi, = join(builder, [e_res], blk_res, [e], blk_no)
                         builder.store(builder.call(vmin, [builder.call(vmax, [phi, lov]), hiv]), v.at(dp, off),
                                       align=4)
             return context.get_dummy_value()
@@ -140,3 +138,12 @@ def make_transforms(bt: tuple, at: tuple):
 
 input_tile2, output_tile2 = make_transforms(BT2, AT2)
 input_tile4, output_tile4 = make_transforms(BT4, AT4)
+
+
+@njit(cache=True, inline="always")
+def input_tile_m(m, src, rs, dst, xs):
+    """``input_tile`` of F(m x m, 3x3) for the output tile m (2 or 4)."""
+    if m == 2:
+        input_tile2(src, rs, dst, xs)
+    else:
+        input_tile4(src, rs, dst, xs)

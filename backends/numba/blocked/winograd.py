@@ -34,7 +34,7 @@ from ..conv.winograd.math import G2
 from ..conv.workspace import current_workspace
 from ..gemm import VL
 from .conv import MR, NV, _call, _valid_lanes
-from .transforms import G4, input_tile2, input_tile4, output_tile2, output_tile4
+from .transforms import G4, input_tile_m, output_tile2, output_tile4
 
 
 def pack_winograd(w: np.ndarray, m: int = 2) -> np.ndarray:
@@ -71,14 +71,6 @@ def gemm_tables(c: int, spad: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @njit(cache=True, inline="always")
-def _input_tile(m, src, rs, dst, xs):
-    if m == 2:
-        input_tile2(src, rs, dst, xs)
-    else:
-        input_tile4(src, rs, dst, xs)
-
-
-@njit(cache=True, inline="always")
 def _transform_tiles(x, p, m, t0, ns, th, tw, pt, pl, v_addr, vt, vx, c0, c1):
     """V[xi][c][s] (at v_addr, tile stride vt*VL, position stride vx) for tiles t0 .. t0 + ns - 1, channel blocks
     c0 .. c1 - 1; ``p`` holds a border tile's zero-padded patch."""
@@ -93,7 +85,7 @@ def _transform_tiles(x, p, m, t0, ns, th, tw, pt, pl, v_addr, vt, vx, c0, c1):
         for c in range(c0, c1):
             d_addr = v_addr + (c * vt + s) * VL * 4
             if inside:
-                _input_tile(m, x_addr + (((n * ncb + c) * h + y0) * w + x0) * VL * 4, w * VL, d_addr, vx)
+                input_tile_m(m, x_addr + (((n * ncb + c) * h + y0) * w + x0) * VL * 4, w * VL, d_addr, vx)
             else:  # a border tile: its patch with zeros outside the image
                 for i in range(a):
                     for j in range(a):
@@ -102,7 +94,7 @@ def _transform_tiles(x, p, m, t0, ns, th, tw, pt, pl, v_addr, vt, vx, c0, c1):
                         src = (((n * ncb + c) * h + yy) * w + xx) * VL
                         for q in range(VL):
                             p[(a * i + j) * VL + q] = xf[src + q] if ok else np.float32(0.0)
-                _input_tile(m, p_addr, a * VL, d_addr, vx)
+                input_tile_m(m, p_addr, a * VL, d_addr, vx)
 
 
 @njit(parallel=True, cache=True)

@@ -30,7 +30,7 @@ import numpy as np
 from numba import njit, prange
 
 from .._layout import serial_twin
-from ..blocked.transforms import AT2, AT4, G4, input_tile2, input_tile4
+from ..blocked.transforms import AT2, AT4, G4, input_tile_m
 from ..gemm import VL, make_tile
 from .sandwich import make_sandwich
 from .winograd.math import G2
@@ -83,14 +83,6 @@ def _pad_nchw(x, n, c0, dst, r0, cl):
 
 
 @njit(cache=True, inline="always")
-def _in_tile(m, src, rs, dst, xs):
-    if m == 2:
-        input_tile2(src, rs, dst, xs)
-    else:
-        input_tile4(src, rs, dst, xs)
-
-
-@njit(cache=True, inline="always")
 def _gy_tile(m, src, rs, dst, xs):
     if m == 2:
         grad_tile2(src, rs, VL, dst, xs)
@@ -121,7 +113,7 @@ def _transforms(xb, gyb, x4, gy4, nchw, ncb, ob, n0, nimg, pt, pl, m, th, tw, v,
         for ty in range(th):
             for tx in range(tw):
                 dst = v_addr + ((panel * ntile + t0 + ty * tw + tx) * NR + half * VL) * 4
-                _in_tile(m, p_addr + ((m * ty) * wp + m * tx) * VL * 4, wp * VL, dst, vx)
+                input_tile_m(m, p_addr + ((m * ty) * wp + m * tx) * VL * 4, wp * VL, dst, vx)
     gh, gw = m * th, m * tw
     whole = not nchw and gyb.shape[2] == gh and gyb.shape[3] == gw  # whole tiles: gy read in place
     for q in prange(nimg * ob):
