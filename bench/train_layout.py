@@ -25,17 +25,17 @@ import engine.functional as F
 import engine.optim as optim
 import graph
 import zoo.models as zm
+from backends.numpy.blocked import to_blocked
 from engine import Tensor
+from engine.ops.blocked import blocks
 
 ATTRS = {"stride": (1, 1), "padding": ((1, 1), (1, 1)), "dilation": (1, 1), "groups": 1}
 
 
 def _blocked(x: np.ndarray, block: int = 16) -> np.ndarray:
-    n, c, h, w = x.shape
-    cb = -(-c // block)
-    out = np.zeros((n, cb * block, h, w), x.dtype)
-    out[:, :c] = x
-    return np.ascontiguousarray(out.reshape(n, cb, block, h, w).transpose(0, 1, 3, 4, 2))
+    out = np.empty((x.shape[0], blocks(x.shape[1], block), *x.shape[2:], block), x.dtype)
+    to_blocked(x, out, block)  # the numpy reference reorder
+    return out
 
 
 def _best(fn, n: int = 7) -> float:

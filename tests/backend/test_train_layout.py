@@ -142,11 +142,7 @@ def test_blocked_training_on_numba_equals_the_numpy_reference(algo, monkeypatch)
 
 
 def _blocked(x: np.ndarray, block: int = 16) -> np.ndarray:
-    n, c, h, w = x.shape
-    cb = -(-c // block)
-    out = np.zeros((n, cb * block, h, w), x.dtype)
-    out[:, :c] = x
-    return np.ascontiguousarray(out.reshape(n, cb, block, h, w).transpose(0, 1, 3, 4, 2))
+    return run_kernel("numpy", "to_blocked", [x], block=block)[0]
 
 
 def test_numba_blocked_batch_norm_kernels_vs_numpy():
