@@ -5,6 +5,9 @@ bias epilogue of linear is a row kernel over the GEMM output."""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import numpy as np
 from numba import njit, prange
 
@@ -45,10 +48,11 @@ def rows_dot(x, w, b, out):
 
 _add_row_bias_serial, _rows_dot_serial = serial_twin(add_row_bias), serial_twin(rows_dot)
 FEW_ROWS = 4  # up to this many rows a linear layer is dot products: the GEMM would pack all of W for each call
-# Below this many multiply-adds the dot products run on the calling thread: a classifier at batch 1 (MobileNetV2's
-# 1280 x 1000, ResNet-50's 2048 x 1000) streams its 5-8 MB of weights at ~0.1 ms from one core, while waking the
-# workers for it costs as much on a busy machine (0.36 vs 0.10 ms measured with the cores shared)
-SERIAL_DOT_MACS = 1 << 22
+# Below this many multiply-adds the dot products run on the calling thread. A classifier at batch 1 (MobileNetV2's
+# 1280 x 1000, ResNet-50's 2048 x 1000) is above: at the end of a network its 5-8 MB of weights come from memory,
+# not cache, and two cores stream them in about half the time of one (MobileNetV2's in the network: 0.14 vs 0.23 ms),
+# the workers still awake from the layer before
+SERIAL_DOT_MACS = 1 << 20
 # A layer with this few outputs and little work is dot products too: the GEMM's register tile would be mostly padding
 # (LeNet-5's fc2, 64 x 500 -> 10: one thread 0.07 -> 0.035 ms)
 FEW_OUTPUTS = 16
@@ -59,13 +63,9 @@ def product(a: np.ndarray, b: np.ndarray, out: np.ndarray, bias: np.ndarray | No
     outputs and little work) times a transposed C-contiguous W (a linear layer at batch 1: MobileNetV2's
     classifier, 1280 x 1000) with the bias added on the way, the numba GEMM for 2-D float32 operands it supports,
     else BLAS."""
-    few = a.ndim == 2 and (a.shape[0] <= FEW_ROWS or
-                           b.shape[-1] <= FEW_OUTPUTS and a.shape[0] * b.size < SERIAL_DOT_MACS)
-    if few and a.ndim == b.ndim == out.ndim == 2 and b.T.flags.c_contiguous and \
-            a.flags.c_contiguous and a.dtype == b.dtype == out.dtype and a.dtype.kind == "f" and \
-            (bias is None or bias.dtype == a.dtype and bias.shape == (b.shape[1],)):
-        dot = _rows_dot_serial if a.shape[0] * b.size < SERIAL_DOT_MACS else rows_dot
-        dot(a, b.T, np.zeros(0, a.dtype) if bias is None else bias, out)
+    dot = dot_call(a, b, out, bias)
+    if dot is not None:
+        dot()
         return
     if a.ndim == b.ndim == out.ndim == 2 and gemm_supported(a, b, out):
         gemm_matmul(a, b, out)
@@ -74,6 +74,20 @@ def product(a: np.ndarray, b: np.ndarray, out: np.ndarray, bias: np.ndarray | No
     if bias is not None and out.size:
         rows = out.reshape(-1, out.shape[-1])
         by_size(add_row_bias, _add_row_bias_serial, rows.size)(rows, bias)
+
+
+def dot_call(a: np.ndarray, b: np.ndarray, out: np.ndarray, bias: np.ndarray | None) -> Callable[[], None] | None:
+    """``out = a @ b (+ bias)`` as the dot products over W's rows (``b`` a transposed C-contiguous W) where
+    :func:`product` takes that path (a few rows, or a few outputs and little work), as one call straight into the
+    compiled loop; else None."""
+    few = a.ndim == 2 and (a.shape[0] <= FEW_ROWS or
+                           b.shape[-1] <= FEW_OUTPUTS and a.shape[0] * b.size < SERIAL_DOT_MACS)
+    if few and a.ndim == b.ndim == out.ndim == 2 and b.T.flags.c_contiguous and \
+            a.flags.c_contiguous and a.dtype == b.dtype == out.dtype and a.dtype.kind == "f" and \
+            (bias is None or bias.dtype == a.dtype and bias.shape == (b.shape[1],)):
+        dot = _rows_dot_serial if a.shape[0] * b.size < SERIAL_DOT_MACS else rows_dot
+        return functools.partial(dot, a, b.T, np.zeros(0, a.dtype) if bias is None else bias, out)
+    return None
 
 
 def weights_first(x: np.ndarray, w: np.ndarray, out: np.ndarray) -> bool:
@@ -114,6 +128,10 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
 @backend.register("linear")
 def linear(x: np.ndarray, w: np.ndarray, *b: np.ndarray, out: np.ndarray) -> None:
     linear_product(x, w, out, Epilogue(out.dtype, bias=b[0]) if b else None)
+
+
+# in a compiled graph a classifier at batch 1 calls its compiled loop directly, not through linear_product's Python
+linear.specialize = lambda x, w, *b, out: dot_call(x, w.T, out, b[0] if b else None)
 
 
 @backend.register("matmul_tn")

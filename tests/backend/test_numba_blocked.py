@@ -131,6 +131,15 @@ def test_blocked_pools(op, attrs, serial_elements, rng, monkeypatch):
                channels=40)
     np.testing.assert_allclose(_run(NB, "from_blocked", got, channels=40), _run(NP, op, x, **attrs), rtol=1e-5,
                                atol=1e-6)
+    # a compiled graph's calls (engine.backend.specialize): the same results through the calls bound to the arrays
+    from engine.backend import specialize
+
+    xb, pooled = _run(NB, "to_blocked", x, block=VL), np.full(got.shape, np.nan, np.float32)
+    flat = np.full((2, 40) + got.shape[2:4], np.nan, np.float32)
+    specialize(NB.kernel("blocked_pool"), [xb], pooled, dict(op=op, op_attrs=tuple(sorted(attrs.items())),
+                                                              channels=40))()
+    specialize(NB.kernel("from_blocked"), [pooled], flat, dict(channels=40))()
+    np.testing.assert_array_equal(flat, _run(NB, "from_blocked", got, channels=40))
 
 
 @pytest.mark.skipif(not AVX512, reason="the vector width checked is AVX-512's")

@@ -59,3 +59,19 @@ def test_linear_few_outputs(rng, monkeypatch):
         NB.kernel("linear")(x, w, b, out=out)
         np.testing.assert_allclose(out, x.astype(np.float64) @ w.T.astype(np.float64) + b, rtol=1e-4, atol=1e-4)
         assert len(calls) == dots
+
+
+@pytest.mark.parametrize("rows", [1, 9])
+def test_linear_specialized_call(rows, rng):
+    """A compiled graph's call of linear (engine.backend.specialize): the dot products' compiled loop bound to the
+    arrays for a few rows, the plain kernel past FEW_ROWS; both equal the plain call's result."""
+    from engine.backend import specialize
+
+    x, w, b = (rng.standard_normal(s).astype(np.float32) for s in ((rows, 130), (37, 130), (37,)))
+    for bias in ([b], []):
+        plain, special = np.full((rows, 37), np.nan, np.float32), np.full((rows, 37), np.nan, np.float32)
+        NB.kernel("linear")(x, w, *bias, out=plain)
+        call = specialize(NB.kernel("linear"), [x, w, *bias], special, {})
+        x[...] *= 1.5  # contents change between calls; the call reads them at call time
+        call()
+        np.testing.assert_allclose(special, 1.5 * plain - (0.5 * b if bias else 0), rtol=1e-4, atol=1e-4)
