@@ -3,7 +3,8 @@
 - :class:`Executor` allocates each intermediate with the backend's ``empty`` and drops it after its last use.
 - :class:`ArenaExecutor` runs inside one planned arena (a :class:`graph.memory.MemoryPlan`): every intermediate
   is a view into a single byte buffer (the backend's ``arena``) allocated once, at the offset the planner chose;
-  graph outputs get fresh arrays (they outlive the call). Nodes the plan marks in-place write over their dying
+  graph outputs get fresh arrays (they outlive the call; small ones are written into an array the executor keeps
+  and copied into the fresh one). Nodes the plan marks in-place write over their dying
   input; a ``reshape`` planned in place and a concat whose inputs the plan put in its output's slices
   (``plan.elided``) are free (the bytes are already where they belong), so their kernels are skipped.
 
@@ -26,6 +27,10 @@ from engine.random import next_key
 from .input_alias import alias, layout_key
 from .ir import Graph, Node, Value
 from .prefix_views import prefix_view
+
+# graph outputs up to this size are written into an array the ArenaExecutor keeps and copied out (_own_output): the
+# copy costs ~1 us, re-specializing their writer every run far more
+OWN_OUTPUT_BYTES = 64 << 10
 
 Kernel = Callable[..., None]
 
@@ -281,14 +286,29 @@ class Executor:
             for s, v, a in zip(self._state_slots, self._state_inputs, state):
                 vals[s] = self._state_array(v, a)
         self._allocated = []  # the fresh outputs of this run (slots), the caller's once it returns
+        self._copied = []  # the outputs written into the executor's own array, copied out at the end (slots)
         for s, j, v in self._fresh:
             target = outs[j] if outs is not None and self._direct[j] else None
             if target is None:
-                target = self._empty(v)
-                self._allocated.append(s)
+                target = self._own_output(s, v)
+                if target is not None:
+                    self._copied.append(s)
+                else:
+                    target = self._empty(v)
+                    self._allocated.append(s)
             vals[s] = target
 
+    def _own_output(self, s: int, v: Value) -> Any:
+        """An array the executor keeps for graph output ``v`` (slot ``s``), written by its node and copied into a
+        fresh array at the end of every run; None: the node writes a fresh array."""
+        return None
+
     def _results(self, outs: Sequence[np.ndarray | None] | None) -> list[np.ndarray]:
+        vals = self._vals
+        for s in self._copied:
+            fresh = self.backend.empty(vals[s].shape, vals[s].dtype)
+            self.backend.copy_(fresh, vals[s])
+            vals[s] = fresh
         got = [self._vals[s] for s in self._out_slots]
         self._release()
         if outs is None:
@@ -376,6 +396,7 @@ class ArenaExecutor(Executor):
         self._aliases: dict[int, np.ndarray] = {}  # user input slot -> the alias its readers are specialized to
         self._chain_pairs()
         self._bound: dict[int, Any] = {}  # checked slot -> the array its calls are specialized to
+        self._owned: dict[int, Any] = {}  # graph output slot -> the executor's own array for it (_own_output)
 
     def _chain_pairs(self) -> None:
         """Node i and the next one (or the next two), each reading the one before's first output, where their
@@ -471,6 +492,16 @@ class ArenaExecutor(Executor):
             aliases.pop(s, None)
             for i in users:
                 calls[i] = self._plain[i]
+
+    def _own_output(self, s: int, v: Value) -> Any:
+        """Small outputs (logits, a loss) are written into the executor's own array and copied out: their writers
+        stay specialized from run to run, where a fresh array per run would make them specialize again each time
+        (MobileNetV2 b1's classifier)."""
+        if s not in self._users or int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize > OWN_OUTPUT_BYTES:
+            return None
+        if s not in self._owned:
+            self._owned[s] = self._empty(v)
+        return self._owned[s]
 
     def _release(self) -> None:
         super()._release()

@@ -61,14 +61,35 @@ def test_arena_kernels_are_specialized_once_and_agree_with_eager():
     first = len(be.specialized)
     assert first >= len(cm.graph.nodes) - 3
     got2 = cm(x2).data
-    # nodes on arena views and constants keep their specialized call; only the node writing the fresh output is
-    # specialized again (and the one reading the user input runs plain)
-    assert be.specialized[first:] == [cm.graph.nodes[-1].op.name]
+    # nodes on arena views and constants keep their specialized call, and so does the node writing the (small)
+    # output: it writes the executor's own array, copied into a fresh one (the one reading the user input runs plain)
+    assert be.specialized[first:] == []
     assert be.calls >= 2 * first
     np.testing.assert_allclose(got1, ref1, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(got2, ref2, rtol=1e-5, atol=1e-6)
     # each call returns its own array: the first result is not overwritten by the second call
     assert got1 is not got2
+    np.testing.assert_allclose(got1, ref1, rtol=1e-5, atol=1e-6)
+
+
+def test_large_outputs_are_written_fresh_and_their_writer_specialized_again(monkeypatch):
+    """Past OWN_OUTPUT_BYTES the node writing a graph output writes the fresh array itself (no copy), so its call is
+    specialized again each run; the results are the same and each call's own."""
+    from graph import executor
+
+    monkeypatch.setattr(executor, "OWN_OUTPUT_BYTES", 0)
+    m = randomize_bn(TinyResNet())
+    m.eval()
+    x1, x2 = inputs((2, 3, 16, 16)), inputs((2, 3, 16, 16), seed=1)
+    be = _CountingBackend()
+    cm = graph.compile(m, x1, backend=be)
+    with engine.no_grad():
+        ref1, ref2 = m(x1).data, m(x2).data
+    got1 = cm(x1).data
+    first = len(be.specialized)
+    got2 = cm(x2).data
+    assert be.specialized[first:] == [cm.graph.nodes[-1].op.name]
+    np.testing.assert_allclose(got2, ref2, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(got1, ref1, rtol=1e-5, atol=1e-6)
 
 
@@ -152,8 +173,8 @@ def test_readers_of_a_reused_input_buffer_run_specialized_and_follow_its_address
     assert all(reread.count(name) >= 1 for name in readers)
     n1 = len(be.specialized)
     buf[...] = rng.standard_normal(shape)
-    check(buf)  # the readers keep their calls (only the fresh output's writer is specialized again)
-    assert be.specialized[n1:] == [cm.graph.nodes[-1].op.name]
+    check(buf)  # the readers keep their calls, and so does the (small) output's writer
+    assert be.specialized[n1:] == []
     # another array object at the same address, same layout: the alias reads it
     check(np.ndarray(shape, np.float32, buffer=buf.data))
     # the same address and shape with other strides (a view into a wider buffer), twice: specialized again to it
