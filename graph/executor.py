@@ -497,11 +497,10 @@ class ArenaExecutor(Executor):
         """Small outputs (logits, a loss) are written into the executor's own array and copied out: their writers
         stay specialized from run to run, where a fresh array per run would make them specialize again each time
         (MobileNetV2 b1's classifier)."""
-        if s not in self._users or int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize > OWN_OUTPUT_BYTES:
-            return None
-        if s not in self._owned:
-            self._owned[s] = self._empty(v)
-        return self._owned[s]
+        own = self._owned.get(s)
+        if own is None and s in self._users and v.nbytes <= OWN_OUTPUT_BYTES:
+            own = self._owned[s] = self._empty(v)
+        return own
 
     def _release(self) -> None:
         super()._release()
