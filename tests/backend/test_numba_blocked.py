@@ -91,6 +91,41 @@ def test_dense_item_orders_agree(case, serial, rng, monkeypatch):
     np.testing.assert_allclose(got["pixel"], keep, rtol=1e-4, atol=1e-4 * np.abs(keep).max())
 
 
+# (C, O, H, stride, residual, batch): many output-block groups with a one-block last one (200 = 12.5 blocks), a
+# pixel count off the tile (7x7 = 49), two K blocks (600 > KC), a strided 1x1
+PREFETCH_CASES = [(48, 200, 7, 1, True, 1), (600, 40, 5, 1, True, 2), (64, 128, 9, 2, False, 2),
+                  (24, 36, 11, 1, False, 1)]
+
+
+@pytest.mark.parametrize("case", PREFETCH_CASES, ids=lambda c: "x".join(map(str, c[:4])) + ("-res" if c[4] else ""))
+@pytest.mark.parametrize("serial", [False, True])
+def test_weight_prefetch_changes_no_sum(case, serial, rng, monkeypatch):
+    """The tile that prefetches the next output-block group's weights (the first tile of each group where the
+    packed weights reach ``PREFETCH_BYTES``) writes the same bits as the plain tile, in both item orders, and
+    both equal the reference: the prefetch only asks for cache lines."""
+    c, o, h, s, res, n = case
+    monkeypatch.setattr(bconv, "SERIAL_MACS", 1 << 62 if serial else 0)
+    x = _run(NB, "to_blocked", rng.standard_normal((n, c, h, h), dtype=np.float32), block=VL)
+    w = (rng.standard_normal((o, c, 1, 1)) * (3 / np.sqrt(c))).astype(np.float32)  # outputs beyond the clamp's 6
+    b = rng.standard_normal(o, dtype=np.float32)
+    oh = (h - 1) // s + 1
+    r = [rng.standard_normal((n, -(-o // VL), oh, oh, VL), dtype=np.float32)] if res else []
+    attrs = dict(stride=(s, s), padding=((0, 0), (0, 0)), dilation=(1, 1), groups=1, has_bias=True,
+                 has_residual=res, activation="clamp", act_attrs=(("max", 6.0), ("min", 0.0)))
+    got = {}
+    for limit in (1 << 40, -1):
+        monkeypatch.setattr(bconv, "PIX_MAJOR_BYTES", limit)
+        for name, at in (("plain", 1 << 62), ("prefetch", 0)):
+            monkeypatch.setattr(bconv, "PREFETCH_BYTES", at)
+            got[name, limit] = _run(NB, "blocked_conv2d", x, w, b, *r, **attrs)
+    for v in got.values():
+        np.testing.assert_array_equal(v, got["plain", -1])
+    keep = _run(NP, "from_blocked", _run(NP, "blocked_conv2d", x, w, b, *r, **attrs), channels=o)
+    assert keep.min() == 0.0 and keep.max() == 6.0
+    np.testing.assert_allclose(_run(NB, "from_blocked", got["prefetch", -1], channels=o), keep, rtol=1e-4,
+                               atol=1e-4 * np.abs(keep).max())
+
+
 def test_reorders_roundtrip_and_zero_pad_lanes(rng):
     x = rng.standard_normal((2, 21, 5, 6), dtype=np.float32)
     xb = _run(NB, "to_blocked", x, block=VL)

@@ -90,6 +90,7 @@ def test_depthwise_then_pointwise_in_one_call(case, serial, rng, monkeypatch):
     c, h, w, s, o, res, n = case
     monkeypatch.setattr(bconv, "SERIAL_MACS", 1 << 62 if serial else 0)
     monkeypatch.setattr(chain, "CHAIN_TILE_WASTE", 10.0)  # small planes: bands of a few pixels, taken all the same
+    monkeypatch.setattr(bconv, "PREFETCH_BYTES", 0)  # the tiles that prefetch the next group's weights, both ways
     x = _run(NB, "to_blocked", rng.standard_normal((n, c, h, w), dtype=np.float32), block=VL)
     a1 = dict(stride=(s, s), padding=((1, 1), (1, 1)), dilation=(1, 1), groups=c, has_bias=True,
               has_residual=False, activation=RELU6[0], act_attrs=RELU6[1])
