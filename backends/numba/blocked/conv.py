@@ -110,9 +110,9 @@ def group_tiles(x_addr, r_addr, t_addr, wpk, g, k, kc_max, p0, p1, npix, rbase, 
     block): :func:`pixel_tile` where a tile ends by ``npix``, else :func:`partial_tile`. A is read at x_addr
     through the row table at r_addr (pixel p's entry at r_addr + (p - rbase)*8) and the tap table at t_addr; wpk
     (G, K, NV*VL) the packed weights; lo / hi float32; ``pf_next``: the run's first tile also prefetches group
-    g + 1's weights of its K block (where both groups hold two blocks and the tile is whole). The loop of every
-    dense blocked kernel (:func:`_conv_dense`, the prologue conv, the chained 1x1): one call per group and pixel
-    run, so its array arguments cost nothing per tile."""
+    g + 1's weights (where the reduction is one K block, both groups hold two blocks and the tile is whole). The
+    loop of every dense blocked kernel (:func:`_conv_dense`, the prologue conv, the chained 1x1): one call per
+    group and pixel run, so its array arguments cost nothing per tile."""
     ob = out.shape[1]
     bks = wpk.shape[2]
     ldv = out.shape[2] * VL
@@ -123,7 +123,9 @@ def group_tiles(x_addr, r_addr, t_addr, wpk, g, k, kc_max, p0, p1, npix, rbase, 
     bias_addr = bias[2 * g * VL:].ctypes.data
     nkb = (k + kc_max - 1) // kc_max
     kstep = (k + nkb - 1) // nkb
-    pf = wpk[g + 1].ctypes.data if pf_next and g + 1 < wpk.shape[0] and nv == 2 else 0
+    # one K block only: with several, group g + 1's first block would arrive while g's other blocks still stream
+    # through the same caches (ResNet-50's 2048 -> 512 at 7x7, four K blocks: 2-7% slower with it)
+    pf = wpk[g + 1].ctypes.data if pf_next and g + 1 < wpk.shape[0] and nv == 2 and k <= kc_max else 0
     for k0 in range(0, k, kstep):
         kc = min(kstep, k - k0)
         first, last = k0 == 0, k0 + kc >= k
@@ -131,7 +133,7 @@ def group_tiles(x_addr, r_addr, t_addr, wpk, g, k, kc_max, p0, p1, npix, rbase, 
             a, bk = r_addr + (p - rbase) * 8, b_base + k0 * bks * 4
             if pf != 0 and p == p0 and p + MR <= npix:
                 _tile2_prefetch(kc, x_addr, a, t_addr + k0 * 8, bk, bks, c_base + p * VL * 4, ldv,
-                                res_base + p * VL * 4, bias_addr, first, last, has_res, lo, hi, pf + k0 * bks * 4)
+                                res_base + p * VL * 4, bias_addr, first, last, has_res, lo, hi, pf)
             elif not pixel_tile(nv, kc, x_addr, a, t_addr + k0 * 8, bk, bks, p, npix, c_base, res_base, ldv, bias_addr,
                               first, last, has_res, lo, hi):
                 partial_tile(nv, kc, x_addr, a, t_addr + k0 * 8, bk, bks, out, res, n, 2 * g, p, npix, bias_addr,
