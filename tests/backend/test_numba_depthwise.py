@@ -115,3 +115,78 @@ def test_depthwise_then_pointwise_in_one_call(case, serial, rng, monkeypatch):
     if s == 1 and c <= o:  # the 1x1 output placed over the depthwise input: the pair runs as two layers
         over = x.reshape(-1)[:out.size].reshape(out.shape)
         assert chain.chain_call((ins1, mid, a1), ([mid, w2, b2, *r], over, a2)) is None
+
+
+@pytest.mark.parametrize("nn,oh,ow,ng,seg_rows,threads", [
+    (1, 7, 7, 5, 100, 2), (1, 7, 7, 10, 2, 2), (2, 5, 7, 3, 100, 2), (1, 14, 14, 3, 3, 2), (3, 9, 11, 2, 4, 4),
+    (1, 7, 7, 1, 100, 3)])
+def test_unit_schedule_covers_each_tile_group_once(nn, oh, ow, ng, seg_rows, threads):
+    """blocked/chain.py's cut at (pixel tile, output-block group) units: every unit of every image in exactly one
+    segment, the threads' unit counts at most one apart, whole tiles (only an image's last one partial), and
+    each segment's 1x1 pixels on depthwise rows its thread has computed (in it or an earlier segment of the same
+    image), at most ``seg_rows`` (+ the row a tile boundary falls in) new rows per segment."""
+    from backends.numba.blocked import chain
+
+    segs, starts = chain.unit_schedule(nn, oh, ow, ng, seg_rows, threads)
+    npix, mr = oh * ow, bconv.MR
+    seen = np.zeros((nn, -(-npix // mr), ng), np.int64)
+    counts = []
+    for th in range(threads):
+        rows: set[tuple[int, int]] = set()
+        count = 0
+        for n, r0, r1, p0, p1, g0, g1 in segs[starts[th]:starts[th + 1]]:
+            assert p0 % mr == 0 and (p1 % mr == 0 or p1 == npix) and p1 > p0 and g1 > g0
+            assert r1 - r0 <= seg_rows + 1
+            rows |= {(n, r) for r in range(r0, r1)}
+            assert {(n, r) for r in range(p0 // ow, -(-p1 // ow))} <= rows
+            seen[n, p0 // mr:-(-p1 // mr), g0:g1] += 1
+            count += -(-(p1 - p0) // mr) * (g1 - g0)
+        counts.append(count)
+    assert np.all(seen == 1)
+    assert max(counts) - min(counts) <= 1
+
+
+def test_pair_cut_between_groups_equals_the_layers(rng, monkeypatch):
+    """A 7x7 pair whose 1x1 has 5 output-block groups (150 channels) on two threads: blocked/chain.py cuts the
+    threads' work inside a pixel tile, between its groups (each thread 12 or 13 of the 25 tile-groups, where row
+    bands give one of them 15), both threads computing the depthwise rows the cut tile touches: the same bits as
+    the layers apart, and the numpy reference."""
+    import functools
+
+    import numba
+
+    from backends.numba.blocked import chain
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs two numba threads")
+    monkeypatch.setattr(bconv, "SERIAL_MACS", 0)
+    threads = numba.get_num_threads()
+    numba.set_num_threads(2)
+    try:
+        c, o = 40, 150
+        x = _run(NB, "to_blocked", rng.standard_normal((1, c, 7, 7), dtype=np.float32), block=VL)
+        a1 = dict(stride=(1, 1), padding=((1, 1), (1, 1)), dilation=(1, 1), groups=c, has_bias=True,
+                  has_residual=False, activation=RELU6[0], act_attrs=RELU6[1])
+        ins1 = [x, rng.standard_normal((c, 1, 3, 3), dtype=np.float32), rng.standard_normal(c, dtype=np.float32)]
+        a2 = dict(stride=(1, 1), padding=((0, 0), (0, 0)), dilation=(1, 1), groups=1, has_bias=True,
+                  has_residual=True, activation="none", act_attrs=())
+        w2 = (rng.standard_normal((o, c, 1, 1)) / np.sqrt(c)).astype(np.float32)
+        b2 = rng.standard_normal(o, dtype=np.float32)
+        r = rng.standard_normal((1, -(-o // VL), 7, 7, VL), dtype=np.float32)
+        r[:, -1, ..., o % VL:] = 0.0  # a blocked value's pad lanes
+        mid, out = np.full_like(x, np.nan), np.full_like(r, np.nan)
+        call = chain.chain_call((ins1, mid, a1), ([mid, w2, b2, r], out, a2))
+        step = call if isinstance(call, functools.partial) else \
+            [f for f in call.__closure__[0].cell_contents if isinstance(f, functools.partial)][-1]
+        segs = step.args[-3]
+        assert segs.shape[1] == 7 and np.any((segs[:, 5] > 0) | (segs[:, 6] < 5))  # a cut between groups
+        call()
+        sep_mid = _run(NB, "blocked_conv2d", *ins1, **a1)
+        sep = _run(NB, "blocked_conv2d", sep_mid, w2, b2, r, **a2)
+    finally:
+        numba.set_num_threads(threads)
+    np.testing.assert_array_equal(mid, sep_mid)
+    np.testing.assert_array_equal(out, sep)
+    ref = _run(NP, "blocked_conv2d", _run(NP, "blocked_conv2d", *ins1, **a1), w2, b2, r, **a2)
+    keep, got = (_run(NP, "from_blocked", v, channels=o) for v in (ref, out))
+    np.testing.assert_allclose(got, keep, rtol=1e-4, atol=1e-4 * np.abs(keep).max())
