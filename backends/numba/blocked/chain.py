@@ -51,9 +51,9 @@ def depthwise_pointwise(x, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bias, res, mi
     """mid = :func:`.depthwise.depthwise` (its operands up to ``ox1``, ``mid`` its output (N, CB, P, VL)), then
     out2 = the 1x1 convolution of mid as :func:`.conv._conv_dense` (rows2 / taps2 / wpk2 / bias2 / res2 / out2 /
     has_res2 / lo2 / hi2, pf2 its pf_next; rows2 holds P + MR entries: a tile may start at any pixel). Thread
-    ``th`` runs the segments segs[starts[th]:starts[th + 1]] (:func:`band_schedule` or :func:`unit_schedule`),
-    each (image, first output row, end row, first pixel, end pixel, first output-block group, end group): the
-    depthwise rows first, then the 1x1 tiles of the pixels, output-block group by group, every K block."""
+    ``th`` runs the segments segs[starts[th]:starts[th + 1]] (:func:`band_schedule`), each (image, first output row,
+    end row, first pixel, end pixel): the depthwise rows first, then the 1x1 tiles of the pixels, output-block
+    group by group, every K block."""
     lo32, hi32 = np.float32(lo), np.float32(hi)
     for th in prange(starts.shape[0] - 1):
         s = sbuf[numba.get_thread_id()]
@@ -63,19 +63,18 @@ def depthwise_pointwise(x, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bias, res, mi
                 depthwise_band(x[n, cb].ctypes.data, x.shape[2], x.shape[3], 0, xcol, taps, wpk, ccls, cn, ctaps, cwpk,
                                bias, res, mid, has_res, lo32, hi32, sh, sw, pt, dh, dw, kh, kw, ox0, ox1, n, cb, r0, r1)
             _pointwise_band(mid, rows2, taps2, wpk2, bias2, res2, out2, has_res2, lo2, hi2, pf2, s, n, segs[si, 3],
-                            segs[si, 4], segs[si, 5], segs[si, 6], kc_max)
+                            segs[si, 4], kc_max)
 
 
 @njit(cache=True)
-def _pointwise_band(mid, rows2, taps2, wpk2, bias2, res2, out2, has_res2, lo2, hi2, pf2, s, n, p0, pe, g0, g1,
-                    kc_max):
+def _pointwise_band(mid, rows2, taps2, wpk2, bias2, res2, out2, has_res2, lo2, hi2, pf2, s, n, p0, pe, kc_max):
     """The 1x1 tiles of pixels [p0, pe) of image ``n`` (:func:`depthwise_pointwise`'s operands, ``s`` the thread's
-    scratch), output-block group by group from g0 to g1, every K block. A function of its own, like
+    scratch), output-block group by group, every K block. A function of its own, like
     :func:`.depthwise.depthwise_band`: inlined into one function, each slowed the other's code."""
     k = taps2.shape[0]
     lo32, hi32 = np.float32(lo2), np.float32(hi2)
     sc, sr = s[:NV * MR * VL], s[NV * MR * VL:]
-    for g in range(g0, g1):
+    for g in range(wpk2.shape[0]):
         group_tiles(mid[n].ctypes.data, rows2.ctypes.data, taps2.ctypes.data, wpk2, g, k, kc_max, p0, pe, pe, 0, out2,
                     res2, n, has_res2, bias2, lo32, hi32, sc, sr, pf2)
 
@@ -114,42 +113,6 @@ def band_schedule(nn: int, oh: int, ow: int, seg_rows: int, threads: int, align:
     return np.array(segs, np.int64).reshape(-1, 5), np.array(starts, np.int64)
 
 
-def unit_schedule(nn: int, oh: int, ow: int, ng: int, seg_rows: int, threads: int
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """(segs, starts) of :func:`depthwise_pointwise` cut at 1x1 work units, (pixel tile, output-block group) in
-    tile-major order: ``threads`` equal runs of the nn images' units, so where a plane holds a few tiles (7x7: 5 of
-    10 pixels) the threads still get equal 1x1 work (a cut falls inside a tile, between its groups). A segment is
-    (image, first row, end row, first pixel, end pixel, first group, end group): whole tiles of every group, at
-    most ``seg_rows`` rows of them, or one tile's groups from a cut; its depthwise rows those its pixels touch
-    that the thread's segment before (of the same image) did not compute, so each thread computes a row in
-    its run once and the rows a cut falls in twice (both threads: the same values, into the same place)."""
-    npix = oh * ow
-    units = -(-npix // MR) * ng
-    seg_tiles = max(1, seg_rows * ow // MR)
-    segs: list[tuple[int, ...]] = []
-    starts = [0]
-    for th in range(threads):
-        a, b = nn * units * th // threads, nn * units * (th + 1) // threads
-        done_n, done_r = -1, 0  # the image, and the end of the rows this thread computed last
-        while a < b:
-            n, u = divmod(a, units)
-            t, g = divmod(u, ng)
-            end = min(b, (n + 1) * units) - n * units  # this run's end within image n, in units
-            if g > 0 or end - u < ng:  # a tile's groups from g
-                t1, g1 = t + 1, min(ng, g + end - u)
-                a += g1 - g
-            else:  # whole tiles
-                t1, g1 = min(t + seg_tiles, end // ng), ng
-                a = n * units + t1 * ng
-            p0, p1 = t * MR, min(npix, t1 * MR)
-            r1 = -(-p1 // ow)
-            r0 = min(r1, max(p0 // ow, done_r if done_n == n else 0))
-            segs.append((n, r0, r1, p0, p1, g, g1))
-            done_n, done_r = n, r1
-        starts.append(len(segs))
-    return np.array(segs, np.int64).reshape(-1, 7), np.array(starts, np.int64)
-
-
 def row_schedule(nn: int, oh: int, seg_rows: int, threads: int) -> tuple[np.ndarray, np.ndarray]:
     """(segs, starts) of whole rows: :func:`band_schedule` of one-pixel rows, each segment (image, first row, end
     row)."""
@@ -157,27 +120,9 @@ def row_schedule(nn: int, oh: int, seg_rows: int, threads: int) -> tuple[np.ndar
     return np.ascontiguousarray(segs[:, :3]), starts
 
 
-def _tiles(segs: np.ndarray, ng: int) -> float:
-    """The 1x1 tiles the segments run (each segment's last one partial), a tile of some of the ``ng`` groups
-    counting as its share."""
-    return float(np.sum(-(-(segs[:, 4] - segs[:, 3]) // MR) * (segs[:, 6] - segs[:, 5]))) / ng
-
-
-def _with_groups(schedule: tuple[np.ndarray, np.ndarray], ng: int) -> tuple[np.ndarray, np.ndarray]:
-    """A :func:`band_schedule` whose segments run every output-block group (:func:`unit_schedule`'s columns)."""
-    segs, starts = schedule
-    groups = np.broadcast_to(np.array([0, ng], np.int64), (segs.shape[0], 2))
-    return np.ascontiguousarray(np.concatenate([segs, groups], axis=1)), starts
-
-
-def _critical(schedule: tuple[np.ndarray, np.ndarray], dw_pixel: int, unit: int, ow: int) -> int:
-    """Multiply-adds of the busiest thread of a schedule: the depthwise rows it computes (``dw_pixel`` per output
-    pixel, every channel block) and its 1x1 units (``unit`` per tile and group)."""
-    segs, starts = schedule
-    work = (segs[:, 2] - segs[:, 1]) * ow * dw_pixel + -(-(segs[:, 4] - segs[:, 3]) // MR) * \
-        (segs[:, 6] - segs[:, 5]) * unit
-    cum = np.concatenate([[0], np.cumsum(work)])
-    return int(np.max(cum[starts[1:]] - cum[starts[:-1]]))
+def _tiles(segs: np.ndarray) -> int:
+    """The 1x1 tiles the segments run (each segment's last one partial)."""
+    return int(np.sum(-(-(segs[:, 4] - segs[:, 3]) // MR)))
 
 
 def chain_call(first: tuple, second: tuple) -> Callable[[], None] | None:
@@ -208,23 +153,17 @@ def chain_call(first: tuple, second: tuple) -> Callable[[], None] | None:
     parallel = n * npix * VL * (cb * kh * kw * _conv.DEPTHWISE_MAC_COST + ob * taps2.size) >= _conv.SERIAL_MACS
     threads = numba.get_num_threads() if parallel else 1
     seg_rows = max(1, SEGMENT_BYTES // (cb * ow * VL * 4))
-    ng = -(-ob // NV)
-    segs, starts = _with_groups(band_schedule(n, oh, ow, seg_rows, threads, ow), ng)
+    segs, starts = band_schedule(n, oh, ow, seg_rows, threads, ow)
     # each segment ends in a partial 1x1 tile: where bands are a few pixels (7x7 rows split 4 / 3 between two
     # threads: 6 tiles for 5), cut the threads' bands at whole tiles instead (both threads compute the row a cut
-    # falls in), or at (tile, group) units (the threads' 1x1 work equal: 7x7 with 5 groups, 13 / 12 tile-groups
-    # for the bands' 15 / 10); of the cuts that waste few tiles the one that leaves the busiest thread the least
-    # work; where all waste tiles, the 1x1 alone, its tiles split evenly, costs less than the depthwise saves
-    options = [(segs, starts)]
-    if threads > 1:
-        options += [_with_groups(band_schedule(n, oh, ow, seg_rows, threads, MR), ng),
-                    unit_schedule(n, oh, ow, ng, seg_rows, threads)]
-    options = [o for o in options if _tiles(o[0], ng) <= CHAIN_TILE_WASTE * n * -(-npix // MR)]
-    if not options:
+    # falls in); where that still wastes tiles, the 1x1 alone, its tiles split evenly, costs less than the
+    # depthwise saves
+    if _tiles(segs) > n * -(-npix // MR):
+        tiled = band_schedule(n, oh, ow, seg_rows, threads, MR)
+        if _tiles(tiled[0]) < _tiles(segs):
+            segs, starts = tiled
+    if _tiles(segs) > CHAIN_TILE_WASTE * n * -(-npix // MR):
         return None
-    # the least work on the busiest thread, then the fewest tiles; a tie keeps the whole rows
-    dw_pixel, unit = cb * kh * kw * _conv.DEPTHWISE_MAC_COST, MR * NV * VL * taps2.size
-    segs, starts = min(options, key=lambda o: (_critical(o, dw_pixel, unit, ow), _tiles(o[0], ng)))
     kernel = depthwise_pointwise if parallel else _depthwise_pointwise_serial
     steps = [f for f in (fill1, fill2) if f is not None]
     steps.append(functools.partial(kernel, *dw_args, *pw_args, sbuf, segs, starts, KC))
