@@ -41,7 +41,7 @@ from .select import DIRECT
 from .select import choose as choose_blocked
 
 SEGMENT_BYTES = 1 << 20  # depthwise output rows per segment: Zen 4's L2 (shorter segments only add partial tiles)
-CHAIN_TILE_WASTE = 1.1  # the most 1x1 tiles the row bands may run, relative to the 1x1 on its own
+CHAIN_TILE_WASTE = 1.1  # the most 1x1 tiles the busiest thread's bands may run, relative to its even share
 
 
 @njit(parallel=True, cache=True)
@@ -120,9 +120,10 @@ def row_schedule(nn: int, oh: int, seg_rows: int, threads: int) -> tuple[np.ndar
     return np.ascontiguousarray(segs[:, :3]), starts
 
 
-def _tiles(segs: np.ndarray) -> int:
-    """The 1x1 tiles the segments run (each segment's last one partial)."""
-    return int(np.sum(-(-(segs[:, 4] - segs[:, 3]) // MR)))
+def _busiest(segs: np.ndarray, starts: np.ndarray) -> int:
+    """The 1x1 tiles the busiest thread's segments run (each segment's last one partial)."""
+    cum = np.concatenate([[0], np.cumsum(-(-(segs[:, 4] - segs[:, 3]) // MR))])
+    return int(np.max(cum[starts[1:]] - cum[starts[:-1]]))
 
 
 def chain_call(first: tuple, second: tuple) -> Callable[[], None] | None:
@@ -154,15 +155,19 @@ def chain_call(first: tuple, second: tuple) -> Callable[[], None] | None:
     threads = numba.get_num_threads() if parallel else 1
     seg_rows = max(1, SEGMENT_BYTES // (cb * ow * VL * 4))
     segs, starts = band_schedule(n, oh, ow, seg_rows, threads, ow)
-    # each segment ends in a partial 1x1 tile: where bands are a few pixels (7x7 rows split 4 / 3 between two
-    # threads: 6 tiles for 5), cut the threads' bands at whole tiles instead (both threads compute the row a cut
-    # falls in); where that still wastes tiles, the 1x1 alone, its tiles split evenly, costs less than the
-    # depthwise saves
-    if _tiles(segs) > n * -(-npix // MR):
+    # each segment ends in a partial 1x1 tile: where whole-row bands give the busiest thread more tiles than its
+    # share (3 rows of 13 pixels split 2 / 1: 3 tiles where 2 are due), cut the bands at whole tiles instead, both
+    # threads computing the depthwise row a cut falls in; where they do not (7x7 split 4 / 3 rows: 3 tiles each, 6
+    # for 5), whole rows: two threads writing the same depthwise row at the same time cost more than the spare
+    # tile (MobileNetV2's 960x7 pairs, two threads at load ~2: 143 / 225 us cut inside row 2, 114 / 196 in whole
+    # rows); where the busiest thread still runs too many tiles, the 1x1 alone, its tiles split evenly, costs less
+    # than the depthwise saves
+    share = -(-n * -(-npix // MR) // threads)
+    if _busiest(segs, starts) > share:
         tiled = band_schedule(n, oh, ow, seg_rows, threads, MR)
-        if _tiles(tiled[0]) < _tiles(segs):
+        if _busiest(*tiled) < _busiest(segs, starts):
             segs, starts = tiled
-    if _tiles(segs) > CHAIN_TILE_WASTE * n * -(-npix // MR):
+    if _busiest(segs, starts) > CHAIN_TILE_WASTE * share:
         return None
     kernel = depthwise_pointwise if parallel else _depthwise_pointwise_serial
     steps = [f for f in (fill1, fill2) if f is not None]
