@@ -177,13 +177,14 @@ def whole(spec: str, calls: int) -> None:
     ma, mb = (statistics.median(t[k]) * 1e3 for k in ("A", "B"))
     print(f"{spec}, load {os.getloadavg()[0]:.1f}: A {ma:.3f} ms, B {mb:.3f} ms, B/A {mb / ma:.3f} (medians of "
           f"{len(t['A'])} calls each)")
-    # the layers the prefetch reaches: dense blocked layers with packed weights from PREFETCH_BYTES and one K block
+    # the layers the prefetch reaches: dense blocked layers with packed weights from PREFETCH_BYTES, one K block
     reached = set()
     for node in b.graph.nodes:
         if node.op.name == "blocked_conv2d" and node.attrs.get("groups", 1) == 1:
             o, c, kh, kw = node.inputs[1].spec.shape
             packed = -(-o // (bconv.NV * VL)) * bconv.NV * VL * c * kh * kw * 4
-            if packed >= bconv.PREFETCH_BYTES and c * kh * kw <= bconv.KC:
+            npix = node.outputs[0].spec.shape[2] * node.outputs[0].spec.shape[3]
+            if packed >= bconv.PREFETCH_BYTES and c * kh * kw <= bconv.k_block(c * kh * kw, npix):
                 reached.add((node.module, node.meta.get("module_type") or "", node.op.name))
     sums = np.zeros((2, 2))
     for k in prof["A"]:

@@ -43,9 +43,10 @@ CONVS = [
     (64, 128, 9, 1, 2, 0, 1, 1, True, "none", ()),  # strided 1x1 shortcut
     (32, 32, 11, 3, 1, 2, 2, 1, False, "relu", ()),  # dilation
     (600, 48, 5, 3, 1, 1, 1, 1, False, "clamp", (("max", 6.0), ("min", 0.0))),  # K over several K blocks
-    (600, 40, 5, 1, 1, 0, 1, 1, True, "none", ()),  # direct (3x3 above: Winograd), two K blocks: late bias, residual
+    (600, 40, 9, 1, 1, 0, 1, 1, True, "none", ()),  # direct (3x3 above: Winograd), two K blocks: late bias, residual
     (40, 40, 9, 3, 2, 1, 1, 40, False, "clamp", (("max", 6.0), ("min", 0.0))),  # depthwise, strided
     (96, 96, 8, 3, 1, 1, 1, 96, True, "none", ()),
+    (700, 40, 7, 1, 1, 0, 1, 1, True, "none", ()),  # a 7x7 image: K of 700 in one block (conv.k_block)
 ]
 
 
@@ -92,9 +93,10 @@ def test_dense_item_orders_agree(case, serial, rng, monkeypatch):
 
 
 # (C, O, H, stride, residual, batch): many output-block groups with a one-block last one (200 = 12.5 blocks), a
-# pixel count off the tile (7x7 = 49), two K blocks (600 > KC), a strided 1x1
-PREFETCH_CASES = [(48, 200, 7, 1, True, 1), (600, 40, 5, 1, True, 2), (64, 128, 9, 2, False, 2),
-                  (24, 36, 11, 1, False, 1)]
+# pixel count off the tile (7x7 = 49), two K blocks (600 > KC on 81 pixels), one K block of 700 (a 7x7 image), a
+# strided 1x1
+PREFETCH_CASES = [(48, 200, 7, 1, True, 1), (600, 40, 9, 1, True, 2), (700, 72, 7, 1, False, 1),
+                  (64, 128, 9, 2, False, 2), (24, 36, 11, 1, False, 1)]
 
 
 @pytest.mark.parametrize("case", PREFETCH_CASES, ids=lambda c: "x".join(map(str, c[:4])) + ("-res" if c[4] else ""))

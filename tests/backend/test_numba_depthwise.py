@@ -74,8 +74,10 @@ def test_depthwise_parallel_equals_serial(case, rng, monkeypatch):
     np.testing.assert_array_equal(_run(NB, "blocked_conv2d", *ins, **attrs), serial)
 
 
-# (C, H, W, stride, O, residual on the 1x1, batch): channel counts off the block, odd sizes, a K of two K blocks
-CHAINS = [(40, 13, 11, 1, 24, True, 2), (24, 15, 9, 2, 36, False, 1), (600, 5, 7, 1, 20, True, 1)]
+# (C, H, W, stride, O, residual on the 1x1, batch): channel counts off the block, odd sizes, a K of two K blocks,
+# a K of 700 in one block on a 7x7 plane (conv.k_block)
+CHAINS = [(40, 13, 11, 1, 24, True, 2), (24, 15, 9, 2, 36, False, 1), (600, 9, 9, 1, 20, True, 1),
+          (700, 7, 7, 1, 40, False, 1)]
 
 
 @pytest.mark.parametrize("case", CHAINS, ids=lambda c: "x".join(map(str, c[:5])) + ("-res" if c[5] else ""))

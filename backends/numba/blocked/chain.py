@@ -26,7 +26,6 @@ from ..conv.workspace import current_workspace
 from ..gemm import VL
 from . import conv as _conv
 from .conv import (
-    KC,
     MR,
     NV,
     _bias_filler,
@@ -171,7 +170,7 @@ def chain_call(first: tuple, second: tuple) -> Callable[[], None] | None:
         return None
     kernel = depthwise_pointwise if parallel else _depthwise_pointwise_serial
     steps = [f for f in (fill1, fill2) if f is not None]
-    steps.append(functools.partial(kernel, *dw_args, *pw_args, sbuf, segs, starts, KC))
+    steps.append(functools.partial(kernel, *dw_args, *pw_args, sbuf, segs, starts, _conv.k_block(taps2.size, npix)))
     return in_order(steps)
 
 
