@@ -43,9 +43,10 @@ CONVS = [
     (64, 128, 9, 1, 2, 0, 1, 1, True, "none", ()),  # strided 1x1 shortcut
     (32, 32, 11, 3, 1, 2, 2, 1, False, "relu", ()),  # dilation
     (600, 48, 5, 3, 1, 1, 1, 1, False, "clamp", (("max", 6.0), ("min", 0.0))),  # K over several K blocks
-    (600, 40, 5, 1, 1, 0, 1, 1, True, "none", ()),  # direct (3x3 above: Winograd), two K blocks: late bias, residual
+    (600, 40, 9, 1, 1, 0, 1, 1, True, "none", ()),  # direct (3x3 above: Winograd), two K blocks: late bias, residual
     (40, 40, 9, 3, 2, 1, 1, 40, False, "clamp", (("max", 6.0), ("min", 0.0))),  # depthwise, strided
     (96, 96, 8, 3, 1, 1, 1, 96, True, "none", ()),
+    (700, 40, 7, 1, 1, 0, 1, 1, True, "none", ()),  # a 7x7 image: K of 700 in one block (conv.k_block)
 ]
 
 
@@ -89,6 +90,42 @@ def test_dense_item_orders_agree(case, serial, rng, monkeypatch):
     np.testing.assert_array_equal(got["pixel"], got["group"])
     keep = _run(NP, "blocked_conv2d", x, w, **attrs)
     np.testing.assert_allclose(got["pixel"], keep, rtol=1e-4, atol=1e-4 * np.abs(keep).max())
+
+
+# (C, O, H, stride, residual, batch): many output-block groups with a one-block last one (200 = 12.5 blocks), a
+# pixel count off the tile (7x7 = 49), two K blocks (600 > KC on 81 pixels), one K block of 700 (a 7x7 image), a
+# strided 1x1
+PREFETCH_CASES = [(48, 200, 7, 1, True, 1), (600, 40, 9, 1, True, 2), (700, 72, 7, 1, False, 1),
+                  (64, 128, 9, 2, False, 2), (24, 36, 11, 1, False, 1)]
+
+
+@pytest.mark.parametrize("case", PREFETCH_CASES, ids=lambda c: "x".join(map(str, c[:4])) + ("-res" if c[4] else ""))
+@pytest.mark.parametrize("serial", [False, True])
+def test_weight_prefetch_changes_no_sum(case, serial, rng, monkeypatch):
+    """The tile that prefetches the next output-block group's weights (the first tile of each group where the
+    packed weights reach ``PREFETCH_BYTES``) writes the same bits as the plain tile, in both item orders, and
+    both equal the reference: the prefetch only asks for cache lines."""
+    c, o, h, s, res, n = case
+    monkeypatch.setattr(bconv, "SERIAL_MACS", 1 << 62 if serial else 0)
+    x = _run(NB, "to_blocked", rng.standard_normal((n, c, h, h), dtype=np.float32), block=VL)
+    w = (rng.standard_normal((o, c, 1, 1)) * (3 / np.sqrt(c))).astype(np.float32)  # outputs beyond the clamp's 6
+    b = rng.standard_normal(o, dtype=np.float32)
+    oh = (h - 1) // s + 1
+    r = [rng.standard_normal((n, -(-o // VL), oh, oh, VL), dtype=np.float32)] if res else []
+    attrs = dict(stride=(s, s), padding=((0, 0), (0, 0)), dilation=(1, 1), groups=1, has_bias=True,
+                 has_residual=res, activation="clamp", act_attrs=(("max", 6.0), ("min", 0.0)))
+    got = {}
+    for limit in (1 << 40, -1):
+        monkeypatch.setattr(bconv, "PIX_MAJOR_BYTES", limit)
+        for name, at in (("plain", 1 << 62), ("prefetch", 0)):
+            monkeypatch.setattr(bconv, "PREFETCH_BYTES", at)
+            got[name, limit] = _run(NB, "blocked_conv2d", x, w, b, *r, **attrs)
+    for v in got.values():
+        np.testing.assert_array_equal(v, got["plain", -1])
+    keep = _run(NP, "from_blocked", _run(NP, "blocked_conv2d", x, w, b, *r, **attrs), channels=o)
+    assert keep.min() == 0.0 and keep.max() == 6.0
+    np.testing.assert_allclose(_run(NB, "from_blocked", got["prefetch", -1], channels=o), keep, rtol=1e-4,
+                               atol=1e-4 * np.abs(keep).max())
 
 
 def test_reorders_roundtrip_and_zero_pad_lanes(rng):

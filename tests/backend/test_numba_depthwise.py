@@ -74,8 +74,10 @@ def test_depthwise_parallel_equals_serial(case, rng, monkeypatch):
     np.testing.assert_array_equal(_run(NB, "blocked_conv2d", *ins, **attrs), serial)
 
 
-# (C, H, W, stride, O, residual on the 1x1, batch): channel counts off the block, odd sizes, a K of two K blocks
-CHAINS = [(40, 13, 11, 1, 24, True, 2), (24, 15, 9, 2, 36, False, 1), (600, 5, 7, 1, 20, True, 1)]
+# (C, H, W, stride, O, residual on the 1x1, batch): channel counts off the block, odd sizes, a K of two K blocks,
+# a K of 700 in one block on a 7x7 plane (conv.k_block)
+CHAINS = [(40, 13, 11, 1, 24, True, 2), (24, 15, 9, 2, 36, False, 1), (600, 9, 9, 1, 20, True, 1),
+          (700, 7, 7, 1, 40, False, 1)]
 
 
 @pytest.mark.parametrize("case", CHAINS, ids=lambda c: "x".join(map(str, c[:5])) + ("-res" if c[5] else ""))
@@ -90,6 +92,7 @@ def test_depthwise_then_pointwise_in_one_call(case, serial, rng, monkeypatch):
     c, h, w, s, o, res, n = case
     monkeypatch.setattr(bconv, "SERIAL_MACS", 1 << 62 if serial else 0)
     monkeypatch.setattr(chain, "CHAIN_TILE_WASTE", 10.0)  # small planes: bands of a few pixels, taken all the same
+    monkeypatch.setattr(bconv, "PREFETCH_BYTES", 0)  # the tiles that prefetch the next group's weights, both ways
     x = _run(NB, "to_blocked", rng.standard_normal((n, c, h, w), dtype=np.float32), block=VL)
     a1 = dict(stride=(s, s), padding=((1, 1), (1, 1)), dilation=(1, 1), groups=c, has_bias=True,
               has_residual=False, activation=RELU6[0], act_attrs=RELU6[1])
@@ -114,3 +117,49 @@ def test_depthwise_then_pointwise_in_one_call(case, serial, rng, monkeypatch):
     if s == 1 and c <= o:  # the 1x1 output placed over the depthwise input: the pair runs as two layers
         over = x.reshape(-1)[:out.size].reshape(out.shape)
         assert chain.chain_call((ins1, mid, a1), ([mid, w2, b2, *r], over, a2)) is None
+
+
+@pytest.mark.parametrize("h,w,whole_rows", [(7, 7, True), (3, 13, False)])
+def test_pair_bands_whole_rows_unless_a_thread_gets_more_tiles(h, w, whole_rows, rng, monkeypatch):
+    """blocked/chain.py on two threads keeps whole-row bands where they give no thread more 1x1 tiles than its
+    share (7x7: 4 / 3 rows, 3 tiles each; a row cut would make both threads write row 2), and cuts inside a row
+    where they do (3x13: 2 / 1 rows, 3 / 2 tiles of 4): the chained call equal, bit for bit, to the layers apart."""
+    import functools
+
+    import numba
+
+    from backends.numba.blocked import chain
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs two numba threads")
+    monkeypatch.setattr(bconv, "SERIAL_MACS", 0)
+    c, o = 40, 150  # off the block; the 1x1's 10 output blocks in 5 groups
+    x = _run(NB, "to_blocked", rng.standard_normal((1, c, h, w), dtype=np.float32), block=VL)
+    a1 = dict(stride=(1, 1), padding=((1, 1), (1, 1)), dilation=(1, 1), groups=c, has_bias=True,
+              has_residual=False, activation=RELU6[0], act_attrs=RELU6[1])
+    ins1 = [x, rng.standard_normal((c, 1, 3, 3), dtype=np.float32), rng.standard_normal(c, dtype=np.float32)]
+    a2 = dict(stride=(1, 1), padding=((0, 0), (0, 0)), dilation=(1, 1), groups=1, has_bias=True,
+              has_residual=False, activation="none", act_attrs=())
+    w2 = (rng.standard_normal((o, c, 1, 1)) / np.sqrt(c)).astype(np.float32)
+    b2 = rng.standard_normal(o, dtype=np.float32)
+    mid = np.full_like(x, np.nan)
+    out = np.full((1, -(-o // VL), h, w, VL), np.nan, np.float32)
+    threads = numba.get_num_threads()
+    numba.set_num_threads(2)
+    try:
+        call = chain.chain_call((ins1, mid, a1), ([mid, w2, b2], out, a2))
+        step = call if isinstance(call, functools.partial) else \
+            [f for f in call.__closure__[0].cell_contents if isinstance(f, functools.partial)][-1]
+        segs, starts = step.args[-3], step.args[-2]
+        assert len(starts) == 3 and (segs[starts[1], 3] % w == 0) == whole_rows
+        call()
+        sep_mid = _run(NB, "blocked_conv2d", *ins1, **a1)
+        sep = _run(NB, "blocked_conv2d", sep_mid, w2, b2, **a2)
+    finally:
+        numba.set_num_threads(threads)
+    np.testing.assert_array_equal(mid, sep_mid)
+    np.testing.assert_array_equal(out, sep)
+    keep = _run(NP, "from_blocked", _run(NP, "blocked_conv2d", _run(NP, "blocked_conv2d", *ins1, **a1), w2, b2,
+                                         **a2), channels=o)
+    np.testing.assert_allclose(_run(NP, "from_blocked", out, channels=o), keep, rtol=1e-4,
+                               atol=1e-4 * np.abs(keep).max())

@@ -52,8 +52,8 @@ def test_inverted_block_as_one_call_equals_the_layers_and_eager(seg_bytes, paral
 
 
 def test_depthwise_pointwise_pair_cut_at_whole_tiles_equals_the_layers_and_eager(monkeypatch):
-    """A 7x7 plane on two threads: whole-row bands (4 / 3 rows) would run 6 partial 1x1 tiles for 5, so
-    blocked/chain.py cuts the bands at whole tiles inside a row, both threads computing that row's depthwise
+    """A 3x13 plane on two threads: whole-row bands (2 / 1 rows) would give one thread 3 partial 1x1 tiles of 4,
+    so blocked/chain.py cuts the bands at whole tiles inside a row, both threads computing that row's depthwise
     outputs: the same bits as the layers apart, and eager's values."""
     import numba
 
@@ -63,7 +63,7 @@ def test_depthwise_pointwise_pair_cut_at_whole_tiles_equals_the_layers_and_eager
         pytest.skip("needs two numba threads")
     m = randomize_bn(nn.Sequential(InvertedResidual(24, 24, 1, 6), nn.ReLU()))
     m.eval()
-    x = np.random.default_rng(2).standard_normal((1, 24, 7, 7)).astype(np.float32) * 3
+    x = np.random.default_rng(2).standard_normal((1, 24, 3, 13)).astype(np.float32) * 3
     with engine.use_backend("numpy"), no_grad():
         refs = [m(Tensor(v)).data for v in (x, -x)]
     monkeypatch.setattr(inverted, "MIN_EXPANDED_BYTES", 1 << 62)
@@ -71,7 +71,7 @@ def test_depthwise_pointwise_pair_cut_at_whole_tiles_equals_the_layers_and_eager
     threads = numba.get_num_threads()
     numba.set_num_threads(2)
     try:
-        assert chain.band_schedule(1, 7, 7, 100, 2, bconv.MR)[0][1, 1] == 2  # thread 1 starts inside row 2
+        assert chain.band_schedule(1, 3, 13, 100, 2, bconv.MR)[0][1, 1] == 1  # thread 1 starts inside row 1
         got = {}
         for name, waste in (("pair", chain.CHAIN_TILE_WASTE), ("apart", 0.0)):
             monkeypatch.setattr(chain, "CHAIN_TILE_WASTE", waste)

@@ -26,7 +26,6 @@ from ..conv.workspace import current_workspace
 from ..gemm import VL
 from . import conv as _conv
 from .conv import (
-    KC,
     MR,
     NV,
     _bias_filler,
@@ -41,19 +40,19 @@ from .select import DIRECT
 from .select import choose as choose_blocked
 
 SEGMENT_BYTES = 1 << 20  # depthwise output rows per segment: Zen 4's L2 (shorter segments only add partial tiles)
-CHAIN_TILE_WASTE = 1.1  # the most 1x1 tiles the row bands may run, relative to the 1x1 on its own
+CHAIN_TILE_WASTE = 1.1  # the most 1x1 tiles the busiest thread's bands may run, relative to its even share
 
 
 @njit(parallel=True, cache=True)
 def depthwise_pointwise(x, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bias, res, mid, has_res, lo, hi, sh, sw, pt, dh,
-                        dw, kh, kw, ox0, ox1, rows2, taps2, wpk2, bias2, res2, out2, has_res2, lo2, hi2, sbuf, segs,
-                        starts, kc_max):
+                        dw, kh, kw, ox0, ox1, rows2, taps2, wpk2, bias2, res2, out2, has_res2, lo2, hi2, pf2, sbuf,
+                        segs, starts, kc_max):
     """mid = :func:`.depthwise.depthwise` (its operands up to ``ox1``, ``mid`` its output (N, CB, P, VL)), then
     out2 = the 1x1 convolution of mid as :func:`.conv._conv_dense` (rows2 / taps2 / wpk2 / bias2 / res2 / out2 /
-    has_res2 / lo2 / hi2; rows2 holds P + MR entries: a tile may start at any pixel). Thread ``th`` runs the
-    segments segs[starts[th]:starts[th + 1]] (:func:`band_schedule`), each (image, first output row, end row, first
-    pixel, end pixel): the depthwise rows first, then the 1x1 tiles of the pixels, output-block group by group,
-    every K block."""
+    has_res2 / lo2 / hi2, pf2 its pf_next; rows2 holds P + MR entries: a tile may start at any pixel). Thread
+    ``th`` runs the segments segs[starts[th]:starts[th + 1]] (:func:`band_schedule`), each (image, first output row,
+    end row, first pixel, end pixel): the depthwise rows first, then the 1x1 tiles of the pixels, output-block
+    group by group, every K block."""
     lo32, hi32 = np.float32(lo), np.float32(hi)
     for th in prange(starts.shape[0] - 1):
         s = sbuf[numba.get_thread_id()]
@@ -62,12 +61,12 @@ def depthwise_pointwise(x, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bias, res, mi
             for cb in range(mid.shape[1]):
                 depthwise_band(x[n, cb].ctypes.data, x.shape[2], x.shape[3], 0, xcol, taps, wpk, ccls, cn, ctaps, cwpk,
                                bias, res, mid, has_res, lo32, hi32, sh, sw, pt, dh, dw, kh, kw, ox0, ox1, n, cb, r0, r1)
-            _pointwise_band(mid, rows2, taps2, wpk2, bias2, res2, out2, has_res2, lo2, hi2, s, n, segs[si, 3],
+            _pointwise_band(mid, rows2, taps2, wpk2, bias2, res2, out2, has_res2, lo2, hi2, pf2, s, n, segs[si, 3],
                             segs[si, 4], kc_max)
 
 
 @njit(cache=True)
-def _pointwise_band(mid, rows2, taps2, wpk2, bias2, res2, out2, has_res2, lo2, hi2, s, n, p0, pe, kc_max):
+def _pointwise_band(mid, rows2, taps2, wpk2, bias2, res2, out2, has_res2, lo2, hi2, pf2, s, n, p0, pe, kc_max):
     """The 1x1 tiles of pixels [p0, pe) of image ``n`` (:func:`depthwise_pointwise`'s operands, ``s`` the thread's
     scratch), output-block group by group, every K block. A function of its own, like
     :func:`.depthwise.depthwise_band`: inlined into one function, each slowed the other's code."""
@@ -76,7 +75,7 @@ def _pointwise_band(mid, rows2, taps2, wpk2, bias2, res2, out2, has_res2, lo2, h
     sc, sr = s[:NV * MR * VL], s[NV * MR * VL:]
     for g in range(wpk2.shape[0]):
         group_tiles(mid[n].ctypes.data, rows2.ctypes.data, taps2.ctypes.data, wpk2, g, k, kc_max, p0, pe, pe, 0, out2,
-                    res2, n, has_res2, bias2, lo32, hi32, sc, sr)
+                    res2, n, has_res2, bias2, lo32, hi32, sc, sr, pf2)
 
 
 _depthwise_pointwise_serial = serial_twin(depthwise_pointwise)
@@ -120,9 +119,10 @@ def row_schedule(nn: int, oh: int, seg_rows: int, threads: int) -> tuple[np.ndar
     return np.ascontiguousarray(segs[:, :3]), starts
 
 
-def _tiles(segs: np.ndarray) -> int:
-    """The 1x1 tiles the segments run (each segment's last one partial)."""
-    return int(np.sum(-(-(segs[:, 4] - segs[:, 3]) // MR)))
+def _busiest(segs: np.ndarray, starts: np.ndarray) -> int:
+    """The 1x1 tiles the busiest thread's segments run (each segment's last one partial)."""
+    cum = np.concatenate([[0], np.cumsum(-(-(segs[:, 4] - segs[:, 3]) // MR))])
+    return int(np.max(cum[starts[1:]] - cum[starts[:-1]]))
 
 
 def chain_call(first: tuple, second: tuple) -> Callable[[], None] | None:
@@ -154,19 +154,23 @@ def chain_call(first: tuple, second: tuple) -> Callable[[], None] | None:
     threads = numba.get_num_threads() if parallel else 1
     seg_rows = max(1, SEGMENT_BYTES // (cb * ow * VL * 4))
     segs, starts = band_schedule(n, oh, ow, seg_rows, threads, ow)
-    # each segment ends in a partial 1x1 tile: where bands are a few pixels (7x7 rows split 4 / 3 between two
-    # threads: 6 tiles for 5), cut the threads' bands at whole tiles instead (both threads compute the row a cut
-    # falls in); where that still wastes tiles, the 1x1 alone, its tiles split evenly, costs less than the
-    # depthwise saves
-    if _tiles(segs) > n * -(-npix // MR):
+    # each segment ends in a partial 1x1 tile: where whole-row bands give the busiest thread more tiles than its
+    # share (3 rows of 13 pixels split 2 / 1: 3 tiles where 2 are due), cut the bands at whole tiles instead, both
+    # threads computing the depthwise row a cut falls in; where they do not (7x7 split 4 / 3 rows: 3 tiles each, 6
+    # for 5), whole rows: two threads writing the same depthwise row at the same time cost more than the spare
+    # tile (MobileNetV2's 960x7 pairs, two threads at load ~2: 143 / 225 us cut inside row 2, 114 / 196 in whole
+    # rows); where the busiest thread still runs too many tiles, the 1x1 alone, its tiles split evenly, costs less
+    # than the depthwise saves
+    share = -(-n * -(-npix // MR) // threads)
+    if _busiest(segs, starts) > share:
         tiled = band_schedule(n, oh, ow, seg_rows, threads, MR)
-        if _tiles(tiled[0]) < _tiles(segs):
+        if _busiest(*tiled) < _busiest(segs, starts):
             segs, starts = tiled
-    if _tiles(segs) > CHAIN_TILE_WASTE * n * -(-npix // MR):
+    if _busiest(segs, starts) > CHAIN_TILE_WASTE * share:
         return None
     kernel = depthwise_pointwise if parallel else _depthwise_pointwise_serial
     steps = [f for f in (fill1, fill2) if f is not None]
-    steps.append(functools.partial(kernel, *dw_args, *pw_args, sbuf, segs, starts, KC))
+    steps.append(functools.partial(kernel, *dw_args, *pw_args, sbuf, segs, starts, _conv.k_block(taps2.size, npix)))
     return in_order(steps)
 
 
@@ -182,7 +186,8 @@ def pair_operands(x: np.ndarray, w1: np.ndarray, b1, r1, a1: dict, out1: np.ndar
                   a2: dict, out2: np.ndarray) -> tuple[tuple, Callable | None, tuple, Callable | None]:
     """The operands of a depthwise layer (x -> out1) and the 1x1 layer after it (out1 -> out2) as the chained
     kernels take them: (the depthwise's, its bias filler, the 1x1's ``rows, taps, packed w, bias, residual, out,
-    has_res, lo, hi``, its bias filler)."""
+    has_res, lo, hi, pf_next`` (:func:`.conv.group_tiles`; its weights from ``PREFETCH_BYTES``), its bias
+    filler)."""
     n, cb, oh, ow, _ = out1.shape
     ob = out2.shape[1]
     npix = oh * ow
@@ -198,5 +203,6 @@ def pair_operands(x: np.ndarray, w1: np.ndarray, b1, r1, a1: dict, out1: np.ndar
     _, taps2 = _conv.offset_tables(w2.shape[1], oh, ow, 1, 1, 1, 1, 1, 1, oh, ow)
     rows2 = np.zeros(npix + MR, np.int64)
     rows2[:npix] = np.arange(npix) * VL
-    return dw_args, fill1, (rows2, taps2, wpk2, bias2, res2, out24, r2 is not None, lo2, hi2), fill2
+    return dw_args, fill1, (rows2, taps2, wpk2, bias2, res2, out24, r2 is not None, lo2, hi2,
+                            wpk2.nbytes >= _conv.PREFETCH_BYTES), fill2
 

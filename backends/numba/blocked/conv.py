@@ -35,15 +35,28 @@ from .tile import make_blocked_tile
 MR = 10 if AVX512 else 5  # output pixels per tile: MR*NV accumulators + NV weight vectors + a broadcast
 NV = 2
 KC = 512  # reduction steps per K block: a (KC, NV*VL) weight panel (64 KiB) stays in L2 across the tiles
+# Images of at most this many output pixels (7x7 and smaller: 5 or fewer pixel tiles) reduce over a K of up to
+# 2 KC in one block (:func:`k_block`): K blocks pay where many tiles share a block of the panel in L2; a few tiles
+# read each panel once per tile either way, and one block lets the next group's panel be prefetched
+# (PREFETCH_BYTES). MobileNetV2's 7x7 depthwise -> 1x1 pairs (K = 576 / 960), one K block against two, profiled
+# in one process, four runs: 0.975, 0.958, 0.946, 0.920
+ONE_K_BLOCK_PIXELS = 64
 GROUP = 4  # pixel tiles per prange item
 _tile2 = make_blocked_tile(MR, 2)
 _tile1 = make_blocked_tile(MR, 1)
+_tile2_prefetch = make_blocked_tile(MR, 2, prefetch=True)
 
 # Packed weights up to this size: pixel-chunk-major items (see _conv_dense): a thread then reads its share of the
 # input once and keeps the small weights in L2 (one core, CPU ms group- vs pixel-major, ResNet-50 b1 1x1 layers with
 # 64-256 KiB of weights: 256->64 at 56x56 0.94 vs 0.91, 512->128 at 28x28 0.93 vs 0.91; 0.2-1.5% either way on
 # those with 0.5-9 MiB)
 PIX_MAJOR_BYTES = 256 << 10
+# Packed weights from this size: the first tile of each output-block group run prefetches the next group's panel
+# (tile.make_blocked_tile's ``prefetch``). In a network every layer's weights come from L3 or memory, and a panel
+# the hardware prefetcher has not reached stalls its first tile; group-major layers stream panels of 20-130 KiB
+# one after the other (MobileNetV2's 7x7 1x1 layers, ResNet-50's 14x14 and 7x7 ones). Below it the weights are few
+# and the pixel-chunk-major items reuse them from L2 (bench/pointwise_shares.py)
+PREFETCH_BYTES = PIX_MAJOR_BYTES
 _ACT_CLAMP = {"none": (-np.inf, np.inf), "relu": (0.0, np.inf)}
 
 
@@ -97,14 +110,15 @@ def partial_tile(nv, kc, a, rows, taps, b, bks, out, res, n, ob0, p, npix, bias,
 
 @njit(cache=True)
 def group_tiles(x_addr, r_addr, t_addr, wpk, g, k, kc_max, p0, p1, npix, rbase, out, res, n, has_res, bias, lo, hi,
-                sc, sr):
+                sc, sr, pf_next=False):
     """Output-block group ``g`` (blocks 2g and, where it exists, 2g + 1) of image ``n`` for the pixel tiles starting
     at p0, p0 + MR, ... below p1, over the ``k`` taps in equal K blocks of at most ``kc_max`` (no short last
     block): :func:`pixel_tile` where a tile ends by ``npix``, else :func:`partial_tile`. A is read at x_addr
     through the row table at r_addr (pixel p's entry at r_addr + (p - rbase)*8) and the tap table at t_addr; wpk
-    (G, K, NV*VL) the packed weights; lo / hi float32. The loop of every dense blocked kernel (:func:`_conv_dense`,
-    the prologue conv, the chained 1x1): one call per group and pixel run, so its array arguments cost nothing per
-    tile."""
+    (G, K, NV*VL) the packed weights; lo / hi float32; ``pf_next``: the run's first tile also prefetches group
+    g + 1's weights (where the reduction is one K block, both groups hold two blocks and the tile is whole). The
+    loop of every dense blocked kernel (:func:`_conv_dense`, the prologue conv, the chained 1x1): one call per
+    group and pixel run, so its array arguments cost nothing per tile."""
     ob = out.shape[1]
     bks = wpk.shape[2]
     ldv = out.shape[2] * VL
@@ -115,24 +129,37 @@ def group_tiles(x_addr, r_addr, t_addr, wpk, g, k, kc_max, p0, p1, npix, rbase, 
     bias_addr = bias[2 * g * VL:].ctypes.data
     nkb = (k + kc_max - 1) // kc_max
     kstep = (k + nkb - 1) // nkb
+    # one K block only: with several, group g + 1's first block would arrive while g's other blocks still stream
+    # through the same caches (ResNet-50's 2048 -> 512 at 7x7, four K blocks: 2-7% slower with it)
+    pf = wpk[g + 1].ctypes.data if pf_next and g + 1 < wpk.shape[0] and nv == 2 and k <= kc_max else 0
     for k0 in range(0, k, kstep):
         kc = min(kstep, k - k0)
         first, last = k0 == 0, k0 + kc >= k
         for p in range(p0, p1, MR):
             a, bk = r_addr + (p - rbase) * 8, b_base + k0 * bks * 4
-            if not pixel_tile(nv, kc, x_addr, a, t_addr + k0 * 8, bk, bks, p, npix, c_base, res_base, ldv, bias_addr,
+            if pf != 0 and p == p0 and p + MR <= npix:
+                _tile2_prefetch(kc, x_addr, a, t_addr + k0 * 8, bk, bks, c_base + p * VL * 4, ldv,
+                                res_base + p * VL * 4, bias_addr, first, last, has_res, lo, hi, pf)
+            elif not pixel_tile(nv, kc, x_addr, a, t_addr + k0 * 8, bk, bks, p, npix, c_base, res_base, ldv, bias_addr,
                               first, last, has_res, lo, hi):
                 partial_tile(nv, kc, x_addr, a, t_addr + k0 * 8, bk, bks, out, res, n, 2 * g, p, npix, bias_addr,
                              first, last, has_res, lo, hi, sc, sr)
 
 
+def k_block(k: int, npix: int) -> int:
+    """Reduction steps per K block of a dense blocked layer (or chained 1x1) of ``k`` taps on images of ``npix``
+    output pixels: all of them on a small image (:data:`ONE_K_BLOCK_PIXELS`, k up to 2 KC), else KC. Chained and
+    standalone 1x1 layers share it, so a layer sums in the same order either way (the same bits)."""
+    return k if npix <= ONE_K_BLOCK_PIXELS and k <= 2 * KC else KC
+
+
 @njit(parallel=True, cache=True)
-def _conv_dense(xp, rows, taps, wpk, bias, res, out, has_res, lo, hi, sbuf, segs, starts, kc_max):
+def _conv_dense(xp, rows, taps, wpk, bias, res, out, has_res, lo, hi, pf_next, sbuf, segs, starts, kc_max):
     """out[n, ob, p, :] = clamp(sum_k A(p, k) B(k, ob) + bias + res) for out (N, OB, P, VL); xp (N, L) the padded
     blocked images, rows (P padded to whole tiles) / taps the offset tables, wpk (G, K, NV*VL) the packed weights,
-    sbuf[thread] scratch for the last, partial pixel tile (its C and residual). Thread ``th`` runs the segments
-    segs[starts[th]:starts[th + 1]], each (image, output-block group, first pixel tile, end tile) with every K
-    block (:func:`dense_schedule`)."""
+    sbuf[thread] scratch for the last, partial pixel tile (its C and residual), pf_next as in :func:`group_tiles`.
+    Thread ``th`` runs the segments segs[starts[th]:starts[th + 1]], each (image, output-block group, first pixel
+    tile, end tile) with every K block (:func:`dense_schedule`)."""
     npix = out.shape[2]
     k = taps.shape[0]
     lo32, hi32 = np.float32(lo), np.float32(hi)
@@ -143,7 +170,7 @@ def _conv_dense(xp, rows, taps, wpk, bias, res, out, has_res, lo, hi, sbuf, segs
         for si in range(starts[th], starts[th + 1]):
             n, g, rt0, rt1 = segs[si, 0], segs[si, 1], segs[si, 2], segs[si, 3]
             group_tiles(xp[n].ctypes.data, r_addr, t_addr, wpk, g, k, kc_max, rt0 * MR, rt1 * MR, npix, 0, out, res,
-                        n, has_res, bias, lo32, hi32, sc, sr)
+                        n, has_res, bias, lo32, hi32, sc, sr, pf_next)
 
 
 @functools.lru_cache(maxsize=256)  # by geometry: a first conv reading the user's image builds its call every run
@@ -373,7 +400,8 @@ def _conv_call(ins: tuple, out: np.ndarray, stride, padding, dilation, groups: i
         segs, starts = dense_schedule(n, ob, ntiles, group, wpk.nbytes <= PIX_MAJOR_BYTES,
                                       numba.get_num_threads() if parallel else 1)
         steps.append(functools.partial(kernel, xp.reshape(n, -1), rows, taps, wpk, bias, res4, out4,
-                                       r is not None, lo, hi, sbuf, segs, starts, KC))
+                                       r is not None, lo, hi, wpk.nbytes >= PREFETCH_BYTES, sbuf, segs, starts,
+                                       k_block(taps.size, oh * ow)))
     else:
         args, fill = depthwise_operands(x, w, b, res4, out4, ow, r is not None, stride, padding, dilation, lo, hi)
         parallel = n * oh * ow * ob * VL * kh * kw * DEPTHWISE_MAC_COST >= SERIAL_MACS

@@ -48,8 +48,8 @@ MIN_EXPANDED_BYTES = 1 << 20
 @njit(parallel=True, cache=True)
 def expand_depthwise_pointwise(xe, etab, taps_e, wpk_e, bias_e, lo_e, hi_e, escr, rmax, h, w, xcol, taps, wpk, ccls,
                                cn, ctaps, cwpk, bias, res, mid, has_res, lo, hi, sh, sw, pt, dh, dw, kh, kw, ox0,
-                               ox1, rows2, taps2, wpk2, bias2, res2, out2, has_res2, lo2, hi2, sbuf, segs, starts,
-                               kc_max):
+                               ox1, rows2, taps2, wpk2, bias2, res2, out2, has_res2, lo2, hi2, pf2, sbuf, segs,
+                               starts, kc_max):
     """e = clamp(1x1 conv of xe + bias_e) (xe (N, L) the blocked input images of h x w pixels, taps_e its tap
     table, etab[thread] rmax*w + MR entries for its row table, wpk_e its packed weights; never stored whole), mid =
     :func:`.depthwise.depthwise` of e (its operands from ``xcol``), out2 = the 1x1 of mid (:func:`.chain.
@@ -92,8 +92,8 @@ def expand_depthwise_pointwise(xe, etab, taps_e, wpk_e, bias_e, lo_e, hi_e, escr
             for cb in range(ecb):
                 depthwise_band(e[cb * plane:].ctypes.data, h, w, a, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bias, res,
                                mid, has_res, lo32, hi32, sh, sw, pt, dh, dw, kh, kw, ox0, ox1, n, cb, r0, r1)
-            _pointwise_band(mid, rows2, taps2, wpk2, bias2, res2, out2, has_res2, lo2, hi2, s, n, r0 * ow, r1 * ow,
-                            kc_max)
+            _pointwise_band(mid, rows2, taps2, wpk2, bias2, res2, out2, has_res2, lo2, hi2, pf2, s, n, r0 * ow,
+                            r1 * ow, kc_max)
 
 
 _expand_depthwise_pointwise_serial = serial_twin(expand_depthwise_pointwise)
