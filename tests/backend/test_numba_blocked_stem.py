@@ -25,6 +25,18 @@ STEMS = [
 ]
 
 
+# (C, O, H, W, k, stride, padding, dilation): images wide enough for the stem kernel's interior tiles (backends/
+# numba/blocked/stem.py, 14 pixels on AVX-512) and a run that is not a whole number of them, beside the borders
+WIDE = [
+    (3, 32, 9, 61, 3, 2, ((1, 1), (1, 1)), 1),  # MobileNetV2: 30 interior pixels a row
+    (3, 40, 11, 45, 7, 2, ((3, 3), (3, 3)), 1),  # ResNet's 7x7/2, three output blocks (the last group one block)
+    (3, 16, 6, 33, 3, 1, ((1, 1), (1, 1)), 1),  # stride 1
+    (3, 24, 15, 75, 11, 4, ((2, 2), (2, 2)), 1),  # AlexNet's 11x11/4: the run-time column stride
+    (2, 20, 8, 37, 3, 2, ((0, 1), (1, 0)), 1),  # "same" padding of an odd size, bottom / right only
+    (4, 16, 12, 40, 3, 1, ((2, 2), (2, 2)), 2),  # dilation
+]
+
+
 def _run(b, name, *ins, **attrs):
     spec = PRIMITIVES[name].abstract_eval(*(Spec(a.shape, a.dtype) for a in ins), **attrs)[0]
     out = np.empty(spec.shape, spec.dtype)
@@ -65,3 +77,19 @@ def test_nchw_in_shape_rule_names_the_constraint():
         PRIMITIVES["blocked_conv2d"].abstract_eval(x, w, stride=(1, 1), padding=((1, 1), (1, 1)), dilation=(1, 1),
                                                    groups=3, has_bias=False, has_residual=False, activation="none",
                                                    block=VL)
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+@pytest.mark.parametrize("case", WIDE, ids=lambda c: "x".join(map(str, c[:6])) + f"d{c[7]}")
+def test_nchw_in_wide_rows(case, parallel, rng, monkeypatch):
+    c, o, h, w, k, s, pad, d = case
+    monkeypatch.setattr(bconv, "SERIAL_MACS", 0 if parallel else 1 << 62)
+    x = rng.standard_normal((2, c, h, w), dtype=np.float32)
+    wt = rng.standard_normal((o, c, k, k), dtype=np.float32)
+    b = rng.standard_normal(o, dtype=np.float32)
+    attrs = dict(stride=(s, s), padding=pad, dilation=(d, d), groups=1, has_bias=True, has_residual=False,
+                 activation="clamp", act_attrs=(("max", 6.0), ("min", 0.0)))
+    got = _run(NB, "blocked_conv2d", x, wt, b, **attrs, block=VL)
+    ref = np.clip(_run(NP, "fused_conv2d", x, wt, b, **dict(attrs, activation="none", act_attrs=())), 0.0, 6.0)
+    np.testing.assert_allclose(_run(NB, "from_blocked", got, channels=o), ref, rtol=1e-4,
+                               atol=1e-4 * np.abs(ref).max())
