@@ -4,12 +4,16 @@ and MobileNetV2's 3x3/2 stems, a one-channel image without padding, a residual a
 
 from __future__ import annotations
 
+import re
+
+import numba
 import numpy as np
 import pytest
 
 import backends.numba  # noqa: F401 - registers the kernels
 from backends.numba.blocked import conv as bconv
-from backends.numba.gemm import VL
+from backends.numba.blocked import stem
+from backends.numba.gemm import AVX512, VL
 from engine import Spec
 from engine.backend import get_backend
 from engine.primitive import PRIMITIVES
@@ -93,3 +97,15 @@ def test_nchw_in_wide_rows(case, parallel, rng, monkeypatch):
     ref = np.clip(_run(NP, "fused_conv2d", x, wt, b, **dict(attrs, activation="none", act_attrs=())), 0.0, 6.0)
     np.testing.assert_allclose(_run(NB, "from_blocked", got, channels=o), ref, rtol=1e-4,
                                atol=1e-4 * np.abs(ref).max())
+
+
+def test_stem_tiles_are_vector_fma(rng):
+    x = rng.standard_normal((1, 3, 9, 40), dtype=np.float32)
+    _run(NB, "blocked_conv2d", x, np.ones((32, 3, 3, 3), np.float32), stride=(2, 2), padding=((1, 1), (1, 1)),
+         dilation=(1, 1), groups=1, has_bias=False, has_residual=False, activation="none", act_attrs=(), block=VL)
+    kernel = stem._stem_conv_serial
+    sig = kernel.signatures[0]
+    fresh = numba.njit(kernel.py_func)  # not from the cache (cached code cannot be inspected)
+    fresh.compile(sig)
+    fmas = re.findall(r"vfmadd\w*\s+[^\n]*" + ("zmm" if AVX512 else "ymm"), fresh.inspect_asm(sig))
+    assert len(fmas) >= 3 * 3 * stem.MR  # the MR x 2 and MR x 1 tiles of three column strides
