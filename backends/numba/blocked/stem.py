@@ -69,8 +69,21 @@ def make_stem_tile(mr: int, nv: int, si: int | None):
 
             bvec = [builder.load(vec(biasp, ir.Constant(i64, v * VL)), align=4) for v in range(nv)]
             init = [bvec[v] for _ in range(mr) for v in range(nv)]
-            # guard: a pixel whose taps all fall outside the image (padding >= kernel) is its bias
-            sums = counted_loop(builder, "stem", 0, k, init, step, guard=True, unroll=False)
+            zero = ir.Constant(bvec[0].type, [0.0] * VL)
+            two = ir.Constant(i64, 2)
+
+            def pair(kp, acc):  # two steps on their own sums: twice the FMA chains of a narrow tile
+                kk = builder.mul(kp, two)
+                return step(kk, acc[:mr * nv]) + step(builder.add(kk, ir.Constant(i64, 1)), acc[mr * nv:])
+
+            # guards: a pixel whose taps all fall outside the image (padding >= kernel) is its bias
+            if mr * nv > 4:
+                sums = counted_loop(builder, "stem", 0, k, init, step, guard=True, unroll=False)
+            else:  # a border pixel: its 1-2 FMA chains alone would wait on the FMA latency
+                both = counted_loop(builder, "stem2", 0, builder.sdiv(k, two), init + [zero] * len(init), pair,
+                                    guard=True, unroll=False)
+                sums = [builder.fadd(p, q) for p, q in zip(both[:len(init)], both[len(init):])]
+                sums = counted_loop(builder, "stem1", builder.sub(k, builder.srem(k, two)), k, sums, step, guard=True)
 
             def caddr(base, r, v):
                 return vec(base, builder.add(ir.Constant(i64, r * VL), builder.mul(ldv, ir.Constant(i64, v))))
