@@ -2,7 +2,9 @@
 kernel (backends/numba/blocked/stem.py: the image read in place, borders apart) against the way it ran before (a
 zero-padded copy of the image, then the generic blocked direct kernel of blocked/conv.py through NCHW offset
 tables), in one process, rounds interleaved (the order alternating):
-``python bench/stem_layer.py [--rounds 15] [--reps 20] [--batch 1] [--layers mobilenet_v2,resnet]``.
+``python bench/stem_layer.py [--rounds 15] [--reps 20] [--batch 1] [--layers mobilenet_v2,resnet] [--gap MS]``.
+``--gap``: an untimed sleep before each call, so that numba's workers are asleep when it starts (as at a network's
+first layer after the caller's own work).
 
 Prints per layer each variant's median of per-round medians (us; CPU time of the calling thread with
 ``NUMBA_NUM_THREADS=1``, wall time otherwise), the median of the per-round ratios stem / padded and the load
@@ -56,6 +58,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=20)
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--layers", default=",".join(LAYERS))
+    ap.add_argument("--gap", type=float, default=0.0, help="ms of sleep before each call")
     args = ap.parse_args()
     clock = time.thread_time if os.environ.get("NUMBA_NUM_THREADS") == "1" else time.perf_counter
     rng = np.random.default_rng(0)
@@ -76,6 +79,8 @@ def main() -> None:
             for v in (list(fns) if r % 2 == 0 else list(fns)[::-1]):
                 ts = []
                 for _ in range(args.reps):
+                    if args.gap:
+                        time.sleep(args.gap / 1e3)
                     t0 = clock()
                     fns[v]()
                     ts.append(clock() - t0)

@@ -123,44 +123,84 @@ def _run_tile(nv, sw, k, a, taps, b, bks, c, ldv, res, bias, has_res, lo, hi):
         _any1(k, a, sw, taps, b, bks, c, ldv, res, bias, has_res, lo, hi)
 
 
-@njit(parallel=True, cache=True)
-def stem_conv(x, wcls, ctaps, cstart, row_cls, bstart, bx, bcls, xl, xr, sh, sw, pt, pl, bias, res, out, has_res,
-              lo, hi, starts):
-    """out (N, OB, OH, OW, VL) = clamp(conv(x (N, C, H, W)) + bias + res) over the classes of :func:`stem_plan`:
-    wcls (G, sum K, NV*VL) the packed weights' rows of every class in turn, ctaps their image offsets, class ``i``
-    the rows cstart[i]:cstart[i + 1]; row y's interior run [xl, xr) of class row_cls[y] (-1: none), its border
-    pixels bx[bstart[y]:bstart[y + 1]] of classes bcls. Thread ``th`` runs the (image, row) items
-    starts[th]:starts[th + 1]."""
+@intrinsic
+def _taken(typingctx, addr):
+    """Mark the int64 flag at ``addr`` (an atomic exchange with 1); whether some thread had marked it before."""
+    sig = types.boolean(types.intp)
+
+    def codegen(context, builder, signature, args):
+        i64 = ir.IntType(64)
+        old = builder.atomic_rmw("xchg", builder.inttoptr(args[0], ir.PointerType(i64)), ir.Constant(i64, 1),
+                                 "acq_rel")
+        return builder.icmp_unsigned("!=", old, ir.Constant(i64, 0))
+
+    return sig, codegen
+
+
+@njit(cache=True, inline="always")
+def _stem_row(it, x, wcls, ctaps, cstart, row_cls, bstart, bx, bcls, xl, xr, sh, sw, pt, pl, bias, res, out,
+              has_res, lo32, hi32):
+    """Item ``it`` = (image, output row) of :func:`stem_conv`, every output-block group."""
     nn, c, h, w = x.shape
     ob, oh, ow = out.shape[1], out.shape[2], out.shape[3]
     ng, ktot, bks = wcls.shape
     ldv = oh * ow * VL
-    lo32, hi32 = np.float32(lo), np.float32(hi)
-    x0, o0, r0 = np.int64(x.ctypes.data), np.int64(out.ctypes.data), np.int64(res.ctypes.data)
+    o0, r0 = np.int64(out.ctypes.data), np.int64(res.ctypes.data)
     w0, t0, b0 = np.int64(wcls.ctypes.data), np.int64(ctaps.ctypes.data), np.int64(bias.ctypes.data)
-    for th in prange(starts.shape[0] - 1):
-        for it in range(starts[th], starts[th + 1]):
-            n, y = it // oh, it % oh
-            orig = x0 + (n * c * h * w + (y * sh - pt) * w - pl) * 4  # kernel tap (0, 0) of pixel (y, 0)
-            for g in range(ng):
-                nv = 2 if 2 * g + 1 < ob else 1
-                row = (((n * ob + 2 * g) * oh + y) * ow) * VL * 4
-                wg, bg = w0 + g * ktot * bks * 4, b0 + g * NV * VL * 4
-                cl = row_cls[y]
-                if cl >= 0:
-                    k0, k = cstart[cl], cstart[cl + 1] - cstart[cl]
-                    for xs in range(xl, xr, MR):
-                        xs = min(xs, xr - MR)
-                        _run_tile(nv, sw, k, orig + xs * sw * 4, t0 + k0 * 8, wg + k0 * bks * 4, bks,
-                                  o0 + row + xs * VL * 4, ldv, r0 + row + xs * VL * 4, bg, has_res, lo32, hi32)
-                for bi in range(bstart[y], bstart[y + 1]):
-                    xb, cl = bx[bi], bcls[bi]
-                    k0, k = cstart[cl], cstart[cl + 1] - cstart[cl]
-                    a, cb, rb = orig + xb * sw * 4, o0 + row + xb * VL * 4, r0 + row + xb * VL * 4
-                    if nv == 2:
-                        _px2(k, a, 0, t0 + k0 * 8, wg + k0 * bks * 4, bks, cb, ldv, rb, bg, has_res, lo32, hi32)
-                    else:
-                        _px1(k, a, 0, t0 + k0 * 8, wg + k0 * bks * 4, bks, cb, ldv, rb, bg, has_res, lo32, hi32)
+    n, y = it // oh, it % oh
+    orig = np.int64(x.ctypes.data) + (n * c * h * w + (y * sh - pt) * w - pl) * 4  # tap (0, 0) of pixel (y, 0)
+    for g in range(ng):
+        nv = 2 if 2 * g + 1 < ob else 1
+        row = (((n * ob + 2 * g) * oh + y) * ow) * VL * 4
+        wg, bg = w0 + g * ktot * bks * 4, b0 + g * NV * VL * 4
+        cl = row_cls[y]
+        if cl >= 0:
+            k0, k = cstart[cl], cstart[cl + 1] - cstart[cl]
+            for xs in range(xl, xr, MR):
+                xs = min(xs, xr - MR)
+                _run_tile(nv, sw, k, orig + xs * sw * 4, t0 + k0 * 8, wg + k0 * bks * 4, bks, o0 + row + xs * VL * 4,
+                          ldv, r0 + row + xs * VL * 4, bg, has_res, lo32, hi32)
+        for bi in range(bstart[y], bstart[y + 1]):
+            xb, cl = bx[bi], bcls[bi]
+            k0, k = cstart[cl], cstart[cl + 1] - cstart[cl]
+            a, cb, rb = orig + xb * sw * 4, o0 + row + xb * VL * 4, r0 + row + xb * VL * 4
+            if nv == 2:
+                _px2(k, a, 0, t0 + k0 * 8, wg + k0 * bks * 4, bks, cb, ldv, rb, bg, has_res, lo32, hi32)
+            else:
+                _px1(k, a, 0, t0 + k0 * 8, wg + k0 * bks * 4, bks, cb, ldv, rb, bg, has_res, lo32, hi32)
+
+
+@njit(parallel=True, cache=True)
+def stem_conv(x, wcls, ctaps, cstart, row_cls, bstart, bx, bcls, xl, xr, sh, sw, pt, pl, bias, res, out, has_res,
+              lo, hi, starts, taken):
+    """out (N, OB, OH, OW, VL) = clamp(conv(x (N, C, H, W)) + bias + res) over the classes of :func:`stem_plan`:
+    wcls (G, sum K, NV*VL) the packed weights' rows of every class in turn, ctaps their image offsets, class ``i``
+    the rows cstart[i]:cstart[i + 1]; row y's interior run [xl, xr) of class row_cls[y] (-1: none), its border
+    pixels bx[bstart[y]:bstart[y + 1]] of classes bcls.
+
+    Thread ``th`` runs the (image, row) items starts[th]:starts[th + 1] from the first, then the other threads'
+    items from their last, each item once (``taken``: a flag per item, marked atomically): a thread that starts
+    late (a worker woken from sleep at the network's first layer, or one the OS runs late on a busy machine) finds
+    part of its rows done, and the region ends about when the work does. Each row's sums are the same whichever
+    thread computes it."""
+    lo32, hi32 = np.float32(lo), np.float32(hi)
+    for i in range(0, taken.size, 8):  # a flag per cache line; a plain loop: an array expression would be a region
+        taken[i] = 0
+    flags = np.int64(taken.ctypes.data)
+    nth = starts.shape[0] - 1
+    for th in prange(nth):
+        u, it = 0, starts[th]  # u: 0 the thread's own items (forward), then those of thread th + u (backward)
+        while u < nth:
+            v = (th + u) % nth
+            if it < starts[v] or it >= starts[v + 1] or _taken(flags + it * 64):
+                u += 1
+                it = starts[(th + u) % nth + 1] - 1
+                continue
+            # one call site: inlined twice, the tiles' code doubled; not inlined, each call's array arguments
+            # cost reference-count updates that the two threads contend for
+            _stem_row(it, x, wcls, ctaps, cstart, row_cls, bstart, bx, bcls, xl, xr, sh, sw, pt, pl, bias, res, out,
+                      has_res, lo32, hi32)
+            it += 1 if u == 0 else -1
 
 
 _stem_conv_serial = serial_twin(stem_conv)
@@ -241,5 +281,5 @@ def stem_call(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, res: np.ndarra
     starts = _row_starts(n * oh, numba.get_num_threads() if parallel else 1)
     kernel = stem_conv if parallel else _stem_conv_serial
     call = functools.partial(kernel, x, wcls, ctaps, cstart, row_cls, bstart, bx, bcls, xl, xr, sh, sw, pt, pl,
-                             bias, res, out, has_res, lo, hi, starts)
+                             bias, res, out, has_res, lo, hi, starts, np.zeros(n * oh * 8, np.int64))
     return call, fill
