@@ -30,10 +30,11 @@ STEMS = [
 
 
 # (C, O, H, W, k, stride, padding, dilation): images wide enough for the stem kernel's interior tiles (backends/
-# numba/blocked/stem.py, 14 pixels on AVX-512) and a run that is not a whole number of them, beside the borders
+# numba/blocked/stem.py, 14 pixels on AVX-512) and a run that is not a whole number of them, beside the borders,
+# and tall enough for its tiles down a border column (4 rows with the same kernel rows in the image)
 WIDE = [
-    (3, 32, 9, 61, 3, 2, ((1, 1), (1, 1)), 1),  # MobileNetV2: 30 interior pixels a row
-    (3, 40, 11, 45, 7, 2, ((3, 3), (3, 3)), 1),  # ResNet's 7x7/2, three output blocks (the last group one block)
+    (3, 32, 21, 61, 3, 2, ((1, 1), (1, 1)), 1),  # MobileNetV2: 30 interior pixels a row
+    (3, 40, 27, 45, 7, 2, ((3, 3), (3, 3)), 1),  # ResNet's 7x7/2, three output blocks (the last group one block)
     (3, 16, 6, 33, 3, 1, ((1, 1), (1, 1)), 1),  # stride 1
     (3, 24, 15, 75, 11, 4, ((2, 2), (2, 2)), 1),  # AlexNet's 11x11/4: the run-time column stride
     (2, 20, 8, 37, 3, 2, ((0, 1), (1, 0)), 1),  # "same" padding of an odd size, bottom / right only

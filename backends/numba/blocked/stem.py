@@ -5,11 +5,12 @@ Every output row splits into border pixels (some tap falls outside the image) an
 runs as register tiles of :data:`MR` consecutive output pixels x NV output blocks over the reduction (input
 channel, kernel row, kernel column): per step one broadcast of the image value at r*sw + tap per pixel r, against
 NV weight vectors; a run's last tile is shifted back to end with the run (it recomputes a few pixels of the tile
-before it, the same sums, on the same thread). Border pixels run the same tile one pixel wide over their in-image
-taps only. The taps of each class (valid kernel rows, valid kernel columns), and the packed weights' rows in their
+before it, the same sums, on the same thread). Border pixels run the same tile over their in-image taps only,
+down their column RB rows at a time (pixel by pixel where those rows differ in their kernel rows in the image).
+The taps of each class (valid kernel rows, valid kernel columns), and the packed weights' rows in their
 order, are made once per geometry. The epilogue (bias = folded BN, residual, clamp) runs on the accumulators.
-Threads take contiguous runs of (image, output row), each row with every output-block group: one parallel region,
-each thread reading its band of the image once.
+Threads take contiguous runs of (image, RB output rows), each with every output-block group: one parallel region,
+each thread reading its band of the image once (then the rows left of the others').
 """
 
 from __future__ import annotations
@@ -33,19 +34,20 @@ from .tile import store_epilogue
 MR = 14 if AVX512 else 6  # output pixels per tile: MR*NV accumulators, NV weight vectors, broadcasts (14 beat 12, 13)
 
 
-def make_stem_tile(mr: int, nv: int, si: int | None):
-    """The mr x nv tile: C[r*VL + v*ldv + q] = clamp(bias[v*VL + q] + sum_kk a[r*si + taps[kk]] B[kk*bks + v*VL +
-    q] (+ res, same layout as C)), addresses in bytes, offsets in elements. ``si`` (the pixel step in the image,
-    the conv's column stride) fixed here makes every broadcast one load at a constant offset from the tap's
-    address; None takes it at run time (``si`` argument)."""
+def make_stem_tile(mr: int, nv: int, si: int | None, so: int | None = VL):
+    """The mr x nv tile: C[r*so + v*ldv + q] = clamp(bias[v*VL + q] + sum_kk a[r*si + taps[kk]] B[kk*bks + v*VL +
+    q] (+ res, same layout as C)), addresses in bytes, offsets in elements. ``si`` (the pixel step in the image:
+    the conv's column stride along a row) fixed here makes every broadcast one load at a constant offset from the
+    tap's address; None takes it at run time (``si_rt``), as ``so`` (the pixel step in the output: VL along a
+    row) takes ``so_rt``: a tile down a column of border pixels."""
 
     @intrinsic
-    def tile(typingctx, k, a, si_rt, taps, b, bks, c, ldv, res, bias, has_res, lo, hi):
+    def tile(typingctx, k, a, si_rt, so_rt, taps, b, bks, c, ldv, res, bias, has_res, lo, hi):
         sig = types.void(types.intp, types.intp, types.intp, types.intp, types.intp, types.intp, types.intp,
-                         types.intp, types.intp, types.intp, types.boolean, types.float32, types.float32)
+                         types.intp, types.intp, types.intp, types.intp, types.boolean, types.float32, types.float32)
 
         def codegen(context, builder, signature, args):
-            k, a, si_rt, taps, b, bks, c, ldv, res, bias, has_res, lo, hi = args
+            k, a, si_rt, so_rt, taps, b, bks, c, ldv, res, bias, has_res, lo, hi = args
             f32, i64 = ir.FloatType(), ir.IntType(64)
             fptr, vptr = ir.PointerType(f32), ir.PointerType(ir.VectorType(f32, VL))
             fma = vector_intrinsic(builder, "fma", 3)
@@ -86,7 +88,8 @@ def make_stem_tile(mr: int, nv: int, si: int | None):
                 sums = counted_loop(builder, "stem1", builder.sub(k, builder.srem(k, two)), k, sums, step, guard=True)
 
             def caddr(base, r, v):
-                return vec(base, builder.add(ir.Constant(i64, r * VL), builder.mul(ldv, ir.Constant(i64, v))))
+                roff = ir.Constant(i64, r * so) if so is not None else builder.mul(so_rt, ir.Constant(i64, r))
+                return vec(base, builder.add(roff, builder.mul(ldv, ir.Constant(i64, v))))
 
             cs = [caddr(cp, r, v) for r in range(mr) for v in range(nv)]
             rs = [caddr(rp, r, v) for r in range(mr) for v in range(nv)]
@@ -102,6 +105,8 @@ _any1, _any2 = (make_stem_tile(MR, nv, None) for nv in (1, 2))
 _s1n1, _s1n2 = (make_stem_tile(MR, nv, 1) for nv in (1, 2))
 _s2n1, _s2n2 = (make_stem_tile(MR, nv, 2) for nv in (1, 2))
 _px1, _px2 = (make_stem_tile(1, nv, 0) for nv in (1, 2))
+RB = 4  # output rows per work item, and pixels per tile down a border column (RB*NV FMA chains)
+_col1, _col2 = (make_stem_tile(RB, nv, None, None) for nv in (1, 2))
 
 
 @njit(cache=True, inline="always")
@@ -109,18 +114,18 @@ def _run_tile(nv, sw, k, a, taps, b, bks, c, ldv, res, bias, has_res, lo, hi):
     """The MR-pixel tile with the column stride ``sw`` (constant offsets for strides 1 and 2)."""
     if sw == 2:
         if nv == 2:
-            _s2n2(k, a, sw, taps, b, bks, c, ldv, res, bias, has_res, lo, hi)
+            _s2n2(k, a, sw, VL, taps, b, bks, c, ldv, res, bias, has_res, lo, hi)
         else:
-            _s2n1(k, a, sw, taps, b, bks, c, ldv, res, bias, has_res, lo, hi)
+            _s2n1(k, a, sw, VL, taps, b, bks, c, ldv, res, bias, has_res, lo, hi)
     elif sw == 1:
         if nv == 2:
-            _s1n2(k, a, sw, taps, b, bks, c, ldv, res, bias, has_res, lo, hi)
+            _s1n2(k, a, sw, VL, taps, b, bks, c, ldv, res, bias, has_res, lo, hi)
         else:
-            _s1n1(k, a, sw, taps, b, bks, c, ldv, res, bias, has_res, lo, hi)
+            _s1n1(k, a, sw, VL, taps, b, bks, c, ldv, res, bias, has_res, lo, hi)
     elif nv == 2:
-        _any2(k, a, sw, taps, b, bks, c, ldv, res, bias, has_res, lo, hi)
+        _any2(k, a, sw, VL, taps, b, bks, c, ldv, res, bias, has_res, lo, hi)
     else:
-        _any1(k, a, sw, taps, b, bks, c, ldv, res, bias, has_res, lo, hi)
+        _any1(k, a, sw, VL, taps, b, bks, c, ldv, res, bias, has_res, lo, hi)
 
 
 @intrinsic
@@ -138,36 +143,53 @@ def _taken(typingctx, addr):
 
 
 @njit(cache=True, inline="always")
-def _stem_row(it, x, wcls, ctaps, cstart, row_cls, bstart, bx, bcls, xl, xr, sh, sw, pt, pl, bias, res, out,
-              has_res, lo32, hi32):
-    """Item ``it`` = (image, output row) of :func:`stem_conv`, every output-block group."""
+def _stem_rows(it, x, wcls, ctaps, cstart, row_cls, bstart, bx, bcls, xl, xr, sh, sw, pt, pl, bias, res, out,
+               has_res, lo32, hi32):
+    """Item ``it`` of :func:`stem_conv`: output rows y0 = RB*b .. y0 + RB of image n (it = n*ceil(OH/RB) + b),
+    every output-block group: each row's interior run, then the border pixels, RB rows at a time down each border
+    column where the RB rows have the same kernel rows in the image (their border pixels then the same classes),
+    else pixel by pixel."""
     nn, c, h, w = x.shape
     ob, oh, ow = out.shape[1], out.shape[2], out.shape[3]
     ng, ktot, bks = wcls.shape
     ldv = oh * ow * VL
     o0, r0 = np.int64(out.ctypes.data), np.int64(res.ctypes.data)
     w0, t0, b0 = np.int64(wcls.ctypes.data), np.int64(ctaps.ctypes.data), np.int64(bias.ctypes.data)
-    n, y = it // oh, it % oh
-    orig = np.int64(x.ctypes.data) + (n * c * h * w + (y * sh - pt) * w - pl) * 4  # tap (0, 0) of pixel (y, 0)
+    nb = (oh + RB - 1) // RB
+    n, y0 = it // nb, (it % nb) * RB
+    y1 = min(oh, y0 + RB)
+    column = y1 - y0 == RB and row_cls[y0] >= 0
+    for y in range(y0 + 1, y1):
+        column = column and row_cls[y] == row_cls[y0]
     for g in range(ng):
         nv = 2 if 2 * g + 1 < ob else 1
-        row = (((n * ob + 2 * g) * oh + y) * ow) * VL * 4
         wg, bg = w0 + g * ktot * bks * 4, b0 + g * NV * VL * 4
-        cl = row_cls[y]
-        if cl >= 0:
-            k0, k = cstart[cl], cstart[cl + 1] - cstart[cl]
-            for xs in range(xl, xr, MR):
-                xs = min(xs, xr - MR)
-                _run_tile(nv, sw, k, orig + xs * sw * 4, t0 + k0 * 8, wg + k0 * bks * 4, bks, o0 + row + xs * VL * 4,
-                          ldv, r0 + row + xs * VL * 4, bg, has_res, lo32, hi32)
-        for bi in range(bstart[y], bstart[y + 1]):
-            xb, cl = bx[bi], bcls[bi]
-            k0, k = cstart[cl], cstart[cl + 1] - cstart[cl]
-            a, cb, rb = orig + xb * sw * 4, o0 + row + xb * VL * 4, r0 + row + xb * VL * 4
-            if nv == 2:
-                _px2(k, a, 0, t0 + k0 * 8, wg + k0 * bks * 4, bks, cb, ldv, rb, bg, has_res, lo32, hi32)
-            else:
-                _px1(k, a, 0, t0 + k0 * 8, wg + k0 * bks * 4, bks, cb, ldv, rb, bg, has_res, lo32, hi32)
+        for y in range(y0, y1):
+            row = (((n * ob + 2 * g) * oh + y) * ow) * VL * 4
+            orig = np.int64(x.ctypes.data) + (n * c * h * w + (y * sh - pt) * w - pl) * 4  # tap (0, 0) of (y, 0)
+            cl = row_cls[y]
+            if cl >= 0:
+                k0, k = cstart[cl], cstart[cl + 1] - cstart[cl]
+                for xs in range(xl, xr, MR):
+                    xs = min(xs, xr - MR)
+                    _run_tile(nv, sw, k, orig + xs * sw * 4, t0 + k0 * 8, wg + k0 * bks * 4, bks,
+                              o0 + row + xs * VL * 4, ldv, r0 + row + xs * VL * 4, bg, has_res, lo32, hi32)
+            if column and y > y0:
+                continue
+            for bi in range(bstart[y], bstart[y + 1]):
+                xb, cl = bx[bi], bcls[bi]
+                k0, k = cstart[cl], cstart[cl + 1] - cstart[cl]
+                a, cb, rb = orig + xb * sw * 4, o0 + row + xb * VL * 4, r0 + row + xb * VL * 4
+                tk, bk = t0 + k0 * 8, wg + k0 * bks * 4
+                if column:  # the RB rows' pixels in this column
+                    if nv == 2:
+                        _col2(k, a, sh * w, ow * VL, tk, bk, bks, cb, ldv, rb, bg, has_res, lo32, hi32)
+                    else:
+                        _col1(k, a, sh * w, ow * VL, tk, bk, bks, cb, ldv, rb, bg, has_res, lo32, hi32)
+                elif nv == 2:
+                    _px2(k, a, 0, VL, tk, bk, bks, cb, ldv, rb, bg, has_res, lo32, hi32)
+                else:
+                    _px1(k, a, 0, VL, tk, bk, bks, cb, ldv, rb, bg, has_res, lo32, hi32)
 
 
 @njit(parallel=True, cache=True)
@@ -178,7 +200,8 @@ def stem_conv(x, wcls, ctaps, cstart, row_cls, bstart, bx, bcls, xl, xr, sh, sw,
     the rows cstart[i]:cstart[i + 1]; row y's interior run [xl, xr) of class row_cls[y] (-1: none), its border
     pixels bx[bstart[y]:bstart[y + 1]] of classes bcls.
 
-    Thread ``th`` runs the (image, row) items starts[th]:starts[th + 1] from the first, then the other threads'
+    Thread ``th`` runs the items (image, RB output rows) starts[th]:starts[th + 1] from the first, then the other
+    threads'
     items from their last, each item once (``taken``: a flag per item, marked atomically): a thread that starts
     late (a worker woken from sleep at the network's first layer, or one the OS runs late on a busy machine) finds
     part of its rows done, and the region ends about when the work does. Each row's sums are the same whichever
@@ -198,8 +221,8 @@ def stem_conv(x, wcls, ctaps, cstart, row_cls, bstart, bx, bcls, xl, xr, sh, sw,
                 continue
             # one call site: inlined twice, the tiles' code doubled; not inlined, each call's array arguments
             # cost reference-count updates that the two threads contend for
-            _stem_row(it, x, wcls, ctaps, cstart, row_cls, bstart, bx, bcls, xl, xr, sh, sw, pt, pl, bias, res, out,
-                      has_res, lo32, hi32)
+            _stem_rows(it, x, wcls, ctaps, cstart, row_cls, bstart, bx, bcls, xl, xr, sh, sw, pt, pl, bias, res, out,
+                       has_res, lo32, hi32)
             it += 1 if u == 0 else -1
 
 
@@ -250,7 +273,7 @@ def stem_plan(c: int, h: int, w: int, kh: int, kw: int, sh: int, sw: int, pt: in
 
 @functools.lru_cache(maxsize=64)  # a call reading a new input array is built on every run
 def _row_starts(items: int, threads: int) -> np.ndarray:
-    """Thread th's first (image, row) item: ``threads`` equal runs of ``items``."""
+    """Thread th's first item: ``threads`` equal runs of ``items``."""
     return np.array([items * th // threads for th in range(threads + 1)], np.int64)
 
 
@@ -278,8 +301,9 @@ def stem_call(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, res: np.ndarra
                                                                        oh, ow)
     wcls = _packed(w, f"blocked_stem{(h, wd) + geometry}", functools.partial(pack_stem, kidx=kidx))
     bias, fill = _bias_filler(b, wcls.shape[0] * NV * VL)
-    starts = _row_starts(n * oh, numba.get_num_threads() if parallel else 1)
+    items = n * -(-oh // RB)
+    starts = _row_starts(items, numba.get_num_threads() if parallel else 1)
     kernel = stem_conv if parallel else _stem_conv_serial
     call = functools.partial(kernel, x, wcls, ctaps, cstart, row_cls, bstart, bx, bcls, xl, xr, sh, sw, pt, pl,
-                             bias, res, out, has_res, lo, hi, starts, np.zeros(n * oh * 8, np.int64))
+                             bias, res, out, has_res, lo, hi, starts, np.zeros(items * 8, np.int64))
     return call, fill
