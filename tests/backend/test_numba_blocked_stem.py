@@ -29,16 +29,16 @@ STEMS = [
 ]
 
 
-# (C, O, H, W, k, stride, padding, dilation): images wide enough for the stem kernel's interior tiles (backends/
-# numba/blocked/stem.py, 14 pixels on AVX-512) and a run that is not a whole number of them, beside the borders,
-# and tall enough for its tiles down a border column (4 rows with the same kernel rows in the image)
+# (C, O, H, W, k, stride, padding, dilation, residual): images wide enough for the stem kernel's interior tiles
+# (backends/numba/blocked/stem.py, 14 pixels on AVX-512) and a run that is not a whole number of them, beside the
+# borders, and tall enough for its tiles down a border column (4 rows with the same kernel rows in the image)
 WIDE = [
-    (3, 32, 21, 61, 3, 2, ((1, 1), (1, 1)), 1),  # MobileNetV2: 30 interior pixels a row
-    (3, 40, 27, 45, 7, 2, ((3, 3), (3, 3)), 1),  # ResNet's 7x7/2, three output blocks (the last group one block)
-    (3, 16, 6, 33, 3, 1, ((1, 1), (1, 1)), 1),  # stride 1
-    (3, 24, 15, 75, 11, 4, ((2, 2), (2, 2)), 1),  # AlexNet's 11x11/4: the run-time column stride
-    (2, 20, 8, 37, 3, 2, ((0, 1), (1, 0)), 1),  # "same" padding of an odd size, bottom / right only
-    (4, 16, 12, 40, 3, 1, ((2, 2), (2, 2)), 2),  # dilation
+    (3, 32, 21, 61, 3, 2, ((1, 1), (1, 1)), 1, False),  # MobileNetV2: 30 interior pixels a row
+    (3, 40, 27, 45, 7, 2, ((3, 3), (3, 3)), 1, True),  # ResNet's 7x7/2, three output blocks (the last group one block)
+    (3, 16, 6, 33, 3, 1, ((1, 1), (1, 1)), 1, False),  # stride 1
+    (3, 24, 15, 75, 11, 4, ((2, 2), (2, 2)), 1, False),  # AlexNet's 11x11/4: the run-time column stride
+    (2, 20, 8, 37, 3, 2, ((0, 1), (1, 0)), 1, True),  # "same" padding of an odd size, bottom / right only
+    (4, 16, 12, 40, 3, 1, ((2, 2), (2, 2)), 2, False),  # dilation
 ]
 
 
@@ -85,17 +85,23 @@ def test_nchw_in_shape_rule_names_the_constraint():
 
 
 @pytest.mark.parametrize("parallel", [False, True])
-@pytest.mark.parametrize("case", WIDE, ids=lambda c: "x".join(map(str, c[:6])) + f"d{c[7]}")
+@pytest.mark.parametrize("case", WIDE, ids=lambda c: "x".join(map(str, c[:6])) + f"d{c[7]}" + "r" * c[8])
 def test_nchw_in_wide_rows(case, parallel, rng, monkeypatch):
-    c, o, h, w, k, s, pad, d = case
+    c, o, h, w, k, s, pad, d, res = case
     monkeypatch.setattr(bconv, "SERIAL_MACS", 0 if parallel else 1 << 62)
     x = rng.standard_normal((2, c, h, w), dtype=np.float32)
     wt = rng.standard_normal((o, c, k, k), dtype=np.float32)
     b = rng.standard_normal(o, dtype=np.float32)
     attrs = dict(stride=(s, s), padding=pad, dilation=(d, d), groups=1, has_bias=True, has_residual=False,
                  activation="clamp", act_attrs=(("max", 6.0), ("min", 0.0)))
-    got = _run(NB, "blocked_conv2d", x, wt, b, **attrs, block=VL)
-    ref = np.clip(_run(NP, "fused_conv2d", x, wt, b, **dict(attrs, activation="none", act_attrs=())), 0.0, 6.0)
+    ref = _run(NP, "fused_conv2d", x, wt, b, **dict(attrs, activation="none", act_attrs=()))
+    ins = [x, wt, b]
+    if res:
+        r = rng.standard_normal(ref.shape, dtype=np.float32)
+        ins.append(_run(NB, "to_blocked", r, block=VL))
+        ref += r
+    got = _run(NB, "blocked_conv2d", *ins, **dict(attrs, has_residual=res), block=VL)
+    ref = np.clip(ref, 0.0, 6.0)
     np.testing.assert_allclose(_run(NB, "from_blocked", got, channels=o), ref, rtol=1e-4,
                                atol=1e-4 * np.abs(ref).max())
 
