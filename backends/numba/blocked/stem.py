@@ -129,6 +129,35 @@ def _run_tile(nv, sw, k, a, taps, b, bks, c, ldv, res, bias, has_res, lo, hi):
 
 
 @intrinsic
+def _prefetch(typingctx, addr):
+    """Ask for the cache line at ``addr`` (into L2, to be read)."""
+    sig = types.void(types.intp)
+
+    def codegen(context, builder, signature, args):
+        i8p, i32 = ir.PointerType(ir.IntType(8)), ir.IntType(32)
+        mod = builder.module
+        fn = mod.globals.get("llvm.prefetch.p0") or \
+            ir.Function(mod, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]), name="llvm.prefetch.p0")
+        builder.call(fn, [builder.inttoptr(args[0], i8p)] + [ir.Constant(i32, v) for v in (0, 2, 1)])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@njit(cache=True, inline="always")
+def _prefetch_item(it, nb, x0, c, h, w, kh, sh, pt, dh, oh):
+    """Prefetch the image rows item ``it`` reads: a thread asks for the next item's rows before it runs this one
+    (cold image, one thread: ~4% of MobileNetV2's stem. Prefetching the output rows for writing cost ~7%)."""
+    n, y0 = it // nb, (it % nb) * RB
+    y1 = min(oh, y0 + RB)
+    r0, r1 = max(0, y0 * sh - pt), min(h, (y1 - 1) * sh - pt + (kh - 1) * dh + 1)
+    for ci in range(c):
+        base = x0 + ((n * c + ci) * h * w) * 4
+        for off in range(r0 * w * 4, r1 * w * 4, 64):
+            _prefetch(base + off)
+
+
+@intrinsic
 def _taken(typingctx, addr):
     """Mark the int64 flag at ``addr`` (an atomic exchange with 1); whether some thread had marked it before."""
     sig = types.boolean(types.intp)
@@ -194,22 +223,26 @@ def _stem_rows(it, x, wcls, ctaps, cstart, row_cls, bstart, bx, bcls, xl, xr, sh
 
 @njit(parallel=True, cache=True)
 def stem_conv(x, wcls, ctaps, cstart, row_cls, bstart, bx, bcls, xl, xr, sh, sw, pt, pl, bias, res, out, has_res,
-              lo, hi, starts, taken):
+              lo, hi, starts, taken, kh, dh):
     """out (N, OB, OH, OW, VL) = clamp(conv(x (N, C, H, W)) + bias + res) over the classes of :func:`stem_plan`:
     wcls (G, sum K, NV*VL) the packed weights' rows of every class in turn, ctaps their image offsets, class ``i``
     the rows cstart[i]:cstart[i + 1]; row y's interior run [xl, xr) of class row_cls[y] (-1: none), its border
-    pixels bx[bstart[y]:bstart[y + 1]] of classes bcls.
+    pixels bx[bstart[y]:bstart[y + 1]] of classes bcls; kh / dh the kernel's height and row dilation.
 
     Thread ``th`` runs the items (image, RB output rows) starts[th]:starts[th + 1] from the first, then the other
-    threads'
-    items from their last, each item once (``taken``: a flag per item, marked atomically): a thread that starts
-    late (a worker woken from sleep at the network's first layer, or one the OS runs late on a busy machine) finds
-    part of its rows done, and the region ends about when the work does. Each row's sums are the same whichever
-    thread computes it."""
+    threads' items from their last, each item once (``taken``: a flag per item, one per cache line, marked
+    atomically): a thread that starts late (a worker woken from sleep at the network's first layer, or one the OS
+    runs late on a busy machine) finds part of its rows done, and the region ends about when the work does. Each
+    row's sums are the same whichever thread computes it. Before an item a thread prefetches the image rows of its
+    next one."""
     lo32, hi32 = np.float32(lo), np.float32(hi)
     for i in range(0, taken.size, 8):  # a flag per cache line; a plain loop: an array expression would be a region
         taken[i] = 0
     flags = np.int64(taken.ctypes.data)
+    nn, c, h, w = x.shape
+    oh = out.shape[2]
+    nb = (oh + RB - 1) // RB
+    x0 = np.int64(x.ctypes.data)
     nth = starts.shape[0] - 1
     for th in prange(nth):
         u, it = 0, starts[th]  # u: 0 the thread's own items (forward), then those of thread th + u (backward)
@@ -221,9 +254,12 @@ def stem_conv(x, wcls, ctaps, cstart, row_cls, bstart, bx, bcls, xl, xr, sh, sw,
                 continue
             # one call site: inlined twice, the tiles' code doubled; not inlined, each call's array arguments
             # cost reference-count updates that the two threads contend for
+            nxt = it + 1 if u == 0 else it - 1
+            if starts[v] <= nxt < starts[v + 1]:
+                _prefetch_item(nxt, nb, x0, c, h, w, kh, sh, pt, dh, oh)
             _stem_rows(it, x, wcls, ctaps, cstart, row_cls, bstart, bx, bcls, xl, xr, sh, sw, pt, pl, bias, res, out,
                        has_res, lo32, hi32)
-            it += 1 if u == 0 else -1
+            it = nxt
 
 
 _stem_conv_serial = serial_twin(stem_conv)
@@ -305,5 +341,5 @@ def stem_call(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, res: np.ndarra
     starts = _row_starts(items, numba.get_num_threads() if parallel else 1)
     kernel = stem_conv if parallel else _stem_conv_serial
     call = functools.partial(kernel, x, wcls, ctaps, cstart, row_cls, bstart, bx, bcls, xl, xr, sh, sw, pt, pl,
-                             bias, res, out, has_res, lo, hi, starts, np.zeros(items * 8, np.int64))
+                             bias, res, out, has_res, lo, hi, starts, np.zeros(items * 8, np.int64), kh, dh)
     return call, fill
