@@ -2,9 +2,10 @@
 kernel (backends/numba/blocked/stem.py: the image read in place, borders apart) against the way it ran before (a
 zero-padded copy of the image, then the generic blocked direct kernel of blocked/conv.py through NCHW offset
 tables), in one process, rounds interleaved (the order alternating):
-``python bench/stem_layer.py [--rounds 15] [--reps 20] [--batch 1] [--layers mobilenet_v2,resnet] [--gap MS]``.
-``--gap``: an untimed sleep before each call, so that numba's workers are asleep when it starts (as at a network's
-first layer after the caller's own work).
+``python bench/stem_layer.py [--rounds 15] [--reps 20] [--batch 1] [--layers mobilenet_v2,resnet] [--gap MS]
+[--cold]``. ``--gap``: an untimed sleep before each call, so that numba's workers are asleep when it starts (as at a
+network's first layer after the caller's own work); ``--cold``: 64 MiB written before each call (untimed), so that
+the image and the output come from memory, as in a network.
 
 Prints per layer each variant's median of per-round medians (us; CPU time of the calling thread with
 ``NUMBA_NUM_THREADS=1``, wall time otherwise), the median of the per-round ratios stem / padded and the load
@@ -59,9 +60,11 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--layers", default=",".join(LAYERS))
     ap.add_argument("--gap", type=float, default=0.0, help="ms of sleep before each call")
+    ap.add_argument("--cold", action="store_true", help="evict the caches before each call")
     args = ap.parse_args()
     clock = time.thread_time if os.environ.get("NUMBA_NUM_THREADS") == "1" else time.perf_counter
     rng = np.random.default_rng(0)
+    junk = np.zeros(16 << 20, np.float32) if args.cold else None
     for name in args.layers.split(","):
         c, o, h, wd, k, s, p, lo, hi = LAYERS[name]
         x = rng.standard_normal((args.batch, c, h, wd), dtype=np.float32)
@@ -81,6 +84,8 @@ def main() -> None:
                 for _ in range(args.reps):
                     if args.gap:
                         time.sleep(args.gap / 1e3)
+                    if junk is not None:
+                        junk += 1.0
                     t0 = clock()
                     fns[v]()
                     ts.append(clock() - t0)
