@@ -298,7 +298,8 @@ def stem_plan(c: int, h: int, w: int, kh: int, kw: int, sh: int, sw: int, pt: in
         return classes[key]
 
     row_cls = np.array([cls(rows[y], (0, kw)) if xr > xl else -1 for y in range(oh)], np.int64)
-    border = [[(x, cls(rows[y], cols[x])) for x in range(ow) if not xl <= x < xr] for y in range(oh)]
+    edge = [x for x in range(ow) if not xl <= x < xr]  # the same border columns in every row
+    border = [[(x, cls(rows[y], cols[x])) for x in edge] for y in range(oh)]
     bstart = np.cumsum([0] + [len(b) for b in border]).astype(np.int64)
     flat = [p for b in border for p in b]
     bx = np.array([p[0] for p in flat], np.int64)
