@@ -369,7 +369,12 @@ def _conv_call(ins: tuple, out: np.ndarray, stride, padding, dilation, groups: i
 
         # the NCHW image into the first conv: only the direct kernel's offset tables read it
         algorithm = DIRECT if nchw else choose_blocked(x.shape, w.shape, stride, padding, dilation, run).algorithm
-    if groups == 1 and algorithm in WINOGRADS:
+    if nchw:  # the image into the first conv (groups 1): read in place, borders apart
+        from .stem import stem_call  # it builds on this module's packing and bias
+        parallel = n * oh * ow * ob * VL * w[0].size >= SERIAL_MACS
+        step, fill = stem_call(x, w, b, res, out, r is not None, (sh, sw, pt, pl, dh, dw), lo, hi, parallel)
+        steps.append(step)
+    elif groups == 1 and algorithm in WINOGRADS:
         from .winograd import pack_winograd, winograd_step  # it builds on this module's tile and packing
         ng = blocks(ob, NV)
         bias, fill = _bias_filler(b, ng * NV * VL)

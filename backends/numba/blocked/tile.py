@@ -30,7 +30,6 @@ def store_epilogue(builder: ir.IRBuilder, vals: list, cs: list, rs: list, has_re
     pointers). Branches, not selects: each path does only the work its flags ask for, the clamp skipped where both
     bounds are infinite (a K=16 tile spent a fifth of its time on a residual add of zeros and a clamp to +-inf)."""
     f32 = ir.FloatType()
-    vmax, vmin = vector_intrinsic(builder, "maxnum", 2), vector_intrinsic(builder, "minnum", 2)
     lov, hiv = splat(builder, lo), splat(builder, hi)
     clamp = builder.or_(builder.fcmp_ordered(">", lo, ir.Constant(f32, float("-inf"))),
                         builder.fcmp_ordered("<", hi, ir.Constant(f32, float("inf"))))
@@ -39,8 +38,9 @@ def store_epilogue(builder: ir.IRBuilder, vals: list, cs: list, rs: list, has_re
         for v, c_ptr, r_ptr in zip(vals, cs, rs):
             if with_res:
                 v = builder.fadd(v, builder.load(r_ptr, align=4))
-            if with_clamp:
-                v = builder.call(vmin, [builder.call(vmax, [v, lov]), hiv])
+            if with_clamp:  # compare and select: one vmaxps / vminps each (llvm.maxnum adds a NaN test and blend)
+                v = builder.select(builder.fcmp_ordered(">", v, lov), v, lov)
+                v = builder.select(builder.fcmp_ordered("<", v, hiv), v, hiv)
             builder.store(v, c_ptr, align=4)
 
     with builder.if_else(has_res) as (with_res, without):
