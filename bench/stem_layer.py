@@ -24,6 +24,7 @@ import numpy as np
 
 import backends.numba  # noqa: F401 - registers the kernels
 from backends.numba.blocked import conv as bconv
+from backends.numba.blocked import steal
 from backends.numba.blocked.stem import stem_call
 from backends.numba.gemm import VL
 from engine.ops.blocked import blocks
@@ -49,7 +50,7 @@ def _padded(x, w, b, out, s, p, lo, hi):
     out4 = out.reshape(n, ob, oh * ow, VL)
     pad = functools.partial(bconv.pad_blocked, x.reshape(n, c, h, wd, 1), xp, p, p)
     conv = functools.partial(bconv._conv_dense, xp.reshape(n, -1), rows, taps, wpk, bias, out4, out4, False, lo, hi,
-                             sbuf, segs, starts, bconv.KC)
+                             False, sbuf, steal.flags_for(segs.shape[0]), segs, starts, bconv.KC)
     return lambda: (pad(), conv())
 
 

@@ -92,6 +92,33 @@ def test_dense_item_orders_agree(case, serial, rng, monkeypatch):
     np.testing.assert_allclose(got["pixel"], keep, rtol=1e-4, atol=1e-4 * np.abs(keep).max())
 
 
+@pytest.mark.parametrize("runs", ["all-on-one", "more-runs-than-threads"])
+@pytest.mark.parametrize("serial", [False, True])
+def test_dense_threads_steal_each_others_segments(runs, serial, rng, monkeypatch):
+    """A thread that ends its own run of segments takes the other runs' from their ends (blocked/steal.py): however
+    the segments are cut into runs (all in the first run, whose thread the others then help; more runs than
+    threads), every output tile is computed once, with the same sums as the default split."""
+    monkeypatch.setattr(bconv, "SERIAL_MACS", 1 << 62 if serial else 0)
+    x = _run(NB, "to_blocked", rng.standard_normal((2, 40, 9, 9), dtype=np.float32), block=VL)
+    w, b = rng.standard_normal((200, 40, 1, 1), dtype=np.float32), rng.standard_normal(200, dtype=np.float32)
+    attrs = dict(stride=(1, 1), padding=((0, 0), (0, 0)), dilation=(1, 1), groups=1, has_bias=True,
+                 has_residual=False, activation="relu", act_attrs=())
+    want = _run(NB, "blocked_conv2d", x, w, b, **attrs)
+    schedule = bconv.dense_schedule
+
+    def cut(*args):
+        segs, _ = schedule(*args)
+        n = segs.shape[0]
+        starts = [0, n, n, n] if runs == "all-on-one" else [n * i // 5 for i in range(6)]
+        return segs, np.array(starts, np.int64)
+
+    monkeypatch.setattr(bconv, "dense_schedule", cut)
+    got = np.full(want.shape, np.nan, np.float32)
+    NB.kernel("blocked_conv2d")(x, w, b, out=got, **attrs)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_allclose(want, _run(NP, "blocked_conv2d", x, w, b, **attrs), rtol=1e-4, atol=1e-4)
+
+
 # (C, O, H, stride, residual, batch): many output-block groups with a one-block last one (200 = 12.5 blocks), a
 # pixel count off the tile (7x7 = 49), two K blocks (600 > KC on 81 pixels), one K block of 700 (a 7x7 image), a
 # strided 1x1

@@ -27,6 +27,7 @@ from ..conv.geometry import geom, shape_of
 from ..conv.workspace import current_workspace, derived
 from ..gemm import AVX512, VL
 from ..table import backend
+from . import steal
 from .depthwise import column_classes, depthwise
 from .select import DIRECT, WINOGRADS
 from .select import choose as choose_blocked
@@ -154,23 +155,29 @@ def k_block(k: int, npix: int) -> int:
 
 
 @njit(parallel=True, cache=True)
-def _conv_dense(xp, rows, taps, wpk, bias, res, out, has_res, lo, hi, pf_next, sbuf, segs, starts, kc_max):
+def _conv_dense(xp, rows, taps, wpk, bias, res, out, has_res, lo, hi, pf_next, sbuf, flags, segs, starts, kc_max):
     """out[n, ob, p, :] = clamp(sum_k A(p, k) B(k, ob) + bias + res) for out (N, OB, P, VL); xp (N, L) the padded
     blocked images, rows (P padded to whole tiles) / taps the offset tables, wpk (G, K, NV*VL) the packed weights,
     sbuf[thread] scratch for the last, partial pixel tile (its C and residual), pf_next as in :func:`group_tiles`.
     Thread ``th`` runs the segments segs[starts[th]:starts[th + 1]], each (image, output-block group, first pixel
-    tile, end tile) with every K block (:func:`dense_schedule`)."""
+    tile, end tile) with every K block (:func:`dense_schedule`), then steals the others' from their ends
+    (:mod:`.steal`, ``flags`` one per segment)."""
     npix = out.shape[2]
     k = taps.shape[0]
     lo32, hi32 = np.float32(lo), np.float32(hi)
     r_addr, t_addr = rows.ctypes.data, taps.ctypes.data
-    for th in prange(starts.shape[0] - 1):
+    steal.clear(flags, segs.shape[0])
+    f_addr = flags.ctypes.data
+    nth = starts.shape[0] - 1
+    for th in prange(nth):
         s = sbuf[numba.get_thread_id()]
         sc, sr = s[:NV * MR * VL], s[NV * MR * VL:]
-        for si in range(starts[th], starts[th + 1]):
+        u, si = steal.claim(th, 0, starts[th], starts, f_addr)
+        while u < nth:
             n, g, rt0, rt1 = segs[si, 0], segs[si, 1], segs[si, 2], segs[si, 3]
             group_tiles(xp[n].ctypes.data, r_addr, t_addr, wpk, g, k, kc_max, rt0 * MR, rt1 * MR, npix, 0, out, res,
                         n, has_res, bias, lo32, hi32, sc, sr, pf_next)
+            u, si = steal.claim(th, u, si + 1 if u == 0 else si - 1, starts, f_addr)
 
 
 @functools.lru_cache(maxsize=256)  # by geometry: a first conv reading the user's image builds its call every run
@@ -405,8 +412,8 @@ def _conv_call(ins: tuple, out: np.ndarray, stride, padding, dilation, groups: i
         segs, starts = dense_schedule(n, ob, ntiles, group, wpk.nbytes <= PIX_MAJOR_BYTES,
                                       numba.get_num_threads() if parallel else 1)
         steps.append(functools.partial(kernel, xp.reshape(n, -1), rows, taps, wpk, bias, res4, out4,
-                                       r is not None, lo, hi, wpk.nbytes >= PREFETCH_BYTES, sbuf, segs, starts,
-                                       k_block(taps.size, oh * ow)))
+                                       r is not None, lo, hi, wpk.nbytes >= PREFETCH_BYTES, sbuf,
+                                       steal.flags_for(segs.shape[0]), segs, starts, k_block(taps.size, oh * ow)))
     else:
         args, fill = depthwise_operands(x, w, b, res4, out4, ow, r is not None, stride, padding, dilation, lo, hi)
         parallel = n * oh * ow * ob * VL * kh * kw * DEPTHWISE_MAC_COST >= SERIAL_MACS

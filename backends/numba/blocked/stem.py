@@ -28,6 +28,7 @@ from engine.ops.blocked import blocks
 
 from .._layout import serial_twin
 from ..codegen import AVX512, VL, counted_loop, splat, vector_intrinsic
+from . import steal
 from .conv import NV, _bias_filler, _packed
 from .tile import store_epilogue
 
@@ -157,20 +158,6 @@ def _prefetch_item(it, nb, x0, c, h, w, kh, sh, pt, dh, oh):
             _prefetch(base + off)
 
 
-@intrinsic
-def _taken(typingctx, addr):
-    """Mark the int64 flag at ``addr`` (an atomic exchange with 1); whether some thread had marked it before."""
-    sig = types.boolean(types.intp)
-
-    def codegen(context, builder, signature, args):
-        i64 = ir.IntType(64)
-        old = builder.atomic_rmw("xchg", builder.inttoptr(args[0], ir.PointerType(i64)), ir.Constant(i64, 1),
-                                 "acq_rel")
-        return builder.icmp_unsigned("!=", old, ir.Constant(i64, 0))
-
-    return sig, codegen
-
-
 @njit(cache=True, inline="always")
 def _stem_rows(it, x, wcls, ctaps, cstart, row_cls, bstart, bx, bcls, xl, xr, sh, sw, pt, pl, bias, res, out,
                has_res, lo32, hi32):
@@ -223,43 +210,37 @@ def _stem_rows(it, x, wcls, ctaps, cstart, row_cls, bstart, bx, bcls, xl, xr, sh
 
 @njit(parallel=True, cache=True)
 def stem_conv(x, wcls, ctaps, cstart, row_cls, bstart, bx, bcls, xl, xr, sh, sw, pt, pl, bias, res, out, has_res,
-              lo, hi, starts, taken, kh, dh):
+              lo, hi, starts, flags, kh, dh):
     """out (N, OB, OH, OW, VL) = clamp(conv(x (N, C, H, W)) + bias + res) over the classes of :func:`stem_plan`:
     wcls (G, sum K, NV*VL) the packed weights' rows of every class in turn, ctaps their image offsets, class ``i``
     the rows cstart[i]:cstart[i + 1]; row y's interior run [xl, xr) of class row_cls[y] (-1: none), its border
     pixels bx[bstart[y]:bstart[y + 1]] of classes bcls; kh / dh the kernel's height and row dilation.
 
     Thread ``th`` runs the items (image, RB output rows) starts[th]:starts[th + 1] from the first, then the other
-    threads' items from their last, each item once (``taken``: a flag per item, one per cache line, marked
-    atomically): a thread that starts late (a worker woken from sleep at the network's first layer, or one the OS
-    runs late on a busy machine) finds part of its rows done, and the region ends about when the work does. Each
-    row's sums are the same whichever thread computes it. Before an item a thread prefetches the image rows of its
-    next one."""
+    threads' items from their last, each item once (:mod:`.steal`, ``flags`` one per item): a thread that starts
+    late (a worker woken from sleep at the network's first layer, or one the OS runs late on a busy machine) finds
+    part of its rows done, and the region ends about when the work does. Each row's sums are the same whichever
+    thread computes it. Before an item a thread prefetches the image rows of its next one."""
     lo32, hi32 = np.float32(lo), np.float32(hi)
-    for i in range(0, taken.size, 8):  # a flag per cache line; a plain loop: an array expression would be a region
-        taken[i] = 0
-    flags = np.int64(taken.ctypes.data)
+    nth = starts.shape[0] - 1
+    steal.clear(flags, starts[nth])
+    f_addr = flags.ctypes.data
     nn, c, h, w = x.shape
     oh = out.shape[2]
     nb = (oh + RB - 1) // RB
     x0 = np.int64(x.ctypes.data)
-    nth = starts.shape[0] - 1
     for th in prange(nth):
-        u, it = 0, starts[th]  # u: 0 the thread's own items (forward), then those of thread th + u (backward)
+        u, it = steal.claim(th, 0, starts[th], starts, f_addr)
         while u < nth:
-            v = (th + u) % nth
-            if it < starts[v] or it >= starts[v + 1] or _taken(flags + it * 64):
-                u += 1
-                it = starts[(th + u) % nth + 1] - 1
-                continue
             # one call site: inlined twice, the tiles' code doubled; not inlined, each call's array arguments
             # cost reference-count updates that the two threads contend for
+            v = (th + u) % nth
             nxt = it + 1 if u == 0 else it - 1
             if starts[v] <= nxt < starts[v + 1]:
                 _prefetch_item(nxt, nb, x0, c, h, w, kh, sh, pt, dh, oh)
             _stem_rows(it, x, wcls, ctaps, cstart, row_cls, bstart, bx, bcls, xl, xr, sh, sw, pt, pl, bias, res, out,
                        has_res, lo32, hi32)
-            it = nxt
+            u, it = steal.claim(th, u, nxt, starts, f_addr)
 
 
 _stem_conv_serial = serial_twin(stem_conv)
@@ -342,5 +323,5 @@ def stem_call(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, res: np.ndarra
     starts = _row_starts(items, numba.get_num_threads() if parallel else 1)
     kernel = stem_conv if parallel else _stem_conv_serial
     call = functools.partial(kernel, x, wcls, ctaps, cstart, row_cls, bstart, bx, bcls, xl, xr, sh, sw, pt, pl,
-                             bias, res, out, has_res, lo, hi, starts, np.zeros(items * 8, np.int64), kh, dh)
+                             bias, res, out, has_res, lo, hi, starts, steal.flags_for(items), kh, dh)
     return call, fill
