@@ -8,11 +8,12 @@ with ``NUMBA_NUM_THREADS=1``, wall time otherwise), the median of the per-round 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
-import time
 
 import numpy as np
+from _timing import interleaved_medians  # bench/ is the script's directory
 
 import graph
 import zoo
@@ -37,16 +38,7 @@ def main() -> None:
         for _ in range(3):
             models[name](x)
     runs = [len(r) for r in models["fused"].compiled.executor.chained]
-    clock = time.thread_time if os.environ.get("NUMBA_NUM_THREADS") == "1" else time.perf_counter
-    res: dict[str, list[float]] = {k: [] for k in models}
-    for r in range(args.rounds):
-        for k in (list(models) if r % 2 == 0 else list(models)[::-1]):
-            ts = []
-            for _ in range(args.reps):
-                t0 = clock()
-                models[k](x)
-                ts.append(clock() - t0)
-            res[k].append(statistics.median(ts) * 1e3)
+    res = interleaved_medians({k: functools.partial(cm, x) for k, cm in models.items()}, args.rounds, args.reps)
     ratio = statistics.median(f / a for f, a in zip(res["fused"], res["apart"]))
     print(f"{args.model} b1, {runs.count(3)} blocks as one call; " +
           ", ".join(f"{k} {statistics.median(v):.3f} ms" for k, v in res.items()) +

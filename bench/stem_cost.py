@@ -10,14 +10,13 @@ CPU time of the calling thread with ``NUMBA_NUM_THREADS=1``, wall time otherwise
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
-import time
 
-import numpy as np
+from _timing import interleaved_medians, zoo_eval  # bench/ is the script's directory
 
 import graph
-import zoo
 from backends.numba.blocked import conv as bconv
 
 
@@ -28,10 +27,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=21)
     ap.add_argument("--reps", type=int, default=20)
     args = ap.parse_args()
-    m = zoo.get(args.model)
-    m.eval()
-    x = np.random.default_rng(0).standard_normal((args.batch,) + zoo.models.input_size(args.model)).astype(
-        np.float32)
+    m, x = zoo_eval(args.model, args.batch)
     real = bconv._conv_call
 
     def without_stem(ins, *a, **k):
@@ -48,16 +44,7 @@ def main() -> None:
         finally:
             bconv._conv_call = real
         models[name] = cm
-    clock = time.thread_time if os.environ.get("NUMBA_NUM_THREADS") == "1" else time.perf_counter
-    res: dict[str, list[float]] = {k: [] for k in models}
-    for r in range(args.rounds):
-        for k in (list(models) if r % 2 == 0 else list(models)[::-1]):
-            ts = []
-            for _ in range(args.reps):
-                t0 = clock()
-                models[k](x)
-                ts.append(clock() - t0)
-            res[k].append(statistics.median(ts) * 1e3)
+    res = interleaved_medians({k: functools.partial(cm, x) for k, cm in models.items()}, args.rounds, args.reps)
     cost = statistics.median(a - b for a, b in zip(res["network"], res["without stem"]))
     print(f"{args.model} b{args.batch}: " + ", ".join(f"{k} {statistics.median(v):.3f} ms" for k, v in res.items())
           + f", stem {cost:.3f} ms, load {os.getloadavg()[0]:.2f}")

@@ -21,15 +21,12 @@ import sys
 
 
 def child(model: str, batch: int, calls: int) -> list[tuple[str, float]]:
-    import numpy as np
+    from _timing import zoo_eval  # bench/ is the script's directory
 
     import engine
     import graph
-    import zoo
 
-    m = zoo.get(model)
-    m.eval()
-    x = np.random.default_rng(0).standard_normal((batch,) + zoo.models.input_size(model)).astype(np.float32)
+    m, x = zoo_eval(model, batch)
     cm = graph.compile(m, x, backend="numba")
     for _ in range(5):
         cm(x)
