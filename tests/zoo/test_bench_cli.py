@@ -143,3 +143,23 @@ def test_torch_compile_failure_is_a_one_line_skip(torch_state, monkeypatch, caps
     monkeypatch.setattr(bm, "torch_row_isolated", lambda *a: {"skipped": "torch-compile: reason; row skipped"})
     assert bm.run_models(["torch-compile"], _tiny() + [wl], repeats=1) == []
     assert capsys.readouterr().err == "# torch-compile: reason; row skipped\n"
+
+
+def test_interleaved_rounds_rows():
+    """--rounds: the in-process impls take turns round by round; each row's repeats are rounds x --repeats, with one
+    median per round, and beside an onnxruntime row the median of the per-round ratios to it."""
+    impls = ["numba", "numba-compiled"] + (["onnxruntime"] if "onnxruntime" in bm.available_impls(["onnxruntime"])
+                                           else [])
+    lenet = next(w for w in bm.MODEL_WORKLOADS if w.model == "lenet5")
+    wl = bm.ModelWorkload("lenet5 infer b2", lenet.model, "infer", 2, lenet.input, lenet.num_classes)
+    rows = bm.run_models(impls, [wl], repeats=2, rounds=3)
+    assert [r["impl"] for r in rows] == impls
+    for r in rows:
+        assert r["repeats"] == 6 and len(r["round_medians_ms"]) == 3
+        assert r["min_ms"] <= r["median_ms"] and all(m > 0 for m in r["round_medians_ms"])
+        if "onnxruntime" in impls and r["impl"] != "onnxruntime":
+            ort = rows[-1]["round_medians_ms"]
+            assert r["ratio_to_onnxruntime"] == pytest.approx(np.median(np.array(r["round_medians_ms"]) /
+                                                                        np.array(ort)))
+    if "onnxruntime" not in impls:
+        assert all("ratio_to_onnxruntime" not in r for r in rows)

@@ -456,6 +456,41 @@ def model_runner(impl: str, wl: ModelWorkload) -> Callable[[], None]:
 
 
 # ---- timing -----------------------------------------------------------------------------------------------------
+def time_interleaved(wl: ModelWorkload, impls: list[str], repeats: int, warmup: int, rounds: int,
+                     log: Callable[[str], None] | None = None) -> dict[str, dict]:
+    """Per impl, :func:`time_workload`'s fields over ``rounds`` rounds in which every impl's runner (all built
+    first, each first call timed apart) makes ``repeats`` timed calls in turn, the order rotating by one each
+    round; plus ``round_medians_ms``. A short pause between turns lets a peer's spinning thread pool (onnxruntime's)
+    go idle before the next impl runs. ``peak_rss_mib`` is the process's, with every runner loaded."""
+    fns, first = {}, {}
+    for impl in impls:
+        if log:
+            log(f"{wl.name} / {impl} (interleaved, {rounds} rounds) ...")
+        gc.collect()
+        fns[impl] = model_runner(impl, wl)
+        t0 = time.perf_counter()
+        fns[impl]()
+        first[impl] = (time.perf_counter() - t0) * 1e3
+        for _ in range(warmup):
+            fns[impl]()
+    times: dict[str, list[float]] = {i: [] for i in impls}
+    medians: dict[str, list[float]] = {i: [] for i in impls}
+    for r in range(rounds):
+        k = r % len(impls)
+        for impl in impls[k:] + impls[:k]:
+            time.sleep(0.02)
+            ts = []
+            for _ in range(max(1, repeats)):
+                t0 = time.perf_counter()
+                fns[impl]()
+                ts.append((time.perf_counter() - t0) * 1e3)
+            times[impl] += ts
+            medians[impl].append(float(np.median(ts)))
+    rss = peak_rss_mib()
+    return {i: {"first_call_ms": first[i], "median_ms": float(np.median(times[i])), "min_ms": min(times[i]),
+                "repeats": len(times[i]), "round_medians_ms": medians[i], "peak_rss_mib": rss} for i in impls}
+
+
 def time_workload(fn: Callable[[], None], repeats: int, warmup: int = 1) -> dict:
     """First call timed separately (JIT / graph compile, first touch), ``warmup`` untimed calls, then ``repeats``
     timed calls; returns ``first_call_ms``, ``median_ms``, ``min_ms``, ``repeats``."""
@@ -544,29 +579,45 @@ def torch_row_isolated(wl: ModelWorkload, repeats: int, warmup: int, impl: str =
 
 def run_models(impls: list[str], workloads: list[ModelWorkload] | None = None, repeats: int = 10, warmup: int = 1,
                skip: Callable[[ModelWorkload, str], bool] | None = None, log: Callable[[str], None] | None = None,
-               ) -> list[dict]:
+               rounds: int = 1) -> list[dict]:
     """Time every (workload, impl) pair in this process (the PyTorch rows in a child each); one row per pair, with
     ``ratio_to_torch`` filled in. onnxruntime and torch-compile have rows for the inference workloads only; a
-    torch-compile row that cannot compile here is left out with its one-line reason on stderr."""
+    torch-compile row that cannot compile here is left out with its one-line reason on stderr.
+
+    ``rounds`` > 1: a workload's in-process impls are all built first, then timed in ``rounds`` rounds of ``repeats``
+    calls each, taking turns in an order that rotates from round to round (:func:`time_interleaved`), so a burst of
+    other work on the machine falls on every impl alike; their rows add ``round_medians_ms`` and, beside an
+    onnxruntime row, ``ratio_to_onnxruntime`` (the median of the per-round ratios)."""
     rows = []
     for wl in workloads if workloads is not None else MODEL_WORKLOADS:
-        for impl in impls:
-            if (skip is not None and skip(wl, impl)) or (impl in INFER_ONLY and wl.kind != "infer"):
-                continue
-            if log:
-                log(f"{wl.name} / {impl} ...")
-            if impl in ("torch", "torch-compile"):
+        todo = [i for i in impls
+                if not ((skip is not None and skip(wl, i)) or (i in INFER_ONLY and wl.kind != "infer"))]
+        together = [i for i in todo if i not in ("torch", "torch-compile")] if rounds > 1 else []
+        timed = time_interleaved(wl, together, repeats, warmup, rounds, log) if together else {}
+        for impl in todo:
+            if impl in timed:
+                t = timed[impl]
+            elif impl in ("torch", "torch-compile"):
+                if log:
+                    log(f"{wl.name} / {impl} ...")
                 t = torch_row_isolated(wl, repeats, warmup, impl)
                 if "skipped" in t:
                     print(f"# {t['skipped']}", file=sys.stderr)
                     continue
             else:
+                if log:
+                    log(f"{wl.name} / {impl} ...")
                 fn = model_runner(impl, wl)
                 t = dict(time_workload(fn, repeats, warmup), peak_rss_mib=peak_rss_mib())
                 del fn
             rows.append({"workload": wl.name, "model": wl.model, "kind": wl.kind, "batch": wl.batch,
                          "input": list(wl.input), "impl": impl, **t,
                          "images_per_s": wl.batch / (t["median_ms"] / 1e3)})
+    for r in rows:
+        ort = next((q for q in rows if q["impl"] == "onnxruntime" and q["workload"] == r["workload"]), None)
+        if ort is not None and r is not ort and "round_medians_ms" in r and "round_medians_ms" in ort:
+            r["ratio_to_onnxruntime"] = float(np.median(np.array(r["round_medians_ms"]) /
+                                                        np.array(ort["round_medians_ms"])))
     for r in rows:
         ref = next((q for q in rows if q["impl"] == "torch" and q["workload"] == r["workload"]), None)
         r["ratio_to_torch"] = r["median_ms"] / ref["median_ms"] if ref else None

@@ -50,6 +50,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="cuda: benchmark the cuda backend (a CUDA GPU, or numba's simulator with "
                         "NUMBA_ENABLE_CUDASIM=1)")
     p.add_argument("--repeats", type=positive_int, default=None, help="timed repeats per row (default 10, --quick 3)")
+    p.add_argument("--rounds", type=positive_int, default=1,
+                   help="above 1: a workload's in-process impls (not the PyTorch ones, each in its own child) take "
+                        "turns, --repeats calls each per round, the order rotating; rows add the per-round medians "
+                        "and the median of the per-round ratios to onnxruntime (steadier than one run of each on a "
+                        "shared machine)")
     p.add_argument("--workloads", default=None, help="comma list of substrings selecting model workloads (also "
                    "the opt-in ones: 'resnet50 224 infer b1', 'mobilenet_v2 224 infer b1', "
                    "'densenet121 224 infer b1')")
@@ -66,7 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def bench(impls: list[str], quick: bool = False, repeats: int | None = None, workloads: list | None = None,
-          ops: bool = True, log=None, smoke: bool = False) -> dict:
+          ops: bool = True, log=None, smoke: bool = False, rounds: int = 1) -> dict:
     """The command's core: returns ``{"machine", "threads", "torch", "rss_method", "units", "rows", "ops"?}``.
     ``smoke``: 1 repeat and the op table on tiny convs (pass tiny ``workloads``, :func:`zoo.bench.models.tiny`)."""
     impls = bm.available_impls(impls)
@@ -85,8 +90,9 @@ def bench(impls: list[str], quick: bool = False, repeats: int | None = None, wor
            "threads": numba.config.NUMBA_NUM_THREADS, "torch": torch_version, "quick": quick, "smoke": smoke,
            "rss_method": bm.RSS_METHOD,
            "units": {"median_ms": "ms", "min_ms": "ms", "first_call_ms": "ms", "images_per_s": "images/s",
-                     "peak_rss_mib": "MiB", "ratio_to_torch": "median_ms / torch median_ms"},
-           "rows": bm.run_models(impls, wls, repeats=repeats, skip=skip, log=log)}
+                     "peak_rss_mib": "MiB", "ratio_to_torch": "median_ms / torch median_ms",
+                     "round_medians_ms": "ms", "ratio_to_onnxruntime": "median of per-round median_ms ratios"},
+           "rows": bm.run_models(impls, wls, repeats=repeats, skip=skip, log=log, rounds=rounds)}
     if ops:
         order = ["numpy", "numba", "torch"]
         op_impls = sorted({"numba" if i.startswith("numba") else i for i in impls
@@ -109,6 +115,11 @@ def print_models_table(res: dict) -> None:
         t.add_row(r["workload"], r["impl"], f"{r['median_ms']:.1f}", f"{r['first_call_ms']:.0f}", ratio,
                   f"{r['images_per_s']:.1f}", f"{r['peak_rss_mib']:.0f}")
     Console(width=140).print(t)
+    for r in res["rows"]:
+        if "ratio_to_onnxruntime" in r:
+            per = ", ".join(f"{m:.2f}" for m in r["round_medians_ms"])
+            print(f"{r['workload']} / {r['impl']} ÷ onnxruntime: {r['ratio_to_onnxruntime']:.3f} (median of "
+                  f"{len(r['round_medians_ms'])} per-round ratios; its round medians ms: {per})")
 
 
 def profile_tables(workloads: list, rows: list[dict], top: int) -> list[dict]:
@@ -181,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
     if args.device == "cuda" or any(i.startswith("cuda") for i in impls.split(",")):
         engine.get_backend("cuda")  # without a GPU or the simulator: its one-line reason
     res = bench(impls.split(","), quick=args.quick, repeats=args.repeats, workloads=wls, ops=args.ops,
-                log=lambda s: print(f"# {s}", file=sys.stderr, flush=True), smoke=args.smoke)
+                log=lambda s: print(f"# {s}", file=sys.stderr, flush=True), smoke=args.smoke, rounds=args.rounds)
     if args.smoke:
         print("# --smoke: every workload at a tiny size (the names keep the full-size ones); these numbers measure "
               "nothing")
