@@ -456,6 +456,9 @@ def model_runner(impl: str, wl: ModelWorkload) -> Callable[[], None]:
 
 
 # ---- timing -----------------------------------------------------------------------------------------------------
+PAUSE_S = 0.2  # between two impls' turns: a peer's spinning thread pool goes idle before the next impl runs
+
+
 def time_interleaved(wl: ModelWorkload, impls: list[str], repeats: int, warmup: int, rounds: int,
                      log: Callable[[str], None] | None = None) -> dict[str, dict]:
     """Per impl, :func:`time_workload`'s fields over ``rounds`` rounds in which every impl's runner (all built
@@ -478,7 +481,7 @@ def time_interleaved(wl: ModelWorkload, impls: list[str], repeats: int, warmup: 
     for r in range(rounds):
         k = r % len(impls)
         for impl in impls[k:] + impls[:k]:
-            time.sleep(0.02)
+            time.sleep(PAUSE_S)
             ts = []
             for _ in range(max(1, repeats)):
                 t0 = time.perf_counter()
