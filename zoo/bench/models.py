@@ -469,24 +469,15 @@ def time_interleaved(wl: ModelWorkload, impls: list[str], repeats: int, warmup: 
     for impl in impls:
         if log:
             log(f"{wl.name} / {impl} (interleaved, {rounds} rounds) ...")
-        gc.collect()
         fns[impl] = model_runner(impl, wl)
-        t0 = time.perf_counter()
-        fns[impl]()
-        first[impl] = (time.perf_counter() - t0) * 1e3
-        for _ in range(warmup):
-            fns[impl]()
+        first[impl] = first_call_ms(fns[impl], warmup)
     times: dict[str, list[float]] = {i: [] for i in impls}
     medians: dict[str, list[float]] = {i: [] for i in impls}
     for r in range(rounds):
         k = r % len(impls)
         for impl in impls[k:] + impls[:k]:
             time.sleep(PAUSE_S)
-            ts = []
-            for _ in range(max(1, repeats)):
-                t0 = time.perf_counter()
-                fns[impl]()
-                ts.append((time.perf_counter() - t0) * 1e3)
+            ts = timed_calls_ms(fns[impl], repeats)
             times[impl] += ts
             medians[impl].append(float(np.median(ts)))
     rss = peak_rss_mib()
@@ -494,21 +485,33 @@ def time_interleaved(wl: ModelWorkload, impls: list[str], repeats: int, warmup: 
                 "repeats": len(times[i]), "round_medians_ms": medians[i], "peak_rss_mib": rss} for i in impls}
 
 
-def time_workload(fn: Callable[[], None], repeats: int, warmup: int = 1) -> dict:
-    """First call timed separately (JIT / graph compile, first touch), ``warmup`` untimed calls, then ``repeats``
-    timed calls; returns ``first_call_ms``, ``median_ms``, ``min_ms``, ``repeats``."""
+def first_call_ms(fn: Callable[[], None], warmup: int = 1) -> float:
+    """The first call of ``fn`` timed (JIT / graph compile, first touch; ms), then ``warmup`` untimed calls."""
     gc.collect()
     t0 = time.perf_counter()
     fn()
     first = time.perf_counter() - t0
     for _ in range(warmup):
         fn()
+    return first * 1e3
+
+
+def timed_calls_ms(fn: Callable[[], None], repeats: int) -> list[float]:
+    """``repeats`` (at least one) timed calls of ``fn``, ms each."""
     times = []
     for _ in range(max(1, repeats)):
         t0 = time.perf_counter()
         fn()
-        times.append(time.perf_counter() - t0)
-    return {"first_call_ms": first * 1e3, "median_ms": float(np.median(times)) * 1e3, "min_ms": min(times) * 1e3,
+        times.append((time.perf_counter() - t0) * 1e3)
+    return times
+
+
+def time_workload(fn: Callable[[], None], repeats: int, warmup: int = 1) -> dict:
+    """First call timed separately (JIT / graph compile, first touch), ``warmup`` untimed calls, then ``repeats``
+    timed calls; returns ``first_call_ms``, ``median_ms``, ``min_ms``, ``repeats``."""
+    first = first_call_ms(fn, warmup)
+    times = timed_calls_ms(fn, repeats)
+    return {"first_call_ms": first, "median_ms": float(np.median(times)), "min_ms": min(times),
             "repeats": len(times)}
 
 
@@ -598,18 +601,16 @@ def run_models(impls: list[str], workloads: list[ModelWorkload] | None = None, r
         together = [i for i in todo if i not in ("torch", "torch-compile")] if rounds > 1 else []
         timed = time_interleaved(wl, together, repeats, warmup, rounds, log) if together else {}
         for impl in todo:
+            if log and impl not in timed:
+                log(f"{wl.name} / {impl} ...")
             if impl in timed:
                 t = timed[impl]
             elif impl in ("torch", "torch-compile"):
-                if log:
-                    log(f"{wl.name} / {impl} ...")
                 t = torch_row_isolated(wl, repeats, warmup, impl)
                 if "skipped" in t:
                     print(f"# {t['skipped']}", file=sys.stderr)
                     continue
             else:
-                if log:
-                    log(f"{wl.name} / {impl} ...")
                 fn = model_runner(impl, wl)
                 t = dict(time_workload(fn, repeats, warmup), peak_rss_mib=peak_rss_mib())
                 del fn

@@ -90,12 +90,8 @@ def _from_blocked_call(x: np.ndarray, out: np.ndarray, channels: int) -> Callabl
 
 @backend.register("from_blocked")
 def from_blocked(x: np.ndarray, out: np.ndarray, channels: int) -> None:
-    call = _from_blocked_call(x, out, channels)
-    if call is not None:
-        call()
-        return
     dst = out if out.flags.c_contiguous else np.empty(out.shape, out.dtype)
-    _pick(_from_blocked, _from_blocked_serial, x.size)(np.ascontiguousarray(x), dst)
+    _from_blocked_call(np.ascontiguousarray(x), dst, channels)()
     if dst is not out:
         out[...] = dst
 

@@ -232,12 +232,12 @@ def stem_conv(x, wcls, ctaps, cstart, row_cls, bstart, bx, bcls, xl, xr, sh, sw,
     for th in prange(nth):
         u, it = steal.claim(th, 0, starts[th], starts, f_addr)
         while u < nth:
-            # one call site: inlined twice, the tiles' code doubled; not inlined, each call's array arguments
-            # cost reference-count updates that the two threads contend for
             v = (th + u) % nth
             nxt = it + 1 if u == 0 else it - 1
             if starts[v] <= nxt < starts[v + 1]:
                 _prefetch_item(nxt, nb, x0, c, h, w, kh, sh, pt, dh, oh)
+            # one call site: inlined twice, the tiles' code doubled; not inlined, each call's array arguments
+            # cost reference-count updates that the two threads contend for
             _stem_rows(it, x, wcls, ctaps, cstart, row_cls, bstart, bx, bcls, xl, xr, sh, sw, pt, pl, bias, res, out,
                        has_res, lo32, hi32)
             u, it = steal.claim(th, u, nxt, starts, f_addr)
