@@ -68,6 +68,7 @@ def test_depthwise_pointwise_pair_cut_at_whole_tiles_equals_the_layers_and_eager
         refs = [m(Tensor(v)).data for v in (x, -x)]
     monkeypatch.setattr(inverted, "MIN_EXPANDED_BYTES", 1 << 62)
     monkeypatch.setattr(bconv, "SERIAL_MACS", 0)
+    monkeypatch.setattr(chain, "PHASED", "never")  # 2 / 1 rows: else the two-phase kernel runs it
     threads = numba.get_num_threads()
     numba.set_num_threads(2)
     try:
@@ -81,6 +82,45 @@ def test_depthwise_pointwise_pair_cut_at_whole_tiles_equals_the_layers_and_eager
     finally:
         numba.set_num_threads(threads)
     for f, a, ref in zip(got["pair"], got["apart"], refs):
+        np.testing.assert_array_equal(f, a)
+        scale = np.abs(ref).max()
+        assert np.all(np.abs(f - ref) <= 1e-4 * np.abs(ref) + 1e-4 * scale), np.abs(f - ref).max() / scale
+
+
+@pytest.mark.parametrize("runs", ["default", "all-on-one", "more-runs-than-threads"])
+def test_depthwise_pointwise_pair_in_two_phases_equals_the_layers_and_eager(runs, monkeypatch):
+    """A 7x7 plane (MobileNetV2's last pairs: 4 / 3 rows on two threads) runs the pair in two phases
+    (chain.depthwise_then_pointwise: every depthwise channel block, a wait until all are done, then the 1x1's
+    segments), each phase with stealing: however its items are cut into runs (all in the first; more runs than
+    threads, so one thread runs two), every output is computed once after the depthwise values it reads, with the
+    bits of the layers run apart, and eager's values."""
+    from backends.numba.blocked import chain
+
+    m = randomize_bn(nn.Sequential(InvertedResidual(40, 40, 1, 6), nn.ReLU()))  # 240 hidden: 15 channel blocks
+    m.eval()
+    x = np.random.default_rng(3).standard_normal((2, 40, 7, 7)).astype(np.float32) * 3
+    with engine.use_backend("numpy"), no_grad():
+        refs = [m(Tensor(v)).data for v in (x, -x)]
+    monkeypatch.setattr(inverted, "MIN_EXPANDED_BYTES", 1 << 62)
+    monkeypatch.setattr(bconv, "SERIAL_MACS", 0)
+    cuts = {"all-on-one": lambda k: [0, k, k], "more-runs-than-threads": lambda k: [k * i // 5 for i in range(6)]}
+    if runs in cuts:
+        items = bconv.dense_items
+
+        def dense_items(*args):
+            segs, _ = items(*args)
+            return segs, np.array(cuts[runs](segs.shape[0]), np.int64)
+
+        monkeypatch.setattr(bconv, "dense_items", dense_items)
+        monkeypatch.setattr(chain, "even_runs", lambda k, threads: np.array(cuts[runs](k), np.int64))
+    got = {}
+    for name, mode, waste in (("phased", "always", chain.CHAIN_TILE_WASTE), ("apart", "never", 0.0)):
+        monkeypatch.setattr(chain, "PHASED", mode)
+        monkeypatch.setattr(chain, "CHAIN_TILE_WASTE", waste)
+        cm = graph.compile(m, x, backend="numba", layout="blocked")
+        got[name] = [cm(v).data.copy() for v in (x, -x)]
+        assert (2 in [len(run) for run in cm.compiled.executor.chained]) == (name == "phased")
+    for f, a, ref in zip(got["phased"], got["apart"], refs):
         np.testing.assert_array_equal(f, a)
         scale = np.abs(ref).max()
         assert np.all(np.abs(f - ref) <= 1e-4 * np.abs(ref) + 1e-4 * scale), np.abs(f - ref).max() / scale

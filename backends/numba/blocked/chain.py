@@ -8,6 +8,10 @@ reads only the pixels of its own band, so the threads never wait for each other:
 instead of a serial depthwise layer and a parallel 1x1), and the depthwise work is split over the threads too. A
 band is cut into segments of rows whose depthwise output fits :data:`SEGMENT_BYTES`, each segment's last pixel tile
 a partial one.
+
+Where whole-row bands split unevenly (a 7x7 plane on two threads: 4 / 3 rows), the pair runs in two phases
+instead (:func:`depthwise_then_pointwise`): every depthwise channel block split evenly, a wait, then the 1x1's
+items as the layer alone splits them, so each thread also streams only its output groups' weights.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from .._layout import in_order, serial_twin
 from ..conv.workspace import current_workspace
 from ..gemm import VL
 from . import conv as _conv
+from . import steal
 from .conv import (
     MR,
     NV,
@@ -40,6 +45,8 @@ from .select import DIRECT
 from .select import choose as choose_blocked
 
 SEGMENT_BYTES = 1 << 20  # depthwise output rows per segment: Zen 4's L2 (shorter segments only add partial tiles)
+PHASED = "auto"  # "always" / "never": tests run a pair either way
+PHASED_EXCESS = 1.05
 CHAIN_TILE_WASTE = 1.1  # the most 1x1 tiles the busiest thread's bands may run, relative to its even share
 
 
@@ -79,6 +86,49 @@ def _pointwise_band(mid, rows2, taps2, wpk2, bias2, res2, out2, has_res2, lo2, h
 
 
 _depthwise_pointwise_serial = serial_twin(depthwise_pointwise)
+
+
+@njit(parallel=True, cache=True)
+def depthwise_then_pointwise(x, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bias, res, mid, has_res, lo, hi, sh, sw, pt,
+                             dh, dw, kh, kw, ox0, ox1, rows2, taps2, wpk2, bias2, res2, out2, has_res2, lo2, hi2, pf2,
+                             sbuf, flags, dstarts, segs, starts, kc_max):
+    """:func:`depthwise_pointwise`'s two layers in one region, in two phases: the depthwise layer's items (image,
+    channel block; every row), thread ``th`` from dstarts[th], then, once every item is done, the 1x1's segments
+    (image, output-block group, first tile, end tile) of :func:`.conv._conv_dense`, thread ``th`` from
+    starts[th]; each phase with stealing (:mod:`.steal`; ``flags`` one per depthwise item and segment, then the
+    count of depthwise items done). For small planes, whose rows do not split evenly (7x7: 4 / 3 rows): both
+    phases split evenly, and each thread streams only its output groups' weights."""
+    ncb = mid.shape[1]
+    nd = mid.shape[0] * ncb
+    oh = mid.shape[2] // xcol.shape[0]
+    npix = out2.shape[2]
+    k = taps2.shape[0]
+    lo32, hi32 = np.float32(lo), np.float32(hi)
+    lo2_32, hi2_32 = np.float32(lo2), np.float32(hi2)
+    r_addr, t_addr = rows2.ctypes.data, taps2.ctypes.data
+    nseg = segs.shape[0]
+    steal.clear(flags, nd + nseg + 1)
+    f_addr = flags.ctypes.data
+    s_addr = f_addr + nd * steal.FLAG_STRIDE * 8
+    done = s_addr + nseg * steal.FLAG_STRIDE * 8
+    nth = starts.shape[0] - 1
+    for th in prange(nth):
+        u, it = steal.claim(th, 0, dstarts[th], dstarts, f_addr)
+        while u < nth:
+            n, cb = it // ncb, it % ncb
+            depthwise_band(x[n, cb].ctypes.data, x.shape[2], x.shape[3], 0, xcol, taps, wpk, ccls, cn, ctaps, cwpk,
+                           bias, res, mid, has_res, lo32, hi32, sh, sw, pt, dh, dw, kh, kw, ox0, ox1, n, cb, 0, oh)
+            steal.add(done, 1)
+            u, it = steal.claim(th, u, it + 1 if u == 0 else it - 1, dstarts, f_addr)
+        steal.wait_for(done, nd)
+        s = sbuf[numba.get_thread_id()]
+        sc, sr = s[:NV * MR * VL], s[NV * MR * VL:]
+        u, si = steal.claim(th, 0, starts[th], starts, s_addr)
+        while u < nth:
+            n, g, rt0, rt1 = segs[si, 0], segs[si, 1], segs[si, 2], segs[si, 3]
+            group_tiles(mid[n].ctypes.data, r_addr, t_addr, wpk2, g, k, kc_max, rt0 * MR, rt1 * MR, npix, 0, out2,
+                        res2, n, has_res2, bias2, lo2_32, hi2_32, sc, sr, pf2)
+            u, si = steal.claim(th, u, si + 1 if u == 0 else si - 1, starts, s_addr)
 
 
 def band_schedule(nn: int, oh: int, ow: int, seg_rows: int, threads: int, align: int
@@ -162,6 +212,15 @@ def chain_call(first: tuple, second: tuple) -> Callable[[], None] | None:
     # rows); where the busiest thread still runs too many tiles, the 1x1 alone, its tiles split evenly, costs less
     # than the depthwise saves
     share = -(-n * -(-npix // MR) // threads)
+    steps = [f for f in (fill1, fill2) if f is not None]
+    kc_max = _conv.k_block(taps2.size, npix)
+    if parallel and phased(segs, starts, n * oh, share, threads):
+        dstarts = even_runs(n * cb, threads)
+        segs2, starts2 = _conv.dense_items(n, ob, npix, pw_args[2], threads)
+        flags = steal.flags_for(n * cb + segs2.shape[0] + 1)
+        steps.append(functools.partial(depthwise_then_pointwise, *dw_args, *pw_args, sbuf, flags, dstarts, segs2,
+                                       starts2, kc_max))
+        return in_order(steps)
     if _busiest(segs, starts) > share:
         tiled = band_schedule(n, oh, ow, seg_rows, threads, MR)
         if _busiest(*tiled) < _busiest(segs, starts):
@@ -169,9 +228,25 @@ def chain_call(first: tuple, second: tuple) -> Callable[[], None] | None:
     if _busiest(segs, starts) > CHAIN_TILE_WASTE * share:
         return None
     kernel = depthwise_pointwise if parallel else _depthwise_pointwise_serial
-    steps = [f for f in (fill1, fill2) if f is not None]
-    steps.append(functools.partial(kernel, *dw_args, *pw_args, sbuf, segs, starts, _conv.k_block(taps2.size, npix)))
+    steps.append(functools.partial(kernel, *dw_args, *pw_args, sbuf, segs, starts, kc_max))
     return in_order(steps)
+
+
+def even_runs(items: int, threads: int) -> np.ndarray:
+    """``starts`` of ``items`` equal items cut into ``threads`` runs (one apart at most)."""
+    return np.array([items * t // threads for t in range(threads + 1)], np.int64)
+
+
+def phased(segs: np.ndarray, starts: np.ndarray, rows: int, share: int, threads: int) -> bool:
+    """Whether a pair runs in two phases (:func:`depthwise_then_pointwise`) rather than in the whole-row bands
+    ``segs`` / ``starts``: where they give the busiest thread more than :data:`PHASED_EXCESS` of its even share of
+    the depthwise rows (``rows`` in all images), or more 1x1 tiles than its ``share``. :data:`PHASED` forces
+    either."""
+    if PHASED != "auto":
+        return PHASED == "always"
+    cum = np.concatenate([[0], np.cumsum(segs[:, 2] - segs[:, 1])])
+    busiest_rows = int(np.max(cum[starts[1:]] - cum[starts[:-1]]))
+    return busiest_rows * threads > PHASED_EXCESS * rows or _busiest(segs, starts) > share
 
 
 def plain_1x1(x: np.ndarray, w: np.ndarray, a: dict) -> bool:

@@ -180,6 +180,16 @@ def _conv_dense(xp, rows, taps, wpk, bias, res, out, has_res, lo, hi, pf_next, s
             u, si = steal.claim(th, u, si + 1 if u == 0 else si - 1, starts, f_addr)
 
 
+def dense_items(nn: int, ob: int, npix: int, wpk: np.ndarray, threads: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`dense_schedule` for a dense layer of ``nn`` images of ``npix`` output pixels and ``ob`` output
+    blocks with packed weights ``wpk``: :data:`GROUP` pixel tiles per item, or every tile of the image where
+    images x groups alone give enough items (deep layers at batch 1: each weight panel is then read once);
+    pixel-chunk-major up to :data:`PIX_MAJOR_BYTES` of weights."""
+    ntiles = blocks(npix, MR)
+    group = min(ntiles, 16) if nn * blocks(ob, NV) >= 16 else GROUP
+    return dense_schedule(nn, ob, ntiles, group, wpk.nbytes <= PIX_MAJOR_BYTES, threads)
+
+
 @functools.lru_cache(maxsize=256)  # by geometry: a first conv reading the user's image builds its call every run
 def dense_schedule(nn: int, ob: int, ntiles: int, group: int, pix_major: bool,
                    threads: int) -> tuple[np.ndarray, np.ndarray]:
@@ -404,13 +414,8 @@ def _conv_call(ins: tuple, out: np.ndarray, stride, padding, dilation, groups: i
         bias, fill = _bias_filler(b, ng * NV * VL)
         wpk = _packed(w, "blocked_dense", pack_dense)
         sbuf = ws.per_thread("blocked_tile", 2 * NV * MR * VL)
-        ntiles = blocks(oh * ow, MR)
-        # pixel tiles per prange item: GROUP, or every tile of the image where images x groups alone give enough
-        # items (deep layers at batch 1: each weight panel is then read once)
-        group = min(ntiles, 16) if n * ng >= 16 else GROUP
         kernel = _conv_dense if parallel else _conv_dense_serial
-        segs, starts = dense_schedule(n, ob, ntiles, group, wpk.nbytes <= PIX_MAJOR_BYTES,
-                                      numba.get_num_threads() if parallel else 1)
+        segs, starts = dense_items(n, ob, oh * ow, wpk, numba.get_num_threads() if parallel else 1)
         steps.append(functools.partial(kernel, xp.reshape(n, -1), rows, taps, wpk, bias, res4, out4,
                                        r is not None, lo, hi, wpk.nbytes >= PREFETCH_BYTES, sbuf,
                                        steal.flags_for(segs.shape[0]), segs, starts, k_block(taps.size, oh * ow)))

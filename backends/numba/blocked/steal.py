@@ -3,15 +3,21 @@
 thread's from its last, each item once: a flag per item, on its own cache line, marked by an atomic exchange. A
 thread that starts late (a worker woken from sleep, or one the OS runs late on a busy machine) finds part of its
 run done by the others, and the region ends about when the work does, not its share later. Whichever thread runs an
-item computes the same values, so results do not depend on the split."""
+item computes the same values, so results do not depend on the split. A region of two phases (the second reading
+what the first wrote) counts the first phase's finished items (:func:`add`) and waits for all of them
+(:func:`wait_for`) between the phases."""
 
 from __future__ import annotations
+
+import platform
 
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
+_X86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
 FLAG_STRIDE = 8  # int64s per flag: one per cache line, so marking one does not bounce the line of the next
 
 
@@ -55,3 +61,52 @@ def claim(th, u, it, starts, flags_addr):
         u += 1
         it = starts[(th + u) % nth + 1] - 1
     return u, it
+
+
+@intrinsic
+def add(typingctx, addr, value):
+    """Add ``value`` to the int64 at ``addr`` (atomic, release: what the thread wrote before is visible to a thread
+    that sees the sum through :func:`load`); the value before."""
+    sig = types.int64(types.intp, types.int64)
+
+    def codegen(context, builder, signature, args):
+        ptr = builder.inttoptr(args[0], ir.PointerType(ir.IntType(64)))
+        return builder.atomic_rmw("add", ptr, args[1], "acq_rel")
+
+    return sig, codegen
+
+
+@intrinsic
+def load(typingctx, addr):
+    """The int64 at ``addr``, read atomically with acquire order (see :func:`add`)."""
+    sig = types.int64(types.intp)
+
+    def codegen(context, builder, signature, args):
+        ptr = builder.inttoptr(args[0], ir.PointerType(ir.IntType(64)))
+        return builder.load_atomic(ptr, "acquire", 8)
+
+    return sig, codegen
+
+
+@intrinsic
+def pause(typingctx):
+    """A spin-wait hint (x86 ``pause``: the waiting core yields issue slots and power; nothing elsewhere)."""
+    sig = types.none()
+
+    def codegen(context, builder, signature, args):
+        if _X86:
+            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), []),
+                                                "llvm.x86.sse2.pause")
+            builder.call(fn, [])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@njit(cache=True, inline="always")
+def wait_for(addr, value):
+    """Spin until the int64 at ``addr`` reaches ``value``. Only for counts of items that are all taken already
+    (each :func:`claim`-ed by a thread that runs it to the end before it waits), so the wait cannot outlast the
+    slowest running item, whatever number of threads the region got."""
+    while load(addr) < value:
+        pause()
