@@ -44,6 +44,15 @@ class Node:
 
 
 _DEFAULT_DTYPE = np.dtype(np.float32)
+# writes to any tensor's data (each bumps that tensor's version too): a compiled module that saw this count when it
+# last checked its folded weights' versions need not check them again (writes()).
+_WRITES = [0]
+
+
+def writes() -> int:
+    """How many writes the engine has recorded to any tensor's data (``Tensor.version`` bumps) in this process."""
+    return _WRITES[0]
+
 
 # fn(what, tensor), told when Python reads a tensor's value; engine.autograd.observe_reads registers them.
 read_observers: list[Any] = []
@@ -134,6 +143,7 @@ class Tensor(TensorMethods):
             raise ValueError(f"Tensor.data: new value {value.dtype}{list(value.shape)} must match {self._spec}")
         self._data = value
         self._version += 1
+        _WRITES[0] += 1
 
     @property
     def version(self) -> int:
@@ -144,6 +154,7 @@ class Tensor(TensorMethods):
     def bump_version(self) -> None:
         """Record an in-place write to ``.data[...]`` made outside the engine's own writers."""
         self._version += 1
+        _WRITES[0] += 1
 
     @property
     def spec(self) -> Spec:

@@ -28,7 +28,7 @@ import numpy as np
 from engine.backend import Backend, active_backend, device_of, get_backend
 from engine.primitive import Spec
 from engine.random import get_rng_state, set_rng_state
-from engine.tensor import Tensor
+from engine.tensor import Tensor, writes
 
 from .executor import ArenaExecutor, Executor, kernel_for
 from .ir import Graph, Value
@@ -103,20 +103,28 @@ class CompileReport(dict):
 
 
 class _Compiled:
-    __slots__ = ("graph", "plan", "executor", "report", "versions", "function", "state", "state_targets",
-                 "backward")
+    __slots__ = ("graph", "plan", "executor", "report", "versions", "checked_at", "function", "state",
+                 "state_targets", "backward")
 
     def __init__(self, graph: Graph, plan: MemoryPlan | None, executor: Executor, report: CompileReport):
         self.graph, self.plan, self.executor, self.report = graph, plan, executor, report
         self.versions: list[tuple[Tensor, int]] = []  # eval graphs: the weights they folded, at which version
+        self.checked_at = -1  # engine.tensor.writes() when the versions last all matched
         self.function: GraphFunction | None = None  # train graphs: the forward as a primitive
         self.state: list[Tensor] = []  # its params/buffers inputs, live
         self.state_targets: list[Tensor] = []  # buffers receiving the state outputs
         self.backward: _Compiled | None = None
 
     def stale(self) -> Tensor | None:
-        """A folded weight that changed since compiling, or None."""
-        return next((t for t, ver in self.versions if t._version != ver), None)
+        """A folded weight that changed since compiling, or None. Scanning every weight's version costs ~8 us on
+        MobileNetV2's, each call: skipped while no tensor has been written since the last scan."""
+        now = writes()
+        if now == self.checked_at:
+            return None
+        changed = next((t for t, ver in self.versions if t._version != ver), None)
+        if changed is None:
+            self.checked_at = now
+        return changed
 
 
 def compile_key(model: Any, specs: Sequence[Spec]) -> tuple:

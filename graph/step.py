@@ -151,7 +151,7 @@ class CompiledStep:
         got = self.executor.run(*(x.data if isinstance(x, Tensor) else x for x in inputs),
                                 state=state, outs=outs)
         for t in self._targets:  # written in place: tell compiled inference modules the weights moved
-            t._version += 1
+            t.bump_version()
         loss = Tensor(got[0])
         if not self.return_outputs:
             return loss

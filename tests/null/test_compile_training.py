@@ -80,6 +80,8 @@ def test_eval_module_refreshes_folded_weights_after_an_optimizer_step():
     m.eval()
     cm = graph.compile(m, Tensor(X), backend="numpy")
     assert not cm.graph.find("batch_norm_infer")  # BN folded into the conv: a copied weight
+    cm(Tensor(X))
+    cm(Tensor(X))  # no write since the last call's check: the versions are not scanned again
     opt = optim.SGD(m.parameters(), lr=0.5)
     m.train()
     F.cross_entropy(m(Tensor(X)), Tensor(Y)).backward()
