@@ -26,8 +26,9 @@ def _blocks():
     return m, np.random.default_rng(1).standard_normal((2, 20, 13, 11)).astype(np.float32) * 3
 
 
-def _run(m, x, monkeypatch, fused: bool, seg_bytes: int, parallel: bool):
+def _run(m, x, monkeypatch, fused: bool, seg_bytes: int, parallel: bool, small: bool = False):
     monkeypatch.setattr(inverted, "MIN_EXPANDED_BYTES", 0 if fused else 1 << 62)
+    monkeypatch.setattr(inverted, "SMALL_BLOCKS_IN_ONE_REGION", small)
     monkeypatch.setattr(inverted, "EXPAND_BYTES", seg_bytes)
     monkeypatch.setattr(bconv, "SERIAL_MACS", 0 if parallel else 1 << 62)
     cm = graph.compile(m, x, backend="numba", layout="blocked")
@@ -45,8 +46,12 @@ def test_inverted_block_as_one_call_equals_the_layers_and_eager(seg_bytes, paral
     assert runs == [3, 3]  # both blocks ran as one call each
     apart, runs = _run(m, x, monkeypatch, False, seg_bytes, parallel)
     assert 3 not in runs
-    for f, a, ref in zip(fused, apart, refs):
+    # the expand, a wait, then the pair, in one region (blocks whose expanded tensor stays in L2)
+    small, runs = _run(m, x, monkeypatch, False, seg_bytes, parallel, small=True)
+    assert runs == ([3, 3] if parallel else [2, 2])
+    for f, a, sm, ref in zip(fused, apart, small, refs):
         np.testing.assert_array_equal(f, a)
+        np.testing.assert_array_equal(sm, a)
         scale = np.abs(ref).max()
         assert np.all(np.abs(f - ref) <= 1e-4 * np.abs(ref) + 1e-4 * scale), np.abs(f - ref).max() / scale
 
@@ -69,6 +74,7 @@ def test_depthwise_pointwise_pair_cut_at_whole_tiles_equals_the_layers_and_eager
     monkeypatch.setattr(inverted, "MIN_EXPANDED_BYTES", 1 << 62)
     monkeypatch.setattr(bconv, "SERIAL_MACS", 0)
     monkeypatch.setattr(chain, "PHASED", "never")  # 2 / 1 rows: else the two-phase kernel runs it
+    monkeypatch.setattr(inverted, "SMALL_BLOCKS_IN_ONE_REGION", False)
     threads = numba.get_num_threads()
     numba.set_num_threads(2)
     try:
@@ -87,13 +93,15 @@ def test_depthwise_pointwise_pair_cut_at_whole_tiles_equals_the_layers_and_eager
         assert np.all(np.abs(f - ref) <= 1e-4 * np.abs(ref) + 1e-4 * scale), np.abs(f - ref).max() / scale
 
 
+@pytest.mark.parametrize("three", [False, True], ids=["pair", "with-expand"])
 @pytest.mark.parametrize("runs", ["default", "all-on-one", "more-runs-than-threads"])
-def test_depthwise_pointwise_pair_in_two_phases_equals_the_layers_and_eager(runs, monkeypatch):
+def test_depthwise_pointwise_pair_in_two_phases_equals_the_layers_and_eager(runs, three, monkeypatch):
     """A 7x7 plane (MobileNetV2's last pairs: 4 / 3 rows on two threads) runs the pair in two phases
     (chain.depthwise_then_pointwise: every depthwise channel block, a wait until all are done, then the 1x1's
-    segments), each phase with stealing: however its items are cut into runs (all in the first; more runs than
-    threads, so one thread runs two), every output is computed once after the depthwise values it reads, with the
-    bits of the layers run apart, and eager's values."""
+    segments), each phase with stealing; ``with-expand``: the expand 1x1 before, its segments and a wait first, in
+    the same region (inverted.expand_then_pair). However each phase's items are cut into runs (all in the first;
+    more runs than threads, so one thread runs two), every output is computed once after the values it reads,
+    with the bits of the layers run apart, and eager's values."""
     from backends.numba.blocked import chain
 
     m = randomize_bn(nn.Sequential(InvertedResidual(40, 40, 1, 6), nn.ReLU()))  # 240 hidden: 15 channel blocks
@@ -103,6 +111,7 @@ def test_depthwise_pointwise_pair_in_two_phases_equals_the_layers_and_eager(runs
         refs = [m(Tensor(v)).data for v in (x, -x)]
     monkeypatch.setattr(inverted, "MIN_EXPANDED_BYTES", 1 << 62)
     monkeypatch.setattr(bconv, "SERIAL_MACS", 0)
+    monkeypatch.setattr(inverted, "SMALL_BLOCKS_IN_ONE_REGION", three)
     cuts = {"all-on-one": lambda k: [0, k, k], "more-runs-than-threads": lambda k: [k * i // 5 for i in range(6)]}
     if runs in cuts:
         items = bconv.dense_items
@@ -119,7 +128,8 @@ def test_depthwise_pointwise_pair_in_two_phases_equals_the_layers_and_eager(runs
         monkeypatch.setattr(chain, "CHAIN_TILE_WASTE", waste)
         cm = graph.compile(m, x, backend="numba", layout="blocked")
         got[name] = [cm(v).data.copy() for v in (x, -x)]
-        assert (2 in [len(run) for run in cm.compiled.executor.chained]) == (name == "phased")
+        want = ([3] if three else [2]) if name == "phased" else []
+        assert [len(run) for run in cm.compiled.executor.chained] == want
     for f, a, ref in zip(got["phased"], got["apart"], refs):
         np.testing.assert_array_equal(f, a)
         scale = np.abs(ref).max()

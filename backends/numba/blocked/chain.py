@@ -36,6 +36,7 @@ from .conv import (
     _bias_filler,
     _packed,
     clamp_bounds,
+    dense_segments,
     depthwise_operands,
     group_tiles,
     pack_dense,
@@ -57,19 +58,27 @@ def depthwise_pointwise(x, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bias, res, mi
     """mid = :func:`.depthwise.depthwise` (its operands up to ``ox1``, ``mid`` its output (N, CB, P, VL)), then
     out2 = the 1x1 convolution of mid as :func:`.conv._conv_dense` (rows2 / taps2 / wpk2 / bias2 / res2 / out2 /
     has_res2 / lo2 / hi2, pf2 its pf_next; rows2 holds P + MR entries: a tile may start at any pixel). Thread
-    ``th`` runs the segments segs[starts[th]:starts[th + 1]] (:func:`band_schedule`), each (image, first output row,
-    end row, first pixel, end pixel): the depthwise rows first, then the 1x1 tiles of the pixels, output-block
-    group by group, every K block."""
-    lo32, hi32 = np.float32(lo), np.float32(hi)
+    ``th`` runs :func:`_bands`."""
     for th in prange(starts.shape[0] - 1):
-        s = sbuf[numba.get_thread_id()]
-        for si in range(starts[th], starts[th + 1]):
-            n, r0, r1 = segs[si, 0], segs[si, 1], segs[si, 2]
-            for cb in range(mid.shape[1]):
-                depthwise_band(x[n, cb].ctypes.data, x.shape[2], x.shape[3], 0, xcol, taps, wpk, ccls, cn, ctaps, cwpk,
-                               bias, res, mid, has_res, lo32, hi32, sh, sw, pt, dh, dw, kh, kw, ox0, ox1, n, cb, r0, r1)
-            _pointwise_band(mid, rows2, taps2, wpk2, bias2, res2, out2, has_res2, lo2, hi2, pf2, s, n, segs[si, 3],
-                            segs[si, 4], kc_max)
+        _bands(th, x, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bias, res, mid, has_res, lo, hi, sh, sw, pt, dh, dw, kh,
+               kw, ox0, ox1, rows2, taps2, wpk2, bias2, res2, out2, has_res2, lo2, hi2, pf2,
+               sbuf[numba.get_thread_id()], segs, starts, kc_max)
+
+
+@njit(cache=True)
+def _bands(th, x, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bias, res, mid, has_res, lo, hi, sh, sw, pt, dh, dw, kh, kw,
+           ox0, ox1, rows2, taps2, wpk2, bias2, res2, out2, has_res2, lo2, hi2, pf2, s, segs, starts, kc_max):
+    """Thread ``th``'s segments segs[starts[th]:starts[th + 1]] of :func:`depthwise_pointwise` (:func:`band_schedule`),
+    each (image, first output row, end row, first pixel, end pixel): the depthwise rows first, then the 1x1 tiles
+    of the pixels, output-block group by group, every K block; ``s`` the thread's scratch."""
+    lo32, hi32 = np.float32(lo), np.float32(hi)
+    for si in range(starts[th], starts[th + 1]):
+        n, r0, r1 = segs[si, 0], segs[si, 1], segs[si, 2]
+        for cb in range(mid.shape[1]):
+            depthwise_band(x[n, cb].ctypes.data, x.shape[2], x.shape[3], 0, xcol, taps, wpk, ccls, cn, ctaps, cwpk,
+                           bias, res, mid, has_res, lo32, hi32, sh, sw, pt, dh, dw, kh, kw, ox0, ox1, n, cb, r0, r1)
+        _pointwise_band(mid, rows2, taps2, wpk2, bias2, res2, out2, has_res2, lo2, hi2, pf2, s, n, segs[si, 3],
+                        segs[si, 4], kc_max)
 
 
 @njit(cache=True)
@@ -92,43 +101,42 @@ _depthwise_pointwise_serial = serial_twin(depthwise_pointwise)
 def depthwise_then_pointwise(x, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bias, res, mid, has_res, lo, hi, sh, sw, pt,
                              dh, dw, kh, kw, ox0, ox1, rows2, taps2, wpk2, bias2, res2, out2, has_res2, lo2, hi2, pf2,
                              sbuf, flags, dstarts, segs, starts, kc_max):
-    """:func:`depthwise_pointwise`'s two layers in one region, in two phases: the depthwise layer's items (image,
-    channel block; every row), thread ``th`` from dstarts[th], then, once every item is done, the 1x1's segments
-    (image, output-block group, first tile, end tile) of :func:`.conv._conv_dense`, thread ``th`` from
-    starts[th]; each phase with stealing (:mod:`.steal`; ``flags`` one per depthwise item and segment, then the
-    count of depthwise items done). For small planes, whose rows do not split evenly (7x7: 4 / 3 rows): both
-    phases split evenly, and each thread streams only its output groups' weights."""
+    """:func:`depthwise_pointwise`'s two layers in one region, in two phases (:func:`_phases`; ``flags`` one per
+    depthwise item and 1x1 segment, then the count of depthwise items done)."""
+    nd, nseg = mid.shape[0] * mid.shape[1], segs.shape[0]
+    steal.clear(flags, nd + nseg + 1)
+    for th in prange(starts.shape[0] - 1):
+        _phases(th, x, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bias, res, mid, has_res, lo, hi, sh, sw, pt, dh, dw,
+                kh, kw, ox0, ox1, rows2, taps2, wpk2, bias2, res2, out2, has_res2, lo2, hi2, pf2,
+                sbuf[numba.get_thread_id()], flags.ctypes.data, dstarts, segs, starts, kc_max)
+
+
+@njit(cache=True)
+def _phases(th, x, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bias, res, mid, has_res, lo, hi, sh, sw, pt, dh, dw, kh,
+            kw, ox0, ox1, rows2, taps2, wpk2, bias2, res2, out2, has_res2, lo2, hi2, pf2, s, f_addr, dstarts, segs,
+            starts, kc_max):
+    """Thread ``th``'s part of the pair in two phases: the depthwise layer's items (image, channel block; every
+    row) from dstarts[th], then, once every item is done, the 1x1's segments (:func:`.conv.dense_segments`) from
+    starts[th]; each phase with stealing (:mod:`.steal`; the flags from f_addr: one per depthwise item, one per
+    segment, then the count of depthwise items done). For small planes, whose rows do not split evenly (7x7:
+    4 / 3 rows): both phases split evenly, and each thread streams only its output groups' weights."""
     ncb = mid.shape[1]
     nd = mid.shape[0] * ncb
     oh = mid.shape[2] // xcol.shape[0]
-    npix = out2.shape[2]
-    k = taps2.shape[0]
     lo32, hi32 = np.float32(lo), np.float32(hi)
-    lo2_32, hi2_32 = np.float32(lo2), np.float32(hi2)
-    r_addr, t_addr = rows2.ctypes.data, taps2.ctypes.data
-    nseg = segs.shape[0]
-    steal.clear(flags, nd + nseg + 1)
-    f_addr = flags.ctypes.data
     s_addr = f_addr + nd * steal.FLAG_STRIDE * 8
-    done = s_addr + nseg * steal.FLAG_STRIDE * 8
+    done = s_addr + segs.shape[0] * steal.FLAG_STRIDE * 8
     nth = starts.shape[0] - 1
-    for th in prange(nth):
-        u, it = steal.claim(th, 0, dstarts[th], dstarts, f_addr)
-        while u < nth:
-            n, cb = it // ncb, it % ncb
-            depthwise_band(x[n, cb].ctypes.data, x.shape[2], x.shape[3], 0, xcol, taps, wpk, ccls, cn, ctaps, cwpk,
-                           bias, res, mid, has_res, lo32, hi32, sh, sw, pt, dh, dw, kh, kw, ox0, ox1, n, cb, 0, oh)
-            steal.add(done, 1)
-            u, it = steal.claim(th, u, it + 1 if u == 0 else it - 1, dstarts, f_addr)
-        steal.wait_for(done, nd)
-        s = sbuf[numba.get_thread_id()]
-        sc, sr = s[:NV * MR * VL], s[NV * MR * VL:]
-        u, si = steal.claim(th, 0, starts[th], starts, s_addr)
-        while u < nth:
-            n, g, rt0, rt1 = segs[si, 0], segs[si, 1], segs[si, 2], segs[si, 3]
-            group_tiles(mid[n].ctypes.data, r_addr, t_addr, wpk2, g, k, kc_max, rt0 * MR, rt1 * MR, npix, 0, out2,
-                        res2, n, has_res2, bias2, lo2_32, hi2_32, sc, sr, pf2)
-            u, si = steal.claim(th, u, si + 1 if u == 0 else si - 1, starts, s_addr)
+    u, it = steal.claim(th, 0, dstarts[th], dstarts, f_addr)
+    while u < nth:
+        n, cb = it // ncb, it % ncb
+        depthwise_band(x[n, cb].ctypes.data, x.shape[2], x.shape[3], 0, xcol, taps, wpk, ccls, cn, ctaps, cwpk,
+                       bias, res, mid, has_res, lo32, hi32, sh, sw, pt, dh, dw, kh, kw, ox0, ox1, n, cb, 0, oh)
+        steal.add(done, 1)
+        u, it = steal.claim(th, u, it + 1 if u == 0 else it - 1, dstarts, f_addr)
+    steal.wait_for(done, nd)
+    dense_segments(th, mid.ctypes.data, mid[0].size * 4, rows2, taps2, wpk2, bias2, res2, out2, has_res2, lo2, hi2,
+                   pf2, s, s_addr, segs, starts, kc_max)
 
 
 def band_schedule(nn: int, oh: int, ow: int, seg_rows: int, threads: int, align: int
@@ -201,7 +209,30 @@ def chain_call(first: tuple, second: tuple) -> Callable[[], None] | None:
     sbuf = current_workspace().per_thread("blocked_tile", 2 * NV * MR * VL)
     kh, kw = w1.shape[2:]
     parallel = n * npix * VL * (cb * kh * kw * _conv.DEPTHWISE_MAC_COST + ob * taps2.size) >= _conv.SERIAL_MACS
-    threads = numba.get_num_threads() if parallel else 1
+    plan = pair_schedule(n, cb, oh, ow, ob, pw_args[2], numba.get_num_threads() if parallel else 1)
+    if plan is None:
+        return None
+    two_phases, dstarts, segs, starts = plan
+    steps = [f for f in (fill1, fill2) if f is not None]
+    kc_max = _conv.k_block(taps2.size, npix)
+    if two_phases:
+        flags = steal.flags_for(n * cb + segs.shape[0] + 1)
+        steps.append(functools.partial(depthwise_then_pointwise, *dw_args, *pw_args, sbuf, flags, dstarts, segs,
+                                       starts, kc_max))
+    else:
+        kernel = depthwise_pointwise if parallel else _depthwise_pointwise_serial
+        steps.append(functools.partial(kernel, *dw_args, *pw_args, sbuf, segs, starts, kc_max))
+    return in_order(steps)
+
+
+def pair_schedule(n: int, cb: int, oh: int, ow: int, ob: int, wpk2: np.ndarray, threads: int
+                  ) -> tuple[bool, np.ndarray, np.ndarray, np.ndarray] | None:
+    """How a depthwise layer of ``cb`` channel blocks on ``n`` planes of oh x ow output pixels and the 1x1 after it
+    (``ob`` output blocks, packed weights ``wpk2``) split over ``threads``: (two phases, dstarts, segs, starts),
+    either the bands of :func:`depthwise_pointwise` (dstarts unused) or the two phases of
+    :func:`depthwise_then_pointwise`; None where the busiest thread's bands would run too many 1x1 tiles (then the
+    layers run apart)."""
+    npix = oh * ow
     seg_rows = max(1, SEGMENT_BYTES // (cb * ow * VL * 4))
     segs, starts = band_schedule(n, oh, ow, seg_rows, threads, ow)
     # each segment ends in a partial 1x1 tile: where whole-row bands give the busiest thread more tiles than its
@@ -212,24 +243,15 @@ def chain_call(first: tuple, second: tuple) -> Callable[[], None] | None:
     # rows); where the busiest thread still runs too many tiles, the 1x1 alone, its tiles split evenly, costs less
     # than the depthwise saves
     share = -(-n * -(-npix // MR) // threads)
-    steps = [f for f in (fill1, fill2) if f is not None]
-    kc_max = _conv.k_block(taps2.size, npix)
-    if parallel and phased(segs, starts, n * oh, share, threads):
-        dstarts = even_runs(n * cb, threads)
-        segs2, starts2 = _conv.dense_items(n, ob, npix, pw_args[2], threads)
-        flags = steal.flags_for(n * cb + segs2.shape[0] + 1)
-        steps.append(functools.partial(depthwise_then_pointwise, *dw_args, *pw_args, sbuf, flags, dstarts, segs2,
-                                       starts2, kc_max))
-        return in_order(steps)
+    if threads > 1 and phased(segs, starts, n * oh, share, threads):
+        return (True, even_runs(n * cb, threads)) + _conv.dense_items(n, ob, npix, wpk2, threads)
     if _busiest(segs, starts) > share:
         tiled = band_schedule(n, oh, ow, seg_rows, threads, MR)
         if _busiest(*tiled) < _busiest(segs, starts):
             segs, starts = tiled
     if _busiest(segs, starts) > CHAIN_TILE_WASTE * share:
         return None
-    kernel = depthwise_pointwise if parallel else _depthwise_pointwise_serial
-    steps.append(functools.partial(kernel, *dw_args, *pw_args, sbuf, segs, starts, kc_max))
-    return in_order(steps)
+    return False, starts, segs, starts
 
 
 def even_runs(items: int, threads: int) -> np.ndarray:
@@ -260,24 +282,29 @@ def plain_1x1(x: np.ndarray, w: np.ndarray, a: dict) -> bool:
 def pair_operands(x: np.ndarray, w1: np.ndarray, b1, r1, a1: dict, out1: np.ndarray, w2: np.ndarray, b2, r2,
                   a2: dict, out2: np.ndarray) -> tuple[tuple, Callable | None, tuple, Callable | None]:
     """The operands of a depthwise layer (x -> out1) and the 1x1 layer after it (out1 -> out2) as the chained
-    kernels take them: (the depthwise's, its bias filler, the 1x1's ``rows, taps, packed w, bias, residual, out,
-    has_res, lo, hi, pf_next`` (:func:`.conv.group_tiles`; its weights from ``PREFETCH_BYTES``), its bias
-    filler)."""
+    kernels take them: (the depthwise's, its bias filler, :func:`pointwise_operands`' two)."""
     n, cb, oh, ow, _ = out1.shape
-    ob = out2.shape[1]
-    npix = oh * ow
-    mid4, out24 = out1.reshape(n, cb, npix, VL), out2.reshape(n, ob, npix, VL)
+    mid4 = out1.reshape(n, cb, oh * ow, VL)
     res1 = mid4 if r1 is None else r1.reshape(mid4.shape)
-    res2 = out24 if r2 is None else r2.reshape(out24.shape)
     lo1, hi1 = clamp_bounds(a1["activation"], a1.get("act_attrs", ()))
-    lo2, hi2 = clamp_bounds(a2["activation"], a2.get("act_attrs", ()))
     dw_args, fill1 = depthwise_operands(x, w1, b1, res1, mid4, ow, r1 is not None, a1["stride"], a1["padding"],
                                         a1["dilation"], lo1, hi1)
-    bias2, fill2 = _bias_filler(b2, -(-ob // NV) * NV * VL)
-    wpk2 = _packed(w2, "blocked_dense", pack_dense)
-    _, taps2 = _conv.offset_tables(w2.shape[1], oh, ow, 1, 1, 1, 1, 1, 1, oh, ow)
-    rows2 = np.zeros(npix + MR, np.int64)
-    rows2[:npix] = np.arange(npix) * VL
-    return dw_args, fill1, (rows2, taps2, wpk2, bias2, res2, out24, r2 is not None, lo2, hi2,
-                            wpk2.nbytes >= _conv.PREFETCH_BYTES), fill2
+    return (dw_args, fill1) + pointwise_operands(w2, b2, r2, a2, out2)
 
+
+def pointwise_operands(w: np.ndarray, b, r, a: dict, out: np.ndarray) -> tuple[tuple, Callable | None]:
+    """The operands of a plain 1x1 layer (:func:`plain_1x1`) into the blocked ``out`` as the chained kernels take
+    them: (``rows, taps, packed w, bias, residual, out, has_res, lo, hi, pf_next`` (:func:`.conv.group_tiles`,
+    rows with MR spare entries: a tile may start at any pixel; out and residual as (N, OB, P, VL); its weights
+    prefetched from ``PREFETCH_BYTES``), its bias filler)."""
+    n, ob, oh, ow, _ = out.shape
+    npix = oh * ow
+    out4 = out.reshape(n, ob, npix, VL)
+    res = out4 if r is None else r.reshape(out4.shape)
+    lo, hi = clamp_bounds(a["activation"], a.get("act_attrs", ()))
+    bias, fill = _bias_filler(b, -(-ob // NV) * NV * VL)
+    wpk = _packed(w, "blocked_dense", pack_dense)
+    _, taps = _conv.offset_tables(w.shape[1], oh, ow, 1, 1, 1, 1, 1, 1, oh, ow)
+    rows = np.zeros(npix + MR, np.int64)
+    rows[:npix] = np.arange(npix) * VL
+    return (rows, taps, wpk, bias, res, out4, r is not None, lo, hi, wpk.nbytes >= _conv.PREFETCH_BYTES), fill

@@ -159,25 +159,35 @@ def _conv_dense(xp, rows, taps, wpk, bias, res, out, has_res, lo, hi, pf_next, s
     """out[n, ob, p, :] = clamp(sum_k A(p, k) B(k, ob) + bias + res) for out (N, OB, P, VL); xp (N, L) the padded
     blocked images, rows (P padded to whole tiles) / taps the offset tables, wpk (G, K, NV*VL) the packed weights,
     sbuf[thread] scratch for the last, partial pixel tile (its C and residual), pf_next as in :func:`group_tiles`.
-    Thread ``th`` runs the segments segs[starts[th]:starts[th + 1]], each (image, output-block group, first pixel
-    tile, end tile) with every K block (:func:`dense_schedule`), then steals the others' from their ends
-    (:mod:`.steal`, ``flags`` one per segment)."""
+    Thread ``th`` runs :func:`dense_segments`."""
+    steal.clear(flags, segs.shape[0])
+    for th in prange(starts.shape[0] - 1):
+        dense_segments(th, xp.ctypes.data, xp.shape[1] * 4, rows, taps, wpk, bias, res, out, has_res, lo, hi, pf_next,
+                       sbuf[numba.get_thread_id()], flags.ctypes.data, segs, starts, kc_max)
+
+
+@njit(cache=True)
+def dense_segments(th, x_addr, x_bytes, rows, taps, wpk, bias, res, out, has_res, lo, hi, pf_next, s, f_addr, segs,
+                   starts, kc_max, done=0):
+    """Thread ``th``'s part of a dense blocked layer (:func:`_conv_dense`'s operands; image n's input at x_addr +
+    n * x_bytes, ``s`` the thread's scratch): its segments segs[starts[th]:starts[th + 1]], each (image,
+    output-block group, first pixel tile, end tile) with every K block (:func:`dense_schedule`), then the others'
+    from their ends (:mod:`.steal`, flags at f_addr, one per segment, cleared by the caller); each segment run
+    counted at ``done`` (an address; 0: not counted) for a phase after this one to wait on."""
     npix = out.shape[2]
     k = taps.shape[0]
     lo32, hi32 = np.float32(lo), np.float32(hi)
     r_addr, t_addr = rows.ctypes.data, taps.ctypes.data
-    steal.clear(flags, segs.shape[0])
-    f_addr = flags.ctypes.data
+    sc, sr = s[:NV * MR * VL], s[NV * MR * VL:]
     nth = starts.shape[0] - 1
-    for th in prange(nth):
-        s = sbuf[numba.get_thread_id()]
-        sc, sr = s[:NV * MR * VL], s[NV * MR * VL:]
-        u, si = steal.claim(th, 0, starts[th], starts, f_addr)
-        while u < nth:
-            n, g, rt0, rt1 = segs[si, 0], segs[si, 1], segs[si, 2], segs[si, 3]
-            group_tiles(xp[n].ctypes.data, r_addr, t_addr, wpk, g, k, kc_max, rt0 * MR, rt1 * MR, npix, 0, out, res,
-                        n, has_res, bias, lo32, hi32, sc, sr, pf_next)
-            u, si = steal.claim(th, u, si + 1 if u == 0 else si - 1, starts, f_addr)
+    u, si = steal.claim(th, 0, starts[th], starts, f_addr)
+    while u < nth:
+        n, g, rt0, rt1 = segs[si, 0], segs[si, 1], segs[si, 2], segs[si, 3]
+        group_tiles(x_addr + n * x_bytes, r_addr, t_addr, wpk, g, k, kc_max, rt0 * MR, rt1 * MR, npix, 0, out, res,
+                    n, has_res, bias, lo32, hi32, sc, sr, pf_next)
+        if done != 0:
+            steal.add(done, 1)
+        u, si = steal.claim(th, u, si + 1 if u == 0 else si - 1, starts, f_addr)
 
 
 def dense_items(nn: int, ob: int, npix: int, wpk: np.ndarray, threads: int) -> tuple[np.ndarray, np.ndarray]:

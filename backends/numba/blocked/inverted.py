@@ -29,8 +29,19 @@ from .._layout import in_order, serial_twin
 from ..conv.workspace import current_workspace
 from ..gemm import VL
 from . import conv as _conv
-from .chain import _pointwise_band, chain_call, pair_operands, plain_1x1, row_schedule
-from .conv import KC, MR, NV, _bias_filler, _packed, clamp_bounds, group_tiles, pack_dense
+from . import steal
+from .chain import (
+    _bands,
+    _phases,
+    _pointwise_band,
+    chain_call,
+    pair_operands,
+    pair_schedule,
+    plain_1x1,
+    pointwise_operands,
+    row_schedule,
+)
+from .conv import KC, MR, NV, _bias_filler, _packed, clamp_bounds, dense_segments, group_tiles, pack_dense
 from .depthwise import depthwise_band
 
 # Scratch for the expanded rows of one segment, per thread: with the depthwise rows and the 1x1's weights it stays
@@ -43,6 +54,9 @@ EXPAND_BYTES = 512 << 10
 # too (512 KiB) measured within noise: MobileNetV2 b1, 15 interleaved rounds at load 5, two threads 0.977-0.963 of
 # the time, one thread 1.00-1.01.
 MIN_EXPANDED_BYTES = 1 << 20
+# Those smaller blocks still run as one call on two or more threads (:func:`expand_then_pair`): the expand, a wait,
+# then the pair; False: the expand on its own and the pair (tests)
+SMALL_BLOCKS_IN_ONE_REGION = True
 
 
 @njit(parallel=True, cache=True)
@@ -99,6 +113,68 @@ def expand_depthwise_pointwise(xe, etab, taps_e, wpk_e, bias_e, lo_e, hi_e, escr
 _expand_depthwise_pointwise_serial = serial_twin(expand_depthwise_pointwise)
 
 
+@njit(parallel=True, cache=True)
+def expand_then_pair(xe, rows_e, taps_e, wpk_e, bias_e, res_e, e4, has_res_e, lo_e, hi_e, pf_e, esegs, estarts, kc_e,
+                     x, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bias, res, mid, has_res, lo, hi, sh, sw, pt, dh, dw, kh,
+                     kw, ox0, ox1, rows2, taps2, wpk2, bias2, res2, out2, has_res2, lo2, hi2, pf2, sbuf, flags,
+                     dstarts, segs, starts, kc_max, two_phases):
+    """The three layers of a small block in one region: the expand 1x1 of xe (5-D blocked) into its planned output
+    ``x`` (e4 its (N, ECB, P, VL) view; :func:`.conv.dense_segments` of esegs / estarts, each counted), a wait until
+    every segment is done, then the depthwise -> 1x1 pair on ``x`` as :func:`.chain.pair_schedule` planned it
+    (``two_phases``: :func:`.chain._phases`, else :func:`.chain._bands`). ``flags``: one per expand segment, the
+    count, then the pair's (two phases). One parallel region and one call where the three layers took two of each
+    (MobileNetV2's 28x28 and smaller blocks, whose expanded tensor stays in L2 anyway)."""
+    ne = esegs.shape[0]
+    nd = mid.shape[0] * mid.shape[1]
+    steal.clear(flags, ne + 1 + (nd + segs.shape[0] + 1 if two_phases else 0))
+    f_addr = flags.ctypes.data
+    done = f_addr + ne * steal.FLAG_STRIDE * 8
+    for th in prange(starts.shape[0] - 1):
+        s = sbuf[numba.get_thread_id()]
+        dense_segments(th, xe.ctypes.data, xe[0].size * 4, rows_e, taps_e, wpk_e, bias_e, res_e, e4, has_res_e, lo_e,
+                       hi_e, pf_e, s, f_addr, esegs, estarts, kc_e, done)
+        steal.wait_for(done, ne)
+        if two_phases:
+            _phases(th, x, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bias, res, mid, has_res, lo, hi, sh, sw, pt, dh, dw,
+                    kh, kw, ox0, ox1, rows2, taps2, wpk2, bias2, res2, out2, has_res2, lo2, hi2, pf2, s,
+                    done + steal.FLAG_STRIDE * 8, dstarts, segs, starts, kc_max)
+        else:
+            _bands(th, x, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bias, res, mid, has_res, lo, hi, sh, sw, pt, dh, dw,
+                   kh, kw, ox0, ox1, rows2, taps2, wpk2, bias2, res2, out2, has_res2, lo2, hi2, pf2, s, segs, starts,
+                   kc_max)
+
+
+def phased_call(xe: np.ndarray, we: np.ndarray, be, a0: dict, out0: np.ndarray, depthwise: tuple,
+                project: tuple) -> Callable[[], None] | None:
+    """:func:`expand_then_pair` for the expand layer (xe -> out0; checked by :func:`inverted_call`) and the pair
+    after it, on two or more threads; None where the pair would not chain (:func:`.chain.pair_schedule`) or the
+    layers are too small for threads (then the layers run as the pair and the expand apart)."""
+    (ins1, out1, a1), (ins2, out2, a2) = depthwise, project
+    _, w1, b1, r1 = split_inputs(ins1, a1["has_bias"], a1["has_residual"])
+    mid, w2, b2, r2 = split_inputs(ins2, a2["has_bias"], a2["has_residual"])
+    n, ecb, h, w, _ = out0.shape
+    _, cb, oh, ow, _ = out1.shape
+    ob = out2.shape[1]
+    ew_args, fill0 = pointwise_operands(we, be, None, a0, out0)
+    dw_args, fill1, pw_args, fill2 = pair_operands(out0, w1, b1, r1, a1, out1, w2, b2, r2, a2, out2)
+    kh, kw = w1.shape[2:]
+    macs = n * (h * w * ecb * VL * ew_args[1].size + oh * ow * VL * (cb * kh * kw * _conv.DEPTHWISE_MAC_COST +
+                                                                    ob * pw_args[1].size))
+    threads = numba.get_num_threads()
+    plan = pair_schedule(n, cb, oh, ow, ob, pw_args[2], threads)
+    if plan is None or threads < 2 or macs < _conv.SERIAL_MACS or not SMALL_BLOCKS_IN_ONE_REGION:
+        return None
+    two_phases, dstarts, segs, starts = plan
+    esegs, estarts = _conv.dense_items(n, ecb, h * w, ew_args[2], threads)
+    flags = steal.flags_for(esegs.shape[0] + 1 + (n * cb + segs.shape[0] + 1 if two_phases else 0))
+    sbuf = current_workspace().per_thread("blocked_tile", 2 * NV * MR * VL)
+    steps = [f for f in (fill0, fill1, fill2) if f is not None]
+    steps.append(functools.partial(expand_then_pair, xe, *ew_args, esegs, estarts,
+                                   _conv.k_block(ew_args[1].size, h * w), *dw_args, *pw_args, sbuf, flags, dstarts,
+                                   segs, starts, _conv.k_block(pw_args[1].size, oh * ow), two_phases))
+    return in_order(steps)
+
+
 def inverted_call(expand: tuple, depthwise: tuple, project: tuple) -> Callable[[], None] | None:
     """The 1x1 layer ``expand``, the depthwise layer ``depthwise`` reading its output and the 1x1 layer ``project``
     reading that (each ``(inputs, out, attrs)`` of ``blocked_conv2d``) as one zero-argument call of
@@ -111,7 +187,7 @@ def inverted_call(expand: tuple, depthwise: tuple, project: tuple) -> Callable[[
     e, w1, b1, r1 = split_inputs(ins1, a1["has_bias"], a1["has_residual"])
     mid, w2, b2, r2 = split_inputs(ins2, a2["has_bias"], a2["has_residual"])
     if e is not out0 or mid is not out1 or re is not None or a1["groups"] == 1 or not plain_1x1(xe, we, a0) or \
-            not plain_1x1(mid, w2, a2) or out0.nbytes < MIN_EXPANDED_BYTES:
+            not plain_1x1(mid, w2, a2):
         return None
     if any(a["activation"] not in ("none", "relu", "clamp") for a in (a0, a1, a2)):
         return None
@@ -121,6 +197,8 @@ def inverted_call(expand: tuple, depthwise: tuple, project: tuple) -> Callable[[
     read = [xe] + [r for r in (r1, r2) if r is not None]
     if np.may_share_memory(out1, out2) or any(np.may_share_memory(o, r) for o in (out1, out2) for r in read):
         return None
+    if out0.nbytes < MIN_EXPANDED_BYTES:
+        return phased_call(xe, we, be, a0, out0, depthwise, project) if not np.may_share_memory(out0, xe) else None
     n, ecb, h, w, _ = out0.shape
     _, cb, oh, ow, _ = out1.shape
     ob = out2.shape[1]
