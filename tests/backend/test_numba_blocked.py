@@ -46,6 +46,12 @@ CONVS = [
     (600, 40, 9, 1, 1, 0, 1, 1, True, "none", ()),  # direct (3x3 above: Winograd), two K blocks: late bias, residual
     (40, 40, 9, 3, 2, 1, 1, 40, False, "clamp", (("max", 6.0), ("min", 0.0))),  # depthwise, strided
     (96, 96, 8, 3, 1, 1, 1, 96, True, "none", ()),
+    # depthwise rows as one edge tile (depthwise.py: border columns and the leftover in one tile): 7x7 with a
+    # residual and a clamp, a 3x3 plane, 12-wide rows, stride 2 with padding 2 (two zero columns)
+    (96, 96, 7, 3, 1, 1, 1, 96, True, "clamp", (("max", 6.0), ("min", 0.0))),
+    (48, 48, 3, 3, 1, 1, 1, 48, False, "relu", ()),
+    (16, 16, 12, 3, 1, 1, 1, 16, False, "none", ()),
+    (32, 32, 9, 3, 2, 2, 1, 32, True, "relu", ()),
     (700, 40, 7, 1, 1, 0, 1, 1, True, "none", ()),  # a 7x7 image: K of 700 in one block (conv.k_block)
 ]
 

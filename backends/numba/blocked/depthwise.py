@@ -22,52 +22,80 @@ from ..codegen import AVX512, VL, counted_loop, vector_intrinsic
 from .tile import make_blocked_tile, store_epilogue
 
 
-def make_row_tile(mr: int, kw: int, sw: int):
+def make_row_tile(mr: int, kw: int, sw: int, edge: bool = False):
     """The depthwise tile of ``mr`` output pixels of one row for kernel width ``kw``, stride ``sw`` (dilation 1), all
     kernel columns inside the input: per kernel row, each input vector of the row is loaded once and feeds every
     (pixel, kernel column) that reads it (stride 1: mr + kw - 1 loads for mr*kw FMAs, where the tap-table tile
     loads mr*kw), the kw weight vectors held in registers. ``tile(ni, a, rstride, b, c, res, bias, has_res, lo,
     hi)``: ``a`` the byte address of the first pixel's first tap, ``rstride`` the bytes between kernel rows, ``b``
     the first kernel row's kw weight vectors (the next row's follow), C / residual the mr output vectors; the
-    epilogue of :func:`.tile.make_blocked_tile` (bias, residual, clamp)."""
+    epilogue of :func:`.tile.make_blocked_tile` (bias, residual, clamp).
+
+    ``edge``: a tile at a row's ends, three more arguments ``ulo, uhi, nstore``: only the input vectors u in
+    [ulo, uhi) of each kernel row are read (the others, outside the image, count as zeros), and only the first
+    ``nstore`` pixels are stored (the others' stores go to pixel 0 before its own, their residual read from pixel
+    0's). A row's border pixels and its last, short run then take one tile instead of a one-pixel tile each
+    (7x7 planes: four of a row's seven pixels)."""
     span = (mr - 1) * sw + kw  # input vectors of one kernel row
 
-    @intrinsic
-    def tile(typingctx, ni, a, rstride, b, c, res, bias, has_res, lo, hi):
-        sig = types.void(types.intp, types.intp, types.intp, types.intp, types.intp, types.intp, types.intp,
-                         types.boolean, types.float32, types.float32)
+    def build(context, builder, args):
+        ni, a, rstride, b, c, res, bias, has_res, lo, hi = args[:10]
+        f32, i64 = ir.FloatType(), ir.IntType(64)
+        vty = ir.VectorType(f32, VL)
+        vptr = ir.PointerType(vty)
+        zero = ir.Constant(vty, [0.0] * VL)
+        fma = vector_intrinsic(builder, "fma", 3)
 
-        def codegen(context, builder, signature, args):
-            ni, a, rstride, b, c, res, bias, has_res, lo, hi = args
-            f32, i64 = ir.FloatType(), ir.IntType(64)
-            vty = ir.VectorType(f32, VL)
-            vptr = ir.PointerType(vty)
+        def addr(base, k):  # the byte address of the k-th vector from base
+            return builder.add(base, ir.Constant(i64, k * VL * 4))
 
-            fma = vector_intrinsic(builder, "fma", 3)
+        def vec(base, k):
+            return builder.inttoptr(addr(base, k), vptr)
 
-            def vec(addr, k):  # the k-th vector at byte address addr
-                return builder.inttoptr(builder.add(addr, ir.Constant(i64, k * VL * 4)), vptr)
+        def load_input(arow, u):
+            if not edge:
+                return builder.load(vec(arow, u), align=4)
+            ulo, uhi = args[10], args[11]
+            ok = builder.and_(builder.icmp_signed("<=", ulo, ir.Constant(i64, u)),
+                              builder.icmp_signed(">", uhi, ir.Constant(i64, u)))
+            safe = builder.add(arow, builder.mul(ulo, ir.Constant(i64, VL * 4)))  # a vector inside the image
+            v = builder.load(builder.inttoptr(builder.select(ok, addr(arow, u), safe), vptr), align=4)
+            return builder.select(ok, v, zero)
 
-            def step(i, acc):
-                arow = builder.add(a, builder.mul(i, rstride))
-                brow = builder.add(b, builder.mul(i, ir.Constant(i64, kw * VL * 4)))
-                wv = [builder.load(vec(brow, j), align=4) for j in range(kw)]
-                new = list(acc)
-                for u in range(span):
-                    v = builder.load(vec(arow, u), align=4)
-                    for j in range(kw):
-                        r, rem = divmod(u - j, sw)
-                        if rem == 0 and 0 <= r < mr:
-                            new[r] = builder.call(fma, [v, wv[j], new[r]])
-                return new
+        def step(i, acc):
+            arow = builder.add(a, builder.mul(i, rstride))
+            brow = builder.add(b, builder.mul(i, ir.Constant(i64, kw * VL * 4)))
+            wv = [builder.load(vec(brow, j), align=4) for j in range(kw)]
+            new = list(acc)
+            for u in range(span):
+                v = load_input(arow, u)
+                for j in range(kw):
+                    r, rem = divmod(u - j, sw)
+                    if rem == 0 and 0 <= r < mr:
+                        new[r] = builder.call(fma, [v, wv[j], new[r]])
+            return new
 
-            bvec = builder.load(builder.inttoptr(bias, vptr), align=4)
-            new = counted_loop(builder, "rtile", 0, ni, [bvec] * mr, step)  # the sums start from the bias
-            store_epilogue(builder, new, [vec(c, r) for r in range(mr)], [vec(res, r) for r in range(mr)], has_res,
-                           lo, hi)
-            return context.get_dummy_value()
+        bvec = builder.load(builder.inttoptr(bias, vptr), align=4)
+        new = counted_loop(builder, "rtile", 0, ni, [bvec] * mr, step)  # the sums start from the bias
+        cs, rs = [vec(c, r) for r in range(mr)], [vec(res, r) for r in range(mr)]
+        if edge:  # pixels from nstore on: stored first, into pixel 0, which its own store then overwrites
+            keep = [builder.icmp_signed("<", ir.Constant(i64, r), args[12]) for r in range(mr)]
+            cs = [builder.select(k, p, cs[0]) for k, p in zip(keep, cs)][::-1]
+            rs = [builder.select(k, p, rs[0]) for k, p in zip(keep, rs)][::-1]
+            new = new[::-1]
+        store_epilogue(builder, new, cs, rs, has_res, lo, hi)
+        return context.get_dummy_value()
 
-        return sig, codegen
+    base = [types.intp] * 7 + [types.boolean, types.float32, types.float32]
+    if edge:
+        @intrinsic
+        def tile(typingctx, ni, a, rstride, b, c, res, bias, has_res, lo, hi, ulo, uhi, nstore):
+            return types.void(*base, types.intp, types.intp, types.intp), \
+                lambda context, builder, signature, args: build(context, builder, args)
+    else:
+        @intrinsic
+        def tile(typingctx, ni, a, rstride, b, c, res, bias, has_res, lo, hi):
+            return types.void(*base), lambda context, builder, signature, args: build(context, builder, args)
 
     return tile
 
@@ -77,10 +105,19 @@ _tile = make_blocked_tile(MRD, 1, depthwise=True)
 _tile4 = make_blocked_tile(4, 1, depthwise=True)  # the interior pixels left over after whole MRD tiles
 _one = make_blocked_tile(1, 1, depthwise=True)
 _row3s1, _row3s2 = make_row_tile(MRD, 3, 1), make_row_tile(MRD, 3, 2)  # MobileNet's 3x3 layers
-# and the pixels their rows leave after whole MRD tiles (7x7 layers: 5 interior pixels; 112 -> 56: 55 = 4 x 12 + 7):
-# a tap-table tile per 4 or per pixel cost several times a row tile's time per pixel
+# a row of at most MRD pixels as one tile over its border columns too, of the first of these sizes that holds it:
+# where each border pixel and the interior's leftover took a one-pixel tile (its FMAs waiting on each other), a 7x7
+# row of 960 channels ran at 14.6 GMAC/s on one core
+EDGE_MR = (MRD // 3, 2 * MRD // 3, MRD)
+# and the pixels wider rows leave after whole MRD tiles (112 -> 56: 55 = 4 x 12 + 7): a tap-table tile per 4 or per
+# pixel cost several times a row tile's time per pixel (edge tiles there, their selects on every input vector, cost
+# more than the border pixels' one-pixel tiles: 14x14 rows 22.6 -> 25.8 us on one core)
 _row3s1_6, _row3s2_6 = make_row_tile(6, 3, 1), make_row_tile(6, 3, 2)
 _row3s1_3, _row3s2_3 = make_row_tile(3, 3, 1), make_row_tile(3, 3, 2)
+_edge1 = [make_row_tile(m, 3, 1, edge=True) for m in EDGE_MR]
+_edge2 = [make_row_tile(m, 3, 2, edge=True) for m in EDGE_MR]
+_e1a, _e1b, _e1c = _edge1
+_e2a, _e2b, _e2c = _edge2
 F32 = 4  # bytes per element: the tile takes byte addresses
 
 
@@ -130,6 +167,13 @@ def depthwise_rows(x_addr, h, w, y0, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bia
     r_base = res[n, cb].ctypes.data if has_res else c_base
     w_base = wpk[cb].ctypes.data
     b_addr = bias[cb * VL:].ctypes.data
+    # a row of at most MRD pixels is one edge tile where the row tiles below would leave three or more pixels to
+    # the one-pixel tile (7x7 stride 1: two border pixels and two of the five interior ones; 14 -> 7 stride 2 leaves
+    # one, and the edge tile's selects cost more: 13.1 -> 15.8 us on one core for 576 channels)
+    left = (ox1 - ox0) % MRD
+    left = left - 6 if left >= 6 else left
+    left = left - 3 if left >= 3 else left
+    whole_row = ow <= MRD and left + ow - (ox1 - ox0) >= 3
     for oy in range(oy0, oy1):
         iy = oy * sh - pt
         if dh == 1:  # the kernel rows inside the input: [i0, i1) (no division: it costs as much as a narrow row)
@@ -144,6 +188,28 @@ def depthwise_rows(x_addr, h, w, y0, xcol, taps, wpk, ccls, cn, ctaps, cwpk, bia
         k = (i1 - i0) * kw
         tp, wp = t_addr + i0 * kw * 8, w_base + i0 * kw * VL * F32
         c_row, r_row = c_base + oy * ow * VL * F32, r_base + oy * ow * VL * F32
+        if kw == 3 and dw == 1 and sw <= 2 and whole_row:  # the whole row as one edge tile
+            at = x_addr + ((iy - y0 + i0 * dh) * w * VL + xcol[0]) * F32  # column -pl: xcol[0] = -pl * VL
+            rs = dh * w * VL * F32
+            m = EDGE_MR[0] if ow <= EDGE_MR[0] else EDGE_MR[1] if ow <= EDGE_MR[1] else MRD
+            ulo, uhi = max(0, xcol[0] // -VL), min((m - 1) * sw + 3, w - xcol[0] // VL)
+            if ulo >= uhi:  # no input column in reach (padding wider than the kernel)
+                for p in range(ow):
+                    _bias_only(out, res, has_res, bias, lo32, hi32, n, cb, oy * ow + p)
+            elif sw == 1:
+                if m == EDGE_MR[0]:
+                    _e1a(i1 - i0, at, rs, wp, c_row, r_row, b_addr, has_res, lo32, hi32, ulo, uhi, ow)
+                elif m == EDGE_MR[1]:
+                    _e1b(i1 - i0, at, rs, wp, c_row, r_row, b_addr, has_res, lo32, hi32, ulo, uhi, ow)
+                else:
+                    _e1c(i1 - i0, at, rs, wp, c_row, r_row, b_addr, has_res, lo32, hi32, ulo, uhi, ow)
+            elif m == EDGE_MR[0]:
+                _e2a(i1 - i0, at, rs, wp, c_row, r_row, b_addr, has_res, lo32, hi32, ulo, uhi, ow)
+            elif m == EDGE_MR[1]:
+                _e2b(i1 - i0, at, rs, wp, c_row, r_row, b_addr, has_res, lo32, hi32, ulo, uhi, ow)
+            else:
+                _e2c(i1 - i0, at, rs, wp, c_row, r_row, b_addr, has_res, lo32, hi32, ulo, uhi, ow)
+            continue
         ox = ox0
         if kw == 3 and dw == 1 and sw <= 2:
             a0 = x_addr + ((iy - y0 + i0 * dh) * w * VL + xcol[0]) * F32
