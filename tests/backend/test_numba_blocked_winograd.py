@@ -248,3 +248,64 @@ def test_strip_plan_evens_out_the_threads():
     for ntile, threads in [(196, 2), (49, 2), (100, 3), (361, 4), (7, 2)]:
         ssz, ocg, _ = bwino.strip_plan(64, 64, ntile, threads, 36)
         assert ssz % bwino.MR == 0 and ssz * -(-ntile // ssz) >= ntile
+
+
+# (N, C, O, H, W, algorithm): V per strip (U in L2) and V shared (U past L2), F(2x2) and F(4x4), a one-block last
+# output group (O = 144: 9 blocks)
+STEAL_CASES = [(2, 20, 40, 9, 7, "blocked-winograd-f2"), (1, 160, 144, 9, 9, "blocked-winograd-f2"),
+               (2, 24, 40, 10, 9, "blocked-winograd-f4"), (1, 160, 144, 13, 11, "blocked-winograd-f4")]
+
+
+@pytest.mark.parametrize("case", STEAL_CASES, ids=lambda c: "x".join(map(str, c[:5])) + c[5][-3:])
+@pytest.mark.parametrize("runs", ["all-on-one", "more-runs-than-threads"])
+@pytest.mark.parametrize("serial", [False, True])
+def test_threads_steal_each_others_items_once(case, runs, serial, rng, policy, monkeypatch):
+    """A thread that ends its own run of items (and of the shared V's transform items) takes the other runs' from
+    their ends (blocked/steal.py): however the items are cut into runs (all in the first run, whose thread the
+    others then help; more runs than threads), every item runs exactly once, with the same sums as the default
+    split. In place on the residual (out = res, as an executor plans it), an item run twice would add the residual
+    and bias twice, and a skipped one would leave the residual; without a residual, NaN."""
+    n, c, o, h, w, algo = case
+    from backends.numba.blocked import conv as bconv
+
+    policy(algo)
+    monkeypatch.setattr(bconv, "SERIAL_MACS", 1 << 62 if serial else 0)
+    xb = _run(NB, "to_blocked", rng.standard_normal((n, c, h, w), dtype=np.float32), block=VL)
+    wt = (rng.standard_normal((o, c, 3, 3)) / np.sqrt(9 * c)).astype(np.float32)
+    b = rng.standard_normal(o, dtype=np.float32)
+    r = _run(NB, "to_blocked", rng.standard_normal((n, o, h, w), dtype=np.float32), block=VL)
+    attrs = dict(stride=(1, 1), padding=((1, 1), (1, 1)), dilation=(1, 1), groups=1, has_bias=True,
+                 has_residual=True, activation="none", act_attrs=())
+    plain = dict(attrs, has_residual=False)
+    want, want_plain = _run(NB, "blocked_conv2d", xb, wt, b, r, **attrs), _run(NB, "blocked_conv2d", xb, wt, b, **plain)
+    runs_of = bwino.item_runs
+
+    def cut(items, threads):
+        return np.array([0] + [items] * 3 if runs == "all-on-one" else [items * i // 5 for i in range(6)], np.int64)
+
+    monkeypatch.setattr(bwino, "item_runs", cut)
+    got = r.copy()
+    NB.kernel("blocked_conv2d")(xb, wt, b, got, out=got, **attrs)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(_run(NB, "blocked_conv2d", xb, wt, b, **plain), want_plain)  # NaN where skipped
+    monkeypatch.setattr(bwino, "item_runs", runs_of)
+    ref = _run(NP, "blocked_conv2d", *(a.astype(np.float64) for a in (xb, wt, b, r)), **attrs)
+    np.testing.assert_allclose(want, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("case", STEAL_CASES[:2], ids=lambda c: "x".join(map(str, c[:5])))
+def test_u_prefetch_changes_no_sum(case, rng, policy, monkeypatch):
+    """The register tile that prefetches the next U panel (the first of each panel, winograd.PREFETCH) writes the
+    same bits as the plain tile: the prefetch only asks for cache lines."""
+    n, c, o, h, w, algo = case
+    policy(algo)
+    xb = _run(NB, "to_blocked", rng.standard_normal((n, c, h, w), dtype=np.float32), block=VL)
+    wt = rng.standard_normal((o, c, 3, 3), dtype=np.float32)
+    b = rng.standard_normal(o, dtype=np.float32)
+    attrs = dict(stride=(1, 1), padding=((1, 1), (1, 1)), dilation=(1, 1), groups=1, has_bias=True,
+                 has_residual=False, activation="relu", act_attrs=())
+    got = {}
+    for pf in (True, False):
+        monkeypatch.setattr(bwino, "PREFETCH", pf)
+        got[pf] = _run(NB, "blocked_conv2d", xb, wt, b, **attrs)
+    np.testing.assert_array_equal(got[True], got[False])
