@@ -63,12 +63,14 @@ def main() -> None:
         yb = np.empty((n, -(-o // 16), h, w, 16), np.float32)
         with nb.prepare([wt]) as _:
             calls = {}
-            for pf in ((True, False) if args.ab and "direct" not in algo else (bwino.PREFETCH,)):
-                bwino.PREFETCH = pf
+            for pf in ((True, False) if args.ab and "direct" not in algo else (None,)):
+                if pf is not None:  # a tree without the prefetch (main before it) runs plain
+                    bwino.PREFETCH = pf
                 key = ("pf " if pf else "nopf ") if args.ab and "direct" not in algo else ""
                 calls[key] = bconv._conv_call((xb, wt, b), yb, (1, 1), ((1, 1), (1, 1)), (1, 1), 1, True, False,
                                               "relu", (), algo)
-            bwino.PREFETCH = True
+            if args.ab:
+                bwino.PREFETCH = True
             clock = time.thread_time if numba.get_num_threads() == 1 else time.perf_counter
             times: dict[str, list[float]] = {}
             for r in range(args.rounds):

@@ -251,9 +251,10 @@ def test_strip_plan_evens_out_the_threads():
 
 
 # (N, C, O, H, W, algorithm): V per strip (U in L2) and V shared (U past L2), F(2x2) and F(4x4), a one-block last
-# output group (O = 144: 9 blocks)
+# output group (O = 144: 9 blocks), strips of 16 and 6 tiles (7x7: register tiles of SHORT_MR rows)
 STEAL_CASES = [(2, 20, 40, 9, 7, "blocked-winograd-f2"), (1, 160, 144, 9, 9, "blocked-winograd-f2"),
-               (2, 24, 40, 10, 9, "blocked-winograd-f4"), (1, 160, 144, 13, 11, "blocked-winograd-f4")]
+               (2, 24, 40, 10, 9, "blocked-winograd-f4"), (1, 160, 144, 13, 11, "blocked-winograd-f4"),
+               (1, 160, 144, 7, 7, "blocked-winograd-f2")]
 
 
 @pytest.mark.parametrize("case", STEAL_CASES, ids=lambda c: "x".join(map(str, c[:5])) + c[5][-3:])

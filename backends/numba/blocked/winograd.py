@@ -35,6 +35,7 @@ from ..conv.workspace import current_workspace
 from ..gemm import VL
 from . import steal
 from .conv import MR, NV, _call, _tile2_prefetch, _valid_lanes
+from .tile import make_blocked_tile
 from .transforms import G4, input_tile_m, output_tile2, output_tile4
 
 
@@ -54,6 +55,12 @@ def pack_winograd(w: np.ndarray, m: int = 2) -> np.ndarray:
     return np.ascontiguousarray(full.reshape(a * a, ng, NV * VL, c).transpose(0, 1, 3, 2))
 
 
+# Register tiles of SHORT_MR tiles for strips whose length they cover with fewer padded rows than MR (ResNet-50's
+# 512 -> 512 at 7x7, batch 1: 16 F(2x2) tiles in two tiles of 8, not 20 rows of which 4 are padding); on AVX-512
+# only (MR = 10: 8 x NV accumulators still leave registers free; with MR = 5 they would not)
+SHORT_MR = 8 if MR == 10 else MR
+_short2, _short1 = make_blocked_tile(SHORT_MR, 2), make_blocked_tile(SHORT_MR, 1)
+_short2_prefetch = make_blocked_tile(SHORT_MR, 2, prefetch=True)
 _TABLES: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
 
 
@@ -98,6 +105,23 @@ def _transform_tiles(x, p, m, t0, ns, th, tw, pt, pl, v_addr, vt, vx, c0, c1):
                 input_tile_m(m, p_addr, a * VL, d_addr, vx)
 
 
+@njit(cache=True, inline="always")
+def _gemm_tile(mr, nv, pf, k, a, rows, taps, b, bks, c, ldc, bias, lo, hi):
+    """One register tile of mr tiles x nv output blocks of the multiply stage into M at ``c`` (no bias, no
+    epilogue); ``pf`` != 0 (nv = 2): it also prefetches the panel there."""
+    if mr == MR:
+        if pf != 0:
+            _tile2_prefetch(k, a, rows, taps, b, bks, c, ldc, c, bias, True, False, False, lo, hi, pf)
+        else:
+            _call(nv, k, a, rows, taps, b, bks, c, ldc, c, bias, True, False, False, lo, hi)
+    elif pf != 0:
+        _short2_prefetch(k, a, rows, taps, b, bks, c, ldc, c, bias, True, False, False, lo, hi, pf)
+    elif nv == 2:
+        _short2(k, a, rows, taps, b, bks, c, ldc, c, bias, True, False, False, lo, hi)
+    else:
+        _short1(k, a, rows, taps, b, bks, c, ldc, c, bias, True, False, False, lo, hi)
+
+
 @njit(cache=True)
 def _item(upk, r_addr, t_addr, bias, o_addr, res_addr, has_res, lo32, hi32, v_addr, m_addr, m, t0, ns, g0, g1, ob,
           oh, ow, th, tw, spad, vx, prefetch):
@@ -108,6 +132,7 @@ def _item(upk, r_addr, t_addr, bias, o_addr, res_addr, has_res, lo32, hi32, v_ad
     reached stalls its first tile."""
     npos, k, bks = upk.shape[0], upk.shape[2], upk.shape[3]
     mx = NV * spad * VL  # M's stride between positions
+    mr = SHORT_MR if (ns + SHORT_MR - 1) // SHORT_MR * SHORT_MR < (ns + MR - 1) // MR * MR else MR
     for g in range(g0, g1):
         nv = 2 if 2 * g + 1 < ob else 1
         bias_addr = bias.ctypes.data + 2 * g * VL * 4
@@ -120,14 +145,9 @@ def _item(upk, r_addr, t_addr, bias, o_addr, res_addr, has_res, lo32, hi32, v_ad
                     pf = upk[xi + 1, g].ctypes.data
                 elif g + 1 < g1:
                     pf = upk[0, g + 1].ctypes.data
-            for rt in range(0, ns, MR):
-                c_addr = m_addr + (xi * mx + rt * VL) * 4
-                if pf != 0 and rt == 0:
-                    _tile2_prefetch(k, a_addr, r_addr, t_addr, b_addr, bks, c_addr, spad * VL, c_addr, bias_addr,
-                                    True, False, False, lo32, hi32, pf)
-                else:
-                    _call(nv, k, a_addr, r_addr + rt * 8, t_addr, b_addr, bks, c_addr, spad * VL, c_addr, bias_addr,
-                          True, False, False, lo32, hi32)
+            for rt in range(0, ns, mr):
+                _gemm_tile(mr, nv, pf if rt == 0 else 0, k, a_addr, r_addr + rt * 8, t_addr, b_addr, bks,
+                           m_addr + (xi * mx + rt * VL) * 4, spad * VL, bias_addr, lo32, hi32)
         for vv in range(nv):
             o = 2 * g + vv
             for s in range(ns):
