@@ -21,12 +21,13 @@ from backends.numba.blocked import conv as bconv
 from backends.numba.blocked import winograd as bwino
 from engine.backend import get_backend
 
-# name, (N, C, H, W), O, algorithm: ResNet-50 batch 1's 3x3 stride-1 layers as the heuristic runs them
+# name, (N, C, H, W), O, algorithm: ResNet-50 batch 1's 3x3 stride-1 layers, by the heuristic's algorithm and others
 LAYERS = [
     ("64@56 f4", (1, 64, 56, 56), 64, "blocked-winograd-f4"),
     ("128@28 f4", (1, 128, 28, 28), 128, "blocked-winograd-f4"),
     ("128@28 f2", (1, 128, 28, 28), 128, "blocked-winograd-f2"),
     ("256@14 f2", (1, 256, 14, 14), 256, "blocked-winograd-f2"),
+    ("256@14 f4", (1, 256, 14, 14), 256, "blocked-winograd-f4"),
     ("512@7 f2", (1, 512, 7, 7), 512, "blocked-winograd-f2"),
     ("256@14 direct", (1, 256, 14, 14), 256, "blocked-direct"),
 ]

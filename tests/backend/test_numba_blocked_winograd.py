@@ -47,7 +47,7 @@ def policy():
 # (N, C, O, H, W, padding, residual, activation, act_attrs): odd sizes (partial 2x2 tiles), channels that are not
 # block multiples on both sides, batch 1 and 2, every epilogue
 CASES = [
-    (1, 64, 64, 14, 14, ((1, 1), (1, 1)), True, "relu", ()),
+    (1, 64, 64, 12, 14, ((1, 1), (1, 1)), True, "relu", ()),
     (2, 20, 40, 9, 7, ((1, 1), (1, 1)), False, "none", ()),
     (2, 48, 33, 5, 11, ((1, 1), (1, 1)), True, "relu", ()),
     (1, 3, 24, 13, 6, ((0, 2), (1, 0)), True, "clamp", (("max", 6.0), ("min", 0.0))),  # uneven padding
@@ -98,16 +98,19 @@ def test_kernel_transform_is_exact_on_a_delta():
 
 
 def test_heuristic_and_policy(policy):
-    x, w = (1, 4, 14, 14, VL), (64, 64, 3, 3)
+    x, w = (1, 4, 10, 14, VL), (64, 64, 3, 3)  # 12 4x4 tiles: F(2x2)
     same = ((1, 1), (1, 1))
     assert bselect.candidates(x, w, (1, 1), same, (1, 1)) == ["blocked-winograd-f2", "blocked-direct"]
-    # F(4x4) from 32 4x4 tiles: ResNet-50's 56x56 and 28x28 layers (196, 49 tiles), not its 14x14 (16) at batch 1
+    # F(4x4) from 16 4x4 tiles: ResNet-50's 56x56, 28x28 and 14x14 layers (196, 49, 16 tiles), not its 7x7 (4) at
+    # batch 1
     f4 = ["blocked-winograd-f4", "blocked-winograd-f2", "blocked-direct"]
     assert bselect.candidates((1, 4, 56, 56, VL), w, (1, 1), same, (1, 1)) == f4
     assert bselect.candidates((1, 8, 28, 28, VL), (128, 128, 3, 3), (1, 1), same, (1, 1)) == f4
+    assert bselect.candidates((1, 16, 14, 14, VL), (256, 256, 3, 3), (1, 1), same, (1, 1)) == f4
+    assert bselect.candidates((1, 32, 7, 7, VL), (512, 512, 3, 3), (1, 1), same, (1, 1))[0] == "blocked-winograd-f2"
     assert bselect.candidates((2, 4, 14, 14, VL), w, (1, 1), same, (1, 1)) == f4  # 2 x 16 tiles
     assert bselect.candidates((2, 4, 13, 13, VL), w, (1, 1), same, (1, 1)) == f4  # partial tiles count
-    assert bselect.candidates((1, 4, 24, 20, VL), w, (1, 1), same, (1, 1))[0] == "blocked-winograd-f2"  # 6 x 5
+    assert bselect.candidates((1, 4, 12, 20, VL), w, (1, 1), same, (1, 1))[0] == "blocked-winograd-f2"  # 3 x 5
     assert bselect.candidates(x, w, (2, 2), same, (1, 1)) == ["blocked-direct"]  # strided
     assert bselect.candidates(x, w, (1, 1), same, (2, 2)) == ["blocked-direct"]  # dilated
     assert bselect.candidates(x, (64, 64, 1, 1), (1, 1), same, (1, 1)) == ["blocked-direct"]
