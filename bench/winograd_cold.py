@@ -1,9 +1,9 @@
 """The blocked Winograd layers of ResNet-50 batch 1 as a network runs them: each call after a parallel pass over
 64 MiB of other memory (every cache flushed, as the layers before leave it), optionally with the worker threads
 put to sleep first (``--gap`` ms: OpenMP workers stop spinning, as between a network's regions), against the same
-call with everything hot, and (``--ab``) each Winograd layer with and without the next-panel prefetch of U
+call with everything hot, and (``--pf 0,1,2``) each Winograd layer with those values of the U prefetch
 (``winograd.PREFETCH``), the calls interleaved. ``python bench/winograd_cold.py [--rounds 15] [--gap 0.5]
-[--only 128] [--ab]``, with ``NUMBA_NUM_THREADS`` 1 or 2; medians of per-call wall times in µs (the calling
+[--only 128] [--pf 0,1,2]``, with ``NUMBA_NUM_THREADS`` 1 or 2; medians of per-call wall times in µs (the calling
 thread's CPU time on one thread)."""
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--gap", type=float, default=0.0, help="ms of sleep between the flush and the call")
     ap.add_argument("--only", default="")
-    ap.add_argument("--ab", action="store_true", help="with and without the U prefetch")
+    ap.add_argument("--pf", type=lambda v: [int(p) for p in v.split(",")], default=None,
+                    help="winograd.PREFETCH values to compare, e.g. 0,1,2")
     args = ap.parse_args()
     nb = get_backend("numba")
     rng = np.random.default_rng(0)
@@ -64,14 +65,15 @@ def main() -> None:
         yb = np.empty((n, -(-o // 16), h, w, 16), np.float32)
         with nb.prepare([wt]) as _:
             calls = {}
-            for pf in ((True, False) if args.ab and "direct" not in algo else (None,)):
-                if pf is not None:  # a tree without the prefetch (main before it) runs plain
+            keep = getattr(bwino, "PREFETCH", None)  # None: a tree without the prefetch (main before it)
+            for pf in (args.pf if args.pf and "direct" not in algo else (None,)):
+                if pf is not None:
                     bwino.PREFETCH = pf
-                key = ("pf " if pf else "nopf ") if args.ab and "direct" not in algo else ""
+                key = f"pf{pf} " if pf is not None else ""
                 calls[key] = bconv._conv_call((xb, wt, b), yb, (1, 1), ((1, 1), (1, 1)), (1, 1), 1, True, False,
                                               "relu", (), algo)
-            if args.ab:
-                bwino.PREFETCH = True
+            if keep is not None:
+                bwino.PREFETCH = keep
             clock = time.thread_time if numba.get_num_threads() == 1 else time.perf_counter
             times: dict[str, list[float]] = {}
             for r in range(args.rounds):

@@ -126,10 +126,10 @@ def _gemm_tile(mr, nv, pf, k, a, rows, taps, b, bks, c, ldc, bias, lo, hi):
 def _item(upk, r_addr, t_addr, bias, o_addr, res_addr, has_res, lo32, hi32, v_addr, m_addr, m, t0, ns, g0, g1, ob,
           oh, ow, th, tw, spad, vx, prefetch):
     """Output-block groups g0 .. g1 - 1 of the tiles t0 .. t0 + ns - 1 (their V at ``v_addr``): per group the a*a
-    GEMMs into the M buffer at ``m_addr``, then the output transform with the epilogue. ``prefetch``: each panel's
-    first register tile asks for the next panel of the item (the next position's, then the next group's first)
-    into the cache while it computes: in a network U comes from memory, and a panel the hardware prefetcher has not
-    reached stalls its first tile."""
+    GEMMs into the M buffer at ``m_addr``, then the output transform with the epilogue. ``prefetch`` (a count):
+    register tile j < prefetch of each panel asks for the item's panel j + 1 places further (the next positions',
+    then the next group's) into the cache while it computes: in a network U comes from memory, and a panel the
+    hardware prefetcher has not reached stalls its first tile."""
     npos, k, bks = upk.shape[0], upk.shape[2], upk.shape[3]
     mx = NV * spad * VL  # M's stride between positions
     mr = SHORT_MR if (ns + SHORT_MR - 1) // SHORT_MR * SHORT_MR < (ns + MR - 1) // MR * MR else MR
@@ -139,14 +139,13 @@ def _item(upk, r_addr, t_addr, bias, o_addr, res_addr, has_res, lo32, hi32, v_ad
         for xi in range(npos):
             a_addr = v_addr + xi * vx * 4
             b_addr = upk[xi, g].ctypes.data
-            pf = 0
-            if prefetch and nv == 2:
-                if xi + 1 < npos:
-                    pf = upk[xi + 1, g].ctypes.data
-                elif g + 1 < g1:
-                    pf = upk[0, g + 1].ctypes.data
+            q = (g - g0) * npos + xi + 1  # the item's next panel
             for rt in range(0, ns, mr):
-                _gemm_tile(mr, nv, pf if rt == 0 else 0, k, a_addr, r_addr + rt * 8, t_addr, b_addr, bks,
+                j = rt // mr
+                pf = 0
+                if j < prefetch and nv == 2 and q + j < (g1 - g0) * npos:
+                    pf = upk[(q + j) % npos, g0 + (q + j) // npos].ctypes.data
+                _gemm_tile(mr, nv, pf, k, a_addr, r_addr + rt * 8, t_addr, b_addr, bks,
                            m_addr + (xi * mx + rt * VL) * 4, spad * VL, bias_addr, lo32, hi32)
         for vv in range(nv):
             o = 2 * g + vv
@@ -221,9 +220,9 @@ _winograd_serial = serial_twin(_winograd)
 # Zen 4's L2 per core: a layer whose U is at most this runs one pass per strip (CPU ms on one core, 512 KiB vs this:
 # F(2x2) 128 -> 128 channels at 28x28 batch 8 11.1 vs 9.5, 256 at 14x14 10.5 vs 9.8; F(4x4) 64 at 56x56 9.6 vs 7.8)
 L2_BYTES = 1 << 20
-STRIP, LONG_STRIP = 40, 160
-# The first register tile of each U panel prefetches the item's next panel (see _item)
-PREFETCH = True  # tiles per strip: U in L2 / U streamed once per strip (its reuse), V and M in L3
+STRIP, LONG_STRIP = 40, 160  # tiles per strip: U in L2 / U streamed once per strip (its reuse), V and M in L3
+# Register tiles per U panel that prefetch a later panel of the item (_item's ``prefetch``)
+PREFETCH = 1
 
 
 def strip_plan(c: int, o: int, ntile: int, threads: int, npos: int = 16) -> tuple[int, int, bool]:
