@@ -241,12 +241,15 @@ def test_compiled_resnet18_runs_winograd_f4_and_equals_eager():
 
 
 def test_strip_plan_evens_out_the_threads():
-    """Items are prange's equal runs per thread: 196 F(4x4) tiles in 5 strips of 40 would leave one of 2 threads 3
+    """Items are the threads' equal runs: 196 F(4x4) tiles in 5 strips of 40 would leave one of 2 threads 3
     strips; 10 strips of 20 give each 5. One thread keeps the L2-sized strips, and a deep layer (U past L2: V
-    shared) keeps one strip per chunk of output groups where the chunks already even out."""
-    assert bwino.strip_plan(64, 64, 196, 2, 36) == (20, 2, False)
-    assert bwino.strip_plan(64, 64, 196, 1, 36) == (40, 2, False)
-    assert bwino.strip_plan(64, 64, 784, 2, 16) == (40, 2, False)  # 20 strips already even
+    shared) keeps one strip per chunk of output groups where the chunks already even out. Where U takes much of
+    L2, strips shorten so that the strip's V and M fit beside it (64 -> 64 F(4x4): U 576 KiB, 13.5 KiB a tile)."""
+    assert bwino.strip_plan(16, 16, 196, 2, 36) == (20, 1, False)
+    assert bwino.strip_plan(16, 16, 196, 1, 36) == (40, 1, False)
+    assert bwino.strip_plan(64, 64, 196, 1, 36) == (10, 2, False)
+    assert bwino.strip_plan(128, 32, 196, 2, 36) == (10, 1, False)  # DenseNet-121's 3x3 layers
+    assert bwino.strip_plan(64, 64, 784, 2, 16) == (40, 2, False)  # F(2x2): 20 strips, already even
     assert bwino.strip_plan(128, 128, 49, 2, 36) == (50, 1, True)  # 4 chunks of one group
     for ntile, threads in [(196, 2), (49, 2), (100, 3), (361, 4), (7, 2)]:
         ssz, ocg, _ = bwino.strip_plan(64, 64, ntile, threads, 36)

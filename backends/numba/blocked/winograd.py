@@ -227,17 +227,23 @@ PREFETCH = 1
 
 def strip_plan(c: int, o: int, ntile: int, threads: int, npos: int = 16) -> tuple[int, int, bool]:
     """(tiles per strip, output-block groups per chunk, shared V) for ``npos`` transform positions. Where the whole
-    U (4*npos*C*O bytes) fits in :data:`L2_BYTES`, each item transforms its own :data:`STRIP` tiles and runs every
-    output group. Else V is transformed once for all tiles (shared), chunks hold as many groups as keep their U
-    panels within :data:`L2_BYTES`, and strips are :data:`LONG_STRIP` tiles (each streams its chunk's U once: on
-    512 -> 512 channels at 7x7, batch 8, F(2x2) with 160-tile strips ran 13 ms on one core where 40-tile ones took
-    17). Strips are shortened (whole MR tiles) where they would leave fewer than two items per thread, then evened
-    out (196 tiles: two strips of 100, not 160 + 36), then split further where that evens out the threads' shares
-    (:func:`_balanced`)."""
+    U (4*npos*C*O bytes) fits in :data:`L2_BYTES`, each item transforms its own strip and runs every output group:
+    :data:`STRIP` tiles, fewer where the strip's V and M (4*npos*(C + NV*VL) bytes a tile) would take more than half
+    of what U leaves of L2 (the strip's input and output pass through it too: F(4x4) 64 -> 64 at 56x56, batch 8, two
+    threads, ms by strip length 10 / 20 / 40: 2.92 / 2.89 / 3.19; DenseNet-121's 128 -> 32 at 56x56, batch 1, one
+    thread 0.80 / 0.92 / 0.95, two 0.41 / 0.46 / 0.46). Else V is transformed once for all tiles (shared), chunks
+    hold as many groups as keep their U panels within :data:`L2_BYTES`, and strips are :data:`LONG_STRIP` tiles
+    (each streams its chunk's U once: on 512 -> 512 channels at 7x7, batch 8, F(2x2) with 160-tile strips ran 13 ms
+    on one core where 40-tile ones took 17). Strips are shortened (whole MR tiles) where they would leave fewer than
+    two items per thread, then evened out (196 tiles: two strips of 100, not 160 + 36), then split further where
+    that evens out the threads' shares (:func:`_balanced`)."""
     ng = blocks(blocks(o, VL), NV)
     shared = 4 * npos * c * o > L2_BYTES
     ocg = max(1, min(ng, L2_BYTES // (4 * npos * c * NV * VL))) if shared else ng
     ssz = min(LONG_STRIP if shared else STRIP, blocks(ntile, MR) * MR)
+    if not shared:
+        per_tile = 4 * npos * (blocks(c, VL) * VL + NV * VL)
+        ssz = min(ssz, max(MR, (L2_BYTES - 4 * npos * c * o) // (2 * per_tile) // MR * MR))
     while ssz > MR and blocks(ng, ocg) * blocks(ntile, ssz) < 2 * threads:
         ssz -= MR
     return _balanced(ntile, blocks(ntile, ssz), blocks(ng, ocg), threads), ocg, shared
