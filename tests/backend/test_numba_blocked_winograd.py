@@ -47,7 +47,7 @@ def policy():
 # (N, C, O, H, W, padding, residual, activation, act_attrs): odd sizes (partial 2x2 tiles), channels that are not
 # block multiples on both sides, batch 1 and 2, every epilogue
 CASES = [
-    (1, 64, 64, 14, 14, ((1, 1), (1, 1)), True, "relu", ()),
+    (1, 64, 64, 12, 14, ((1, 1), (1, 1)), True, "relu", ()),
     (2, 20, 40, 9, 7, ((1, 1), (1, 1)), False, "none", ()),
     (2, 48, 33, 5, 11, ((1, 1), (1, 1)), True, "relu", ()),
     (1, 3, 24, 13, 6, ((0, 2), (1, 0)), True, "clamp", (("max", 6.0), ("min", 0.0))),  # uneven padding
@@ -98,16 +98,19 @@ def test_kernel_transform_is_exact_on_a_delta():
 
 
 def test_heuristic_and_policy(policy):
-    x, w = (1, 4, 14, 14, VL), (64, 64, 3, 3)
+    x, w = (1, 4, 10, 14, VL), (64, 64, 3, 3)  # 12 4x4 tiles: F(2x2)
     same = ((1, 1), (1, 1))
     assert bselect.candidates(x, w, (1, 1), same, (1, 1)) == ["blocked-winograd-f2", "blocked-direct"]
-    # F(4x4) from 32 4x4 tiles: ResNet-50's 56x56 and 28x28 layers (196, 49 tiles), not its 14x14 (16) at batch 1
+    # F(4x4) from 16 4x4 tiles: ResNet-50's 56x56, 28x28 and 14x14 layers (196, 49, 16 tiles), not its 7x7 (4) at
+    # batch 1
     f4 = ["blocked-winograd-f4", "blocked-winograd-f2", "blocked-direct"]
     assert bselect.candidates((1, 4, 56, 56, VL), w, (1, 1), same, (1, 1)) == f4
     assert bselect.candidates((1, 8, 28, 28, VL), (128, 128, 3, 3), (1, 1), same, (1, 1)) == f4
+    assert bselect.candidates((1, 16, 14, 14, VL), (256, 256, 3, 3), (1, 1), same, (1, 1)) == f4
+    assert bselect.candidates((1, 32, 7, 7, VL), (512, 512, 3, 3), (1, 1), same, (1, 1))[0] == "blocked-winograd-f2"
     assert bselect.candidates((2, 4, 14, 14, VL), w, (1, 1), same, (1, 1)) == f4  # 2 x 16 tiles
     assert bselect.candidates((2, 4, 13, 13, VL), w, (1, 1), same, (1, 1)) == f4  # partial tiles count
-    assert bselect.candidates((1, 4, 24, 20, VL), w, (1, 1), same, (1, 1))[0] == "blocked-winograd-f2"  # 6 x 5
+    assert bselect.candidates((1, 4, 12, 20, VL), w, (1, 1), same, (1, 1))[0] == "blocked-winograd-f2"  # 3 x 5
     assert bselect.candidates(x, w, (2, 2), same, (1, 1)) == ["blocked-direct"]  # strided
     assert bselect.candidates(x, w, (1, 1), same, (2, 2)) == ["blocked-direct"]  # dilated
     assert bselect.candidates(x, (64, 64, 1, 1), (1, 1), same, (1, 1)) == ["blocked-direct"]
@@ -238,13 +241,78 @@ def test_compiled_resnet18_runs_winograd_f4_and_equals_eager():
 
 
 def test_strip_plan_evens_out_the_threads():
-    """Items are prange's equal runs per thread: 196 F(4x4) tiles in 5 strips of 40 would leave one of 2 threads 3
+    """Items are the threads' equal runs: 196 F(4x4) tiles in 5 strips of 40 would leave one of 2 threads 3
     strips; 10 strips of 20 give each 5. One thread keeps the L2-sized strips, and a deep layer (U past L2: V
-    shared) keeps one strip per chunk of output groups where the chunks already even out."""
-    assert bwino.strip_plan(64, 64, 196, 2, 36) == (20, 2, False)
-    assert bwino.strip_plan(64, 64, 196, 1, 36) == (40, 2, False)
-    assert bwino.strip_plan(64, 64, 784, 2, 16) == (40, 2, False)  # 20 strips already even
+    shared) keeps one strip per chunk of output groups where the chunks already even out. Where U takes much of
+    L2, strips shorten so that the strip's V and M fit beside it (64 -> 64 F(4x4): U 576 KiB, 13.5 KiB a tile)."""
+    assert bwino.strip_plan(16, 16, 196, 2, 36) == (20, 1, False)
+    assert bwino.strip_plan(16, 16, 196, 1, 36) == (40, 1, False)
+    assert bwino.strip_plan(64, 64, 196, 1, 36) == (10, 2, False)
+    assert bwino.strip_plan(128, 32, 196, 2, 36) == (10, 1, False)  # DenseNet-121's 3x3 layers
+    assert bwino.strip_plan(64, 64, 784, 2, 16) == (40, 2, False)  # F(2x2): 20 strips, already even
     assert bwino.strip_plan(128, 128, 49, 2, 36) == (50, 1, True)  # 4 chunks of one group
     for ntile, threads in [(196, 2), (49, 2), (100, 3), (361, 4), (7, 2)]:
         ssz, ocg, _ = bwino.strip_plan(64, 64, ntile, threads, 36)
         assert ssz % bwino.MR == 0 and ssz * -(-ntile // ssz) >= ntile
+
+
+# (N, C, O, H, W, algorithm): V per strip (U in L2) and V shared (U past L2), F(2x2) and F(4x4), a one-block last
+# output group (O = 144: 9 blocks), strips of 16 and 6 tiles (7x7: register tiles of SHORT_MR rows)
+STEAL_CASES = [(2, 20, 40, 9, 7, "blocked-winograd-f2"), (1, 160, 144, 9, 9, "blocked-winograd-f2"),
+               (2, 24, 40, 10, 9, "blocked-winograd-f4"), (1, 160, 144, 13, 11, "blocked-winograd-f4"),
+               (1, 160, 144, 7, 7, "blocked-winograd-f2")]
+
+
+@pytest.mark.parametrize("case", STEAL_CASES, ids=lambda c: "x".join(map(str, c[:5])) + c[5][-3:])
+@pytest.mark.parametrize("runs", ["all-on-one", "more-runs-than-threads"])
+@pytest.mark.parametrize("serial", [False, True])
+def test_threads_steal_each_others_items_once(case, runs, serial, rng, policy, monkeypatch):
+    """A thread that ends its own run of items (and of the shared V's transform items) takes the other runs' from
+    their ends (blocked/steal.py): however the items are cut into runs (all in the first run, whose thread the
+    others then help; more runs than threads), every item runs exactly once, with the same sums as the default
+    split. In place on the residual (out = res, as an executor plans it), an item run twice would add the residual
+    and bias twice, and a skipped one would leave the residual; without a residual, NaN."""
+    n, c, o, h, w, algo = case
+    from backends.numba.blocked import conv as bconv
+
+    policy(algo)
+    monkeypatch.setattr(bconv, "SERIAL_MACS", 1 << 62 if serial else 0)
+    xb = _run(NB, "to_blocked", rng.standard_normal((n, c, h, w), dtype=np.float32), block=VL)
+    wt = (rng.standard_normal((o, c, 3, 3)) / np.sqrt(9 * c)).astype(np.float32)
+    b = rng.standard_normal(o, dtype=np.float32)
+    r = _run(NB, "to_blocked", rng.standard_normal((n, o, h, w), dtype=np.float32), block=VL)
+    attrs = dict(stride=(1, 1), padding=((1, 1), (1, 1)), dilation=(1, 1), groups=1, has_bias=True,
+                 has_residual=True, activation="none", act_attrs=())
+    plain = dict(attrs, has_residual=False)
+    want, want_plain = _run(NB, "blocked_conv2d", xb, wt, b, r, **attrs), _run(NB, "blocked_conv2d", xb, wt, b, **plain)
+    runs_of = bwino.item_runs
+
+    def cut(items, threads):
+        return np.array([0] + [items] * 3 if runs == "all-on-one" else [items * i // 5 for i in range(6)], np.int64)
+
+    monkeypatch.setattr(bwino, "item_runs", cut)
+    got = r.copy()
+    NB.kernel("blocked_conv2d")(xb, wt, b, got, out=got, **attrs)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(_run(NB, "blocked_conv2d", xb, wt, b, **plain), want_plain)  # NaN where skipped
+    monkeypatch.setattr(bwino, "item_runs", runs_of)
+    ref = _run(NP, "blocked_conv2d", *(a.astype(np.float64) for a in (xb, wt, b, r)), **attrs)
+    np.testing.assert_allclose(want, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("case", STEAL_CASES[:2], ids=lambda c: "x".join(map(str, c[:5])))
+def test_u_prefetch_changes_no_sum(case, rng, policy, monkeypatch):
+    """The register tile that prefetches the next U panel (the first of each panel, winograd.PREFETCH) writes the
+    same bits as the plain tile: the prefetch only asks for cache lines."""
+    n, c, o, h, w, algo = case
+    policy(algo)
+    xb = _run(NB, "to_blocked", rng.standard_normal((n, c, h, w), dtype=np.float32), block=VL)
+    wt = rng.standard_normal((o, c, 3, 3), dtype=np.float32)
+    b = rng.standard_normal(o, dtype=np.float32)
+    attrs = dict(stride=(1, 1), padding=((1, 1), (1, 1)), dilation=(1, 1), groups=1, has_bias=True,
+                 has_residual=False, activation="relu", act_attrs=())
+    got = {}
+    for pf in (True, False):
+        monkeypatch.setattr(bwino, "PREFETCH", pf)
+        got[pf] = _run(NB, "blocked_conv2d", xb, wt, b, **attrs)
+    np.testing.assert_array_equal(got[True], got[False])

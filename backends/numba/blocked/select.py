@@ -29,9 +29,12 @@ _CACHE: dict[tuple, Choice] = {}
 MIN_TILES = 8
 # F(4x4) from this many 4x4 output tiles: it reads 36/16 of F(2x2)'s transformed weights for a quarter of the tiles,
 # so it pays where many tiles share them (CPU ms on one core, F(2x2) vs F(4x4), ResNet-50 batch 1: 64 channels at
-# 56x56 (196 tiles) 1.08 vs 0.75, 128 at 28x28 (49) 1.10 vs 0.66, 256 at 14x14 (16) 1.04 vs 1.14, 512 at 7x7 (4)
-# 1.86 vs 2.47; ResNet-18 batch 8: 512 at 7x7 (32 tiles) 11.3 vs 8.5, 256 at 14x14 (128) 9.5 vs 8.0)
-MIN_TILES4 = 32
+# 56x56 (196 tiles) 1.08 vs 0.75, 128 at 28x28 (49) 1.10 vs 0.66, 512 at 7x7 (4) 1.35 vs 1.53; ResNet-18 batch 8:
+# 512 at 7x7 (32 tiles) 11.3 vs 8.5, 256 at 14x14 (128) 9.5 vs 8.0). 16 tiles fill two of the multiply's 8-row
+# register tiles (winograd.SHORT_MR) with no padding: ResNet-50's 256 at 14x14, hot 0.99 vs 0.78, after a 64 MB
+# cache flush (its 9.4 MB of U from memory) 1.06-1.08 vs 0.83-0.86 (bench/winograd_cold.py); DenseNet-121's 128 ->
+# 32 at 14x14 0.08 either way
+MIN_TILES4 = 16
 
 
 def candidates(x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride, padding, dilation) -> list[str]:
