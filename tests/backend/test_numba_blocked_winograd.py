@@ -285,17 +285,17 @@ def test_threads_steal_each_others_items_once(case, runs, serial, rng, policy, m
                  has_residual=True, activation="none", act_attrs=())
     plain = dict(attrs, has_residual=False)
     want, want_plain = _run(NB, "blocked_conv2d", xb, wt, b, r, **attrs), _run(NB, "blocked_conv2d", xb, wt, b, **plain)
-    runs_of = bwino.item_runs
+    runs_of = bwino.even_runs
 
     def cut(items, threads):
         return np.array([0] + [items] * 3 if runs == "all-on-one" else [items * i // 5 for i in range(6)], np.int64)
 
-    monkeypatch.setattr(bwino, "item_runs", cut)
+    monkeypatch.setattr(bwino, "even_runs", cut)
     got = r.copy()
     NB.kernel("blocked_conv2d")(xb, wt, b, got, out=got, **attrs)
     np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(_run(NB, "blocked_conv2d", xb, wt, b, **plain), want_plain)  # NaN where skipped
-    monkeypatch.setattr(bwino, "item_runs", runs_of)
+    monkeypatch.setattr(bwino, "even_runs", runs_of)
     ref = _run(NP, "blocked_conv2d", *(a.astype(np.float64) for a in (xb, wt, b, r)), **attrs)
     np.testing.assert_allclose(want, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
 

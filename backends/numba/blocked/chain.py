@@ -44,6 +44,7 @@ from .conv import (
 from .depthwise import depthwise_band
 from .select import DIRECT
 from .select import choose as choose_blocked
+from .steal import even_runs
 
 SEGMENT_BYTES = 1 << 20  # depthwise output rows per segment: Zen 4's L2 (shorter segments only add partial tiles)
 PHASED = "auto"  # "always" / "never": tests run a pair either way
@@ -252,11 +253,6 @@ def pair_schedule(n: int, cb: int, oh: int, ow: int, ob: int, wpk2: np.ndarray, 
     if _busiest(segs, starts) > CHAIN_TILE_WASTE * share:
         return None
     return False, starts, segs, starts
-
-
-def even_runs(items: int, threads: int) -> np.ndarray:
-    """``starts`` of ``items`` equal items cut into ``threads`` runs (one apart at most)."""
-    return np.array([items * t // threads for t in range(threads + 1)], np.int64)
 
 
 def phased(segs: np.ndarray, starts: np.ndarray, rows: int, share: int, threads: int) -> bool:

@@ -9,6 +9,7 @@ what the first wrote) counts the first phase's finished items (:func:`add`) and 
 
 from __future__ import annotations
 
+import functools
 import platform
 
 import numpy as np
@@ -33,6 +34,14 @@ def taken(typingctx, addr):
         return builder.icmp_unsigned("!=", old, ir.Constant(i64, 0))
 
     return sig, codegen
+
+
+@functools.lru_cache(maxsize=256)  # the stem's call, reading the user's image, is built on every run
+def even_runs(items: int, threads: int) -> np.ndarray:
+    """``starts`` of ``threads`` contiguous runs of ``items`` items, their counts one apart at most (thread th
+    starts at starts[th]; the threads then steal from each other's runs, so the split need not weigh the items).
+    Shared: callers do not write it."""
+    return np.array([items * t // threads for t in range(threads + 1)], np.int64)
 
 
 def flags_for(items: int) -> np.ndarray:

@@ -289,12 +289,6 @@ def stem_plan(c: int, h: int, w: int, kh: int, kw: int, sh: int, sw: int, pt: in
     return (np.concatenate(kidx), np.concatenate(taps).astype(np.int64), cstart, row_cls, bstart, bx, bcls, xl, xr)
 
 
-@functools.lru_cache(maxsize=64)  # a call reading a new input array is built on every run
-def _row_starts(items: int, threads: int) -> np.ndarray:
-    """Thread th's first item: ``threads`` equal runs of ``items``."""
-    return np.array([items * th // threads for th in range(threads + 1)], np.int64)
-
-
 def pack_stem(w: np.ndarray, kidx: np.ndarray) -> np.ndarray:
     """w (O, C, kh, kw) -> (G, len(kidx), NV*VL): [g, t, v*VL + q] = w[(g*NV + v)*VL + q] at the reduction index
     kidx[t] = (c*kh + i)*kw + j, zeros past O."""
@@ -320,7 +314,7 @@ def stem_call(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, res: np.ndarra
     wcls = _packed(w, f"blocked_stem{(h, wd) + geometry}", functools.partial(pack_stem, kidx=kidx))
     bias, fill = _bias_filler(b, wcls.shape[0] * NV * VL)
     items = n * -(-oh // RB)
-    starts = _row_starts(items, numba.get_num_threads() if parallel else 1)
+    starts = steal.even_runs(items, numba.get_num_threads() if parallel else 1)
     kernel = stem_conv if parallel else _stem_conv_serial
     call = functools.partial(kernel, x, wcls, ctaps, cstart, row_cls, bstart, bx, bcls, xl, xr, sh, sw, pt, pl,
                              bias, res, out, has_res, lo, hi, starts, steal.flags_for(items), kh, dh)

@@ -35,6 +35,7 @@ from ..conv.workspace import current_workspace
 from ..gemm import VL
 from . import steal
 from .conv import MR, NV, _call, _tile2_prefetch, _valid_lanes
+from .steal import even_runs
 from .tile import make_blocked_tile
 from .transforms import G4, input_tile_m, output_tile2, output_tile4
 
@@ -289,10 +290,6 @@ def winograd_step(x: np.ndarray, wpk: np.ndarray, c: int, bias: np.ndarray, res:
     nv1, nitem = (blocks(ntile, ssz) * cb if shared else 0), blocks(wpk.shape[1], ocg) * blocks(ntile, ssz)
     return functools.partial(kernel, x, wpk, rows, taps, bias, res, out, has_res, lo, hi, vbuf, mbuf, pbuf, m, ssz,
                              spad, vt, ocg, pt, pl, shared, PREFETCH, steal.flags_for(nv1 + nitem),
-                             item_runs(nv1, threads), item_runs(nitem, threads))
+                             even_runs(nv1, threads), even_runs(nitem, threads))
 
 
-def item_runs(items: int, threads: int) -> np.ndarray:
-    """The first item of each thread's run (and the end): ``threads`` contiguous runs of equal item counts (the
-    threads then steal from each other's runs, so the split need not weigh the items)."""
-    return np.array([items * t // threads for t in range(threads + 1)], np.int64)
