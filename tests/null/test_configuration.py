@@ -69,12 +69,12 @@ _OMP_PROBE = "import json, os, engine; print(json.dumps([os.environ.get(k) for k
 
 
 def test_import_engine_sets_briefly_spinning_openmp_workers_unless_the_environment_says_otherwise():
-    """Workers spin ~50 us after a parallel region, then sleep (passive: a worker spinning for milliseconds loses
+    """Workers spin ~0.5 ms after a parallel region, then sleep (passive: a worker spinning for milliseconds loses
     its core to other processes and every later region waits for it); a value already in the environment wins and
     is not reported as set by the engine."""
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     env["PYTHONPATH"] = str(ROOT)
     run = lambda e: json.loads(subprocess.run([sys.executable, "-c", _OMP_PROBE], env=e, capture_output=True,  # noqa: E731
                                               text=True, check=True).stdout.strip().splitlines()[-1])
-    assert run(env) == ["passive", "1000", {"OMP_WAIT_POLICY": "passive", "GOMP_SPINCOUNT": "1000"}]
+    assert run(env) == ["passive", "10000", {"OMP_WAIT_POLICY": "passive", "GOMP_SPINCOUNT": "10000"}]
     assert run(dict(env, GOMP_SPINCOUNT="20000")) == ["passive", "20000", {"OMP_WAIT_POLICY": "passive"}]
