@@ -14,7 +14,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-from numba import njit
+from numba import njit, typeof
+from numba.core.dispatcher import Dispatcher
 from numpy.lib.stride_tricks import as_strided
 
 from ..strides import collapse as _collapse
@@ -61,6 +62,16 @@ def grouped_call(shape: tuple[int, ...], arrays: Sequence[np.ndarray], fn: Calla
     if 0 in tuple(shape):
         return nothing
     return in_order([functools.partial(fn, *lead, *group, *tail) for group in views4(shape, arrays)])
+
+
+def bind(kernel: Any, *args: Any) -> Callable[[], None]:
+    """``functools.partial(kernel, *args)`` for a compiled call: where ``kernel`` is a numba dispatcher, its overload
+    for these arguments' types (compiled or loaded from the cache now), called directly. The dispatcher would type
+    every argument again on each call: ~1.5 us for a blocked kernel's 40-55 arguments, 33 us of each MobileNetV2
+    call over its 22 kernels."""
+    if isinstance(kernel, Dispatcher):
+        return functools.partial(kernel.compile(tuple(typeof(a) for a in args)), *args)
+    return functools.partial(kernel, *args)
 
 
 def in_order(calls: Sequence[Callable[[], None]]) -> Callable[[], None]:

@@ -5,13 +5,12 @@ bias epilogue of linear is a row kernel over the GEMM output."""
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 
 import numpy as np
 from numba import njit, prange
 
-from ._layout import by_size, serial_twin
+from ._layout import bind, by_size, serial_twin
 from .conv.epilogue import HAS_RES, Epilogue
 from .conv.workspace import scratch
 from .gemm import batched_gemm
@@ -86,7 +85,7 @@ def dot_call(a: np.ndarray, b: np.ndarray, out: np.ndarray, bias: np.ndarray | N
             a.flags.c_contiguous and a.dtype == b.dtype == out.dtype and a.dtype.kind == "f" and \
             (bias is None or bias.dtype == a.dtype and bias.shape == (b.shape[1],)):
         dot = _rows_dot_serial if a.shape[0] * b.size < SERIAL_DOT_MACS else rows_dot
-        return functools.partial(dot, a, b.T, np.zeros(0, a.dtype) if bias is None else bias, out)
+        return bind(dot, a, b.T, np.zeros(0, a.dtype) if bias is None else bias, out)
     return None
 
 

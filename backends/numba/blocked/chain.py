@@ -16,7 +16,6 @@ items as the layer alone splits them, so each thread also streams only its outpu
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 
 import numba
@@ -25,7 +24,7 @@ from numba import njit, prange
 
 from engine.ops.fused import split_inputs
 
-from .._layout import in_order, serial_twin
+from .._layout import bind, in_order, serial_twin
 from ..conv.workspace import current_workspace
 from ..gemm import VL
 from . import conv as _conv
@@ -218,11 +217,11 @@ def chain_call(first: tuple, second: tuple) -> Callable[[], None] | None:
     kc_max = _conv.k_block(taps2.size, npix)
     if two_phases:
         flags = steal.flags_for(n * cb + segs.shape[0] + 1)
-        steps.append(functools.partial(depthwise_then_pointwise, *dw_args, *pw_args, sbuf, flags, dstarts, segs,
+        steps.append(bind(depthwise_then_pointwise, *dw_args, *pw_args, sbuf, flags, dstarts, segs,
                                        starts, kc_max))
     else:
         kernel = depthwise_pointwise if parallel else _depthwise_pointwise_serial
-        steps.append(functools.partial(kernel, *dw_args, *pw_args, sbuf, segs, starts, kc_max))
+        steps.append(bind(kernel, *dw_args, *pw_args, sbuf, segs, starts, kc_max))
     return in_order(steps)
 
 

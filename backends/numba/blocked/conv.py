@@ -22,7 +22,7 @@ from numba import njit, prange
 from engine.ops.blocked import blocked_conv2d_p, blocks
 from engine.ops.fused import split_inputs
 
-from .._layout import by_size, in_order, serial_twin
+from .._layout import bind, by_size, in_order, serial_twin
 from ..conv.geometry import geom, shape_of
 from ..conv.workspace import current_workspace, derived
 from ..gemm import AVX512, VL
@@ -419,14 +419,14 @@ def _conv_call(ins: tuple, out: np.ndarray, stride, padding, dilation, groups: i
             xp = ws.get("blocked_xpad", (n, x.shape[1], hp, wp, lanes), x.dtype)
             # a serial conv pads serially too: its padding pass is the smaller job (the 224x224 image: 30 us)
             pad = by_size(pad_blocked, _pad_blocked_serial, xp.size) if parallel else _pad_blocked_serial
-            steps.append(functools.partial(pad, x.reshape(xp.shape[:2] + x.shape[2:4] + (lanes,)), xp, pt, pl))
+            steps.append(bind(pad, x.reshape(xp.shape[:2] + x.shape[2:4] + (lanes,)), xp, pt, pl))
         ng = blocks(ob, NV)
         bias, fill = _bias_filler(b, ng * NV * VL)
         wpk = _packed(w, "blocked_dense", pack_dense)
         sbuf = ws.per_thread("blocked_tile", 2 * NV * MR * VL)
         kernel = _conv_dense if parallel else _conv_dense_serial
         segs, starts = dense_items(n, ob, oh * ow, wpk, numba.get_num_threads() if parallel else 1)
-        steps.append(functools.partial(kernel, xp.reshape(n, -1), rows, taps, wpk, bias, res4, out4,
+        steps.append(bind(kernel, xp.reshape(n, -1), rows, taps, wpk, bias, res4, out4,
                                        r is not None, lo, hi, wpk.nbytes >= PREFETCH_BYTES, sbuf,
                                        steal.flags_for(segs.shape[0]), segs, starts, k_block(taps.size, oh * ow)))
     else:
@@ -435,7 +435,7 @@ def _conv_call(ins: tuple, out: np.ndarray, stride, padding, dilation, groups: i
         # parallel: about four items per thread, each a band of whole output rows of one channel block
         band = -(-oh // max(1, -(-4 * numba.get_num_threads() // (n * ob)))) if parallel else oh
         kernel = depthwise if parallel else _depthwise_serial
-        steps.append(functools.partial(kernel, *args, band))
+        steps.append(bind(kernel, *args, band))
     if fill is not None:
         steps.insert(0, fill)
     if activation not in _ACT_CLAMP and activation != "clamp":

@@ -16,7 +16,6 @@ executor offers the three layers only where the depthwise layer is the expand ou
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 
 import numba
@@ -25,7 +24,7 @@ from numba import njit, prange
 
 from engine.ops.fused import split_inputs
 
-from .._layout import in_order, serial_twin
+from .._layout import bind, in_order, serial_twin
 from ..conv.workspace import current_workspace
 from ..gemm import VL
 from . import conv as _conv
@@ -169,7 +168,7 @@ def phased_call(xe: np.ndarray, we: np.ndarray, be, a0: dict, out0: np.ndarray, 
     flags = steal.flags_for(esegs.shape[0] + 1 + (n * cb + segs.shape[0] + 1 if two_phases else 0))
     sbuf = current_workspace().per_thread("blocked_tile", 2 * NV * MR * VL)
     steps = [f for f in (fill0, fill1, fill2) if f is not None]
-    steps.append(functools.partial(expand_then_pair, xe, *ew_args, esegs, estarts,
+    steps.append(bind(expand_then_pair, xe, *ew_args, esegs, estarts,
                                    _conv.k_block(ew_args[1].size, h * w), *dw_args, *pw_args, sbuf, flags, dstarts,
                                    segs, starts, _conv.k_block(pw_args[1].size, oh * ow), two_phases))
     return in_order(steps)
@@ -225,7 +224,7 @@ def inverted_call(expand: tuple, depthwise: tuple, project: tuple) -> Callable[[
     segs, starts = row_schedule(n, oh, seg_rows, numba.get_num_threads() if parallel else 1)
     kernel = expand_depthwise_pointwise if parallel else _expand_depthwise_pointwise_serial
     steps = [f for f in (fill0, fill1, fill2) if f is not None]
-    steps.append(functools.partial(kernel, xe.reshape(n, -1), etab, taps0, wpk0, bias0, lo0, hi0, escr, rmax, h, w,
+    steps.append(bind(kernel, xe.reshape(n, -1), etab, taps0, wpk0, bias0, lo0, hi0, escr, rmax, h, w,
                                    *dw_args[1:], *pw_args, sbuf, segs, starts, KC))
     return in_order(steps)
 

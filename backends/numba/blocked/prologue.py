@@ -26,7 +26,7 @@ from engine.ops.blocked import blocks
 from engine.ops.blocked_prologue import blocked_prologue_conv2d_p, split_prologue
 from engine.ops.fused import split_inputs
 
-from .._layout import in_order, serial_twin
+from .._layout import bind, in_order, serial_twin
 from ..codegen import VL, counted_loop, splat, vector_intrinsic
 from ..conv.workspace import current_workspace
 from ..table import backend
@@ -211,7 +211,7 @@ def _prologue_call(ins: tuple, out: np.ndarray, prologue: str, prologue_attrs: t
     lo, hi = clamp_bounds(activation, act_attrs)
     plo, phi = clamp_bounds(prologue, prologue_attrs)
     kernel = _conv_prologue if n * oh * ow * ob * VL * taps.size >= SERIAL_MACS else _conv_prologue_serial
-    steps.append(functools.partial(kernel, x.reshape(n, -1), scale.reshape(-1), shift.reshape(-1), plo, phi, rows,
+    steps.append(bind(kernel, x.reshape(n, -1), scale.reshape(-1), shift.reshape(-1), plo, phi, rows,
                                    taps, wpk, bias, res4, out4, r is not None, lo, hi, sbuf, xbuf, group, gsplit, KC,
                                    pool, iw))
     if activation not in ("none", "relu", "clamp"):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -12,7 +11,7 @@ from numba.extending import intrinsic
 
 from engine.ops.blocked import blocked_pool_p, blocked_scale_shift_p
 
-from .._layout import serial_twin
+from .._layout import bind, serial_twin
 from ..codegen import counted_loop
 from ..gemm import VL
 from ..table import backend
@@ -87,8 +86,8 @@ def _from_blocked_call(x: np.ndarray, out: np.ndarray, channels: int) -> Callabl
         return None
     n, c, h, w = out.shape
     if h * w == 1:
-        return functools.partial(_pixel_channels, x.reshape(n, -1), out.reshape(n, c))
-    return functools.partial(_pick(_from_blocked, _from_blocked_serial, x.size), x, out)
+        return bind(_pixel_channels, x.reshape(n, -1), out.reshape(n, c))
+    return bind(_pick(_from_blocked, _from_blocked_serial, x.size), x, out)
 
 
 @backend.register("from_blocked")
@@ -200,18 +199,18 @@ def _pool_call(x: np.ndarray, out: np.ndarray, op: str, op_attrs: tuple) -> Call
     if op == "max_pool2d":
         (kh, kw), (sh, sw), (pt, pl), (dh, dw) = a["kernel"], a["stride"], a["padding"], a["dilation"]
         if x.shape[4] == VL and x.dtype == out.dtype == np.float32 and out.flags.c_contiguous:
-            return functools.partial(_pick(max_pool, max_pool_serial, x.size), x, out,
+            return bind(_pick(max_pool, max_pool_serial, x.size), x, out,
                                      window_offsets(kh, kw, dh, dw, x.shape[3]), kh, kw, sh, sw, pt, pl, dh, dw)
-        return functools.partial(_pick(_max_pool, _max_pool_serial, x.size), x, out, kh, kw, sh, sw, pt, pl, dh, dw)
+        return bind(_pick(_max_pool, _max_pool_serial, x.size), x, out, kh, kw, sh, sw, pt, pl, dh, dw)
     if op == "adaptive_avg_pool2d" and tuple(a["output_size"]) == (1, 1):
         if x.shape[4] == VL and x.dtype == out.dtype == np.float32 and out.flags.c_contiguous:
-            return functools.partial(_pick(_global_avg, _global_avg_serial, x.size), x, out)
+            return bind(_pick(_global_avg, _global_avg_serial, x.size), x, out)
         return None
     if op == "avg_pool2d" and tuple(a["padding"]) == (0, 0):
         (kh, kw), (sh, sw) = a["kernel"], a["stride"]
         n, cb, oh, ow, _ = out.shape
         if (oh - 1) * sh + kh <= x.shape[2] and (ow - 1) * sw + kw <= x.shape[3]:  # every window inside
-            return functools.partial(_pick(_avg_pool, _avg_pool_serial, x.size), x, out, kh, kw, sh, sw,
+            return bind(_pick(_avg_pool, _avg_pool_serial, x.size), x, out, kh, kw, sh, sw,
                                      1.0 / (a["divisor"] or kh * kw))
     return None
 

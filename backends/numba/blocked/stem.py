@@ -26,7 +26,7 @@ from numba.extending import intrinsic
 
 from engine.ops.blocked import blocks
 
-from .._layout import serial_twin
+from .._layout import bind, serial_twin
 from ..codegen import AVX512, VL, counted_loop, splat, vector_intrinsic
 from . import steal
 from .conv import NV, _bias_filler, _packed
@@ -316,6 +316,6 @@ def stem_call(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, res: np.ndarra
     items = n * -(-oh // RB)
     starts = steal.even_runs(items, numba.get_num_threads() if parallel else 1)
     kernel = stem_conv if parallel else _stem_conv_serial
-    call = functools.partial(kernel, x, wcls, ctaps, cstart, row_cls, bstart, bx, bcls, xl, xr, sh, sw, pt, pl,
+    call = bind(kernel, x, wcls, ctaps, cstart, row_cls, bstart, bx, bcls, xl, xr, sh, sw, pt, pl,
                              bias, res, out, has_res, lo, hi, starts, steal.flags_for(items), kh, dh)
     return call, fill

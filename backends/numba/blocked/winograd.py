@@ -20,7 +20,6 @@ transforms use the points 0, +-1, 1/2, -2 (:mod:`.transforms`, :mod:`.toom`).
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 
 import numba
@@ -29,7 +28,7 @@ from numba import njit, prange
 
 from engine.ops.blocked import blocks
 
-from .._layout import serial_twin
+from .._layout import bind, serial_twin
 from ..conv.winograd.math import G2
 from ..conv.workspace import current_workspace
 from ..gemm import VL
@@ -288,7 +287,7 @@ def winograd_step(x: np.ndarray, wpk: np.ndarray, c: int, bias: np.ndarray, res:
     pbuf = ws.per_thread("blocked_wino_patch", npos * VL)
     kernel = _winograd_serial if serial else _winograd
     nv1, nitem = (blocks(ntile, ssz) * cb if shared else 0), blocks(wpk.shape[1], ocg) * blocks(ntile, ssz)
-    return functools.partial(kernel, x, wpk, rows, taps, bias, res, out, has_res, lo, hi, vbuf, mbuf, pbuf, m, ssz,
+    return bind(kernel, x, wpk, rows, taps, bias, res, out, has_res, lo, hi, vbuf, mbuf, pbuf, m, ssz,
                              spad, vt, ocg, pt, pl, shared, PREFETCH, steal.flags_for(nv1 + nitem),
                              even_runs(nv1, threads), even_runs(nitem, threads))
 
