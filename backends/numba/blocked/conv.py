@@ -287,23 +287,19 @@ _TABLES: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
 
 
 def offset_tables(c: int, hp: int, wp: int, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int, oh: int,
-                  ow: int, mr: int = MR, nchw: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                  ow: int, mr: int = MR) -> tuple[np.ndarray, np.ndarray]:
     """(rows, taps) in elements of one padded blocked image of c channels: rows[y*ow + x] = (y*sh*wp + x*sw)*VL
     (padded with 0 to whole MR tiles), taps[((b*kh + i)*kw + j)*VL + q] = ((b*hp + i*dh)*wp + j*dw)*VL + q for the
-    valid lanes (:func:`_valid_lanes`, the order of :func:`pack_dense`); cached by geometry. ``nchw``: the same
-    reduction order over an NCHW image, rows[y*ow + x] = y*sh*wp + x*sw and channel b*VL + q at (b*VL + q)*hp*wp."""
-    key = (c, hp, wp, kh, kw, sh, sw, dh, dw, oh, ow, mr, nchw)
+    valid lanes (:func:`_valid_lanes`, the order of :func:`pack_dense`); cached by geometry."""
+    key = (c, hp, wp, kh, kw, sh, sw, dh, dw, oh, ow, mr)
     icb = blocks(c, VL)
     hit = _TABLES.get(key)
     if hit is None:
-        unit = 1 if nchw else VL  # elements per pixel of one channel plane
-        pix = ((np.arange(oh)[:, None] * (sh * wp) + np.arange(ow)[None, :] * sw) * unit).ravel()
+        pix = ((np.arange(oh)[:, None] * (sh * wp) + np.arange(ow)[None, :] * sw) * VL).ravel()
         rows = np.zeros(blocks(pix.size, mr) * mr, np.int64)
         rows[:pix.size] = pix
-        lane = np.arange(VL)[None, None, None, :]
-        chan = (np.arange(icb)[:, None, None, None] * VL + lane) * (hp * wp) if nchw else \
-            np.arange(icb)[:, None, None, None] * (hp * wp * VL) + lane
-        taps = ((np.arange(kh)[None, :, None, None] * (dh * wp) + np.arange(kw)[None, None, :, None] * dw) * unit
+        chan = np.arange(icb)[:, None, None, None] * (hp * wp * VL) + np.arange(VL)[None, None, None, :]
+        taps = ((np.arange(kh)[None, :, None, None] * (dh * wp) + np.arange(kw)[None, None, :, None] * dw) * VL
                 + chan).ravel()
         if len(_TABLES) >= 256:
             _TABLES.clear()
@@ -412,14 +408,13 @@ def _conv_call(ins: tuple, out: np.ndarray, stride, padding, dilation, groups: i
     elif groups == 1:
         hp, wp = x.shape[2] + pt + pb, x.shape[3] + pl + pr
         xp = x
-        rows, taps = offset_tables(w.shape[1], hp, wp, kh, kw, sh, sw, dh, dw, oh, ow, nchw=nchw)
+        rows, taps = offset_tables(w.shape[1], hp, wp, kh, kw, sh, sw, dh, dw, oh, ow)
         parallel = n * oh * ow * ob * VL * taps.size >= SERIAL_MACS
         if (hp, wp) != x.shape[2:4]:
-            lanes = 1 if nchw else VL  # an NCHW image pads as a blocked one with one lane
-            xp = ws.get("blocked_xpad", (n, x.shape[1], hp, wp, lanes), x.dtype)
-            # a serial conv pads serially too: its padding pass is the smaller job (the 224x224 image: 30 us)
+            xp = ws.get("blocked_xpad", (n, x.shape[1], hp, wp, VL), x.dtype)
+            # a serial conv pads serially too: its padding pass is the smaller job
             pad = by_size(pad_blocked, _pad_blocked_serial, xp.size) if parallel else _pad_blocked_serial
-            steps.append(bind(pad, x.reshape(xp.shape[:2] + x.shape[2:4] + (lanes,)), xp, pt, pl))
+            steps.append(bind(pad, x, xp, pt, pl))
         ng = blocks(ob, NV)
         bias, fill = _bias_filler(b, ng * NV * VL)
         wpk = _packed(w, "blocked_dense", pack_dense)
