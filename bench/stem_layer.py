@@ -33,6 +33,18 @@ from engine.ops.blocked import blocks
 LAYERS = {"mobilenet_v2": (3, 32, 224, 224, 3, 2, 1, 0.0, 6.0), "resnet": (3, 64, 224, 224, 7, 2, 3, 0.0, np.inf)}
 
 
+def _nchw_tables(c, hp, wp, k, s, oh, ow):
+    """The offset tables of the generic direct kernel over a padded NCHW image (dilation 1), in the reduction order
+    of ``conv.pack_dense``: rows[y*ow + x] = y*s*wp + x*s (whole MR tiles), channel b*VL + q at (b*VL + q)*hp*wp
+    (what conv.offset_tables built for this path before the stem kernel replaced it)."""
+    pix = (np.arange(oh)[:, None] * (s * wp) + np.arange(ow)[None, :] * s).ravel()
+    rows = np.zeros(blocks(pix.size, bconv.MR) * bconv.MR, np.int64)
+    rows[:pix.size] = pix
+    chan = (np.arange(blocks(c, VL))[:, None, None, None] * VL + np.arange(VL)[None, None, None, :]) * (hp * wp)
+    taps = ((np.arange(k)[None, :, None, None] * wp + np.arange(k)[None, None, :, None]) + chan).ravel()
+    return rows, taps[bconv._valid_lanes(c, k, k)].astype(np.int64)
+
+
 def _padded(x, w, b, out, s, p, lo, hi):
     """The call as blocked/conv.py built it for an NCHW image before the stem kernel: pad, then ``_conv_dense``."""
     n, c, h, wd = x.shape
@@ -40,7 +52,7 @@ def _padded(x, w, b, out, s, p, lo, hi):
     _, ob, oh, ow, _ = out.shape
     hp, wp = h + 2 * p, wd + 2 * p
     xp = np.empty((n, c, hp, wp, 1), np.float32)
-    rows, taps = bconv.offset_tables(c, hp, wp, k, k, s, s, 1, 1, oh, ow, nchw=True)
+    rows, taps = _nchw_tables(c, hp, wp, k, s, oh, ow)
     wpk = bconv.pack_dense(w)
     bias = bconv._pad_bias(b, wpk.shape[0] * bconv.NV * VL)
     sbuf = np.zeros((numba.config.NUMBA_NUM_THREADS, 2 * bconv.NV * bconv.MR * VL), np.float32)
