@@ -111,8 +111,12 @@ def _pair(c: int, h: int, o: int, res: bool, rng) -> tuple:
     r = [rng.standard_normal(out.shape, dtype=np.float32)] if res else []
     a2 = dict(stride=(1, 1), padding=((0, 0), (0, 0)), dilation=(1, 1), groups=1, has_bias=True, has_residual=res,
               activation="none", act_attrs=())
-    step = _kernel_step(chain.chain_call((ins1, mid, a1), ([mid, w2, rng.standard_normal(o, dtype=np.float32), *r],
-                                                           out, a2)))
+    phased, chain.PHASED = chain.PHASED, "never"  # the bands' kernel (7x7 planes run in two phases by default)
+    try:
+        step = _kernel_step(chain.chain_call((ins1, mid, a1), ([mid, w2, rng.standard_normal(o, dtype=np.float32),
+                                                                *r], out, a2)))
+    finally:
+        chain.PHASED = phased
     # pf2 comes right before (sbuf, segs, starts, kc_max)
     return 2 * h * h * c * (o + 9), _variants(step, chain._depthwise_pointwise_serial, len(step.args) - 5)
 

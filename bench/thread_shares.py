@@ -104,7 +104,9 @@ def pair(c: int, h: int, s: int, o: int, res: bool, threads: int, reps: int, rng
         static = _shares(step, serial, *_static_split(out.shape[1], ntiles, group, pix_major, threads), reps)
         balanced = _shares(step, serial, *bconv.dense_schedule(1, out.shape[1], ntiles, group, pix_major, threads),
                            reps)
+        phased, chain.PHASED = chain.PHASED, "never"  # the bands' kernel (uneven rows run in two phases by default)
         call = chain.chain_call(([x, w1, b1], mid, a1), ([mid, w2, b2, *r], out, a2))
+        chain.PHASED = phased
         chained = float("nan")
         if call is not None:
             cstep = _kernel_step(call)
