@@ -10,28 +10,17 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 
-def _cache_dir() -> Path | None:
-    """Where numba writes the backend's kernel cache (None when numba is not installed)."""
-    try:
-        import numba
-
-        import backends.numba as nb
-    except ImportError:
-        return None
-    src = Path(nb.__file__).parent
-    if numba.config.CACHE_DIR:  # NUMBA_CACHE_DIR mirrors the source tree below it
-        return Path(numba.config.CACHE_DIR) / src.relative_to(src.anchor)
-    return src / "__pycache__"
-
-
 def cached_kernels() -> int:
-    """How many compiled kernel signatures numba's cache holds for the numba backend."""
-    d = _cache_dir()
-    return sum(1 for _ in d.glob("*.nbc")) if d is not None and d.is_dir() else 0
+    """How many compiled kernel signatures numba's cache holds for the numba backend (``.nbc`` files in every
+    package directory's cache, wherever numba keeps them: backends/numba/_cache.py)."""
+    try:
+        from backends.numba import _cache
+    except ImportError:  # numba not installed
+        return 0
+    return max(sum(1 for d in family if d.is_dir() for _ in d.glob("*.nbc")) for family in _cache.cache_dirs())
 
 
 class KernelWatch:

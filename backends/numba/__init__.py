@@ -13,6 +13,7 @@ from .table import backend as backend  # first: the kernel table every module be
 
 # isort: split
 from . import (  # noqa: F401 - each module registers its kernels
+    _cache,
     activation,
     blocked,
     call,
@@ -34,3 +35,7 @@ from . import (  # noqa: F401 - each module registers its kernels
 from .blocked import train_bn  # noqa: F401
 from .conv import blocked_train, drivers, notes  # noqa: F401
 from .conv.select import choose_conv_algorithm  # noqa: F401
+
+# before any kernel loads from numba's cache (importing the modules above compiles and loads nothing): a cached
+# kernel compiled against another module's old source would run that old code
+_cache.drop_stale()
