@@ -4,11 +4,13 @@ process, the speedup, and the time lost against a perfect split (``t_n - t_1 / n
 is serial or runs its threads one after the other; one that loses tens of microseconds at a good speedup is short
 enough for the region's wake-up and barrier to matter.
 
-``python bench/thread_scaling.py [--model mobilenet_v2] [--batch 1] [--calls 60] [--threads 2]``
+``python bench/thread_scaling.py [--model mobilenet_v2] [--batch 1] [--calls 60] [--threads 2] [--passes 3]``
 
 Times come from ``engine.profile`` (one perf_counter pair around each call), so they include each call's Python
-and dispatch; the two children run one after the other, so a machine whose load changes between them skews the
-ratio: run it on a quiet machine, twice."""
+and dispatch. The children cannot run at once (they would share the cores), so the 1-thread and the n-thread child
+take turns ``--passes`` times, the order alternating, and each call's time is the median over the passes: a
+change in the machine's load between two children (other tenants come and go here) moves one pass, not the
+ratio."""
 
 from __future__ import annotations
 
@@ -47,21 +49,34 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--calls", type=int, default=60)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--passes", type=int, default=3)
     ap.add_argument("--child", action="store_true")
     args = ap.parse_args()
     if args.child:
         print(json.dumps(child(args.model, args.batch, args.calls)))
         return
-    runs = {}
-    for n in (1, args.threads):
-        env = dict(os.environ, NUMBA_NUM_THREADS=str(n))
-        out = subprocess.run([sys.executable, __file__, "--child", "--model", args.model, "--batch", str(args.batch),
-                              "--calls", str(args.calls)], env=env, check=True, capture_output=True, text=True)
-        runs[n] = json.loads(out.stdout.strip().splitlines()[-1])
-    one = dict(runs[1])
+    passes: dict[int, list[list[tuple[str, float]]]] = {1: [], args.threads: []}
+    for p in range(args.passes):  # the thread counts take turns, the order alternating
+        for n in (1, args.threads) if p % 2 == 0 else (args.threads, 1):
+            env = dict(os.environ, NUMBA_NUM_THREADS=str(n))
+            out = subprocess.run([sys.executable, __file__, "--child", "--model", args.model, "--batch",
+                                  str(args.batch), "--calls", str(args.calls)], env=env, check=True,
+                                 capture_output=True, text=True)
+            passes[n].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    # per call, the median over the passes of each child's median
+    runs = {n: [(name, statistics.median(dict(r)[name] for r in rs if name in dict(r))) for name, _ in rs[0]]
+            for n, rs in passes.items()}
+    # a call that runs with more threads as part of the call before (a chain the executor takes only on two or more
+    # threads: MobileNetV2's small blocks) counts in that call on one thread too
+    on_n = {name for name, _ in runs[args.threads]}
+    one: dict[str, float] = {}
+    last = None
+    for name, t in runs[1]:
+        last = name if name in on_n or last is None else last
+        one[last] = one.get(last, 0.0) + t
     n = args.threads
-    print(f"{args.model} batch {args.batch}: per call, µs (median of {args.calls} profiled calls), 1 vs {n} threads; "
-          f"load average {os.getloadavg()[0]:.1f}\n")
+    print(f"{args.model} batch {args.batch}: per call, µs (median over {args.passes} passes of each child's median of "
+          f"{args.calls} profiled calls), 1 vs {n} threads; load average {os.getloadavg()[0]:.1f}\n")
     print(f"| call | 1 thread | {n} threads | speedup | lost vs t1/{n} |\n|---|---|---|---|---|")
     t1 = tn = lost = 0.0
     for name, t in runs[n]:
