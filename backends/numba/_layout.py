@@ -11,6 +11,7 @@ import itertools
 import math
 import types
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from typing import Any
 
 import numpy as np
@@ -64,12 +65,31 @@ def grouped_call(shape: tuple[int, ...], arrays: Sequence[np.ndarray], fn: Calla
     return in_order([functools.partial(fn, *lead, *group, *tail) for group in views4(shape, arrays)])
 
 
+_FOR_REUSE: ContextVar[bool] = ContextVar("convgraph_numba_for_reuse", default=False)
+
+
+def for_reuse(build: Callable[..., Any]) -> Callable[..., Any]:
+    """A kernel's ``specialize`` (or ``specialize_chain``): the calls it builds run again and again on the same
+    arrays, so :func:`bind` resolves their compiled overloads while it builds them."""
+    @functools.wraps(build)
+    def building(*args: Any, **kwargs: Any) -> Any:
+        token = _FOR_REUSE.set(True)
+        try:
+            return build(*args, **kwargs)
+        finally:
+            _FOR_REUSE.reset(token)
+
+    return building
+
+
 def bind(kernel: Any, *args: Any) -> Callable[[], None]:
-    """``functools.partial(kernel, *args)`` for a compiled call: where ``kernel`` is a numba dispatcher, its overload
-    for these arguments' types (compiled or loaded from the cache now), called directly. The dispatcher would type
-    every argument again on each call: ~1.5 us for a blocked kernel's 40-55 arguments, 33 us of each MobileNetV2
-    call over its 22 kernels."""
-    if isinstance(kernel, Dispatcher):
+    """``functools.partial(kernel, *args)``; inside a :func:`for_reuse` build, where ``kernel`` is a numba
+    dispatcher, its overload for these arguments' types (compiled or loaded from the cache now), called directly.
+    The dispatcher types every argument again on each call: ~1.5 us for a blocked kernel's 40-55 arguments, 33 us
+    of each MobileNetV2 call over its 22 kernels. Typing them here costs ~6 us per array argument, once: paid per
+    call, it would be 40 us for a 4-argument call built and run once (an eager kernel), so only reused calls pay
+    it."""
+    if _FOR_REUSE.get() and isinstance(kernel, Dispatcher):
         return functools.partial(kernel.compile(tuple(typeof(a) for a in args)), *args)
     return functools.partial(kernel, *args)
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 import numpy as np
 from numba import njit, prange
 
-from ._layout import bind, by_size, serial_twin
+from ._layout import bind, by_size, for_reuse, serial_twin
 from .conv.epilogue import HAS_RES, Epilogue
 from .conv.workspace import scratch
 from .gemm import batched_gemm
@@ -130,7 +130,7 @@ def linear(x: np.ndarray, w: np.ndarray, *b: np.ndarray, out: np.ndarray) -> Non
 
 
 # in a compiled graph a classifier at batch 1 calls its compiled loop directly, not through linear_product's Python
-linear.specialize = lambda x, w, *b, out: dot_call(x, w.T, out, b[0] if b else None)
+linear.specialize = for_reuse(lambda x, w, *b, out: dot_call(x, w.T, out, b[0] if b else None))
 
 
 @backend.register("matmul_tn")

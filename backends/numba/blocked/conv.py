@@ -22,7 +22,7 @@ from numba import njit, prange
 from engine.ops.blocked import blocked_conv2d_p, blocks
 from engine.ops.fused import split_inputs
 
-from .._layout import bind, by_size, in_order, serial_twin
+from .._layout import bind, by_size, for_reuse, in_order, serial_twin
 from ..conv.geometry import geom, shape_of
 from ..conv.workspace import current_workspace, derived
 from ..gemm import AVX512, VL
@@ -456,7 +456,7 @@ def _specialize(*ins: np.ndarray, out: np.ndarray, stride, padding, dilation, gr
     return _conv_call(ins, out, stride, padding, dilation, groups, has_bias, has_residual, activation, act_attrs)
 
 
-blocked_conv2d.specialize = _specialize
+blocked_conv2d.specialize = for_reuse(_specialize)
 
 
 def _note(specs, groups: int, stride, padding, dilation, **attrs) -> str:

@@ -24,7 +24,7 @@ from numba import njit, prange
 
 from engine.ops.fused import split_inputs
 
-from .._layout import bind, in_order, serial_twin
+from .._layout import bind, for_reuse, in_order, serial_twin
 from ..conv.workspace import current_workspace
 from ..gemm import VL
 from . import conv as _conv
@@ -237,4 +237,4 @@ def specialize_chain(*layers: tuple) -> Callable[[], None] | None:
     return chain_call(*layers) if len(layers) == 2 else None
 
 
-_conv.blocked_conv2d.specialize_chain = specialize_chain
+_conv.blocked_conv2d.specialize_chain = for_reuse(specialize_chain)

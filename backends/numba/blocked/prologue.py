@@ -26,7 +26,7 @@ from engine.ops.blocked import blocks
 from engine.ops.blocked_prologue import blocked_prologue_conv2d_p, split_prologue
 from engine.ops.fused import split_inputs
 
-from .._layout import bind, in_order, serial_twin
+from .._layout import bind, for_reuse, in_order, serial_twin
 from ..codegen import VL, counted_loop, splat, vector_intrinsic
 from ..conv.workspace import current_workspace
 from ..table import backend
@@ -235,5 +235,5 @@ def _specialize(*ins: np.ndarray, out: np.ndarray, prologue: str, prologue_attrs
     return _prologue_call(ins, out, prologue, prologue_attrs, **attrs)
 
 
-blocked_prologue_conv2d.specialize = _specialize
+blocked_prologue_conv2d.specialize = for_reuse(_specialize)
 blocked_prologue_conv2d.algorithm = lambda specs, **attrs: "blocked-direct-prologue"

@@ -11,7 +11,7 @@ from numba.extending import intrinsic
 
 from engine.ops.blocked import blocked_pool_p, blocked_scale_shift_p
 
-from .._layout import bind, serial_twin
+from .._layout import bind, for_reuse, serial_twin
 from ..codegen import counted_loop
 from ..gemm import VL
 from ..table import backend
@@ -101,7 +101,7 @@ def from_blocked(x: np.ndarray, out: np.ndarray, channels: int) -> None:
 # in a compiled graph the reorder before the classifier and the global pool call their compiled loops directly: the
 # Python around them, run once per call at the end of a network whose weights have pushed the interpreter's code out
 # of the caches, cost 10-20 us each there (MobileNetV2 b1; 2 us when hot)
-from_blocked.specialize = _from_blocked_call
+from_blocked.specialize = for_reuse(_from_blocked_call)
 
 
 @njit(parallel=True, cache=True, fastmath=True)
@@ -224,7 +224,7 @@ def blocked_pool(x: np.ndarray, out: np.ndarray, op: str, op_attrs: tuple, chann
     blocked_pool_p.decomposed_kernel(backend.kernel)(x, out=out, op=op, op_attrs=op_attrs, channels=channels)
 
 
-blocked_pool.specialize = lambda x, out, op, op_attrs, channels: _pool_call(x, out, op, op_attrs)
+blocked_pool.specialize = for_reuse(lambda x, out, op, op_attrs, channels: _pool_call(x, out, op, op_attrs))
 
 
 @njit(parallel=True, cache=True, fastmath=True)
