@@ -218,7 +218,7 @@ def chain_call(first: tuple, second: tuple) -> Callable[[], None] | None:
     if two_phases:
         flags = steal.flags_for(n * cb + segs.shape[0] + 1)
         steps.append(bind(depthwise_then_pointwise, *dw_args, *pw_args, sbuf, flags, dstarts, segs,
-                                       starts, kc_max))
+                          starts, kc_max))
     else:
         kernel = depthwise_pointwise if parallel else _depthwise_pointwise_serial
         steps.append(bind(kernel, *dw_args, *pw_args, sbuf, segs, starts, kc_max))

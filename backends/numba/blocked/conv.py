@@ -422,8 +422,8 @@ def _conv_call(ins: tuple, out: np.ndarray, stride, padding, dilation, groups: i
         kernel = _conv_dense if parallel else _conv_dense_serial
         segs, starts = dense_items(n, ob, oh * ow, wpk, numba.get_num_threads() if parallel else 1)
         steps.append(bind(kernel, xp.reshape(n, -1), rows, taps, wpk, bias, res4, out4,
-                                       r is not None, lo, hi, wpk.nbytes >= PREFETCH_BYTES, sbuf,
-                                       steal.flags_for(segs.shape[0]), segs, starts, k_block(taps.size, oh * ow)))
+                          r is not None, lo, hi, wpk.nbytes >= PREFETCH_BYTES, sbuf,
+                          steal.flags_for(segs.shape[0]), segs, starts, k_block(taps.size, oh * ow)))
     else:
         args, fill = depthwise_operands(x, w, b, res4, out4, ow, r is not None, stride, padding, dilation, lo, hi)
         parallel = n * oh * ow * ob * VL * kh * kw * DEPTHWISE_MAC_COST >= SERIAL_MACS

@@ -169,8 +169,8 @@ def phased_call(xe: np.ndarray, we: np.ndarray, be, a0: dict, out0: np.ndarray, 
     sbuf = current_workspace().per_thread("blocked_tile", 2 * NV * MR * VL)
     steps = [f for f in (fill0, fill1, fill2) if f is not None]
     steps.append(bind(expand_then_pair, xe, *ew_args, esegs, estarts,
-                                   _conv.k_block(ew_args[1].size, h * w), *dw_args, *pw_args, sbuf, flags, dstarts,
-                                   segs, starts, _conv.k_block(pw_args[1].size, oh * ow), two_phases))
+                      _conv.k_block(ew_args[1].size, h * w), *dw_args, *pw_args, sbuf, flags, dstarts,
+                      segs, starts, _conv.k_block(pw_args[1].size, oh * ow), two_phases))
     return in_order(steps)
 
 
@@ -225,7 +225,7 @@ def inverted_call(expand: tuple, depthwise: tuple, project: tuple) -> Callable[[
     kernel = expand_depthwise_pointwise if parallel else _expand_depthwise_pointwise_serial
     steps = [f for f in (fill0, fill1, fill2) if f is not None]
     steps.append(bind(kernel, xe.reshape(n, -1), etab, taps0, wpk0, bias0, lo0, hi0, escr, rmax, h, w,
-                                   *dw_args[1:], *pw_args, sbuf, segs, starts, KC))
+                      *dw_args[1:], *pw_args, sbuf, segs, starts, KC))
     return in_order(steps)
 
 

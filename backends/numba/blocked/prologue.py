@@ -212,8 +212,8 @@ def _prologue_call(ins: tuple, out: np.ndarray, prologue: str, prologue_attrs: t
     plo, phi = clamp_bounds(prologue, prologue_attrs)
     kernel = _conv_prologue if n * oh * ow * ob * VL * taps.size >= SERIAL_MACS else _conv_prologue_serial
     steps.append(bind(kernel, x.reshape(n, -1), scale.reshape(-1), shift.reshape(-1), plo, phi, rows,
-                                   taps, wpk, bias, res4, out4, r is not None, lo, hi, sbuf, xbuf, group, gsplit, KC,
-                                   pool, iw))
+                      taps, wpk, bias, res4, out4, r is not None, lo, hi, sbuf, xbuf, group, gsplit, KC,
+                      pool, iw))
     if activation not in ("none", "relu", "clamp"):
         steps.append(functools.partial(backend.kernel(activation), out, out=out, **dict(act_attrs)))
     return in_order(steps)

@@ -200,7 +200,7 @@ def _pool_call(x: np.ndarray, out: np.ndarray, op: str, op_attrs: tuple) -> Call
         (kh, kw), (sh, sw), (pt, pl), (dh, dw) = a["kernel"], a["stride"], a["padding"], a["dilation"]
         if x.shape[4] == VL and x.dtype == out.dtype == np.float32 and out.flags.c_contiguous:
             return bind(_pick(max_pool, max_pool_serial, x.size), x, out,
-                                     window_offsets(kh, kw, dh, dw, x.shape[3]), kh, kw, sh, sw, pt, pl, dh, dw)
+                        window_offsets(kh, kw, dh, dw, x.shape[3]), kh, kw, sh, sw, pt, pl, dh, dw)
         return bind(_pick(_max_pool, _max_pool_serial, x.size), x, out, kh, kw, sh, sw, pt, pl, dh, dw)
     if op == "adaptive_avg_pool2d" and tuple(a["output_size"]) == (1, 1):
         if x.shape[4] == VL and x.dtype == out.dtype == np.float32 and out.flags.c_contiguous:
@@ -211,7 +211,7 @@ def _pool_call(x: np.ndarray, out: np.ndarray, op: str, op_attrs: tuple) -> Call
         n, cb, oh, ow, _ = out.shape
         if (oh - 1) * sh + kh <= x.shape[2] and (ow - 1) * sw + kw <= x.shape[3]:  # every window inside
             return bind(_pick(_avg_pool, _avg_pool_serial, x.size), x, out, kh, kw, sh, sw,
-                                     1.0 / (a["divisor"] or kh * kw))
+                        1.0 / (a["divisor"] or kh * kw))
     return None
 
 

@@ -317,5 +317,5 @@ def stem_call(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, res: np.ndarra
     starts = steal.even_runs(items, numba.get_num_threads() if parallel else 1)
     kernel = stem_conv if parallel else _stem_conv_serial
     call = bind(kernel, x, wcls, ctaps, cstart, row_cls, bstart, bx, bcls, xl, xr, sh, sw, pt, pl,
-                             bias, res, out, has_res, lo, hi, starts, steal.flags_for(items), kh, dh)
+                bias, res, out, has_res, lo, hi, starts, steal.flags_for(items), kh, dh)
     return call, fill

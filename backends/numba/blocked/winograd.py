@@ -288,7 +288,7 @@ def winograd_step(x: np.ndarray, wpk: np.ndarray, c: int, bias: np.ndarray, res:
     kernel = _winograd_serial if serial else _winograd
     nv1, nitem = (blocks(ntile, ssz) * cb if shared else 0), blocks(wpk.shape[1], ocg) * blocks(ntile, ssz)
     return bind(kernel, x, wpk, rows, taps, bias, res, out, has_res, lo, hi, vbuf, mbuf, pbuf, m, ssz,
-                             spad, vt, ocg, pt, pl, shared, PREFETCH, steal.flags_for(nv1 + nitem),
-                             even_runs(nv1, threads), even_runs(nitem, threads))
+                spad, vt, ocg, pt, pl, shared, PREFETCH, steal.flags_for(nv1 + nitem),
+                even_runs(nv1, threads), even_runs(nitem, threads))
 
 
