@@ -40,7 +40,7 @@ from .chain import (
     pointwise_operands,
     row_schedule,
 )
-from .conv import KC, MR, NV, _bias_filler, _packed, clamp_bounds, dense_segments, group_tiles, pack_dense
+from .conv import KC, MR, NV, dense_segments, group_tiles
 from .depthwise import depthwise_band
 
 # Scratch for the expanded rows of one segment, per thread: with the depthwise rows and the 1x1's weights it stays
@@ -148,6 +148,9 @@ def phased_call(xe: np.ndarray, we: np.ndarray, be, a0: dict, out0: np.ndarray, 
     """:func:`expand_then_pair` for the expand layer (xe -> out0; checked by :func:`inverted_call`) and the pair
     after it, on two or more threads; None where the pair would not chain (:func:`.chain.pair_schedule`) or the
     layers are too small for threads (then the layers run as the pair and the expand apart)."""
+    threads = numba.get_num_threads()
+    if threads < 2 or not SMALL_BLOCKS_IN_ONE_REGION:
+        return None
     (ins1, out1, a1), (ins2, out2, a2) = depthwise, project
     _, w1, b1, r1 = split_inputs(ins1, a1["has_bias"], a1["has_residual"])
     mid, w2, b2, r2 = split_inputs(ins2, a2["has_bias"], a2["has_residual"])
@@ -156,12 +159,8 @@ def phased_call(xe: np.ndarray, we: np.ndarray, be, a0: dict, out0: np.ndarray, 
     ob = out2.shape[1]
     ew_args, fill0 = pointwise_operands(we, be, None, a0, out0)
     dw_args, fill1, pw_args, fill2 = pair_operands(out0, w1, b1, r1, a1, out1, w2, b2, r2, a2, out2)
-    kh, kw = w1.shape[2:]
-    macs = n * (h * w * ecb * VL * ew_args[1].size + oh * ow * VL * (cb * kh * kw * _conv.DEPTHWISE_MAC_COST +
-                                                                    ob * pw_args[1].size))
-    threads = numba.get_num_threads()
     plan = pair_schedule(n, cb, oh, ow, ob, pw_args[2], threads)
-    if plan is None or threads < 2 or macs < _conv.SERIAL_MACS or not SMALL_BLOCKS_IN_ONE_REGION:
+    if plan is None or _block_macs(out0, out1, out2, ew_args[1], w1, pw_args[1]) < _conv.SERIAL_MACS:
         return None
     two_phases, dstarts, segs, starts = plan
     esegs, estarts = _conv.dense_items(n, ecb, h * w, ew_args[2], threads)
@@ -179,8 +178,9 @@ def inverted_call(expand: tuple, depthwise: tuple, project: tuple) -> Callable[[
     reading that (each ``(inputs, out, attrs)`` of ``blocked_conv2d``) as one zero-argument call of
     :func:`expand_depthwise_pointwise`; None where they do not fit it: an expand with a residual or that is no
     plain 1x1, a project that is no plain 1x1, activations that are no clamp, operands that are not C-contiguous
-    float32 blocked arrays, an expanded tensor under :data:`MIN_EXPANDED_BYTES`, or an output (the depthwise's,
-    the project's) that overlaps an input the call still reads (the expand's, a residual) or the other output."""
+    float32 blocked arrays, or an output (the depthwise's, the project's) that overlaps an input the call still
+    reads (the expand's, a residual) or the other output. An expanded tensor under :data:`MIN_EXPANDED_BYTES`:
+    :func:`phased_call` instead."""
     (ins0, out0, a0), (ins1, out1, a1), (ins2, out2, a2) = expand, depthwise, project
     xe, we, be, re = split_inputs(ins0, a0["has_bias"], a0["has_residual"])
     e, w1, b1, r1 = split_inputs(ins1, a1["has_bias"], a1["has_residual"])
@@ -199,34 +199,36 @@ def inverted_call(expand: tuple, depthwise: tuple, project: tuple) -> Callable[[
     if out0.nbytes < MIN_EXPANDED_BYTES:
         return phased_call(xe, we, be, a0, out0, depthwise, project) if not np.may_share_memory(out0, xe) else None
     n, ecb, h, w, _ = out0.shape
-    _, cb, oh, ow, _ = out1.shape
-    ob = out2.shape[1]
-    npix = oh * ow
-    lo0, hi0 = clamp_bounds(a0["activation"], a0.get("act_attrs", ()))
+    oh = out1.shape[2]
+    (_, taps0, wpk0, bias0, _, _, _, lo0, hi0, _), fill0 = pointwise_operands(we, be, None, a0, out0)
     dw_args, fill1, pw_args, fill2 = pair_operands(out0, w1, b1, r1, a1, out1, w2, b2, r2, a2, out2)
-    taps2 = pw_args[1]
     sh, kh, dh = dw_args[14], dw_args[19], dw_args[17]
     kext = (kh - 1) * dh + 1
     # segments of depthwise output rows whose expanded rows fit EXPAND_BYTES
     row_bytes = ecb * w * VL * 4
     seg_rows = max(1, (max(kext, EXPAND_BYTES // row_bytes) - kext) // sh + 1)
     rmax = min(h, (seg_rows - 1) * sh + kext)
-    bias0, fill0 = _bias_filler(be, -(-ecb // NV) * NV * VL)
-    wpk0 = _packed(we, "blocked_dense", pack_dense)
-    _, taps0 = _conv.offset_tables(we.shape[1], h, w, 1, 1, 1, 1, 1, 1, h, w)
     ws = current_workspace()
     sbuf = ws.per_thread("blocked_tile", 2 * NV * MR * VL)
     escr = ws.per_thread("blocked_expanded", ecb * rmax * w * VL)
     etab = ws.per_thread("blocked_expanded_rows", rmax * w + MR, np.int64)
-    macs = n * (h * w * ecb * VL * taps0.size + npix * VL * (cb * kh * w1.shape[3] * _conv.DEPTHWISE_MAC_COST +
-                                                             ob * taps2.size))
-    parallel = macs >= _conv.SERIAL_MACS
+    parallel = _block_macs(out0, out1, out2, taps0, w1, pw_args[1]) >= _conv.SERIAL_MACS
     segs, starts = row_schedule(n, oh, seg_rows, numba.get_num_threads() if parallel else 1)
     kernel = expand_depthwise_pointwise if parallel else _expand_depthwise_pointwise_serial
     steps = [f for f in (fill0, fill1, fill2) if f is not None]
     steps.append(bind(kernel, xe.reshape(n, -1), etab, taps0, wpk0, bias0, lo0, hi0, escr, rmax, h, w,
                       *dw_args[1:], *pw_args, sbuf, segs, starts, KC))
     return in_order(steps)
+
+
+def _block_macs(e: np.ndarray, mid: np.ndarray, out: np.ndarray, taps_e: np.ndarray, w1: np.ndarray,
+                taps2: np.ndarray) -> int:
+    """The block's multiply-adds as the threads' threshold counts them: expand (into e, over taps_e), depthwise
+    (into mid, weights w1, each counted :data:`.conv.DEPTHWISE_MAC_COST` times), project (into out, over taps2)."""
+    n, ecb, h, w, _ = e.shape
+    _, cb, oh, ow, _ = mid.shape
+    return n * (h * w * ecb * VL * taps_e.size + oh * ow * VL * (cb * w1.shape[2] * w1.shape[3] *
+                                                                 _conv.DEPTHWISE_MAC_COST + out.shape[1] * taps2.size))
 
 
 def specialize_chain(*layers: tuple) -> Callable[[], None] | None:
